@@ -208,7 +208,9 @@ pub fn enter_hardirq(irq: u32, handler: &'static str) -> HardIrqGuard {
         }
         current.set(Some(IrqFrame { irq, handler }));
     });
-    HardIrqGuard { _not_send: std::marker::PhantomData }
+    HardIrqGuard {
+        _not_send: std::marker::PhantomData,
+    }
 }
 
 /// Proof that this thread is in hard-IRQ context; dropping it leaves the

@@ -1,10 +1,72 @@
-//! The simulated hardware of irqlab.
+//! The simulated hardware of irqlab: an interrupt controller, CPUs, local
+//! timers, device models and the interrupt context.
 //!
-//! So far this crate holds only [`context`]: which context (hard IRQ or task)
-//! the current thread runs in, and `might_sleep()`, the check every waiting
-//! API makes. The interrupt controller, CPUs, timers and devices will build
-//! on it.
+//! # The model
+//!
+//! - A [`Machine`] owns a [`Controller`] with numbered lines (1024 by
+//!   default) and one OS thread per simulated CPU.
+//! - A device raises a line from any thread ([`Controller::raise`]); the
+//!   line's CPU wakes (or, in busy-poll mode, notices) and runs the line's
+//!   handler chain in hard-IRQ context ([`context::in_hardirq`] is true
+//!   there). Hard IRQs never nest; pending lines are delivered highest
+//!   priority first, equal priorities in arrival order.
+//! - Edge lines fold edges that arrive while pending, in progress or
+//!   disabled into one delivery and count them as coalesced. Level lines are
+//!   masked during their handlers and fire again while still high.
+//! - Top halves ([`TopHalf`]) return [`IrqReturn`]; each call is timed
+//!   against its line's budget ([`contract`]), panics are caught and disable
+//!   the line, a lockup watchdog reports a CPU stuck in a top half, and
+//!   unhandled storms disable the line as spurious.
+//! - [`timer`] gives each CPU local timers; [`device`] has a NIC, a UART, a
+//!   block device and a GPIO button; [`arrival`] drives devices with
+//!   periodic, Poisson, burst and replayed arrivals.
+//!
+//! docs/interrupts.md maps every Linux function to its irq-sim counterpart.
+//!
+//! # Example
+//!
+//! ```
+//! use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
+//!
+//! let machine = Machine::new(Config { nr_cpus: 1, ..Config::default() }).unwrap();
+//! let irq = machine.controller();
+//! irq.request_irq(3, IrqRequest::new("button", IrqFlags::EDGE, |ctx: &mut HardIrqContext<'_>| {
+//!     assert!(irq_sim::in_hardirq());
+//!     assert!(ctx.latency().is_some());
+//!     IrqReturn::Handled
+//! }))
+//! .unwrap();
+//! irq.raise(3).unwrap();
+//! irq.synchronize_irq(3).unwrap();
+//! assert!(machine.shutdown().is_clean());
+//! ```
 
+pub mod arrival;
+pub mod clock;
 pub mod context;
+pub mod contract;
+pub mod controller;
+mod cpu;
+pub mod device;
+pub mod error;
+pub mod handler;
+pub mod line_state;
+pub mod machine;
+pub mod stats;
+mod sync;
+pub mod timer;
+mod watchdog;
 
 pub use context::{InvalidContext, in_hardirq, in_interrupt, in_task, might_sleep};
+pub use contract::{Budget, CpuTimeAccounting, DEFAULT_BUDGET, OverrunPolicy};
+pub use controller::{Controller, DEFAULT_PRIORITY};
+pub use error::{
+    ConfigError, ContractViolation, FreeError, LineError, RequestError, RequestRejected,
+};
+pub use handler::{HandlerId, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, TopHalf, Trigger};
+pub use line_state::{LineSnapshot, RaiseOutcome};
+pub use machine::{
+    Config, CpuMode, HungCpu, Machine, ShutdownReport, SpuriousConfig, WatchdogConfig,
+};
+pub use stats::{CpuStats, LatencyHistograms, LineStats, Summary};
+pub use timer::LocalTimer;

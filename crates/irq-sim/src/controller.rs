@@ -1,0 +1,858 @@
+//! The interrupt controller: lines, their handler chains, and the API
+//! drivers and devices call.
+//!
+//! A [`Controller`] is a cheap handle (an `Arc`) shared by the machine's CPU
+//! threads, the devices that raise lines and the drivers that request them.
+//!
+//! # Locks and who holds them
+//!
+//! | data | protected by | held by |
+//! |---|---|---|
+//! | a line's delivery state | one atomic word (`line_state`) | nobody: compare-and-swap |
+//! | a line's handler chain, budget, spurious counts, histograms | the line's chain mutex | the dispatching CPU for one chain; `request_irq`, `free_irq`, `set_budget` and readers of statistics briefly |
+//! | a CPU's pending queue and local timers | the CPU's queue mutex | raisers for one push; the CPU for one pop |
+//! | counters | atomics | nobody |
+//!
+//! No lock is held across a call into a top half except the chain mutex of
+//! the line being handled, which only task-context APIs take, so a top half
+//! cannot deadlock on it. No API that takes a chain mutex may be called from
+//! a top half: each checks `might_sleep()` first.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use irq_sim::{Config, IrqFlags, IrqRequest, IrqReturn, Machine};
+//!
+//! let machine = Machine::new(Config::default()).unwrap();
+//! let irq = machine.controller();
+//! let seen = Arc::new(AtomicU32::new(0));
+//! let counter = seen.clone();
+//! let id = irq
+//!     .request_irq(5, IrqRequest::new("demo", IrqFlags::EDGE, move |_ctx: &mut irq_sim::HardIrqContext<'_>| {
+//!         counter.fetch_add(1, Ordering::Relaxed);
+//!         IrqReturn::Handled
+//!     }))
+//!     .unwrap();
+//! irq.raise(5).unwrap();
+//! irq.synchronize_irq(5).unwrap();
+//! irq.free_irq(id).unwrap();
+//! let report = machine.shutdown();
+//! assert!(report.hung.is_empty());
+//! ```
+
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::clock::{self, Timestamp};
+use crate::context::{self, InvalidContext};
+use crate::contract::{Budget, RateLimit};
+use crate::error::{ContractViolation, FreeError, LineError, RequestError, RequestRejected};
+use crate::handler::{HandlerId, IrqFlags, IrqRequest, TopHalf, Trigger, WakeThreadHook};
+use crate::line_state::{EnableOutcome, LineSnapshot, LineState, RaiseOutcome, Rearm};
+use crate::machine::Config;
+use crate::stats::{self, CpuCounters, CpuStats, LatencyHistograms, LineCounters, LineStats};
+use crate::timer::TimerTable;
+
+/// The priority of a line unless `set_priority` changes it. Higher values
+/// are delivered first.
+pub const DEFAULT_PRIORITY: u8 = 128;
+
+/// Locks `mutex`, ignoring poison: a top half's panic is caught inside the
+/// lock scope, so poison only follows a bug in irq-sim itself, and the data
+/// stays consistent either way.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A handle to the simulated interrupt controller.
+#[derive(Clone)]
+pub struct Controller {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// State shared by the controller handles and the CPU threads.
+pub(crate) struct Shared {
+    /// Immutable after construction.
+    pub(crate) config: Config,
+    /// One per line; immutable length.
+    pub(crate) lines: Box<[Line]>,
+    /// One per CPU; immutable length.
+    pub(crate) cpus: Box<[CpuShared]>,
+    /// Source of handler serials; atomic.
+    pub(crate) next_serial: AtomicU64,
+    /// Handler names by index, for the watchdog (which cannot take a chain
+    /// lock held by a stuck CPU); append-only, under its mutex.
+    pub(crate) names: Mutex<Vec<&'static str>>,
+    /// Contract violations recorded for `Machine::check`; under its mutex.
+    pub(crate) violations: Mutex<Vec<ContractViolation>>,
+    /// Set once by `Machine::shutdown`.
+    pub(crate) stopping: AtomicBool,
+}
+
+/// One IRQ line.
+pub(crate) struct Line {
+    /// Delivery state; atomic.
+    pub(crate) state: LineState,
+    /// The CPU that takes the line; atomic, `Relaxed` (a delivery already
+    /// queued stays on its old CPU, as on real hardware).
+    pub(crate) affinity: AtomicUsize,
+    /// Delivery priority, higher first; atomic, `Relaxed`.
+    pub(crate) priority: AtomicU8,
+    /// Handlers and per-line contract state; see the module docs.
+    pub(crate) chain: Mutex<Chain>,
+    /// Counters; atomics.
+    pub(crate) counters: LineCounters,
+    /// Throttle of budget-overrun and wake-thread reports.
+    pub(crate) reports: RateLimit,
+}
+
+/// The part of a line the dispatching CPU needs exclusive access to.
+pub(crate) struct Chain {
+    pub(crate) actions: Vec<Action>,
+    pub(crate) trigger: Trigger,
+    pub(crate) budget: Budget,
+    pub(crate) spurious: SpuriousWindow,
+    /// Allocated when the line is first requested, so that 1024 idle lines
+    /// cost no histogram memory.
+    pub(crate) histograms: Option<LatencyHistograms>,
+}
+
+/// One registered handler.
+pub(crate) struct Action {
+    pub(crate) serial: u64,
+    pub(crate) name: &'static str,
+    pub(crate) name_index: u32,
+    pub(crate) flags: IrqFlags,
+    pub(crate) top_half: Box<dyn TopHalf>,
+    pub(crate) wake_thread: Option<WakeThreadHook>,
+}
+
+/// The spurious-detection counts of a line, as Linux's `note_interrupt`.
+#[derive(Debug, Default)]
+pub(crate) struct SpuriousWindow {
+    /// Deliveries in the current window.
+    pub(crate) count: u32,
+    /// Unhandled deliveries in the current window (restarts after a quiet
+    /// period).
+    pub(crate) unhandled: u32,
+    /// When the last unhandled delivery happened.
+    pub(crate) last_unhandled: Option<Timestamp>,
+}
+
+/// One entry of a CPU's pending queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct QueueEntry {
+    pub(crate) priority: u8,
+    /// Arrival order within the CPU; lower is earlier.
+    pub(crate) seq: u64,
+    pub(crate) irq: u32,
+}
+
+impl Ord for QueueEntry {
+    /// Highest priority first; equal priorities in arrival order.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+impl PartialOrd for QueueEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A CPU's pending queue and local timers, under the CPU's queue mutex.
+pub(crate) struct CpuQueue {
+    /// Lines due on this CPU. Each line is queued at most once (the line
+    /// state's QUEUED bit), so the capacity reserved for every line means a
+    /// push never allocates.
+    pub(crate) heap: BinaryHeap<QueueEntry>,
+    pub(crate) next_seq: u64,
+    /// The CPU thread sleeps on the condvar and must be notified.
+    pub(crate) sleeping: bool,
+    /// The CPU thread must exit.
+    pub(crate) stop: bool,
+    pub(crate) timers: TimerTable,
+}
+
+/// What the machine shares with one CPU thread.
+pub(crate) struct CpuShared {
+    pub(crate) queue: Mutex<CpuQueue>,
+    pub(crate) wakeup: Condvar,
+    /// Entries in `queue.heap`, readable without the lock, for busy-poll
+    /// mode. Written under the queue lock; `Release` pairs with the
+    /// spinning CPU's `Acquire` load.
+    pub(crate) queued: AtomicUsize,
+    /// Earliest armed local timer in clock nanoseconds (`u64::MAX`: none),
+    /// for busy-poll mode. Written under the queue lock.
+    pub(crate) next_timer: AtomicU64,
+    /// Set with `queue.stop`, for busy-poll mode.
+    pub(crate) stop: AtomicBool,
+    /// When the running top half started (clock nanoseconds), 0 when idle.
+    /// With `running_what`, a seqlock read by the watchdog; see `cpu`.
+    pub(crate) running_since: AtomicU64,
+    /// `irq << 32 | handler name index` of the running top half.
+    pub(crate) running_what: AtomicU64,
+    /// The `running_since` value already reported as a lockup.
+    pub(crate) lockup_reported: AtomicU64,
+    pub(crate) counters: CpuCounters,
+    /// Recorded by the CPU thread after each chain.
+    pub(crate) histograms: Mutex<LatencyHistograms>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Self {
+        let nr_irqs = config.nr_irqs as usize;
+        let lines = (0..nr_irqs)
+            .map(|_| Line {
+                state: LineState::new(),
+                affinity: AtomicUsize::new(0),
+                priority: AtomicU8::new(DEFAULT_PRIORITY),
+                chain: Mutex::new(Chain {
+                    actions: Vec::new(),
+                    trigger: Trigger::Edge,
+                    budget: config.default_budget,
+                    spurious: SpuriousWindow::default(),
+                    histograms: None,
+                }),
+                counters: LineCounters::new(config.nr_cpus),
+                reports: RateLimit::default(),
+            })
+            .collect();
+        let cpus = (0..config.nr_cpus)
+            .map(|_| CpuShared {
+                queue: Mutex::new(CpuQueue {
+                    heap: BinaryHeap::with_capacity(nr_irqs),
+                    next_seq: 0,
+                    sleeping: false,
+                    stop: false,
+                    timers: TimerTable::default(),
+                }),
+                wakeup: Condvar::new(),
+                queued: AtomicUsize::new(0),
+                next_timer: AtomicU64::new(u64::MAX),
+                stop: AtomicBool::new(false),
+                running_since: AtomicU64::new(0),
+                running_what: AtomicU64::new(0),
+                lockup_reported: AtomicU64::new(0),
+                counters: CpuCounters::default(),
+                histograms: Mutex::new(LatencyHistograms::for_cpu()),
+            })
+            .collect();
+        Self {
+            config,
+            lines,
+            cpus,
+            next_serial: AtomicU64::new(1),
+            names: Mutex::new(Vec::new()),
+            violations: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Pushes `irq` onto the queue of its CPU and wakes that CPU if it
+    /// sleeps. The caller has just set the line's QUEUED bit.
+    pub(crate) fn enqueue(&self, irq: u32) {
+        let line = &self.lines[irq as usize];
+        let cpu = &self.cpus[line.affinity.load(Ordering::Relaxed)];
+        let priority = line.priority.load(Ordering::Relaxed);
+
+        let mut queue = lock(&cpu.queue);
+        let seq = queue.next_seq;
+        queue.next_seq += 1;
+        queue.heap.push(QueueEntry { priority, seq, irq });
+        cpu.queued.store(queue.heap.len(), Ordering::Release);
+        let notify = std::mem::take(&mut queue.sleeping);
+        drop(queue);
+
+        // The wake-up system call runs after the lock is released, and only
+        // when the CPU sleeps.
+        if notify {
+            cpu.wakeup.notify_one();
+        }
+    }
+
+    pub(crate) fn record_violation(&self, violation: ContractViolation) {
+        lock(&self.violations).push(violation);
+    }
+}
+
+impl Controller {
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(config)),
+        }
+    }
+
+    /// Returns the number of lines.
+    pub fn nr_irqs(&self) -> u32 {
+        self.shared.config.nr_irqs
+    }
+
+    /// Returns the number of CPUs.
+    pub fn nr_cpus(&self) -> usize {
+        self.shared.config.nr_cpus
+    }
+
+    fn line(&self, irq: u32) -> Result<&Line, LineError> {
+        self.shared
+            .lines
+            .get(irq as usize)
+            .ok_or(LineError::OutOfRange {
+                irq,
+                nr_irqs: self.nr_irqs(),
+            })
+    }
+
+    fn check_sleep(api: &'static str) -> Result<(), InvalidContext> {
+        context::might_sleep(api)
+    }
+
+    /// Registers a top half on line `irq` (`request_irq`).
+    ///
+    /// The first handler starts the line with the request's trigger type. A
+    /// second handler joins only if both ask for sharing and agree on
+    /// trigger type and ONESHOT; every handler of a shared line is called
+    /// for each interrupt, in registration order.
+    ///
+    /// # Errors
+    ///
+    /// The request is handed back in [`RequestRejected`] with a
+    /// [`RequestError`]: out of range, busy, not shared, trigger or ONESHOT
+    /// mismatch, called in a top half, or shutting down.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep (waits for the line's running handlers).
+    pub fn request_irq(&self, irq: u32, request: IrqRequest) -> Result<HandlerId, RequestRejected> {
+        let reject = |error, request| Err(RequestRejected { error, request });
+        if let Err(error) = Self::check_sleep("request_irq") {
+            return reject(RequestError::InvalidContext(error), request);
+        }
+        let Ok(line) = self.line(irq) else {
+            return reject(
+                RequestError::OutOfRange {
+                    irq,
+                    nr_irqs: self.nr_irqs(),
+                },
+                request,
+            );
+        };
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return reject(RequestError::ShuttingDown { irq }, request);
+        }
+
+        let mut chain = lock(&line.chain);
+        if let Some(existing) = chain.actions.first() {
+            let error = if !existing.flags.shared {
+                Some(RequestError::Busy {
+                    irq,
+                    holder: existing.name,
+                })
+            } else if !request.flags.shared {
+                Some(RequestError::NotShared {
+                    irq,
+                    handler: request.name,
+                })
+            } else if existing.flags.trigger != request.flags.trigger {
+                Some(RequestError::TriggerMismatch {
+                    irq,
+                    line: existing.flags.trigger,
+                    requested: request.flags.trigger,
+                })
+            } else if existing.flags.oneshot != request.flags.oneshot {
+                Some(RequestError::OneshotMismatch {
+                    irq,
+                    line: existing.flags.oneshot,
+                })
+            } else {
+                None
+            };
+            if let Some(error) = error {
+                drop(chain);
+                return reject(error, request);
+            }
+        }
+
+        let first = chain.actions.is_empty();
+        let serial = self.shared.next_serial.fetch_add(1, Ordering::Relaxed);
+        let name_index = {
+            let mut names = lock(&self.shared.names);
+            names.push(request.name);
+            u32::try_from(names.len() - 1).unwrap_or(u32::MAX)
+        };
+        let IrqRequest {
+            name,
+            flags,
+            top_half,
+            wake_thread,
+        } = request;
+        chain.actions.push(Action {
+            serial,
+            name,
+            name_index,
+            flags,
+            top_half,
+            wake_thread,
+        });
+        if first {
+            chain.trigger = flags.trigger;
+            chain.spurious = SpuriousWindow::default();
+            chain
+                .histograms
+                .get_or_insert_with(LatencyHistograms::for_line);
+            line.state.startup(flags.trigger == Trigger::Level);
+        }
+        drop(chain);
+
+        tracing::debug!(target: "irq", irq, handler = name, ?flags, "request_irq");
+        Ok(HandlerId { irq, serial, name })
+    }
+
+    /// Removes a handler (`free_irq`). Waits for the line's running handler
+    /// chain; once this returns, the handler never runs again. The last
+    /// handler's removal shuts the line down (depth one, nothing pending).
+    ///
+    /// # Errors
+    ///
+    /// [`FreeError::NotRegistered`] for a handler already freed (double
+    /// free); [`FreeError::InvalidContext`] in a top half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep.
+    pub fn free_irq(&self, id: HandlerId) -> Result<(), FreeError> {
+        Self::check_sleep("free_irq").map_err(FreeError::InvalidContext)?;
+        let not_registered = FreeError::NotRegistered {
+            irq: id.irq,
+            handler: id.name,
+        };
+        let line = self.line(id.irq).map_err(|_| not_registered.clone())?;
+
+        let mut chain = lock(&line.chain);
+        let Some(position) = chain
+            .actions
+            .iter()
+            .position(|action| action.serial == id.serial)
+        else {
+            return Err(not_registered);
+        };
+        let action = chain.actions.remove(position);
+        if chain.actions.is_empty() {
+            line.state.shutdown();
+        }
+        drop(chain);
+        // The top half is dropped outside the lock: its destructor is driver
+        // code.
+        drop(action);
+
+        tracing::debug!(target: "irq", irq = id.irq, handler = id.name, "free_irq");
+        Ok(())
+    }
+
+    /// A device raises line `irq` now: an edge, or a level line going high.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps, never allocates.
+    #[inline]
+    pub fn raise(&self, irq: u32) -> Result<RaiseOutcome, LineError> {
+        self.raise_at(irq, clock::now())
+    }
+
+    /// Raises line `irq` as of `at`: the timestamp its raise-to-entry
+    /// latency counts from. Timers pass their programmed expiry; replayed
+    /// recordings pass the intended time.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps, never allocates.
+    pub fn raise_at(&self, irq: u32, at: Timestamp) -> Result<RaiseOutcome, LineError> {
+        let line = self.line(irq)?;
+        let outcome = line.state.raise(at.as_nanos());
+        match outcome {
+            RaiseOutcome::Queue => self.shared.enqueue(irq),
+            RaiseOutcome::Coalesced => stats::bump(&line.counters.coalesced),
+            RaiseOutcome::Latched | RaiseOutcome::AlreadyAsserted => {}
+        }
+        Ok(outcome)
+    }
+
+    /// A device lowers level line `irq`. Returns true if it was high; an
+    /// edge line has nothing to lower and returns false.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps.
+    pub fn lower(&self, irq: u32) -> Result<bool, LineError> {
+        Ok(self.line(irq)?.state.lower())
+    }
+
+    /// Disables line `irq` and waits for its running handlers
+    /// (`disable_irq`). Disables nest: the depth rises by one, and the line
+    /// is masked when it goes from 0 to 1. Returns the new depth.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`], [`LineError::DepthOverflow`], or
+    /// [`LineError::InvalidContext`] in a top half (use
+    /// `disable_irq_nosync` there).
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep.
+    pub fn disable_irq(&self, irq: u32) -> Result<u8, LineError> {
+        Self::check_sleep("disable_irq").map_err(LineError::InvalidContext)?;
+        let depth = self.disable_irq_nosync(irq)?;
+        self.wait_not_in_progress(irq)?;
+        Ok(depth)
+    }
+
+    /// Disables line `irq` without waiting for running handlers
+    /// (`disable_irq_nosync`). Returns the new depth.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`] or [`LineError::DepthOverflow`].
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps.
+    pub fn disable_irq_nosync(&self, irq: u32) -> Result<u8, LineError> {
+        let line = self.line(irq)?;
+        line.state.disable().ok_or(LineError::DepthOverflow { irq })
+    }
+
+    /// Undoes one `disable_irq` (`enable_irq`). At depth zero the line is
+    /// unmasked, and an edge latched or a level held high meanwhile is
+    /// delivered.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::UnbalancedEnable`] at depth zero, after a warning; the
+    /// line is unchanged. [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps.
+    pub fn enable_irq(&self, irq: u32) -> Result<(), LineError> {
+        let line = self.line(irq)?;
+        match line.state.enable(clock::now().as_nanos()) {
+            EnableOutcome::Unbalanced => {
+                tracing::warn!(target: "irq", irq, "unbalanced enable for irq {irq}");
+                Err(LineError::UnbalancedEnable { irq })
+            }
+            EnableOutcome::StillDisabled { .. } => Ok(()),
+            EnableOutcome::Enabled(rearm) => {
+                self.apply(irq, rearm);
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits until no handler of line `irq` runs (`synchronize_irq`). It
+    /// does not disable the line.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`], or [`LineError::InvalidContext`] in a top
+    /// half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep. A top half that never returns makes this
+    /// wait forever, as in Linux; the watchdog reports it.
+    pub fn synchronize_irq(&self, irq: u32) -> Result<(), LineError> {
+        Self::check_sleep("synchronize_irq").map_err(LineError::InvalidContext)?;
+        self.wait_not_in_progress(irq)
+    }
+
+    fn wait_not_in_progress(&self, irq: u32) -> Result<(), LineError> {
+        let line = self.line(irq)?;
+        while line.state.is_in_progress() {
+            // The CPU holds the chain lock for the whole chain, so taking it
+            // blocks until the chain returns. The CPU takes the lock just
+            // after setting IN_PROGRESS; in that window the loop yields.
+            drop(lock(&line.chain));
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+
+    /// Masks line `irq` at the controller (`mask_irq`); raises are latched
+    /// until `unmask_irq`. Unlike disable, masking does not nest.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps.
+    pub fn mask_irq(&self, irq: u32) -> Result<(), LineError> {
+        let _newly_masked = self.line(irq)?.state.mask();
+        Ok(())
+    }
+
+    /// Unmasks line `irq`; a latched edge or a level held high is delivered.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps.
+    pub fn unmask_irq(&self, irq: u32) -> Result<(), LineError> {
+        let rearm = self.line(irq)?.state.unmask(clock::now().as_nanos());
+        self.apply(irq, rearm);
+        Ok(())
+    }
+
+    /// Ends one ONESHOT masking of line `irq` (the kernel's
+    /// `irq_finalize_oneshot`): the threaded handler woken by a
+    /// `WakeThread` return has finished. The line is unmasked when every
+    /// such thread has finished.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::UnbalancedOneshot`] when no thread is outstanding;
+    /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn unmask_oneshot(&self, irq: u32) -> Result<(), LineError> {
+        let rearm = self
+            .line(irq)?
+            .state
+            .unmask_oneshot(clock::now().as_nanos())
+            .ok_or(LineError::UnbalancedOneshot { irq })?;
+        self.apply(irq, rearm);
+        Ok(())
+    }
+
+    pub(crate) fn apply(&self, irq: u32, rearm: Rearm) {
+        if rearm == Rearm::Queue {
+            self.shared.enqueue(irq);
+        }
+    }
+
+    /// Routes line `irq` to `cpu` (`irq_set_affinity`). A delivery already
+    /// queued is still taken by the old CPU.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`] or [`LineError::NoSuchCpu`].
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn set_affinity(&self, irq: u32, cpu: usize) -> Result<(), LineError> {
+        let line = self.line(irq)?;
+        if cpu >= self.nr_cpus() {
+            return Err(LineError::NoSuchCpu {
+                irq,
+                cpu,
+                nr_cpus: self.nr_cpus(),
+            });
+        }
+        line.affinity.store(cpu, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sets the delivery priority of line `irq`: among pending lines of a
+    /// CPU the highest value is delivered first.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn set_priority(&self, irq: u32, priority: u8) -> Result<(), LineError> {
+        self.line(irq)?.priority.store(priority, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sets the top-half budget of line `irq` and what an overrun does.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`], or [`LineError::InvalidContext`] in a top
+    /// half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep (waits for the line's running handlers).
+    pub fn set_budget(&self, irq: u32, budget: Budget) -> Result<(), LineError> {
+        Self::check_sleep("set_budget").map_err(LineError::InvalidContext)?;
+        lock(&self.line(irq)?.chain).budget = budget;
+        Ok(())
+    }
+
+    /// Returns the decoded delivery state of line `irq`.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn line_state(&self, irq: u32) -> Result<LineSnapshot, LineError> {
+        Ok(self.line(irq)?.state.snapshot())
+    }
+
+    /// Returns a copy of the statistics of line `irq`.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`], or [`LineError::InvalidContext`] in a top
+    /// half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep (waits for the line's running handlers).
+    pub fn line_stats(&self, irq: u32) -> Result<LineStats, LineError> {
+        Self::check_sleep("line_stats").map_err(LineError::InvalidContext)?;
+        let line = self.line(irq)?;
+        let mut stats = LineStats::from_counters(irq, &line.counters);
+        let chain = lock(&line.chain);
+        stats.trigger = chain.trigger;
+        stats.handlers = chain.actions.iter().map(|action| action.name).collect();
+        stats.spurious_window_count = chain.spurious.count;
+        stats.spurious_window_unhandled = chain.spurious.unhandled;
+        stats.histograms = chain.histograms.clone();
+        drop(chain);
+        let state = line.state.snapshot();
+        stats.spurious = state.spurious;
+        stats.depth = state.depth;
+        stats.masked = state.masked;
+        Ok(stats)
+    }
+
+    /// Returns a copy of the statistics of `cpu`, or `None` if it does not
+    /// exist.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep briefly. In a top half it returns `None`.
+    pub fn cpu_stats(&self, cpu: usize) -> Option<CpuStats> {
+        Self::check_sleep("cpu_stats").ok()?;
+        let shared = self.shared.cpus.get(cpu)?;
+        let histograms = lock(&shared.histograms).clone();
+        Some(CpuStats::new(cpu, &shared.counters, histograms))
+    }
+
+    /// Returns the statistics of every line that has a handler.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::InvalidContext`] in a top half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep.
+    pub fn all_line_stats(&self) -> Result<Vec<LineStats>, LineError> {
+        Self::check_sleep("all_line_stats").map_err(LineError::InvalidContext)?;
+        let mut all = Vec::new();
+        for irq in 0..self.nr_irqs() {
+            let registered = !lock(&self.shared.lines[irq as usize].chain)
+                .actions
+                .is_empty();
+            if registered {
+                all.push(self.line_stats(irq)?);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Renders the lines that have handlers as `/proc/interrupts` does.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::InvalidContext`] in a top half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep.
+    pub fn render_interrupts(&self) -> Result<String, LineError> {
+        Ok(stats::render_interrupts(
+            &self.all_line_stats()?,
+            self.nr_cpus(),
+        ))
+    }
+
+    /// Returns the contract violations recorded so far (panics, lockups,
+    /// and overruns of lines whose policy is `Fail`).
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep briefly.
+    pub fn violations(&self) -> Vec<ContractViolation> {
+        lock(&self.shared.violations).clone()
+    }
+
+    /// Returns the CPU time budget, default and policy of line `irq`.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`], or [`LineError::InvalidContext`] in a top
+    /// half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep.
+    pub fn budget(&self, irq: u32) -> Result<Budget, LineError> {
+        Self::check_sleep("budget").map_err(LineError::InvalidContext)?;
+        Ok(lock(&self.line(irq)?.chain).budget)
+    }
+
+    /// Returns how long the CPU has been in its current top half, and which
+    /// line it handles, or `None` when it is idle or between top halves.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn cpu_running(&self, cpu: usize) -> Option<(u32, Duration)> {
+        let shared = self.shared.cpus.get(cpu)?;
+        let since = shared.running_since.load(Ordering::Acquire);
+        if since == 0 {
+            return None;
+        }
+        let irq = (shared.running_what.load(Ordering::Acquire) >> 32) as u32;
+        Some((
+            irq,
+            clock::now().saturating_since(Timestamp::from_nanos(since)),
+        ))
+    }
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("nr_irqs", &self.nr_irqs())
+            .field("nr_cpus", &self.nr_cpus())
+            .finish()
+    }
+}

@@ -1,0 +1,472 @@
+//! A simulated CPU: an OS thread that takes pending lines off its queue,
+//! highest priority first, and runs their handler chains in hard-IRQ
+//! context, one chain at a time.
+//!
+//! # One delivery, step by step
+//!
+//! 1. Take the line off the queue and `begin_dispatch` (mask and ack). A
+//!    line lowered, masked or disabled since it was queued is skipped.
+//! 2. Lock the line's chain, read the clock (entry), enter hard-IRQ context.
+//! 3. For each handler: publish it for the watchdog, call it under
+//!    `catch_unwind`, read the clock, and check the call against the budget.
+//! 4. Count, record the histograms, feed spurious detection.
+//! 5. `end_dispatch` (unmask): an edge that arrived meanwhile, a level still
+//!    high, or a poll request queues the line again.
+//! 6. Drop the hard-IRQ guard: the wake-ups the handlers deferred run now.
+//!
+//! Nothing on this path allocates, and nothing above TRACE is logged except
+//! throttled anomaly reports (overruns, panics, spurious lines).
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::clock::{self, Timestamp};
+use crate::context;
+use crate::contract::{Budget, CpuClock, OverrunPolicy, Throttle, panic_message};
+use crate::controller::{Action, Chain, Controller, CpuShared, Line, QueueEntry, lock};
+use crate::error::ContractViolation;
+use crate::handler::{HardIrqContext, IrqReturn};
+use crate::line_state::{Dispatch, stamp_latency};
+use crate::machine::{CpuMode, ExitBoard};
+use crate::stats::bump;
+
+/// What the CPU does next.
+enum Work {
+    Line(QueueEntry),
+    /// A local timer expired: raise its line as of the programmed time.
+    Timer(u32, Timestamp),
+    Stop,
+}
+
+/// Marks the CPU as exited when the thread ends, even by a panic in
+/// irq-sim itself.
+struct ExitSignal {
+    board: ExitBoard,
+    cpu: usize,
+}
+
+impl Drop for ExitSignal {
+    fn drop(&mut self) {
+        let (exited, condvar) = &*self.board;
+        lock(exited)[self.cpu] = true;
+        condvar.notify_all();
+    }
+}
+
+/// The body of CPU thread `cpu`.
+pub(crate) fn run(controller: Controller, cpu: usize, board: ExitBoard) {
+    let _exit = ExitSignal { board, cpu };
+    let config = controller.shared.config;
+    if !clock::set_timer_slack(config.timer_slack) {
+        tracing::warn!(target: "irq", cpu, "failed to set the timer slack of CPU {cpu}; timer latency will include the default slack");
+    }
+    let mut cpu_clock = CpuClock::new(config.cpu_time);
+    let shared = &controller.shared.cpus[cpu];
+
+    loop {
+        let work = match config.cpu_mode {
+            CpuMode::Blocking => next_blocking(shared, &mut cpu_clock),
+            CpuMode::BusyPoll => next_spinning(shared, &mut cpu_clock),
+        };
+        match work {
+            Work::Line(entry) => dispatch(&controller, cpu, entry.irq, &mut cpu_clock),
+            Work::Timer(irq, programmed) => {
+                bump(&shared.counters.timer_expiries);
+                // The timer's own line number was validated when it was made.
+                let _ = controller.raise_at(irq, programmed);
+            }
+            Work::Stop => return,
+        }
+    }
+}
+
+/// Waits on the condvar for a queued line, a due timer or stop.
+fn next_blocking(shared: &CpuShared, cpu_clock: &mut CpuClock) -> Work {
+    // The anchor is refreshed before waiting, not after waking, so that the
+    // system call does not delay the next delivery.
+    cpu_clock.refresh_if_old(clock::now());
+
+    let mut queue = lock(&shared.queue);
+    loop {
+        if queue.stop {
+            return Work::Stop;
+        }
+
+        // Due timers first: a timer line competes by priority only once
+        // raised.
+        let mut timeout = None;
+        if let Some(deadline) = queue.timers.next_deadline() {
+            let now = clock::now();
+            if let Some((irq, programmed)) = queue.timers.take_due(now) {
+                let next = queue
+                    .timers
+                    .next_deadline()
+                    .map_or(u64::MAX, Timestamp::as_nanos);
+                shared.next_timer.store(next, Ordering::Release);
+                return Work::Timer(irq, programmed);
+            }
+            timeout = Some(deadline.saturating_since(now));
+        }
+
+        if let Some(entry) = queue.heap.pop() {
+            shared.queued.store(queue.heap.len(), Ordering::Release);
+            return Work::Line(entry);
+        }
+
+        queue.sleeping = true;
+        let slept_from = clock::now();
+        queue = match timeout {
+            Some(timeout) => {
+                shared
+                    .wakeup
+                    .wait_timeout(queue, timeout)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0
+            }
+            None => shared
+                .wakeup
+                .wait(queue)
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        };
+        queue.sleeping = false;
+        cpu_clock.add_idle(clock::now().saturating_since(slept_from));
+    }
+}
+
+/// Spins on the queue length and the timer deadline until work arrives.
+fn next_spinning(shared: &CpuShared, cpu_clock: &mut CpuClock) -> Work {
+    let mut spins: u32 = 0;
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return Work::Stop;
+        }
+
+        if shared.queued.load(Ordering::Acquire) > 0 {
+            let mut queue = lock(&shared.queue);
+            if let Some(entry) = queue.heap.pop() {
+                shared.queued.store(queue.heap.len(), Ordering::Release);
+                return Work::Line(entry);
+            }
+        }
+
+        let next_timer = shared.next_timer.load(Ordering::Acquire);
+        if next_timer != u64::MAX && clock::now().as_nanos() >= next_timer {
+            let mut queue = lock(&shared.queue);
+            if let Some((irq, programmed)) = queue.timers.take_due(clock::now()) {
+                let next = queue
+                    .timers
+                    .next_deadline()
+                    .map_or(u64::MAX, Timestamp::as_nanos);
+                shared.next_timer.store(next, Ordering::Release);
+                return Work::Timer(irq, programmed);
+            }
+        }
+
+        // Spinning idle is CPU time, so the anchor stays valid; it is
+        // refreshed now and then only to keep the window short.
+        spins = spins.wrapping_add(1);
+        if spins % 16_384 == 0 {
+            cpu_clock.refresh_if_old(clock::now());
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Runs one delivery (or poll) of line `irq` on CPU `cpu`.
+fn dispatch(controller: &Controller, cpu: usize, irq: u32, cpu_clock: &mut CpuClock) {
+    let shared = &*controller.shared;
+    let line = &shared.lines[irq as usize];
+    let me = &shared.cpus[cpu];
+
+    // Step 1: mask and ack.
+    let (stamp, poll) = match line.state.begin_dispatch() {
+        Dispatch::Run { stamp } => (Some(stamp), false),
+        Dispatch::Poll => (None, true),
+        Dispatch::Skip => {
+            bump(&line.counters.skipped);
+            return;
+        }
+    };
+
+    // Step 2: enter hard-IRQ context.
+    let mut chain = lock(&line.chain);
+    if chain.actions.is_empty() {
+        // The last handler was freed after the line was queued.
+        drop(chain);
+        let rearm = line.state.end_dispatch(clock::now().as_nanos(), 0);
+        controller.apply(irq, rearm);
+        return;
+    }
+    let entry = clock::now();
+    let latency_ns = stamp.map(|stamp| stamp_latency(stamp, entry.as_nanos()));
+    let guard = context::enter_hardirq(irq, chain.actions[0].name);
+
+    // Step 3: the handler chain.
+    let chain = &mut *chain;
+    let budget = chain.budget;
+    let mut outcome = ChainOutcome::default();
+    let mut start = entry;
+    for (index, action) in chain.actions.iter_mut().enumerate() {
+        if index > 0 {
+            guard.set_handler(action.name);
+            me.running_since.store(0, Ordering::Release);
+        }
+        me.running_what.store(
+            u64::from(irq) << 32 | u64::from(action.name_index),
+            Ordering::Release,
+        );
+        me.running_since.store(start.as_nanos(), Ordering::Release);
+        tracing::trace!(name: "irq_handler_entry", target: "irq", irq, handler = action.name, "irq_handler_entry");
+
+        let cpu_start = cpu_clock.call_start();
+        let call = Call {
+            controller,
+            irq,
+            cpu,
+            entry,
+            latency_ns,
+            poll,
+        };
+        let result = call.run(action);
+        let end = clock::now();
+
+        match result {
+            Ok(ret) => {
+                tracing::trace!(name: "irq_handler_exit", target: "irq", irq, handler = action.name, ret = ret.as_str(), "irq_handler_exit");
+                outcome.note(ret, action, line, irq);
+            }
+            Err(message) => handle_panic(controller, line, irq, action.name, message),
+        }
+        let wall = end.saturating_since(start);
+        if wall > budget.limit {
+            check_budget(
+                controller,
+                line,
+                irq,
+                action.name,
+                budget,
+                wall,
+                cpu_clock.call_cpu_time(cpu_start, wall, end),
+            );
+        }
+        start = end;
+    }
+    me.running_since.store(0, Ordering::Release);
+    let end = start;
+
+    // Step 4: statistics and spurious detection.
+    bump(&line.counters.per_cpu[cpu]);
+    bump(&me.counters.chains);
+    if poll {
+        bump(&line.counters.polls);
+    } else if outcome.handled {
+        bump(&line.counters.handled);
+    } else {
+        bump(&line.counters.unhandled);
+    }
+    if shared.config.histograms {
+        let duration_ns = end.as_nanos().saturating_sub(entry.as_nanos());
+        if let Some(histograms) = chain.histograms.as_mut() {
+            histograms.record(latency_ns, duration_ns);
+        }
+        lock(&me.histograms).record(latency_ns, duration_ns);
+    }
+    if !poll {
+        note_interrupt(controller, line, irq, chain, outcome.handled, end);
+    }
+
+    // Step 5: unmask; requeue what arrived meanwhile.
+    let rearm = line
+        .state
+        .end_dispatch(end.as_nanos(), outcome.oneshot_threads);
+    controller.apply(irq, rearm);
+
+    // Step 6: leave hard-IRQ context; deferred wake-ups run here.
+    drop(guard);
+}
+
+/// One call of one handler.
+struct Call<'a> {
+    controller: &'a Controller,
+    irq: u32,
+    cpu: usize,
+    entry: Timestamp,
+    latency_ns: Option<u64>,
+    poll: bool,
+}
+
+impl Call<'_> {
+    /// Calls the top half, then its wake-thread hook if it asked for one.
+    /// A panic is caught and returned as its message.
+    fn run(&self, action: &mut Action) -> Result<IrqReturn, String> {
+        let mut ctx = HardIrqContext {
+            controller: self.controller,
+            irq: self.irq,
+            cpu: self.cpu,
+            handler: action.name,
+            entry: self.entry,
+            latency: self.latency_ns.map(Duration::from_nanos),
+            poll: self.poll,
+        };
+        let Action {
+            top_half,
+            wake_thread,
+            ..
+        } = action;
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            let ret = top_half.handle(&mut ctx);
+            if ret == IrqReturn::WakeThread
+                && let Some(hook) = wake_thread.as_mut()
+            {
+                hook(&mut ctx);
+            }
+            ret
+        }))
+        .map_err(|payload| panic_message(&*payload))
+    }
+}
+
+/// What the handlers of one delivery returned.
+#[derive(Default)]
+struct ChainOutcome {
+    /// Some handler returned `Handled` or `WakeThread`.
+    handled: bool,
+    /// `WakeThread` returns of ONESHOT handlers: each keeps the line masked.
+    oneshot_threads: u8,
+}
+
+impl ChainOutcome {
+    fn note(&mut self, ret: IrqReturn, action: &Action, line: &Line, irq: u32) {
+        match ret {
+            IrqReturn::None => {}
+            IrqReturn::Handled => self.handled = true,
+            IrqReturn::WakeThread => {
+                self.handled = true;
+                bump(&line.counters.wake_thread);
+                if action.wake_thread.is_none() {
+                    if let Throttle::Report { suppressed } = line.reports.check(clock::now()) {
+                        tracing::warn!(target: "irq", irq, handler = action.name, suppressed, "irq {irq}: handler {:?} returned WakeThread but has no wake-thread hook; treated as handled", action.name);
+                    }
+                } else if action.flags.oneshot {
+                    self.oneshot_threads = self.oneshot_threads.saturating_add(1);
+                }
+            }
+        }
+    }
+}
+
+/// Disables the line of a panicking top half, logs, and records it.
+fn handle_panic(
+    controller: &Controller,
+    line: &Line,
+    irq: u32,
+    handler: &'static str,
+    message: String,
+) {
+    bump(&line.counters.panics);
+    let _depth = line.state.disable();
+    let violation = ContractViolation::Panic {
+        irq,
+        handler,
+        message,
+    };
+    tracing::error!(target: "irq", irq, handler, "{violation}");
+    controller.shared.record_violation(violation);
+}
+
+/// Judges a call whose wall time exceeded the budget by its CPU time.
+fn check_budget(
+    controller: &Controller,
+    line: &Line,
+    irq: u32,
+    handler: &'static str,
+    budget: Budget,
+    wall: Duration,
+    cpu_time: Duration,
+) {
+    if cpu_time <= budget.limit {
+        bump(&line.counters.preempted);
+        tracing::debug!(target: "irq", irq, handler, wall_ns = wall.as_nanos() as u64, cpu_ns = cpu_time.as_nanos() as u64, "irq {irq}: handler {handler:?} over budget in wall time only; the CPU thread was preempted");
+        return;
+    }
+
+    bump(&line.counters.overruns);
+    let violation = ContractViolation::BudgetOverrun {
+        irq,
+        handler,
+        wall,
+        cpu: cpu_time,
+        budget: budget.limit,
+    };
+    if let Throttle::Report { suppressed } = line.reports.check(clock::now()) {
+        tracing::warn!(
+            target: "irq",
+            irq,
+            handler,
+            wall_ns = wall.as_nanos() as u64,
+            cpu_ns = cpu_time.as_nanos() as u64,
+            budget_ns = budget.limit.as_nanos() as u64,
+            suppressed,
+            policy = ?budget.policy,
+            "{violation}"
+        );
+    }
+    match budget.policy {
+        OverrunPolicy::Warn => {}
+        OverrunPolicy::Disable => {
+            if line.state.disable() == Some(1) {
+                tracing::warn!(target: "irq", irq, handler, "irq {irq}: disabled after a budget overrun by handler {handler:?}");
+            }
+        }
+        OverrunPolicy::Fail => {
+            let _depth = line.state.disable();
+            controller.shared.record_violation(violation);
+        }
+    }
+}
+
+/// Feeds one delivery to spurious detection and disables the line when
+/// nobody cared.
+fn note_interrupt(
+    controller: &Controller,
+    line: &Line,
+    irq: u32,
+    chain: &mut Chain,
+    handled: bool,
+    now: Timestamp,
+) {
+    let config = controller.shared.config.spurious;
+    let window = &mut chain.spurious;
+    if !handled {
+        let recent = window
+            .last_unhandled
+            .is_some_and(|last| now.saturating_since(last) <= config.quiet);
+        window.unhandled = if recent { window.unhandled + 1 } else { 1 };
+        window.last_unhandled = Some(now);
+    }
+    window.count += 1;
+    if window.count < config.window {
+        return;
+    }
+
+    let unhandled = window.unhandled;
+    window.count = 0;
+    window.unhandled = 0;
+    if unhandled < config.threshold || !line.state.disable_spurious() {
+        return;
+    }
+    bump(&line.counters.spurious_disables);
+    let handlers: Vec<&str> = chain.actions.iter().map(|action| action.name).collect();
+    tracing::error!(
+        target: "irq",
+        irq,
+        unhandled,
+        window = config.window,
+        ?handlers,
+        "irq {irq}: nobody cared ({unhandled} of {} interrupts unhandled); handlers: {}; disabling the line and polling it every {} ms",
+        config.window,
+        handlers.join(", "),
+        config.poll_interval.as_millis()
+    );
+}

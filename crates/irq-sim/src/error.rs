@@ -1,0 +1,373 @@
+//! Errors of irq-sim, one enum per family of operations.
+//!
+//! Every variant names the line (and the handler where there is one) and,
+//! where there is one, the fix. Nothing in irq-sim panics on a bad request.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::context::InvalidContext;
+use crate::handler::{IrqRequest, Trigger};
+
+/// Why a machine could not be built from its configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The controller needs at least one line.
+    NoLines,
+    /// The machine needs at least one CPU.
+    NoCpus,
+    /// More CPUs than the per-CPU counters can address.
+    TooManyCpus {
+        /// Requested CPUs.
+        requested: usize,
+        /// Largest accepted count.
+        max: usize,
+    },
+    /// The spurious threshold is larger than its window, so it could never
+    /// trip.
+    SpuriousThreshold {
+        /// Unhandled interrupts that trip detection.
+        threshold: u32,
+        /// Interrupts per window.
+        window: u32,
+    },
+    /// A CPU thread could not be spawned.
+    Spawn {
+        /// The CPU whose thread failed.
+        cpu: usize,
+        /// The operating system's reason.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoLines => write!(
+                f,
+                "invalid config: nr_irqs is 0; give the controller at least one line"
+            ),
+            Self::NoCpus => write!(
+                f,
+                "invalid config: nr_cpus is 0; give the machine at least one CPU"
+            ),
+            Self::TooManyCpus { requested, max } => {
+                write!(
+                    f,
+                    "invalid config: nr_cpus is {requested}, the maximum is {max}"
+                )
+            }
+            Self::SpuriousThreshold { threshold, window } => write!(
+                f,
+                "invalid config: spurious threshold {threshold} exceeds the window of {window} interrupts; \
+                 use a threshold at most the window"
+            ),
+            Self::Spawn { cpu, reason } => {
+                write!(f, "failed to spawn the thread of CPU {cpu}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Why `request_irq` rejected a handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// The line number is not below the controller's line count.
+    OutOfRange {
+        /// Requested line.
+        irq: u32,
+        /// The controller's line count.
+        nr_irqs: u32,
+    },
+    /// The line has a handler that did not ask for sharing.
+    Busy {
+        /// Requested line.
+        irq: u32,
+        /// Name of the handler holding the line.
+        holder: &'static str,
+    },
+    /// The line has sharing handlers, but the new request does not ask to
+    /// share.
+    NotShared {
+        /// Requested line.
+        irq: u32,
+        /// Name of the rejected handler.
+        handler: &'static str,
+    },
+    /// The request's trigger type differs from the line's.
+    TriggerMismatch {
+        /// Requested line.
+        irq: u32,
+        /// The trigger type the line's handlers use.
+        line: Trigger,
+        /// The trigger type requested.
+        requested: Trigger,
+    },
+    /// The request's ONESHOT flag differs from the line's handlers'.
+    OneshotMismatch {
+        /// Requested line.
+        irq: u32,
+        /// Whether the line's handlers use ONESHOT.
+        line: bool,
+    },
+    /// `request_irq` may sleep and was called in a top half.
+    InvalidContext(InvalidContext),
+    /// The machine is shutting down.
+    ShuttingDown {
+        /// Requested line.
+        irq: u32,
+    },
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfRange { irq, nr_irqs } => {
+                write!(
+                    f,
+                    "irq {irq} is out of range: the controller has lines 0 to {}",
+                    nr_irqs - 1
+                )
+            }
+            Self::Busy { irq, holder } => write!(
+                f,
+                "irq {irq} is busy: handler {holder:?} holds it without sharing; \
+                 both handlers must request it as shared"
+            ),
+            Self::NotShared { irq, handler } => write!(
+                f,
+                "irq {irq} is shared, but handler {handler:?} did not ask to share; \
+                 request it with shared flags"
+            ),
+            Self::TriggerMismatch {
+                irq,
+                line,
+                requested,
+            } => write!(
+                f,
+                "irq {irq} trigger mismatch: the line's handlers use {line}, the request asks for {requested}"
+            ),
+            Self::OneshotMismatch { irq, line } => write!(
+                f,
+                "irq {irq} ONESHOT mismatch: the line's handlers {} ONESHOT; every sharer must agree",
+                if *line { "use" } else { "do not use" }
+            ),
+            Self::InvalidContext(error) => write!(f, "request_irq rejected: {error}"),
+            Self::ShuttingDown { irq } => write!(f, "irq {irq}: the machine is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// A rejected `request_irq`: the reason, and the request handed back.
+pub struct RequestRejected {
+    /// Why the request was rejected.
+    pub error: RequestError,
+    /// The rejected request, with its handler, for another try.
+    pub request: IrqRequest,
+}
+
+impl fmt::Debug for RequestRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestRejected")
+            .field("error", &self.error)
+            .field("handler", &self.request.name())
+            .finish()
+    }
+}
+
+impl fmt::Display for RequestRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for RequestRejected {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Why `free_irq` failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// The handler id is not (or no longer) registered on its line: a double
+    /// free, or an id from another machine.
+    NotRegistered {
+        /// The line the id names.
+        irq: u32,
+        /// The handler name the id was issued for.
+        handler: &'static str,
+    },
+    /// `free_irq` may sleep and was called in a top half.
+    InvalidContext(InvalidContext),
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRegistered { irq, handler } => write!(
+                f,
+                "free_irq: handler {handler:?} is not registered on irq {irq} (double free?)"
+            ),
+            Self::InvalidContext(error) => write!(f, "free_irq rejected: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for FreeError {}
+
+/// Why an operation on a line (disable, enable, mask, affinity, budget...)
+/// failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineError {
+    /// The line number is not below the controller's line count.
+    OutOfRange {
+        /// Requested line.
+        irq: u32,
+        /// The controller's line count.
+        nr_irqs: u32,
+    },
+    /// `enable_irq` at depth zero: there was no matching `disable_irq`.
+    UnbalancedEnable {
+        /// The line.
+        irq: u32,
+    },
+    /// `unmask_oneshot` with no ONESHOT thread outstanding.
+    UnbalancedOneshot {
+        /// The line.
+        irq: u32,
+    },
+    /// The disable depth is at its maximum of 255.
+    DepthOverflow {
+        /// The line.
+        irq: u32,
+    },
+    /// The CPU number is not below the machine's CPU count.
+    NoSuchCpu {
+        /// The line being moved.
+        irq: u32,
+        /// Requested CPU.
+        cpu: usize,
+        /// The machine's CPU count.
+        nr_cpus: usize,
+    },
+    /// A waiting API was called in a top half.
+    InvalidContext(InvalidContext),
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfRange { irq, nr_irqs } => {
+                write!(
+                    f,
+                    "irq {irq} is out of range: the controller has lines 0 to {}",
+                    nr_irqs - 1
+                )
+            }
+            Self::UnbalancedEnable { irq } => write!(
+                f,
+                "unbalanced enable for irq {irq}: depth is already 0; match every enable_irq with a disable_irq"
+            ),
+            Self::UnbalancedOneshot { irq } => write!(
+                f,
+                "unbalanced unmask_oneshot for irq {irq}: no ONESHOT thread is running"
+            ),
+            Self::DepthOverflow { irq } => write!(
+                f,
+                "irq {irq}: disable depth overflow (255 nested disables); an enable_irq is missing"
+            ),
+            Self::NoSuchCpu { irq, cpu, nr_cpus } => write!(
+                f,
+                "irq {irq}: CPU {cpu} does not exist; the machine has CPUs 0 to {}",
+                nr_cpus - 1
+            ),
+            Self::InvalidContext(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
+/// A breach of the top-half contract, recorded by the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContractViolation {
+    /// A top half ran longer than its line's budget.
+    BudgetOverrun {
+        /// The line.
+        irq: u32,
+        /// The handler.
+        handler: &'static str,
+        /// Wall time of the call.
+        wall: Duration,
+        /// CPU time of the call (an upper bound, see `contract`).
+        cpu: Duration,
+        /// The line's budget.
+        budget: Duration,
+    },
+    /// A top half panicked; the line was disabled.
+    Panic {
+        /// The line.
+        irq: u32,
+        /// The handler.
+        handler: &'static str,
+        /// The panic payload, if it was a string.
+        message: String,
+    },
+    /// A CPU stayed in one top half past the lockup threshold.
+    Lockup {
+        /// The stuck CPU.
+        cpu: usize,
+        /// The line.
+        irq: u32,
+        /// The handler.
+        handler: &'static str,
+        /// How long the CPU had been stuck when detected.
+        stuck_for: Duration,
+    },
+}
+
+impl fmt::Display for ContractViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BudgetOverrun {
+                irq,
+                handler,
+                wall,
+                cpu,
+                budget,
+            } => write!(
+                f,
+                "irq {irq}: handler {handler:?} took {} us (CPU time {} us), budget {} us; \
+                 move the work to a bottom half",
+                wall.as_micros(),
+                cpu.as_micros(),
+                budget.as_micros()
+            ),
+            Self::Panic {
+                irq,
+                handler,
+                message,
+            } => write!(
+                f,
+                "irq {irq}: handler {handler:?} panicked: {message}; the line is disabled"
+            ),
+            Self::Lockup {
+                cpu,
+                irq,
+                handler,
+                stuck_for,
+            } => write!(
+                f,
+                "hard LOCKUP on CPU {cpu}: stuck for {} ms in handler {handler:?} of irq {irq}",
+                stuck_for.as_millis()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ContractViolation {}

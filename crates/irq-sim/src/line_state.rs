@@ -1,0 +1,580 @@
+//! The delivery state of one IRQ line, in one atomic word.
+//!
+//! Devices raise lines from any thread, CPUs dispatch them, and drivers
+//! disable and enable them, all without a lock: every change is one
+//! compare-and-swap on a `u64` through a named transition that returns a
+//! `#[must_use]` outcome. The caller acts on the outcome (most often: push
+//! the line onto its CPU's pending queue when the outcome says `Queue`).
+//!
+//! # Layout
+//!
+//! ```text
+//!  63      56 55      48 47    40 39                                0
+//! +----------+----------+--------+-----------------------------------+
+//! |  depth   | oneshot  | flags  | pending since (ns, modulo 2^40)   |
+//! +----------+----------+--------+-----------------------------------+
+//! ```
+//!
+//! - `depth`: the disable depth (`disable_irq` nesting, plus one while the
+//!   line has no handler or is disabled as spurious), at most 255.
+//! - `oneshot`: threaded handlers of a ONESHOT line still running; the line
+//!   stays masked while this is above zero.
+//! - flags: [`PENDING`], [`IN_PROGRESS`], [`QUEUED`], [`MASKED`], [`POLL`],
+//!   [`SPURIOUS`], [`LEVEL`].
+//! - pending since: when the pending delivery became deliverable, so that
+//!   the CPU can measure raise-to-entry latency without a second atomic.
+//!   Latencies are taken modulo 2^40 ns (18 minutes), which is exact for any
+//!   latency shorter than that.
+//!
+//! A line is *deliverable* when it is not masked, its depth is zero and no
+//! ONESHOT thread is outstanding.
+//!
+//! # Transitions
+//!
+//! ```text
+//!              raise (edge, or level going high)
+//!   idle ─────────────────────────────────────► pending ──┐
+//!    ▲                                     (+QUEUED when  │ begin_dispatch
+//!    │                                      deliverable)  ▼
+//!    │          end_dispatch (nothing pending)       in progress
+//!    └───────────────────────────────────────────────────┤
+//!                end_dispatch (edge pending again,       │
+//!                level still high, or poll requested)    │
+//!                      pending + QUEUED ◄────────────────┘
+//!
+//!   disable / mask / ONESHOT thread running: pending stays latched,
+//!   enable / unmask / unmask_oneshot: a latched pending line is QUEUED.
+//! ```
+//!
+//! # Invariants
+//!
+//! 1. A line is on at most one CPU queue: only the transition that sets
+//!    [`QUEUED`] returns `Queue`, and only `begin_dispatch` clears it.
+//! 2. A handler chain of a line never runs twice at once: `begin_dispatch`
+//!    runs the chain only after setting [`IN_PROGRESS`], which only
+//!    `end_dispatch` clears.
+//! 3. No delivery starts while the line is not deliverable, except a poll of
+//!    a line disabled as spurious.
+//! 4. An edge is either the one that sets [`PENDING`] or is counted as
+//!    coalesced into it; none is lost.
+//!
+//! # Memory ordering
+//!
+//! Every transition is an `AcqRel` compare-and-swap. The release half of a
+//! raise pairs with the acquire half of `begin_dispatch`, so what a device
+//! wrote before raising (an RX descriptor, a FIFO byte) is visible to the
+//! top half. The release half of `end_dispatch` pairs with the acquire load
+//! in [`LineState::is_in_progress`], so what a handler wrote is visible to a
+//! thread returning from `synchronize_irq`.
+
+use crate::sync::{AtomicU64, Ordering};
+
+const STAMP_BITS: u32 = 40;
+const STAMP_MASK: u64 = (1 << STAMP_BITS) - 1;
+
+/// The line has a pending delivery: an edge latched, or a level line high.
+pub const PENDING: u64 = 1 << 40;
+/// A CPU runs the line's handler chain.
+pub const IN_PROGRESS: u64 = 1 << 41;
+/// The line sits on a CPU's pending queue.
+pub const QUEUED: u64 = 1 << 42;
+/// The line is masked at the controller (`mask_irq`).
+pub const MASKED: u64 = 1 << 43;
+/// A poll of a line disabled as spurious was requested.
+pub const POLL: u64 = 1 << 44;
+/// The line was disabled as spurious ("nobody cared") and is polled.
+pub const SPURIOUS: u64 = 1 << 45;
+/// The line is level-triggered (otherwise edge-triggered).
+pub const LEVEL: u64 = 1 << 46;
+
+const ONESHOT_SHIFT: u32 = 48;
+const ONESHOT_ONE: u64 = 1 << ONESHOT_SHIFT;
+const ONESHOT_MASK: u64 = 0xff << ONESHOT_SHIFT;
+const DEPTH_SHIFT: u32 = 56;
+const DEPTH_ONE: u64 = 1 << DEPTH_SHIFT;
+const DEPTH_MASK: u64 = 0xff << DEPTH_SHIFT;
+
+/// The deepest disable nesting a line accepts.
+pub const MAX_DEPTH: u8 = u8::MAX;
+
+/// Returns the raise-to-entry latency in nanoseconds from a pending stamp
+/// and the entry time, both on the clock of [`crate::clock::now`].
+pub fn stamp_latency(stamp: u64, entry_nanos: u64) -> u64 {
+    entry_nanos.wrapping_sub(stamp) & STAMP_MASK
+}
+
+/// Returns the stamp stored for a timestamp in nanoseconds.
+pub fn stamp_of(nanos: u64) -> u64 {
+    nanos & STAMP_MASK
+}
+
+/// The state word of one line. See the module docs for its layout.
+#[derive(Debug)]
+pub struct LineState {
+    word: AtomicU64,
+}
+
+/// What `raise` did.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RaiseOutcome {
+    /// The line became pending and deliverable: push it on its CPU's queue.
+    Queue,
+    /// The line became pending but is in progress, masked or disabled; it is
+    /// delivered later by `end_dispatch`, `enable` or `unmask`.
+    Latched,
+    /// An edge found the line already pending and folded into it.
+    Coalesced,
+    /// A level line was already high; nothing changed.
+    AlreadyAsserted,
+}
+
+/// What `begin_dispatch` found.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dispatch {
+    /// Run the handler chain; `stamp` is when the delivery became pending.
+    Run {
+        /// Pending stamp, for [`stamp_latency`].
+        stamp: u64,
+    },
+    /// Run the handler chain as a poll of a line disabled as spurious.
+    Poll,
+    /// Nothing to deliver: the line was lowered, disabled or masked after it
+    /// was queued.
+    Skip,
+}
+
+/// What a transition that can make a line deliverable again did.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rearm {
+    /// A pending delivery is due: push the line on its CPU's queue.
+    Queue,
+    /// Nothing to deliver now.
+    Idle,
+}
+
+/// What `enable` did.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnableOutcome {
+    /// The depth was already zero; nothing changed.
+    Unbalanced,
+    /// The depth dropped but is still above zero.
+    StillDisabled {
+        /// Depth after the call.
+        depth: u8,
+    },
+    /// The depth reached zero.
+    Enabled(Rearm),
+}
+
+/// A decoded copy of the state word, for statistics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineSnapshot {
+    /// A delivery is pending (edge latched or level high).
+    pub pending: bool,
+    /// A CPU runs the handler chain.
+    pub in_progress: bool,
+    /// The line sits on a CPU queue.
+    pub queued: bool,
+    /// Masked at the controller.
+    pub masked: bool,
+    /// Disabled as spurious and polled.
+    pub spurious: bool,
+    /// Level-triggered.
+    pub level: bool,
+    /// Disable depth.
+    pub depth: u8,
+    /// Outstanding ONESHOT threads.
+    pub oneshot: u8,
+}
+
+fn depth_of(word: u64) -> u8 {
+    ((word & DEPTH_MASK) >> DEPTH_SHIFT) as u8
+}
+
+fn oneshot_of(word: u64) -> u8 {
+    ((word & ONESHOT_MASK) >> ONESHOT_SHIFT) as u8
+}
+
+fn deliverable(word: u64) -> bool {
+    word & (MASKED | DEPTH_MASK | ONESHOT_MASK) == 0
+}
+
+fn with_stamp(word: u64, stamp: u64) -> u64 {
+    (word & !STAMP_MASK) | (stamp & STAMP_MASK)
+}
+
+/// Sets [`QUEUED`] on `word` if a delivery is due and nobody else will
+/// deliver it, and says whether the caller must push the line.
+fn rearm(word: u64) -> (u64, Rearm) {
+    let due = (word & PENDING != 0 && deliverable(word)) || word & POLL != 0;
+    if due && word & (IN_PROGRESS | QUEUED) == 0 {
+        (word | QUEUED, Rearm::Queue)
+    } else {
+        (word, Rearm::Idle)
+    }
+}
+
+impl Default for LineState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LineState {
+    /// Makes the state of a line with no handler: edge, depth one.
+    pub fn new() -> Self {
+        Self {
+            word: AtomicU64::new(DEPTH_ONE),
+        }
+    }
+
+    /// Applies `f` to the word until the compare-and-swap succeeds, and
+    /// returns `f`'s outcome. `f` returns `None` for "no change".
+    fn update<T>(&self, mut f: impl FnMut(u64) -> (Option<u64>, T)) -> T {
+        let mut old = self.word.load(Ordering::Acquire);
+        loop {
+            let (new, outcome) = f(old);
+            let Some(new) = new else {
+                return outcome;
+            };
+            if new == old {
+                return outcome;
+            }
+            match self
+                .word
+                .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return outcome,
+                Err(actual) => old = actual,
+            }
+        }
+    }
+
+    /// A device raises the line at `now_nanos`: an edge, or a level line
+    /// going high.
+    pub fn raise(&self, now_nanos: u64) -> RaiseOutcome {
+        self.update(|old| {
+            if old & PENDING != 0 {
+                let outcome = if old & LEVEL != 0 {
+                    RaiseOutcome::AlreadyAsserted
+                } else {
+                    RaiseOutcome::Coalesced
+                };
+                return (None, outcome);
+            }
+            let pending = with_stamp(old | PENDING, stamp_of(now_nanos));
+            match rearm(pending) {
+                (new, Rearm::Queue) => (Some(new), RaiseOutcome::Queue),
+                (new, Rearm::Idle) => (Some(new), RaiseOutcome::Latched),
+            }
+        })
+    }
+
+    /// A device lowers a level line. Returns true if the line was high.
+    /// An edge line has nothing to lower, so this returns false for it.
+    pub fn lower(&self) -> bool {
+        self.update(|old| {
+            if old & LEVEL == 0 || old & PENDING == 0 {
+                return (None, false);
+            }
+            (Some(old & !PENDING), true)
+        })
+    }
+
+    /// The CPU takes the line off its queue and decides whether to run the
+    /// handler chain (mask and ack, in the kernel's words).
+    pub fn begin_dispatch(&self) -> Dispatch {
+        self.update(|old| {
+            let word = old & !QUEUED;
+            if word & PENDING != 0 && deliverable(word) {
+                let stamp = word & STAMP_MASK;
+                // An edge is consumed by its delivery; a level line stays
+                // high until the device lowers it.
+                let mut new = (word | IN_PROGRESS) & !POLL;
+                if word & LEVEL == 0 {
+                    new &= !PENDING;
+                }
+                return (Some(new), Dispatch::Run { stamp });
+            }
+            if word & POLL != 0 {
+                return (Some((word | IN_PROGRESS) & !POLL), Dispatch::Poll);
+            }
+            (Some(word), Dispatch::Skip)
+        })
+    }
+
+    /// The CPU has run the chain. `oneshot_threads` ONESHOT threads were
+    /// woken and keep the line masked until each calls `unmask_oneshot`.
+    /// A level line still high has its stamp moved to `now_nanos`, so that a
+    /// re-fire's latency counts from the unmask.
+    pub fn end_dispatch(&self, now_nanos: u64, oneshot_threads: u8) -> Rearm {
+        self.update(|old| {
+            let mut word = old & !IN_PROGRESS;
+            let oneshot = oneshot_of(word).saturating_add(oneshot_threads);
+            word = (word & !ONESHOT_MASK) | (u64::from(oneshot) << ONESHOT_SHIFT);
+            if word & LEVEL != 0 && word & PENDING != 0 {
+                word = with_stamp(word, stamp_of(now_nanos));
+            }
+            let (new, outcome) = rearm(word);
+            (Some(new), outcome)
+        })
+    }
+
+    /// Raises the disable depth by one. Returns the new depth, or `None`
+    /// when the depth is already [`MAX_DEPTH`].
+    pub fn disable(&self) -> Option<u8> {
+        self.update(|old| {
+            let depth = depth_of(old);
+            if depth == MAX_DEPTH {
+                return (None, None);
+            }
+            (Some(old + DEPTH_ONE), Some(depth + 1))
+        })
+    }
+
+    /// Lowers the disable depth by one; at zero, a latched delivery becomes
+    /// due and its latency counts from `now_nanos`.
+    pub fn enable(&self, now_nanos: u64) -> EnableOutcome {
+        self.update(|old| {
+            let depth = depth_of(old);
+            if depth == 0 {
+                return (None, EnableOutcome::Unbalanced);
+            }
+            let mut word = old - DEPTH_ONE;
+            if depth > 1 {
+                return (
+                    Some(word),
+                    EnableOutcome::StillDisabled { depth: depth - 1 },
+                );
+            }
+            word &= !SPURIOUS;
+            let (new, rearm) = rearm(restamp_if_due(word, now_nanos));
+            (Some(new), EnableOutcome::Enabled(rearm))
+        })
+    }
+
+    /// Masks the line at the controller. Returns false if it was masked.
+    pub fn mask(&self) -> bool {
+        self.update(|old| {
+            if old & MASKED != 0 {
+                return (None, false);
+            }
+            (Some(old | MASKED), true)
+        })
+    }
+
+    /// Unmasks the line; a latched delivery becomes due.
+    pub fn unmask(&self, now_nanos: u64) -> Rearm {
+        self.update(|old| {
+            if old & MASKED == 0 {
+                return (None, Rearm::Idle);
+            }
+            let (new, rearm) = rearm(restamp_if_due(old & !MASKED, now_nanos));
+            (Some(new), rearm)
+        })
+    }
+
+    /// One ONESHOT thread has finished. Returns `None` if none was
+    /// outstanding.
+    pub fn unmask_oneshot(&self, now_nanos: u64) -> Option<Rearm> {
+        self.update(|old| {
+            if oneshot_of(old) == 0 {
+                return (None, None);
+            }
+            let word = old - ONESHOT_ONE;
+            let (new, rearm) = rearm(restamp_if_due(word, now_nanos));
+            (Some(new), Some(rearm))
+        })
+    }
+
+    /// Disables the line as spurious: one more depth, and the flag that
+    /// makes the housekeeping thread poll it. Returns false, changing
+    /// nothing, if the depth is already at [`MAX_DEPTH`].
+    pub fn disable_spurious(&self) -> bool {
+        self.update(|old| {
+            if depth_of(old) == MAX_DEPTH {
+                return (None, false);
+            }
+            (Some((old + DEPTH_ONE) | SPURIOUS), true)
+        })
+    }
+
+    /// Asks for one poll of a line disabled as spurious.
+    pub fn request_poll(&self) -> Rearm {
+        self.update(|old| {
+            if old & SPURIOUS == 0 || old & POLL != 0 {
+                return (None, Rearm::Idle);
+            }
+            let (new, rearm) = rearm(old | POLL);
+            (Some(new), rearm)
+        })
+    }
+
+    /// Starts a line for its first handler: depth zero, unmasked, nothing
+    /// latched from before, with the given trigger type.
+    pub fn startup(&self, level: bool) {
+        self.update(|old| {
+            let keep = old & (IN_PROGRESS | QUEUED);
+            let trigger = if level { LEVEL } else { 0 };
+            (Some(keep | trigger), ())
+        })
+    }
+
+    /// Shuts a line down after its last handler left: depth one, nothing
+    /// pending.
+    pub fn shutdown(&self) {
+        self.update(|old| {
+            let keep = old & (IN_PROGRESS | QUEUED | LEVEL);
+            (Some(keep | DEPTH_ONE), ())
+        })
+    }
+
+    /// Returns true while a CPU runs the line's handler chain.
+    pub fn is_in_progress(&self) -> bool {
+        self.word.load(Ordering::Acquire) & IN_PROGRESS != 0
+    }
+
+    /// Decodes the current word.
+    pub fn snapshot(&self) -> LineSnapshot {
+        let word = self.word.load(Ordering::Acquire);
+        LineSnapshot {
+            pending: word & PENDING != 0,
+            in_progress: word & IN_PROGRESS != 0,
+            queued: word & QUEUED != 0,
+            masked: word & MASKED != 0,
+            spurious: word & SPURIOUS != 0,
+            level: word & LEVEL != 0,
+            depth: depth_of(word),
+            oneshot: oneshot_of(word),
+        }
+    }
+}
+
+/// Moves the stamp of a pending delivery to `now_nanos`: its latency counts
+/// from the moment it became deliverable again.
+fn restamp_if_due(word: u64, now_nanos: u64) -> u64 {
+    if word & PENDING != 0 && deliverable(word) {
+        with_stamp(word, stamp_of(now_nanos))
+    } else {
+        word
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn started(level: bool) -> LineState {
+        let state = LineState::new();
+        state.startup(level);
+        state
+    }
+
+    #[test]
+    fn new_line_is_disabled() {
+        let state = LineState::new();
+        assert_eq!(state.snapshot().depth, 1);
+        assert_eq!(state.raise(1), RaiseOutcome::Latched);
+    }
+
+    #[test]
+    fn edge_raise_queues_then_coalesces() {
+        let state = started(false);
+        assert_eq!(state.raise(10), RaiseOutcome::Queue);
+        assert_eq!(state.raise(11), RaiseOutcome::Coalesced);
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 10 });
+        assert_eq!(state.end_dispatch(20, 0), Rearm::Idle);
+    }
+
+    #[test]
+    fn edge_during_handler_requeues() {
+        let state = started(false);
+        assert_eq!(state.raise(10), RaiseOutcome::Queue);
+        assert!(matches!(state.begin_dispatch(), Dispatch::Run { .. }));
+        assert_eq!(state.raise(12), RaiseOutcome::Latched);
+        assert_eq!(state.raise(13), RaiseOutcome::Coalesced);
+        assert_eq!(state.end_dispatch(20, 0), Rearm::Queue);
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 12 });
+    }
+
+    #[test]
+    fn level_refires_until_lowered() {
+        let state = started(true);
+        assert_eq!(state.raise(10), RaiseOutcome::Queue);
+        assert_eq!(state.raise(11), RaiseOutcome::AlreadyAsserted);
+        assert!(matches!(state.begin_dispatch(), Dispatch::Run { .. }));
+        assert_eq!(state.end_dispatch(30, 0), Rearm::Queue);
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 30 });
+        assert!(state.lower());
+        assert_eq!(state.end_dispatch(40, 0), Rearm::Idle);
+    }
+
+    #[test]
+    fn disabled_edge_fires_on_enable() {
+        let state = started(false);
+        assert_eq!(state.disable(), Some(1));
+        assert_eq!(state.disable(), Some(2));
+        assert_eq!(state.raise(10), RaiseOutcome::Latched);
+        assert_eq!(state.enable(20), EnableOutcome::StillDisabled { depth: 1 });
+        assert_eq!(state.enable(30), EnableOutcome::Enabled(Rearm::Queue));
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 30 });
+    }
+
+    #[test]
+    fn unbalanced_enable_changes_nothing() {
+        let state = started(false);
+        let before = state.snapshot();
+        assert_eq!(state.enable(1), EnableOutcome::Unbalanced);
+        assert_eq!(state.snapshot(), before);
+    }
+
+    #[test]
+    fn disable_after_queue_skips() {
+        let state = started(false);
+        assert_eq!(state.raise(10), RaiseOutcome::Queue);
+        assert_eq!(state.disable(), Some(1));
+        assert_eq!(state.begin_dispatch(), Dispatch::Skip);
+        assert!(state.snapshot().pending);
+    }
+
+    #[test]
+    fn oneshot_keeps_masked() {
+        let state = started(true);
+        assert_eq!(state.raise(10), RaiseOutcome::Queue);
+        assert!(matches!(state.begin_dispatch(), Dispatch::Run { .. }));
+        assert_eq!(state.end_dispatch(20, 1), Rearm::Idle);
+        assert_eq!(state.unmask_oneshot(30), Some(Rearm::Queue));
+        assert_eq!(state.unmask_oneshot(40), None);
+    }
+
+    #[test]
+    fn spurious_line_polls() {
+        let state = started(false);
+        assert_eq!(state.request_poll(), Rearm::Idle);
+        assert!(state.disable_spurious());
+        assert_eq!(state.request_poll(), Rearm::Queue);
+        assert_eq!(state.begin_dispatch(), Dispatch::Poll);
+        assert_eq!(state.end_dispatch(5, 0), Rearm::Idle);
+        assert_eq!(state.enable(6), EnableOutcome::Enabled(Rearm::Idle));
+        assert!(!state.snapshot().spurious);
+    }
+
+    #[test]
+    fn depth_saturates() {
+        let state = started(false);
+        for _ in 0..MAX_DEPTH {
+            assert!(state.disable().is_some());
+        }
+        assert_eq!(state.disable(), None);
+    }
+
+    #[test]
+    fn latency_wraps() {
+        let stamp = stamp_of((1 << 40) - 5);
+        assert_eq!(stamp_latency(stamp, 1 << 40), 5);
+    }
+}

@@ -1,0 +1,401 @@
+//! Interrupt statistics: counters, latency histograms, and a
+//! `/proc/interrupts`-style table.
+//!
+//! Counters are atomics updated with `Relaxed` ordering: they order nothing
+//! and are read only for reports. Histograms are recorded by the CPU that
+//! dispatches a line, under the line's chain lock (per-line histograms) or
+//! the CPU's histogram lock (per-CPU histograms), so readers take a copy
+//! under the same lock.
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::handler::Trigger;
+
+/// Largest latency or duration a histogram tracks; larger values are
+/// recorded as this value.
+pub const HISTOGRAM_MAX: Duration = Duration::from_secs(10);
+
+/// Significant digits of per-line histograms (1 % resolution, about 30 KB
+/// each, so that 1024 lines stay affordable).
+const LINE_SIGFIG: u8 = 2;
+
+/// Significant digits of per-CPU histograms (0.1 % resolution).
+const CPU_SIGFIG: u8 = 3;
+
+fn new_histogram(sigfig: u8) -> Histogram<u64> {
+    let max = u64::try_from(HISTOGRAM_MAX.as_nanos()).unwrap_or(u64::MAX);
+    Histogram::new_with_bounds(1, max, sigfig).expect("histogram bounds are valid constants")
+}
+
+/// Raise-to-entry latency and top-half duration, in nanoseconds.
+#[derive(Clone, Debug)]
+pub struct LatencyHistograms {
+    /// Raise (or programmed timer expiry) to top-half entry.
+    pub latency: Histogram<u64>,
+    /// Top-half duration: the whole handler chain of one delivery.
+    pub duration: Histogram<u64>,
+}
+
+impl LatencyHistograms {
+    pub(crate) fn for_line() -> Self {
+        Self {
+            latency: new_histogram(LINE_SIGFIG),
+            duration: new_histogram(LINE_SIGFIG),
+        }
+    }
+
+    pub(crate) fn for_cpu() -> Self {
+        Self {
+            latency: new_histogram(CPU_SIGFIG),
+            duration: new_histogram(CPU_SIGFIG),
+        }
+    }
+
+    /// Records one delivery; never allocates.
+    #[inline]
+    pub(crate) fn record(&mut self, latency_ns: Option<u64>, duration_ns: u64) {
+        if let Some(latency) = latency_ns {
+            self.latency.saturating_record(latency.max(1));
+        }
+        self.duration.saturating_record(duration_ns.max(1));
+    }
+}
+
+/// A summary of a histogram in the kernel tools' vocabulary, in
+/// nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Samples.
+    pub count: u64,
+    /// Smallest sample.
+    pub min: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest sample.
+    pub max: u64,
+}
+
+impl Summary {
+    /// Summarizes `histogram`.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: histogram.len(),
+            min: histogram.min(),
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "count {} min {} p50 {} p90 {} p99 {} p99.9 {} max {} (ns)",
+            self.count, self.min, self.p50, self.p90, self.p99, self.p999, self.max
+        )
+    }
+}
+
+/// Counters of one line.
+#[derive(Debug)]
+pub(crate) struct LineCounters {
+    /// Deliveries per CPU (the `/proc/interrupts` columns).
+    pub(crate) per_cpu: Box<[AtomicU64]>,
+    /// Deliveries with at least one handler returning handled.
+    pub(crate) handled: AtomicU64,
+    /// Deliveries no handler claimed.
+    pub(crate) unhandled: AtomicU64,
+    /// Edges folded into an already pending delivery.
+    pub(crate) coalesced: AtomicU64,
+    /// Queued deliveries dropped at dispatch because the line was lowered,
+    /// masked or disabled meanwhile.
+    pub(crate) skipped: AtomicU64,
+    /// Polls of the line while disabled as spurious.
+    pub(crate) polls: AtomicU64,
+    /// Calls that overran the budget in CPU time.
+    pub(crate) overruns: AtomicU64,
+    /// Calls that overran in wall time only (the thread was preempted).
+    pub(crate) preempted: AtomicU64,
+    /// Panics caught.
+    pub(crate) panics: AtomicU64,
+    /// `WakeThread` returns.
+    pub(crate) wake_thread: AtomicU64,
+    /// Times the line was disabled as spurious.
+    pub(crate) spurious_disables: AtomicU64,
+}
+
+impl LineCounters {
+    pub(crate) fn new(nr_cpus: usize) -> Self {
+        Self {
+            per_cpu: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
+            handled: AtomicU64::new(0),
+            unhandled: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            polls: AtomicU64::new(0),
+            overruns: AtomicU64::new(0),
+            preempted: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            wake_thread: AtomicU64::new(0),
+            spurious_disables: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Adds one to a statistics counter.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// A copy of one line's statistics.
+#[derive(Clone, Debug)]
+pub struct LineStats {
+    /// The line.
+    pub irq: u32,
+    /// Trigger type of the line's handlers.
+    pub trigger: Trigger,
+    /// Handler names in chain order.
+    pub handlers: Vec<&'static str>,
+    /// Deliveries per CPU.
+    pub per_cpu: Vec<u64>,
+    /// Deliveries that some handler claimed.
+    pub handled: u64,
+    /// Deliveries no handler claimed.
+    pub unhandled: u64,
+    /// Edges folded into an already pending delivery.
+    pub coalesced: u64,
+    /// Queued deliveries dropped because the line was lowered, masked or
+    /// disabled before dispatch.
+    pub skipped: u64,
+    /// Polls while disabled as spurious.
+    pub polls: u64,
+    /// Calls over budget in CPU time.
+    pub overruns: u64,
+    /// Calls over budget in wall time only (the CPU thread was preempted).
+    pub preempted: u64,
+    /// Panics caught.
+    pub panics: u64,
+    /// `WakeThread` returns.
+    pub wake_thread: u64,
+    /// Times disabled as spurious.
+    pub spurious_disables: u64,
+    /// Unhandled deliveries in the current spurious-detection window.
+    pub spurious_window_unhandled: u32,
+    /// Deliveries in the current spurious-detection window.
+    pub spurious_window_count: u32,
+    /// The line is disabled as spurious and polled.
+    pub spurious: bool,
+    /// Disable depth.
+    pub depth: u8,
+    /// Masked at the controller.
+    pub masked: bool,
+    /// Latency and duration histograms, if the line was ever requested.
+    pub histograms: Option<LatencyHistograms>,
+}
+
+impl LineStats {
+    /// Returns the deliveries on all CPUs.
+    pub fn total(&self) -> u64 {
+        self.per_cpu.iter().sum()
+    }
+
+    pub(crate) fn from_counters(irq: u32, counters: &LineCounters) -> Self {
+        Self {
+            irq,
+            trigger: Trigger::Edge,
+            handlers: Vec::new(),
+            per_cpu: counters.per_cpu.iter().map(read).collect(),
+            handled: read(&counters.handled),
+            unhandled: read(&counters.unhandled),
+            coalesced: read(&counters.coalesced),
+            skipped: read(&counters.skipped),
+            polls: read(&counters.polls),
+            overruns: read(&counters.overruns),
+            preempted: read(&counters.preempted),
+            panics: read(&counters.panics),
+            wake_thread: read(&counters.wake_thread),
+            spurious_disables: read(&counters.spurious_disables),
+            spurious_window_unhandled: 0,
+            spurious_window_count: 0,
+            spurious: false,
+            depth: 0,
+            masked: false,
+            histograms: None,
+        }
+    }
+}
+
+/// Counters of one CPU.
+#[derive(Debug, Default)]
+pub(crate) struct CpuCounters {
+    /// Handler chains run (deliveries and polls).
+    pub(crate) chains: AtomicU64,
+    /// Timer expiries fired by this CPU's local timers.
+    pub(crate) timer_expiries: AtomicU64,
+}
+
+/// A copy of one CPU's statistics.
+#[derive(Clone, Debug)]
+pub struct CpuStats {
+    /// The CPU.
+    pub cpu: usize,
+    /// Handler chains run.
+    pub chains: u64,
+    /// Timer expiries fired.
+    pub timer_expiries: u64,
+    /// Latency and duration histograms of every delivery on this CPU.
+    pub histograms: LatencyHistograms,
+}
+
+impl CpuStats {
+    pub(crate) fn new(cpu: usize, counters: &CpuCounters, histograms: LatencyHistograms) -> Self {
+        Self {
+            cpu,
+            chains: read(&counters.chains),
+            timer_expiries: read(&counters.timer_expiries),
+            histograms,
+        }
+    }
+}
+
+/// Renders `lines` (those with handlers) as `/proc/interrupts` does: one
+/// column per CPU, then the controller, the line and trigger type, and the
+/// handler names.
+pub fn render_interrupts(lines: &[LineStats], nr_cpus: usize) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "{:>5} ", "");
+    for cpu in 0..nr_cpus {
+        let _ = write!(out, "{:>11}", format!("CPU{cpu}"));
+    }
+    out.push('\n');
+    for line in lines.iter().filter(|line| !line.handlers.is_empty()) {
+        let _ = write!(out, "{:>4}: ", line.irq);
+        for count in &line.per_cpu {
+            let _ = write!(out, "{count:>10} ");
+        }
+        let flow = match line.trigger {
+            Trigger::Edge => "edge",
+            Trigger::Level => "level",
+        };
+        let state = if line.spurious {
+            " (spurious, polled)"
+        } else if line.depth > 0 {
+            " (disabled)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  irq-sim {:>5}-{flow:<6}  {}{state}",
+            line.irq,
+            line.handlers.join(", ")
+        );
+    }
+    out
+}
+
+/// Renders the per-line detail that `/proc/interrupts` lacks: handled,
+/// unhandled, coalesced, spurious state, overruns and latency percentiles.
+pub fn render_line_details(lines: &[LineStats]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>5} {:>10} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "irq",
+        "handled",
+        "unhandled",
+        "coalesced",
+        "overruns",
+        "spurious",
+        "lat p50",
+        "lat p99",
+        "dur p50",
+        "dur p99"
+    );
+    for line in lines.iter().filter(|line| !line.handlers.is_empty()) {
+        let (latency, duration) = line
+            .histograms
+            .as_ref()
+            .map(|h| (Summary::of(&h.latency), Summary::of(&h.duration)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:>5} {:>10} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10}",
+            line.irq,
+            line.handled,
+            line.unhandled,
+            line.coalesced,
+            line.overruns,
+            if line.spurious { "polled" } else { "no" },
+            latency.p50,
+            latency.p99,
+            duration.p50,
+            duration.p99
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(irq: u32, handlers: Vec<&'static str>, per_cpu: Vec<u64>) -> LineStats {
+        let mut stats = LineStats::from_counters(irq, &LineCounters::new(per_cpu.len()));
+        stats.handlers = handlers;
+        stats.per_cpu = per_cpu;
+        stats
+    }
+
+    #[test]
+    fn render_matches_proc_layout() {
+        let lines = vec![
+            line(0, vec!["timer"], vec![9, 0]),
+            line(1, vec![], vec![0, 0]),
+            line(11, vec!["eth0", "uart"], vec![307009, 12]),
+        ];
+        let text = render_interrupts(&lines, 2);
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows.len(), 3, "{text}");
+        assert!(rows[0].contains("CPU0") && rows[0].contains("CPU1"));
+        assert!(rows[1].starts_with("   0:"));
+        assert!(rows[1].contains("0-edge"));
+        assert!(rows[2].contains("307009"));
+        assert!(rows[2].ends_with("eth0, uart"));
+    }
+
+    #[test]
+    fn summary_of_empty_is_zero() {
+        assert_eq!(Summary::of(&new_histogram(2)), Summary::default());
+    }
+
+    #[test]
+    fn record_saturates_above_max() {
+        let mut histograms = LatencyHistograms::for_line();
+        histograms.record(Some(u64::MAX), 5);
+        assert_eq!(histograms.latency.len(), 1);
+        assert_eq!(histograms.duration.len(), 1);
+    }
+}
