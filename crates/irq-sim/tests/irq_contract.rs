@@ -1,0 +1,370 @@
+//! The top-half contract: budgets, sleeping, panics, lockups, shutdown.
+
+mod common;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::{Gate, flush_cpu, probe, wait_until};
+use irq_sim::clock::{self, Timestamp};
+use irq_sim::{
+    Budget, Config, ContractViolation, CpuTimeAccounting, HardIrqContext, InvalidContext, IrqFlags,
+    IrqRequest, IrqReturn, LineError, Machine, OverrunPolicy, WatchdogConfig,
+};
+
+const LINE: u32 = 40;
+const PROBE: u32 = 99;
+
+fn log() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .init();
+        buffer
+    })
+}
+
+fn log_text() -> String {
+    String::from_utf8(log().lock().unwrap().clone()).unwrap()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn machine(config: Config) -> Machine {
+    let _ = log();
+    Machine::new(config).unwrap()
+}
+
+/// A top half that burns `cpu` of CPU time, then returns.
+fn spinner(cpu: Duration) -> impl FnMut(&mut HardIrqContext<'_>) -> IrqReturn + Send + 'static {
+    move |_| {
+        clock::spin_until(clock::now() + cpu);
+        IrqReturn::Handled
+    }
+}
+
+/// Requests `LINE` with `top_half` and `budget`, raises it once and waits
+/// for the chain to finish.
+fn run_once(
+    machine: &Machine,
+    name: &'static str,
+    budget: Budget,
+    top_half: impl irq_sim::TopHalf,
+) {
+    let irq = machine.controller();
+    irq.request_irq(LINE, IrqRequest::new(name, IrqFlags::EDGE, top_half))
+        .unwrap();
+    irq.set_budget(LINE, budget).unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+    let _ = irq.raise(LINE).unwrap();
+    flush_cpu(&irq, PROBE, &probe_calls);
+}
+
+/// An overrun under the fail policy is recorded with the line, handler,
+/// measured time and budget, and the line is disabled.
+#[test]
+fn overrun_fail_policy_records() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let budget = Budget {
+        limit: Duration::from_micros(100),
+        policy: OverrunPolicy::Fail,
+    };
+    run_once(
+        &machine,
+        "slowpoke",
+        budget,
+        spinner(Duration::from_millis(3)),
+    );
+
+    let Err(ContractViolation::BudgetOverrun {
+        irq,
+        handler,
+        wall,
+        cpu,
+        budget: limit,
+    }) = machine.check()
+    else {
+        panic!("expected an overrun, got {:?}", machine.check());
+    };
+    assert_eq!(
+        (irq, handler, limit),
+        (LINE, "slowpoke", Duration::from_micros(100))
+    );
+    assert!(wall >= Duration::from_millis(3));
+    assert!(cpu > limit);
+    assert_eq!(machine.controller().line_state(LINE).unwrap().depth, 1);
+    assert_eq!(machine.controller().line_stats(LINE).unwrap().overruns, 1);
+    assert!(!machine.shutdown().is_clean());
+}
+
+/// An overrun under the warn policy is logged with line, handler, time and
+/// budget, counted, and the line stays enabled.
+#[test]
+fn overrun_warn_policy_logs() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    run_once(
+        &machine,
+        "warned-handler",
+        Budget::default(),
+        spinner(Duration::from_millis(2)),
+    );
+
+    let irq = machine.controller();
+    assert_eq!(irq.line_stats(LINE).unwrap().overruns, 1);
+    assert_eq!(irq.line_state(LINE).unwrap().depth, 0);
+    assert!(machine.check().is_ok());
+    let text = log_text();
+    let line = text
+        .lines()
+        .find(|line| line.contains("\"warned-handler\""))
+        .unwrap_or_else(|| panic!("no overrun report in {text}"));
+    assert!(line.contains("irq 40"), "{line}");
+    assert!(line.contains("budget 100 us"), "{line}");
+}
+
+/// An overrun under the disable policy disables the line.
+#[test]
+fn overrun_disable_policy_disables() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let budget = Budget {
+        limit: Duration::from_micros(50),
+        policy: OverrunPolicy::Disable,
+    };
+    run_once(
+        &machine,
+        "disabled-handler",
+        budget,
+        spinner(Duration::from_millis(2)),
+    );
+
+    assert_eq!(machine.controller().line_state(LINE).unwrap().depth, 1);
+    assert!(machine.check().is_ok());
+}
+
+/// A top half whose thread was off the CPU (preempted) is not blamed for
+/// the wall time it lost, in either CPU-time accounting mode.
+#[test]
+fn preempted_handler_not_blamed() {
+    for accounting in [CpuTimeAccounting::Window, CpuTimeAccounting::PerCall] {
+        let machine = machine(Config {
+            nr_cpus: 1,
+            cpu_time: accounting,
+            ..Config::default()
+        });
+        let budget = Budget {
+            limit: Duration::from_millis(1),
+            policy: OverrunPolicy::Fail,
+        };
+        // Sleeping stands for host preemption: off the CPU, through no fault
+        // of the handler's own code.
+        run_once(
+            &machine,
+            "preempted",
+            budget,
+            |_: &mut HardIrqContext<'_>| {
+                std::thread::sleep(Duration::from_millis(5));
+                IrqReturn::Handled
+            },
+        );
+
+        let stats = machine.controller().line_stats(LINE).unwrap();
+        assert_eq!(stats.overruns, 0, "{accounting:?}");
+        assert_eq!(stats.preempted, 1, "{accounting:?}");
+        assert!(machine.shutdown().is_clean(), "{accounting:?}");
+    }
+}
+
+/// A waiting API called in a top half fails with the kernel's message,
+/// naming the API, the line and the handler.
+#[test]
+fn might_sleep_in_top_half_fails() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let errors = Arc::new(Mutex::new(Vec::<InvalidContext>::new()));
+    let seen = errors.clone();
+    let line_errors = Arc::new(Mutex::new(Vec::<LineError>::new()));
+    let line_seen = line_errors.clone();
+    run_once(
+        &machine,
+        "sleeper",
+        Budget::default(),
+        move |ctx: &mut HardIrqContext<'_>| {
+            seen.lock()
+                .unwrap()
+                .push(irq_sim::might_sleep("msleep").unwrap_err());
+            let controller = ctx.controller();
+            line_seen
+                .lock()
+                .unwrap()
+                .push(controller.disable_irq(ctx.irq()).unwrap_err());
+            line_seen
+                .lock()
+                .unwrap()
+                .push(controller.synchronize_irq(ctx.irq()).unwrap_err());
+            IrqReturn::Handled
+        },
+    );
+
+    let error = errors.lock().unwrap()[0];
+    assert_eq!(
+        (error.api, error.irq, error.handler),
+        ("msleep", LINE, "sleeper")
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("sleeping function called from invalid context"),
+        "{message}"
+    );
+    assert!(
+        message.contains("msleep") && message.contains("irq 40") && message.contains("\"sleeper\"")
+    );
+    let apis: Vec<&str> = line_errors
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|error| match error {
+            LineError::InvalidContext(context) => context.api,
+            other => panic!("expected InvalidContext, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(apis, ["disable_irq", "synchronize_irq"]);
+    assert_eq!(machine.controller().line_state(LINE).unwrap().depth, 0);
+}
+
+/// A panicking top half is caught: its line is disabled, the panic is
+/// recorded with line and handler, and other lines keep working.
+#[test]
+fn panic_disables_only_its_line() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    run_once(
+        &machine,
+        "buggy",
+        Budget::default(),
+        move |_: &mut HardIrqContext<'_>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            panic!("device register read returned garbage");
+        },
+    );
+
+    let irq = machine.controller();
+    let Err(ContractViolation::Panic {
+        irq: line,
+        handler,
+        message,
+    }) = machine.check()
+    else {
+        panic!("expected a panic violation");
+    };
+    assert_eq!((line, handler), (LINE, "buggy"));
+    assert!(message.contains("garbage"));
+    assert_eq!(irq.line_state(LINE).unwrap().depth, 1);
+    assert!(log_text().contains("irq 40: handler \"buggy\" panicked"));
+
+    let probe_calls = probe(&irq, PROBE + 1, 0);
+    let _ = irq.raise(LINE).unwrap();
+    flush_cpu(&irq, PROBE + 1, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(irq.line_stats(LINE).unwrap().panics, 1);
+}
+
+/// A CPU stuck in a top half is reported by the watchdog with CPU, line
+/// and handler; other CPUs keep working; shutdown reports the hung CPU
+/// instead of hanging.
+#[test]
+fn lockup_reported_and_shutdown_returns() {
+    let machine = machine(Config {
+        nr_cpus: 2,
+        watchdog: WatchdogConfig {
+            threshold: Duration::from_millis(50),
+            enabled: true,
+        },
+        shutdown_timeout: Duration::from_millis(100),
+        ..Config::default()
+    });
+    let irq = machine.controller();
+    let gate = Arc::new(Gate::default());
+    let held = gate.clone();
+    irq.set_affinity(LINE, 1).unwrap();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "stuck",
+            IrqFlags::EDGE,
+            move |_: &mut HardIrqContext<'_>| {
+                held.hold();
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    let _ = irq.raise(LINE).unwrap();
+    gate.wait_entered(1);
+
+    wait_until("the lockup report", || !irq.violations().is_empty());
+    let violation = irq.violations()[0].clone();
+    let ContractViolation::Lockup {
+        cpu,
+        irq: line,
+        handler,
+        stuck_for,
+    } = violation.clone()
+    else {
+        panic!("expected a lockup, got {violation:?}");
+    };
+    assert_eq!((cpu, line, handler), (1, LINE, "stuck"));
+    assert!(stuck_for >= Duration::from_millis(50));
+    assert!(violation.to_string().contains("hard LOCKUP on CPU 1"));
+    assert_eq!(irq.cpu_running(1).map(|(line, _)| line), Some(LINE));
+
+    let probe_calls = probe(&irq, PROBE, 0);
+    flush_cpu(&irq, PROBE, &probe_calls);
+
+    let started = Timestamp::from_nanos(clock::now().as_nanos());
+    let report = machine.shutdown();
+    gate.open();
+    assert!(clock::now().saturating_since(started) < Duration::from_secs(5));
+    assert_eq!(report.hung.len(), 1);
+    assert_eq!(
+        (
+            report.hung[0].cpu,
+            report.hung[0].irq,
+            report.hung[0].handler
+        ),
+        (1, LINE, "stuck")
+    );
+    assert_eq!(report.violations.len(), 1);
+}

@@ -1,0 +1,402 @@
+//! Flow handling: edge coalescing, level re-fire, nested disable, mask.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use common::{Gate, flush_cpu, machine, probe, wait_until};
+use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LineError, RaiseOutcome};
+
+const LINE: u32 = 10;
+const PROBE: u32 = 99;
+
+fn counting(
+    calls: &Arc<AtomicU32>,
+) -> impl FnMut(&mut HardIrqContext<'_>) -> IrqReturn + Send + 'static {
+    let calls = calls.clone();
+    move |_| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        IrqReturn::Handled
+    }
+}
+
+/// Edges that arrive while the handler runs fold into one pending delivery,
+/// which runs after the handler; the folded edges are counted.
+#[test]
+fn edges_during_handler_coalesce() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let gate = Arc::new(Gate::default());
+    let held = gate.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "gated",
+            IrqFlags::EDGE,
+            move |_: &mut HardIrqContext<'_>| {
+                held.hold();
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+
+    assert_eq!(irq.raise(LINE).unwrap(), RaiseOutcome::Queue);
+    gate.wait_entered(1);
+    assert_eq!(irq.raise(LINE).unwrap(), RaiseOutcome::Latched);
+    for _ in 0..4 {
+        assert_eq!(irq.raise(LINE).unwrap(), RaiseOutcome::Coalesced);
+    }
+    gate.open();
+    wait_until("the replayed edge", || gate.entered() == 2);
+    irq.synchronize_irq(LINE).unwrap();
+
+    let stats = irq.line_stats(LINE).unwrap();
+    assert_eq!(stats.total(), 2);
+    assert_eq!(stats.coalesced, 4);
+    assert!(!irq.line_state(LINE).unwrap().pending);
+}
+
+/// Edges that arrive while the line is disabled fold into one delivery
+/// that runs on enable.
+#[test]
+fn disabled_edges_fire_once_on_enable() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    irq.request_irq(
+        LINE,
+        IrqRequest::new("counter", IrqFlags::EDGE, counting(&calls)),
+    )
+    .unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+
+    assert_eq!(irq.disable_irq(LINE).unwrap(), 1);
+    for _ in 0..3 {
+        let _ = irq.raise(LINE).unwrap();
+    }
+    flush_cpu(&irq, PROBE, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    irq.enable_irq(LINE).unwrap();
+    wait_until("the delivery on enable", || {
+        calls.load(Ordering::SeqCst) == 1
+    });
+    flush_cpu(&irq, PROBE, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(irq.line_stats(LINE).unwrap().coalesced, 2);
+}
+
+/// A level line still high after its handler fires again, until the device
+/// lowers it.
+#[test]
+fn level_refires_while_high() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "level",
+            IrqFlags::LEVEL,
+            move |ctx: &mut HardIrqContext<'_>| {
+                // The device deasserts once it has been serviced three times.
+                if counter.fetch_add(1, Ordering::SeqCst) + 1 == 3 {
+                    ctx.controller().lower(ctx.irq()).unwrap();
+                }
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+
+    assert_eq!(irq.raise(LINE).unwrap(), RaiseOutcome::Queue);
+    wait_until("three level deliveries", || {
+        calls.load(Ordering::SeqCst) >= 3
+    });
+    flush_cpu(&irq, PROBE, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert!(!irq.line_state(LINE).unwrap().pending);
+}
+
+/// A level line raised while masked fires as soon as it is unmasked.
+#[test]
+fn masked_level_fires_on_unmask() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "level",
+            IrqFlags::LEVEL,
+            move |ctx: &mut HardIrqContext<'_>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                ctx.controller().lower(ctx.irq()).unwrap();
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+
+    irq.mask_irq(LINE).unwrap();
+    assert_eq!(irq.raise(LINE).unwrap(), RaiseOutcome::Latched);
+    flush_cpu(&irq, PROBE, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    irq.unmask_irq(LINE).unwrap();
+    wait_until("the delivery on unmask", || {
+        calls.load(Ordering::SeqCst) == 1
+    });
+}
+
+/// A level line lowered before its CPU takes it is not delivered.
+#[test]
+fn lowered_level_is_skipped() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let gate = Arc::new(Gate::default());
+    let held = gate.clone();
+    irq.request_irq(
+        PROBE + 1,
+        IrqRequest::new(
+            "gated",
+            IrqFlags::EDGE,
+            move |_: &mut HardIrqContext<'_>| {
+                held.hold();
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    irq.request_irq(
+        LINE,
+        IrqRequest::new("level", IrqFlags::LEVEL, counting(&calls)),
+    )
+    .unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+
+    let _ = irq.raise(PROBE + 1).unwrap();
+    gate.wait_entered(1);
+    assert_eq!(irq.raise(LINE).unwrap(), RaiseOutcome::Queue);
+    assert!(irq.lower(LINE).unwrap());
+    gate.open();
+    flush_cpu(&irq, PROBE, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(irq.line_stats(LINE).unwrap().skipped, 1);
+}
+
+/// Disables nest: only the enable that brings the depth back to zero
+/// delivers.
+#[test]
+fn disable_depth_nests() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    irq.request_irq(
+        LINE,
+        IrqRequest::new("counter", IrqFlags::EDGE, counting(&calls)),
+    )
+    .unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+
+    assert_eq!(irq.disable_irq(LINE).unwrap(), 1);
+    assert_eq!(irq.disable_irq_nosync(LINE).unwrap(), 2);
+    let _ = irq.raise(LINE).unwrap();
+    irq.enable_irq(LINE).unwrap();
+    assert_eq!(irq.line_state(LINE).unwrap().depth, 1);
+    flush_cpu(&irq, PROBE, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    irq.enable_irq(LINE).unwrap();
+    wait_until("the delivery at depth 0", || {
+        calls.load(Ordering::SeqCst) == 1
+    });
+}
+
+/// An enable at depth zero warns ("unbalanced enable") and changes nothing.
+#[test]
+fn unbalanced_enable_rejected() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    irq.request_irq(
+        LINE,
+        IrqRequest::new("counter", IrqFlags::EDGE, counting(&calls)),
+    )
+    .unwrap();
+    let before = irq.line_state(LINE).unwrap();
+
+    assert_eq!(
+        irq.enable_irq(LINE),
+        Err(LineError::UnbalancedEnable { irq: LINE })
+    );
+    assert_eq!(irq.line_state(LINE).unwrap(), before);
+    assert_eq!(irq.line_state(LINE).unwrap().depth, 0);
+}
+
+/// `disable_irq` returns only after the running handler has returned.
+#[test]
+fn disable_irq_waits_for_handler() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let gate = Arc::new(Gate::default());
+    let held = gate.clone();
+    let finished = Arc::new(AtomicBool::new(false));
+    let done = finished.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "gated",
+            IrqFlags::EDGE,
+            move |_: &mut HardIrqContext<'_>| {
+                held.hold();
+                done.store(true, Ordering::SeqCst);
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    let _ = irq.raise(LINE).unwrap();
+    gate.wait_entered(1);
+
+    let disabler = {
+        let irq = irq.clone();
+        let finished = finished.clone();
+        std::thread::spawn(move || {
+            irq.disable_irq(LINE).unwrap();
+            finished.load(Ordering::SeqCst)
+        })
+    };
+    wait_until("the disable to take effect", || {
+        irq.line_state(LINE).unwrap().depth == 1
+    });
+    // Give a disable that does not wait the chance to return early.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(
+        !disabler.is_finished(),
+        "disable_irq returned while the handler ran"
+    );
+    gate.open();
+    assert!(
+        disabler.join().unwrap(),
+        "handler still running when disable_irq returned"
+    );
+}
+
+/// `disable_irq_nosync` returns at once, even while the handler runs.
+#[test]
+fn disable_nosync_does_not_wait() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let gate = Arc::new(Gate::default());
+    let held = gate.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "gated",
+            IrqFlags::EDGE,
+            move |_: &mut HardIrqContext<'_>| {
+                held.hold();
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    let _ = irq.raise(LINE).unwrap();
+    gate.wait_entered(1);
+
+    assert_eq!(irq.disable_irq_nosync(LINE).unwrap(), 1);
+    assert!(gate.is_inside());
+    gate.open();
+}
+
+/// `synchronize_irq` waits for the running handler and leaves the depth
+/// alone.
+#[test]
+fn synchronize_irq_only_waits() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let gate = Arc::new(Gate::default());
+    let held = gate.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "gated",
+            IrqFlags::EDGE,
+            move |_: &mut HardIrqContext<'_>| {
+                held.hold();
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    let _ = irq.raise(LINE).unwrap();
+    gate.wait_entered(1);
+
+    let syncer = {
+        let irq = irq.clone();
+        let gate = gate.clone();
+        std::thread::spawn(move || {
+            irq.synchronize_irq(LINE).unwrap();
+            gate.is_inside()
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(
+        !syncer.is_finished(),
+        "synchronize_irq returned while the handler ran"
+    );
+    gate.open();
+    assert!(!syncer.join().unwrap());
+    assert_eq!(irq.line_state(LINE).unwrap().depth, 0);
+}
+
+/// A ONESHOT line stays masked from the top half's `WakeThread` until the
+/// driver reports its thread done.
+#[test]
+fn oneshot_masks_until_thread_done() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let woken = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let wakes = woken.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "threaded",
+            IrqFlags::EDGE.oneshot(),
+            move |_: &mut HardIrqContext<'_>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                IrqReturn::WakeThread
+            },
+        )
+        .on_wake_thread(move |ctx| {
+            assert!(irq_sim::in_hardirq());
+            assert_eq!(ctx.handler(), "threaded");
+            wakes.fetch_add(1, Ordering::SeqCst);
+        }),
+    )
+    .unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+
+    let _ = irq.raise(LINE).unwrap();
+    wait_until("the first delivery", || woken.load(Ordering::SeqCst) == 1);
+    let _ = irq.raise(LINE).unwrap();
+    flush_cpu(&irq, PROBE, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(irq.line_state(LINE).unwrap().oneshot, 1);
+
+    irq.unmask_oneshot(LINE).unwrap();
+    wait_until("the delivery after the thread", || {
+        calls.load(Ordering::SeqCst) == 2
+    });
+    assert_eq!(irq.line_stats(LINE).unwrap().wake_thread, 2);
+}

@@ -1,0 +1,312 @@
+//! Handler registration: shared lines and rejected requests.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::{flush_cpu, machine, probe, wait_until};
+use irq_sim::{
+    Config, ConfigError, FreeError, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LineError,
+    Machine, RequestError, Trigger,
+};
+
+const LINE: u32 = 20;
+const PROBE: u32 = 99;
+
+fn handled(_: &mut HardIrqContext<'_>) -> IrqReturn {
+    IrqReturn::Handled
+}
+
+fn request(name: &'static str, flags: IrqFlags) -> IrqRequest {
+    IrqRequest::new(name, flags, handled)
+}
+
+/// Every handler of a shared line is called for each interrupt, in
+/// registration order.
+#[test]
+fn shared_line_calls_every_handler() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    for name in ["eth0", "uart"] {
+        let order = order.clone();
+        irq.request_irq(
+            LINE,
+            IrqRequest::new(
+                name,
+                IrqFlags::LEVEL.shared(),
+                move |ctx: &mut HardIrqContext<'_>| {
+                    assert_eq!(ctx.handler(), name);
+                    order.lock().unwrap().push(name);
+                    ctx.controller().lower(ctx.irq()).unwrap();
+                    if name == "uart" {
+                        IrqReturn::Handled
+                    } else {
+                        IrqReturn::None
+                    }
+                },
+            ),
+        )
+        .unwrap();
+    }
+
+    let _ = irq.raise(LINE).unwrap();
+    wait_until("both handlers", || order.lock().unwrap().len() == 2);
+    let _ = irq.raise(LINE).unwrap();
+    wait_until("both handlers again", || order.lock().unwrap().len() == 4);
+    assert_eq!(*order.lock().unwrap(), ["eth0", "uart", "eth0", "uart"]);
+    irq.synchronize_irq(LINE).unwrap();
+    let stats = irq.line_stats(LINE).unwrap();
+    assert_eq!(stats.handled, 2);
+    assert_eq!(stats.unhandled, 0);
+    assert_eq!(stats.handlers, ["eth0", "uart"]);
+}
+
+/// A second handler on a line held without sharing is rejected, naming the
+/// line and the holder, and the request is handed back.
+#[test]
+fn busy_line_rejected() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    irq.request_irq(LINE, request("first", IrqFlags::EDGE))
+        .unwrap();
+
+    let rejected = irq
+        .request_irq(LINE, request("second", IrqFlags::EDGE.shared()))
+        .unwrap_err();
+    assert_eq!(
+        rejected.error,
+        RequestError::Busy {
+            irq: LINE,
+            holder: "first"
+        }
+    );
+    assert_eq!(rejected.request.name(), "second");
+    let message = rejected.to_string();
+    assert!(message.contains("irq 20"), "{message}");
+    assert!(message.contains("\"first\""), "{message}");
+}
+
+/// A request that does not ask to share is rejected on a shared line.
+#[test]
+fn unshared_request_on_shared_line_rejected() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    irq.request_irq(LINE, request("first", IrqFlags::EDGE.shared()))
+        .unwrap();
+
+    let rejected = irq
+        .request_irq(LINE, request("second", IrqFlags::EDGE))
+        .unwrap_err();
+    assert_eq!(
+        rejected.error,
+        RequestError::NotShared {
+            irq: LINE,
+            handler: "second"
+        }
+    );
+}
+
+/// Sharers must agree on the trigger type; the error names both.
+#[test]
+fn trigger_mismatch_rejected() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    irq.request_irq(LINE, request("first", IrqFlags::EDGE.shared()))
+        .unwrap();
+
+    let rejected = irq
+        .request_irq(LINE, request("second", IrqFlags::LEVEL.shared()))
+        .unwrap_err();
+    assert_eq!(
+        rejected.error,
+        RequestError::TriggerMismatch {
+            irq: LINE,
+            line: Trigger::Edge,
+            requested: Trigger::Level
+        }
+    );
+    assert!(rejected.to_string().contains("edge"));
+    assert!(rejected.to_string().contains("level"));
+}
+
+/// Sharers must agree on ONESHOT.
+#[test]
+fn oneshot_mismatch_rejected() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    irq.request_irq(LINE, request("first", IrqFlags::LEVEL.shared().oneshot()))
+        .unwrap();
+
+    let rejected = irq
+        .request_irq(LINE, request("second", IrqFlags::LEVEL.shared()))
+        .unwrap_err();
+    assert_eq!(
+        rejected.error,
+        RequestError::OneshotMismatch {
+            irq: LINE,
+            line: true
+        }
+    );
+}
+
+/// A line number past the controller's lines is an error naming the line,
+/// for every operation.
+#[test]
+fn out_of_range_line_rejected() {
+    let machine = Machine::new(Config {
+        nr_irqs: 32,
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .unwrap();
+    let irq = machine.controller();
+
+    let rejected = irq
+        .request_irq(32, request("late", IrqFlags::EDGE))
+        .unwrap_err();
+    assert_eq!(
+        rejected.error,
+        RequestError::OutOfRange {
+            irq: 32,
+            nr_irqs: 32
+        }
+    );
+    assert!(rejected.to_string().contains("irq 32"));
+    let out_of_range = LineError::OutOfRange {
+        irq: 32,
+        nr_irqs: 32,
+    };
+    assert_eq!(irq.raise(32).unwrap_err(), out_of_range);
+    assert_eq!(irq.lower(32).unwrap_err(), out_of_range);
+    assert_eq!(irq.disable_irq(32).unwrap_err(), out_of_range);
+    assert_eq!(irq.disable_irq_nosync(32).unwrap_err(), out_of_range);
+    assert_eq!(irq.enable_irq(32).unwrap_err(), out_of_range);
+    assert_eq!(irq.synchronize_irq(32).unwrap_err(), out_of_range);
+    assert_eq!(irq.mask_irq(32).unwrap_err(), out_of_range);
+    assert_eq!(
+        irq.set_priority(u32::MAX, 1).unwrap_err(),
+        LineError::OutOfRange {
+            irq: u32::MAX,
+            nr_irqs: 32
+        }
+    );
+    assert_eq!(
+        irq.set_affinity(3, 7).unwrap_err(),
+        LineError::NoSuchCpu {
+            irq: 3,
+            cpu: 7,
+            nr_cpus: 1
+        }
+    );
+}
+
+/// Freeing a handler twice is an error naming the line and handler.
+#[test]
+fn double_free_rejected() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let id = irq
+        .request_irq(LINE, request("once", IrqFlags::EDGE))
+        .unwrap();
+
+    irq.free_irq(id).unwrap();
+    let error = irq.free_irq(id).unwrap_err();
+    assert_eq!(
+        error,
+        FreeError::NotRegistered {
+            irq: LINE,
+            handler: "once"
+        }
+    );
+    assert!(error.to_string().contains("irq 20"));
+}
+
+/// After `free_irq` returns the handler never runs again, and the line is
+/// free for a new, different request.
+#[test]
+fn freed_handler_never_runs() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let id = irq
+        .request_irq(
+            LINE,
+            IrqRequest::new("gone", IrqFlags::EDGE, move |_: &mut HardIrqContext<'_>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                IrqReturn::Handled
+            }),
+        )
+        .unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+    irq.free_irq(id).unwrap();
+
+    let _ = irq.raise(LINE).unwrap();
+    flush_cpu(&irq, PROBE, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    irq.request_irq(LINE, request("level now", IrqFlags::LEVEL))
+        .unwrap();
+}
+
+/// Requesting or freeing a line from a top half fails through the
+/// sleeping-context check instead of deadlocking.
+#[test]
+fn request_from_top_half_rejected() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "nested",
+            IrqFlags::EDGE,
+            move |ctx: &mut HardIrqContext<'_>| {
+                let error = ctx
+                    .controller()
+                    .request_irq(LINE + 1, request("inner", IrqFlags::EDGE))
+                    .unwrap_err()
+                    .error;
+                seen.lock().unwrap().push(error);
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+
+    let _ = irq.raise(LINE).unwrap();
+    wait_until("the handler", || !errors.lock().unwrap().is_empty());
+    let RequestError::InvalidContext(context) = errors.lock().unwrap()[0].clone() else {
+        panic!("expected InvalidContext, got {:?}", errors.lock().unwrap());
+    };
+    assert_eq!(
+        (context.api, context.irq, context.handler),
+        ("request_irq", LINE, "nested")
+    );
+}
+
+/// Invalid machine configurations are errors, not panics.
+#[test]
+fn invalid_config_rejected() {
+    let error = Machine::new(Config {
+        nr_irqs: 0,
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert_eq!(error, ConfigError::NoLines);
+    let error = Machine::new(Config {
+        nr_cpus: 0,
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert_eq!(error, ConfigError::NoCpus);
+    let mut config = Config::default();
+    config.spurious.threshold = config.spurious.window + 1;
+    assert!(matches!(
+        Machine::new(config).unwrap_err(),
+        ConfigError::SpuriousThreshold { .. }
+    ));
+}

@@ -1,0 +1,166 @@
+//! Spurious-interrupt detection ("nobody cared").
+
+mod common;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::wait_until;
+use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, SpuriousConfig};
+
+const LINE: u32 = 30;
+
+/// Everything logged in this test binary.
+fn log() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .init();
+        buffer
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn spurious_machine() -> Machine {
+    Machine::new(Config {
+        nr_cpus: 1,
+        spurious: SpuriousConfig {
+            window: 1000,
+            threshold: 999,
+            quiet: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(5),
+        },
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+/// Registers two shared handlers that claim one interrupt in `claim_every`
+/// (never when 0), and returns the calls and polls they saw.
+fn register(machine: &Machine, claim_every: u32) -> (Arc<AtomicU32>, Arc<AtomicU32>) {
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let polls = Arc::new(AtomicU32::new(0));
+    let (counter, poll_counter) = (calls.clone(), polls.clone());
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "dev-a",
+            IrqFlags::EDGE.shared(),
+            move |ctx: &mut HardIrqContext<'_>| {
+                if ctx.is_poll() {
+                    poll_counter.fetch_add(1, Ordering::SeqCst);
+                    return IrqReturn::None;
+                }
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                if claim_every != 0 && n % claim_every == 0 {
+                    IrqReturn::Handled
+                } else {
+                    IrqReturn::None
+                }
+            },
+        ),
+    )
+    .unwrap();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "dev-b",
+            IrqFlags::EDGE.shared(),
+            |_: &mut HardIrqContext<'_>| IrqReturn::None,
+        ),
+    )
+    .unwrap();
+    (calls, polls)
+}
+
+/// Raises the line `count` times, one delivery at a time.
+fn storm(machine: &Machine, calls: &AtomicU32, count: u32) {
+    let irq = machine.controller();
+    for i in 1..=count {
+        let _ = irq.raise(LINE).unwrap();
+        wait_until("the delivery", || calls.load(Ordering::SeqCst) >= i);
+    }
+    irq.synchronize_irq(LINE).unwrap();
+}
+
+/// When nearly all interrupts of a window are unhandled the line is
+/// disabled as spurious, the handlers are logged, and the line is polled.
+#[test]
+fn unhandled_storm_disables_and_polls() {
+    let log = log();
+    let machine = spurious_machine();
+    let (calls, polls) = register(&machine, 0);
+    storm(&machine, &calls, 1000);
+
+    let irq = machine.controller();
+    let stats = irq.line_stats(LINE).unwrap();
+    assert!(stats.spurious);
+    assert_eq!(stats.depth, 1);
+    assert_eq!(stats.unhandled, 1000);
+    assert_eq!(stats.spurious_disables, 1);
+    let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("irq 30: nobody cared"), "{text}");
+    assert!(text.contains("dev-a, dev-b"), "{text}");
+
+    wait_until("polls of the disabled line", || {
+        polls.load(Ordering::SeqCst) >= 2
+    });
+    let _ = irq.raise(LINE).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1000);
+    assert!(irq.render_interrupts().unwrap().contains("spurious"));
+}
+
+/// A window with fewer unhandled interrupts than the threshold leaves the
+/// line enabled.
+#[test]
+fn below_threshold_stays_enabled() {
+    let _ = log();
+    let machine = spurious_machine();
+    // One in 500 handled: 998 of 1000 unhandled, one below the threshold.
+    let (calls, _) = register(&machine, 500);
+    storm(&machine, &calls, 1000);
+
+    let stats = machine.controller().line_stats(LINE).unwrap();
+    assert!(!stats.spurious);
+    assert_eq!(stats.depth, 0);
+    assert_eq!(stats.handled, 2);
+    assert_eq!(stats.spurious_window_count, 0);
+}
+
+/// Re-enabling a spurious line ends the polling.
+#[test]
+fn enable_clears_spurious() {
+    let _ = log();
+    let machine = spurious_machine();
+    let (calls, _) = register(&machine, 0);
+    storm(&machine, &calls, 1000);
+    let irq = machine.controller();
+    assert!(irq.line_state(LINE).unwrap().spurious);
+
+    irq.enable_irq(LINE).unwrap();
+    assert!(!irq.line_state(LINE).unwrap().spurious);
+    let _ = irq.raise(LINE).unwrap();
+    wait_until("a delivery after enable", || {
+        calls.load(Ordering::SeqCst) == 1001
+    });
+}
