@@ -1,0 +1,663 @@
+//! The Linux workqueue API, under the Linux names.
+//!
+//! Functions that never sleep (queueing, non-waiting cancel, enable and
+//! disable) may be called from anywhere, a top half included. The waiting
+//! functions are async, and check their context when they are called, not
+//! when they are first polled: in hard-IRQ context, or waiting for
+//! themselves, they return a future that resolves at once to the error.
+
+use std::future::Future;
+use std::ptr;
+use std::task::Waker;
+use std::time::Duration;
+
+use irq_sim::context::{self, might_sleep};
+
+use crate::core::{self, Claim, Linked, Modified, Rejected, WorkCore, lock_pool};
+use crate::error::{QueueError, WaitError};
+use crate::queue::{self, Workqueue, WqFlags};
+use crate::system::system_wq;
+use crate::work::{DelayedWorkRef, ItemRef, WorkRef};
+
+/// Queues `work` on `wq` (`queue_work`).
+///
+/// Returns `Ok(true)` when the item was idle and is now pending, and
+/// `Ok(false)` when it was already pending (it keeps its place and runs
+/// once) or is disabled. An item that is running is queued to run again
+/// after the current run, on the queue it runs on.
+///
+/// # Errors
+///
+/// [`QueueError::Destroyed`] after `destroy_workqueue`, and
+/// [`QueueError::Draining`] while `drain_workqueue` runs, unless the caller
+/// is a work function of `wq`.
+///
+/// # Context
+///
+/// Any, including a top half; never sleeps and does not allocate. In a top
+/// half, the wake-up of a sleeping worker is deferred to the end of the
+/// handler chain.
+pub fn queue_work(wq: &Workqueue, work: impl WorkRef) -> Result<bool, QueueError> {
+    queue_at(wq, &work, None, None)
+}
+
+/// Queues `work` on `wq`, naming the CPU that asked (`queue_work_on`).
+///
+/// irqlab's workers are tokio tasks, not per-CPU threads, so `cpu` is kept
+/// only in the `workqueue_queue_work` trace event; the item runs on any
+/// worker of `wq`, as it would on an unbound queue.
+///
+/// # Errors
+///
+/// As [`queue_work`].
+///
+/// # Context
+///
+/// As [`queue_work`].
+pub fn queue_work_on(cpu: usize, wq: &Workqueue, work: impl WorkRef) -> Result<bool, QueueError> {
+    queue_at(wq, &work, None, Some(cpu))
+}
+
+/// Queues `work` on [`system_wq`] (`schedule_work`).
+///
+/// # Errors
+///
+/// As [`queue_work`]; the system queues are never destroyed.
+///
+/// # Context
+///
+/// As [`queue_work`].
+pub fn schedule_work(work: impl WorkRef) -> Result<bool, QueueError> {
+    queue_work(system_wq(), work)
+}
+
+/// Queues `dwork` on `wq` after `delay` (`queue_delayed_work`).
+///
+/// Returns `Ok(false)`, changing nothing, when the item is already pending
+/// (use [`mod_delayed_work`] to change its delay). A zero delay queues at
+/// once.
+///
+/// # Errors
+///
+/// As [`queue_work`].
+///
+/// # Context
+///
+/// As [`queue_work`]; the timer task's wake-up is deferred in a top half too.
+pub fn queue_delayed_work(
+    wq: &Workqueue,
+    dwork: impl DelayedWorkRef,
+    delay: Duration,
+) -> Result<bool, QueueError> {
+    queue_at(wq, &dwork, deadline_after(delay), None)
+}
+
+/// Queues `dwork` on [`system_wq`] after `delay` (`schedule_delayed_work`).
+///
+/// # Errors
+///
+/// As [`queue_work`].
+///
+/// # Context
+///
+/// As [`queue_work`].
+pub fn schedule_delayed_work(
+    dwork: impl DelayedWorkRef,
+    delay: Duration,
+) -> Result<bool, QueueError> {
+    queue_delayed_work(system_wq(), dwork, delay)
+}
+
+/// Sets `dwork` to run on `wq` after `delay` from now, whether or not it is
+/// pending (`mod_delayed_work`).
+///
+/// Returns `Ok(true)` when the item was pending and only its delay changed,
+/// and `Ok(false)` when it was idle and is now queued (or is disabled).
+///
+/// # Errors
+///
+/// As [`queue_work`].
+///
+/// # Context
+///
+/// As [`queue_work`]. It may spin for the few instructions another thread
+/// needs to finish linking the same item.
+pub fn mod_delayed_work(
+    wq: &Workqueue,
+    dwork: impl DelayedWorkRef,
+    delay: Duration,
+) -> Result<bool, QueueError> {
+    let deadline = deadline_after(delay);
+    let core_ref = dwork.work_core();
+    let queue = &wq.shared().core;
+    loop {
+        let modified = {
+            let mut pool = lock_pool();
+            check_accepts(&mut pool, wq, core_ref)?;
+            core::modify_deadline(&mut pool, core_ref, queue, deadline)
+        };
+        match modified {
+            Modified::Moved(wake) => {
+                wake.into_iter().for_each(context::wake_or_defer);
+                return Ok(true);
+            }
+            Modified::NotPending => match queue_at(wq, &dwork, deadline, None)? {
+                true => return Ok(false),
+                // Someone queued it meanwhile: modify that pending period.
+                false if core_ref.is_pending() => continue,
+                false => return Ok(false),
+            },
+            Modified::Busy => std::hint::spin_loop(),
+        }
+    }
+}
+
+fn deadline_after(delay: Duration) -> Option<tokio::time::Instant> {
+    if delay.is_zero() {
+        None
+    } else {
+        Some(tokio::time::Instant::now() + delay)
+    }
+}
+
+fn check_accepts(
+    pool: &mut core::PoolGuard<'_>,
+    wq: &Workqueue,
+    work: &WorkCore,
+) -> Result<(), QueueError> {
+    let queue = &wq.shared().core;
+    let from_own_work = queue::current_run().is_some_and(|run| ptr::eq(run.queue, queue));
+    core::check_accepts(pool, queue, from_own_work).map_err(|rejected| {
+        let (queue, work) = (queue.name.to_string(), work.name().to_string());
+        match rejected {
+            Rejected::Draining => QueueError::Draining { queue, work },
+            Rejected::Destroyed => QueueError::Destroyed { queue, work },
+        }
+    })
+}
+
+/// Claims and links one queueing; the shared body of every queueing API.
+fn queue_at(
+    wq: &Workqueue,
+    work: &impl WorkRef,
+    deadline: Option<tokio::time::Instant>,
+    cpu: Option<usize>,
+) -> Result<bool, QueueError> {
+    let core_ref = work.work_core();
+    let queue = &wq.shared().core;
+
+    // Step 1: the lock-free claim; most repeated queueings end here.
+    let ticket = match core_ref.claim() {
+        Claim::Claimed(ticket) => ticket,
+        Claim::AlreadyPending => {
+            queue.counters.count_coalesced();
+            return Ok(false);
+        }
+        Claim::Disabled => {
+            queue.counters.count_rejected_disabled();
+            return Ok(false);
+        }
+    };
+    tracing::trace!(
+        target: "workqueue",
+        work = core_ref.name(),
+        workqueue = %queue.name,
+        cpu,
+        "workqueue_queue_work"
+    );
+
+    // Step 2: link under the pool lock, unless the queue rejects it.
+    let item: ItemRef = work.item_ref();
+    let linked = {
+        let mut pool = lock_pool();
+        match check_accepts(&mut pool, wq, core_ref) {
+            Ok(()) => Ok(core::link_pending(
+                &mut pool, &item, ticket, queue, deadline,
+            )),
+            Err(error) => {
+                // End the claimed period: nothing was linked, and the
+                // queueing fails, so it must not count as pending.
+                core::abandon(&mut pool, core_ref, ticket);
+                Err(error)
+            }
+        }
+    };
+    drop(item);
+
+    // Step 3: wake a worker or the timer task, deferred in a top half.
+    match linked? {
+        Linked::Queued(wake) => {
+            if deadline.is_none() {
+                tracing::trace!(
+                    target: "workqueue",
+                    work = core_ref.name(),
+                    workqueue = %queue.name,
+                    "workqueue_activate_work"
+                );
+            }
+            if let Some(waker) = wake {
+                context::wake_or_defer(waker);
+            }
+            Ok(true)
+        }
+        Linked::Cancelled => Ok(true),
+    }
+}
+
+/// Cancels `work` if it is pending, without waiting (`cancel_work`).
+///
+/// Returns true when the item was pending; its function then does not run
+/// for that queueing. A run already in progress may still be running on
+/// return.
+///
+/// # Context
+///
+/// Any, including a top half; never sleeps.
+pub fn cancel_work(work: impl WorkRef) -> bool {
+    let outcome = core::cancel(&mut lock_pool(), work.work_core());
+    drop(outcome.released);
+    outcome.was_pending
+}
+
+/// Cancels `dwork` if it is pending, on its timer or queued, without waiting
+/// (`cancel_delayed_work`).
+///
+/// # Context
+///
+/// Any, including a top half; never sleeps.
+pub fn cancel_delayed_work(dwork: impl DelayedWorkRef) -> bool {
+    cancel_work(dwork)
+}
+
+/// Cancels `work` and waits until it is neither pending nor running
+/// (`cancel_work_sync`).
+///
+/// While it waits, the item is disabled, so a run in progress cannot
+/// re-queue it. Resolves to true when the item was pending.
+///
+/// # Errors
+///
+/// [`WaitError::InvalidContext`] in hard-IRQ context and
+/// [`WaitError::SelfWait`] from the item's own function.
+///
+/// # Cancel safety
+///
+/// Dropping the future before it resolves leaves the item enabled and
+/// cancelled, but does not wait for a run in progress.
+///
+/// # Context
+///
+/// Task context; sleeps.
+pub fn cancel_work_sync(
+    work: impl WorkRef,
+) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
+    let checked = check_may_wait("cancel_work_sync", work.work_core()).map(|()| work.item_ref());
+    async move {
+        let item = checked?;
+        Ok(cancel_and_wait(&item, true).await)
+    }
+}
+
+/// Cancels `dwork` and waits until it is neither pending nor running
+/// (`cancel_delayed_work_sync`).
+///
+/// # Errors
+///
+/// As [`cancel_work_sync`].
+///
+/// # Context
+///
+/// Task context; sleeps.
+pub fn cancel_delayed_work_sync(
+    dwork: impl DelayedWorkRef,
+) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
+    let checked =
+        check_may_wait("cancel_delayed_work_sync", dwork.work_core()).map(|()| dwork.item_ref());
+    async move {
+        let item = checked?;
+        Ok(cancel_and_wait(&item, true).await)
+    }
+}
+
+/// Disables, cancels, waits for the run in progress, and re-enables unless
+/// `enable_after` is false. Returns true when the item was pending.
+async fn cancel_and_wait(item: &ItemRef, enable_after: bool) -> bool {
+    let core_ref = item.core();
+    let disabled = core_ref.disable();
+    let _enable = enable_after.then_some(EnableOnDrop {
+        item: item.clone(),
+        armed: disabled,
+    });
+
+    let outcome = core::cancel(&mut lock_pool(), core_ref);
+    drop(outcome.released);
+    core_ref.wait_done(core_ref.latest_ticket()).await;
+    outcome.was_pending
+}
+
+/// Lowers the disable depth raised by a cancel, when the cancel ends or is
+/// dropped.
+struct EnableOnDrop {
+    item: ItemRef,
+    armed: bool,
+}
+
+impl Drop for EnableOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.item.core().enable();
+        }
+    }
+}
+
+/// Waits until the last queueing of `work` has finished (`flush_work`).
+///
+/// Resolves to true when it had to wait, and to false at once when the item
+/// was idle. A delayed item on its timer is waited for, delay included; use
+/// [`flush_delayed_work`] to cut the delay short.
+///
+/// # Errors
+///
+/// [`WaitError::InvalidContext`] in hard-IRQ context and
+/// [`WaitError::SelfWait`] from the item's own function.
+///
+/// # Cancel safety
+///
+/// Cancel safe: dropping the future changes nothing.
+///
+/// # Context
+///
+/// Task context; sleeps.
+pub fn flush_work(
+    work: impl WorkRef,
+) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
+    let checked = check_may_wait("flush_work", work.work_core()).map(|()| work.item_ref());
+    async move {
+        let item = checked?;
+        Ok(flush_item(&item).await)
+    }
+}
+
+async fn flush_item(item: &ItemRef) -> bool {
+    let core_ref = item.core();
+    let ticket = core_ref.latest_ticket();
+    if core_ref.is_done(ticket) {
+        return false;
+    }
+    core_ref.wait_done(ticket).await;
+    true
+}
+
+/// Queues `dwork` now if it waits on its timer, then waits for it
+/// (`flush_delayed_work`).
+///
+/// # Errors
+///
+/// As [`flush_work`].
+///
+/// # Context
+///
+/// Task context; sleeps.
+pub fn flush_delayed_work(
+    dwork: impl DelayedWorkRef,
+) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
+    let checked =
+        check_may_wait("flush_delayed_work", dwork.work_core()).map(|()| dwork.item_ref());
+    async move {
+        let item = checked?;
+        let wake = core::activate(&mut lock_pool(), item.core());
+        if let Some(waker) = wake {
+            waker.wake();
+        }
+        Ok(flush_item(&item).await)
+    }
+}
+
+/// Waits for every item queued on `wq` before the call to finish
+/// (`flush_workqueue`). Items queued later do not extend the wait, and
+/// delayed items still on their timers are not waited for.
+///
+/// # Errors
+///
+/// [`WaitError::InvalidContext`] in hard-IRQ context and
+/// [`WaitError::SelfFlush`] from a work function of `wq`.
+///
+/// # Cancel safety
+///
+/// Cancel safe.
+///
+/// # Context
+///
+/// Task context; sleeps.
+pub fn flush_workqueue(
+    wq: &Workqueue,
+) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
+    let checked = check_may_wait_queue("flush_workqueue", wq).map(|()| wq.clone());
+    async move {
+        let wq = checked?;
+        flush_queue(&wq, false).await;
+        Ok(())
+    }
+}
+
+async fn flush_queue(wq: &Workqueue, with_timers: bool) {
+    let targets = core::flush_targets(&mut lock_pool(), &wq.shared().core, with_timers);
+    for (item, ticket) in targets {
+        item.core().wait_done(ticket).await;
+    }
+}
+
+/// Flushes `wq` until it is empty (`drain_workqueue`).
+///
+/// While it drains, only work functions of `wq` may queue on it; other
+/// queueing fails with [`QueueError::Draining`]. Delayed items are waited
+/// for until they have run. Draining an idle queue returns at once.
+///
+/// # Errors
+///
+/// As [`flush_workqueue`].
+///
+/// # Context
+///
+/// Task context; sleeps.
+pub fn drain_workqueue(
+    wq: &Workqueue,
+) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
+    let checked = check_may_wait_queue("drain_workqueue", wq).map(|()| wq.clone());
+    async move {
+        let wq = checked?;
+        drain(&wq, core::Phase::Live).await;
+        Ok(())
+    }
+}
+
+/// Drains `wq`, then leaves it in `after`.
+async fn drain(wq: &Workqueue, after: core::Phase) {
+    let queue = &wq.shared().core;
+    let wake = core::set_phase(&mut lock_pool(), queue, core::Phase::Draining);
+    wake.into_iter().for_each(Waker::wake);
+
+    let mut rounds = 0_u64;
+    loop {
+        flush_queue(wq, true).await;
+        let finished = {
+            let mut pool = lock_pool();
+            core::is_empty(&mut pool, queue).then(|| core::set_phase(&mut pool, queue, after))
+        };
+        if let Some(wake) = finished {
+            wake.into_iter().for_each(Waker::wake);
+            return;
+        }
+        rounds += 1;
+        if rounds.is_power_of_two() && rounds >= 16 {
+            tracing::warn!(
+                target: "workqueue",
+                workqueue = %queue.name,
+                rounds,
+                "drain_workqueue is still flushing: work items keep re-queueing themselves"
+            );
+        }
+    }
+}
+
+/// Drains `wq` and destroys it (`destroy_workqueue`). Later queueing on any
+/// handle of it fails with [`QueueError::Destroyed`].
+///
+/// # Errors
+///
+/// As [`flush_workqueue`].
+///
+/// # Context
+///
+/// Task context; sleeps.
+pub fn destroy_workqueue(
+    wq: Workqueue,
+) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
+    let checked = check_may_wait_queue("destroy_workqueue", &wq).map(|()| wq);
+    async move {
+        let wq = checked?;
+        drain(&wq, core::Phase::Destroyed).await;
+        tracing::debug!(target: "workqueue", workqueue = wq.name(), "workqueue destroyed");
+        Ok(())
+    }
+}
+
+/// Allocates a workqueue (`alloc_workqueue`) on irqlab's own runtime, or on
+/// the runtime given to [`init_system_workqueues`](crate::init_system_workqueues).
+///
+/// `max_active` 0 means [`WQ_DFL_ACTIVE`](crate::WQ_DFL_ACTIVE); larger than
+/// [`WQ_MAX_ACTIVE`](crate::WQ_MAX_ACTIVE) is clamped with a warning. Use
+/// [`Workqueue::builder`] to pick the runtime.
+///
+/// # Context
+///
+/// Task context; allocates and spawns tasks.
+pub fn alloc_workqueue(
+    name: impl Into<std::borrow::Cow<'static, str>>,
+    flags: WqFlags,
+    max_active: usize,
+) -> Workqueue {
+    Workqueue::builder(name)
+        .flags(flags)
+        .max_active(max_active)
+        .build()
+}
+
+/// Allocates an ordered workqueue: one item at a time, in queueing order
+/// (`alloc_ordered_workqueue`).
+///
+/// # Context
+///
+/// Task context; allocates and spawns tasks.
+pub fn alloc_ordered_workqueue(
+    name: impl Into<std::borrow::Cow<'static, str>>,
+    flags: WqFlags,
+) -> Workqueue {
+    Workqueue::builder(name).flags(flags).ordered().build()
+}
+
+/// Disables `work` (`disable_work`): raises its disable depth and cancels it
+/// if pending. Until [`enable_work`] brings the depth back to zero,
+/// queueing it returns false. Returns true when the item was pending.
+///
+/// A depth of 65,535 is the limit; one more disable logs a warning and
+/// changes nothing but the cancel.
+///
+/// # Context
+///
+/// Any, including a top half; never sleeps.
+pub fn disable_work(work: impl WorkRef) -> bool {
+    let core_ref = work.work_core();
+    if !core_ref.disable() {
+        tracing::warn!(
+            target: "workqueue",
+            work = core_ref.name(),
+            "disable_work: disable depth at its limit of {}, not raised",
+            core::MAX_DISABLE_DEPTH
+        );
+    }
+    cancel_work(work)
+}
+
+/// Disables `work` and waits for a run in progress (`disable_work_sync`).
+///
+/// # Errors
+///
+/// As [`cancel_work_sync`].
+///
+/// # Context
+///
+/// Task context; sleeps.
+pub fn disable_work_sync(
+    work: impl WorkRef,
+) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
+    let checked = check_may_wait("disable_work_sync", work.work_core()).map(|()| work.item_ref());
+    async move {
+        let item = checked?;
+        Ok(cancel_and_wait(&item, false).await)
+    }
+}
+
+/// Lowers the disable depth of `work` (`enable_work`). Returns true when the
+/// depth reached zero, so the item can be queued again.
+///
+/// An enable at depth zero is unbalanced: it logs a warning and returns
+/// false.
+///
+/// # Context
+///
+/// Any, including a top half; never sleeps.
+pub fn enable_work(work: impl WorkRef) -> bool {
+    let core_ref = work.work_core();
+    match core_ref.enable() {
+        Some(depth) => depth == 0,
+        None => {
+            tracing::warn!(
+                target: "workqueue",
+                work = core_ref.name(),
+                "unbalanced enable_work: the item is not disabled"
+            );
+            false
+        }
+    }
+}
+
+/// Returns true while `work` is pending (`work_pending`).
+///
+/// # Context
+///
+/// Any; never sleeps.
+pub fn work_pending(work: impl WorkRef) -> bool {
+    work.work_core().is_pending()
+}
+
+/// Checks that the caller may wait for `item`.
+fn check_may_wait(api: &'static str, item: &WorkCore) -> Result<(), WaitError> {
+    might_sleep(api)?;
+    match queue::current_run() {
+        Some(run) if ptr::eq(run.item, item) => Err(WaitError::SelfWait {
+            api,
+            work: item.name().to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that the caller may wait for all of `wq`.
+fn check_may_wait_queue(api: &'static str, wq: &Workqueue) -> Result<(), WaitError> {
+    might_sleep(api)?;
+    let queue = &wq.shared().core;
+    match queue::current_run() {
+        Some(run) if ptr::eq(run.queue, queue) => {
+            // SAFETY: `run.item` is the item whose function is on this
+            // thread's stack right now, so it is alive.
+            let work = unsafe { &*run.item }.name().to_string();
+            Err(WaitError::SelfFlush {
+                api,
+                queue: queue.name.to_string(),
+                work,
+            })
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,1135 @@
+//! The work item state machine and the queues' lists.
+//!
+//! # Model
+//!
+//! A work item has an atomic `state` word and a `Node`. A queue has a
+//! `QueueState`. Every `Node` and every `QueueState` is protected by one
+//! lock, the pool lock, as the kernel protects its worklists with the worker
+//! pool's lock. Work functions never run with the pool lock held, so queueing
+//! never waits for a lock that a running work function can hold.
+//!
+//! The `state` word packs three fields:
+//!
+//! ```text
+//!  63                      24 23           8 7      0
+//! +--------------------------+--------------+--------+
+//! | ticket                   | disable depth| PENDING|
+//! +--------------------------+--------------+--------+
+//! ```
+//!
+//! - `PENDING` is the right to link the item. Whoever sets it with a CAS
+//!   owns the new *pending period* and links the item; the period ends when
+//!   a worker starts the item (`take_next` clears the bit before the function
+//!   runs, so the function may re-queue its own item) or when a cancel clears
+//!   the bit.
+//! - `ticket` counts pending periods. `WorkCore::done` holds the ticket of the
+//!   last period that ended in a finished run or a cancel, so a flush waits
+//!   until `done` reaches the ticket it read.
+//! - `disable depth` above zero makes every claim fail.
+//!
+//! # States and transitions
+//!
+//! ```text
+//!            claim + link_pending                take_next
+//!   IDLE ----------------------------> PENDING ------------> RUNNING
+//!    ^  ^        (queue_work)          |  ^    (worker)       |   |
+//!    |  |                              |  |                   |   | claim + link_pending
+//!    |  +-------- cancel --------------+  |                   |   v (queue_work while running)
+//!    |          (cancel_work)             |                   | RUNNING+PENDING
+//!    |                                    +---- take_next ----+---+ (after finish)
+//!    +--------------------- finish (worker) ------------------+
+//!
+//!   PENDING is either on a queue's worklist or on its timer list
+//!   (queue_delayed_work); expire_timers and activate move an item from the
+//!   timer list to the worklist.
+//! ```
+//!
+//! A pending item whose previous run has not finished stays on the worklist
+//! and is skipped by `take_next` until that run finishes, so an item never
+//! runs concurrently with itself. Queueing an item that is running on queue
+//! X puts it on X, whatever queue was asked for, as the kernel does.
+//!
+//! # The claim race
+//!
+//! Claiming (`WorkCore::claim`) happens before the pool lock is taken, so a
+//! cancel can end a period whose queuer has not linked it yet. The queuer
+//! then finds, under the lock, that the state no longer carries its ticket
+//! with `PENDING`, and does not link; it counts the queueing as cancelled.
+
+use std::borrow::Cow;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicUsize;
+use std::task::Waker;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use tokio::sync::Notify;
+
+use crate::stats::Counters;
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering, UnsafeCell, const_unless_loom};
+use crate::work::ItemRef;
+
+/// The item is pending: queued or on a timer, not started.
+const PENDING: u64 = 1;
+const DISABLE_SHIFT: u32 = 8;
+const DISABLE_ONE: u64 = 1 << DISABLE_SHIFT;
+const DISABLE_MASK: u64 = 0xFFFF << DISABLE_SHIFT;
+const TICKET_SHIFT: u32 = 24;
+const TICKET_ONE: u64 = 1 << TICKET_SHIFT;
+
+/// Largest disable depth; one more `disable_work` is rejected.
+pub(crate) const MAX_DISABLE_DEPTH: u64 = DISABLE_MASK >> DISABLE_SHIFT;
+
+const fn ticket_of(state: u64) -> u64 {
+    state >> TICKET_SHIFT
+}
+
+const fn disable_depth_of(state: u64) -> u64 {
+    (state & DISABLE_MASK) >> DISABLE_SHIFT
+}
+
+/// The part of a work item that queues see: the `work_struct` of irqlab.
+pub struct WorkCore {
+    /// Name for diagnostics, statistics and traces. Immutable.
+    name: Cow<'static, str>,
+    /// `PENDING`, disable depth and ticket; see the module docs.
+    state: AtomicU64,
+    /// Ticket of the last pending period that ended (finished or cancelled).
+    /// Written under the pool lock, read by flushers without it.
+    done: AtomicU64,
+    /// Where the item is linked. Pool lock.
+    node: UnsafeCell<Node>,
+    /// Number of flushers waiting on `completion`. Atomic.
+    flushers: AtomicUsize,
+    /// Notified when `done` advances while `flushers` is non-zero.
+    completion: Notify,
+}
+
+// SAFETY: `node` is only reached through `PoolGuard::node`, which requires
+// the pool lock; every other field is immutable, atomic or `Sync`.
+unsafe impl Sync for WorkCore {}
+// SAFETY: the `NonNull` links inside `node` point to items kept alive by their
+// own `Node::held`; they are only followed under the pool lock.
+unsafe impl Send for WorkCore {}
+
+impl std::fmt::Debug for WorkCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.load(Ordering::Relaxed);
+        f.debug_struct("WorkCore")
+            .field("name", &self.name)
+            .field("pending", &(state & PENDING != 0))
+            .field("disable_depth", &disable_depth_of(state))
+            .finish()
+    }
+}
+
+/// Outcome of `WorkCore::claim`.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// A new pending period with this ticket: the caller must link the item.
+    Claimed(u64),
+    /// The item was already pending; nothing changed.
+    AlreadyPending,
+    /// The item is disabled; nothing changed.
+    Disabled,
+}
+
+impl WorkCore {
+    const_unless_loom! {
+        pub(crate) fn new(name: Cow<'static, str>) -> Self {
+            Self {
+                name,
+                state: AtomicU64::new(0),
+                done: AtomicU64::new(0),
+                node: UnsafeCell::new(Node::new()),
+                flushers: AtomicUsize::new(0),
+                completion: Notify::const_new(),
+            }
+        }
+    }
+
+    /// Returns the item's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns true while the item is pending (queued or on a timer).
+    pub fn is_pending(&self) -> bool {
+        self.state.load(Ordering::Acquire) & PENDING != 0
+    }
+
+    /// Returns the disable depth: queueing fails while it is above zero.
+    pub fn disable_depth(&self) -> u64 {
+        disable_depth_of(self.state.load(Ordering::Acquire))
+    }
+
+    /// Starts a pending period unless the item is pending or disabled.
+    ///
+    /// Every outcome is a read-modify-write with `AcqRel`, even "already
+    /// pending": the worker clears `PENDING` with an `AcqRel` RMW later in
+    /// the same modification order, so whatever the caller wrote before a
+    /// coalesced queueing is visible to the run that serves it.
+    pub(crate) fn claim(&self) -> Claim {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let (next, outcome) = if state & DISABLE_MASK != 0 {
+                return Claim::Disabled;
+            } else if state & PENDING != 0 {
+                (state, Claim::AlreadyPending)
+            } else {
+                let next = (state | PENDING).wrapping_add(TICKET_ONE);
+                (next, Claim::Claimed(ticket_of(next)))
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return outcome,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Raises the disable depth. Returns false, changing nothing, at
+    /// [`MAX_DISABLE_DEPTH`].
+    pub(crate) fn disable(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if disable_depth_of(state) == MAX_DISABLE_DEPTH {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state + DISABLE_ONE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Lowers the disable depth and returns the new depth, or `None` when it
+    /// was already zero (an unbalanced enable).
+    pub(crate) fn enable(&self) -> Option<u64> {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if disable_depth_of(state) == 0 {
+                return None;
+            }
+            let next = state - DISABLE_ONE;
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(disable_depth_of(next)),
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Returns the ticket of the latest pending period (0 if never queued).
+    pub(crate) fn latest_ticket(&self) -> u64 {
+        ticket_of(self.state.load(Ordering::Acquire))
+    }
+
+    /// Returns true once the period with `ticket` has finished or been
+    /// cancelled.
+    pub(crate) fn is_done(&self, ticket: u64) -> bool {
+        self.done.load(Ordering::SeqCst) >= ticket
+    }
+
+    /// Waits until the period with `ticket` has finished or been cancelled.
+    pub(crate) async fn wait_done(&self, ticket: u64) {
+        if self.is_done(ticket) {
+            return;
+        }
+        // SeqCst on `flushers` and `done`, here and in `advance_done`: either
+        // the finisher sees our count and notifies, or we see its `done`.
+        self.flushers.fetch_add(1, Ordering::SeqCst);
+        let _unregister = DecrementOnDrop(&self.flushers);
+        loop {
+            let notified = self.completion.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_done(ticket) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Records that the period with `ticket` ended and wakes flushers.
+    fn advance_done(&self, ticket: u64) {
+        if self.done.load(Ordering::Relaxed) < ticket {
+            self.done.store(ticket, Ordering::SeqCst);
+        }
+        if self.flushers.load(Ordering::SeqCst) > 0 {
+            self.completion.notify_waiters();
+        }
+    }
+}
+
+struct DecrementOnDrop<'a>(&'a AtomicUsize);
+
+impl Drop for DecrementOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Where a work item is linked, and the run in progress. Pool lock.
+pub(crate) struct Node {
+    prev: Option<NonNull<WorkCore>>,
+    next: Option<NonNull<WorkCore>>,
+    place: Place,
+    /// Keeps the item alive while it is linked.
+    held: Option<ItemRef>,
+    /// When the item was put on a worklist, for queue-to-start latency.
+    queued_at: Option<Instant>,
+    /// When a delayed item is due, while it is on a timer list.
+    deadline: Option<tokio::time::Instant>,
+    /// The queue the item is running on, and the run's ticket.
+    running: Option<(NonNull<QueueCore>, u64)>,
+    /// Ticket of a period cancelled while an earlier run was in progress;
+    /// `done` advances to it when that run finishes.
+    cancelled_ticket: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Unlinked,
+    Worklist(NonNull<QueueCore>),
+    Timer(NonNull<QueueCore>),
+}
+
+impl Node {
+    const fn new() -> Self {
+        Self {
+            prev: None,
+            next: None,
+            place: Place::Unlinked,
+            held: None,
+            queued_at: None,
+            deadline: None,
+            running: None,
+            cancelled_ticket: 0,
+        }
+    }
+}
+
+/// The one lock that protects every `Node` and `QueueState`.
+pub(crate) struct Pool {
+    lock: Mutex<()>,
+}
+
+#[cfg(not(wq_loom))]
+static POOL: Pool = Pool {
+    lock: Mutex::new(()),
+};
+
+#[cfg(wq_loom)]
+loom::lazy_static! {
+    static ref POOL: Pool = Pool { lock: Mutex::new(()) };
+}
+
+/// Takes the pool lock.
+///
+/// The lock is held for a few list operations at a time and never while user
+/// code runs, so a poisoned lock can only come from a bug in this module;
+/// its data is still consistent at every unlock point, and it is used as is.
+pub(crate) fn lock_pool() -> PoolGuard<'static> {
+    let pool: &'static Pool = &POOL;
+    PoolGuard {
+        _guard: pool
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    }
+}
+
+/// Proof that the pool lock is held; the only way to reach nodes and queue
+/// states.
+pub(crate) struct PoolGuard<'a> {
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl PoolGuard<'_> {
+    /// Returns the node of `core`.
+    fn node<'g>(&'g mut self, core: &'g WorkCore) -> &'g mut Node {
+        // SAFETY: every access to a node goes through this method, which needs
+        // the pool lock (held by `self`), and `&mut self` ends any earlier
+        // reference it returned, so this is the only live reference.
+        core.node.with_mut(|node| unsafe { &mut *node })
+    }
+
+    /// Returns the state of `queue`.
+    fn queue<'g>(&'g mut self, queue: &'g QueueCore) -> &'g mut QueueState {
+        // SAFETY: as in `node`: the pool lock is held and `&mut self` makes
+        // this the only live reference into any queue state.
+        queue.state.with_mut(|state| unsafe { &mut *state })
+    }
+}
+
+/// Dereferences a link.
+///
+/// # Safety
+///
+/// `link` must come from a list or `Node::running` read under the pool lock
+/// that is still held, so that the item it names is still linked or running
+/// and thus kept alive by its `held` or running reference.
+unsafe fn item<'a>(link: NonNull<WorkCore>) -> &'a WorkCore {
+    // SAFETY: the caller guarantees the item is alive (see above).
+    unsafe { link.as_ref() }
+}
+
+/// Dereferences a queue pointer stored in a node.
+///
+/// # Safety
+///
+/// The pointer must come from a node read under the pool lock that is still
+/// held: a queue outlives every item linked on it or running on it, because
+/// its workers and timer task hold it until its lists are empty.
+unsafe fn queue_of<'a>(queue: NonNull<QueueCore>) -> &'a QueueCore {
+    // SAFETY: the caller guarantees the queue is alive (see above).
+    unsafe { queue.as_ref() }
+}
+
+/// An intrusive FIFO of work items, threaded through their nodes.
+#[derive(Clone, Copy, Debug, Default)]
+struct List {
+    head: Option<NonNull<WorkCore>>,
+    tail: Option<NonNull<WorkCore>>,
+    len: usize,
+}
+
+impl List {
+    fn push_back(&mut self, guard: &mut PoolGuard<'_>, core: &WorkCore) {
+        let link = NonNull::from(core);
+        let node = guard.node(core);
+        node.prev = self.tail;
+        node.next = None;
+
+        match self.tail {
+            // SAFETY: `tail` was read from this list under the held pool lock.
+            Some(tail) => guard.node(unsafe { item(tail) }).next = Some(link),
+            None => self.head = Some(link),
+        }
+        self.tail = Some(link);
+        self.len += 1;
+    }
+
+    /// Unlinks `core`, which must be on this list.
+    fn remove(&mut self, guard: &mut PoolGuard<'_>, core: &WorkCore) {
+        let node = guard.node(core);
+        let (prev, next) = (node.prev.take(), node.next.take());
+
+        match prev {
+            // SAFETY: `prev` was read from a linked node under the held lock.
+            Some(prev) => guard.node(unsafe { item(prev) }).next = next,
+            None => self.head = next,
+        }
+        match next {
+            // SAFETY: `next` was read from a linked node under the held lock.
+            Some(next) => guard.node(unsafe { item(next) }).prev = prev,
+            None => self.tail = prev,
+        }
+        self.len -= 1;
+    }
+}
+
+/// Lifecycle of a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Accepts all queueing.
+    Live,
+    /// `drain_workqueue` runs: only the queue's own work may queue on it.
+    Draining,
+    /// Destroyed: all queueing is rejected; workers exit once idle.
+    Destroyed,
+    /// Every handle was dropped without `destroy_workqueue`: pending work
+    /// still runs, then the workers exit.
+    Orphaned,
+}
+
+/// A queue as the state machine sees it.
+pub(crate) struct QueueCore {
+    /// Name for diagnostics. Immutable.
+    pub(crate) name: Cow<'static, str>,
+    /// Most items that may run at once. Immutable.
+    pub(crate) max_active: usize,
+    /// Counters for statistics. Atomic.
+    pub(crate) counters: Counters,
+    /// Lists, workers and histograms. Pool lock.
+    state: UnsafeCell<QueueState>,
+}
+
+// SAFETY: `state` is only reached through `PoolGuard::queue`, under the pool
+// lock; the other fields are immutable or atomic.
+unsafe impl Sync for QueueCore {}
+// SAFETY: the links inside `state` are only followed under the pool lock.
+unsafe impl Send for QueueCore {}
+
+struct QueueState {
+    phase: Phase,
+    worklist: List,
+    timers: List,
+    /// Items running now, with their run tickets.
+    running: Vec<(ItemRef, u64)>,
+    /// Workers waiting for work, by worker id.
+    idle: Vec<(u64, Waker)>,
+    /// Workers alive (idle, running or between the two).
+    workers: usize,
+    timer: TimerState,
+    /// Queue-to-start latency, nanoseconds.
+    latency: Histogram<u64>,
+    /// Work function run time, nanoseconds.
+    run_time: Histogram<u64>,
+}
+
+#[derive(Default)]
+struct TimerState {
+    waker: Option<Waker>,
+    kicked: bool,
+    armed_until: Option<tokio::time::Instant>,
+}
+
+/// Upper bound of the latency histograms: one minute, in nanoseconds.
+const HISTOGRAM_MAX_NS: u64 = 60_000_000_000;
+
+pub(crate) fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_NS, 3)
+        .expect("histogram bounds are valid constants")
+}
+
+/// A run handed to a worker by `take_next`.
+pub(crate) struct Started {
+    pub(crate) item: ItemRef,
+    pub(crate) ticket: u64,
+    /// The queue was left without an idle worker: spawn one, it may be
+    /// needed before this run ends.
+    pub(crate) spawn_worker: bool,
+}
+
+/// Outcome of `link_pending`.
+#[derive(Debug)]
+pub(crate) enum Linked {
+    /// Linked; wake this worker or timer task (after unlocking).
+    Queued(Option<Waker>),
+    /// The period was cancelled before it could be linked.
+    Cancelled,
+}
+
+/// Why a queueing was rejected by the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rejected {
+    Draining,
+    Destroyed,
+}
+
+impl QueueCore {
+    pub(crate) fn new(name: Cow<'static, str>, max_active: usize) -> Self {
+        Self {
+            name,
+            max_active,
+            counters: Counters::default(),
+            state: UnsafeCell::new(QueueState {
+                phase: Phase::Live,
+                worklist: List::default(),
+                timers: List::default(),
+                running: Vec::new(),
+                idle: Vec::new(),
+                workers: 0,
+                timer: TimerState::default(),
+                latency: new_histogram(),
+                run_time: new_histogram(),
+            }),
+        }
+    }
+}
+
+/// Checks whether `queue` accepts a queueing.
+///
+/// `from_own_work` is true when the caller runs inside a work function of
+/// this queue, which a draining queue still accepts.
+pub(crate) fn check_accepts(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+    from_own_work: bool,
+) -> Result<(), Rejected> {
+    match guard.queue(queue).phase {
+        Phase::Live | Phase::Orphaned => Ok(()),
+        Phase::Draining if from_own_work => Ok(()),
+        Phase::Draining => Err(Rejected::Draining),
+        Phase::Destroyed => Err(Rejected::Destroyed),
+    }
+}
+
+/// Links the pending period `ticket` of `item` onto `queue`'s worklist, or
+/// onto its timer list when `deadline` is given.
+///
+/// An item that is running somewhere goes to the worklist of the queue it
+/// runs on, so that it cannot run concurrently with itself.
+pub(crate) fn link_pending(
+    guard: &mut PoolGuard<'_>,
+    item: &ItemRef,
+    ticket: u64,
+    queue: &QueueCore,
+    deadline: Option<tokio::time::Instant>,
+) -> Linked {
+    let core = item.core();
+    let state = core.state.load(Ordering::Acquire);
+    if state & PENDING == 0 || ticket_of(state) != ticket {
+        // A cancel ended this period before we got the lock.
+        queue.counters.count_queued();
+        queue.counters.count_cancelled();
+        return Linked::Cancelled;
+    }
+
+    let node = guard.node(core);
+    debug_assert_eq!(node.place, Place::Unlinked);
+    node.held = Some(item.clone());
+    let running_on = node.running.map(|(running_queue, _)| running_queue);
+
+    let wake = match deadline {
+        Some(deadline) => link_timer(guard, core, queue, deadline),
+        None => {
+            let target = match running_on {
+                // SAFETY: `running` was read under the held pool lock.
+                Some(running_queue) => unsafe { queue_of(running_queue) },
+                None => queue,
+            };
+            link_worklist(guard, core, target)
+        }
+    };
+    Linked::Queued(wake)
+}
+
+/// Puts `core` on `queue`'s worklist and picks an idle worker to wake.
+fn link_worklist(guard: &mut PoolGuard<'_>, core: &WorkCore, queue: &QueueCore) -> Option<Waker> {
+    let mut list = guard.queue(queue).worklist;
+    list.push_back(guard, core);
+    guard.queue(queue).worklist = list;
+
+    let node = guard.node(core);
+    node.place = Place::Worklist(NonNull::from(queue));
+    node.queued_at = Some(Instant::now());
+    node.deadline = None;
+    let blocked = node.running.is_some();
+    queue.counters.count_queued();
+
+    // An item still running cannot start, so waking a worker for it would
+    // only cost a wake-up; its running worker takes it after finishing.
+    if blocked {
+        return None;
+    }
+    guard.queue(queue).idle.pop().map(|(_, waker)| waker)
+}
+
+/// Puts `core` on `queue`'s timer list and kicks the timer task if the new
+/// deadline is earlier than the one it sleeps to.
+fn link_timer(
+    guard: &mut PoolGuard<'_>,
+    core: &WorkCore,
+    queue: &QueueCore,
+    deadline: tokio::time::Instant,
+) -> Option<Waker> {
+    let mut list = guard.queue(queue).timers;
+    list.push_back(guard, core);
+    guard.queue(queue).timers = list;
+
+    let node = guard.node(core);
+    node.place = Place::Timer(NonNull::from(queue));
+    node.deadline = Some(deadline);
+    queue.counters.count_queued();
+
+    kick_timer(guard.queue(queue), deadline)
+}
+
+fn kick_timer(state: &mut QueueState, deadline: tokio::time::Instant) -> Option<Waker> {
+    let timer = &mut state.timer;
+    if timer.armed_until.is_some_and(|armed| armed <= deadline) {
+        return None;
+    }
+    timer.kicked = true;
+    timer.waker.take()
+}
+
+/// Unlinks `core` from whatever list it is on and returns the queue it was
+/// on. The caller owns what happens to the item's `held` reference.
+fn unlink(guard: &mut PoolGuard<'_>, core: &WorkCore) -> Option<NonNull<QueueCore>> {
+    let place = guard.node(core).place;
+    let queue_link = match place {
+        Place::Unlinked => return None,
+        Place::Worklist(queue) | Place::Timer(queue) => queue,
+    };
+    // SAFETY: `place` was read under the held pool lock.
+    let queue = unsafe { queue_of(queue_link) };
+
+    let state = guard.queue(queue);
+    let mut list = match place {
+        Place::Worklist(_) => state.worklist,
+        _ => state.timers,
+    };
+    list.remove(guard, core);
+    let state = guard.queue(queue);
+    match place {
+        Place::Worklist(_) => state.worklist = list,
+        _ => state.timers = list,
+    }
+
+    let node = guard.node(core);
+    node.place = Place::Unlinked;
+    node.deadline = None;
+    Some(queue_link)
+}
+
+/// Hands the first startable item of `queue`'s worklist to the calling
+/// worker, clearing its `PENDING` bit before its function runs.
+///
+/// Returns `None` when nothing can start.
+pub(crate) fn take_next(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Option<Started> {
+    // Step 1: the first item that is not running elsewhere.
+    let mut cursor = guard.queue(queue).worklist.head;
+    let core = loop {
+        let link = cursor?;
+        // SAFETY: `link` was read from the worklist under the held lock.
+        let core = unsafe { item(link) };
+        let node = guard.node(core);
+        if node.running.is_none() {
+            break core;
+        }
+        cursor = node.next;
+    };
+
+    // Step 2: unlink it and end its pending period.
+    unlink(guard, core);
+    let state = core.state.fetch_and(!PENDING, Ordering::AcqRel);
+    debug_assert!(state & PENDING != 0, "a linked item is pending");
+    let ticket = ticket_of(state);
+
+    // Step 3: it is running now.
+    let node = guard.node(core);
+    let item = node.held.take().expect("a linked item holds its reference");
+    let queued_at = node.queued_at.take();
+    node.running = Some((NonNull::from(queue), ticket));
+
+    let state = guard.queue(queue);
+    if let Some(queued_at) = queued_at {
+        let latency = u64::try_from(queued_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        state.latency.saturating_record(latency.max(1));
+    }
+    state.running.push((item.clone(), ticket));
+    queue.counters.count_started(state.running.len());
+
+    // Step 4: keep an idle worker in reserve while max_active allows one.
+    let spawn_worker = state.idle.is_empty() && state.workers < queue.max_active;
+    if spawn_worker {
+        state.workers += 1;
+        state.running.reserve(1);
+        state.idle.reserve(1);
+    }
+    Some(Started {
+        item,
+        ticket,
+        spawn_worker,
+    })
+}
+
+/// Registers worker `worker_id` as idle, to be woken through `waker`, or
+/// refreshes its waker.
+///
+/// Returns false, registering nothing, when the worker should exit instead:
+/// the queue is shutting down and has nothing left that could reach it.
+pub(crate) fn park_worker(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+    worker_id: u64,
+    waker: &Waker,
+) -> bool {
+    let state = guard.queue(queue);
+    let shutting_down = matches!(state.phase, Phase::Destroyed | Phase::Orphaned);
+    if shutting_down && state.worklist.len == 0 && state.timers.len == 0 {
+        state.workers -= 1;
+        state.idle.retain(|(id, _)| *id != worker_id);
+        return false;
+    }
+    match state.idle.iter_mut().find(|(id, _)| *id == worker_id) {
+        Some((_, registered)) => registered.clone_from(waker),
+        None => state.idle.push((worker_id, waker.clone())),
+    }
+    true
+}
+
+/// Takes worker `worker_id` off the idle list, if it is there.
+pub(crate) fn unpark_worker(guard: &mut PoolGuard<'_>, queue: &QueueCore, worker_id: u64) {
+    let idle = &mut guard.queue(queue).idle;
+    if let Some(index) = idle.iter().position(|(id, _)| *id == worker_id) {
+        idle.swap_remove(index);
+    }
+}
+
+/// Forgets worker `worker_id`, whose task ended without `park_worker`
+/// returning false (its runtime shut down).
+pub(crate) fn remove_worker(guard: &mut PoolGuard<'_>, queue: &QueueCore, worker_id: u64) {
+    unpark_worker(guard, queue, worker_id);
+    let state = guard.queue(queue);
+    state.workers = state.workers.saturating_sub(1);
+}
+
+/// Ends the run with `ticket` of `core` on `queue`: records its run time,
+/// advances `done` and wakes flushers.
+///
+/// Returns the queue's reference to the item, which the caller must drop
+/// after unlocking: dropping the last reference runs the item's destructor.
+pub(crate) fn finish(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+    core: &WorkCore,
+    ticket: u64,
+    run_time_ns: u64,
+) -> Option<ItemRef> {
+    let node = guard.node(core);
+    debug_assert_eq!(node.running.map(|(_, t)| t), Some(ticket));
+    node.running = None;
+    let done = ticket.max(node.cancelled_ticket);
+
+    let state = guard.queue(queue);
+    let released = state
+        .running
+        .iter()
+        .position(|(running, t)| *t == ticket && std::ptr::eq(running.core(), core))
+        .map(|index| state.running.swap_remove(index).0);
+    state.run_time.saturating_record(run_time_ns.max(1));
+    queue.counters.count_finished(state.running.len());
+
+    core.advance_done(done);
+    released
+}
+
+/// Outcome of `cancel`.
+#[must_use]
+pub(crate) struct Cancelled {
+    /// The item was pending.
+    pub(crate) was_pending: bool,
+    /// The queue's reference to the item, to drop after unlocking.
+    pub(crate) released: Option<ItemRef>,
+}
+
+/// Ends the pending period of `core`, if any, and unlinks it.
+///
+/// This is the "grab pending" step of every cancel: the function of a
+/// period ended here never runs.
+pub(crate) fn cancel(guard: &mut PoolGuard<'_>, core: &WorkCore) -> Cancelled {
+    let state = core.state.fetch_and(!PENDING, Ordering::AcqRel);
+    if state & PENDING == 0 {
+        return Cancelled {
+            was_pending: false,
+            released: None,
+        };
+    }
+    let released = end_period(guard, core, ticket_of(state));
+    Cancelled {
+        was_pending: true,
+        released,
+    }
+}
+
+/// Ends the pending period `ticket` that its own queuer claimed but may not
+/// link, because the queue rejected it. Does nothing if a cancel already
+/// ended that period.
+pub(crate) fn abandon(guard: &mut PoolGuard<'_>, core: &WorkCore, ticket: u64) {
+    let mut state = core.state.load(Ordering::Acquire);
+    loop {
+        if state & PENDING == 0 || ticket_of(state) != ticket {
+            return;
+        }
+        match core.state.compare_exchange_weak(
+            state,
+            state & !PENDING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => break,
+            Err(actual) => state = actual,
+        }
+    }
+    let released = end_period(guard, core, ticket);
+    debug_assert!(released.is_none(), "an abandoned period was never linked");
+}
+
+/// Unlinks an item whose pending period `ticket` was just ended by clearing
+/// `PENDING`, and settles `done` for that period.
+fn end_period(guard: &mut PoolGuard<'_>, core: &WorkCore, ticket: u64) -> Option<ItemRef> {
+    // A period that is not linked yet belongs to a queuer waiting for the
+    // lock: it sees the cleared bit, skips linking and counts the cancel.
+    let released = match unlink(guard, core) {
+        Some(queue_link) => {
+            // SAFETY: `queue_link` was read under the held pool lock, and the
+            // item was linked on that queue until just now.
+            unsafe { queue_of(queue_link) }.counters.count_cancelled();
+            guard.node(core).held.take()
+        }
+        None => None,
+    };
+
+    let node = guard.node(core);
+    if node.running.is_some() {
+        // An earlier run is in progress: a flush of this period must still
+        // wait for it, so `done` advances when it finishes.
+        node.cancelled_ticket = ticket;
+    } else {
+        core.advance_done(ticket);
+    }
+    released
+}
+
+/// Moves `core` from a timer list to the worklist it is due on, now.
+/// Returns a worker to wake. Used by `flush_delayed_work`.
+pub(crate) fn activate(guard: &mut PoolGuard<'_>, core: &WorkCore) -> Option<Waker> {
+    let Place::Timer(queue_link) = guard.node(core).place else {
+        return None;
+    };
+    unlink(guard, core);
+    // SAFETY: the item was on this queue's timer list until just now.
+    let queue = unsafe { queue_of(queue_link) };
+    activate_unlinked(guard, core, queue)
+}
+
+/// Puts an item just taken off `queue`'s timer list on the right worklist.
+fn activate_unlinked(
+    guard: &mut PoolGuard<'_>,
+    core: &WorkCore,
+    queue: &QueueCore,
+) -> Option<Waker> {
+    let running_on = guard
+        .node(core)
+        .running
+        .map(|(running_queue, _)| running_queue);
+    let target = match running_on {
+        // SAFETY: `running` was read under the held pool lock.
+        Some(running_queue) => unsafe { queue_of(running_queue) },
+        None => queue,
+    };
+    // `link_worklist` counts a queueing; the timer link already did.
+    let wake = link_worklist(guard, core, target);
+    target.counters.uncount_queued();
+    wake
+}
+
+/// Moves every item of `queue`'s timer list that is due at `now` to its
+/// worklist, pushing the workers to wake into `wake`. Returns the earliest
+/// deadline left, and arms the timer to it.
+pub(crate) fn expire_timers(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+    now: tokio::time::Instant,
+    wake: &mut Vec<Waker>,
+) -> Option<tokio::time::Instant> {
+    let mut next_deadline: Option<tokio::time::Instant> = None;
+    let mut cursor = guard.queue(queue).timers.head;
+    while let Some(link) = cursor {
+        // SAFETY: `link` was read from the timer list under the held lock.
+        let core = unsafe { item(link) };
+        let node = guard.node(core);
+        cursor = node.next;
+        let deadline = node.deadline.expect("a timer-list item has a deadline");
+        if deadline <= now {
+            unlink(guard, core);
+            wake.extend(activate_unlinked(guard, core, queue));
+        } else if next_deadline.is_none_or(|next| deadline < next) {
+            next_deadline = Some(deadline);
+        }
+    }
+
+    let timer = &mut guard.queue(queue).timer;
+    timer.armed_until = next_deadline;
+    timer.kicked = false;
+    next_deadline
+}
+
+/// Registers the timer task's waker. Returns true if a kick arrived since
+/// the last `expire_timers`, so the task must not sleep.
+pub(crate) fn park_timer(guard: &mut PoolGuard<'_>, queue: &QueueCore, waker: &Waker) -> bool {
+    let timer = &mut guard.queue(queue).timer;
+    if timer.kicked {
+        return true;
+    }
+    match &mut timer.waker {
+        Some(registered) => registered.clone_from(waker),
+        None => timer.waker = Some(waker.clone()),
+    }
+    false
+}
+
+/// Returns true when the timer task should exit: the queue is shutting down
+/// and its timer list is empty.
+pub(crate) fn timer_done(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> bool {
+    let state = guard.queue(queue);
+    matches!(state.phase, Phase::Destroyed | Phase::Orphaned) && state.timers.len == 0
+}
+
+/// Outcome of `modify_deadline`.
+pub(crate) enum Modified {
+    /// The pending item now waits for the new deadline (or is on the
+    /// worklist if none); wake this task.
+    Moved(Option<Waker>),
+    /// The item is not pending: queue it as usual.
+    NotPending,
+    /// A queuer owns the period but has not linked it yet: retry.
+    Busy,
+}
+
+/// Gives a pending item a new deadline on `queue` (`None`: run now). Used by
+/// `mod_delayed_work`.
+pub(crate) fn modify_deadline(
+    guard: &mut PoolGuard<'_>,
+    core: &WorkCore,
+    queue: &QueueCore,
+    deadline: Option<tokio::time::Instant>,
+) -> Modified {
+    if !core.is_pending() {
+        return Modified::NotPending;
+    }
+    let Some(old_queue) = unlink(guard, core) else {
+        return Modified::Busy;
+    };
+    // SAFETY: the item was linked on `old_queue` until just now.
+    unsafe { queue_of(old_queue) }.counters.uncount_queued();
+
+    let wake = match deadline {
+        Some(deadline) => link_timer(guard, core, queue, deadline),
+        None => {
+            let running_on = guard.node(core).running.map(|(q, _)| q);
+            let target = match running_on {
+                // SAFETY: `running` was read under the held pool lock.
+                Some(running_queue) => unsafe { queue_of(running_queue) },
+                None => queue,
+            };
+            link_worklist(guard, core, target)
+        }
+    };
+    Modified::Moved(wake)
+}
+
+/// Returns the items pending on `queue`'s worklist or running on it, each
+/// with the ticket a flush must wait for. Timer-list items are left out, as
+/// `flush_workqueue` does not wait for delays.
+pub(crate) fn flush_targets(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+    with_timers: bool,
+) -> Vec<(ItemRef, u64)> {
+    let mut targets = Vec::new();
+    let state = guard.queue(queue);
+    for (item, _) in &state.running {
+        targets.push((item.clone(), item.core().latest_ticket()));
+    }
+
+    let lists = [
+        Some(state.worklist.head),
+        with_timers.then_some(state.timers.head),
+    ];
+    for head in lists.into_iter().flatten() {
+        let mut cursor = head;
+        while let Some(link) = cursor {
+            // SAFETY: `link` was read from a list under the held lock.
+            let core = unsafe { item(link) };
+            let node = guard.node(core);
+            cursor = node.next;
+            let item = node
+                .held
+                .clone()
+                .expect("a linked item holds its reference");
+            targets.push((item, core.latest_ticket()));
+        }
+    }
+    targets
+}
+
+/// Returns true when nothing is pending or running on `queue`.
+pub(crate) fn is_empty(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> bool {
+    let state = guard.queue(queue);
+    state.worklist.len == 0 && state.timers.len == 0 && state.running.is_empty()
+}
+
+/// Moves `queue` to `phase` and returns every parked worker and the timer
+/// task, to be woken so that they notice.
+pub(crate) fn set_phase(guard: &mut PoolGuard<'_>, queue: &QueueCore, phase: Phase) -> Vec<Waker> {
+    let state = guard.queue(queue);
+    state.phase = phase;
+    let mut wake: Vec<Waker> = state.idle.drain(..).map(|(_, waker)| waker).collect();
+    state.timer.kicked = true;
+    wake.extend(state.timer.waker.take());
+    wake
+}
+
+pub(crate) fn phase(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Phase {
+    guard.queue(queue).phase
+}
+
+/// Counts a new worker, reserving its slots so that later bookkeeping does
+/// not allocate.
+pub(crate) fn add_worker(guard: &mut PoolGuard<'_>, queue: &QueueCore) {
+    let state = guard.queue(queue);
+    state.workers += 1;
+    state.running.reserve(1);
+    state.idle.reserve(1);
+}
+
+/// A snapshot of what the pool lock protects in a queue.
+pub(crate) struct QueueSnapshot {
+    pub(crate) pending: usize,
+    pub(crate) delayed: usize,
+    pub(crate) workers: usize,
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) run_time: Histogram<u64>,
+}
+
+pub(crate) fn snapshot(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> QueueSnapshot {
+    let state = guard.queue(queue);
+    QueueSnapshot {
+        pending: state.worklist.len,
+        delayed: state.timers.len,
+        workers: state.workers,
+        latency: state.latency.clone(),
+        run_time: state.run_time.clone(),
+    }
+}
+
+/// Detaches every item from `queue`, which is being freed because its
+/// runtime stopped its workers: pending items are cancelled, running ones
+/// are marked finished, and flushers of either are released.
+///
+/// Returns the queue's references to the items, to drop after unlocking.
+pub(crate) fn detach_all(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec<ItemRef> {
+    let mut released = Vec::new();
+    for head in [
+        guard.queue(queue).worklist.head,
+        guard.queue(queue).timers.head,
+    ] {
+        let mut cursor = head;
+        while let Some(link) = cursor {
+            // SAFETY: `link` was read from a list under the held lock, and
+            // the item is kept alive by its `held` reference until `cancel`
+            // hands that reference to `released`.
+            let core = unsafe { item(link) };
+            cursor = guard.node(core).next;
+            let outcome = cancel(guard, core);
+            released.extend(outcome.released);
+        }
+    }
+
+    let running = std::mem::take(&mut guard.queue(queue).running);
+    for (item, ticket) in running {
+        let core = item.core();
+        let node = guard.node(core);
+        node.running = None;
+        let done = ticket.max(node.cancelled_ticket);
+        core.advance_done(done);
+        released.push(item);
+    }
+    released
+}

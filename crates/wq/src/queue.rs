@@ -1,0 +1,605 @@
+//! Workqueues: the handle, its flags, and the tokio tasks that run it.
+//!
+//! Each queue has up to `max_active` worker tasks and one timer task on its
+//! tokio runtime. A worker takes items from the queue's worklist in order
+//! and runs them; while it runs one, the queue keeps one more worker idle
+//! (spawned from the worker, in task context) as long as `max_active`
+//! allows, so that a queueing from a top half never has to spawn anything.
+//! The timer task moves delayed items to the worklist when they are due.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::ops::BitOr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use crate::core::{self, QueueCore, Started, WorkCore, lock_pool};
+use crate::stats::WorkqueueStats;
+use crate::work::{Call, ItemRef};
+
+/// Most items a queue may run at once (`WQ_MAX_ACTIVE`). Larger requests are
+/// clamped with a warning.
+pub const WQ_MAX_ACTIVE: usize = 512;
+
+/// `max_active` of a queue allocated with 0 (`WQ_DFL_ACTIVE`).
+pub const WQ_DFL_ACTIVE: usize = WQ_MAX_ACTIVE / 2;
+
+/// Flags of [`alloc_workqueue`](crate::alloc_workqueue), as in the kernel.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct WqFlags(u32);
+
+impl WqFlags {
+    /// No flags: a per-CPU queue of normal priority, in kernel terms.
+    pub const NONE: WqFlags = WqFlags(0);
+    /// Runs on the high-priority runtime, whose threads normal work cannot
+    /// occupy (`WQ_HIGHPRI`).
+    pub const HIGHPRI: WqFlags = WqFlags(1);
+    /// Not bound to a CPU (`WQ_UNBOUND`). tokio's workers are never bound, so
+    /// this only labels the queue.
+    pub const UNBOUND: WqFlags = WqFlags(1 << 1);
+    /// Synchronous work functions run on tokio's blocking threads, so that
+    /// long or blocking work does not stall the runtime (`WQ_CPU_INTENSIVE`).
+    pub const CPU_INTENSIVE: WqFlags = WqFlags(1 << 2);
+
+    /// Returns true when every flag of `other` is set.
+    pub const fn contains(self, other: WqFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl BitOr for WqFlags {
+    type Output = WqFlags;
+
+    fn bitor(self, other: WqFlags) -> WqFlags {
+        WqFlags(self.0 | other.0)
+    }
+}
+
+impl fmt::Debug for WqFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (WqFlags::HIGHPRI, "HIGHPRI"),
+            (WqFlags::UNBOUND, "UNBOUND"),
+            (WqFlags::CPU_INTENSIVE, "CPU_INTENSIVE"),
+        ];
+        let set: Vec<&str> = names
+            .iter()
+            .filter(|(flag, _)| self.contains(*flag))
+            .map(|(_, name)| *name)
+            .collect();
+        if set.is_empty() {
+            write!(f, "WqFlags(NONE)")
+        } else {
+            write!(f, "WqFlags({})", set.join(" | "))
+        }
+    }
+}
+
+/// A workqueue (`struct workqueue_struct *`).
+///
+/// Clones are handles to the same queue. When the last handle is dropped
+/// without [`destroy_workqueue`](crate::destroy_workqueue), the queue still
+/// runs every item it holds, then its tasks exit.
+#[derive(Clone)]
+pub struct Workqueue {
+    handle: Arc<Handle>,
+}
+
+/// Orphans the queue when the last user handle goes.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let wake = {
+            let mut guard = lock_pool();
+            if core::phase(&mut guard, &self.shared.core) == core::Phase::Destroyed {
+                return;
+            }
+            core::set_phase(&mut guard, &self.shared.core, core::Phase::Orphaned)
+        };
+        wake.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// What a queue's tasks share with its handles.
+pub(crate) struct Shared {
+    pub(crate) core: QueueCore,
+    /// Immutable.
+    flags: WqFlags,
+    /// Immutable.
+    ordered: bool,
+    /// The runtime the queue's tasks run on. Immutable.
+    runtime: tokio::runtime::Handle,
+    /// Source of worker ids. Atomic.
+    next_worker_id: AtomicU64,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Only reached with items still linked when the runtime dropped the
+        // queue's tasks; otherwise the tasks exit with empty lists.
+        let released = core::detach_all(&mut lock_pool(), &self.core);
+        if !released.is_empty() {
+            tracing::warn!(
+                target: "workqueue",
+                workqueue = %self.core.name,
+                items = released.len(),
+                "workqueue freed with work still pending or running: its runtime shut down; \
+                 the pending items were cancelled"
+            );
+        }
+        drop(released);
+    }
+}
+
+/// Options of a new queue; see [`Workqueue::builder`].
+#[derive(Debug)]
+pub struct WorkqueueBuilder {
+    name: Cow<'static, str>,
+    flags: WqFlags,
+    max_active: usize,
+    ordered: bool,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl WorkqueueBuilder {
+    /// Sets the flags.
+    pub fn flags(mut self, flags: WqFlags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Sets the most items that may run at once; 0 means [`WQ_DFL_ACTIVE`],
+    /// and values above [`WQ_MAX_ACTIVE`] are clamped with a warning.
+    pub fn max_active(mut self, max_active: usize) -> Self {
+        self.max_active = max_active;
+        self
+    }
+
+    /// Makes the queue ordered: one item at a time, in queueing order.
+    pub fn ordered(mut self) -> Self {
+        self.ordered = true;
+        self
+    }
+
+    /// Runs the queue's tasks on `runtime` instead of the system runtime.
+    /// The runtime needs its time driver (`enable_time`) for delayed work.
+    pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Creates the queue and spawns its first worker and its timer task.
+    ///
+    /// # Context
+    ///
+    /// Task context; never sleeps, but allocates and spawns tasks.
+    pub fn build(self) -> Workqueue {
+        let max_active = if self.ordered {
+            1
+        } else {
+            clamp_max_active(&self.name, self.max_active)
+        };
+        let runtime = self.runtime.unwrap_or_else(|| {
+            crate::system::default_runtime(self.flags.contains(WqFlags::HIGHPRI))
+        });
+
+        let shared = Arc::new(Shared {
+            core: QueueCore::new(self.name, max_active),
+            flags: self.flags,
+            ordered: self.ordered,
+            runtime,
+            next_worker_id: AtomicU64::new(0),
+        });
+        core::add_worker(&mut lock_pool(), &shared.core);
+        spawn_worker(&shared);
+        shared.runtime.spawn(timer_task(Arc::clone(&shared)));
+        tracing::debug!(
+            target: "workqueue",
+            workqueue = %shared.core.name,
+            flags = ?shared.flags,
+            max_active,
+            ordered = shared.ordered,
+            "workqueue allocated"
+        );
+
+        Workqueue {
+            handle: Arc::new(Handle { shared }),
+        }
+    }
+}
+
+/// Applies the kernel's rule: 0 is the default, too large is clamped.
+fn clamp_max_active(name: &str, requested: usize) -> usize {
+    match requested {
+        0 => WQ_DFL_ACTIVE,
+        n if n > WQ_MAX_ACTIVE => {
+            tracing::warn!(
+                target: "workqueue",
+                workqueue = name,
+                requested = n,
+                clamped = WQ_MAX_ACTIVE,
+                "max_active out of range, clamped to {WQ_MAX_ACTIVE}"
+            );
+            WQ_MAX_ACTIVE
+        }
+        n => n,
+    }
+}
+
+impl Workqueue {
+    /// Starts describing a new queue named `name`.
+    pub fn builder(name: impl Into<Cow<'static, str>>) -> WorkqueueBuilder {
+        WorkqueueBuilder {
+            name: name.into(),
+            flags: WqFlags::NONE,
+            max_active: 0,
+            ordered: false,
+            runtime: None,
+        }
+    }
+
+    /// Returns the queue's name.
+    pub fn name(&self) -> &str {
+        &self.shared().core.name
+    }
+
+    /// Returns the flags the queue was allocated with.
+    pub fn flags(&self) -> WqFlags {
+        self.shared().flags
+    }
+
+    /// Returns the most items that may run at once.
+    pub fn max_active(&self) -> usize {
+        self.shared().core.max_active
+    }
+
+    /// Returns true for an ordered queue.
+    pub fn is_ordered(&self) -> bool {
+        self.shared().ordered
+    }
+
+    /// Takes a snapshot of the queue's statistics.
+    ///
+    /// # Context
+    ///
+    /// Task context: it copies two histograms, which allocates.
+    pub fn stats(&self) -> WorkqueueStats {
+        let core = &self.shared().core;
+        let snapshot = core::snapshot(&mut lock_pool(), core);
+        let counters = core.counters.load();
+        WorkqueueStats {
+            name: core.name.to_string(),
+            queued: counters.queued,
+            coalesced: counters.coalesced,
+            rejected_disabled: counters.rejected_disabled,
+            executed: counters.executed,
+            cancelled: counters.cancelled,
+            panicked: counters.panicked,
+            in_flight: counters.in_flight,
+            max_in_flight: counters.max_in_flight,
+            pending: snapshot.pending as u64,
+            delayed: snapshot.delayed as u64,
+            workers: snapshot.workers as u64,
+            latency_ns: snapshot.latency,
+            run_time_ns: snapshot.run_time,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Returns true when both handles name the same queue.
+    pub fn same_queue(&self, other: &Workqueue) -> bool {
+        Arc::ptr_eq(&self.handle.shared, &other.handle.shared)
+    }
+}
+
+impl fmt::Debug for Workqueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workqueue")
+            .field("name", &self.name())
+            .field("flags", &self.flags())
+            .field("max_active", &self.max_active())
+            .field("ordered", &self.is_ordered())
+            .finish()
+    }
+}
+
+/// The addresses of a running item and of its queue, which identify a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RunId {
+    pub(crate) item: *const WorkCore,
+    pub(crate) queue: *const QueueCore,
+}
+
+// SAFETY: a `RunId` is only compared with addresses of live items and
+// queues; the one place that follows `item` (`check_may_wait_queue`) runs on
+// the thread whose stack holds that item's run.
+unsafe impl Send for RunId {}
+
+thread_local! {
+    /// The run whose work function is on this thread's stack now.
+    static CURRENT_RUN: Cell<Option<RunId>> = const { Cell::new(None) };
+}
+
+/// Returns the run whose work function is on this thread's stack, if any.
+pub(crate) fn current_run() -> Option<RunId> {
+    CURRENT_RUN.with(Cell::get)
+}
+
+/// Runs `f` with `run` recorded as this thread's current work run.
+fn with_current_run<R>(run: RunId, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT_RUN.with(|current| current.replace(Some(run)));
+    let _restore = RestoreRun(previous);
+    f()
+}
+
+struct RestoreRun(Option<RunId>);
+
+impl Drop for RestoreRun {
+    fn drop(&mut self) {
+        CURRENT_RUN.with(|current| current.set(self.0));
+    }
+}
+
+/// Spawns one worker task; the caller has counted it with `add_worker` (or
+/// `take_next` did).
+fn spawn_worker(shared: &Arc<Shared>) {
+    // Relaxed: ids only need to be unique.
+    let id = shared.next_worker_id.fetch_add(1, Ordering::Relaxed);
+    shared.runtime.spawn(worker(Arc::clone(shared), id));
+}
+
+/// Forgets the worker if its task is dropped before it exits by itself.
+struct WorkerGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+    exited: bool,
+}
+
+impl Drop for WorkerGuard<'_> {
+    fn drop(&mut self) {
+        if !self.exited {
+            core::remove_worker(&mut lock_pool(), &self.shared.core, self.id);
+        }
+    }
+}
+
+/// The loop of one worker task: take the next item, run it, repeat; sleep
+/// when there is nothing to take.
+async fn worker(shared: Arc<Shared>, id: u64) {
+    let queue = &shared.core;
+    let mut guard = WorkerGuard {
+        shared: &shared,
+        id,
+        exited: false,
+    };
+    let mut finished: Option<Finished> = None;
+
+    loop {
+        let mut released: [Option<ItemRef>; 2] = [None, None];
+        let next = poll_fn(|cx| {
+            let mut pool = lock_pool();
+            if let Some(done) = finished.take() {
+                let queue_ref = core::finish(
+                    &mut pool,
+                    queue,
+                    done.item.core(),
+                    done.ticket,
+                    done.run_time_ns,
+                );
+                released = [queue_ref, Some(done.item)];
+            }
+            core::unpark_worker(&mut pool, queue, id);
+            if let Some(started) = core::take_next(&mut pool, queue) {
+                return Poll::Ready(Some(started));
+            }
+            if core::park_worker(&mut pool, queue, id, cx.waker()) {
+                Poll::Pending
+            } else {
+                Poll::Ready(None)
+            }
+        })
+        .await;
+        // Dropping the last reference to an item runs its destructor, which
+        // must not happen under the pool lock.
+        drop(released);
+
+        let Some(started) = next else {
+            guard.exited = true;
+            return;
+        };
+        if started.spawn_worker {
+            spawn_worker(&shared);
+        }
+        finished = Some(run(&shared, started).await);
+    }
+}
+
+/// A run that ended, to be recorded under the next lock.
+struct Finished {
+    item: ItemRef,
+    ticket: u64,
+    run_time_ns: u64,
+}
+
+/// Runs one item: traces, times and contains a panic.
+async fn run(shared: &Arc<Shared>, started: Started) -> Finished {
+    let Started { item, ticket, .. } = started;
+    let queue = &shared.core;
+    let runnable = item.runnable();
+    let run_id = RunId {
+        item: item.core(),
+        queue,
+    };
+    tracing::trace!(
+        target: "workqueue",
+        work = item.core().name(),
+        workqueue = %queue.name,
+        "workqueue_execute_start"
+    );
+
+    // If the runtime drops this future mid-run, the run still ends.
+    let mut pending_finish = FinishOnDrop {
+        queue: Some(Arc::clone(shared)),
+        item: item.clone(),
+        ticket,
+    };
+
+    let start = Instant::now();
+    let outcome: Result<(), Box<dyn Any + Send>> = if runnable.is_async() {
+        match catch_unwind(AssertUnwindSafe(|| {
+            with_current_run(run_id, || runnable.call())
+        })) {
+            Ok(Call::Future(future)) => {
+                CurrentRun {
+                    future,
+                    run: run_id,
+                }
+                .await
+            }
+            Ok(Call::Done) => Ok(()),
+            Err(panic) => Err(panic),
+        }
+    } else if shared.flags.contains(WqFlags::CPU_INTENSIVE) {
+        let blocking_item = item.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            catch_unwind(AssertUnwindSafe(|| {
+                with_current_run(run_id, || {
+                    let _ = blocking_item.runnable().call();
+                })
+            }))
+        })
+        .await;
+        joined.unwrap_or_else(|error| Err(Box::new(error.to_string())))
+    } else {
+        catch_unwind(AssertUnwindSafe(|| {
+            with_current_run(run_id, || {
+                let _ = runnable.call();
+            })
+        }))
+    };
+    let run_time_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+
+    if let Err(panic) = outcome {
+        queue.counters.count_panicked();
+        tracing::error!(
+            target: "workqueue",
+            work = item.core().name(),
+            workqueue = %queue.name,
+            panic = panic_message(&*panic),
+            "work function panicked; the worker goes on"
+        );
+    }
+    tracing::trace!(
+        target: "workqueue",
+        work = item.core().name(),
+        workqueue = %queue.name,
+        run_time_ns,
+        "workqueue_execute_end"
+    );
+
+    pending_finish.queue = None;
+    Finished {
+        item,
+        ticket,
+        run_time_ns,
+    }
+}
+
+/// Ends a run whose worker future was dropped before it could.
+struct FinishOnDrop {
+    queue: Option<Arc<Shared>>,
+    item: ItemRef,
+    ticket: u64,
+}
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if let Some(shared) = self.queue.take() {
+            let released = core::finish(
+                &mut lock_pool(),
+                &shared.core,
+                self.item.core(),
+                self.ticket,
+                1,
+            );
+            drop(released);
+        }
+    }
+}
+
+/// Drives an async work function's future with the current run recorded
+/// during every poll, and turns a panic into an `Err`.
+struct CurrentRun {
+    future: crate::work::BoxFuture,
+    run: RunId,
+}
+
+impl Future for CurrentRun {
+    type Output = Result<(), Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let future = &mut this.future;
+        match catch_unwind(AssertUnwindSafe(|| {
+            with_current_run(this.run, || future.as_mut().poll(cx))
+        })) {
+            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        message
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message
+    } else {
+        "non-string panic payload"
+    }
+}
+
+/// The timer task of a queue: moves delayed items to the worklist when due.
+async fn timer_task(shared: Arc<Shared>) {
+    let queue = &shared.core;
+    let mut wake = Vec::new();
+    loop {
+        let next_deadline = {
+            let mut pool = lock_pool();
+            if core::timer_done(&mut pool, queue) {
+                return;
+            }
+            core::expire_timers(&mut pool, queue, tokio::time::Instant::now(), &mut wake)
+        };
+        wake.drain(..).for_each(Waker::wake);
+
+        let mut sleep = next_deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline)));
+        poll_fn(|cx| {
+            if let Some(sleep) = sleep.as_mut()
+                && sleep.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(());
+            }
+            if core::park_timer(&mut lock_pool(), queue, cx.waker()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}

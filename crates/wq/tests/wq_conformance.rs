@@ -1,0 +1,895 @@
+//! The kernel's workqueue semantics, one test (or a few) per rule.
+//!
+//! Work functions that must stay in progress wait at a [`Gate`]; nothing
+//! here sleeps for luck, and every wait has a hang guard.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Concurrency, Gate, guarded, ordered_queue, test_queue};
+use wq::{DataWork, DelayedWork, QueueError, WaitError, Work, Workqueue};
+
+/// An async item that waits at `gate` on every run.
+fn gated_item(name: &'static str, gate: &Gate, runs: &Arc<AtomicUsize>) -> Arc<Work> {
+    let (gate, runs) = (gate.clone(), runs.clone());
+    Work::from_async_fn(name, move || {
+        let (gate, runs) = (gate.clone(), runs.clone());
+        async move {
+            gate.pass().await;
+            runs.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+}
+
+fn counting_item(name: &'static str, runs: &Arc<AtomicUsize>) -> Arc<Work> {
+    let runs = runs.clone();
+    Work::from_fn(name, move || {
+        runs.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+/// Queueing an idle item returns true; queueing it again before it starts
+/// returns false and it runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_pending_item_coalesces() {
+    let queue = ordered_queue("w1");
+    let gate = Gate::new();
+    let blocker_runs = Arc::new(AtomicUsize::new(0));
+    let blocker = gated_item("blocker", &gate, &blocker_runs);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = counting_item("item", &runs);
+
+    assert!(wq::queue_work(&queue, &blocker).unwrap());
+    gate.wait_arrivals(1).await;
+    assert!(wq::queue_work(&queue, &item).unwrap());
+    assert!(!wq::queue_work(&queue, &item).unwrap());
+    assert!(!wq::queue_work(&queue, &item).unwrap());
+    assert!(item.is_pending());
+
+    let flush = tokio::spawn(wq::flush_work(&item));
+    gate.open(1);
+    assert!(guarded("flush", flush).await.unwrap().unwrap());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let stats = queue.stats();
+    assert_eq!(stats.queued, 2);
+    assert_eq!(stats.coalesced, 2);
+}
+
+/// A work function may re-queue its own item: the re-queue returns true and
+/// gives exactly one more run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_requeues_itself_once() {
+    let queue = test_queue("w2", 4);
+    let requeued = Arc::new(Mutex::new(Vec::new()));
+    let item = {
+        let (queue, requeued) = (queue.clone(), requeued.clone());
+        DataWork::new("self-requeue", AtomicUsize::new(0), move |item| {
+            if item.fetch_add(1, Ordering::SeqCst) == 0 {
+                requeued.lock().unwrap().push(wq::queue_work(&queue, item));
+            }
+        })
+    };
+
+    assert!(wq::queue_work(&queue, &item).unwrap());
+    assert!(guarded("first flush", wq::flush_work(&item)).await.unwrap());
+    guarded("second flush", wq::flush_work(&item))
+        .await
+        .unwrap();
+    assert_eq!(item.load(Ordering::SeqCst), 2);
+    assert_eq!(*requeued.lock().unwrap(), vec![Ok(true)]);
+    assert!(!wq::flush_work(&item).await.unwrap());
+}
+
+/// An item queued while it runs, from another thread and onto another
+/// queue, runs again only after the current run ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeue_while_running_never_overlaps() {
+    let first = test_queue("w3-a", 8);
+    let second = test_queue("w3-b", 8);
+    let gate = Gate::new();
+    let concurrency = Arc::new(Concurrency::default());
+    let item = {
+        let (gate, concurrency) = (gate.clone(), concurrency.clone());
+        Work::from_async_fn("no-overlap", move || {
+            let (gate, concurrency) = (gate.clone(), concurrency.clone());
+            async move {
+                concurrency.enter();
+                gate.pass().await;
+                concurrency.exit();
+            }
+        })
+    };
+
+    assert!(wq::queue_work(&first, &item).unwrap());
+    gate.wait_arrivals(1).await;
+    let from_thread = {
+        let (second, item) = (second.clone(), item.clone());
+        std::thread::spawn(move || wq::queue_work(&second, &item))
+            .join()
+            .unwrap()
+    };
+    assert_eq!(from_thread, Ok(true));
+    assert!(item.is_pending());
+    assert_eq!(concurrency.running(), 1);
+
+    gate.open(2);
+    guarded("flush", wq::flush_work(&item)).await.unwrap();
+    assert_eq!(concurrency.runs(), 2);
+    assert_eq!(concurrency.max(), 1);
+    // The second run went to the queue the item was running on.
+    assert_eq!(first.stats().executed, 2);
+    assert_eq!(second.stats().executed, 0);
+}
+
+/// Many threads queueing one item on a wide queue never make it run
+/// concurrently with itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_queueing_never_overlaps() {
+    let queue = test_queue("w3-stress", 16);
+    let concurrency = Arc::new(Concurrency::default());
+    let item = {
+        let concurrency = concurrency.clone();
+        Work::from_async_fn("stress", move || {
+            let concurrency = concurrency.clone();
+            async move {
+                concurrency.enter();
+                tokio::task::yield_now().await;
+                concurrency.exit();
+            }
+        })
+    };
+
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (queue, item) = (queue.clone(), item.clone());
+            std::thread::spawn(move || {
+                for _ in 0..5_000 {
+                    wq::queue_work(&queue, &item).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+
+    assert_eq!(concurrency.max(), 1);
+    let stats = queue.stats();
+    assert_eq!(stats.queued + stats.coalesced, 20_000);
+    assert_eq!(stats.executed, stats.queued);
+    assert_eq!(concurrency.runs() as u64, stats.executed);
+}
+
+/// Items on one queue start in queueing order; an ordered queue runs one
+/// at a time, strictly in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_queue_runs_fifo_one_at_a_time() {
+    let queue = ordered_queue("w4");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let concurrency = Arc::new(Concurrency::default());
+    let items: Vec<_> = (0..200)
+        .map(|index| {
+            let (order, concurrency) = (order.clone(), concurrency.clone());
+            Work::from_async_fn(format!("fifo-{index}"), move || {
+                let (order, concurrency) = (order.clone(), concurrency.clone());
+                async move {
+                    concurrency.enter();
+                    order.lock().unwrap().push(index);
+                    tokio::task::yield_now().await;
+                    concurrency.exit();
+                }
+            })
+        })
+        .collect();
+
+    for item in &items {
+        assert!(wq::queue_work(&queue, item).unwrap());
+    }
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+
+    let expected: Vec<usize> = (0..200).collect();
+    assert_eq!(*order.lock().unwrap(), expected);
+    assert_eq!(concurrency.max(), 1);
+    assert_eq!(queue.max_active(), 1);
+}
+
+/// A queue with max_active 1 starts its items in queueing order too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_active_queue_starts_fifo() {
+    let queue = test_queue("w4-single", 1);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let items: Vec<_> = (0..100)
+        .map(|index| {
+            let order = order.clone();
+            Work::from_fn(format!("item-{index}"), move || {
+                order.lock().unwrap().push(index)
+            })
+        })
+        .collect();
+    for item in &items {
+        wq::queue_work(&queue, item).unwrap();
+    }
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+    assert_eq!(*order.lock().unwrap(), (0..100).collect::<Vec<_>>());
+}
+
+/// At most max_active items of a queue run at once; the rest wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_active_limits_concurrency() {
+    let queue = test_queue("w5", 3);
+    let gate = Gate::new();
+    let concurrency = Arc::new(Concurrency::default());
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let items: Vec<_> = (0..10)
+        .map(|index| {
+            let (gate, concurrency, order) = (gate.clone(), concurrency.clone(), order.clone());
+            Work::from_async_fn(format!("limited-{index}"), move || {
+                let (gate, concurrency, order) = (gate.clone(), concurrency.clone(), order.clone());
+                async move {
+                    order.lock().unwrap().push(index);
+                    concurrency.enter();
+                    gate.pass().await;
+                    concurrency.exit();
+                }
+            })
+        })
+        .collect();
+    for item in &items {
+        wq::queue_work(&queue, item).unwrap();
+    }
+
+    gate.wait_arrivals(3).await;
+    let stats = queue.stats();
+    assert_eq!(stats.in_flight, 3);
+    assert_eq!(stats.pending, 7);
+    assert!(
+        stats.workers <= 3,
+        "{} workers for max_active 3",
+        stats.workers
+    );
+
+    gate.open(10);
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+    assert_eq!(concurrency.max(), 3);
+    assert_eq!(concurrency.runs(), 10);
+    // Workers take items off the worklist in order, but two workers may
+    // reach their functions in either order, so only the first three,
+    // which started before the gate opened, are checked here.
+    let mut first_three = order.lock().unwrap()[..3].to_vec();
+    first_three.sort_unstable();
+    assert_eq!(first_three, [0, 1, 2]);
+}
+
+/// max_active 0 means the default; values above the maximum are clamped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_active_default_and_clamp() {
+    assert_eq!(test_queue("w5-default", 0).max_active(), wq::WQ_DFL_ACTIVE);
+    assert_eq!(
+        test_queue("w5-huge", 1_000_000).max_active(),
+        wq::WQ_MAX_ACTIVE
+    );
+    assert_eq!(test_queue("w5-seven", 7).max_active(), 7);
+}
+
+/// flush_work waits until the last queueing has finished and returns true;
+/// on an idle item it returns false at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_work_waits_for_last_queueing() {
+    let queue = test_queue("w6", 4);
+    let gate = Gate::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = gated_item("flushed", &gate, &runs);
+
+    assert!(!wq::flush_work(&item).await.unwrap());
+
+    wq::queue_work(&queue, &item).unwrap();
+    let flush = tokio::spawn(wq::flush_work(&item));
+    gate.wait_arrivals(1).await;
+    assert!(!flush.is_finished());
+    gate.open(1);
+
+    assert!(guarded("flush", flush).await.unwrap().unwrap());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(!wq::flush_work(&item).await.unwrap());
+}
+
+/// flush_delayed_work starts a delayed item now and waits for it; it does
+/// not wait out the delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_delayed_work_skips_delay() {
+    let queue = test_queue("w7", 4);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let dwork = {
+        let runs = runs.clone();
+        DelayedWork::from_fn("an-hour-later", move || {
+            runs.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+
+    assert!(wq::queue_delayed_work(&queue, &dwork, Duration::from_secs(3600)).unwrap());
+    assert!(dwork.is_pending());
+    assert!(
+        guarded("flush_delayed_work", wq::flush_delayed_work(&dwork))
+            .await
+            .unwrap()
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(!dwork.is_pending());
+}
+
+/// cancel_work_sync of a pending item returns true, and its function never
+/// runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_sync_pending_never_runs() {
+    let queue = ordered_queue("w8-pending");
+    let gate = Gate::new();
+    let blocker_runs = Arc::new(AtomicUsize::new(0));
+    let blocker = gated_item("blocker", &gate, &blocker_runs);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = counting_item("cancelled", &runs);
+
+    wq::queue_work(&queue, &blocker).unwrap();
+    gate.wait_arrivals(1).await;
+    wq::queue_work(&queue, &item).unwrap();
+    assert!(
+        guarded("cancel", wq::cancel_work_sync(&item))
+            .await
+            .unwrap()
+    );
+    assert!(!item.is_pending());
+
+    gate.open(1);
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    let stats = queue.stats();
+    assert_eq!(stats.cancelled, 1);
+    assert_eq!(stats.queued, stats.executed + stats.cancelled);
+}
+
+/// cancel_work_sync returns with the item neither pending nor running, even
+/// when the item re-queues itself on every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_sync_stops_self_requeue() {
+    let queue = test_queue("w8-requeue", 4);
+    let concurrency = Arc::new(Concurrency::default());
+    let item = {
+        let (queue, concurrency) = (queue.clone(), concurrency.clone());
+        DataWork::new_async("forever", (), move |item| {
+            let (queue, concurrency) = (queue.clone(), concurrency.clone());
+            async move {
+                concurrency.enter();
+                tokio::task::yield_now().await;
+                let _ = wq::queue_work(&queue, &item);
+                concurrency.exit();
+            }
+        })
+    };
+
+    wq::queue_work(&queue, &item).unwrap();
+    while concurrency.runs() < 50 {
+        tokio::task::yield_now().await;
+    }
+    guarded("cancel", wq::cancel_work_sync(&item))
+        .await
+        .unwrap();
+
+    assert!(!item.is_pending());
+    assert_eq!(concurrency.running(), 0);
+    let runs_after_cancel = concurrency.runs();
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+    assert_eq!(concurrency.runs(), runs_after_cancel);
+    // The item is enabled again after the cancel.
+    assert!(wq::queue_work(&queue, &item).unwrap());
+    guarded("cancel", wq::cancel_work_sync(&item))
+        .await
+        .unwrap();
+}
+
+/// cancel_work_sync returns false for an item that was running but not
+/// pending, after the run ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_sync_running_waits() {
+    let queue = test_queue("w8-running", 4);
+    let gate = Gate::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = gated_item("running", &gate, &runs);
+
+    wq::queue_work(&queue, &item).unwrap();
+    gate.wait_arrivals(1).await;
+    let cancel = tokio::spawn(wq::cancel_work_sync(&item));
+    tokio::task::yield_now().await;
+    assert!(!cancel.is_finished());
+    gate.open(1);
+
+    assert!(!guarded("cancel", cancel).await.unwrap().unwrap());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// cancel_work does not wait: it reports whether the item was pending, and
+/// the function may still be running on return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_work_does_not_wait() {
+    let queue = test_queue("w9", 4);
+    let gate = Gate::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = gated_item("running", &gate, &runs);
+
+    wq::queue_work(&queue, &item).unwrap();
+    gate.wait_arrivals(1).await;
+    assert!(!wq::cancel_work(&item));
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "still running at return");
+
+    assert!(wq::queue_work(&queue, &item).unwrap());
+    assert!(wq::cancel_work(&item));
+    gate.open(1);
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// cancel_delayed_work takes an item off its timer without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_delayed_work_removes_timer() {
+    let queue = test_queue("w9-delayed", 4);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let dwork = {
+        let runs = runs.clone();
+        DelayedWork::from_fn("later", move || {
+            runs.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    assert!(wq::queue_delayed_work(&queue, &dwork, Duration::from_secs(3600)).unwrap());
+    assert!(wq::cancel_delayed_work(&dwork));
+    assert!(!wq::cancel_delayed_work(&dwork));
+    assert!(!dwork.is_pending());
+    assert_eq!(queue.stats().delayed, 0);
+    assert_eq!(queue.stats().cancelled, 1);
+}
+
+/// A work function that flushes or cancel_syncs its own item, or flushes its
+/// own queue, gets an immediate error instead of a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_wait_is_an_error() {
+    let queue = ordered_queue("w11");
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let item = {
+        let (queue, results) = (queue.clone(), results.clone());
+        DataWork::new_async("waits-for-itself", (), move |item| {
+            let (queue, results) = (queue.clone(), results.clone());
+            async move {
+                let flush = wq::flush_work(&item).await;
+                let cancel = wq::cancel_work_sync(&item).await;
+                let flush_queue = wq::flush_workqueue(&queue).await.map(|()| false);
+                let blocking = wq::blocking::flush_work(&item);
+                results
+                    .lock()
+                    .unwrap()
+                    .extend([flush, cancel, flush_queue, blocking]);
+            }
+        })
+    };
+
+    wq::queue_work(&queue, &item).unwrap();
+    guarded("flush", wq::flush_work(&item)).await.unwrap();
+
+    let results = results.lock().unwrap();
+    let self_wait = |api| {
+        Err(WaitError::SelfWait {
+            api,
+            work: "waits-for-itself".into(),
+        })
+    };
+    assert_eq!(results[0], self_wait("flush_work"));
+    assert_eq!(results[1], self_wait("cancel_work_sync"));
+    assert_eq!(
+        results[2],
+        Err(WaitError::SelfFlush {
+            api: "flush_workqueue",
+            queue: "w11".into(),
+            work: "waits-for-itself".into(),
+        })
+    );
+    assert_eq!(results[3], self_wait("flush_work"));
+    assert!(
+        results[0]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("would wait forever")
+    );
+}
+
+/// flush, cancel_sync, drain and destroy called in hard-IRQ context fail
+/// with a message naming the API, the line and the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_in_hardirq_fails() {
+    let queue = test_queue("w12", 4);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = counting_item("item", &runs);
+    let dwork = DelayedWork::from_fn("delayed", || {});
+
+    let guard = irq_sim::context::enter_hardirq(42, "nic-rx");
+    let futures = vec![
+        (
+            "flush_work",
+            Box::pin(wq::flush_work(&item))
+                as std::pin::Pin<
+                    Box<dyn std::future::Future<Output = Result<bool, WaitError>> + Send>,
+                >,
+        ),
+        ("cancel_work_sync", Box::pin(wq::cancel_work_sync(&item))),
+        (
+            "flush_delayed_work",
+            Box::pin(wq::flush_delayed_work(&dwork)),
+        ),
+        (
+            "cancel_delayed_work_sync",
+            Box::pin(wq::cancel_delayed_work_sync(&dwork)),
+        ),
+        ("disable_work_sync", Box::pin(wq::disable_work_sync(&item))),
+    ];
+    let queue_futures = vec![
+        (
+            "flush_workqueue",
+            Box::pin(wq::flush_workqueue(&queue))
+                as std::pin::Pin<
+                    Box<dyn std::future::Future<Output = Result<(), WaitError>> + Send>,
+                >,
+        ),
+        ("drain_workqueue", Box::pin(wq::drain_workqueue(&queue))),
+        (
+            "destroy_workqueue",
+            Box::pin(wq::destroy_workqueue(queue.clone())),
+        ),
+    ];
+    let blocking = wq::blocking::flush_work(&item);
+    // Queueing is allowed in a top half.
+    assert!(wq::queue_work(&queue, &item).unwrap());
+    drop(guard);
+
+    let check = |api: &str, error: WaitError| {
+        let WaitError::InvalidContext(context) = &error else {
+            panic!("{api}: expected InvalidContext, got {error:?}");
+        };
+        assert_eq!(context.api, api);
+        assert_eq!(context.irq, 42);
+        assert_eq!(context.handler, "nic-rx");
+        let message = error.to_string();
+        assert!(message.contains(api), "{message}");
+        assert!(message.contains("irq 42"), "{message}");
+        assert!(message.contains("\"nic-rx\""), "{message}");
+    };
+    for (api, future) in futures {
+        check(api, future.await.unwrap_err());
+    }
+    for (api, future) in queue_futures {
+        check(api, future.await.unwrap_err());
+    }
+    check("flush_work", blocking.unwrap_err());
+
+    // The queue was neither drained nor destroyed by the failed calls.
+    guarded("flush", wq::flush_work(&item)).await.unwrap();
+    assert!(wq::queue_work(&queue, &item).is_ok());
+}
+
+/// flush_workqueue waits for everything queued before the call, and items
+/// queued after it cannot make it wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_workqueue_ignores_later_work() {
+    let queue = test_queue("w13", 4);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let items: Vec<_> = (0..20).map(|_| counting_item("before", &runs)).collect();
+    let forever = {
+        let queue = queue.clone();
+        DataWork::new_async("forever", AtomicBool::new(true), move |item| {
+            let queue = queue.clone();
+            async move {
+                tokio::task::yield_now().await;
+                if item.load(Ordering::SeqCst) {
+                    let _ = wq::queue_work(&queue, &item);
+                }
+            }
+        })
+    };
+
+    wq::queue_work(&queue, &forever).unwrap();
+    for item in &items {
+        wq::queue_work(&queue, item).unwrap();
+    }
+    guarded("flush_workqueue", wq::flush_workqueue(&queue))
+        .await
+        .unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 20);
+
+    forever.store(false, Ordering::SeqCst);
+    guarded("cancel", wq::cancel_work_sync(&forever))
+        .await
+        .unwrap();
+}
+
+/// drain_workqueue repeats until the queue is empty; meanwhile only the
+/// queue's own work may queue on it, and other queueing is rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_accepts_only_own_work() {
+    let queue = test_queue("w14", 4);
+    let gate = Gate::new();
+    let chain_runs = Arc::new(AtomicUsize::new(0));
+    let chain = {
+        let (queue, gate, chain_runs) = (queue.clone(), gate.clone(), chain_runs.clone());
+        DataWork::new_async("chain", (), move |item| {
+            let (queue, gate, chain_runs) = (queue.clone(), gate.clone(), chain_runs.clone());
+            async move {
+                gate.pass().await;
+                if chain_runs.fetch_add(1, Ordering::SeqCst) < 9 {
+                    wq::queue_work(&queue, &item).expect("own work may queue while draining");
+                }
+            }
+        })
+    };
+    let outsider = Work::from_fn("outsider", || {});
+
+    wq::queue_work(&queue, &chain).unwrap();
+    gate.wait_arrivals(1).await;
+    let drain = tokio::spawn(wq::drain_workqueue(&queue));
+    let rejected = guarded("draining starts", async {
+        loop {
+            match wq::queue_work(&queue, &outsider) {
+                Err(error) => return error,
+                Ok(_) => {
+                    let _ = wq::cancel_work(&outsider);
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        rejected,
+        QueueError::Draining {
+            queue: "w14".into(),
+            work: "outsider".into()
+        }
+    );
+
+    gate.open(10);
+    guarded("drain", drain).await.unwrap().unwrap();
+    assert_eq!(chain_runs.load(Ordering::SeqCst), 10);
+    assert!(
+        wq::queue_work(&queue, &outsider).unwrap(),
+        "live again after the drain"
+    );
+    guarded("drain idle", wq::drain_workqueue(&queue))
+        .await
+        .unwrap();
+    guarded("drain idle", wq::drain_workqueue(&queue))
+        .await
+        .unwrap();
+}
+
+/// destroy_workqueue drains first, then rejects any later queueing with an
+/// error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_drains_then_rejects() {
+    let queue = test_queue("w15", 4);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let items: Vec<_> = (0..10).map(|_| counting_item("pending", &runs)).collect();
+    let dwork = {
+        let runs = runs.clone();
+        DelayedWork::from_fn("delayed", move || {
+            runs.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    for item in &items {
+        wq::queue_work(&queue, item).unwrap();
+    }
+    wq::queue_delayed_work(&queue, &dwork, Duration::from_millis(20)).unwrap();
+    let handle = queue.clone();
+
+    guarded("destroy", wq::destroy_workqueue(queue))
+        .await
+        .unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 11);
+    assert_eq!(
+        wq::queue_work(&handle, &items[0]),
+        Err(QueueError::Destroyed {
+            queue: "w15".into(),
+            work: "pending".into()
+        })
+    );
+    assert!(
+        !items[0].is_pending(),
+        "a rejected queueing leaves the item idle"
+    );
+    assert!(wq::queue_delayed_work(&handle, &dwork, Duration::from_millis(1)).is_err());
+    let stats = handle.stats();
+    assert_eq!(stats.queued, stats.executed + stats.cancelled);
+}
+
+/// A panicking work function is reported with its queue and item; the
+/// worker, the queue and other items go on, and a flush of it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_is_contained() {
+    let queue = ordered_queue("w16");
+    let sync_panic = Work::from_fn("sync-panic", || panic!("boom"));
+    let async_panic = Work::from_async_fn("async-panic", || async {
+        tokio::task::yield_now().await;
+        panic!("async boom");
+    });
+    let runs = Arc::new(AtomicUsize::new(0));
+    let after = counting_item("after", &runs);
+
+    wq::queue_work(&queue, &sync_panic).unwrap();
+    wq::queue_work(&queue, &async_panic).unwrap();
+    wq::queue_work(&queue, &after).unwrap();
+    assert!(
+        guarded("flush panicking", wq::flush_work(&sync_panic))
+            .await
+            .unwrap()
+    );
+    guarded("flush async panicking", wq::flush_work(&async_panic))
+        .await
+        .unwrap();
+    guarded("flush after", wq::flush_work(&after))
+        .await
+        .unwrap();
+
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let stats = queue.stats();
+    assert_eq!(stats.panicked, 2);
+    assert_eq!(stats.executed, 3);
+    assert!(
+        wq::queue_work(&queue, &sync_panic).unwrap(),
+        "the item can be queued again"
+    );
+    guarded("flush again", wq::flush_work(&sync_panic))
+        .await
+        .unwrap();
+}
+
+/// A disabled item cannot be queued until every disable is matched by an
+/// enable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_count_nests() {
+    let queue = test_queue("w17", 4);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = counting_item("disabled", &runs);
+
+    assert!(!wq::disable_work(&item));
+    assert!(!wq::disable_work(&item));
+    assert_eq!(wq::queue_work(&queue, &item), Ok(false));
+    assert!(!wq::enable_work(&item), "one disable is still in force");
+    assert_eq!(wq::queue_work(&queue, &item), Ok(false));
+    assert!(wq::enable_work(&item));
+    assert!(!wq::enable_work(&item), "unbalanced enable");
+    assert_eq!(wq::queue_work(&queue, &item), Ok(true));
+
+    guarded("flush", wq::flush_work(&item)).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(queue.stats().rejected_disabled, 2);
+}
+
+/// disable_work cancels a pending item and reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_cancels_pending() {
+    let queue = test_queue("w17-pending", 4);
+    let dwork = DelayedWork::from_fn("delayed", || {});
+    wq::queue_delayed_work(&queue, &dwork, Duration::from_secs(3600)).unwrap();
+    assert!(wq::disable_work(&dwork));
+    assert!(!dwork.is_pending());
+    assert!(wq::enable_work(&dwork));
+}
+
+/// Every queueing that returned true ends in exactly one of executed or
+/// cancelled, and the counters show it, under concurrent queue and cancel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_lost_under_churn() {
+    let queues = [
+        test_queue("w18-a", 2),
+        test_queue("w18-b", 8),
+        ordered_queue("w18-c"),
+    ];
+    let runs = Arc::new(AtomicUsize::new(0));
+    let items: Vec<_> = (0..16).map(|_| counting_item("churn", &runs)).collect();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let cancelled = Arc::new(AtomicUsize::new(0));
+
+    let threads: Vec<_> = (0..3)
+        .map(|thread| {
+            let (queues, items) = (queues.clone(), items.clone());
+            let (accepted, cancelled) = (accepted.clone(), cancelled.clone());
+            std::thread::spawn(move || {
+                let mut seed = thread as u64 + 1;
+                for _ in 0..20_000 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let item = &items[(seed % 16) as usize];
+                    let queue = &queues[(seed / 16 % 3) as usize];
+                    if seed % 5 == 0 {
+                        if wq::cancel_work(item) {
+                            cancelled.fetch_add(1, Ordering::SeqCst);
+                        }
+                    } else if wq::queue_work(queue, item).unwrap() {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    for queue in &queues {
+        guarded("drain", wq::drain_workqueue(queue)).await.unwrap();
+    }
+
+    let (mut queued, mut executed, mut cancelled_total) = (0, 0, 0);
+    for queue in &queues {
+        let stats = queue.stats();
+        assert_eq!(
+            stats.queued,
+            stats.executed + stats.cancelled,
+            "{}",
+            stats.name
+        );
+        assert_eq!(
+            stats.pending + stats.in_flight + stats.delayed,
+            0,
+            "{}",
+            stats.name
+        );
+        queued += stats.queued;
+        executed += stats.executed;
+        cancelled_total += stats.cancelled;
+    }
+    assert_eq!(queued as usize, accepted.load(Ordering::SeqCst));
+    assert_eq!(cancelled_total as usize, cancelled.load(Ordering::SeqCst));
+    assert_eq!(executed as usize, runs.load(Ordering::SeqCst));
+}
+
+/// A running work function that never returns does not stop other items
+/// from being queued and run: queueing waits for no lock a work function
+/// can hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_work_does_not_block_queueing() {
+    let queue = test_queue("lock-free", 4);
+    let gate = Gate::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let stuck = gated_item("stuck", &gate, &runs);
+    let other_runs = Arc::new(AtomicUsize::new(0));
+    let other = counting_item("other", &other_runs);
+
+    wq::queue_work(&queue, &stuck).unwrap();
+    gate.wait_arrivals(1).await;
+    for _ in 0..100 {
+        wq::queue_work(&queue, &other).unwrap();
+        guarded("flush other", wq::flush_work(&other))
+            .await
+            .unwrap();
+    }
+    assert_eq!(other_runs.load(Ordering::SeqCst), 100);
+    gate.open(1);
+    guarded("flush stuck", wq::flush_work(&stuck))
+        .await
+        .unwrap();
+}
+
+/// The same static item works on a queue of the caller's runtime and on the
+/// system queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_item_on_any_queue() {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    static ITEM: Work = Work::new("static", || {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+    });
+    let queue: Workqueue = test_queue("static", 4);
+
+    wq::queue_work(&queue, &ITEM).unwrap();
+    guarded("flush", wq::flush_work(&ITEM)).await.unwrap();
+    wq::schedule_work(&ITEM).unwrap();
+    guarded("flush", wq::flush_work(&ITEM)).await.unwrap();
+    assert_eq!(RUNS.load(Ordering::SeqCst), 2);
+}
