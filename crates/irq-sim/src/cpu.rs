@@ -194,7 +194,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, cpu_clock: &mut CpuCl
     if chain.actions.is_empty() {
         // The last handler was freed after the line was queued.
         drop(chain);
-        let rearm = line.state.end_dispatch(clock::now().as_nanos(), 0);
+        let rearm = line.state.end_dispatch(clock::now().as_nanos());
         controller.apply(irq, rearm);
         return;
     }
@@ -222,6 +222,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, cpu_clock: &mut CpuCl
         let cpu_start = cpu_clock.call_start();
         let call = Call {
             controller,
+            line,
             irq,
             cpu,
             entry,
@@ -277,9 +278,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, cpu_clock: &mut CpuCl
     }
 
     // Step 5: unmask; requeue what arrived meanwhile.
-    let rearm = line
-        .state
-        .end_dispatch(end.as_nanos(), outcome.oneshot_threads);
+    let rearm = line.state.end_dispatch(end.as_nanos());
     controller.apply(irq, rearm);
 
     // Step 6: leave hard-IRQ context; deferred wake-ups run here.
@@ -289,6 +288,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, cpu_clock: &mut CpuCl
 /// One call of one handler.
 struct Call<'a> {
     controller: &'a Controller,
+    line: &'a Line,
     irq: u32,
     cpu: usize,
     entry: Timestamp,
@@ -297,8 +297,9 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// Calls the top half, then its wake-thread hook if it asked for one.
-    /// A panic is caught and returned as its message.
+    /// Calls the top half, then its wake-thread hook if it asked for one
+    /// (after holding the line masked for a ONESHOT handler). A panic is
+    /// caught and returned as its message.
     fn run(&self, action: &mut Action) -> Result<IrqReturn, String> {
         let mut ctx = HardIrqContext {
             controller: self.controller,
@@ -312,13 +313,19 @@ impl Call<'_> {
         let Action {
             top_half,
             wake_thread,
+            flags,
+            name,
             ..
         } = action;
+        let (line, irq) = (self.line, self.irq);
         panic::catch_unwind(AssertUnwindSafe(|| {
             let ret = top_half.handle(&mut ctx);
             if ret == IrqReturn::WakeThread
                 && let Some(hook) = wake_thread.as_mut()
             {
+                if flags.oneshot && !line.state.hold_oneshot() {
+                    tracing::warn!(target: "irq", irq, handler = *name, "irq {irq}: 255 ONESHOT threads outstanding; handler {name:?} woke another without masking");
+                }
                 hook(&mut ctx);
             }
             ret
@@ -332,8 +339,6 @@ impl Call<'_> {
 struct ChainOutcome {
     /// Some handler returned `Handled` or `WakeThread`.
     handled: bool,
-    /// `WakeThread` returns of ONESHOT handlers: each keeps the line masked.
-    oneshot_threads: u8,
 }
 
 impl ChainOutcome {
@@ -344,12 +349,10 @@ impl ChainOutcome {
             IrqReturn::WakeThread => {
                 self.handled = true;
                 bump(&line.counters.wake_thread);
-                if action.wake_thread.is_none() {
-                    if let Throttle::Report { suppressed } = line.reports.check(clock::now()) {
-                        tracing::warn!(target: "irq", irq, handler = action.name, suppressed, "irq {irq}: handler {:?} returned WakeThread but has no wake-thread hook; treated as handled", action.name);
-                    }
-                } else if action.flags.oneshot {
-                    self.oneshot_threads = self.oneshot_threads.saturating_add(1);
+                if action.wake_thread.is_none()
+                    && let Throttle::Report { suppressed } = line.reports.check(clock::now())
+                {
+                    tracing::warn!(target: "irq", irq, handler = action.name, suppressed, "irq {irq}: handler {:?} returned WakeThread but has no wake-thread hook; treated as handled", action.name);
                 }
             }
         }

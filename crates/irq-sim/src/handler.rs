@@ -67,8 +67,10 @@ pub struct IrqFlags {
     pub shared: bool,
     /// `IRQF_TRIGGER_*`: every handler of a line must use the same type.
     pub trigger: Trigger,
-    /// `IRQF_ONESHOT`: after a [`IrqReturn::WakeThread`], the line stays
-    /// masked until the driver calls [`Controller::unmask_oneshot`].
+    /// `IRQF_ONESHOT`: after a [`IrqReturn::WakeThread`] (with a wake-thread
+    /// hook installed), the line stays masked until the driver calls
+    /// [`Controller::unmask_oneshot`]. The mask is taken before the hook
+    /// runs, so the thread may finish at any time after.
     pub oneshot: bool,
 }
 

@@ -17,8 +17,8 @@
 //!
 //! - `depth`: the disable depth (`disable_irq` nesting, plus one while the
 //!   line has no handler or is disabled as spurious), at most 255.
-//! - `oneshot`: threaded handlers of a ONESHOT line still running; the line
-//!   stays masked while this is above zero.
+//! - `oneshot`: threaded handlers of a ONESHOT line woken and not yet
+//!   finished; the line stays masked while this is above zero.
 //! - flags: [`PENDING`], [`IN_PROGRESS`], [`QUEUED`], [`MASKED`], [`POLL`],
 //!   [`SPURIOUS`], [`LEVEL`].
 //! - pending since: when the pending delivery became deliverable, so that
@@ -307,15 +307,25 @@ impl LineState {
         })
     }
 
-    /// The CPU has run the chain. `oneshot_threads` ONESHOT threads were
-    /// woken and keep the line masked until each calls `unmask_oneshot`.
-    /// A level line still high has its stamp moved to `now_nanos`, so that a
-    /// re-fire's latency counts from the unmask.
-    pub fn end_dispatch(&self, now_nanos: u64, oneshot_threads: u8) -> Rearm {
+    /// A ONESHOT handler returned `WakeThread`: the line stays masked
+    /// until `unmask_oneshot`. Taken before the driver's thread is woken, so
+    /// that a thread finishing at once finds the count raised. Returns false,
+    /// changing nothing, when 255 threads are already outstanding.
+    pub fn hold_oneshot(&self) -> bool {
+        self.update(|old| {
+            if oneshot_of(old) == u8::MAX {
+                return (None, false);
+            }
+            (Some(old + ONESHOT_ONE), true)
+        })
+    }
+
+    /// The CPU has run the chain (unmask). A level line still high has its
+    /// stamp moved to `now_nanos`, so that a re-fire's latency counts from
+    /// the unmask.
+    pub fn end_dispatch(&self, now_nanos: u64) -> Rearm {
         self.update(|old| {
             let mut word = old & !IN_PROGRESS;
-            let oneshot = oneshot_of(word).saturating_add(oneshot_threads);
-            word = (word & !ONESHOT_MASK) | (u64::from(oneshot) << ONESHOT_SHIFT);
             if word & LEVEL != 0 && word & PENDING != 0 {
                 word = with_stamp(word, stamp_of(now_nanos));
             }
@@ -487,7 +497,7 @@ mod tests {
         assert_eq!(state.raise(10), RaiseOutcome::Queue);
         assert_eq!(state.raise(11), RaiseOutcome::Coalesced);
         assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 10 });
-        assert_eq!(state.end_dispatch(20, 0), Rearm::Idle);
+        assert_eq!(state.end_dispatch(20), Rearm::Idle);
     }
 
     #[test]
@@ -497,7 +507,7 @@ mod tests {
         assert!(matches!(state.begin_dispatch(), Dispatch::Run { .. }));
         assert_eq!(state.raise(12), RaiseOutcome::Latched);
         assert_eq!(state.raise(13), RaiseOutcome::Coalesced);
-        assert_eq!(state.end_dispatch(20, 0), Rearm::Queue);
+        assert_eq!(state.end_dispatch(20), Rearm::Queue);
         assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 12 });
     }
 
@@ -507,10 +517,10 @@ mod tests {
         assert_eq!(state.raise(10), RaiseOutcome::Queue);
         assert_eq!(state.raise(11), RaiseOutcome::AlreadyAsserted);
         assert!(matches!(state.begin_dispatch(), Dispatch::Run { .. }));
-        assert_eq!(state.end_dispatch(30, 0), Rearm::Queue);
+        assert_eq!(state.end_dispatch(30), Rearm::Queue);
         assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 30 });
         assert!(state.lower());
-        assert_eq!(state.end_dispatch(40, 0), Rearm::Idle);
+        assert_eq!(state.end_dispatch(40), Rearm::Idle);
     }
 
     #[test]
@@ -546,7 +556,8 @@ mod tests {
         let state = started(true);
         assert_eq!(state.raise(10), RaiseOutcome::Queue);
         assert!(matches!(state.begin_dispatch(), Dispatch::Run { .. }));
-        assert_eq!(state.end_dispatch(20, 1), Rearm::Idle);
+        assert!(state.hold_oneshot());
+        assert_eq!(state.end_dispatch(20), Rearm::Idle);
         assert_eq!(state.unmask_oneshot(30), Some(Rearm::Queue));
         assert_eq!(state.unmask_oneshot(40), None);
     }
@@ -558,7 +569,7 @@ mod tests {
         assert!(state.disable_spurious());
         assert_eq!(state.request_poll(), Rearm::Queue);
         assert_eq!(state.begin_dispatch(), Dispatch::Poll);
-        assert_eq!(state.end_dispatch(5, 0), Rearm::Idle);
+        assert_eq!(state.end_dispatch(5), Rearm::Idle);
         assert_eq!(state.enable(6), EnableOutcome::Enabled(Rearm::Idle));
         assert!(!state.snapshot().spurious);
     }

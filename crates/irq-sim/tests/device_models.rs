@@ -1,0 +1,182 @@
+//! Device models: NIC, UART, block device, GPIO button.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{flush_cpu, machine, probe, wait_until};
+use irq_sim::clock;
+use irq_sim::device::{BlockDevice, BlockRequestError, GpioButton, Nic, UART_FIFO_SIZE, Uart};
+use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
+
+const PROBE: u32 = 99;
+
+/// A NIC drops and counts packets that find its RX ring full; enabling its
+/// interrupt with packets waiting raises the line.
+#[test]
+fn nic_ring_drops_when_full() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let nic = Arc::new(Nic::new(&irq, 11, 4));
+    let popped = Arc::new(Mutex::new(Vec::new()));
+    let (device, seen) = (nic.clone(), popped.clone());
+    irq.request_irq(
+        11,
+        IrqRequest::new("eth0", IrqFlags::EDGE, move |_: &mut HardIrqContext<'_>| {
+            while let Some(packet) = device.pop() {
+                seen.lock().unwrap().push(packet.seq);
+            }
+            IrqReturn::Handled
+        }),
+    )
+    .unwrap();
+
+    nic.set_irq_enabled(false);
+    let accepted = (0..10).filter(|_| nic.receive(64, clock::now())).count();
+    assert_eq!(accepted, 4);
+    assert_eq!(nic.dropped(), 6);
+    assert_eq!(nic.ring_len(), 4);
+
+    nic.set_irq_enabled(true);
+    wait_until("the ring to drain", || popped.lock().unwrap().len() == 4);
+    assert_eq!(*popped.lock().unwrap(), [0, 1, 2, 3]);
+    assert!(nic.receive(64, clock::now()));
+    wait_until("the next packet", || popped.lock().unwrap().len() == 5);
+    assert_eq!(nic.received(), 5);
+}
+
+/// A UART's FIFO holds 16 bytes; more while the line is masked are
+/// overruns. Its level line fires again until the FIFO is drained.
+#[test]
+fn uart_fifo_overruns_and_level() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let uart = Arc::new(Uart::new(&irq, 4, 1));
+    let bytes = Arc::new(Mutex::new(Vec::new()));
+    let (device, seen) = (uart.clone(), bytes.clone());
+    irq.request_irq(
+        4,
+        IrqRequest::new(
+            "ttyS0",
+            IrqFlags::LEVEL,
+            move |_: &mut HardIrqContext<'_>| {
+                // One byte per interrupt: the level line re-fires for the rest.
+                if let Some(byte) = device.read() {
+                    seen.lock().unwrap().push(byte);
+                }
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+
+    irq.mask_irq(4).unwrap();
+    let accepted = (0..20u8).filter(|&byte| uart.receive(byte)).count();
+    assert_eq!(accepted, UART_FIFO_SIZE);
+    assert_eq!(uart.overruns(), 4);
+
+    irq.unmask_irq(4).unwrap();
+    wait_until("the FIFO to drain", || {
+        bytes.lock().unwrap().len() == UART_FIFO_SIZE
+    });
+    irq.synchronize_irq(4).unwrap();
+    assert_eq!(*bytes.lock().unwrap(), (0..16u8).collect::<Vec<_>>());
+    assert_eq!(uart.fifo_len(), 0);
+    assert!(!irq.line_state(4).unwrap().pending);
+    assert_eq!(irq.line_stats(4).unwrap().handled, 16);
+}
+
+/// A block device completes each request one service time after the
+/// previous one and raises its line; a full queue is an error.
+#[test]
+fn block_device_completes_in_order() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let service = Duration::from_micros(300);
+    let disk = Arc::new(BlockDevice::new(&irq, 14, service, 3));
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let (device, seen) = (disk.clone(), done.clone());
+    irq.request_irq(
+        14,
+        IrqRequest::new("sda", IrqFlags::EDGE, move |_: &mut HardIrqContext<'_>| {
+            // Completions that land together share one interrupt.
+            while let Some(completion) = device.take_completion() {
+                seen.lock().unwrap().push(completion);
+            }
+            IrqReturn::Handled
+        }),
+    )
+    .unwrap();
+
+    let ids: Vec<u64> = (0..3)
+        .map(|sector| disk.submit(sector * 8).unwrap())
+        .collect();
+    assert_eq!(
+        disk.submit(99),
+        Err(BlockRequestError::QueueFull { irq: 14, depth: 3 })
+    );
+    wait_until("three completions", || done.lock().unwrap().len() == 3);
+
+    let completions = done.lock().unwrap().clone();
+    assert_eq!(completions.iter().map(|c| c.id).collect::<Vec<_>>(), ids);
+    assert!(
+        completions[0]
+            .completed
+            .saturating_since(completions[0].submitted)
+            >= service
+    );
+    assert!(
+        completions[2]
+            .completed
+            .saturating_since(completions[0].submitted)
+            >= service * 3
+    );
+    assert_eq!(disk.completions(), 3);
+    assert!(disk.submit(1).is_ok());
+}
+
+/// A bouncing button raises an odd number of edges per press, the same
+/// ones for the same seed; every edge is either delivered or coalesced.
+#[test]
+fn gpio_button_bounces() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    irq.request_irq(
+        3,
+        IrqRequest::new(
+            "button",
+            IrqFlags::EDGE,
+            move |_: &mut HardIrqContext<'_>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+
+    let button = GpioButton::new(&irq, 3, 4, Duration::from_micros(20), 7);
+    let twin = GpioButton::new(&irq, 3, 4, Duration::from_micros(20), 7);
+    let mut edges = 0;
+    for _ in 0..5 {
+        let pressed = button.press().unwrap();
+        assert_eq!(pressed % 2, 1);
+        assert!(pressed <= 9);
+        assert!(button.is_pressed());
+        assert_eq!(twin.press().unwrap(), pressed);
+        let released = button.release().unwrap();
+        assert!(!button.is_pressed());
+        assert_eq!(twin.release().unwrap(), released);
+        edges += 2 * u64::from(pressed + released);
+    }
+    assert_eq!(button.edges() + twin.edges(), edges);
+
+    flush_cpu(&irq, PROBE, &probe_calls);
+    let stats = irq.line_stats(3).unwrap();
+    assert_eq!(stats.total() + stats.coalesced, edges);
+    assert_eq!(u64::from(calls.load(Ordering::SeqCst)), stats.total());
+}

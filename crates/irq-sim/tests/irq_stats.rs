@@ -1,0 +1,76 @@
+//! Statistics and the `/proc/interrupts` rendering.
+
+mod common;
+
+use common::{machine, wait_until};
+use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Summary};
+
+/// The table lists each requested line with per-CPU counts, trigger type
+/// and handler names, as `/proc/interrupts` does.
+#[test]
+fn proc_interrupts_table() {
+    let machine = machine(2);
+    let irq = machine.controller();
+    let handled = |_: &mut HardIrqContext<'_>| IrqReturn::Handled;
+    irq.request_irq(0, IrqRequest::new("timer", IrqFlags::EDGE, handled))
+        .unwrap();
+    irq.set_affinity(11, 1).unwrap();
+    irq.request_irq(
+        11,
+        IrqRequest::new("eth0", IrqFlags::LEVEL.shared(), handled),
+    )
+    .unwrap();
+    irq.request_irq(
+        11,
+        IrqRequest::new(
+            "uart",
+            IrqFlags::LEVEL.shared(),
+            |ctx: &mut HardIrqContext<'_>| {
+                ctx.controller().lower(ctx.irq()).unwrap();
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+
+    for _ in 0..3 {
+        let _ = irq.raise(0).unwrap();
+        irq.synchronize_irq(0).unwrap();
+        wait_until("the timer line to be idle", || {
+            !irq.line_state(0).unwrap().queued
+        });
+    }
+    let _ = irq.raise(11).unwrap();
+    wait_until("the shared line", || {
+        irq.line_stats(11).unwrap().total() == 1
+    });
+
+    let text = irq.render_interrupts().unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows[0].contains("CPU0") && rows[0].contains("CPU1"),
+        "{text}"
+    );
+    assert!(rows[1].trim_start().starts_with("0:"), "{text}");
+    assert!(
+        rows[1].contains("edge") && rows[1].ends_with("timer"),
+        "{text}"
+    );
+    let columns: Vec<&str> = rows[2].split_whitespace().collect();
+    assert_eq!(&columns[..3], ["11:", "0", "1"], "{text}");
+    assert!(
+        rows[2].contains("level") && rows[2].ends_with("eth0, uart"),
+        "{text}"
+    );
+
+    let stats = irq.line_stats(0).unwrap();
+    assert_eq!(stats.per_cpu, [3, 0]);
+    let latency = Summary::of(&stats.histograms.as_ref().unwrap().latency);
+    assert_eq!(latency.count, 3);
+    assert!(latency.min <= latency.p50 && latency.p50 <= latency.max);
+    let cpu = irq.cpu_stats(0).unwrap();
+    assert_eq!(cpu.chains, 3);
+    assert_eq!(cpu.histograms.duration.len(), 3);
+    assert!(irq.cpu_stats(2).is_none());
+}
