@@ -1,4 +1,6 @@
-//! The driver model of irqlab: modules, drivers, `request_irq` and the demo
-//! drivers.
+//! The driver model of irqlab.
 //!
-//! NOTE: this crate is only a place in the workspace so far; it has no API yet.
+//! So far it holds [`printk`]: kernel-style logging on top of `tracing`.
+//! Modules, `request_irq`, threaded IRQs and the demo drivers build on it.
+
+pub mod printk;

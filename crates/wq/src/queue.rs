@@ -388,33 +388,37 @@ async fn worker(shared: Arc<Shared>, id: u64) {
     let mut finished: Option<Finished> = None;
 
     loop {
-        let mut released: [Option<ItemRef>; 2] = [None, None];
         let next = poll_fn(|cx| {
-            let mut pool = lock_pool();
-            if let Some(done) = finished.take() {
-                let queue_ref = core::finish(
-                    &mut pool,
-                    queue,
-                    done.item.core(),
-                    done.ticket,
-                    done.run_time_ns,
-                );
-                released = [queue_ref, Some(done.item)];
-            }
-            core::unpark_worker(&mut pool, queue, id);
-            if let Some(started) = core::take_next(&mut pool, queue) {
-                return Poll::Ready(Some(started));
-            }
-            if core::park_worker(&mut pool, queue, id, cx.waker()) {
-                Poll::Pending
-            } else {
-                Poll::Ready(None)
-            }
+            let mut released: [Option<ItemRef>; 2] = [None, None];
+            let poll = {
+                let mut pool = lock_pool();
+                if let Some(done) = finished.take() {
+                    let queue_ref = core::finish(
+                        &mut pool,
+                        queue,
+                        done.item.core(),
+                        done.ticket,
+                        done.run_time_ns,
+                    );
+                    released = [queue_ref, Some(done.item)];
+                }
+                core::unpark_worker(&mut pool, queue, id);
+                if let Some(started) = core::take_next(&mut pool, queue) {
+                    Poll::Ready(Some(started))
+                } else if core::park_worker(&mut pool, queue, id, cx.waker()) {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(None)
+                }
+            };
+            // Dropping the last reference to an item runs its destructor,
+            // which must happen after unlocking, and before sleeping so
+            // that an owner waiting for the item to be released is not
+            // kept waiting.
+            drop(released);
+            poll
         })
         .await;
-        // Dropping the last reference to an item runs its destructor, which
-        // must not happen under the pool lock.
-        drop(released);
 
         let Some(started) = next else {
             guard.exited = true;

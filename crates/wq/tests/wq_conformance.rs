@@ -893,3 +893,40 @@ async fn static_item_on_any_queue() {
     guarded("flush", wq::flush_work(&ITEM)).await.unwrap();
     assert_eq!(RUNS.load(Ordering::SeqCst), 2);
 }
+
+/// A dynamically created item is freed once its owner and the queue have
+/// dropped it: it neither leaks nor goes away while queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_item_freed_after_run() {
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    let queue = ordered_queue("freed");
+    let gate = Gate::new();
+    let blocker_runs = Arc::new(AtomicUsize::new(0));
+    let blocker = gated_item("blocker", &gate, &blocker_runs);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let item = DataWork::new("owned", DropFlag(dropped.clone()), |_| {});
+
+    wq::queue_work(&queue, &blocker).unwrap();
+    gate.wait_arrivals(1).await;
+    wq::queue_work(&queue, &item).unwrap();
+    let weak = Arc::downgrade(&item);
+    drop(item);
+    assert!(!dropped.load(Ordering::SeqCst), "freed while still queued");
+
+    gate.open(1);
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+    guarded("release", async {
+        while weak.strong_count() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(dropped.load(Ordering::SeqCst));
+}
