@@ -166,7 +166,7 @@ fn check_accepts(
     work: &WorkCore,
 ) -> Result<(), QueueError> {
     let queue = &wq.shared().core;
-    let from_own_work = queue::current_run().is_some_and(|run| ptr::eq(run.queue, queue));
+    let from_own_work = || queue::current_run().is_some_and(|run| ptr::eq(run.queue, queue));
     core::check_accepts(pool, queue, from_own_work).map_err(|rejected| {
         let (queue, work) = (queue.name.to_string(), work.name().to_string());
         match rejected {
@@ -212,7 +212,7 @@ fn queue_at(
         let mut pool = lock_pool();
         match check_accepts(&mut pool, wq, core_ref) {
             Ok(()) => Ok(core::link_pending(
-                &mut pool, &item, ticket, queue, deadline,
+                &mut pool, core_ref, item, ticket, queue, deadline,
             )),
             Err(error) => {
                 // End the claimed period: nothing was linked, and the
@@ -222,7 +222,6 @@ fn queue_at(
             }
         }
     };
-    drop(item);
 
     // Step 3: wake a worker or the timer task, deferred in a top half.
     match linked? {
@@ -240,7 +239,11 @@ fn queue_at(
             }
             Ok(true)
         }
-        Linked::Cancelled => Ok(true),
+        // Dropped here, after unlocking: it may be the last reference.
+        Linked::Cancelled(item) => {
+            drop(item);
+            Ok(true)
+        }
     }
 }
 

@@ -65,8 +65,8 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 
-use crate::stats::Counters;
-use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering, UnsafeCell, const_unless_loom};
+use crate::stats::{Counters, Tallies};
+use crate::sync::{AtomicU64, Ordering, RawLock, RawLockGuard, UnsafeCell, const_unless_loom};
 use crate::work::ItemRef;
 
 /// The item is pending: queued or on a timer, not started.
@@ -322,38 +322,41 @@ impl Node {
 
 /// The one lock that protects every `Node` and `QueueState`.
 pub(crate) struct Pool {
-    lock: Mutex<()>,
+    lock: RawLock<()>,
 }
 
 #[cfg(not(wq_loom))]
 static POOL: Pool = Pool {
-    lock: Mutex::new(()),
+    lock: RawLock::new(()),
 };
 
 #[cfg(wq_loom)]
 loom::lazy_static! {
-    static ref POOL: Pool = Pool { lock: Mutex::new(()) };
+    static ref POOL: Pool = Pool { lock: RawLock::new(()) };
 }
 
 /// Takes the pool lock.
 ///
 /// The lock is held for a few list operations at a time and never while user
-/// code runs, so a poisoned lock can only come from a bug in this module;
-/// its data is still consistent at every unlock point, and it is used as is.
+/// code runs. In the loom build it is a mutex, which a panic inside this
+/// module could poison; the data is consistent at every unlock point, so a
+/// poisoned lock is used as is.
 pub(crate) fn lock_pool() -> PoolGuard<'static> {
     let pool: &'static Pool = &POOL;
-    PoolGuard {
-        _guard: pool
-            .lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    }
+    #[cfg(not(wq_loom))]
+    let guard = pool.lock.lock();
+    #[cfg(wq_loom)]
+    let guard = pool
+        .lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    PoolGuard { _guard: guard }
 }
 
 /// Proof that the pool lock is held; the only way to reach nodes and queue
 /// states.
 pub(crate) struct PoolGuard<'a> {
-    _guard: MutexGuard<'a, ()>,
+    _guard: RawLockGuard<'a, ()>,
 }
 
 impl PoolGuard<'_> {
@@ -460,9 +463,12 @@ pub(crate) struct QueueCore {
     pub(crate) name: Cow<'static, str>,
     /// Most items that may run at once. Immutable.
     pub(crate) max_active: usize,
-    /// Counters for statistics. Atomic.
+    /// Counters bumped without the pool lock. Atomic.
     pub(crate) counters: Counters,
-    /// Lists, workers and histograms. Pool lock.
+    /// Length of the worklist, for workers that spin before they park.
+    /// Written under the pool lock, read without it.
+    pub(crate) worklist_hint: std::sync::atomic::AtomicUsize,
+    /// Lists, workers, tallies and histograms. Pool lock.
     state: UnsafeCell<QueueState>,
 }
 
@@ -483,6 +489,7 @@ struct QueueState {
     /// Workers alive (idle, running or between the two).
     workers: usize,
     timer: TimerState,
+    tallies: Tallies,
     /// Queue-to-start latency, nanoseconds.
     latency: Histogram<u64>,
     /// Work function run time, nanoseconds.
@@ -518,8 +525,9 @@ pub(crate) struct Started {
 pub(crate) enum Linked {
     /// Linked; wake this worker or timer task (after unlocking).
     Queued(Option<Waker>),
-    /// The period was cancelled before it could be linked.
-    Cancelled,
+    /// The period was cancelled before it could be linked; the reference is
+    /// handed back, to be dropped after unlocking.
+    Cancelled(ItemRef),
 }
 
 /// Why a queueing was rejected by the queue.
@@ -535,6 +543,7 @@ impl QueueCore {
             name,
             max_active,
             counters: Counters::default(),
+            worklist_hint: std::sync::atomic::AtomicUsize::new(0),
             state: UnsafeCell::new(QueueState {
                 phase: Phase::Live,
                 worklist: List::default(),
@@ -543,6 +552,7 @@ impl QueueCore {
                 idle: Vec::new(),
                 workers: 0,
                 timer: TimerState::default(),
+                tallies: Tallies::default(),
                 latency: new_histogram(),
                 run_time: new_histogram(),
             }),
@@ -552,45 +562,48 @@ impl QueueCore {
 
 /// Checks whether `queue` accepts a queueing.
 ///
-/// `from_own_work` is true when the caller runs inside a work function of
-/// this queue, which a draining queue still accepts.
+/// `from_own_work` returns true when the caller runs inside a work function
+/// of this queue, which a draining queue still accepts; it is only called
+/// while the queue drains.
 pub(crate) fn check_accepts(
     guard: &mut PoolGuard<'_>,
     queue: &QueueCore,
-    from_own_work: bool,
+    from_own_work: impl FnOnce() -> bool,
 ) -> Result<(), Rejected> {
     match guard.queue(queue).phase {
         Phase::Live | Phase::Orphaned => Ok(()),
-        Phase::Draining if from_own_work => Ok(()),
+        Phase::Draining if from_own_work() => Ok(()),
         Phase::Draining => Err(Rejected::Draining),
         Phase::Destroyed => Err(Rejected::Destroyed),
     }
 }
 
-/// Links the pending period `ticket` of `item` onto `queue`'s worklist, or
-/// onto its timer list when `deadline` is given.
+/// Links the pending period `ticket` of `item`, whose core is `core`, onto
+/// `queue`'s worklist, or onto its timer list when `deadline` is given.
 ///
 /// An item that is running somewhere goes to the worklist of the queue it
 /// runs on, so that it cannot run concurrently with itself.
 pub(crate) fn link_pending(
     guard: &mut PoolGuard<'_>,
-    item: &ItemRef,
+    core: &WorkCore,
+    item: ItemRef,
     ticket: u64,
     queue: &QueueCore,
     deadline: Option<tokio::time::Instant>,
 ) -> Linked {
-    let core = item.core();
+    debug_assert!(std::ptr::eq(core, item.core()));
     let state = core.state.load(Ordering::Acquire);
     if state & PENDING == 0 || ticket_of(state) != ticket {
         // A cancel ended this period before we got the lock.
-        queue.counters.count_queued();
-        queue.counters.count_cancelled();
-        return Linked::Cancelled;
+        let tallies = &mut guard.queue(queue).tallies;
+        tallies.queued += 1;
+        tallies.cancelled += 1;
+        return Linked::Cancelled(item);
     }
 
     let node = guard.node(core);
     debug_assert_eq!(node.place, Place::Unlinked);
-    node.held = Some(item.clone());
+    node.held = Some(item);
     let running_on = node.running.map(|(running_queue, _)| running_queue);
 
     let wake = match deadline {
@@ -618,7 +631,12 @@ fn link_worklist(guard: &mut PoolGuard<'_>, core: &WorkCore, queue: &QueueCore) 
     node.queued_at = Some(Instant::now());
     node.deadline = None;
     let blocked = node.running.is_some();
-    queue.counters.count_queued();
+    let state = guard.queue(queue);
+    state.tallies.queued += 1;
+    // Relaxed: a hint for spinning workers, which re-check under the lock.
+    queue
+        .worklist_hint
+        .store(state.worklist.len, Ordering::Relaxed);
 
     // An item still running cannot start, so waking a worker for it would
     // only cost a wake-up; its running worker takes it after finishing.
@@ -643,7 +661,7 @@ fn link_timer(
     let node = guard.node(core);
     node.place = Place::Timer(NonNull::from(queue));
     node.deadline = Some(deadline);
-    queue.counters.count_queued();
+    guard.queue(queue).tallies.queued += 1;
 
     kick_timer(guard.queue(queue), deadline)
 }
@@ -676,7 +694,10 @@ fn unlink(guard: &mut PoolGuard<'_>, core: &WorkCore) -> Option<NonNull<QueueCor
     list.remove(guard, core);
     let state = guard.queue(queue);
     match place {
-        Place::Worklist(_) => state.worklist = list,
+        Place::Worklist(_) => {
+            state.worklist = list;
+            queue.worklist_hint.store(list.len, Ordering::Relaxed);
+        }
         _ => state.timers = list,
     }
 
@@ -690,7 +711,11 @@ fn unlink(guard: &mut PoolGuard<'_>, core: &WorkCore) -> Option<NonNull<QueueCor
 /// worker, clearing its `PENDING` bit before its function runs.
 ///
 /// Returns `None` when nothing can start.
-pub(crate) fn take_next(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Option<Started> {
+pub(crate) fn take_next(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+    now: Instant,
+) -> Option<Started> {
     // Step 1: the first item that is not running elsewhere.
     let mut cursor = guard.queue(queue).worklist.head;
     let core = loop {
@@ -718,11 +743,13 @@ pub(crate) fn take_next(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Option<
 
     let state = guard.queue(queue);
     if let Some(queued_at) = queued_at {
-        let latency = u64::try_from(queued_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let latency =
+            u64::try_from(now.saturating_duration_since(queued_at).as_nanos()).unwrap_or(u64::MAX);
         state.latency.saturating_record(latency.max(1));
     }
     state.running.push((item.clone(), ticket));
-    queue.counters.count_started(state.running.len());
+    state.tallies.executed += 1;
+    state.tallies.max_in_flight = state.tallies.max_in_flight.max(state.running.len() as u64);
 
     // Step 4: keep an idle worker in reserve while max_active allows one.
     let spawn_worker = state.idle.is_empty() && state.workers < queue.max_active;
@@ -803,7 +830,6 @@ pub(crate) fn finish(
         .position(|(running, t)| *t == ticket && std::ptr::eq(running.core(), core))
         .map(|index| state.running.swap_remove(index).0);
     state.run_time.saturating_record(run_time_ns.max(1));
-    queue.counters.count_finished(state.running.len());
 
     core.advance_done(done);
     released
@@ -869,7 +895,8 @@ fn end_period(guard: &mut PoolGuard<'_>, core: &WorkCore, ticket: u64) -> Option
         Some(queue_link) => {
             // SAFETY: `queue_link` was read under the held pool lock, and the
             // item was linked on that queue until just now.
-            unsafe { queue_of(queue_link) }.counters.count_cancelled();
+            let queue = unsafe { queue_of(queue_link) };
+            guard.queue(queue).tallies.cancelled += 1;
             guard.node(core).held.take()
         }
         None => None,
@@ -915,7 +942,7 @@ fn activate_unlinked(
     };
     // `link_worklist` counts a queueing; the timer link already did.
     let wake = link_worklist(guard, core, target);
-    target.counters.uncount_queued();
+    guard.queue(target).tallies.queued -= 1;
     wake
 }
 
@@ -997,7 +1024,8 @@ pub(crate) fn modify_deadline(
         return Modified::Busy;
     };
     // SAFETY: the item was linked on `old_queue` until just now.
-    unsafe { queue_of(old_queue) }.counters.uncount_queued();
+    let old_queue = unsafe { queue_of(old_queue) };
+    guard.queue(old_queue).tallies.queued -= 1;
 
     let wake = match deadline {
         Some(deadline) => link_timer(guard, core, queue, deadline),
@@ -1081,9 +1109,12 @@ pub(crate) fn add_worker(guard: &mut PoolGuard<'_>, queue: &QueueCore) {
 
 /// A snapshot of what the pool lock protects in a queue.
 pub(crate) struct QueueSnapshot {
+    pub(crate) tallies: Tallies,
+    pub(crate) in_flight: usize,
     pub(crate) pending: usize,
     pub(crate) delayed: usize,
     pub(crate) workers: usize,
+    pub(crate) idle_workers: usize,
     pub(crate) latency: Histogram<u64>,
     pub(crate) run_time: Histogram<u64>,
 }
@@ -1091,9 +1122,12 @@ pub(crate) struct QueueSnapshot {
 pub(crate) fn snapshot(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> QueueSnapshot {
     let state = guard.queue(queue);
     QueueSnapshot {
+        tallies: state.tallies,
+        in_flight: state.running.len(),
         pending: state.worklist.len,
         delayed: state.timers.len,
         workers: state.workers,
+        idle_workers: state.idle.len(),
         latency: state.latency.clone(),
         run_time: state.run_time.clone(),
     }

@@ -16,8 +16,15 @@ use crate::work::{ItemRef, Runnable, Work};
 fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
     match item.core().claim() {
         Claim::Claimed(ticket) => {
-            let linked = core::link_pending(&mut lock_pool(), item, ticket, queue, None);
-            matches!(linked, Linked::Queued(_) | Linked::Cancelled)
+            let linked = core::link_pending(
+                &mut lock_pool(),
+                item.core(),
+                item.clone(),
+                ticket,
+                queue,
+                None,
+            );
+            matches!(linked, Linked::Queued(_) | Linked::Cancelled(_))
         }
         Claim::AlreadyPending | Claim::Disabled => false,
     }
@@ -28,7 +35,7 @@ fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
 fn work(queue: &QueueCore) -> usize {
     let mut runs = 0;
     loop {
-        let next = core::take_next(&mut lock_pool(), queue);
+        let next = core::take_next(&mut lock_pool(), queue, std::time::Instant::now());
         let Some(started) = next else {
             return runs;
         };
@@ -94,7 +101,8 @@ fn loom_requeue_while_running() {
         let item = new_item();
         assert!(queue_item(&item, &queue));
 
-        let started = core::take_next(&mut lock_pool(), &queue).expect("the item is linked");
+        let started = core::take_next(&mut lock_pool(), &queue, std::time::Instant::now())
+            .expect("the item is linked");
         let requeuer = {
             let (queue, item) = (queue.clone(), item.clone());
             thread::spawn(move || queue_item(&item, &queue))
@@ -103,7 +111,7 @@ fn loom_requeue_while_running() {
             let queue = queue.clone();
             thread::spawn(move || {
                 // The item is running: a second worker must not start it.
-                let next = core::take_next(&mut lock_pool(), &queue);
+                let next = core::take_next(&mut lock_pool(), &queue, std::time::Instant::now());
                 next.map(|started| started.ticket)
             })
         };

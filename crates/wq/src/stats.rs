@@ -4,31 +4,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 
-/// Counters of one queue. All `Relaxed`: each is an independent tally read
-/// only for reports, and orders no other memory.
+/// Counters of one queue that are bumped without the pool lock. All
+/// `Relaxed`: each is an independent tally read only for reports.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    queued: AtomicU64,
     coalesced: AtomicU64,
     rejected_disabled: AtomicU64,
-    executed: AtomicU64,
-    cancelled: AtomicU64,
     panicked: AtomicU64,
-    in_flight: AtomicU64,
-    max_in_flight: AtomicU64,
 }
 
 impl Counters {
-    pub(crate) fn count_queued(&self) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Takes back a `count_queued` for a move between lists that is not a
-    /// new queueing.
-    pub(crate) fn uncount_queued(&self) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-    }
-
     pub(crate) fn count_coalesced(&self) {
         self.coalesced.fetch_add(1, Ordering::Relaxed);
     }
@@ -37,49 +22,30 @@ impl Counters {
         self.rejected_disabled.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_cancelled(&self) {
-        self.cancelled.fetch_add(1, Ordering::Relaxed);
-    }
-
     pub(crate) fn count_panicked(&self) {
         self.panicked.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a run that started; `running` is the number running now.
-    pub(crate) fn count_started(&self, running: usize) {
-        self.executed.fetch_add(1, Ordering::Relaxed);
-        let running = running as u64;
-        self.in_flight.store(running, Ordering::Relaxed);
-        self.max_in_flight.fetch_max(running, Ordering::Relaxed);
+    pub(crate) fn coalesced(&self) -> u64 {
+        self.coalesced.load(Ordering::Relaxed)
     }
 
-    /// Notes a run that finished; `running` is the number still running.
-    pub(crate) fn count_finished(&self, running: usize) {
-        self.in_flight.store(running as u64, Ordering::Relaxed);
+    pub(crate) fn rejected_disabled(&self) -> u64 {
+        self.rejected_disabled.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn load(&self) -> CounterValues {
-        CounterValues {
-            queued: self.queued.load(Ordering::Relaxed),
-            coalesced: self.coalesced.load(Ordering::Relaxed),
-            rejected_disabled: self.rejected_disabled.load(Ordering::Relaxed),
-            executed: self.executed.load(Ordering::Relaxed),
-            cancelled: self.cancelled.load(Ordering::Relaxed),
-            panicked: self.panicked.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
-            max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
-        }
+    pub(crate) fn panicked(&self) -> u64 {
+        self.panicked.load(Ordering::Relaxed)
     }
 }
 
-pub(crate) struct CounterValues {
+/// Counters of one queue that change only under the pool lock, where plain
+/// integers cost nothing extra.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Tallies {
     pub(crate) queued: u64,
-    pub(crate) coalesced: u64,
-    pub(crate) rejected_disabled: u64,
     pub(crate) executed: u64,
     pub(crate) cancelled: u64,
-    pub(crate) panicked: u64,
-    pub(crate) in_flight: u64,
     pub(crate) max_in_flight: u64,
 }
 
@@ -117,6 +83,8 @@ pub struct WorkqueueStats {
     pub delayed: u64,
     /// Worker tasks alive now.
     pub workers: u64,
+    /// Worker tasks asleep now, waiting for work; queueing wakes one.
+    pub idle_workers: u64,
     /// Queue-to-start latency of every run, nanoseconds.
     pub latency_ns: Histogram<u64>,
     /// Run time of every finished run, nanoseconds.

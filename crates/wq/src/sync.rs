@@ -10,15 +10,73 @@
 
 #[cfg(not(wq_loom))]
 pub(crate) use std::sync::atomic::AtomicU64;
-#[cfg(not(wq_loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(wq_loom)]
 pub(crate) use loom::sync::atomic::AtomicU64;
 #[cfg(wq_loom)]
-pub(crate) use loom::sync::{Mutex, MutexGuard};
+pub(crate) use loom::sync::{Mutex as RawLock, MutexGuard as RawLockGuard};
 
 pub(crate) use std::sync::atomic::Ordering;
+
+/// A lock for critical sections of a few list operations: the userspace
+/// form of the kernel's raw spinlock around a worker pool.
+///
+/// Waiters spin, and yield the CPU after a hundred spins, so that a holder
+/// preempted by the host is not starved. It never puts a waiter to sleep in
+/// the kernel, so a contended lock costs no system call, which a futex-based
+/// mutex pays as soon as its short spin fails. It protects no data of its
+/// own; what it protects lives in `UnsafeCell`s that only its guard reaches.
+#[cfg(not(wq_loom))]
+#[derive(Debug)]
+pub(crate) struct RawLock<T> {
+    locked: std::sync::atomic::AtomicBool,
+    _marker: std::marker::PhantomData<T>,
+}
+
+#[cfg(not(wq_loom))]
+impl RawLock<()> {
+    pub(crate) const fn new(_: ()) -> Self {
+        Self {
+            locked: std::sync::atomic::AtomicBool::new(false),
+            _marker: std::marker::PhantomData,
+        }
+    }
+
+    /// Takes the lock.
+    pub(crate) fn lock(&self) -> RawLockGuard<'_, ()> {
+        loop {
+            // Acquire pairs with the Release store in `RawLockGuard::drop`,
+            // so the previous holder's writes are visible here.
+            if !self.locked.swap(true, Ordering::Acquire) {
+                return RawLockGuard { lock: self };
+            }
+            let mut spins = 0_u32;
+            // Relaxed: only a hint to retry the swap, which orders.
+            while self.locked.load(Ordering::Relaxed) {
+                if spins < 100 {
+                    spins += 1;
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+/// Holds a [`RawLock`] until dropped.
+#[cfg(not(wq_loom))]
+#[derive(Debug)]
+pub(crate) struct RawLockGuard<'a, T> {
+    lock: &'a RawLock<T>,
+}
+
+#[cfg(not(wq_loom))]
+impl<T> Drop for RawLockGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
 
 /// An `UnsafeCell` with loom's closure API, so that loom can check every
 /// access in the model build.

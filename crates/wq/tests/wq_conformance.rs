@@ -930,3 +930,32 @@ async fn dynamic_item_freed_after_run() {
     .await;
     assert!(dropped.load(Ordering::SeqCst));
 }
+
+/// In a top half, queueing work on a queue whose worker sleeps records the
+/// wake-up instead of making it; the CPU thread performs it when the handler
+/// chain ends, and the item then runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_half_defers_worker_wake() {
+    let queue = test_queue("deferred-wake", 1);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = counting_item("from-top-half", &runs);
+    guarded("worker asleep", async {
+        while queue.stats().idle_workers == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    let guard = irq_sim::context::enter_hardirq(11, "timer");
+    assert_eq!(wq::queue_work(&queue, &item), Ok(true));
+    assert_eq!(
+        queue.stats().idle_workers,
+        0,
+        "the sleeping worker was claimed"
+    );
+    let woken = guard.exit();
+
+    assert_eq!(woken, 1, "the wake-up waited for the end of the handler");
+    guarded("flush", wq::flush_work(&item)).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
