@@ -41,23 +41,26 @@ pub struct LatencyHistograms {
 }
 
 impl LatencyHistograms {
-    pub(crate) fn for_line() -> Self {
+    /// Makes the pair used per line (2 significant digits).
+    pub fn for_line() -> Self {
         Self {
             latency: new_histogram(LINE_SIGFIG),
             duration: new_histogram(LINE_SIGFIG),
         }
     }
 
-    pub(crate) fn for_cpu() -> Self {
+    /// Makes the pair used per CPU (3 significant digits).
+    pub fn for_cpu() -> Self {
         Self {
             latency: new_histogram(CPU_SIGFIG),
             duration: new_histogram(CPU_SIGFIG),
         }
     }
 
-    /// Records one delivery; never allocates.
+    /// Records one delivery's latency (if any) and duration, in
+    /// nanoseconds; never allocates.
     #[inline]
-    pub(crate) fn record(&mut self, latency_ns: Option<u64>, duration_ns: u64) {
+    pub fn record(&mut self, latency_ns: Option<u64>, duration_ns: u64) {
         if let Some(latency) = latency_ns {
             self.latency.saturating_record(latency.max(1));
         }

@@ -1,0 +1,161 @@
+//! Shared parts of the irq-sim latency benches: rounds, summaries, ratios,
+//! the noise-floor probe and the JSON record.
+//!
+//! Method: candidate and baseline run interleaved in rounds (A, B, A, B,
+//! ...) with the same thread placement; each round records one HDR
+//! histogram per side; the report gives each side's percentiles over all
+//! rounds and the median of the per-round ratios with their spread.
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use irq_sim::Summary;
+use irq_sim::clock;
+
+/// Reads a positive integer from the environment, or `default`.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .filter(|&value| value > 0)
+        .unwrap_or(default)
+}
+
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("valid bounds")
+}
+
+/// One side's histograms, one per round.
+#[derive(Default)]
+pub struct Side {
+    pub rounds: Vec<Histogram<u64>>,
+}
+
+impl Side {
+    pub fn merged(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for round in &self.rounds {
+            all.add(round).expect("same bounds");
+        }
+        all
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Per-round ratio of candidate to baseline at quantile `q`: median, min,
+/// max.
+pub fn ratio(candidate: &Side, baseline: &Side, q: f64) -> (f64, f64, f64) {
+    let ratios: Vec<f64> = candidate
+        .rounds
+        .iter()
+        .zip(&baseline.rounds)
+        .map(|(c, b)| c.value_at_quantile(q) as f64 / b.value_at_quantile(q).max(1) as f64)
+        .collect();
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ratios.iter().copied().fold(0.0, f64::max);
+    (median(ratios), min, max)
+}
+
+/// Prints one comparison and appends it to `json`.
+pub fn report(
+    json: &mut String,
+    name: &str,
+    candidate: &Side,
+    baseline: &Side,
+    limits: &[(f64, f64)],
+) {
+    let c = Summary::of(&candidate.merged());
+    let b = Summary::of(&baseline.merged());
+    println!("\n== {name}");
+    println!("candidate: {c}");
+    println!("baseline:  {b}");
+    let _ = write!(
+        json,
+        "{{\"name\":\"{name}\",\"candidate\":{},\"baseline\":{},\"ratios\":[",
+        summary_json(&c),
+        summary_json(&b)
+    );
+    for (index, &(q, limit)) in limits.iter().enumerate() {
+        let (median, min, max) = ratio(candidate, baseline, q);
+        let verdict = if median <= limit { "ok" } else { "OVER" };
+        println!(
+            "p{:<5} ratio: median {median:.2} (rounds {min:.2}..{max:.2}), limit {limit:.2}: {verdict}",
+            q * 100.0
+        );
+        if index > 0 {
+            json.push(',');
+        }
+        let _ = write!(
+            json,
+            "{{\"quantile\":{q},\"median\":{median:.3},\"min\":{min:.3},\"max\":{max:.3},\"limit\":{limit}}}"
+        );
+    }
+    json.push_str("]}");
+}
+
+pub fn summary_json(s: &Summary) -> String {
+    format!(
+        "{{\"count\":{},\"min\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}}",
+        s.count, s.min, s.p50, s.p90, s.p99, s.p999, s.max
+    )
+}
+
+/// Spins on the clock on every vCPU for `length` and returns the share of
+/// time lost in gaps over 1 us (host steal, interrupts, other processes).
+pub fn noise_floor(length: Duration) -> f64 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads: Vec<_> = (0..cpus)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let end = clock::now() + length;
+                let mut last = clock::now();
+                let mut lost = 0u64;
+                while last < end {
+                    let now = clock::now();
+                    let gap = now.as_nanos() - last.as_nanos();
+                    if gap > 1_000 {
+                        lost += gap;
+                    }
+                    last = now;
+                }
+                lost
+            })
+        })
+        .collect();
+    let lost: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    lost as f64 / (clock::duration_nanos(length) as f64 * cpus as f64)
+}
+
+/// Prints the noise floor and says whether the run can be trusted.
+pub fn print_noise_floor(json: &mut String) {
+    let lost = noise_floor(Duration::from_secs(1));
+    let trusted = lost <= 0.02;
+    println!(
+        "noise floor: {:.2} % of CPU time lost in gaps over 1 us{}",
+        lost * 100.0,
+        if trusted {
+            ""
+        } else {
+            " -- UNTRUSTWORTHY RUN (over 2 %)"
+        }
+    );
+    let _ = write!(json, "\"noise_floor_lost\":{lost:.5},\"trusted\":{trusted}");
+}
+
+/// Writes `json` to target/irq-sim-bench/<name>.json.
+pub fn write_json(name: &str, json: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/irq-sim-bench");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("{name}.json"));
+    match std::fs::write(&path, json) {
+        Ok(()) => println!("\nwrote {}", path.display()),
+        Err(error) => println!("\nfailed to write {}: {error}", path.display()),
+    }
+}
