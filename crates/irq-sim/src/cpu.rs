@@ -27,7 +27,7 @@ use crate::contract::{Budget, CpuClock, OverrunPolicy, Throttle, panic_message};
 use crate::controller::{Action, Chain, Controller, CpuShared, Line, QueueEntry, lock};
 use crate::error::ContractViolation;
 use crate::handler::{HardIrqContext, IrqReturn};
-use crate::line_state::{Dispatch, stamp_latency};
+use crate::line_state::{Dispatch, RaiseOutcome, stamp_latency};
 use crate::machine::{CpuMode, ExitBoard};
 use crate::stats::bump;
 
@@ -73,20 +73,43 @@ pub(crate) fn run(controller: Controller, cpu: usize, board: ExitBoard) {
             Work::Line(entry) => dispatch(&controller, cpu, entry.irq, &mut cpu_clock),
             Work::Timer(irq, programmed) => {
                 bump(&shared.counters.timer_expiries);
-                // The timer's own line number was validated when it was made.
-                let _ = controller.raise_at(irq, programmed);
+                fire_timer(&controller, cpu, irq, programmed, &mut cpu_clock);
             }
             Work::Stop => return,
         }
     }
 }
 
+/// Raises the line of an expired local timer as of its programmed time.
+///
+/// When the line is routed to this CPU and nothing else is queued here, the
+/// CPU dispatches it at once instead of pushing it onto its own queue and
+/// popping it again: nothing could be delivered before it anyway.
+fn fire_timer(
+    controller: &Controller,
+    cpu: usize,
+    irq: u32,
+    programmed: Timestamp,
+    cpu_clock: &mut CpuClock,
+) {
+    let shared = &*controller.shared;
+    let line = &shared.lines[irq as usize];
+    let local = line.affinity.load(Ordering::Relaxed) == cpu;
+    if !local || shared.cpus[cpu].queued.load(Ordering::Acquire) != 0 {
+        // The timer's line number was validated when the timer was made.
+        let _ = controller.raise_at(irq, programmed);
+        return;
+    }
+    match line.state.raise(programmed.as_nanos()) {
+        RaiseOutcome::Queue => dispatch(controller, cpu, irq, cpu_clock),
+        RaiseOutcome::Coalesced => bump(&line.counters.coalesced),
+        RaiseOutcome::Latched | RaiseOutcome::AlreadyAsserted => {}
+    }
+}
+
 /// Waits on the condvar for a queued line, a due timer or stop.
 fn next_blocking(shared: &CpuShared, cpu_clock: &mut CpuClock) -> Work {
-    // The anchor is refreshed before waiting, not after waking, so that the
-    // system call does not delay the next delivery.
-    cpu_clock.refresh_if_old(clock::now());
-
+    let mut anchor_checked = false;
     let mut queue = lock(&shared.queue);
     loop {
         if queue.stop {
@@ -112,6 +135,16 @@ fn next_blocking(shared: &CpuShared, cpu_clock: &mut CpuClock) -> Work {
         if let Some(entry) = queue.heap.pop() {
             shared.queued.store(queue.heap.len(), Ordering::Release);
             return Work::Line(entry);
+        }
+
+        // Going idle: refresh an old CPU-time anchor now, outside the lock,
+        // where the system call delays no delivery; then look again.
+        if !anchor_checked {
+            anchor_checked = true;
+            drop(queue);
+            cpu_clock.refresh_if_old(clock::now());
+            queue = lock(&shared.queue);
+            continue;
         }
 
         queue.sleeping = true;
