@@ -52,6 +52,10 @@ pub enum Arrival {
 
 impl Arrival {
     /// Returns the event offsets of this process, from the start.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
     pub fn offsets(&self) -> Offsets {
         let state = match self {
             Self::Periodic { period } => State::Periodic {

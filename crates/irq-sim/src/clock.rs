@@ -134,6 +134,10 @@ pub fn spin_until(deadline: Timestamp) {
 /// timed sleeps to batch wake-ups (50 us by default on Linux).
 ///
 /// Returns false if the kernel rejected the request.
+///
+/// # Context
+///
+/// Any; never sleeps (one `prctl` system call on the calling thread).
 pub fn set_timer_slack(slack: Duration) -> bool {
     let nanos = libc::c_ulong::try_from(duration_nanos(slack).max(1)).unwrap_or(libc::c_ulong::MAX);
     // SAFETY: PR_SET_TIMERSLACK takes one integer argument and touches no

@@ -223,6 +223,10 @@ pub struct HardIrqGuard {
 
 impl HardIrqGuard {
     /// Names the handler now running on the line, for diagnostics.
+    ///
+    /// # Context
+    ///
+    /// Hard-IRQ context, on the CPU thread that holds the guard; never sleeps.
     pub fn set_handler(&self, handler: &'static str) {
         CURRENT.with(|current| {
             if let Some(frame) = current.get() {
@@ -232,6 +236,10 @@ impl HardIrqGuard {
     }
 
     /// Leaves hard-IRQ context and returns how many deferred wake-ups ran.
+    ///
+    /// # Context
+    ///
+    /// Hard-IRQ context, on the CPU thread that holds the guard; runs the deferred wake-ups.
     pub fn exit(self) -> usize {
         let woken = leave_hardirq();
         std::mem::forget(self);

@@ -31,6 +31,56 @@ use crate::line_state::{Dispatch, RaiseOutcome, stamp_latency};
 use crate::machine::{CpuMode, ExitBoard};
 use crate::stats::bump;
 
+/// State only the CPU thread touches.
+struct CpuLocal {
+    clock: CpuClock,
+    samples: SampleBuffer,
+}
+
+impl CpuLocal {
+    fn new(accounting: crate::contract::CpuTimeAccounting) -> Self {
+        Self {
+            clock: CpuClock::new(accounting),
+            samples: SampleBuffer::default(),
+        }
+    }
+}
+
+/// Samples for the CPU's histograms, recorded under the histogram lock in
+/// batches: when the buffer is full and whenever the CPU goes idle, so a
+/// reader of an idle CPU sees every sample and a reader of a busy one misses
+/// at most [`SAMPLE_BATCH`].
+const SAMPLE_BATCH: usize = 32;
+
+#[derive(Default)]
+struct SampleBuffer {
+    /// (latency in ns or `u64::MAX` for none, duration in ns).
+    samples: [(u64, u64); SAMPLE_BATCH],
+    len: usize,
+}
+
+impl SampleBuffer {
+    #[inline]
+    fn push(&mut self, shared: &CpuShared, latency_ns: Option<u64>, duration_ns: u64) {
+        self.samples[self.len] = (latency_ns.unwrap_or(u64::MAX), duration_ns);
+        self.len += 1;
+        if self.len == SAMPLE_BATCH {
+            self.flush(shared);
+        }
+    }
+
+    fn flush(&mut self, shared: &CpuShared) {
+        if self.len == 0 {
+            return;
+        }
+        let mut histograms = lock(&shared.histograms);
+        for &(latency, duration) in &self.samples[..self.len] {
+            histograms.record((latency != u64::MAX).then_some(latency), duration);
+        }
+        self.len = 0;
+    }
+}
+
 /// What the CPU does next.
 enum Work {
     Line(QueueEntry),
@@ -61,21 +111,24 @@ pub(crate) fn run(controller: Controller, cpu: usize, board: ExitBoard) {
     if !clock::set_timer_slack(config.timer_slack) {
         tracing::warn!(target: "irq", cpu, "failed to set the timer slack of CPU {cpu}; timer latency will include the default slack");
     }
-    let mut cpu_clock = CpuClock::new(config.cpu_time);
+    let mut local = CpuLocal::new(config.cpu_time);
     let shared = &controller.shared.cpus[cpu];
 
     loop {
         let work = match config.cpu_mode {
-            CpuMode::Blocking => next_blocking(shared, &mut cpu_clock),
-            CpuMode::BusyPoll => next_spinning(shared, &mut cpu_clock),
+            CpuMode::Blocking => next_blocking(shared, &mut local),
+            CpuMode::BusyPoll => next_spinning(shared, &mut local),
         };
         match work {
-            Work::Line(entry) => dispatch(&controller, cpu, entry.irq, &mut cpu_clock),
+            Work::Line(entry) => dispatch(&controller, cpu, entry.irq, &mut local),
             Work::Timer(irq, programmed) => {
                 bump(&shared.counters.timer_expiries);
-                fire_timer(&controller, cpu, irq, programmed, &mut cpu_clock);
+                fire_timer(&controller, cpu, irq, programmed, &mut local);
             }
-            Work::Stop => return,
+            Work::Stop => {
+                local.samples.flush(shared);
+                return;
+            }
         }
     }
 }
@@ -90,25 +143,25 @@ fn fire_timer(
     cpu: usize,
     irq: u32,
     programmed: Timestamp,
-    cpu_clock: &mut CpuClock,
+    local: &mut CpuLocal,
 ) {
     let shared = &*controller.shared;
     let line = &shared.lines[irq as usize];
-    let local = line.affinity.load(Ordering::Relaxed) == cpu;
-    if !local || shared.cpus[cpu].queued.load(Ordering::Acquire) != 0 {
+    let routed_here = line.affinity.load(Ordering::Relaxed) == cpu;
+    if !routed_here || shared.cpus[cpu].queued.load(Ordering::Acquire) != 0 {
         // The timer's line number was validated when the timer was made.
         let _ = controller.raise_at(irq, programmed);
         return;
     }
     match line.state.raise(programmed.as_nanos()) {
-        RaiseOutcome::Queue => dispatch(controller, cpu, irq, cpu_clock),
+        RaiseOutcome::Queue => dispatch(controller, cpu, irq, local),
         RaiseOutcome::Coalesced => bump(&line.counters.coalesced),
         RaiseOutcome::Latched | RaiseOutcome::AlreadyAsserted => {}
     }
 }
 
 /// Waits on the condvar for a queued line, a due timer or stop.
-fn next_blocking(shared: &CpuShared, cpu_clock: &mut CpuClock) -> Work {
+fn next_blocking(shared: &CpuShared, local: &mut CpuLocal) -> Work {
     let mut anchor_checked = false;
     let mut queue = lock(&shared.queue);
     loop {
@@ -142,7 +195,8 @@ fn next_blocking(shared: &CpuShared, cpu_clock: &mut CpuClock) -> Work {
         if !anchor_checked {
             anchor_checked = true;
             drop(queue);
-            cpu_clock.refresh_if_old(clock::now());
+            local.samples.flush(shared);
+            local.clock.refresh_if_old(clock::now());
             queue = lock(&shared.queue);
             continue;
         }
@@ -163,12 +217,14 @@ fn next_blocking(shared: &CpuShared, cpu_clock: &mut CpuClock) -> Work {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         };
         queue.sleeping = false;
-        cpu_clock.add_idle(clock::now().saturating_since(slept_from));
+        local
+            .clock
+            .add_idle(clock::now().saturating_since(slept_from));
     }
 }
 
 /// Spins on the queue length and the timer deadline until work arrives.
-fn next_spinning(shared: &CpuShared, cpu_clock: &mut CpuClock) -> Work {
+fn next_spinning(shared: &CpuShared, local: &mut CpuLocal) -> Work {
     let mut spins: u32 = 0;
     loop {
         if shared.stop.load(Ordering::Acquire) {
@@ -200,14 +256,15 @@ fn next_spinning(shared: &CpuShared, cpu_clock: &mut CpuClock) -> Work {
         // refreshed now and then only to keep the window short.
         spins = spins.wrapping_add(1);
         if spins % 16_384 == 0 {
-            cpu_clock.refresh_if_old(clock::now());
+            local.samples.flush(shared);
+            local.clock.refresh_if_old(clock::now());
         }
         std::hint::spin_loop();
     }
 }
 
 /// Runs one delivery (or poll) of line `irq` on CPU `cpu`.
-fn dispatch(controller: &Controller, cpu: usize, irq: u32, cpu_clock: &mut CpuClock) {
+fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal) {
     let shared = &*controller.shared;
     let line = &shared.lines[irq as usize];
     let me = &shared.cpus[cpu];
@@ -252,7 +309,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, cpu_clock: &mut CpuCl
         me.running_since.store(start.as_nanos(), Ordering::Release);
         tracing::trace!(name: "irq_handler_entry", target: "irq", irq, handler = action.name, "irq_handler_entry");
 
-        let cpu_start = cpu_clock.call_start();
+        let cpu_start = local.clock.call_start();
         let call = Call {
             controller,
             line,
@@ -281,7 +338,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, cpu_clock: &mut CpuCl
                 action.name,
                 budget,
                 wall,
-                cpu_clock.call_cpu_time(cpu_start, wall, end),
+                local.clock.call_cpu_time(cpu_start, wall, end),
             );
         }
         start = end;
@@ -304,7 +361,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, cpu_clock: &mut CpuCl
         if let Some(histograms) = chain.histograms.as_mut() {
             histograms.record(latency_ns, duration_ns);
         }
-        lock(&me.histograms).record(latency_ns, duration_ns);
+        local.samples.push(me, latency_ns, duration_ns);
     }
     if !poll {
         note_interrupt(controller, line, irq, chain, outcome.handled, end);

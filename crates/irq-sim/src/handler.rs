@@ -141,6 +141,10 @@ pub struct IrqRequest {
 
 impl IrqRequest {
     /// Makes a request for handler `name` with `flags`.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
     pub fn new(name: &'static str, flags: IrqFlags, top_half: impl TopHalf) -> Self {
         Self {
             name,
@@ -153,6 +157,10 @@ impl IrqRequest {
     /// Installs the hook called after the top half returns
     /// [`IrqReturn::WakeThread`]. Without one, such a return is logged
     /// (rate-limited) and counted as handled.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
     pub fn on_wake_thread(
         mut self,
         hook: impl FnMut(&mut HardIrqContext<'_>) + Send + 'static,
@@ -264,6 +272,10 @@ impl HardIrqContext<'_> {
     /// # Errors
     ///
     /// [`LineError::OutOfRange`] or [`LineError::DepthOverflow`].
+    ///
+    /// # Context
+    ///
+    /// Hard-IRQ context (this value exists only there); never sleeps.
     pub fn disable_irq_nosync(&self, irq: u32) -> Result<u8, LineError> {
         self.controller.disable_irq_nosync(irq)
     }
@@ -274,6 +286,10 @@ impl HardIrqContext<'_> {
     /// # Errors
     ///
     /// [`LineError::OutOfRange`] or [`LineError::UnbalancedEnable`].
+    ///
+    /// # Context
+    ///
+    /// Hard-IRQ context; never sleeps.
     pub fn enable_irq(&self, irq: u32) -> Result<(), LineError> {
         self.controller.enable_irq(irq)
     }
@@ -283,6 +299,10 @@ impl HardIrqContext<'_> {
     /// # Errors
     ///
     /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Hard-IRQ context; never sleeps.
     pub fn mask_irq(&self, irq: u32) -> Result<(), LineError> {
         self.controller.mask_irq(irq)
     }
@@ -292,11 +312,19 @@ impl HardIrqContext<'_> {
     /// # Errors
     ///
     /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Hard-IRQ context; never sleeps.
     pub fn unmask_irq(&self, irq: u32) -> Result<(), LineError> {
         self.controller.unmask_irq(irq)
     }
 
     /// Records `waker` to be woken after the handler chain returns.
+    ///
+    /// # Context
+    ///
+    /// Hard-IRQ context; never sleeps, never allocates.
     pub fn wake_deferred(&self, waker: Waker) {
         crate::context::wake_or_defer(waker);
     }

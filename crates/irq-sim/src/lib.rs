@@ -23,6 +23,15 @@
 //!
 //! docs/interrupts.md maps every Linux function to its irq-sim counterpart.
 //!
+//! # Context
+//!
+//! Each public function that acts says in a `# Context` section whether a
+//! top half may call it and whether it may sleep; the ones that may sleep
+//! check `might_sleep()` and fail with `InvalidContext` in a top half.
+//! Accessors that only read a field, a counter or an atomic (`irq()`,
+//! `received()`, `overruns()`, `nr_irqs()`, ...) may be called from any
+//! context and never sleep.
+//!
 //! # Example
 //!
 //! ```

@@ -58,6 +58,11 @@
 //! 4. An edge is either the one that sets [`PENDING`] or is counted as
 //!    coalesced into it; none is lost.
 //!
+//! # Context
+//!
+//! Every transition is one compare-and-swap loop: callable from any
+//! context, including a top half; none sleeps or allocates.
+//!
 //! # Memory ordering
 //!
 //! Every transition is an `AcqRel` compare-and-swap. The release half of a

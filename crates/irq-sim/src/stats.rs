@@ -42,6 +42,10 @@ pub struct LatencyHistograms {
 
 impl LatencyHistograms {
     /// Makes the pair used per line (2 significant digits).
+    ///
+    /// # Context
+    ///
+    /// Any; allocates, so not on the interrupt path.
     pub fn for_line() -> Self {
         Self {
             latency: new_histogram(LINE_SIGFIG),
@@ -50,6 +54,10 @@ impl LatencyHistograms {
     }
 
     /// Makes the pair used per CPU (3 significant digits).
+    ///
+    /// # Context
+    ///
+    /// Any; allocates, so not on the interrupt path.
     pub fn for_cpu() -> Self {
         Self {
             latency: new_histogram(CPU_SIGFIG),
@@ -59,6 +67,10 @@ impl LatencyHistograms {
 
     /// Records one delivery's latency (if any) and duration, in
     /// nanoseconds; never allocates.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
     #[inline]
     pub fn record(&mut self, latency_ns: Option<u64>, duration_ns: u64) {
         if let Some(latency) = latency_ns {
@@ -286,6 +298,10 @@ impl CpuStats {
 /// Renders `lines` (those with handlers) as `/proc/interrupts` does: one
 /// column per CPU, then the controller, the line and trigger type, and the
 /// handler names.
+///
+/// # Context
+///
+/// Any; never sleeps (allocates the text).
 pub fn render_interrupts(lines: &[LineStats], nr_cpus: usize) -> String {
     let mut out = String::new();
     let _ = write!(out, "{:>5} ", "");
@@ -321,6 +337,10 @@ pub fn render_interrupts(lines: &[LineStats], nr_cpus: usize) -> String {
 
 /// Renders the per-line detail that `/proc/interrupts` lacks: handled,
 /// unhandled, coalesced, spurious state, overruns and latency percentiles.
+///
+/// # Context
+///
+/// Any; never sleeps (allocates the text).
 pub fn render_line_details(lines: &[LineStats]) -> String {
     let mut out = String::new();
     let _ = writeln!(

@@ -94,6 +94,10 @@ impl BlockDevice {
     /// # Panics
     ///
     /// Panics if the device thread cannot be spawned.
+    ///
+    /// # Context
+    ///
+    /// Task context; spawns a thread.
     pub fn new(controller: &Controller, irq: u32, service_time: Duration, depth: usize) -> Self {
         let depth = depth.max(1);
         let inner = Arc::new(Inner {

@@ -28,6 +28,10 @@ pub struct GpioButton {
 
 impl GpioButton {
     /// Makes a button on line `irq`.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
     pub fn new(
         controller: &Controller,
         irq: u32,

@@ -42,6 +42,10 @@ pub struct Nic {
 impl Nic {
     /// Makes a NIC on line `irq` with an RX ring of `ring_capacity`
     /// descriptors (at least one). Its interrupt starts enabled.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
     pub fn new(controller: &Controller, irq: u32, ring_capacity: usize) -> Self {
         let capacity = ring_capacity.max(1);
         Self {

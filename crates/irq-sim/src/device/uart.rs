@@ -33,6 +33,10 @@ impl Uart {
     /// Makes a UART on line `irq` whose line rises when the FIFO holds
     /// `trigger_level` bytes (clamped to 1..=16; a 16550 offers 1, 4, 8
     /// and 14).
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
     pub fn new(controller: &Controller, irq: u32, trigger_level: usize) -> Self {
         Self {
             controller: controller.clone(),
