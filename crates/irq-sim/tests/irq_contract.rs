@@ -53,10 +53,14 @@ fn machine(config: Config) -> Machine {
     Machine::new(config).unwrap()
 }
 
-/// A top half that burns `cpu` of CPU time, then returns.
+/// A top half that burns `cpu` of CPU time (however long the host keeps
+/// its thread off the vCPU), then returns.
 fn spinner(cpu: Duration) -> impl FnMut(&mut HardIrqContext<'_>) -> IrqReturn + Send + 'static {
     move |_| {
-        clock::spin_until(clock::now() + cpu);
+        let target = clock::thread_cpu_time() + cpu;
+        while clock::thread_cpu_time() < target {
+            std::hint::spin_loop();
+        }
         IrqReturn::Handled
     }
 }
