@@ -43,6 +43,7 @@ fn candidate(mode: CpuMode, period: Duration, length: Duration) -> (Histogram<u6
         ..Config::default()
     })
     .expect("valid config");
+
     let irq = machine.controller();
     let recorded = Arc::new(Mutex::new(histogram()));
     let ticks = Arc::new(AtomicU64::new(0));
@@ -64,6 +65,7 @@ fn candidate(mode: CpuMode, period: Duration, length: Duration) -> (Histogram<u6
         ),
     )
     .expect("free line");
+
     let timer = irq.local_timer(0, TIMER).expect("valid timer");
     let start = clock::now() + Duration::from_millis(2);
     timer.start_periodic(start, period);
@@ -78,9 +80,9 @@ fn candidate(mode: CpuMode, period: Duration, length: Duration) -> (Histogram<u6
     (histogram, overruns, expiries)
 }
 
-/// cyclictest-like: sleep (or spin) to absolute deadlines and record the
-/// lateness; a deadline passed by more than a period counts the missed
-/// periods as overruns and skips them, as the candidate's timer does.
+/// Runs the cyclictest-like loop: sleep (or spin) to absolute deadlines and
+/// record the lateness. A deadline passed by more than a period counts the
+/// missed periods as overruns and skips them, as the candidate's timer does.
 fn baseline(spin: bool, period: Duration, length: Duration) -> (Histogram<u64>, u64, u64) {
     std::thread::spawn(move || {
         clock::set_timer_slack(Duration::from_nanos(1));

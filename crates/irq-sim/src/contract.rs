@@ -14,11 +14,12 @@
 //!    With [`CpuTimeAccounting::PerCall`] the thread's CPU time is read
 //!    around every call (exact, about 0.8 us per call on a KVM guest). With
 //!    the default [`CpuTimeAccounting::Window`], the CPU thread keeps an
-//!    anchor (wall time, thread CPU time), refreshed after each overrun
-//!    check and when older than a millisecond (before an idle wait, or
-//!    while spinning idle), and adds up the wall time it slept idle since
-//!    the anchor. The rest of the time it was off its vCPU since the anchor
-//!    is preemption, and is subtracted from the call's wall time. That
+//!    anchor: a pair of wall time and thread CPU time. It refreshes the
+//!    anchor after each overrun check, and when the anchor is older than a
+//!    millisecond (before an idle wait, or while spinning idle). It also
+//!    adds up the wall time it slept idle since the anchor. Any other time
+//!    off its vCPU since the anchor was preemption, so it is subtracted from
+//!    the call's wall time. That
 //!    gives an upper bound on the call's CPU time that never blames a
 //!    preempted handler, for one system call per overrun instead of two per
 //!    interrupt. The bound is loose when the host preempted the thread
@@ -45,7 +46,7 @@ pub const REPORTS_PER_INTERVAL: u32 = 5;
 /// The rate-limit interval of overrun reports per line.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
-/// What happens when a top half overruns its budget.
+/// The action taken when a top half overruns its budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum OverrunPolicy {
     /// Log a warning (rate-limited) and count the overrun.
@@ -64,7 +65,7 @@ pub enum OverrunPolicy {
 pub struct Budget {
     /// The longest CPU time a call may take.
     pub limit: Duration,
-    /// What an overrun does.
+    /// The action taken on an overrun.
     pub policy: OverrunPolicy,
 }
 
@@ -77,7 +78,8 @@ impl Default for Budget {
     }
 }
 
-/// How a CPU thread finds the CPU time of a call that overran in wall time.
+/// The method a CPU thread uses to find the CPU time of a call that overran
+/// in wall time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CpuTimeAccounting {
     /// Subtract the off-CPU time since a recent anchor (see the module
@@ -181,7 +183,7 @@ pub(crate) struct RateLimit {
     suppressed: AtomicU64,
 }
 
-/// What [`RateLimit::check`] allows.
+/// The decision of [`RateLimit::check`].
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Throttle {

@@ -13,15 +13,15 @@ use crate::clock::Timestamp;
 use crate::controller::Controller;
 use crate::error::LineError;
 
-/// What a top half reports, as the kernel's `irqreturn_t`.
+/// The result a top half returns, as the kernel's `irqreturn_t`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IrqReturn {
     /// The interrupt was not from this handler's device (`IRQ_NONE`).
     None,
     /// The handler serviced its device (`IRQ_HANDLED`).
     Handled,
-    /// The handler serviced its device and asks for its threaded handler to
-    /// run (`IRQ_WAKE_THREAD`). The registration's wake-thread hook is
+    /// The handler serviced its device and requests its threaded handler
+    /// (`IRQ_WAKE_THREAD`). The registration's wake-thread hook is
     /// called; counts as handled.
     WakeThread,
 }
@@ -45,7 +45,7 @@ pub enum Trigger {
     /// is pending fold into it.
     #[default]
     Edge,
-    /// Level-triggered: the line interrupts as long as the device holds it
+    /// Level-triggered: the line interrupts as long as the device keeps it
     /// high.
     Level,
 }
@@ -211,7 +211,8 @@ impl HandlerId {
     }
 }
 
-/// What a top half may do: only what is allowed in hard-IRQ context.
+/// The context value of a top half, offering only what is allowed in
+/// hard-IRQ context.
 ///
 /// It names the interrupt being handled, and offers the non-waiting line
 /// operations (`disable_irq_nosync`, `enable_irq`, `mask_irq`, `unmask_irq`,

@@ -5,10 +5,10 @@
 //!
 //! - A [`Machine`] owns a [`Controller`] with numbered lines (1024 by
 //!   default) and one OS thread per simulated CPU.
-//! - A device raises a line from any thread ([`Controller::raise`]); the
+//! - A device raises a line from any thread ([`Controller::raise`]). The
 //!   line's CPU wakes (or, in busy-poll mode, notices) and runs the line's
-//!   handler chain in hard-IRQ context ([`context::in_hardirq`] is true
-//!   there). Hard IRQs never nest; pending lines are delivered highest
+//!   handler chain in hard-IRQ context, where [`context::in_hardirq`] is
+//!   true. Hard IRQs never nest; pending lines are delivered highest
 //!   priority first, equal priorities in arrival order.
 //! - Edge lines fold edges that arrive while pending, in progress or
 //!   disabled into one delivery and count them as coalesced. Level lines are

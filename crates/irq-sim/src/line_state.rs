@@ -4,7 +4,7 @@
 //! disable and enable them, all without a lock: every change is one
 //! compare-and-swap on a `u64` through a named transition that returns a
 //! `#[must_use]` outcome. The caller acts on the outcome (most often: push
-//! the line onto its CPU's pending queue when the outcome says `Queue`).
+//! the line onto its CPU's pending queue when the outcome is `Queue`).
 //!
 //! # Layout
 //!
@@ -119,7 +119,7 @@ pub struct LineState {
     word: AtomicU64,
 }
 
-/// What `raise` did.
+/// The outcome of `raise`.
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RaiseOutcome {
@@ -134,7 +134,7 @@ pub enum RaiseOutcome {
     AlreadyAsserted,
 }
 
-/// What `begin_dispatch` found.
+/// The decision of `begin_dispatch`.
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dispatch {
@@ -150,7 +150,7 @@ pub enum Dispatch {
     Skip,
 }
 
-/// What a transition that can make a line deliverable again did.
+/// The outcome of a transition that can make a line deliverable again.
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rearm {
@@ -160,7 +160,7 @@ pub enum Rearm {
     Idle,
 }
 
-/// What `enable` did.
+/// The outcome of `enable`.
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EnableOutcome {
@@ -212,8 +212,8 @@ fn with_stamp(word: u64, stamp: u64) -> u64 {
     (word & !STAMP_MASK) | (stamp & STAMP_MASK)
 }
 
-/// Sets [`QUEUED`] on `word` if a delivery is due and nobody else will
-/// deliver it, and says whether the caller must push the line.
+/// Sets [`QUEUED`] on `word` if a delivery is due and no other transition
+/// will queue it, and tells whether the caller must push the line.
 fn rearm(word: u64) -> (u64, Rearm) {
     let due = (word & PENDING != 0 && deliverable(word)) || word & POLL != 0;
     if due && word & (IN_PROGRESS | QUEUED) == 0 {
@@ -259,8 +259,8 @@ impl LineState {
         }
     }
 
-    /// A device raises the line at `now_nanos`: an edge, or a level line
-    /// going high.
+    /// Raises the line at `now_nanos` for a device: an edge, or a level
+    /// line going high.
     pub fn raise(&self, now_nanos: u64) -> RaiseOutcome {
         self.update(|old| {
             if old & PENDING != 0 {
@@ -279,8 +279,9 @@ impl LineState {
         })
     }
 
-    /// A device lowers a level line. Returns true if the line was high.
-    /// An edge line has nothing to lower, so this returns false for it.
+    /// Lowers a level line for a device. Returns true if the line was
+    /// high. An edge line has nothing to lower, so this returns false for
+    /// it.
     pub fn lower(&self) -> bool {
         self.update(|old| {
             if old & LEVEL == 0 || old & PENDING == 0 {
@@ -325,7 +326,7 @@ impl LineState {
         })
     }
 
-    /// The CPU has run the chain (unmask). A level line still high has its
+    /// Ends a dispatch after the CPU has run the chain (unmask). A level line still high has its
     /// stamp moved to `now_nanos`, so that a re-fire's latency counts from
     /// the unmask.
     pub fn end_dispatch(&self, now_nanos: u64) -> Rearm {
@@ -393,8 +394,8 @@ impl LineState {
         })
     }
 
-    /// One ONESHOT thread has finished. Returns `None` if none was
-    /// outstanding.
+    /// Ends one ONESHOT masking because its thread has finished. Returns
+    /// `None` if none was outstanding.
     pub fn unmask_oneshot(&self, now_nanos: u64) -> Option<Rearm> {
         self.update(|old| {
             if oneshot_of(old) == 0 {

@@ -402,7 +402,8 @@ mod tests {
         let text = render_interrupts(&lines, 2);
         let rows: Vec<&str> = text.lines().collect();
         assert_eq!(rows.len(), 3, "{text}");
-        assert!(rows[0].contains("CPU0") && rows[0].contains("CPU1"));
+        assert!(rows[0].contains("CPU0"));
+        assert!(rows[0].contains("CPU1"));
         assert!(rows[1].starts_with("   0:"));
         assert!(rows[1].contains("0-edge"));
         assert!(rows[2].contains("307009"));

@@ -306,7 +306,7 @@ fn panic_disables_only_its_line() {
 }
 
 /// A CPU stuck in a top half is reported by the watchdog with CPU, line
-/// and handler; other CPUs keep working; shutdown reports the hung CPU
+/// and handler. Other CPUs keep working, and shutdown reports the hung CPU
 /// instead of hanging.
 #[test]
 fn lockup_reported_and_shutdown_returns() {

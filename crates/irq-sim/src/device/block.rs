@@ -23,10 +23,10 @@ pub struct Completion {
     pub completed: Timestamp,
 }
 
-/// Why `submit` rejected a request.
+/// The reason `submit` rejected a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockRequestError {
-    /// The device already holds `depth` requests in flight.
+    /// The device already has `depth` requests in flight.
     QueueFull {
         /// The device's line.
         irq: u32,
@@ -184,7 +184,7 @@ impl BlockDevice {
 }
 
 impl Inner {
-    /// The device thread: completes each request at its due time.
+    /// Runs the device thread: completes each request at its due time.
     fn serve(&self) {
         clock::set_timer_slack(Duration::from_nanos(1));
         let mut queues = lock(&self.queues);

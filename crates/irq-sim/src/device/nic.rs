@@ -67,7 +67,8 @@ impl Nic {
         self.irq
     }
 
-    /// A packet of `len` bytes arrives at `arrived` (device side). Returns
+    /// Receives a packet of `len` bytes that arrived at `arrived` (device
+    /// side). Returns
     /// false if the ring was full and the packet was dropped.
     ///
     /// # Context

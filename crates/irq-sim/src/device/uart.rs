@@ -16,7 +16,7 @@ struct Fifo {
 }
 
 /// A UART: received bytes fill a 16-byte FIFO; the (level) line is high
-/// while the FIFO holds at least the trigger level, and reading below it
+/// while the FIFO contains at least the trigger level, and reading below it
 /// lowers the line. A byte arriving to a full FIFO is lost and counted as
 /// an overrun.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ pub struct Uart {
 }
 
 impl Uart {
-    /// Makes a UART on line `irq` whose line rises when the FIFO holds
+    /// Makes a UART on line `irq` whose line rises when the FIFO contains
     /// `trigger_level` bytes (clamped to 1..=16; a 16550 offers 1, 4, 8
     /// and 14).
     ///
@@ -57,7 +57,7 @@ impl Uart {
         self.irq
     }
 
-    /// A byte arrives on the wire. Returns false on an overrun (FIFO full,
+    /// Receives a byte from the wire (device side). Returns false on an overrun (FIFO full,
     /// byte lost).
     ///
     /// # Context
