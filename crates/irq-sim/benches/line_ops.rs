@@ -26,7 +26,12 @@ fn line_ops(c: &mut Criterion) {
 
     // A disabled line latches the first raise; every later one coalesces
     // without touching a CPU queue.
-    let machine = Machine::new(Config { nr_irqs: 64, nr_cpus: 1, ..Config::default() }).expect("valid config");
+    let machine = Machine::new(Config {
+        nr_irqs: 64,
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .expect("valid config");
     let irq = machine.controller();
     let _ = irq.raise(3).expect("valid line");
     group.bench_function("controller_raise_coalesced", |b| {
