@@ -240,9 +240,14 @@ fn next_spinning(shared: &CpuShared, local: &mut CpuLocal) -> Work {
         }
 
         let next_timer = shared.next_timer.load(Ordering::Acquire);
-        if next_timer != u64::MAX && clock::now().as_nanos() >= next_timer {
+        let now = if next_timer == u64::MAX {
+            None
+        } else {
+            Some(clock::now())
+        };
+        if let Some(now) = now.filter(|now| now.as_nanos() >= next_timer) {
             let mut queue = lock(&shared.queue);
-            if let Some((irq, programmed)) = queue.timers.take_due(clock::now()) {
+            if let Some((irq, programmed)) = queue.timers.take_due(now) {
                 let next = queue
                     .timers
                     .next_deadline()
