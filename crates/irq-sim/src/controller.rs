@@ -9,7 +9,8 @@
 //! | data | protected by | held by |
 //! |---|---|---|
 //! | a line's delivery state | one atomic word (`line_state`) | nobody: compare-and-swap |
-//! | a line's handler chain, budget, spurious counts, histograms | the line's chain mutex | the dispatching CPU for one chain; `request_irq`, `free_irq`, `set_budget` and readers of statistics briefly |
+//! | a line's handler chain, budget, spurious counts, recent histograms | the line's chain mutex | the dispatching CPU for one chain; `request_irq`, `free_irq`, `set_budget`, and readers of statistics for a swap of the histograms |
+//! | a line's older histograms | the line's archive mutex | readers of statistics only |
 //! | a CPU's pending queue and local timers | the CPU's queue mutex | raisers for one push; the CPU for one pop |
 //! | counters | atomics | nobody |
 //!
@@ -108,6 +109,9 @@ pub(crate) struct Line {
     pub(crate) counters: LineCounters,
     /// Throttle of budget-overrun and wake-thread reports.
     pub(crate) reports: RateLimit,
+    /// Samples a reader of statistics has moved out of the chain; see
+    /// [`Controller::line_stats`]. Only readers take this lock.
+    pub(crate) archive: Mutex<Option<LatencyHistograms>>,
 }
 
 /// The part of a line the dispatching CPU needs exclusive access to.
@@ -229,6 +233,7 @@ impl Shared {
                 }),
                 counters: LineCounters::new(config.nr_cpus),
                 reports: RateLimit::default(),
+                archive: Mutex::new(None),
             })
             .collect();
         let cpus = (0..config.nr_cpus)
@@ -739,17 +744,38 @@ impl Controller {
     /// # Context
     ///
     /// Task context; may sleep (waits for the line's running handlers).
+    /// It holds the chain lock, which the line's CPU needs for every
+    /// delivery, only to swap the histograms for empty ones allocated
+    /// beforehand; the copy and the merge happen outside it.
     pub fn line_stats(&self, irq: u32) -> Result<LineStats, LineError> {
         Self::check_sleep("line_stats").map_err(LineError::InvalidContext)?;
         let line = self.line(irq)?;
         let mut stats = LineStats::from_counters(irq, &line.counters);
-        let chain = lock(&line.chain);
+        let mut fresh = Some(LatencyHistograms::for_line());
+
+        // Under the chain lock: names, counts, and a swap of the histograms.
+        let mut chain = lock(&line.chain);
         stats.trigger = chain.trigger;
         stats.handlers = chain.actions.iter().map(|action| action.name).collect();
         stats.spurious_window_count = chain.spurious.count;
         stats.spurious_window_unhandled = chain.spurious.unhandled;
-        stats.histograms = chain.histograms.clone();
+        let recent = match chain.histograms.as_mut() {
+            Some(histograms) => fresh
+                .take()
+                .map(|empty| std::mem::replace(histograms, empty)),
+            None => None,
+        };
         drop(chain);
+
+        // Outside it: fold the recent samples into the archive and copy.
+        let mut archive = lock(&line.archive);
+        match (archive.as_mut(), recent) {
+            (Some(archive), Some(recent)) => archive.add(&recent),
+            (None, recent) => *archive = recent,
+            (Some(_), None) => {}
+        }
+        stats.histograms = archive.clone();
+        drop(archive);
         let state = line.state.snapshot();
         stats.spurious = state.spurious;
         stats.depth = state.depth;

@@ -65,6 +65,18 @@ impl LatencyHistograms {
         }
     }
 
+    /// Adds every sample of `other`.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn add(&mut self, other: &LatencyHistograms) {
+        // Both sides use the same bounds, so adding cannot fail; a value
+        // out of range would only be dropped.
+        let _ = self.latency.add(&other.latency);
+        let _ = self.duration.add(&other.duration);
+    }
+
     /// Records one delivery's latency (if any) and duration, in
     /// nanoseconds; never allocates.
     ///

@@ -79,3 +79,28 @@ fn proc_interrupts_table() {
     assert_eq!(cpu.histograms.latency.len(), 3);
     assert!(irq.cpu_stats(2).is_none());
 }
+
+/// Reading statistics moves the recent samples aside without losing them:
+/// each read reports every delivery so far.
+#[test]
+fn repeated_reads_accumulate() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    irq.request_irq(
+        5,
+        IrqRequest::new("dev", IrqFlags::EDGE, |_: &mut HardIrqContext<'_>| {
+            IrqReturn::Handled
+        }),
+    )
+    .unwrap();
+
+    for expected in 1..=4u64 {
+        let _ = irq.raise(5).unwrap();
+        wait_until("the delivery", || {
+            irq.line_stats(5).unwrap().total() == expected
+        });
+        let histograms = irq.line_stats(5).unwrap().histograms.unwrap();
+        assert_eq!(histograms.latency.len(), expected);
+        assert_eq!(histograms.duration.len(), expected);
+    }
+}
