@@ -97,7 +97,7 @@ pub struct WorkCore {
     /// Ticket of the last pending period that ended (finished or cancelled).
     /// Written under the pool lock, read by flushers without it.
     done: AtomicU64,
-    /// Where the item is linked. Pool lock.
+    /// The item's links and run state. Pool lock.
     node: UnsafeCell<Node>,
     /// Number of flushers waiting on `completion`. Atomic.
     flushers: AtomicUsize,
@@ -246,8 +246,9 @@ impl WorkCore {
         if self.is_done(ticket) {
             return;
         }
-        // SeqCst on `flushers` and `done`, here and in `advance_done`: either
-        // the finisher sees our count and notifies, or we see its `done`.
+        // SeqCst on `flushers` and `done`, here and in `advance_done`, puts
+        // both in one total order: either the finisher reads our count and
+        // notifies, or we read its `done` below.
         self.flushers.fetch_add(1, Ordering::SeqCst);
         let _unregister = DecrementOnDrop(&self.flushers);
         loop {
@@ -280,7 +281,7 @@ impl Drop for DecrementOnDrop<'_> {
     }
 }
 
-/// Where a work item is linked, and the run in progress. Pool lock.
+/// The place of a work item on a list, and its run in progress. Pool lock.
 pub(crate) struct Node {
     prev: Option<NonNull<WorkCore>>,
     next: Option<NonNull<WorkCore>>,
@@ -339,7 +340,7 @@ loom::lazy_static! {
 ///
 /// The lock is held for a few list operations at a time and never while user
 /// code runs. In the loom build it is a mutex, which a panic inside this
-/// module could poison; the data is consistent at every unlock point, so a
+/// module could poison. The data is consistent at every unlock point, so a
 /// poisoned lock is used as is.
 pub(crate) fn lock_pool() -> PoolGuard<'static> {
     let pool: &'static Pool = &POOL;
@@ -457,11 +458,11 @@ pub(crate) enum Phase {
     Orphaned,
 }
 
-/// A queue as the state machine sees it.
+/// The part of a queue that the state machine uses.
 pub(crate) struct QueueCore {
     /// Name for diagnostics. Immutable.
     pub(crate) name: Cow<'static, str>,
-    /// Most items that may run at once. Immutable.
+    /// Maximum number of items that may run at once. Immutable.
     pub(crate) max_active: usize,
     /// Counters bumped without the pool lock. Atomic.
     pub(crate) counters: Counters,
@@ -1043,8 +1044,12 @@ pub(crate) fn modify_deadline(
 }
 
 /// Returns the items pending on `queue`'s worklist or running on it, each
-/// with the ticket a flush must wait for. Timer-list items are left out, as
-/// `flush_workqueue` does not wait for delays.
+/// with the ticket a flush must wait for. Timer-list items are left out
+/// unless `with_timers`, as `flush_workqueue` does not wait for delays.
+///
+/// NOTE: this walks the whole worklist under the pool lock, about 10 ns an
+/// item, so flushing a queue that holds many thousands of items delays
+/// every queueing, top halves included, for that long.
 pub(crate) fn flush_targets(
     guard: &mut PoolGuard<'_>,
     queue: &QueueCore,

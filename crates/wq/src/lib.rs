@@ -81,7 +81,9 @@ pub use api::{
 };
 pub use core::WorkCore;
 pub use error::{InitError, InvalidContext, QueueError, WaitError};
-pub use queue::{WQ_DFL_ACTIVE, WQ_MAX_ACTIVE, Workqueue, WorkqueueBuilder, WqFlags};
+pub use queue::{
+    DEFAULT_IDLE_SPIN, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE, Workqueue, WorkqueueBuilder, WqFlags,
+};
 pub use stats::WorkqueueStats;
 pub use system::{
     init_system_workqueues, system_highpri_wq, system_long_wq, system_unbound_wq, system_wq,

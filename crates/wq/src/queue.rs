@@ -18,13 +18,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::core::{self, QueueCore, Started, WorkCore, lock_pool};
 use crate::stats::WorkqueueStats;
 use crate::work::{Call, ItemRef};
 
-/// Most items a queue may run at once (`WQ_MAX_ACTIVE`). Larger requests are
+/// Maximum `max_active` of a queue (`WQ_MAX_ACTIVE`). Larger requests are
 /// clamped with a warning.
 pub const WQ_MAX_ACTIVE: usize = 512;
 
@@ -119,6 +119,8 @@ pub(crate) struct Shared {
     ordered: bool,
     /// The runtime the queue's tasks run on. Immutable.
     runtime: tokio::runtime::Handle,
+    /// How long an idle worker polls before it parks. Immutable.
+    idle_spin: Duration,
     /// Source of worker ids. Atomic.
     next_worker_id: AtomicU64,
 }
@@ -149,6 +151,7 @@ pub struct WorkqueueBuilder {
     max_active: usize,
     ordered: bool,
     runtime: Option<tokio::runtime::Handle>,
+    idle_spin: Duration,
 }
 
 impl WorkqueueBuilder {
@@ -158,7 +161,7 @@ impl WorkqueueBuilder {
         self
     }
 
-    /// Sets the most items that may run at once; 0 means [`WQ_DFL_ACTIVE`],
+    /// Sets the maximum number of items that may run at once; 0 means [`WQ_DFL_ACTIVE`],
     /// and values above [`WQ_MAX_ACTIVE`] are clamped with a warning.
     pub fn max_active(mut self, max_active: usize) -> Self {
         self.max_active = max_active;
@@ -168,6 +171,16 @@ impl WorkqueueBuilder {
     /// Makes the queue ordered: one item at a time, in queueing order.
     pub fn ordered(mut self) -> Self {
         self.ordered = true;
+        self
+    }
+
+    /// Sets how long an idle worker keeps polling for work before it parks
+    /// ([`DEFAULT_IDLE_SPIN`] unless set). `Duration::ZERO` parks at once, so
+    /// every queueing onto an idle queue pays a wake-up; `Duration::MAX`
+    /// never parks: the lowest latency, at the cost of a busy runtime thread
+    /// per idle worker.
+    pub fn idle_spin(mut self, idle_spin: Duration) -> Self {
+        self.idle_spin = idle_spin;
         self
     }
 
@@ -198,6 +211,7 @@ impl WorkqueueBuilder {
             flags: self.flags,
             ordered: self.ordered,
             runtime,
+            idle_spin: self.idle_spin,
             next_worker_id: AtomicU64::new(0),
         });
         core::add_worker(&mut lock_pool(), &shared.core);
@@ -245,6 +259,7 @@ impl Workqueue {
             max_active: 0,
             ordered: false,
             runtime: None,
+            idle_spin: DEFAULT_IDLE_SPIN,
         }
     }
 
@@ -258,7 +273,7 @@ impl Workqueue {
         self.shared().flags
     }
 
-    /// Returns the most items that may run at once.
+    /// Returns the maximum number of items that may run at once.
     pub fn max_active(&self) -> usize {
         self.shared().core.max_active
     }
@@ -377,14 +392,15 @@ impl Drop for WorkerGuard<'_> {
     }
 }
 
-/// How long an idle worker keeps polling its worklist before it parks.
+/// How long an idle worker keeps polling its worklist before it parks,
+/// unless the queue was built with [`WorkqueueBuilder::idle_spin`].
 ///
 /// Waking a parked worker costs the waker a system call of about 15 us and
 /// the worker a scheduling delay of tens of microseconds, so a worker that
 /// just ran an item stays awake, yielding to other tokio tasks, for about as
 /// long as one wake-up would cost. Under a steady stream of work it then
 /// never parks, and queueing never has to wake it.
-const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 
 /// The loop of one worker task: take the next item, run it, repeat; spin
 /// briefly, then sleep when there is nothing to take.
@@ -400,7 +416,7 @@ async fn worker(shared: Arc<Shared>, id: u64) {
 
     loop {
         let now = Instant::now();
-        let may_park = idle_since.is_some_and(|since| now - since >= IDLE_SPIN);
+        let may_park = idle_since.is_some_and(|since| now - since >= shared.idle_spin);
         let next = poll_fn(|cx| {
             let mut released: [Option<ItemRef>; 2] = [None, None];
             let poll = {
@@ -446,7 +462,7 @@ async fn worker(shared: Arc<Shared>, id: u64) {
                 // Poll the hint, not the lock, until work appears or the
                 // spin ends; yield so that other tasks of the runtime run.
                 while queue.worklist_hint.load(Ordering::Relaxed) == 0
-                    && since.elapsed() < IDLE_SPIN
+                    && since.elapsed() < shared.idle_spin
                 {
                     tokio::task::yield_now().await;
                 }

@@ -75,7 +75,8 @@ pub struct WorkqueueStats {
     pub panicked: u64,
     /// Runs in progress now.
     pub in_flight: u64,
-    /// Most runs in progress at once since the queue was created.
+    /// Maximum number of runs in progress at once since the queue was
+    /// created.
     pub max_in_flight: u64,
     /// Items on the worklist now, waiting to start.
     pub pending: u64,

@@ -21,7 +21,7 @@ pub(crate) use std::sync::atomic::Ordering;
 /// A lock for critical sections of a few list operations: the userspace
 /// form of the kernel's raw spinlock around a worker pool.
 ///
-/// Waiters spin, and yield the CPU after a hundred spins, so that a holder
+/// Waiters spin, and yield the CPU after a thousand spins, so that a holder
 /// preempted by the host is not starved. It never puts a waiter to sleep in
 /// the kernel, so a contended lock costs no system call, which a futex-based
 /// mutex pays as soon as its short spin fails. It protects no data of its
@@ -53,7 +53,7 @@ impl RawLock<()> {
             let mut spins = 0_u32;
             // Relaxed: only a hint to retry the swap, which orders.
             while self.locked.load(Ordering::Relaxed) {
-                if spins < 100 {
+                if spins < 1_000 {
                     spins += 1;
                     std::hint::spin_loop();
                 } else {

@@ -1,0 +1,28 @@
+//! The error messages docs/workqueue.md quotes, checked word for word.
+
+use wq::{DataWork, WaitError};
+
+/// The hard-IRQ and self-wait messages read exactly as documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_messages_as_documented() {
+    let item = DataWork::new("waits-for-itself", (), |_| {});
+    let guard = irq_sim::context::enter_hardirq(42, "nic-rx");
+    let in_top_half = wq::blocking::flush_work(&item).unwrap_err();
+    drop(guard);
+    assert_eq!(
+        in_top_half.to_string(),
+        "sleeping function called from invalid context: flush_work called in hard-IRQ \
+         context by handler \"nic-rx\" of irq 42; defer the waiting to a work item or an \
+         IRQ thread"
+    );
+
+    let self_wait = WaitError::SelfWait {
+        api: "flush_work",
+        work: "waits-for-itself".into(),
+    };
+    assert_eq!(
+        self_wait.to_string(),
+        "flush_work called by work item \"waits-for-itself\" on itself would wait forever; \
+         return from the work function instead, or re-queue the item"
+    );
+}
