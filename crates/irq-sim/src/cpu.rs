@@ -9,13 +9,15 @@
 //! 2. Lock the line's chain, read the clock (entry), enter hard-IRQ context.
 //! 3. For each handler: publish it for the watchdog, call it under
 //!    `catch_unwind`, read the clock, and check the call against the budget.
-//! 4. Count, record the histograms, feed spurious detection.
+//! 4. Count, record the line's histograms, buffer the sample for the CPU's
+//!    histograms, and feed spurious detection.
 //! 5. `end_dispatch` (unmask): an edge that arrived meanwhile, a level still
 //!    high, or a poll request queues the line again.
 //! 6. Drop the hard-IRQ guard: the wake-ups the handlers deferred run now.
 //!
-//! Nothing on this path allocates, and nothing above TRACE is logged except
-//! throttled anomaly reports (overruns, panics, spurious lines).
+//! Nothing on this path allocates. Nothing above TRACE is logged except
+//! anomalies: overruns (throttled per line), and panics and spurious lines
+//! (each disables its line, so each is reported once per enable).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
