@@ -14,6 +14,13 @@ use crate::handler::{IrqRequest, Trigger};
 pub enum ConfigError {
     /// The controller needs at least one line.
     NoLines,
+    /// More lines than a controller accepts.
+    TooManyLines {
+        /// Requested lines.
+        requested: u32,
+        /// Largest accepted count.
+        max: u32,
+    },
     /// The machine needs at least one CPU.
     NoCpus,
     /// More CPUs than the per-CPU counters can address.
@@ -47,6 +54,12 @@ impl fmt::Display for ConfigError {
                 f,
                 "invalid config: nr_irqs is 0; give the controller at least one line"
             ),
+            Self::TooManyLines { requested, max } => {
+                write!(
+                    f,
+                    "invalid config: nr_irqs is {requested}, the maximum is {max}"
+                )
+            }
             Self::NoCpus => write!(
                 f,
                 "invalid config: nr_cpus is 0; give the machine at least one CPU"

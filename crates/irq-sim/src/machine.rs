@@ -13,6 +13,10 @@ use crate::error::{ConfigError, ContractViolation};
 /// Largest CPU count a machine accepts.
 pub const MAX_CPUS: usize = 64;
 
+/// Largest line count a controller accepts (Linux's `NR_IRQS` is in the
+/// thousands on large x86 servers; each idle line costs about 200 bytes).
+pub const MAX_IRQS: u32 = 65_536;
+
 /// How an idle CPU thread waits for work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CpuMode {
@@ -128,6 +132,12 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.nr_irqs == 0 {
             return Err(ConfigError::NoLines);
+        }
+        if self.nr_irqs > MAX_IRQS {
+            return Err(ConfigError::TooManyLines {
+                requested: self.nr_irqs,
+                max: MAX_IRQS,
+            });
         }
         if self.nr_cpus == 0 {
             return Err(ConfigError::NoCpus);

@@ -180,3 +180,14 @@ fn gpio_button_bounces() {
     assert_eq!(stats.total() + stats.coalesced, edges);
     assert_eq!(u64::from(calls.load(Ordering::SeqCst)), stats.total());
 }
+
+/// A bounce count too large to toggle is clamped instead of overflowing.
+#[test]
+fn gpio_bounces_clamped() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let button = GpioButton::new(&irq, 3, u32::MAX, Duration::ZERO, 1);
+    let toggles = button.press().unwrap();
+    assert!(toggles <= 1 + 2 * irq_sim::device::MAX_BOUNCES);
+    assert_eq!(toggles % 2, 1);
+}

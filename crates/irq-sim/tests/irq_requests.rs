@@ -303,6 +303,30 @@ fn invalid_config_rejected() {
     })
     .unwrap_err();
     assert_eq!(error, ConfigError::NoCpus);
+    let error = Machine::new(Config {
+        nr_irqs: u32::MAX,
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert_eq!(
+        error,
+        ConfigError::TooManyLines {
+            requested: u32::MAX,
+            max: irq_sim::machine::MAX_IRQS
+        }
+    );
+    let error = Machine::new(Config {
+        nr_cpus: 1000,
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert_eq!(
+        error,
+        ConfigError::TooManyCpus {
+            requested: 1000,
+            max: irq_sim::machine::MAX_CPUS
+        }
+    );
     let mut config = Config::default();
     config.spurious.threshold = config.spurious.window + 1;
     assert!(matches!(

@@ -11,10 +11,14 @@ use crate::clock;
 use crate::context::{self, InvalidContext};
 use crate::controller::{Controller, lock};
 
+/// The most bounces a button makes per press or release; larger requests are
+/// clamped to it.
+pub const MAX_BOUNCES: u32 = 1000;
+
 /// A push button on an edge line. Each press or release toggles the pin
 /// `1 + 2k` times, with `k` bounces drawn from a seeded generator in
-/// `0..=max_bounces` and `bounce_gap` between edges, so the pin ends in the
-/// new state and each toggle raises the line.
+/// `0..=max_bounces` (at most [`MAX_BOUNCES`]) and `bounce_gap` between
+/// edges, so the pin ends in the new state and each toggle raises the line.
 #[derive(Debug)]
 pub struct GpioButton {
     controller: Controller,
@@ -42,7 +46,7 @@ impl GpioButton {
         Self {
             controller: controller.clone(),
             irq,
-            max_bounces,
+            max_bounces: max_bounces.min(MAX_BOUNCES),
             bounce_gap,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             pressed: AtomicBool::new(false),

@@ -18,6 +18,6 @@ mod nic;
 mod uart;
 
 pub use block::{BlockDevice, BlockRequestError, Completion};
-pub use gpio::GpioButton;
+pub use gpio::{GpioButton, MAX_BOUNCES};
 pub use nic::{Nic, Packet};
 pub use uart::{UART_FIFO_SIZE, Uart};
