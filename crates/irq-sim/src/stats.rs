@@ -423,6 +423,30 @@ mod tests {
     }
 
     #[test]
+    fn details_list_counts_and_percentiles() {
+        let mut stats = line(11, vec!["eth0"], vec![5, 0]);
+        stats.handled = 4;
+        stats.unhandled = 1;
+        stats.coalesced = 7;
+        stats.spurious = true;
+        let mut histograms = LatencyHistograms::for_line();
+        histograms.record(Some(2_000), 500);
+        stats.histograms = Some(histograms);
+        let text = render_line_details(&[stats, line(12, vec![], vec![0, 0])]);
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        let columns: Vec<&str> = rows[1].split_whitespace().collect();
+        assert_eq!(
+            &columns[..6],
+            ["11", "4", "1", "7", "0", "polled"],
+            "{text}"
+        );
+        // Line histograms keep 2 significant digits: 2000 reads back within 1 %.
+        let latency_p50: u64 = columns[6].parse().unwrap();
+        assert!((2000..=2020).contains(&latency_p50), "{text}");
+    }
+
+    #[test]
     fn summary_of_empty_is_zero() {
         assert_eq!(Summary::of(&new_histogram(2)), Summary::default());
     }
