@@ -1,6 +1,7 @@
 //! Queue-to-start latency of a trivial work item, against a bare tokio
 //! mpsc hand-off from a plain thread to a waiting task, on identically built
-//! runtimes, interleaved in rounds.
+//! runtimes, interleaved in rounds; then the same with a busy-poll worker
+//! against a consumer task spinning on `try_recv`.
 //!
 //! Open loop: a plain thread raises events at fixed intended times and every
 //! latency is measured from the intended time of its event, so an event
@@ -99,11 +100,33 @@ fn wq_round(
     }
 }
 
-fn mpsc_round(runtime: &tokio::runtime::Runtime, events: usize, period: Duration) -> Round {
+/// Runs one baseline round; with `spin`, the consumer task polls
+/// `try_recv` instead of sleeping in `recv`, as a busy-poll worker does.
+fn mpsc_round(
+    runtime: &tokio::runtime::Runtime,
+    events: usize,
+    period: Duration,
+    spin: bool,
+) -> Round {
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let consumer = runtime.spawn(async move {
         let mut latency = histogram();
-        while let Some(sent_at) = receiver.recv().await {
+        loop {
+            let sent_at = if spin {
+                match receiver.try_recv() {
+                    Ok(sent_at) => sent_at,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match receiver.recv().await {
+                    Some(sent_at) => sent_at,
+                    None => break,
+                }
+            };
             let now = nanos_since(*EPOCH);
             latency.saturating_record(now.saturating_sub(sent_at).max(1));
         }
@@ -160,6 +183,12 @@ fn main() {
         .max_active(1)
         .runtime(wq_runtime.handle().clone())
         .build();
+    // The same queue with a worker that never parks.
+    let busy_queue = Workqueue::builder("latency-busy-poll")
+        .max_active(1)
+        .idle_spin(Duration::MAX)
+        .runtime(wq_runtime.handle().clone())
+        .build();
     let latencies = Arc::new(Mutex::new(histogram()));
     let items: Vec<TimedItem> = (0..ITEMS)
         .map(|_| {
@@ -175,39 +204,49 @@ fn main() {
         })
         .collect();
 
-    let (mut wq_total, mut mpsc_total) = (histogram(), histogram());
-    let (mut wq_lateness, mut mpsc_lateness) = (histogram(), histogram());
-    let (mut p50_ratios, mut p99_ratios) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let wq = wq_round(&queue, &items, &latencies, events, period);
-        let bare = mpsc_round(&mpsc_runtime, events, period);
-        p50_ratios.push(
-            wq.latency.value_at_quantile(0.5) as f64 / bare.latency.value_at_quantile(0.5) as f64,
-        );
-        p99_ratios.push(
-            wq.latency.value_at_quantile(0.99) as f64 / bare.latency.value_at_quantile(0.99) as f64,
-        );
-        wq_total.add(&wq.latency).expect("same bounds");
-        mpsc_total.add(&bare.latency).expect("same bounds");
-        wq_lateness.add(&wq.producer_lateness).expect("same bounds");
-        mpsc_lateness
-            .add(&bare.producer_lateness)
-            .expect("same bounds");
+    // Two pairs, each interleaved in every round: the default worker (parks
+    // after its 50 us spin) against a consumer sleeping in `recv`, and a
+    // busy-poll worker against a consumer spinning on `try_recv`.
+    let pairs = [
+        ("sleeping", &queue, false),
+        ("busy-poll", &busy_queue, true),
+    ];
+    for (name, queue, spin) in pairs {
+        let (mut wq_total, mut mpsc_total) = (histogram(), histogram());
+        let (mut wq_lateness, mut mpsc_lateness) = (histogram(), histogram());
+        let (mut p50_ratios, mut p99_ratios) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let wq = wq_round(queue, &items, &latencies, events, period);
+            let bare = mpsc_round(&mpsc_runtime, events, period, spin);
+            p50_ratios.push(
+                wq.latency.value_at_quantile(0.5) as f64
+                    / bare.latency.value_at_quantile(0.5) as f64,
+            );
+            p99_ratios.push(
+                wq.latency.value_at_quantile(0.99) as f64
+                    / bare.latency.value_at_quantile(0.99) as f64,
+            );
+            wq_total.add(&wq.latency).expect("same bounds");
+            mpsc_total.add(&bare.latency).expect("same bounds");
+            wq_lateness.add(&wq.producer_lateness).expect("same bounds");
+            mpsc_lateness
+                .add(&bare.producer_lateness)
+                .expect("same bounds");
+        }
+
+        println!("\n{name} consumers:");
+        print_table_header();
+        print_row("wq queue_work -> work start", &wq_total);
+        print_row("baseline mpsc send -> task recv", &mpsc_total);
+        print_row("producer lateness (wq rounds)", &wq_lateness);
+        print_row("producer lateness (mpsc rounds)", &mpsc_lateness);
+
+        let (p50, p50_min, p50_max) = median_and_spread(&mut p50_ratios);
+        let (p99, p99_min, p99_max) = median_and_spread(&mut p99_ratios);
+        println!("ratio wq / baseline, median of {rounds} rounds (min..max):");
+        println!("  p50 {p50:.2}x ({p50_min:.2}..{p50_max:.2}), goal at most 1.2x");
+        println!("  p99 {p99:.2}x ({p99_min:.2}..{p99_max:.2}), goal at most 1.5x");
     }
-
-    println!();
-    print_table_header();
-    print_row("wq queue_work -> work start", &wq_total);
-    print_row("baseline mpsc send -> task recv", &mpsc_total);
-    print_row("producer lateness (wq rounds)", &wq_lateness);
-    print_row("producer lateness (mpsc rounds)", &mpsc_lateness);
-
-    let (p50, p50_min, p50_max) = median_and_spread(&mut p50_ratios);
-    let (p99, p99_min, p99_max) = median_and_spread(&mut p99_ratios);
-    println!();
-    println!("ratio wq / baseline, median of {rounds} rounds (min..max):");
-    println!("  p50 {p50:.2}x ({p50_min:.2}..{p50_max:.2}), goal at most 1.2x");
-    println!("  p99 {p99:.2}x ({p99_min:.2}..{p99_max:.2}), goal at most 1.5x");
     if floor.untrustworthy() {
         println!("  (noise floor above 2 %: treat the tails with suspicion)");
     }

@@ -1,8 +1,11 @@
 //! Criterion benches of queueing, each beside its baseline in one group:
 //!
 //! - `queue_work_idle_ns`: `queue_work` of an idle item from a plain thread,
-//!   against `UnboundedSender::send`, both with the consumer awake (busy, so
-//!   neither pays a wake-up).
+//!   against `UnboundedSender::send`, both with the consumer awake so that
+//!   neither pays a wake-up. Two pairs: the consumer held busy elsewhere
+//!   (nothing is consumed while the producer runs), and the consumer
+//!   consuming at the same time (a busy-poll worker, and a task spinning on
+//!   `try_recv`), which moves cache lines between the cores on both sides.
 //! - `queue_work_pending_ns`: `queue_work` of an item that is already
 //!   pending: the coalesced path.
 //! - `work_items_per_s`: trivial work items queued from a plain thread and
@@ -90,7 +93,7 @@ fn bench_queue_idle(c: &mut Criterion) {
     let items: Vec<Arc<Work>> = (0..BATCH)
         .map(|_| Work::from_fn("trivial", || {}))
         .collect();
-    group.bench_function("wq_queue_work", |b| {
+    group.bench_function("wq_queue_work_worker_held", |b| {
         b.iter_batched(
             || {
                 // Run the previous batch's items, then hold the worker again.
@@ -108,7 +111,7 @@ fn bench_queue_idle(c: &mut Criterion) {
     busy.release();
 
     let runtime = runtime();
-    group.bench_function("baseline_mpsc_send", |b| {
+    group.bench_function("baseline_mpsc_send_receiver_idle", |b| {
         b.iter_batched(
             || {
                 // The receiver lives on the runtime but is not waiting: like
@@ -125,6 +128,50 @@ fn bench_queue_idle(c: &mut Criterion) {
             BatchSize::PerIteration,
         );
     });
+
+    let consuming = Workqueue::builder("bench-consuming")
+        .max_active(1)
+        .idle_spin(Duration::MAX)
+        .runtime(runtime.handle().clone())
+        .build();
+    group.bench_function("wq_queue_work_worker_consuming", |b| {
+        b.iter_batched(
+            // The previous batch has run: every item is idle again.
+            || wq::blocking::flush_work(items.last().unwrap()).unwrap(),
+            |_| {
+                for item in &items {
+                    black_box(wq::queue_work(&consuming, item).unwrap());
+                }
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    wq::blocking::flush_workqueue(&consuming).unwrap();
+
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = {
+        let stop = stop.clone();
+        runtime.spawn(async move {
+            let mut sum = 0_u64;
+            while !stop.load(Ordering::Relaxed) {
+                match receiver.try_recv() {
+                    Ok(value) => sum = sum.wrapping_add(value),
+                    Err(_) => tokio::task::yield_now().await,
+                }
+            }
+            sum
+        })
+    };
+    group.bench_function("baseline_mpsc_send_receiver_consuming", |b| {
+        b.iter(|| {
+            for value in 0..BATCH as u64 {
+                sender.send(black_box(value)).unwrap();
+            }
+        });
+    });
+    stop.store(true, Ordering::Relaxed);
+    black_box(runtime.block_on(consumer).unwrap());
     drop(runtime);
     group.finish();
 }

@@ -17,13 +17,13 @@ use driver::printk;
 use driver::printk::KernLevel;
 use wq::Work;
 
-/// The deferred function. It runs later, in task context on a worker of
-/// `system_wq`.
+/// Prints the work's message. It runs later, in task context on a worker
+/// of `system_wq`.
 fn my_function() {
     printk!("call function from queue");
 }
 
-/// What the module keeps between init and exit.
+/// The module's state between init and exit.
 struct DynamQueue {
     /// The allocated work item. The original module kept no pointer to its
     /// `kmalloc`ed item, so it could never free it: a leak on every load.

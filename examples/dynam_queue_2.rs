@@ -28,17 +28,17 @@ struct QueueData {
     data: i32,
 }
 
-/// The deferred function. It runs later, in task context on a worker of
-/// `system_wq`, and reads the data through the item.
+/// Prints the item's data. It runs later, in task context on a worker of
+/// `system_wq`, and reaches the data through the item.
 fn my_function(item: &Arc<DataWork<QueueData>>) {
     printk!("call function from queue");
     printk!("function param: data={}", item.data);
-    // The C function ends with `kfree` of the structure. Here the queue drops
-    // its reference when this run returns, and the module drops the last
-    // one at exit, so the memory is freed exactly once, after its last use.
+    // The C function ends with `kfree` of the structure. Here the structure
+    // is freed when the last of two references goes: the queue's, dropped
+    // when this run returns, or the module's, dropped at exit.
 }
 
-/// What the module keeps between init and exit.
+/// The module's state between init and exit.
 struct DynamQueue2 {
     tst_queue_struct: Arc<DataWork<QueueData>>,
 }
@@ -57,8 +57,9 @@ fn init_dynam_queue() -> DynamQueue2 {
 /// Module exit.
 fn cleanup_dynam_queue(module: DynamQueue2) {
     // Unlike the original module, wait until the item is neither pending
-    // nor running before the module goes away; the structure cannot leak
-    // either, since dropping `module` frees it.
+    // nor running before the module goes away. The structure cannot leak
+    // either, because dropping `module` gives up the last reference the
+    // module holds.
     wq::blocking::cancel_work_sync(&module.tst_queue_struct).expect("called in task context");
     printk!(KernLevel::Alert, "Goodbye, dynamic queue");
     drop(module);

@@ -15,8 +15,8 @@ use driver::printk;
 use driver::printk::KernLevel;
 use wq::Work;
 
-/// The deferred function. It runs later, in task context on a worker of
-/// `system_wq`, where it could sleep.
+/// Prints the work's message. It runs later, in task context on a worker
+/// of `system_wq`, where it could sleep.
 fn my_function() {
     printk!("call function from queue");
 }

@@ -110,7 +110,7 @@ impl Drop for Handle {
     }
 }
 
-/// What a queue's tasks share with its handles.
+/// The state a queue's tasks share with its handles.
 pub(crate) struct Shared {
     pub(crate) core: QueueCore,
     /// Immutable.
@@ -402,8 +402,8 @@ impl Drop for WorkerGuard<'_> {
 /// never parks, and queueing never has to wake it.
 pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 
-/// The loop of one worker task: take the next item, run it, repeat; spin
-/// briefly, then sleep when there is nothing to take.
+/// Runs one worker task: takes the next item, runs it, and repeats. With
+/// nothing to take, it spins briefly, then sleeps.
 async fn worker(shared: Arc<Shared>, id: u64) {
     let queue = &shared.core;
     let mut guard = WorkerGuard {
@@ -475,7 +475,7 @@ async fn worker(shared: Arc<Shared>, id: u64) {
     }
 }
 
-/// What a worker does after one look at its worklist.
+/// A worker's next step after one look at its worklist.
 enum Step {
     Run(Started),
     Spin,
@@ -626,7 +626,8 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// The timer task of a queue: moves delayed items to the worklist when due.
+/// Moves a queue's delayed items to its worklist when they are due; the
+/// queue's timer task.
 async fn timer_task(shared: Arc<Shared>) {
     let queue = &shared.core;
     let mut wake = Vec::new();

@@ -25,7 +25,7 @@ use crate::sync::const_unless_loom;
 /// The future an async work function returns.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// What a run of a work item does.
+/// The outcome of calling a work item's function.
 pub(crate) enum Call {
     /// A synchronous function ran to completion.
     Done,
@@ -87,8 +87,8 @@ mod sealed {
 /// `&Arc` of one.
 ///
 /// A plain `&Work` borrowed from a local is not accepted, because the queue
-/// could outlive the borrow; that is the compile-time form of the kernel's
-/// "work item freed while queued" bug.
+/// could outlive the borrow. Rejecting it at compile time rules out the
+/// kernel's "work item freed while queued" bug.
 pub trait WorkRef: sealed::Sealed {
     #[doc(hidden)]
     fn item_ref(&self) -> ItemRef;
