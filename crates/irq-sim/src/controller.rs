@@ -186,7 +186,7 @@ pub(crate) struct CpuQueue {
     pub(crate) timers: Box<TimerTable>,
 }
 
-/// What the machine shares with one CPU thread.
+/// The state the machine shares with one CPU thread.
 ///
 /// `repr(C)` and the alignment keep the queue's lock, its heap header and
 /// `queued` in the first cache line, so that a raise and the CPU's pop pass
@@ -467,7 +467,8 @@ impl Controller {
         Ok(())
     }
 
-    /// A device raises line `irq` now: an edge, or a level line going high.
+    /// Raises line `irq` now for a device: an edge, or a level line going
+    /// high.
     ///
     /// # Errors
     ///
@@ -503,8 +504,8 @@ impl Controller {
         Ok(outcome)
     }
 
-    /// A device lowers level line `irq`. Returns true if it was high; an
-    /// edge line has nothing to lower and returns false.
+    /// Lowers level line `irq` for a device. Returns true if it was high.
+    /// An edge line has nothing to lower, so it returns false.
     ///
     /// # Errors
     ///
@@ -744,9 +745,9 @@ impl Controller {
     /// # Context
     ///
     /// Task context; may sleep (waits for the line's running handlers).
-    /// It holds the chain lock, which the line's CPU needs for every
-    /// delivery, only to swap the histograms for empty ones allocated
-    /// beforehand; the copy and the merge happen outside it.
+    /// The line's CPU needs the chain lock for every delivery, so this holds
+    /// it only to swap the histograms for empty ones allocated beforehand.
+    /// The copy and the merge happen outside it.
     pub fn line_stats(&self, irq: u32) -> Result<LineStats, LineError> {
         Self::check_sleep("line_stats").map_err(LineError::InvalidContext)?;
         let line = self.line(irq)?;

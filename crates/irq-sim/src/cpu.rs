@@ -83,7 +83,7 @@ impl SampleBuffer {
     }
 }
 
-/// What the CPU does next.
+/// The next job of the CPU thread.
 enum Work {
     Line(QueueEntry),
     /// A local timer expired: raise its line as of the programmed time.
@@ -106,7 +106,7 @@ impl Drop for ExitSignal {
     }
 }
 
-/// The body of CPU thread `cpu`.
+/// Runs CPU thread `cpu` until the machine stops.
 pub(crate) fn run(controller: Controller, cpu: usize, board: ExitBoard) {
     let _exit = ExitSignal { board, cpu };
     let config = controller.shared.config;
@@ -431,7 +431,7 @@ impl Call<'_> {
     }
 }
 
-/// What the handlers of one delivery returned.
+/// The combined result of the handlers of one delivery.
 #[derive(Default)]
 struct ChainOutcome {
     /// Some handler returned `Handled` or `WakeThread`.

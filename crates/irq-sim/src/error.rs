@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::context::InvalidContext;
 use crate::handler::{IrqRequest, Trigger};
 
-/// Why a machine could not be built from its configuration.
+/// The reason a machine could not be built from its configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// The controller needs at least one line.
@@ -84,7 +84,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Why `request_irq` rejected a handler.
+/// The reason `request_irq` rejected a handler.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestError {
     /// The line number is not below the controller's line count.
@@ -177,7 +177,7 @@ impl std::error::Error for RequestError {}
 
 /// A rejected `request_irq`: the reason, and the request handed back.
 pub struct RequestRejected {
-    /// Why the request was rejected.
+    /// The reason for the rejection.
     pub error: RequestError,
     /// The rejected request, with its handler, for another try.
     pub request: IrqRequest,
@@ -204,7 +204,7 @@ impl std::error::Error for RequestRejected {
     }
 }
 
-/// Why `free_irq` failed.
+/// The reason `free_irq` failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FreeError {
     /// The handler id is not (or no longer) registered on its line: a double
@@ -233,8 +233,8 @@ impl fmt::Display for FreeError {
 
 impl std::error::Error for FreeError {}
 
-/// Why an operation on a line (disable, enable, mask, affinity, budget...)
-/// failed.
+/// The reason an operation on a line (disable, enable, mask, affinity,
+/// budget, ...) failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LineError {
     /// The line number is not below the controller's line count.

@@ -13,9 +13,9 @@
 //! - Edge lines fold edges that arrive while pending, in progress or
 //!   disabled into one delivery and count them as coalesced. Level lines are
 //!   masked during their handlers and fire again while still high.
-//! - Top halves ([`TopHalf`]) return [`IrqReturn`]; each call is timed
-//!   against its line's budget ([`contract`]), panics are caught and disable
-//!   the line, a lockup watchdog reports a CPU stuck in a top half, and
+//! - Top halves ([`TopHalf`]) return [`IrqReturn`]. Each call is timed
+//!   against its line's budget ([`contract`]). Panics are caught and disable
+//!   the line. A lockup watchdog reports a CPU stuck in a top half, and
 //!   unhandled storms disable the line as spurious.
 //! - [`timer`] gives each CPU local timers; [`device`] has a NIC, a UART, a
 //!   block device and a GPIO button; [`arrival`] drives devices with

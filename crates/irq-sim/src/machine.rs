@@ -17,7 +17,7 @@ pub const MAX_CPUS: usize = 64;
 /// thousands on large x86 servers; each idle line costs about 200 bytes).
 pub const MAX_IRQS: u32 = 65_536;
 
-/// How an idle CPU thread waits for work.
+/// The way an idle CPU thread waits for work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CpuMode {
     /// Sleep on a condition variable (or until the next local timer
@@ -91,13 +91,13 @@ pub struct Config {
     pub nr_irqs: u32,
     /// Simulated CPUs (one OS thread each).
     pub nr_cpus: usize,
-    /// How idle CPUs wait.
+    /// The way idle CPUs wait.
     pub cpu_mode: CpuMode,
     /// Spurious detection.
     pub spurious: SpuriousConfig,
     /// Lockup watchdog.
     pub watchdog: WatchdogConfig,
-    /// How the CPU time of an overrunning call is found.
+    /// The method that finds the CPU time of an overrunning call.
     pub cpu_time: CpuTimeAccounting,
     /// Budget of every line until `set_budget` changes it.
     pub default_budget: Budget,
@@ -171,7 +171,7 @@ pub struct HungCpu {
     pub stuck_for: Duration,
 }
 
-/// What `Machine::shutdown` found.
+/// The findings of `Machine::shutdown`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
     /// CPUs that did not stop within the shutdown timeout. Their threads are
@@ -188,13 +188,14 @@ impl ShutdownReport {
     }
 }
 
-/// Which CPU threads have exited; under its mutex, signalled on the condvar.
+/// The exit flags of the CPU threads, under the mutex and signalled on the
+/// condvar.
 pub(crate) type ExitBoard = Arc<(Mutex<Vec<bool>>, Condvar)>;
 
 /// A running simulated machine: a controller and its CPU threads.
 ///
-/// Dropping it shuts it down as [`Machine::shutdown`] does and logs what
-/// the report would say.
+/// Dropping it shuts it down as [`Machine::shutdown`] does and logs a
+/// warning when the report is not clean.
 pub struct Machine {
     controller: Controller,
     cpu_threads: Vec<Option<JoinHandle<()>>>,

@@ -11,7 +11,7 @@ use crate::clock;
 use crate::context::{self, InvalidContext};
 use crate::controller::{Controller, lock};
 
-/// The most bounces a button makes per press or release; larger requests are
+/// The maximum bounces a button makes per press or release; larger requests are
 /// clamped to it.
 pub const MAX_BOUNCES: u32 = 1000;
 
