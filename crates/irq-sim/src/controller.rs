@@ -836,6 +836,20 @@ impl Controller {
         ))
     }
 
+    /// Renders the lines that have handlers as JSON (see
+    /// [`stats::render_interrupts_json`]).
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::InvalidContext`] in a top half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep.
+    pub fn render_interrupts_json(&self) -> Result<String, LineError> {
+        Ok(stats::render_interrupts_json(&self.all_line_stats()?))
+    }
+
     /// Returns the contract violations recorded so far (panics, lockups,
     /// and overruns of lines whose policy is `Fail`).
     ///

@@ -393,6 +393,88 @@ pub fn render_line_details(lines: &[LineStats]) -> String {
     out
 }
 
+/// Renders `lines` (those with handlers) as JSON: one object per line with
+/// its counters and the latency and duration summaries in nanoseconds.
+///
+/// # Context
+///
+/// Any; never sleeps (allocates the text).
+pub fn render_interrupts_json(lines: &[LineStats]) -> String {
+    let mut out = String::from("[");
+    for (index, line) in lines
+        .iter()
+        .filter(|line| !line.handlers.is_empty())
+        .enumerate()
+    {
+        if index > 0 {
+            out.push(',');
+        }
+        let handlers: Vec<String> = line.handlers.iter().map(|name| json_string(name)).collect();
+        let per_cpu: Vec<String> = line.per_cpu.iter().map(u64::to_string).collect();
+        let (latency, duration) = line
+            .histograms
+            .as_ref()
+            .map(|h| (Summary::of(&h.latency), Summary::of(&h.duration)))
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "{{\"irq\":{},\"trigger\":\"{}\",\"handlers\":[{}],\"per_cpu\":[{}],\"handled\":{},\"unhandled\":{},\
+             \"coalesced\":{},\"skipped\":{},\"polls\":{},\"overruns\":{},\"preempted\":{},\"panics\":{},\
+             \"wake_thread\":{},\"spurious\":{},\"depth\":{},\"masked\":{},\"latency_ns\":{},\"duration_ns\":{}}}",
+            line.irq,
+            line.trigger,
+            handlers.join(","),
+            per_cpu.join(","),
+            line.handled,
+            line.unhandled,
+            line.coalesced,
+            line.skipped,
+            line.polls,
+            line.overruns,
+            line.preempted,
+            line.panics,
+            line.wake_thread,
+            line.spurious,
+            line.depth,
+            line.masked,
+            summary_json(&latency),
+            summary_json(&duration)
+        );
+    }
+    out.push(']');
+    out
+}
+
+fn summary_json(summary: &Summary) -> String {
+    format!(
+        "{{\"count\":{},\"min\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}}",
+        summary.count,
+        summary.min,
+        summary.p50,
+        summary.p90,
+        summary.p99,
+        summary.p999,
+        summary.max
+    )
+}
+
+/// Quotes a handler name as a JSON string.
+fn json_string(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(quoted, "\\u{:04x}", u32::from(c));
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +526,26 @@ mod tests {
         // Line histograms keep 2 significant digits: 2000 reads back within 1 %.
         let latency_p50: u64 = columns[6].parse().unwrap();
         assert!((2000..=2020).contains(&latency_p50), "{text}");
+    }
+
+    #[test]
+    fn json_lists_lines_with_handlers() {
+        let lines = vec![
+            line(0, vec!["timer"], vec![9, 0]),
+            line(1, vec![], vec![0, 0]),
+            line(11, vec!["a\"b"], vec![1, 2]),
+        ];
+        let json = render_interrupts_json(&lines);
+        assert!(
+            json.starts_with(
+                "[{\"irq\":0,\"trigger\":\"edge\",\"handlers\":[\"timer\"],\"per_cpu\":[9,0]"
+            ),
+            "{json}"
+        );
+        assert!(json.contains("\"handlers\":[\"a\\\"b\"]"), "{json}");
+        assert!(!json.contains("\"irq\":1,"), "{json}");
+        assert!(json.ends_with("}]"), "{json}");
+        assert_eq!(json.matches("\"irq\"").count(), 2);
     }
 
     #[test]
