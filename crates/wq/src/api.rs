@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use irq_sim::context::{self, might_sleep};
 
-use crate::core::{self, Claim, Linked, Modified, Rejected, WorkCore, lock_pool};
+use crate::core::{self, Claim, IntakeClaim, Linked, Modified, Rejected, WorkCore, lock_pool};
 use crate::error::{QueueError, WaitError};
 use crate::queue::{self, Workqueue, WqFlags};
 use crate::system::system_wq;
@@ -148,6 +148,7 @@ pub fn mod_delayed_work(
                 false => return Ok(false),
             },
             Modified::Busy => std::hint::spin_loop(),
+            Modified::Drained(leftovers) => leftovers.settle(),
         }
     }
 }
@@ -187,13 +188,22 @@ fn queue_at(
     let queue = &wq.shared().core;
 
     // Step 1: the lock-free claim; most repeated queueings end here.
-    let ticket = match core_ref.claim() {
-        Claim::Claimed(ticket) => ticket,
-        Claim::AlreadyPending => {
+    let claim = if deadline.is_some() {
+        match core_ref.claim() {
+            Claim::Claimed(ticket) => IntakeClaim::Locked(ticket),
+            Claim::AlreadyPending => IntakeClaim::AlreadyPending,
+            Claim::Disabled => IntakeClaim::Disabled,
+        }
+    } else {
+        core_ref.claim_for_intake()
+    };
+    let ticket = match claim {
+        IntakeClaim::Push(ticket) | IntakeClaim::Locked(ticket) => ticket,
+        IntakeClaim::AlreadyPending => {
             queue.counters.count_coalesced();
             return Ok(false);
         }
-        Claim::Disabled => {
+        IntakeClaim::Disabled => {
             queue.counters.count_rejected_disabled();
             return Ok(false);
         }
@@ -206,7 +216,63 @@ fn queue_at(
         "workqueue_queue_work"
     );
 
-    // Step 2: link under the pool lock, unless the queue rejects it.
+    // Step 2: hand the item over, on the intake stack or under the lock.
+    let wake = match claim {
+        IntakeClaim::Push(_) => push(wq, work, core_ref, ticket)?,
+        _ => link_locked(wq, work, core_ref, ticket, deadline)?,
+    };
+
+    // Step 3: wake a worker or the timer task, deferred in a top half.
+    if deadline.is_none() {
+        tracing::trace!(
+            target: "workqueue",
+            work = core_ref.name(),
+            workqueue = %queue.name,
+            "workqueue_activate_work"
+        );
+    }
+    if let Some(waker) = wake {
+        context::wake_or_defer(waker);
+    }
+    Ok(true)
+}
+
+/// Pushes a claimed queueing on the queue's intake stack, without the pool
+/// lock unless a worker sleeps. Returns the worker to wake.
+fn push(
+    wq: &Workqueue,
+    work: &impl WorkRef,
+    core_ref: &WorkCore,
+    ticket: u64,
+) -> Result<Option<Waker>, QueueError> {
+    let queue = &wq.shared().core;
+    let from_own_work = || queue::current_run().is_some_and(|run| ptr::eq(run.queue, queue));
+    if let Err(rejected) = core::accepts_unlocked(queue, from_own_work) {
+        core::abandon_intake(core_ref, ticket, &mut lock_pool());
+        return Err(rejection(rejected, queue, core_ref));
+    }
+
+    match core::push_intake(core_ref, work.item_ref(), ticket, queue) {
+        core::Pushed::Queued => Ok(None),
+        core::Pushed::WakeIdle => Ok(core::wake_idle(&mut lock_pool(), queue)),
+        core::Pushed::Destroyed => {
+            let leftovers = core::recall_destroyed(&mut lock_pool(), core_ref, ticket, queue);
+            leftovers.settle();
+            Err(rejection(Rejected::Destroyed, queue, core_ref))
+        }
+    }
+}
+
+/// Links a claimed queueing under the pool lock: delayed work, and an item
+/// whose node still waits on an intake stack. Returns the task to wake.
+fn link_locked(
+    wq: &Workqueue,
+    work: &impl WorkRef,
+    core_ref: &WorkCore,
+    ticket: u64,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Option<Waker>, QueueError> {
+    let queue = &wq.shared().core;
     let item: ItemRef = work.item_ref();
     let linked = {
         let mut pool = lock_pool();
@@ -222,28 +288,21 @@ fn queue_at(
             }
         }
     };
-
-    // Step 3: wake a worker or the timer task, deferred in a top half.
     match linked? {
-        Linked::Queued(wake) => {
-            if deadline.is_none() {
-                tracing::trace!(
-                    target: "workqueue",
-                    work = core_ref.name(),
-                    workqueue = %queue.name,
-                    "workqueue_activate_work"
-                );
-            }
-            if let Some(waker) = wake {
-                context::wake_or_defer(waker);
-            }
-            Ok(true)
-        }
+        Linked::Queued(wake) => Ok(wake),
         // Dropped here, after unlocking: it may be the last reference.
         Linked::Cancelled(item) => {
             drop(item);
-            Ok(true)
+            Ok(None)
         }
+    }
+}
+
+fn rejection(rejected: Rejected, queue: &core::QueueCore, work: &WorkCore) -> QueueError {
+    let (queue, work) = (queue.name.to_string(), work.name().to_string());
+    match rejected {
+        Rejected::Draining => QueueError::Draining { queue, work },
+        Rejected::Destroyed => QueueError::Destroyed { queue, work },
     }
 }
 
@@ -285,8 +344,9 @@ pub fn cancel_delayed_work(dwork: impl DelayedWorkRef) -> bool {
 ///
 /// # Cancel safety
 ///
-/// Dropping the future before it resolves leaves the item enabled and
-/// cancelled, but does not wait for a run in progress.
+/// The cancel happens when the function is called. Dropping the future
+/// before it resolves re-enables the item without waiting for a run in
+/// progress.
 ///
 /// # Context
 ///
@@ -294,11 +354,7 @@ pub fn cancel_delayed_work(dwork: impl DelayedWorkRef) -> bool {
 pub fn cancel_work_sync(
     work: impl WorkRef,
 ) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
-    let checked = check_may_wait("cancel_work_sync", work.work_core()).map(|()| work.item_ref());
-    async move {
-        let item = checked?;
-        Ok(cancel_and_wait(&item, true).await)
-    }
+    cancel_and_wait("cancel_work_sync", work.item_ref(), true)
 }
 
 /// Cancels `dwork` and waits until it is neither pending nor running
@@ -314,28 +370,36 @@ pub fn cancel_work_sync(
 pub fn cancel_delayed_work_sync(
     dwork: impl DelayedWorkRef,
 ) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
-    let checked =
-        check_may_wait("cancel_delayed_work_sync", dwork.work_core()).map(|()| dwork.item_ref());
-    async move {
-        let item = checked?;
-        Ok(cancel_and_wait(&item, true).await)
-    }
+    cancel_and_wait("cancel_delayed_work_sync", dwork.item_ref(), true)
 }
 
-/// Disables, cancels, waits for the run in progress, and re-enables unless
-/// `enable_after` is false. Returns true when the item was pending.
-async fn cancel_and_wait(item: &ItemRef, enable_after: bool) -> bool {
-    let core_ref = item.core();
-    let disabled = core_ref.disable();
-    let _enable = enable_after.then_some(EnableOnDrop {
-        item: item.clone(),
-        armed: disabled,
+/// Checks the context, then at once disables and cancels `item`; the
+/// returned future waits for the run in progress and re-enables the item
+/// unless `enable_after` is false. It resolves to true when the item was
+/// pending.
+fn cancel_and_wait(
+    api: &'static str,
+    item: ItemRef,
+    enable_after: bool,
+) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
+    let started = check_may_wait(api, item.core()).map(|()| {
+        let core_ref = item.core();
+        let disabled = core_ref.disable();
+        let enable = enable_after.then(|| EnableOnDrop {
+            item: item.clone(),
+            armed: disabled,
+        });
+        let outcome = core::cancel(&mut lock_pool(), core_ref);
+        drop(outcome.released);
+        let ticket = core_ref.latest_ticket();
+        (item, ticket, outcome.was_pending, enable)
     });
-
-    let outcome = core::cancel(&mut lock_pool(), core_ref);
-    drop(outcome.released);
-    core_ref.wait_done(core_ref.latest_ticket()).await;
-    outcome.was_pending
+    async move {
+        let (item, ticket, was_pending, enable) = started?;
+        item.core().wait_done(ticket).await;
+        drop(enable);
+        Ok(was_pending)
+    }
 }
 
 /// Lowers the disable depth raised by a cancel, when the cancel ends or is
@@ -374,16 +438,20 @@ impl Drop for EnableOnDrop {
 pub fn flush_work(
     work: impl WorkRef,
 ) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
-    let checked = check_may_wait("flush_work", work.work_core()).map(|()| work.item_ref());
+    // The queueing to wait for is the latest one at the call, not at the
+    // first poll.
+    let checked = check_may_wait("flush_work", work.work_core())
+        .map(|()| (work.item_ref(), work.work_core().latest_ticket()));
     async move {
-        let item = checked?;
-        Ok(flush_item(&item).await)
+        let (item, ticket) = checked?;
+        Ok(flush_item(&item, ticket).await)
     }
 }
 
-async fn flush_item(item: &ItemRef) -> bool {
+/// Waits for the queueing `ticket` of `item`; returns false at once if it
+/// had already finished.
+async fn flush_item(item: &ItemRef, ticket: u64) -> bool {
     let core_ref = item.core();
-    let ticket = core_ref.latest_ticket();
     if core_ref.is_done(ticket) {
         return false;
     }
@@ -404,15 +472,17 @@ async fn flush_item(item: &ItemRef) -> bool {
 pub fn flush_delayed_work(
     dwork: impl DelayedWorkRef,
 ) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
-    let checked =
-        check_may_wait("flush_delayed_work", dwork.work_core()).map(|()| dwork.item_ref());
-    async move {
-        let item = checked?;
-        let wake = core::activate(&mut lock_pool(), item.core());
+    let checked = check_may_wait("flush_delayed_work", dwork.work_core()).map(|()| {
+        // Cut the delay short now, at the call.
+        let wake = core::activate(&mut lock_pool(), dwork.work_core());
         if let Some(waker) = wake {
             waker.wake();
         }
-        Ok(flush_item(&item).await)
+        (dwork.item_ref(), dwork.work_core().latest_ticket())
+    });
+    async move {
+        let (item, ticket) = checked?;
+        Ok(flush_item(&item, ticket).await)
     }
 }
 
@@ -444,7 +514,16 @@ pub fn flush_workqueue(
 }
 
 async fn flush_queue(wq: &Workqueue, with_timers: bool) {
-    let targets = core::flush_targets(&mut lock_pool(), &wq.shared().core, with_timers);
+    let queue = &wq.shared().core;
+    let (targets, leftovers) = {
+        let mut pool = lock_pool();
+        let leftovers = core::drain_intake(&mut pool, queue);
+        (
+            core::flush_targets(&mut pool, queue, with_timers),
+            leftovers,
+        )
+    };
+    leftovers.settle();
     for (item, ticket) in targets {
         item.core().wait_done(ticket).await;
     }
@@ -483,10 +562,14 @@ async fn drain(wq: &Workqueue, after: core::Phase) {
     let mut rounds = 0_u64;
     loop {
         flush_queue(wq, true).await;
-        let finished = {
+        let (finished, leftovers) = {
             let mut pool = lock_pool();
-            core::is_empty(&mut pool, queue).then(|| core::set_phase(&mut pool, queue, after))
+            let leftovers = core::drain_intake(&mut pool, queue);
+            let finished =
+                core::is_empty(&mut pool, queue).then(|| core::set_phase(&mut pool, queue, after));
+            (finished, leftovers)
         };
+        leftovers.settle();
         if let Some(wake) = finished {
             wake.into_iter().for_each(Waker::wake);
             return;
@@ -594,11 +677,7 @@ pub fn disable_work(work: impl WorkRef) -> bool {
 pub fn disable_work_sync(
     work: impl WorkRef,
 ) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
-    let checked = check_may_wait("disable_work_sync", work.work_core()).map(|()| work.item_ref());
-    async move {
-        let item = checked?;
-        Ok(cancel_and_wait(&item, false).await)
-    }
+    cancel_and_wait("disable_work_sync", work.item_ref(), false)
 }
 
 /// Lowers the disable depth of `work` (`enable_work`). Returns true when the

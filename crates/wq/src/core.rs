@@ -66,11 +66,15 @@ use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 
 use crate::stats::{Counters, Tallies};
-use crate::sync::{AtomicU64, Ordering, RawLock, RawLockGuard, UnsafeCell, const_unless_loom};
+use crate::sync::{
+    AtomicU64, Ordering, RawLock, RawLockGuard, UnsafeCell, const_unless_loom, dekker_fence,
+};
 use crate::work::ItemRef;
 
 /// The item is pending: queued or on a timer, not started.
 const PENDING: u64 = 1;
+/// The item's node is on a queue's intake stack (see `push_intake`).
+const IN_INTAKE: u64 = 2;
 const DISABLE_SHIFT: u32 = 8;
 const DISABLE_ONE: u64 = 1 << DISABLE_SHIFT;
 const DISABLE_MASK: u64 = 0xFFFF << DISABLE_SHIFT;
@@ -103,10 +107,28 @@ pub struct WorkCore {
     flushers: AtomicUsize,
     /// Notified when `done` advances while `flushers` is non-zero.
     completion: Notify,
+    /// Next node on the intake stack. Written by the pusher before the push,
+    /// read by the drainer after it.
+    intake_next: crate::sync::AtomicPtr<WorkCore>,
+    /// The queue whose intake the node was last pushed on.
+    intake_queue: crate::sync::AtomicPtr<QueueCore>,
+    /// What the pusher hands to the drainer. Written only by the owner of
+    /// `IN_INTAKE` before its push, read only by the drainer after the
+    /// swap that took the node; see `push_intake`.
+    slot: UnsafeCell<IntakeSlot>,
+}
+
+/// A queueing in flight on an intake stack.
+struct IntakeSlot {
+    item: Option<ItemRef>,
+    ticket: u64,
+    queued_at: Option<Instant>,
 }
 
 // SAFETY: `node` is only reached through `PoolGuard::node`, which requires
-// the pool lock; every other field is immutable, atomic or `Sync`.
+// the pool lock. `slot` has one writer at a time, the owner of `IN_INTAKE`,
+// and is read only by the drainer that took the node off the stack. Every
+// other field is immutable, atomic or `Sync`.
 unsafe impl Sync for WorkCore {}
 // SAFETY: the `NonNull` links inside `node` point to items kept alive by their
 // own `Node::held`; they are only followed under the pool lock.
@@ -121,6 +143,21 @@ impl std::fmt::Debug for WorkCore {
             .field("disable_depth", &disable_depth_of(state))
             .finish()
     }
+}
+
+/// Outcome of `WorkCore::claim_for_intake`.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IntakeClaim {
+    /// A new pending period: push the item with `push_intake`.
+    Push(u64),
+    /// A new pending period, but the node is still on an intake stack: link
+    /// it under the pool lock with `link_pending`.
+    Locked(u64),
+    /// The item was already pending; nothing changed.
+    AlreadyPending,
+    /// The item is disabled; nothing changed.
+    Disabled,
 }
 
 /// Outcome of `WorkCore::claim`.
@@ -145,6 +182,13 @@ impl WorkCore {
                 node: UnsafeCell::new(Node::new()),
                 flushers: AtomicUsize::new(0),
                 completion: Notify::const_new(),
+                intake_next: crate::sync::AtomicPtr::new(std::ptr::null_mut()),
+                intake_queue: crate::sync::AtomicPtr::new(std::ptr::null_mut()),
+                slot: UnsafeCell::new(IntakeSlot {
+                    item: None,
+                    ticket: 0,
+                    queued_at: None,
+                }),
             }
         }
     }
@@ -180,6 +224,35 @@ impl WorkCore {
             } else {
                 let next = (state | PENDING).wrapping_add(TICKET_ONE);
                 (next, Claim::Claimed(ticket_of(next)))
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return outcome,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Starts a pending period for a queueing through the intake stack:
+    /// like `claim`, and also takes `IN_INTAKE` when the node is free to be
+    /// pushed.
+    pub(crate) fn claim_for_intake(&self) -> IntakeClaim {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let (next, outcome) = if state & DISABLE_MASK != 0 {
+                return IntakeClaim::Disabled;
+            } else if state & PENDING != 0 {
+                (state, IntakeClaim::AlreadyPending)
+            } else if state & IN_INTAKE != 0 {
+                // A cancelled queueing's node still waits on a stack: link
+                // this one under the lock instead.
+                let next = (state | PENDING).wrapping_add(TICKET_ONE);
+                (next, IntakeClaim::Locked(ticket_of(next)))
+            } else {
+                let next = (state | PENDING | IN_INTAKE).wrapping_add(TICKET_ONE);
+                (next, IntakeClaim::Push(ticket_of(next)))
             };
             match self
                 .state
@@ -446,6 +519,7 @@ impl List {
 
 /// Lifecycle of a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Phase {
     /// Accepts all queueing.
     Live,
@@ -469,6 +543,15 @@ pub(crate) struct QueueCore {
     /// Length of the worklist, for workers that spin before they park.
     /// Written under the pool lock, read without it.
     pub(crate) worklist_hint: std::sync::atomic::AtomicUsize,
+    /// Head of the intake stack: queueings pushed without the pool lock,
+    /// moved to the worklist by `drain_intake`. Atomic.
+    intake: crate::sync::AtomicPtr<WorkCore>,
+    /// Length of `QueueState::idle`, for pushers deciding whether to wake a
+    /// worker. Written under the pool lock, read without it; SeqCst on both
+    /// sides, see `push_intake`.
+    idle_count: crate::sync::AtomicUsize,
+    /// `QueueState::phase`, for pushers. Written under the pool lock.
+    phase_hint: std::sync::atomic::AtomicU8,
     /// Lists, workers, tallies and histograms. Pool lock.
     state: UnsafeCell<QueueState>,
 }
@@ -491,6 +574,9 @@ struct QueueState {
     workers: usize,
     timer: TimerState,
     tallies: Tallies,
+    /// References to items whose intake queueing was cancelled, to be
+    /// dropped after unlocking.
+    graveyard: Vec<ItemRef>,
     /// Queue-to-start latency, nanoseconds.
     latency: Histogram<u64>,
     /// Work function run time, nanoseconds.
@@ -545,6 +631,9 @@ impl QueueCore {
             max_active,
             counters: Counters::default(),
             worklist_hint: std::sync::atomic::AtomicUsize::new(0),
+            intake: crate::sync::AtomicPtr::new(std::ptr::null_mut()),
+            idle_count: crate::sync::AtomicUsize::new(0),
+            phase_hint: std::sync::atomic::AtomicU8::new(Phase::Live as u8),
             state: UnsafeCell::new(QueueState {
                 phase: Phase::Live,
                 worklist: List::default(),
@@ -554,6 +643,7 @@ impl QueueCore {
                 workers: 0,
                 timer: TimerState::default(),
                 tallies: Tallies::default(),
+                graveyard: Vec::new(),
                 latency: new_histogram(),
                 run_time: new_histogram(),
             }),
@@ -623,13 +713,25 @@ pub(crate) fn link_pending(
 
 /// Puts `core` on `queue`'s worklist and picks an idle worker to wake.
 fn link_worklist(guard: &mut PoolGuard<'_>, core: &WorkCore, queue: &QueueCore) -> Option<Waker> {
+    link_worklist_at(guard, core, queue, Instant::now(), true)
+}
+
+/// Puts `core`, queued at `queued_at`, on `queue`'s worklist, and with
+/// `pick_idle` picks an idle worker to wake.
+fn link_worklist_at(
+    guard: &mut PoolGuard<'_>,
+    core: &WorkCore,
+    queue: &QueueCore,
+    queued_at: Instant,
+    pick_idle: bool,
+) -> Option<Waker> {
     let mut list = guard.queue(queue).worklist;
     list.push_back(guard, core);
     guard.queue(queue).worklist = list;
 
     let node = guard.node(core);
     node.place = Place::Worklist(NonNull::from(queue));
-    node.queued_at = Some(Instant::now());
+    node.queued_at = Some(queued_at);
     node.deadline = None;
     let blocked = node.running.is_some();
     let state = guard.queue(queue);
@@ -641,10 +743,234 @@ fn link_worklist(guard: &mut PoolGuard<'_>, core: &WorkCore, queue: &QueueCore) 
 
     // An item still running cannot start, so waking a worker for it would
     // only cost a wake-up; its running worker takes it after finishing.
-    if blocked {
+    if blocked || !pick_idle {
         return None;
     }
-    guard.queue(queue).idle.pop().map(|(_, waker)| waker)
+    pop_idle(guard, queue)
+}
+
+/// Takes one idle worker off `queue`'s idle list, to be woken.
+fn pop_idle(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Option<Waker> {
+    let idle = &mut guard.queue(queue).idle;
+    let waker = idle.pop().map(|(_, waker)| waker);
+    queue.idle_count.store(idle.len(), Ordering::SeqCst);
+    waker
+}
+
+/// Returns true when `queue` accepts a queueing, read without the pool
+/// lock; `from_own_work` as in `check_accepts`.
+pub(crate) fn accepts_unlocked(
+    queue: &QueueCore,
+    from_own_work: impl FnOnce() -> bool,
+) -> Result<(), Rejected> {
+    match queue.phase_hint.load(Ordering::SeqCst) {
+        phase if phase == Phase::Live as u8 || phase == Phase::Orphaned as u8 => Ok(()),
+        phase if phase == Phase::Draining as u8 => {
+            if from_own_work() {
+                Ok(())
+            } else {
+                Err(Rejected::Draining)
+            }
+        }
+        _ => Err(Rejected::Destroyed),
+    }
+}
+
+/// Outcome of `push_intake`.
+#[must_use]
+pub(crate) enum Pushed {
+    /// Queued; a worker is awake, or will find the item before it sleeps.
+    Queued,
+    /// Queued, and a worker sleeps: wake one with `wake_idle`.
+    WakeIdle,
+    /// The queue was destroyed while the item was pushed: call
+    /// `recall_destroyed`.
+    Destroyed,
+}
+
+/// Pushes the pending period `ticket` of `item` on `queue`'s intake stack,
+/// without the pool lock. The caller owns `IN_INTAKE` (from
+/// `claim_for_intake`).
+///
+/// A worker about to sleep registers itself in `idle_count` and then looks
+/// at the stack; a pusher pushes and then reads `idle_count`. Both steps are
+/// SeqCst on each side (see `sync::dekker_fence`), so at least one side sees
+/// the other's write: either the worker finds the item, or the pusher wakes
+/// it.
+pub(crate) fn push_intake(
+    core: &WorkCore,
+    item: ItemRef,
+    ticket: u64,
+    queue: &QueueCore,
+) -> Pushed {
+    debug_assert!(std::ptr::eq(core, item.core()));
+    // SAFETY: the caller owns `IN_INTAKE`, so no drainer reads the slot
+    // until the push below publishes it, and no other pusher writes it.
+    core.slot.with_mut(|slot| unsafe {
+        *slot = IntakeSlot {
+            item: Some(item),
+            ticket,
+            queued_at: Some(Instant::now()),
+        };
+    });
+    let queue_ptr = std::ptr::from_ref(queue).cast_mut();
+    core.intake_queue.store(queue_ptr, Ordering::Relaxed);
+
+    let node = std::ptr::from_ref(core).cast_mut();
+    let mut head = queue.intake.load(Ordering::Relaxed);
+    loop {
+        core.intake_next.store(head, Ordering::Relaxed);
+        // SeqCst: a release for the slot written above, which the drainer's
+        // swap acquires, and the write of the pairing described above.
+        match queue
+            .intake
+            .compare_exchange_weak(head, node, Ordering::SeqCst, Ordering::Relaxed)
+        {
+            Ok(_) => break,
+            Err(actual) => head = actual,
+        }
+    }
+    // Pairs with `park_worker` (see above), and with `set_phase` for
+    // `phase_hint`.
+    dekker_fence();
+
+    if queue.phase_hint.load(Ordering::SeqCst) == Phase::Destroyed as u8 {
+        Pushed::Destroyed
+    } else if queue.idle_count.load(Ordering::SeqCst) > 0 {
+        Pushed::WakeIdle
+    } else {
+        Pushed::Queued
+    }
+}
+
+/// Takes an idle worker of `queue` to wake after a push, if one still
+/// sleeps.
+pub(crate) fn wake_idle(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Option<Waker> {
+    pop_idle(guard, queue)
+}
+
+/// Undoes a push that raced with `destroy_workqueue`: drains the stack and
+/// cancels the period `ticket` if it is still pending.
+pub(crate) fn recall_destroyed(
+    guard: &mut PoolGuard<'_>,
+    core: &WorkCore,
+    ticket: u64,
+    queue: &QueueCore,
+) -> Leftovers {
+    let mut leftovers = drain_intake(guard, queue);
+    let state = core.state.load(Ordering::Acquire);
+    if state & PENDING != 0 && ticket_of(state) == ticket {
+        leftovers.released.extend(cancel(guard, core).released);
+    }
+    leftovers
+}
+
+/// Wake-ups and references left by a drain, to be handled after unlocking:
+/// waking runs scheduler code, and dropping a last reference runs the item's
+/// destructor, neither of which may run under the pool lock.
+#[must_use = "call `settle` after unlocking"]
+#[derive(Default)]
+pub(crate) struct Leftovers {
+    wake: Vec<Waker>,
+    released: Vec<ItemRef>,
+}
+
+impl Leftovers {
+    /// Wakes and drops what the drain left. Call it after unlocking.
+    pub(crate) fn settle(self) {
+        self.wake
+            .into_iter()
+            .for_each(irq_sim::context::wake_or_defer);
+        drop(self.released);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.wake.is_empty() && self.released.is_empty()
+    }
+
+    /// Adds what another drain left.
+    pub(crate) fn absorb(&mut self, other: Leftovers) {
+        self.wake.extend(other.wake);
+        self.released.extend(other.released);
+    }
+}
+
+/// Returns true when `queue` may have work to take: a hint for spinning
+/// workers, read without the pool lock.
+pub(crate) fn has_work_hint(queue: &QueueCore) -> bool {
+    // Relaxed: the worker re-checks under the pool lock before it sleeps.
+    queue.worklist_hint.load(Ordering::Relaxed) != 0
+        || !queue.intake.load(Ordering::Relaxed).is_null()
+}
+
+/// Moves every item of `queue`'s intake stack to the worklist it belongs
+/// on, in push order. A queueing cancelled while on the stack is counted as
+/// queued and cancelled, and its reference goes to the graveyard.
+///
+/// Returns workers of other queues to wake (for items running there) and
+/// the graveyard's references.
+pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Leftovers {
+    let mut wake = Vec::new();
+    // Acquire pairs with the pushers' SeqCst compare-exchange: their slots
+    // are visible.
+    let mut head = queue.intake.swap(std::ptr::null_mut(), Ordering::SeqCst);
+
+    // Step 1: reverse the stack into push order.
+    let mut ordered: *mut WorkCore = std::ptr::null_mut();
+    while let Some(link) = NonNull::new(head) {
+        // SAFETY: a node on the stack belongs to a live item, because its
+        // slot holds a reference to it until this drain takes the slot.
+        let core = unsafe { item(link) };
+        head = core.intake_next.load(Ordering::Relaxed);
+        core.intake_next.store(ordered, Ordering::Relaxed);
+        ordered = link.as_ptr();
+    }
+
+    // Step 2: validate and link each queueing.
+    let mut cursor = ordered;
+    while let Some(link) = NonNull::new(cursor) {
+        // SAFETY: as in step 1; the slot still holds the item's reference.
+        let core = unsafe { item(link) };
+        cursor = core.intake_next.load(Ordering::Relaxed);
+        // SAFETY: this drain took the node off the stack, so it is the only
+        // reader, and no pusher writes the slot until `IN_INTAKE` is
+        // cleared below.
+        let slot = core.slot.with_mut(|slot| unsafe {
+            let slot = &mut *slot;
+            (slot.item.take(), slot.ticket, slot.queued_at.take())
+        });
+        // Release: the slot is read before another pusher may write it.
+        core.state.fetch_and(!IN_INTAKE, Ordering::Release);
+        let (Some(item_ref), ticket, queued_at) = slot else {
+            continue;
+        };
+
+        let state = core.state.load(Ordering::Acquire);
+        if state & PENDING == 0 || ticket_of(state) != ticket {
+            // Cancelled while on the stack.
+            let tallies = &mut guard.queue(queue).tallies;
+            tallies.queued += 1;
+            tallies.cancelled += 1;
+            guard.queue(queue).graveyard.push(item_ref);
+            continue;
+        }
+
+        let node = guard.node(core);
+        node.held = Some(item_ref);
+        let target = match node.running {
+            // SAFETY: `running` was read under the held pool lock.
+            Some((running_queue, _)) => unsafe { queue_of(running_queue) },
+            None => queue,
+        };
+        let queued_at = queued_at.unwrap_or_else(Instant::now);
+        // The pusher already woke a worker of `queue` if one slept; only an
+        // item redirected to the queue it runs on needs a wake-up here.
+        let redirected = !std::ptr::eq(target, queue);
+        wake.extend(link_worklist_at(guard, core, target, queued_at, redirected));
+    }
+
+    let released = std::mem::take(&mut guard.queue(queue).graveyard);
+    Leftovers { wake, released }
 }
 
 /// Puts `core` on `queue`'s timer list and kicks the timer task if the new
@@ -767,28 +1093,51 @@ pub(crate) fn take_next(
 }
 
 /// Registers worker `worker_id` as idle, to be woken through `waker`, or
-/// refreshes its waker.
-///
-/// Returns false, registering nothing, when the worker should exit instead:
-/// the queue is shutting down and has nothing left that could reach it.
+/// refreshes its waker, unless the worker should exit (the queue is shutting
+/// down and has nothing left that could reach it) or look again (an item
+/// arrived on the intake stack).
 pub(crate) fn park_worker(
     guard: &mut PoolGuard<'_>,
     queue: &QueueCore,
     worker_id: u64,
     waker: &Waker,
-) -> bool {
+) -> Park {
+    let intake_empty = queue.intake.load(Ordering::SeqCst).is_null();
     let state = guard.queue(queue);
     let shutting_down = matches!(state.phase, Phase::Destroyed | Phase::Orphaned);
-    if shutting_down && state.worklist.len == 0 && state.timers.len == 0 {
+    if shutting_down && intake_empty && state.worklist.len == 0 && state.timers.len == 0 {
         state.workers -= 1;
         state.idle.retain(|(id, _)| *id != worker_id);
-        return false;
+        queue.idle_count.store(state.idle.len(), Ordering::SeqCst);
+        return Park::Exit;
     }
     match state.idle.iter_mut().find(|(id, _)| *id == worker_id) {
         Some((_, registered)) => registered.clone_from(waker),
         None => state.idle.push((worker_id, waker.clone())),
     }
-    true
+    queue.idle_count.store(state.idle.len(), Ordering::SeqCst);
+
+    // The other half of the pairing in `push_intake`: a push that missed our
+    // idle registration is visible here.
+    dekker_fence();
+    if queue.intake.load(Ordering::SeqCst).is_null() {
+        Park::Parked
+    } else {
+        unpark_worker(guard, queue, worker_id);
+        Park::Retry
+    }
+}
+
+/// Outcome of `park_worker`.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Park {
+    /// Registered as idle: sleep until woken.
+    Parked,
+    /// Work arrived on the intake stack meanwhile: look again.
+    Retry,
+    /// The queue is shutting down and empty: the worker exits.
+    Exit,
 }
 
 /// Takes worker `worker_id` off the idle list, if it is there.
@@ -796,6 +1145,7 @@ pub(crate) fn unpark_worker(guard: &mut PoolGuard<'_>, queue: &QueueCore, worker
     let idle = &mut guard.queue(queue).idle;
     if let Some(index) = idle.iter().position(|(id, _)| *id == worker_id) {
         idle.swap_remove(index);
+        queue.idle_count.store(idle.len(), Ordering::SeqCst);
     }
 }
 
@@ -885,6 +1235,16 @@ pub(crate) fn abandon(guard: &mut PoolGuard<'_>, core: &WorkCore, ticket: u64) {
     }
     let released = end_period(guard, core, ticket);
     debug_assert!(released.is_none(), "an abandoned period was never linked");
+}
+
+/// Ends the pending period `ticket` claimed by `claim_for_intake` for a
+/// push that the queue rejected before it happened: clears `IN_INTAKE`,
+/// which the push would have used, and settles the period as `abandon` does.
+pub(crate) fn abandon_intake(core: &WorkCore, ticket: u64, guard: &mut PoolGuard<'_>) {
+    // Release: nothing was written to the slot, but a later pusher's claim
+    // must see the bit cleared before it writes there.
+    core.state.fetch_and(!IN_INTAKE, Ordering::Release);
+    abandon(guard, core, ticket);
 }
 
 /// Unlinks an item whose pending period `ticket` was just ended by clearing
@@ -1008,6 +1368,9 @@ pub(crate) enum Modified {
     NotPending,
     /// A queuer owns the period but has not linked it yet: retry.
     Busy,
+    /// The item's intake stack was drained, which left work for after the
+    /// unlock: settle it, then retry.
+    Drained(Leftovers),
 }
 
 /// Gives a pending item a new deadline on `queue` (`None`: run now). Used by
@@ -1020,6 +1383,18 @@ pub(crate) fn modify_deadline(
 ) -> Modified {
     if !core.is_pending() {
         return Modified::NotPending;
+    }
+    if guard.node(core).place == Place::Unlinked
+        && core.state.load(Ordering::Acquire) & IN_INTAKE != 0
+        && let Some(intake_queue) = NonNull::new(core.intake_queue.load(Ordering::Acquire))
+    {
+        // SAFETY: a queue whose intake holds an item is alive: its workers
+        // hold it until the stack is drained.
+        let intake_queue = unsafe { queue_of(intake_queue) };
+        let leftovers = drain_intake(guard, intake_queue);
+        if !leftovers.is_empty() {
+            return Modified::Drained(leftovers);
+        }
     }
     let Some(old_queue) = unlink(guard, core) else {
         return Modified::Busy;
@@ -1093,7 +1468,12 @@ pub(crate) fn is_empty(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> bool {
 pub(crate) fn set_phase(guard: &mut PoolGuard<'_>, queue: &QueueCore, phase: Phase) -> Vec<Waker> {
     let state = guard.queue(queue);
     state.phase = phase;
+    queue.phase_hint.store(phase as u8, Ordering::SeqCst);
+    // Pairs with `push_intake`: a push that missed this store is on the
+    // stack for the drain that follows every phase change.
+    dekker_fence();
     let mut wake: Vec<Waker> = state.idle.drain(..).map(|(_, waker)| waker).collect();
+    queue.idle_count.store(0, Ordering::SeqCst);
     state.timer.kicked = true;
     wake.extend(state.timer.waker.take());
     wake
@@ -1144,7 +1524,11 @@ pub(crate) fn snapshot(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> QueueSna
 ///
 /// Returns the queue's references to the items, to drop after unlocking.
 pub(crate) fn detach_all(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec<ItemRef> {
-    let mut released = Vec::new();
+    let leftovers = drain_intake(guard, queue);
+    let mut released = leftovers.released;
+    // Items redirected to other queues are alive there; their wake-ups
+    // are lost with this queue's runtime, and later queueing wakes them.
+    drop(leftovers.wake);
     for head in [
         guard.queue(queue).worklist.head,
         guard.queue(queue).timers.head,

@@ -8,14 +8,22 @@ use std::sync::Arc;
 
 use loom::thread;
 
-use crate::core::{self, Claim, Linked, QueueCore, lock_pool};
+use crate::core::{self, IntakeClaim, Linked, QueueCore, lock_pool};
 use crate::work::{ItemRef, Runnable, Work};
 
-/// Claims and links one queueing, as `queue_work` does; returns whether it
-/// started a new pending period.
+/// Claims and pushes or links one queueing, as `queue_work` does; returns
+/// whether it started a new pending period.
 fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
-    match item.core().claim() {
-        Claim::Claimed(ticket) => {
+    match item.core().claim_for_intake() {
+        IntakeClaim::Push(ticket) => {
+            match core::push_intake(item.core(), item.clone(), ticket, queue) {
+                core::Pushed::Queued => {}
+                core::Pushed::WakeIdle => drop(core::wake_idle(&mut lock_pool(), queue)),
+                core::Pushed::Destroyed => unreachable!("the modelled queue is never destroyed"),
+            }
+            true
+        }
+        IntakeClaim::Locked(ticket) => {
             let linked = core::link_pending(
                 &mut lock_pool(),
                 item.core(),
@@ -26,8 +34,19 @@ fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
             );
             matches!(linked, Linked::Queued(_) | Linked::Cancelled(_))
         }
-        Claim::AlreadyPending | Claim::Disabled => false,
+        IntakeClaim::AlreadyPending | IntakeClaim::Disabled => false,
     }
+}
+
+/// Moves the intake stack to the worklist and takes the next item, as a
+/// worker does under one lock hold.
+fn take(queue: &QueueCore) -> Option<core::Started> {
+    let mut pool = lock_pool();
+    let leftovers = core::drain_intake(&mut pool, queue);
+    let next = core::take_next(&mut pool, queue, std::time::Instant::now());
+    drop(pool);
+    leftovers.settle();
+    next
 }
 
 /// Runs every startable item of `queue` once, as a worker does; returns how
@@ -35,8 +54,7 @@ fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
 fn work(queue: &QueueCore) -> usize {
     let mut runs = 0;
     loop {
-        let next = core::take_next(&mut lock_pool(), queue, std::time::Instant::now());
-        let Some(started) = next else {
+        let Some(started) = take(queue) else {
             return runs;
         };
         let released = core::finish(
@@ -87,8 +105,8 @@ fn loom_queue_work_cancel() {
         assert_eq!(queued, runs + cancelled);
         assert!(!item.core().is_pending());
         assert!(core::is_empty(&mut lock_pool(), &queue));
-        let counters = queue.counters.load();
-        assert_eq!(counters.queued, counters.executed + counters.cancelled);
+        let tallies = core::snapshot(&mut lock_pool(), &queue).tallies;
+        assert_eq!(tallies.queued, tallies.executed + tallies.cancelled);
     });
 }
 
@@ -101,8 +119,7 @@ fn loom_requeue_while_running() {
         let item = new_item();
         assert!(queue_item(&item, &queue));
 
-        let started = core::take_next(&mut lock_pool(), &queue, std::time::Instant::now())
-            .expect("the item is linked");
+        let started = take(&queue).expect("the item is queued");
         let requeuer = {
             let (queue, item) = (queue.clone(), item.clone());
             thread::spawn(move || queue_item(&item, &queue))
@@ -111,8 +128,7 @@ fn loom_requeue_while_running() {
             let queue = queue.clone();
             thread::spawn(move || {
                 // The item is running: a second worker must not start it.
-                let next = core::take_next(&mut lock_pool(), &queue, std::time::Instant::now());
-                next.map(|started| started.ticket)
+                take(&queue).map(|started| started.ticket)
             })
         };
 
@@ -133,5 +149,64 @@ fn loom_requeue_while_running() {
         assert_eq!(overlapped, None, "the item started while running");
         assert_eq!(work(&queue), 1);
         assert!(item.core().is_done(item.core().latest_ticket()));
+    });
+}
+
+/// A worker going to sleep and a queueing that pushes at the same time: the
+/// worker either sees the item before it sleeps, or the queueing sees the
+/// sleeping worker and wakes it. No item is left with every worker asleep.
+#[test]
+fn loom_push_meets_parking_worker() {
+    loom::model(|| {
+        let queue = Arc::new(QueueCore::new("loom".into(), 1));
+        core::add_worker(&mut lock_pool(), &queue);
+        let item = new_item();
+
+        let pusher = {
+            let (queue, item) = (queue.clone(), item.clone());
+            thread::spawn(move || {
+                let IntakeClaim::Push(ticket) = item.core().claim_for_intake() else {
+                    panic!("a fresh item is idle");
+                };
+                match core::push_intake(item.core(), item.clone(), ticket, &queue) {
+                    core::Pushed::WakeIdle => core::wake_idle(&mut lock_pool(), &queue).is_some(),
+                    core::Pushed::Queued => false,
+                    core::Pushed::Destroyed => {
+                        unreachable!("the modelled queue is never destroyed")
+                    }
+                }
+            })
+        };
+
+        // The worker: look for work, and sleep if there is none.
+        let parked = loop {
+            let mut pool = lock_pool();
+            let leftovers = core::drain_intake(&mut pool, &queue);
+            let started = core::take_next(&mut pool, &queue, std::time::Instant::now());
+            if let Some(started) = started {
+                let released =
+                    core::finish(&mut pool, &queue, started.item.core(), started.ticket, 1);
+                drop(pool);
+                drop(released);
+                leftovers.settle();
+                break false;
+            }
+            let park = core::park_worker(&mut pool, &queue, 0, std::task::Waker::noop());
+            drop(pool);
+            leftovers.settle();
+            match park {
+                core::Park::Parked => break true,
+                core::Park::Retry => continue,
+                core::Park::Exit => unreachable!("the modelled queue is live"),
+            }
+        };
+        let woke_worker = pusher.join().unwrap();
+
+        if parked {
+            assert!(
+                woke_worker,
+                "the worker sleeps and nobody woke it for the pushed item"
+            );
+        }
     });
 }

@@ -290,7 +290,12 @@ impl Workqueue {
     /// Task context: it copies two histograms, which allocates.
     pub fn stats(&self) -> WorkqueueStats {
         let core = &self.shared().core;
-        let snapshot = core::snapshot(&mut lock_pool(), core);
+        let (snapshot, leftovers) = {
+            let mut pool = lock_pool();
+            let leftovers = core::drain_intake(&mut pool, core);
+            (core::snapshot(&mut pool, core), leftovers)
+        };
+        leftovers.settle();
         let counters = &core.counters;
         WorkqueueStats {
             name: core.name.to_string(),
@@ -419,6 +424,7 @@ async fn worker(shared: Arc<Shared>, id: u64) {
         let may_park = idle_since.is_some_and(|since| now - since >= shared.idle_spin);
         let next = poll_fn(|cx| {
             let mut released: [Option<ItemRef>; 2] = [None, None];
+            let mut leftovers = core::Leftovers::default();
             let poll = {
                 let mut pool = lock_pool();
                 if let Some(done) = finished.take() {
@@ -430,14 +436,19 @@ async fn worker(shared: Arc<Shared>, id: u64) {
                     released = [queue_ref, Some(done.item)];
                 }
                 core::unpark_worker(&mut pool, queue, id);
-                if let Some(started) = core::take_next(&mut pool, queue, now) {
-                    Poll::Ready(Step::Run(started))
-                } else if !may_park {
-                    Poll::Ready(Step::Spin)
-                } else if core::park_worker(&mut pool, queue, id, cx.waker()) {
-                    Poll::Pending
-                } else {
-                    Poll::Ready(Step::Exit)
+                loop {
+                    leftovers.absorb(core::drain_intake(&mut pool, queue));
+                    if let Some(started) = core::take_next(&mut pool, queue, now) {
+                        break Poll::Ready(Step::Run(started));
+                    }
+                    if !may_park {
+                        break Poll::Ready(Step::Spin);
+                    }
+                    match core::park_worker(&mut pool, queue, id, cx.waker()) {
+                        core::Park::Parked => break Poll::Pending,
+                        core::Park::Exit => break Poll::Ready(Step::Exit),
+                        core::Park::Retry => continue,
+                    }
                 }
             };
             // Dropping the last reference to an item runs its destructor,
@@ -445,6 +456,7 @@ async fn worker(shared: Arc<Shared>, id: u64) {
             // that an owner waiting for the item to be released is not
             // kept waiting.
             drop(released);
+            leftovers.settle();
             poll
         })
         .await;
@@ -461,9 +473,7 @@ async fn worker(shared: Arc<Shared>, id: u64) {
                 let since = *idle_since.get_or_insert(now);
                 // Poll the hint, not the lock, until work appears or the
                 // spin ends; yield so that other tasks of the runtime run.
-                while queue.worklist_hint.load(Ordering::Relaxed) == 0
-                    && since.elapsed() < shared.idle_spin
-                {
+                while !core::has_work_hint(queue) && since.elapsed() < shared.idle_spin {
                     tokio::task::yield_now().await;
                 }
             }
