@@ -177,18 +177,6 @@ fn main() {
     let floor = print_noise_floor(Duration::from_secs(1));
 
     // Identically built runtimes, one per side.
-    let wq_runtime = runtime();
-    let mpsc_runtime = runtime();
-    let queue = Workqueue::builder("latency")
-        .max_active(1)
-        .runtime(wq_runtime.handle().clone())
-        .build();
-    // The same queue with a worker that never parks.
-    let busy_queue = Workqueue::builder("latency-busy-poll")
-        .max_active(1)
-        .idle_spin(Duration::MAX)
-        .runtime(wq_runtime.handle().clone())
-        .build();
     let latencies = Arc::new(Mutex::new(histogram()));
     let items: Vec<TimedItem> = (0..ITEMS)
         .map(|_| {
@@ -204,14 +192,34 @@ fn main() {
         })
         .collect();
 
-    // Two pairs, each interleaved in every round: the default worker (parks
-    // after its 50 us spin) against a consumer sleeping in `recv`, and a
-    // busy-poll worker against a consumer spinning on `try_recv`.
+    // Three pairs, each interleaved in every round, against a consumer
+    // sleeping in `recv` or spinning on `try_recv`: a worker that parks at
+    // once (the same mechanism as the baseline), the default worker (parks
+    // after a 50 us spin), and a busy-poll worker. Each pair gets its own two
+    // identically built runtimes, so that a spinning pair cannot keep the
+    // runtime threads of another pair awake.
     let pairs = [
-        ("sleeping", &queue, false),
-        ("busy-poll", &busy_queue, true),
+        (
+            "parking worker (idle_spin 0) vs sleeping",
+            Duration::ZERO,
+            false,
+        ),
+        (
+            "default worker (idle_spin 50 us) vs sleeping",
+            wq::DEFAULT_IDLE_SPIN,
+            false,
+        ),
+        ("busy-poll worker vs spinning", Duration::MAX, true),
     ];
-    for (name, queue, spin) in pairs {
+    for (name, idle_spin, spin) in pairs {
+        let wq_runtime = runtime();
+        let mpsc_runtime = runtime();
+        let queue = Workqueue::builder("latency")
+            .max_active(1)
+            .idle_spin(idle_spin)
+            .runtime(wq_runtime.handle().clone())
+            .build();
+        let queue = &queue;
         let (mut wq_total, mut mpsc_total) = (histogram(), histogram());
         let (mut wq_lateness, mut mpsc_lateness) = (histogram(), histogram());
         let (mut p50_ratios, mut p99_ratios) = (Vec::new(), Vec::new());
@@ -234,7 +242,7 @@ fn main() {
                 .expect("same bounds");
         }
 
-        println!("\n{name} consumers:");
+        println!("\n{name} consumer:");
         print_table_header();
         print_row("wq queue_work -> work start", &wq_total);
         print_row("baseline mpsc send -> task recv", &mpsc_total);

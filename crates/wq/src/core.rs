@@ -11,10 +11,10 @@
 //! The `state` word packs three fields:
 //!
 //! ```text
-//!  63                      24 23           8 7      0
-//! +--------------------------+--------------+--------+
-//! | ticket                   | disable depth| PENDING|
-//! +--------------------------+--------------+--------+
+//!  63                      24 23           8 7      2    1        0
+//! +--------------------------+--------------+--------+---------+--------+
+//! | ticket                   | disable depth| unused |IN_INTAKE| PENDING|
+//! +--------------------------+--------------+--------+---------+--------+
 //! ```
 //!
 //! - `PENDING` is the right to link the item. Whoever sets it with a CAS
@@ -49,12 +49,24 @@
 //! runs concurrently with itself. Queueing an item that is running on queue
 //! X puts it on X, whatever queue was asked for, as the kernel does.
 //!
+//! # The intake stack
+//!
+//! Most queueings do not take the pool lock. The queuer claims the item with
+//! `claim_for_intake`, which also takes the `IN_INTAKE` bit, writes the
+//! item's reference and ticket into the item's intake slot, and pushes the
+//! item on its queue's lock-free stack (`push_intake`). A worker, under the
+//! lock, moves the stack to the worklist in push order (`drain_intake`) and
+//! checks each ticket there: a queueing cancelled meanwhile is dropped, so a
+//! cancel never has to touch the stack. Only the drain clears `IN_INTAKE`;
+//! until then a new queueing of the same item links under the lock instead.
+//!
 //! # The claim race
 //!
-//! Claiming (`WorkCore::claim`) happens before the pool lock is taken, so a
-//! cancel can end a period whose queuer has not linked it yet. The queuer
-//! then finds, under the lock, that the state no longer carries its ticket
-//! with `PENDING`, and does not link; it counts the queueing as cancelled.
+//! Claiming happens before the pool lock is taken, so a cancel can end a
+//! period whose queuer has not linked it yet. The queuer (or, for the intake
+//! stack, the drain) then finds, under the lock, that the state no longer
+//! carries its ticket with `PENDING`, and does not link; it counts the
+//! queueing as queued and cancelled.
 
 use std::borrow::Cow;
 use std::ptr::NonNull;
