@@ -36,7 +36,7 @@ use wq::{Work, Workqueue};
 const WQ_LINE: u32 = 10;
 const SEND_LINE: u32 = 11;
 const RUSAGE_LINE: u32 = 12;
-/// Which queue the timed top half uses: 0 awake, 1 asleep.
+/// Index of the queue the timed top half uses: 0 awake, 1 asleep.
 static MODE: AtomicUsize = AtomicUsize::new(0);
 
 /// Items used in turn, so that each event queues an idle item.

@@ -1,7 +1,8 @@
 //! Queue-to-start latency of a trivial work item, against a bare tokio
-//! mpsc hand-off from a plain thread to a waiting task, on identically built
-//! runtimes, interleaved in rounds; then the same with a busy-poll worker
-//! against a consumer task spinning on `try_recv`.
+//! mpsc hand-off from a plain thread to a task, on identically built
+//! runtimes, interleaved in rounds. Three pairs: a worker that parks at
+//! once and the default worker, each against a task sleeping in `recv`, and
+//! a busy-poll worker against a task spinning on `try_recv`.
 //!
 //! Open loop: a plain thread raises events at fixed intended times and every
 //! latency is measured from the intended time of its event, so an event

@@ -63,7 +63,7 @@ pub fn median_and_spread(values: &mut [f64]) -> (f64, f64, f64) {
     (median, values[0], values[values.len() - 1])
 }
 
-/// What the noise-floor probe found.
+/// Findings of the noise-floor probe.
 pub struct NoiseFloor {
     /// Share of the probe's time lost in gaps over 1 us, per vCPU.
     pub lost_share: Vec<f64>,
