@@ -1,6 +1,22 @@
-//! The driver model of irqlab.
+//! The driver model of irqlab: modules, `request_irq` and threaded IRQs.
 //!
-//! So far it holds [`printk`]: kernel-style logging on top of `tracing`.
-//! Modules, `request_irq`, threaded IRQs and the demo drivers build on it.
+//! - [`printk`]: kernel-style logging on top of `tracing`.
+//! - [`module`]: a module's init and exit, loaded and unloaded by
+//!   [`module::load`] and [`module::LoadedModule::unload`], with a tracker
+//!   that reports and releases the work items and IRQs an exit left behind.
+//! - [`irq`]: [`irq::request_irq`] and [`irq::request_threaded_irq`],
+//!   returning an [`irq::IrqRegistration`] whose drop frees the handler.
+//! - [`error`]: the typed errors of both.
+//!
+//! # Context
+//!
+//! Each public function states in a `# Context` section whether a top half
+//! may call it and whether it may sleep; the ones that may sleep check
+//! `irq_sim::might_sleep()` and fail in a top half.
 
+pub mod error;
+pub mod irq;
+pub mod module;
 pub mod printk;
+
+pub use error::{IrqError, ModuleError};

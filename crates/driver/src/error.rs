@@ -1,0 +1,212 @@
+//! Errors of the driver framework, one enum per family of operations.
+//!
+//! Every variant names the module, or the line and the handler, and the fix
+//! where there is one.
+
+use std::error::Error;
+use std::fmt;
+
+use irq_sim::{FreeError, InvalidContext, LineError, RequestError};
+
+use crate::module::Leftover;
+
+/// The reason a `request_irq`, `request_threaded_irq`, `free_irq` or a line
+/// operation on a registration failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IrqError {
+    /// The controller rejected the request.
+    Request {
+        /// Requested line.
+        irq: u32,
+        /// Name of the rejected handler.
+        handler: &'static str,
+        /// The controller's reason.
+        source: RequestError,
+    },
+    /// A threaded request with neither a top half nor ONESHOT: the line
+    /// would be unmasked before the thread function ran, and a level line
+    /// would fire again at once, forever.
+    ThreadedWithoutTopHalf {
+        /// Requested line.
+        irq: u32,
+        /// Name of the rejected handler.
+        handler: &'static str,
+    },
+    /// The IRQ thread of a threaded request could not be spawned.
+    ThreadSpawn {
+        /// Requested line.
+        irq: u32,
+        /// Name of the handler.
+        handler: &'static str,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// The controller could not free the handler.
+    Free {
+        /// The line.
+        irq: u32,
+        /// Name of the handler.
+        handler: &'static str,
+        /// The controller's reason.
+        source: FreeError,
+    },
+    /// A line operation (`enable_irq`, `disable_irq`, ...) failed.
+    Line {
+        /// The line.
+        irq: u32,
+        /// Name of the handler whose registration was used.
+        handler: &'static str,
+        /// The controller's reason.
+        source: LineError,
+    },
+}
+
+impl fmt::Display for IrqError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Request {
+                irq,
+                handler,
+                source,
+            } => write!(
+                f,
+                "request for handler {handler:?} on irq {irq} rejected: {source}"
+            ),
+            Self::ThreadedWithoutTopHalf { irq, handler } => write!(
+                f,
+                "threaded request for handler {handler:?} on irq {irq} has no top half and no \
+                 ONESHOT, so the line would fire again before the thread runs; set ONESHOT \
+                 or give a top half"
+            ),
+            Self::ThreadSpawn {
+                irq,
+                handler,
+                reason,
+            } => write!(
+                f,
+                "failed to spawn the IRQ thread of handler {handler:?} on irq {irq}: {reason}"
+            ),
+            Self::Free {
+                irq,
+                handler,
+                source,
+            } => write!(
+                f,
+                "free_irq of handler {handler:?} on irq {irq} failed: {source}"
+            ),
+            Self::Line {
+                irq,
+                handler,
+                source,
+            } => write!(f, "irq {irq} (handler {handler:?}): {source}"),
+        }
+    }
+}
+
+impl Error for IrqError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Request { source, .. } => Some(source),
+            Self::Free { source, .. } => Some(source),
+            Self::Line { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The reason a module could not be loaded or unloaded, or a request made
+/// through its context failed.
+#[derive(Debug)]
+pub enum ModuleError {
+    /// The module's init returned an error. What it had registered before
+    /// failing was cancelled or freed and is listed in `leftovers`.
+    InitFailed {
+        /// The module.
+        module: &'static str,
+        /// The module's own reason.
+        source: Box<dyn Error + Send + Sync>,
+        /// Resources still registered when init failed, now released.
+        leftovers: Vec<Leftover>,
+    },
+    /// Loading or unloading may sleep and was called in a top half.
+    InvalidContext {
+        /// The module.
+        module: &'static str,
+        /// The line and handler of the top half that made the call.
+        source: InvalidContext,
+    },
+    /// Loading or unloading blocks the calling thread, which drives a
+    /// current-thread tokio runtime that would stop.
+    BlockingInRuntime {
+        /// The module.
+        module: &'static str,
+    },
+    /// A request through the context of a module that is unloading or
+    /// unloaded.
+    Unloaded {
+        /// The module.
+        module: &'static str,
+        /// The work item or handler the request named.
+        what: String,
+    },
+    /// A queueing through the module's context was rejected by the queue.
+    Queue {
+        /// The module.
+        module: &'static str,
+        /// The queue's reason.
+        source: wq::QueueError,
+    },
+    /// An IRQ request through the module's context failed.
+    Irq {
+        /// The module.
+        module: &'static str,
+        /// The reason.
+        source: IrqError,
+    },
+}
+
+impl fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InitFailed {
+                module,
+                source,
+                leftovers,
+            } => {
+                write!(f, "module {module} failed to initialize: {source}")?;
+                if !leftovers.is_empty() {
+                    write!(f, " ({} leftover resources released)", leftovers.len())?;
+                }
+                Ok(())
+            }
+            Self::InvalidContext { module, source } => {
+                write!(f, "module {module}: {source}")
+            }
+            Self::BlockingInRuntime { module } => write!(
+                f,
+                "loading or unloading module {module} blocks, which would stop the \
+                 current-thread tokio runtime of this thread; call it from a plain thread, \
+                 spawn_blocking or a multi-threaded runtime"
+            ),
+            Self::Unloaded { module, what } => write!(
+                f,
+                "module {module} is unloading or unloaded; {what:?} cannot be queued or \
+                 requested through its context"
+            ),
+            Self::Queue { module, source } => write!(f, "module {module}: {source}"),
+            Self::Irq { module, source } => write!(f, "module {module}: {source}"),
+        }
+    }
+}
+
+impl Error for ModuleError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::InitFailed { source, .. } => Some(source.as_ref()),
+            Self::InvalidContext { source, .. } => Some(source),
+            Self::Queue { source, .. } => Some(source),
+            Self::Irq { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

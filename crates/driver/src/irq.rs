@@ -1,0 +1,572 @@
+//! `request_irq` and `request_threaded_irq`: registrations that free their
+//! handler when dropped.
+//!
+//! | kernel | irqlab |
+//! |---|---|
+//! | `request_irq(irq, handler, flags, name, dev)` | [`request_irq`]`(&controller, irq, IrqRequest::new(name, flags, top_half))` |
+//! | `request_threaded_irq(irq, handler, thread_fn, flags, name, dev)` | [`request_threaded_irq`]`(&controller, irq, ThreadedIrq::new(name, flags, thread_fn).top_half(handler))` |
+//! | `free_irq(irq, dev)` | drop the [`IrqRegistration`], or [`IrqRegistration::free`] to see errors |
+//! | `enable_irq`, `disable_irq`, `disable_irq_nosync`, `synchronize_irq` | the methods of the same names |
+//!
+//! # Threaded handlers
+//!
+//! A threaded registration owns one OS thread, named `irq/<line>-<handler>`
+//! as the kernel names its IRQ threads, that runs the thread function in
+//! task context. The top half requests a run by returning
+//! [`IrqReturn::WakeThread`]: irq-sim then calls the registration's
+//! wake-thread hook, still in hard-IRQ context, and the hook only counts the
+//! request and defers the thread's wake-up to the end of the handler chain
+//! (`HardIrqContext::wake_deferred`). It neither allocates nor locks.
+//!
+//! Requests that arrive while the thread function runs fold into one more
+//! run, as the kernel's `IRQTF_RUNTHREAD` bit folds them. With ONESHOT the
+//! line stays masked from the top half's return until the thread function
+//! returns: the thread calls `unmask_oneshot` once per request it served.
+//!
+//! # Freeing
+//!
+//! [`IrqRegistration::free`] (and the drop) removes the handler, which waits
+//! for a running handler chain of the line. It then stops the IRQ thread,
+//! which first serves the requests already made, and joins it. Once it
+//! returns, neither the top half nor the thread function runs again.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Wake, Waker};
+use std::thread::{self, JoinHandle, Thread, ThreadId};
+
+use irq_sim::{
+    Controller, HandlerId, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LineError, TopHalf,
+};
+
+use crate::error::IrqError;
+use crate::printk;
+use crate::printk::KernLevel;
+
+/// A registered handler: the kernel's `(irq, dev_id)` pair.
+///
+/// Dropping it frees the handler as [`IrqRegistration::free`] does, and logs
+/// an error if that fails. It cannot be cloned. A module keeps it in its
+/// state, and the module's tracker keeps a second handle, to free the
+/// handler at unload if the module's exit did not.
+///
+/// NOTE: dropped in a top half, the free fails through `might_sleep` and the
+/// handler stays registered until its module's unload frees it.
+pub struct IrqRegistration {
+    inner: Arc<Registration>,
+}
+
+/// The shared part of a registration.
+pub(crate) struct Registration {
+    /// Immutable after construction.
+    controller: Controller,
+    /// Immutable after construction.
+    irq: u32,
+    /// Immutable after construction.
+    name: &'static str,
+    /// The controller's handle; `None` once freed. Under its mutex.
+    id: Mutex<Option<HandlerId>>,
+    /// Serializes frees; held across a whole free, thread join included.
+    free_lock: Mutex<()>,
+    /// The IRQ thread of a threaded registration. Immutable after
+    /// construction, apart from the join handle under its own mutex.
+    thread: Option<IrqThread>,
+}
+
+/// The IRQ thread of a threaded registration.
+struct IrqThread {
+    shared: Arc<ThreadShared>,
+    /// Taken by the free that joins the thread.
+    handle: Mutex<Option<JoinHandle<()>>>,
+    /// Immutable after construction.
+    id: ThreadId,
+}
+
+/// State shared by the wake-thread hook and the IRQ thread.
+struct ThreadShared {
+    /// `WakeThread` returns not yet served by a run of the thread function.
+    /// Atomic. The hook adds with `Release` and the thread takes them all
+    /// with an `AcqRel` swap, so that the run sees what the top half wrote.
+    requests: AtomicU32,
+    /// Set once by the free; `Release`, paired with the thread's `Acquire`.
+    stop: AtomicBool,
+    /// Runs of the thread function, for reports; `Relaxed`.
+    runs: AtomicU64,
+    /// Whether the line uses ONESHOT. Immutable.
+    oneshot: bool,
+}
+
+/// Unparks the IRQ thread; the waker that the hook defers.
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// The thread function of a threaded request: runs in task context, where
+/// it may sleep.
+pub trait ThreadFn: Send + 'static {
+    /// Serves the requests made since its last run.
+    fn run(&mut self) -> IrqReturn;
+}
+
+impl<F> ThreadFn for F
+where
+    F: FnMut() -> IrqReturn + Send + 'static,
+{
+    fn run(&mut self) -> IrqReturn {
+        self()
+    }
+}
+
+/// A request for a threaded handler: name, flags, optional top half and
+/// thread function.
+pub struct ThreadedIrq {
+    name: &'static str,
+    flags: IrqFlags,
+    top_half: Option<Box<dyn TopHalf>>,
+    thread_fn: Box<dyn ThreadFn>,
+}
+
+impl ThreadedIrq {
+    /// Makes a threaded request with no top half. Such a request must set
+    /// ONESHOT; [`ThreadedIrq::top_half`] adds a top half.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn new(name: &'static str, flags: IrqFlags, thread_fn: impl ThreadFn) -> Self {
+        Self {
+            name,
+            flags,
+            top_half: None,
+            thread_fn: Box::new(thread_fn),
+        }
+    }
+
+    /// Returns the handler's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Sets the top half, which returns [`IrqReturn::WakeThread`] to run the
+    /// thread function.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn top_half(mut self, top_half: impl TopHalf) -> Self {
+        self.top_half = Some(Box::new(top_half));
+        self
+    }
+}
+
+/// Registers a top half on line `irq` (`request_irq`).
+///
+/// # Errors
+///
+/// [`IrqError::Request`] with the controller's reason: out of range, busy,
+/// sharing or trigger mismatch, called in a top half, or shutting down.
+///
+/// # Context
+///
+/// Task context; may sleep (it takes the line's chain lock).
+pub fn request_irq(
+    controller: &Controller,
+    irq: u32,
+    request: IrqRequest,
+) -> Result<IrqRegistration, IrqError> {
+    let name = request.name();
+    let id = controller
+        .request_irq(irq, request)
+        .map_err(|rejected| IrqError::Request {
+            irq,
+            handler: name,
+            source: rejected.error,
+        })?;
+    Ok(IrqRegistration::new(controller, id, None))
+}
+
+/// Registers a threaded handler on line `irq` (`request_threaded_irq`).
+///
+/// The top half runs in hard-IRQ context and returns
+/// [`IrqReturn::WakeThread`] to have the thread function run on the
+/// registration's IRQ thread. Without a top half, every interrupt wakes the
+/// thread, and the request must set ONESHOT, as in Linux.
+///
+/// # Errors
+///
+/// [`IrqError::ThreadedWithoutTopHalf`] for a request with no top half and
+/// no ONESHOT; [`IrqError::ThreadSpawn`]; [`IrqError::Request`] as for
+/// [`request_irq`].
+///
+/// # Context
+///
+/// Task context; may sleep (it spawns a thread and takes the line's chain
+/// lock).
+pub fn request_threaded_irq(
+    controller: &Controller,
+    irq: u32,
+    request: ThreadedIrq,
+) -> Result<IrqRegistration, IrqError> {
+    let ThreadedIrq {
+        name,
+        flags,
+        top_half,
+        thread_fn,
+    } = request;
+    irq_sim::might_sleep("request_threaded_irq").map_err(|error| IrqError::Request {
+        irq,
+        handler: name,
+        source: irq_sim::RequestError::InvalidContext(error),
+    })?;
+    if top_half.is_none() && !flags.oneshot {
+        return Err(IrqError::ThreadedWithoutTopHalf { irq, handler: name });
+    }
+
+    // The thread first, so that the hook can hold its waker.
+    let shared = Arc::new(ThreadShared {
+        requests: AtomicU32::new(0),
+        stop: AtomicBool::new(false),
+        runs: AtomicU64::new(0),
+        oneshot: flags.oneshot,
+    });
+    let handle = spawn_irq_thread(controller.clone(), irq, name, shared.clone(), thread_fn)?;
+    let thread = IrqThread {
+        shared: shared.clone(),
+        id: handle.thread().id(),
+        handle: Mutex::new(Some(handle)),
+    };
+    let waker = Waker::from(Arc::new(ThreadWaker(
+        thread.handle_thread().expect("the handle was just stored"),
+    )));
+
+    let top_half: Box<dyn TopHalf> = match top_half {
+        Some(top_half) => top_half,
+        None => Box::new(|_: &mut HardIrqContext<'_>| IrqReturn::WakeThread),
+    };
+    let hook_shared = shared;
+    let request = IrqRequest::new(name, flags, BoxedTopHalf(top_half)).on_wake_thread(
+        move |ctx: &mut HardIrqContext<'_>| {
+            hook_shared.requests.fetch_add(1, Ordering::Release);
+            // Cloning the waker bumps a reference count; it does not
+            // allocate.
+            ctx.wake_deferred(waker.clone());
+        },
+    );
+
+    match controller.request_irq(irq, request) {
+        Ok(id) => Ok(IrqRegistration::new(controller, id, Some(thread))),
+        Err(rejected) => {
+            thread.stop_and_join();
+            Err(IrqError::Request {
+                irq,
+                handler: name,
+                source: rejected.error,
+            })
+        }
+    }
+}
+
+/// Adapts a boxed top half to the `impl TopHalf` that `IrqRequest::new`
+/// takes.
+struct BoxedTopHalf(Box<dyn TopHalf>);
+
+impl TopHalf for BoxedTopHalf {
+    fn handle(&mut self, ctx: &mut HardIrqContext<'_>) -> IrqReturn {
+        self.0.handle(ctx)
+    }
+}
+
+fn spawn_irq_thread(
+    controller: Controller,
+    irq: u32,
+    name: &'static str,
+    shared: Arc<ThreadShared>,
+    mut thread_fn: Box<dyn ThreadFn>,
+) -> Result<JoinHandle<()>, IrqError> {
+    thread::Builder::new()
+        .name(format!("irq/{irq}-{name}"))
+        .spawn(move || {
+            loop {
+                // Step 1: serve every request made so far with one run.
+                let requests = shared.requests.swap(0, Ordering::AcqRel);
+                if requests > 0 {
+                    run_thread_fn(irq, name, &mut *thread_fn);
+                    shared.runs.fetch_add(1, Ordering::Relaxed);
+                    if shared.oneshot {
+                        finalize_oneshot(&controller, irq, name, requests);
+                    }
+                    continue;
+                }
+
+                // Step 2: stop only with no request left, so a free serves
+                // the requests made before it.
+                if shared.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                thread::park();
+            }
+        })
+        .map_err(|error| IrqError::ThreadSpawn {
+            irq,
+            handler: name,
+            reason: error.to_string(),
+        })
+}
+
+/// Runs the thread function once, containing a panic: it is reported and
+/// the thread goes on.
+fn run_thread_fn(irq: u32, name: &'static str, thread_fn: &mut dyn ThreadFn) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| thread_fn.run())) {
+        let message = crate::module::panic_message(payload.as_ref());
+        printk!(
+            KernLevel::Err,
+            "irq {irq}: thread function of handler {name:?} panicked: {message}"
+        );
+    }
+}
+
+/// Ends the ONESHOT masking of each served request.
+fn finalize_oneshot(controller: &Controller, irq: u32, name: &'static str, requests: u32) {
+    for _ in 0..requests {
+        if let Err(error) = controller.unmask_oneshot(irq) {
+            printk!(
+                KernLevel::Err,
+                "irq {irq}: handler {name:?} could not end its ONESHOT masking: {error}"
+            );
+            return;
+        }
+    }
+}
+
+impl IrqThread {
+    fn handle_thread(&self) -> Option<Thread> {
+        lock(&self.handle)
+            .as_ref()
+            .map(|handle| handle.thread().clone())
+    }
+
+    /// Stops the thread after it has served the requests already made, and
+    /// waits for it.
+    fn stop_and_join(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        let handle = lock(&self.handle).take();
+        if let Some(handle) = handle {
+            handle.thread().unpark();
+            // The thread catches the thread function's panics, so a join
+            // error would be a bug here. It is ignored: the thread is gone.
+            let _ = handle.join();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl IrqRegistration {
+    fn new(controller: &Controller, id: HandlerId, thread: Option<IrqThread>) -> Self {
+        Self {
+            inner: Arc::new(Registration {
+                controller: controller.clone(),
+                irq: id.irq(),
+                name: id.name(),
+                id: Mutex::new(Some(id)),
+                free_lock: Mutex::new(()),
+                thread,
+            }),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Registration> {
+        self.inner.clone()
+    }
+
+    /// Returns the line.
+    pub fn irq(&self) -> u32 {
+        self.inner.irq
+    }
+
+    /// Returns the handler's name.
+    pub fn name(&self) -> &'static str {
+        self.inner.name
+    }
+
+    /// Returns true until the handler is freed.
+    ///
+    /// # Context
+    ///
+    /// Task context; may wait for a free in progress.
+    pub fn is_registered(&self) -> bool {
+        self.inner.is_registered()
+    }
+
+    /// Returns how many times the thread function has run; 0 for a handler
+    /// without a thread.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn thread_runs(&self) -> u64 {
+        self.inner
+            .thread
+            .as_ref()
+            .map_or(0, |thread| thread.shared.runs.load(Ordering::Relaxed))
+    }
+
+    /// Frees the handler (`free_irq`): waits for a running handler chain of
+    /// the line and for the thread function, which first serves the
+    /// requests already made. Afterwards neither runs again. Freeing a freed
+    /// registration does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`IrqError::Free`] with the controller's reason (in a top half:
+    /// `InvalidContext`).
+    ///
+    /// # Context
+    ///
+    /// Task context; sleeps. Called by the registration's own thread
+    /// function, it cannot wait for that function: the thread stops once
+    /// the call's run and the requests still outstanding are done.
+    pub fn free(&self) -> Result<(), IrqError> {
+        self.inner.free()
+    }
+
+    /// Disables the line and waits for its running handlers (`disable_irq`).
+    /// Returns the new disable depth.
+    ///
+    /// # Errors
+    ///
+    /// [`IrqError::Line`]: depth overflow, or called in a top half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep.
+    pub fn disable_irq(&self) -> Result<u8, IrqError> {
+        self.line_op(self.inner.controller.disable_irq(self.inner.irq))
+    }
+
+    /// Disables the line without waiting (`disable_irq_nosync`). Returns the
+    /// new disable depth.
+    ///
+    /// # Errors
+    ///
+    /// [`IrqError::Line`]: depth overflow.
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps.
+    pub fn disable_irq_nosync(&self) -> Result<u8, IrqError> {
+        self.line_op(self.inner.controller.disable_irq_nosync(self.inner.irq))
+    }
+
+    /// Undoes one disable (`enable_irq`).
+    ///
+    /// # Errors
+    ///
+    /// [`IrqError::Line`]: an unbalanced enable.
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps.
+    pub fn enable_irq(&self) -> Result<(), IrqError> {
+        self.line_op(self.inner.controller.enable_irq(self.inner.irq))
+    }
+
+    /// Waits until no handler of the line runs (`synchronize_irq`).
+    ///
+    /// # Errors
+    ///
+    /// [`IrqError::Line`]: called in a top half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep.
+    pub fn synchronize_irq(&self) -> Result<(), IrqError> {
+        self.line_op(self.inner.controller.synchronize_irq(self.inner.irq))
+    }
+
+    fn line_op<T>(&self, result: Result<T, LineError>) -> Result<T, IrqError> {
+        result.map_err(|source| IrqError::Line {
+            irq: self.inner.irq,
+            handler: self.inner.name,
+            source,
+        })
+    }
+}
+
+impl Registration {
+    pub(crate) fn irq(&self) -> u32 {
+        self.irq
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub(crate) fn is_registered(&self) -> bool {
+        lock(&self.id).is_some()
+    }
+
+    pub(crate) fn free(&self) -> Result<(), IrqError> {
+        // Held for the whole free, so that a second free returns only when
+        // the first has finished.
+        let _freeing = lock(&self.free_lock);
+
+        // Step 1: remove the top half, which waits for a running chain. The
+        // id stays in place if the controller refuses, so that a later free
+        // from task context can still succeed.
+        let Some(handler) = *lock(&self.id) else {
+            return Ok(());
+        };
+        self.controller
+            .free_irq(handler)
+            .map_err(|source| IrqError::Free {
+                irq: self.irq,
+                handler: self.name,
+                source,
+            })?;
+        *lock(&self.id) = None;
+
+        // Step 2: no top half can request the thread any more. Let it serve
+        // what was requested, then stop it.
+        if let Some(thread) = &self.thread {
+            if thread.id == thread::current().id() {
+                // NOTE: the thread function is freeing its own registration.
+                // It cannot wait for itself, so the thread stops after this
+                // run and the requests still outstanding, without a join.
+                thread.shared.stop.store(true, Ordering::Release);
+            } else {
+                thread.stop_and_join();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for IrqRegistration {
+    fn drop(&mut self) {
+        if let Err(error) = self.inner.free() {
+            printk!(KernLevel::Err, "dropping an IRQ registration: {error}");
+        }
+    }
+}
+
+impl std::fmt::Debug for IrqRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IrqRegistration")
+            .field("irq", &self.inner.irq)
+            .field("name", &self.inner.name)
+            .field("threaded", &self.inner.thread.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,494 @@
+//! `request_irq` and `request_threaded_irq`: sharing, threaded handlers,
+//! ONESHOT, and what freeing a registration waits for.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use driver::IrqError;
+use driver::irq::{self, ThreadedIrq};
+use irq_sim::{
+    Config, Controller, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, RequestError,
+    Trigger,
+};
+
+/// Generous hang guard for waits on real conditions.
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+fn machine() -> Machine {
+    Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+/// A top half that counts its calls and returns `result`.
+fn counting(
+    calls: &Arc<AtomicU32>,
+    result: IrqReturn,
+) -> impl FnMut(&mut HardIrqContext<'_>) -> IrqReturn + Send + 'static {
+    let calls = calls.clone();
+    move |_: &mut HardIrqContext<'_>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        result
+    }
+}
+
+/// Waits until `condition` holds, failing after the hang guard.
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + HANG_GUARD;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A gate a thread function waits on until the test opens it.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        *self.0.0.lock().unwrap() = true;
+        self.0.1.notify_all();
+    }
+
+    fn wait(&self) {
+        let guard = self.0.0.lock().unwrap();
+        let (_guard, timeout) = self
+            .0
+            .1
+            .wait_timeout_while(guard, HANG_GUARD, |open| !*open)
+            .unwrap();
+        assert!(!timeout.timed_out(), "the gate never opened");
+    }
+}
+
+fn raise(controller: &Controller, irq: u32) {
+    let _ = controller.raise(irq).unwrap();
+}
+
+#[test]
+fn drop_frees_the_handler() {
+    let machine = machine();
+    let controller = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let registration = irq::request_irq(
+        &controller,
+        5,
+        IrqRequest::new(
+            "dropped",
+            IrqFlags::EDGE,
+            counting(&calls, IrqReturn::Handled),
+        ),
+    )
+    .unwrap();
+    raise(&controller, 5);
+    wait_until("the handler ran", || calls.load(Ordering::SeqCst) == 1);
+
+    drop(registration);
+
+    assert_eq!(
+        controller.line_stats(5).unwrap().handlers,
+        Vec::<&str>::new()
+    );
+    raise(&controller, 5);
+    controller.synchronize_irq(5).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a freed handler ran");
+    let again = irq::request_irq(
+        &controller,
+        5,
+        IrqRequest::new(
+            "again",
+            IrqFlags::EDGE,
+            counting(&calls, IrqReturn::Handled),
+        ),
+    );
+    assert!(again.is_ok(), "the line stayed busy: {again:?}");
+}
+
+/// Two handlers share a line only if both ask to share with the same
+/// trigger type, and then each is called for every interrupt.
+#[test]
+fn shared_line_calls_every_handler() {
+    let machine = machine();
+    let controller = machine.controller();
+    let first_calls = Arc::new(AtomicU32::new(0));
+    let second_calls = Arc::new(AtomicU32::new(0));
+    let shared_edge = IrqFlags::EDGE.shared();
+    let _first = irq::request_irq(
+        &controller,
+        6,
+        IrqRequest::new(
+            "first",
+            shared_edge,
+            counting(&first_calls, IrqReturn::None),
+        ),
+    )
+    .unwrap();
+    let _second = irq::request_irq(
+        &controller,
+        6,
+        IrqRequest::new(
+            "second",
+            shared_edge,
+            counting(&second_calls, IrqReturn::Handled),
+        ),
+    )
+    .unwrap();
+
+    raise(&controller, 6);
+
+    wait_until("both handlers ran", || {
+        first_calls.load(Ordering::SeqCst) == 1 && second_calls.load(Ordering::SeqCst) == 1
+    });
+}
+
+/// A sharing request with another trigger type is rejected with an error
+/// naming the line, the handler and both trigger types.
+#[test]
+fn shared_trigger_mismatch_rejected() {
+    let machine = machine();
+    let controller = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let _edge = irq::request_irq(
+        &controller,
+        7,
+        IrqRequest::new(
+            "edge",
+            IrqFlags::EDGE.shared(),
+            counting(&calls, IrqReturn::Handled),
+        ),
+    )
+    .unwrap();
+
+    let error = irq::request_irq(
+        &controller,
+        7,
+        IrqRequest::new(
+            "level",
+            IrqFlags::LEVEL.shared(),
+            counting(&calls, IrqReturn::Handled),
+        ),
+    )
+    .unwrap_err();
+
+    assert_eq!(
+        error,
+        IrqError::Request {
+            irq: 7,
+            handler: "level",
+            source: RequestError::TriggerMismatch {
+                irq: 7,
+                line: Trigger::Edge,
+                requested: Trigger::Level,
+            },
+        }
+    );
+    assert!(error.to_string().contains("irq 7"), "{error}");
+    assert!(error.to_string().contains("\"level\""), "{error}");
+}
+
+/// A second request on a line held without sharing is rejected, naming the
+/// holder.
+#[test]
+fn exclusive_line_busy() {
+    let machine = machine();
+    let controller = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let _holder = irq::request_irq(
+        &controller,
+        8,
+        IrqRequest::new(
+            "holder",
+            IrqFlags::EDGE,
+            counting(&calls, IrqReturn::Handled),
+        ),
+    )
+    .unwrap();
+
+    let error = irq::request_irq(
+        &controller,
+        8,
+        IrqRequest::new(
+            "late",
+            IrqFlags::EDGE.shared(),
+            counting(&calls, IrqReturn::Handled),
+        ),
+    )
+    .unwrap_err();
+
+    assert!(
+        matches!(
+            error,
+            IrqError::Request {
+                irq: 8,
+                handler: "late",
+                source: RequestError::Busy {
+                    irq: 8,
+                    holder: "holder"
+                },
+            }
+        ),
+        "unexpected error: {error:?}"
+    );
+}
+
+/// A top half that returns `WakeThread` has the thread function run in task
+/// context, on the registration's IRQ thread.
+#[test]
+fn wake_thread_runs_thread_fn_in_task_context() {
+    let machine = machine();
+    let controller = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let (ran_tx, ran_rx) = mpsc::channel();
+    let ran_tx = Mutex::new(ran_tx);
+    let registration = irq::request_threaded_irq(
+        &controller,
+        10,
+        ThreadedIrq::new("threaded", IrqFlags::EDGE, move || {
+            let name = std::thread::current().name().map(str::to_string);
+            let _ = ran_tx.lock().unwrap().send((irq_sim::in_task(), name));
+            IrqReturn::Handled
+        })
+        .top_half(counting(&calls, IrqReturn::WakeThread)),
+    )
+    .unwrap();
+
+    raise(&controller, 10);
+
+    let (in_task, name) = ran_rx.recv_timeout(HANG_GUARD).expect("the thread ran");
+    assert!(in_task, "the thread function ran in hard-IRQ context");
+    assert_eq!(name.as_deref(), Some("irq/10-threaded"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    wait_until("the run is counted", || registration.thread_runs() == 1);
+}
+
+/// With ONESHOT the line stays masked from the top half's return until the
+/// thread function returns: a raise meanwhile is held back and delivered
+/// only afterwards.
+#[test]
+fn oneshot_masks_until_thread_returns() {
+    let machine = machine();
+    let controller = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let gate = Gate::default();
+    let (started_tx, started_rx) = mpsc::channel();
+    let started_tx = Mutex::new(started_tx);
+    let thread_gate = gate.clone();
+    let _registration = irq::request_threaded_irq(
+        &controller,
+        11,
+        ThreadedIrq::new("oneshot", IrqFlags::EDGE.oneshot(), move || {
+            let _ = started_tx.lock().unwrap().send(());
+            thread_gate.wait();
+            IrqReturn::Handled
+        })
+        .top_half(counting(&calls, IrqReturn::WakeThread)),
+    )
+    .unwrap();
+
+    raise(&controller, 11);
+    started_rx.recv_timeout(HANG_GUARD).expect("the thread ran");
+    assert_eq!(controller.line_state(11).unwrap().oneshot, 1);
+    raise(&controller, 11);
+    controller.synchronize_irq(11).unwrap();
+
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the top half ran again while the thread function ran"
+    );
+    gate.open();
+    wait_until("the held-back raise is delivered", || {
+        calls.load(Ordering::SeqCst) == 2
+    });
+    started_rx
+        .recv_timeout(HANG_GUARD)
+        .expect("the thread ran again");
+}
+
+/// A threaded request with neither a top half nor ONESHOT is rejected, and
+/// leaves the line free.
+#[test]
+fn threaded_without_top_half_or_oneshot_rejected() {
+    let machine = machine();
+    let controller = machine.controller();
+
+    let error = irq::request_threaded_irq(
+        &controller,
+        12,
+        ThreadedIrq::new("bare", IrqFlags::LEVEL, || IrqReturn::Handled),
+    )
+    .unwrap_err();
+
+    assert_eq!(
+        error,
+        IrqError::ThreadedWithoutTopHalf {
+            irq: 12,
+            handler: "bare"
+        }
+    );
+    assert_eq!(
+        controller.line_stats(12).unwrap().handlers,
+        Vec::<&str>::new()
+    );
+}
+
+/// A threaded request with no top half but ONESHOT runs the thread function
+/// for every interrupt.
+#[test]
+fn oneshot_without_top_half_wakes_thread() {
+    let machine = machine();
+    let controller = machine.controller();
+    let runs = Arc::new(AtomicU32::new(0));
+    let thread_runs = runs.clone();
+    let _registration = irq::request_threaded_irq(
+        &controller,
+        13,
+        ThreadedIrq::new("thread_only", IrqFlags::EDGE.oneshot(), move || {
+            thread_runs.fetch_add(1, Ordering::SeqCst);
+            IrqReturn::Handled
+        }),
+    )
+    .unwrap();
+
+    for expected in 1..=3 {
+        raise(&controller, 13);
+        wait_until("the thread function ran", || {
+            runs.load(Ordering::SeqCst) == expected
+        });
+    }
+}
+
+/// Freeing waits for a running thread function, and afterwards neither the
+/// top half nor the thread function runs again.
+#[test]
+fn free_waits_for_thread_fn() {
+    let machine = machine();
+    let controller = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let gate = Gate::default();
+    let freed = Arc::new(AtomicBool::new(false));
+    let freed_seen_by_thread = Arc::new(AtomicBool::new(false));
+    let (started_tx, started_rx) = mpsc::channel();
+    let started_tx = Mutex::new(started_tx);
+    let registration = {
+        let gate = gate.clone();
+        let freed = freed.clone();
+        let freed_seen_by_thread = freed_seen_by_thread.clone();
+        irq::request_threaded_irq(
+            &controller,
+            14,
+            ThreadedIrq::new("slow_thread", IrqFlags::EDGE, move || {
+                let _ = started_tx.lock().unwrap().send(());
+                gate.wait();
+                freed_seen_by_thread.store(freed.load(Ordering::SeqCst), Ordering::SeqCst);
+                IrqReturn::Handled
+            })
+            .top_half(counting(&calls, IrqReturn::WakeThread)),
+        )
+        .unwrap()
+    };
+    raise(&controller, 14);
+    started_rx.recv_timeout(HANG_GUARD).expect("the thread ran");
+
+    let freer = {
+        let freed = freed.clone();
+        std::thread::spawn(move || {
+            registration.free().unwrap();
+            freed.store(true, Ordering::SeqCst);
+            registration
+        })
+    };
+    // Once the top half is gone, the free is waiting for the thread.
+    wait_until("the top half is freed", || {
+        controller.line_stats(14).unwrap().handlers.is_empty()
+    });
+    assert!(
+        !freed.load(Ordering::SeqCst),
+        "free returned during the run"
+    );
+    gate.open();
+    let registration = freer.join().unwrap();
+
+    assert!(
+        !freed_seen_by_thread.load(Ordering::SeqCst),
+        "free returned before the thread function did"
+    );
+    raise(&controller, 14);
+    controller.synchronize_irq(14).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a freed top half ran");
+    assert_eq!(registration.thread_runs(), 1, "a freed thread function ran");
+    assert!(!registration.is_registered());
+}
+
+/// A thread function that panics is reported, and the thread serves the
+/// next interrupt.
+#[test]
+fn thread_fn_panic_contained() {
+    let machine = machine();
+    let controller = machine.controller();
+    let runs = Arc::new(AtomicU32::new(0));
+    let thread_runs = runs.clone();
+    let registration = irq::request_threaded_irq(
+        &controller,
+        15,
+        ThreadedIrq::new("panicky", IrqFlags::EDGE.oneshot(), move || {
+            if thread_runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("first run fails");
+            }
+            IrqReturn::Handled
+        }),
+    )
+    .unwrap();
+
+    raise(&controller, 15);
+    wait_until("the panicking run is over", || {
+        registration.thread_runs() == 1
+    });
+    raise(&controller, 15);
+
+    wait_until("the second run is over", || registration.thread_runs() == 2);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(controller.line_state(15).unwrap().oneshot, 0);
+}
+
+/// `disable_irq` and `enable_irq` on a registration pass through to its
+/// line: a raise while disabled is held back until the enable.
+#[test]
+fn disable_and_enable_pass_through() {
+    let machine = machine();
+    let controller = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let registration = irq::request_irq(
+        &controller,
+        16,
+        IrqRequest::new(
+            "toggled",
+            IrqFlags::EDGE,
+            counting(&calls, IrqReturn::Handled),
+        ),
+    )
+    .unwrap();
+
+    assert_eq!(registration.disable_irq().unwrap(), 1);
+    raise(&controller, 16);
+    controller.synchronize_irq(16).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "delivered while disabled");
+    registration.enable_irq().unwrap();
+
+    wait_until("the held-back raise is delivered", || {
+        calls.load(Ordering::SeqCst) == 1
+    });
+    assert!(matches!(
+        registration.enable_irq(),
+        Err(IrqError::Line {
+            irq: 16,
+            handler: "toggled",
+            ..
+        })
+    ));
+}

@@ -1,0 +1,438 @@
+//! Loading and unloading modules: what the tracker reports and releases
+//! when a module's exit leaves work or handlers behind.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use driver::ModuleError;
+use driver::irq::IrqRegistration;
+use driver::module::{self, InitResult, Leftover, Module, ModuleContext};
+use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
+use wq::{DelayedWork, Work, Workqueue};
+
+/// Generous hang guard for waits on real conditions.
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+/// A module that queues the item it is given and cancels it in its exit.
+struct Tidy {
+    work: Arc<Work>,
+}
+
+impl Module for Tidy {
+    const NAME: &'static str = "tidy";
+    type Params = Arc<Work>;
+
+    fn init(ctx: &ModuleContext, work: Arc<Work>) -> InitResult<Self> {
+        ctx.schedule_work(&work)?;
+        Ok(Tidy { work })
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {
+        wq::blocking::cancel_work_sync(&self.work).expect("exit runs in task context");
+    }
+}
+
+fn tidy_work() -> Arc<Work> {
+    Work::from_fn("tidy_work", || {})
+}
+
+#[test]
+fn clean_unload_reports_nothing() {
+    let loaded = module::load::<Tidy>(tidy_work()).expect("init succeeds");
+    let report = loaded.unload().expect("unload from a plain thread");
+
+    assert_eq!(report.module, "tidy");
+    assert_eq!(report.leftovers, []);
+    assert!(report.is_clean());
+}
+
+/// What the test gives the leaky module: a queue, and its work items.
+struct LeakyParams {
+    queue: Workqueue,
+    items: Vec<Arc<Work>>,
+}
+
+/// A module whose init queues every item it is given and whose exit does
+/// nothing: the classic bug of the original examples.
+struct Leaky {
+    _items: Vec<Arc<Work>>,
+}
+
+impl Module for Leaky {
+    const NAME: &'static str = "leaky";
+    type Params = LeakyParams;
+
+    fn init(ctx: &ModuleContext, params: LeakyParams) -> InitResult<Self> {
+        for item in &params.items {
+            ctx.queue_work(&params.queue, item)?;
+        }
+        Ok(Leaky {
+            _items: params.items,
+        })
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// Unloading with one item running and one pending behind it reports both
+/// by name, waits for the running one, and cancels the pending one, which
+/// never runs, not even after the unload.
+#[test]
+fn leftover_work_reported_and_released() {
+    let queue = Workqueue::builder("leaky_wq").ordered().build();
+    let (started_tx, started_rx) = mpsc::channel();
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let blocker_done = Arc::new(AtomicBool::new(false));
+    let victim_runs = Arc::new(AtomicU32::new(0));
+
+    let blocker = {
+        let started_tx = Mutex::new(started_tx);
+        let gate = gate.clone();
+        let blocker_done = blocker_done.clone();
+        Work::from_fn("blocker", move || {
+            let _ = started_tx.lock().unwrap().send(());
+            let (open, opened) = &*gate;
+            let guard = open.lock().unwrap();
+            let (_guard, timeout) = opened
+                .wait_timeout_while(guard, HANG_GUARD, |open| !*open)
+                .unwrap();
+            assert!(!timeout.timed_out(), "the gate never opened");
+            blocker_done.store(true, Ordering::SeqCst);
+        })
+    };
+    let victim = {
+        let victim_runs = victim_runs.clone();
+        Work::from_fn("victim", move || {
+            victim_runs.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+
+    let loaded = module::load::<Leaky>(LeakyParams {
+        queue: queue.clone(),
+        items: vec![blocker, victim],
+    })
+    .expect("init succeeds");
+    started_rx
+        .recv_timeout(HANG_GUARD)
+        .expect("the blocker starts");
+
+    // Open the gate only once the unload has found the blocker running.
+    let report = loaded
+        .unload_with(|leftover| {
+            if matches!(leftover, Leftover::RunningWork { .. }) {
+                *gate.0.lock().unwrap() = true;
+                gate.1.notify_all();
+            }
+        })
+        .expect("unload from a plain thread");
+
+    assert_eq!(
+        report.leftovers,
+        [
+            Leftover::PendingWork {
+                work: "victim".into()
+            },
+            Leftover::RunningWork {
+                work: "blocker".into()
+            },
+        ]
+    );
+    assert!(
+        blocker_done.load(Ordering::SeqCst),
+        "unload returned before the running item finished"
+    );
+    wq::blocking::flush_workqueue(&queue).expect("flush from a plain thread");
+    assert_eq!(
+        victim_runs.load(Ordering::SeqCst),
+        0,
+        "a cancelled item ran"
+    );
+}
+
+static SLOW_TIMER: DelayedWork = DelayedWork::new("slow_timer", || {});
+
+/// A module that arms a delayed item an hour away and never cancels it.
+struct ForgetsTimer;
+
+impl Module for ForgetsTimer {
+    const NAME: &'static str = "forgets_timer";
+    type Params = ();
+
+    fn init(ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+        ctx.queue_delayed_work(wq::system_wq(), &SLOW_TIMER, Duration::from_secs(3600))?;
+        Ok(ForgetsTimer)
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// A delayed item left on its timer is reported as delayed work and
+/// cancelled. Afterwards the static item can be queued again, as the next
+/// load of the module would do.
+#[test]
+fn delayed_work_reported_then_reusable() {
+    let report = module::load::<ForgetsTimer>(())
+        .expect("init succeeds")
+        .unload()
+        .expect("unload from a plain thread");
+
+    assert_eq!(
+        report.leftovers,
+        [Leftover::DelayedWork {
+            work: "slow_timer".into()
+        }]
+    );
+    assert!(!wq::work_pending(&SLOW_TIMER));
+    assert!(
+        wq::schedule_delayed_work(&SLOW_TIMER, Duration::from_secs(3600)).unwrap(),
+        "the unload left the item disabled"
+    );
+    assert!(wq::cancel_delayed_work(&SLOW_TIMER));
+}
+
+/// What the test gives the module that keeps its IRQ.
+struct KeepsIrqParams {
+    machine: Arc<Machine>,
+    calls: Arc<AtomicU32>,
+}
+
+/// A module that requests a line and never frees it.
+struct KeepsIrq {
+    _registration: IrqRegistration,
+}
+
+impl Module for KeepsIrq {
+    const NAME: &'static str = "keeps_irq";
+    type Params = KeepsIrqParams;
+
+    fn init(ctx: &ModuleContext, params: KeepsIrqParams) -> InitResult<Self> {
+        let calls = params.calls;
+        let registration = ctx.request_irq(
+            &params.machine.controller(),
+            9,
+            IrqRequest::new("kept", IrqFlags::EDGE, move |_: &mut HardIrqContext<'_>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                IrqReturn::Handled
+            }),
+        )?;
+        Ok(KeepsIrq {
+            _registration: registration,
+        })
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// A handler still registered at unload is reported by line and name, and
+/// freed: afterwards its line has no handler and a raise does not call it.
+#[test]
+fn registered_handler_reported_and_freed() {
+    let machine = Arc::new(
+        Machine::new(Config {
+            nr_cpus: 1,
+            ..Config::default()
+        })
+        .unwrap(),
+    );
+    let controller = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let loaded = module::load::<KeepsIrq>(KeepsIrqParams {
+        machine: machine.clone(),
+        calls: calls.clone(),
+    })
+    .expect("init succeeds");
+    let _ = controller.raise(9).unwrap();
+    controller.synchronize_irq(9).unwrap();
+    wait_until(|| calls.load(Ordering::SeqCst) == 1);
+
+    let report = loaded.unload().expect("unload from a plain thread");
+
+    assert_eq!(
+        report.leftovers,
+        [Leftover::Handler {
+            irq: 9,
+            handler: "kept"
+        }]
+    );
+    assert_eq!(
+        controller.line_stats(9).unwrap().handlers,
+        Vec::<&str>::new()
+    );
+    let _ = controller.raise(9).unwrap();
+    controller.synchronize_irq(9).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a freed handler ran");
+}
+
+/// A module whose init arms a timer and then fails.
+struct FailsInit;
+
+static FAILED_TIMER: DelayedWork = DelayedWork::new("failed_timer", || {});
+
+impl Module for FailsInit {
+    const NAME: &'static str = "fails_init";
+    type Params = ();
+
+    fn init(ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+        ctx.queue_delayed_work(wq::system_wq(), &FAILED_TIMER, Duration::from_secs(3600))?;
+        Err("no such device".into())
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {
+        unreachable!("a module whose init failed is never exited");
+    }
+}
+
+/// A failed init is an error naming the module, and what the init had
+/// registered is released and listed.
+#[test]
+fn failed_init_releases_work() {
+    let error = module::load::<FailsInit>(()).unwrap_err();
+
+    let ModuleError::InitFailed {
+        module,
+        source,
+        leftovers,
+    } = error
+    else {
+        panic!("expected InitFailed, got {error:?}");
+    };
+    assert_eq!(module, "fails_init");
+    assert_eq!(source.to_string(), "no such device");
+    assert_eq!(
+        leftovers,
+        [Leftover::DelayedWork {
+            work: "failed_timer".into()
+        }]
+    );
+    assert!(!wq::work_pending(&FAILED_TIMER));
+}
+
+/// A module whose exit panics with its timer still armed.
+struct PanicsInExit;
+
+static PANIC_TIMER: DelayedWork = DelayedWork::new("panic_timer", || {});
+
+impl Module for PanicsInExit {
+    const NAME: &'static str = "panics_in_exit";
+    type Params = ();
+
+    fn init(ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+        ctx.queue_delayed_work(wq::system_wq(), &PANIC_TIMER, Duration::from_secs(3600))?;
+        Ok(PanicsInExit)
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {
+        panic!("exit went wrong");
+    }
+}
+
+/// A panicking exit is reported, and the tracker still releases the
+/// module's work.
+#[test]
+fn exit_panic_contained() {
+    let report = module::load::<PanicsInExit>(())
+        .expect("init succeeds")
+        .unload()
+        .expect("unload from a plain thread");
+
+    assert_eq!(report.exit_panic.as_deref(), Some("exit went wrong"));
+    assert_eq!(
+        report.leftovers,
+        [Leftover::DelayedWork {
+            work: "panic_timer".into()
+        }]
+    );
+    assert!(!wq::work_pending(&PANIC_TIMER));
+}
+
+/// A module that keeps its context, to queue through it later.
+struct KeepsContext {
+    ctx: ModuleContext,
+}
+
+static LATE_WORK: Work = Work::new("late_work", || {});
+
+impl Module for KeepsContext {
+    const NAME: &'static str = "keeps_context";
+    type Params = ();
+
+    fn init(ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+        Ok(KeepsContext { ctx: ctx.clone() })
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// Queueing through the context of an unloaded module is rejected with an
+/// error naming the module and the item, and queues nothing.
+#[test]
+fn context_rejects_after_unload() {
+    let loaded = module::load::<KeepsContext>(()).expect("init succeeds");
+    let ctx = loaded.state().ctx.clone();
+    loaded.unload().expect("unload from a plain thread");
+
+    let error = ctx.schedule_work(&LATE_WORK).unwrap_err();
+
+    assert!(
+        matches!(
+            &error,
+            ModuleError::Unloaded { module: "keeps_context", what } if what == "late_work"
+        ),
+        "unexpected error: {error:?}"
+    );
+    assert!(!wq::work_pending(&LATE_WORK));
+}
+
+/// Unloading in a top half is rejected through `might_sleep`, naming the
+/// line and the handler, and hands the module back still loaded.
+#[test]
+fn unload_in_top_half_rejected() {
+    let loaded = module::load::<Tidy>(tidy_work()).expect("init succeeds");
+
+    let (error, loaded) = {
+        let _irq = irq_sim::context::enter_hardirq(4, "sleepy");
+        loaded.unload().unwrap_err()
+    };
+
+    let ModuleError::InvalidContext { module, source } = &error else {
+        panic!("expected InvalidContext, got {error:?}");
+    };
+    assert_eq!(*module, "tidy");
+    assert_eq!(source.irq, 4);
+    assert_eq!(source.handler, "sleepy");
+    assert!(loaded.unload().expect("unload in task context").is_clean());
+}
+
+/// Unloading on the thread of a current-thread runtime is rejected rather
+/// than stopping that runtime.
+#[test]
+fn unload_in_current_thread_runtime_rejected() {
+    let loaded = module::load::<Tidy>(tidy_work()).expect("init succeeds");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+
+    let (error, loaded) = runtime.block_on(async move { loaded.unload().unwrap_err() });
+
+    assert!(
+        matches!(error, ModuleError::BlockingInRuntime { module: "tidy" }),
+        "unexpected error: {error:?}"
+    );
+    assert!(
+        loaded
+            .unload()
+            .expect("unload on a plain thread")
+            .is_clean()
+    );
+}
+
+/// Waits until `condition` holds, failing after the hang guard.
+fn wait_until(condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "condition never held");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
