@@ -1,6 +1,11 @@
 //! The classic "dynamic queue" module: a work item allocated and
 //! initialized when the module loads, then queued on the system workqueue.
 //!
+//! The module runs on irqlab's module lifecycle: [`module::load`] runs its
+//! init and [`LoadedModule::unload`](module::LoadedModule::unload) its exit.
+//! The item is queued through the module's context, so the unload would
+//! report and cancel it if the exit left it queued.
+//!
 //! Expected output (checked by `tests/examples_golden.rs`):
 //!
 //! ```text
@@ -13,6 +18,7 @@
 
 use std::sync::Arc;
 
+use driver::module::{self, InitResult, Module, ModuleContext};
 use driver::printk;
 use driver::printk::KernLevel;
 use wq::Work;
@@ -30,35 +36,40 @@ struct DynamQueue {
     tst_queue_struct: Arc<Work>,
 }
 
-/// Module init: allocate and initialize the item (`kmalloc` + `INIT_WORK`),
-/// then queue it.
-fn init_dynam_queue() -> DynamQueue {
-    printk!(KernLevel::Alert, "Hello, dynamic queue");
+impl Module for DynamQueue {
+    const NAME: &'static str = "dynam_queue";
+    type Params = ();
 
-    let tst_queue_struct = Work::from_fn("tst_queue_struct", my_function);
-    let queued = wq::schedule_work(&tst_queue_struct).expect("system_wq is never destroyed");
-    debug_assert!(queued);
+    /// Module init: allocate and initialize the item (`kmalloc` +
+    /// `INIT_WORK`), then queue it.
+    fn init(ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+        printk!(KernLevel::Alert, "Hello, dynamic queue");
 
-    DynamQueue { tst_queue_struct }
-}
+        let tst_queue_struct = Work::from_fn("tst_queue_struct", my_function);
+        let queued = ctx.schedule_work(&tst_queue_struct)?;
+        debug_assert!(queued);
 
-/// Module exit.
-fn cleanup_dynam_queue(module: DynamQueue) {
-    // Unlike the original module, wait until the item is neither pending
-    // nor running before the module goes away.
-    wq::blocking::cancel_work_sync(&module.tst_queue_struct).expect("called in task context");
-    printk!(KernLevel::Alert, "Goodbye, dynamic queue");
+        Ok(DynamQueue { tst_queue_struct })
+    }
 
-    // The item cannot leak: it is freed when its last reference goes, and
-    // the queue gives up its own when the run ends, so dropping `module`
-    // leaves nothing behind.
-    drop(module);
+    /// Module exit.
+    fn exit(&mut self, _ctx: &ModuleContext) {
+        // Unlike the original module, wait until the item is neither pending
+        // nor running before the module goes away.
+        wq::blocking::cancel_work_sync(&self.tst_queue_struct).expect("called in task context");
+        printk!(KernLevel::Alert, "Goodbye, dynamic queue");
+
+        // The item cannot leak: it is freed when its last reference goes.
+        // The queue gives up its own when the run ends, and the unload drops
+        // the module's and the tracker's after this exit.
+    }
 }
 
 pub fn main() {
     printk::init_console();
-    let module = init_dynam_queue();
+    let loaded = module::load::<DynamQueue>(()).expect("dynam_queue loads");
     // The module stays loaded until the work has run.
-    wq::blocking::flush_work(&module.tst_queue_struct).expect("called in task context");
-    cleanup_dynam_queue(module);
+    wq::blocking::flush_work(&loaded.state().tst_queue_struct).expect("called in task context");
+    let report = loaded.unload().expect("unloaded in task context");
+    debug_assert!(report.is_clean(), "the exit left {report:?}");
 }

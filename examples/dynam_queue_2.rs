@@ -6,6 +6,11 @@
 //! [`DataWork`] that owns the data, and the function receives the item, so
 //! it reaches the data directly, with no pointer arithmetic.
 //!
+//! The module runs on irqlab's module lifecycle: [`module::load`] runs its
+//! init and [`LoadedModule::unload`](module::LoadedModule::unload) its exit.
+//! The item is queued through the module's context, so the unload would
+//! report and cancel it if the exit left it queued.
+//!
 //! Expected output (checked by `tests/examples_golden.rs`):
 //!
 //! ```text
@@ -19,6 +24,7 @@
 
 use std::sync::Arc;
 
+use driver::module::{self, InitResult, Module, ModuleContext};
 use driver::printk;
 use driver::printk::KernLevel;
 use wq::DataWork;
@@ -34,8 +40,8 @@ fn my_function(item: &Arc<DataWork<QueueData>>) {
     printk!("call function from queue");
     printk!("function param: data={}", item.data);
     // The C function ends with `kfree` of the structure. Here the structure
-    // is freed when the last of two references goes: the queue's, dropped
-    // when this run returns, or the module's, dropped at exit.
+    // is freed when the last reference goes: the queue's, dropped when this
+    // run returns, or the module's and its tracker's, dropped at unload.
 }
 
 /// The module's state between init and exit.
@@ -43,32 +49,39 @@ struct DynamQueue2 {
     tst_queue_struct: Arc<DataWork<QueueData>>,
 }
 
-/// Module init: allocate the structure with its data, then queue its item.
-fn init_dynam_queue() -> DynamQueue2 {
-    printk!(KernLevel::Alert, "Hello, dynamic queue");
+impl Module for DynamQueue2 {
+    const NAME: &'static str = "dynam_queue_2";
+    type Params = ();
 
-    let tst_queue_struct = DataWork::new("tst_queue_struct", QueueData { data: 99 }, my_function);
-    let queued = wq::schedule_work(&tst_queue_struct).expect("system_wq is never destroyed");
-    debug_assert!(queued);
+    /// Module init: allocate the structure with its data, then queue its
+    /// item.
+    fn init(ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+        printk!(KernLevel::Alert, "Hello, dynamic queue");
 
-    DynamQueue2 { tst_queue_struct }
-}
+        let tst_queue_struct =
+            DataWork::new("tst_queue_struct", QueueData { data: 99 }, my_function);
+        let queued = ctx.schedule_work(&tst_queue_struct)?;
+        debug_assert!(queued);
 
-/// Module exit.
-fn cleanup_dynam_queue(module: DynamQueue2) {
-    // Unlike the original module, wait until the item is neither pending
-    // nor running before the module goes away. The structure cannot leak
-    // either, because dropping `module` gives up the last reference the
-    // module holds.
-    wq::blocking::cancel_work_sync(&module.tst_queue_struct).expect("called in task context");
-    printk!(KernLevel::Alert, "Goodbye, dynamic queue");
-    drop(module);
+        Ok(DynamQueue2 { tst_queue_struct })
+    }
+
+    /// Module exit.
+    fn exit(&mut self, _ctx: &ModuleContext) {
+        // Unlike the original module, wait until the item is neither pending
+        // nor running before the module goes away. The structure cannot
+        // leak either: the unload drops the last references the module and
+        // its tracker hold after this exit.
+        wq::blocking::cancel_work_sync(&self.tst_queue_struct).expect("called in task context");
+        printk!(KernLevel::Alert, "Goodbye, dynamic queue");
+    }
 }
 
 pub fn main() {
     printk::init_console();
-    let module = init_dynam_queue();
+    let loaded = module::load::<DynamQueue2>(()).expect("dynam_queue_2 loads");
     // The module stays loaded until the work has run.
-    wq::blocking::flush_work(&module.tst_queue_struct).expect("called in task context");
-    cleanup_dynam_queue(module);
+    wq::blocking::flush_work(&loaded.state().tst_queue_struct).expect("called in task context");
+    let report = loaded.unload().expect("unloaded in task context");
+    debug_assert!(report.is_clean(), "the exit left {report:?}");
 }

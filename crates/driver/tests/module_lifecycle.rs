@@ -76,6 +76,22 @@ impl Module for Leaky {
     fn exit(&mut self, _ctx: &ModuleContext) {}
 }
 
+/// After an unload nothing of the module's work stays allocated: the
+/// module's and the tracker's references are gone, and the queue gives up
+/// its own when the run ends.
+#[test]
+fn unload_frees_tracked_items() {
+    let work = tidy_work();
+    let weak = Arc::downgrade(&work);
+    let loaded = module::load::<Tidy>(work).expect("init succeeds");
+
+    loaded.unload().expect("unload from a plain thread");
+
+    // NOTE: a flush can return just before the queue drops its reference,
+    // so the last drop is waited for, not asserted at once.
+    wait_until(|| weak.upgrade().is_none());
+}
+
 /// Unloading with one item running and one pending behind it reports both
 /// by name, waits for the running one, and cancels the pending one, which
 /// never runs, not even after the unload.
