@@ -6,7 +6,10 @@
 //!   that reports and releases the work items and IRQs an exit left behind.
 //! - [`irq`]: [`irq::request_irq`] and [`irq::request_threaded_irq`],
 //!   returning an [`irq::IrqRegistration`] whose drop frees the handler.
-//! - [`error`]: the typed errors of both.
+//! - [`napi`]: NAPI-style polling, [`napi::Napi`]: the top half masks the
+//!   device interrupt and schedules a poll of at most `budget` events, and
+//!   the interrupt is unmasked only when a poll completes.
+//! - [`error`]: the typed errors of modules and IRQ requests.
 //!
 //! # Context
 //!
@@ -17,6 +20,7 @@
 pub mod error;
 pub mod irq;
 pub mod module;
+pub mod napi;
 pub mod printk;
 
 pub use error::{IrqError, ModuleError};

@@ -1,0 +1,361 @@
+//! NAPI-style polling: under load, poll the device instead of taking an
+//! interrupt per event.
+//!
+//! | kernel | irqlab |
+//! |---|---|
+//! | `netif_napi_add(dev, napi, poll)` | [`Napi::new`] |
+//! | `napi_schedule(napi)` in the top half | [`Napi::schedule`] |
+//! | `poll(napi, budget)` returning `work_done` | the poll function given to [`Napi::new`] |
+//! | `napi_complete_done` + re-enabling the device interrupt | done by [`Napi`] when a poll returns less than the budget |
+//! | `napi_disable`, `napi_enable` | [`Napi::disable`], [`Napi::enable`] |
+//!
+//! # The cycle
+//!
+//! ```text
+//!   top half: schedule()           poll work item                    poll work item
+//!   ───────────────────────        ───────────────────────────       ─────────────────────────
+//!   idle ──mask irq, queue──► scheduled ──poll(budget) == budget──► scheduled (queued again)
+//!                                  │
+//!                                  └──poll(budget) < budget──► idle: unmask irq (complete)
+//! ```
+//!
+//! 1. The top half calls [`Napi::schedule`]: the first call masks the
+//!    device's interrupt ([`IrqMask::mask`]) and queues the poll work item.
+//!    Later calls, until the poll completes, change nothing.
+//! 2. The work item calls the poll function with the budget. It handles at
+//!    most `budget` events and returns how many it handled.
+//! 3. A poll that used its whole budget may have left events: the item
+//!    queues itself again, so other work on the queue gets a turn between
+//!    polls.
+//! 4. A poll that handled fewer events than its budget completes: the
+//!    helper clears its scheduled state, then unmasks the interrupt. An
+//!    event that arrived while masked then raises the interrupt again, so
+//!    none is left unannounced.
+//!
+//! Under rising load, more events are handled per interrupt, so the
+//! interrupt rate falls while throughput rises.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use irq_sim::Controller;
+use irq_sim::device::Nic;
+use wq::{Work, Workqueue};
+
+use crate::printk;
+use crate::printk::KernLevel;
+
+/// The interrupt a [`Napi`] masks while it polls: a device's
+/// interrupt-enable register, or the whole line.
+///
+/// Both methods are called from a top half and from task context, so they
+/// must not sleep.
+pub trait IrqMask: Send + Sync + 'static {
+    /// Stops the device from interrupting.
+    fn mask(&self);
+
+    /// Lets the device interrupt again; an event that arrived while masked
+    /// must then raise the interrupt.
+    fn unmask(&self);
+}
+
+/// Masks a NIC through its interrupt-enable register, as NAPI drivers do.
+/// Unmasking with packets in the ring raises the line.
+impl IrqMask for Nic {
+    fn mask(&self) {
+        self.set_irq_enabled(false);
+    }
+
+    fn unmask(&self) {
+        self.set_irq_enabled(true);
+    }
+}
+
+/// Masks a whole line with `disable_irq_nosync` and `enable_irq`: for a
+/// device without an interrupt-enable register, on a line it does not
+/// share. An edge raised while disabled is latched and delivered on enable.
+#[derive(Clone, Debug)]
+pub struct LineMask {
+    /// The line's controller.
+    pub controller: Controller,
+    /// The line.
+    pub irq: u32,
+}
+
+impl IrqMask for LineMask {
+    fn mask(&self) {
+        if let Err(error) = self.controller.disable_irq_nosync(self.irq) {
+            printk!(
+                KernLevel::Err,
+                "napi: cannot mask irq {}: {error}",
+                self.irq
+            );
+        }
+    }
+
+    fn unmask(&self) {
+        if let Err(error) = self.controller.enable_irq(self.irq) {
+            printk!(
+                KernLevel::Err,
+                "napi: cannot unmask irq {}: {error}",
+                self.irq
+            );
+        }
+    }
+}
+
+/// Counters of a [`Napi`], for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NapiStats {
+    /// Calls of [`Napi::schedule`] that started a polling cycle.
+    pub scheduled: u64,
+    /// Calls of the poll function.
+    pub polls: u64,
+    /// Polls that used their whole budget and were followed by another.
+    pub full_polls: u64,
+    /// Events the poll function reported handled.
+    pub events: u64,
+    /// Polling cycles that completed and unmasked the interrupt.
+    pub completions: u64,
+    /// Polls that reported more events than their budget (a driver bug;
+    /// the count was clamped to the budget).
+    pub over_budget: u64,
+}
+
+/// A poll function: handles at most `budget` events and returns how many.
+type PollFn = Box<dyn FnMut(usize) -> usize + Send>;
+
+/// A NAPI context: a poll function, its budget, the interrupt it masks and
+/// the work item that runs it.
+#[derive(Clone)]
+pub struct Napi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Immutable after construction.
+    name: String,
+    /// Immutable after construction.
+    budget: usize,
+    /// Immutable after construction.
+    queue: Workqueue,
+    /// Immutable after construction.
+    mask: Arc<dyn IrqMask>,
+    /// The work item that runs the poll. Immutable after construction.
+    work: Arc<Work>,
+    /// Locked only by the poll work item, which never runs concurrently
+    /// with itself, so the lock is never contended.
+    poll: Mutex<PollFn>,
+    /// True from the schedule that masks the interrupt until the poll
+    /// completes (the kernel's `NAPI_STATE_SCHED`). The top half's `AcqRel`
+    /// swap pairs with the completing poll's `Release` store.
+    scheduled: AtomicBool,
+    /// True between `disable` and `enable` (`NAPI_STATE_DISABLE`).
+    disabled: AtomicBool,
+    /// Counters; `Relaxed`, read only for reports.
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    scheduled: AtomicU64,
+    polls: AtomicU64,
+    full_polls: AtomicU64,
+    events: AtomicU64,
+    completions: AtomicU64,
+    over_budget: AtomicU64,
+}
+
+impl Napi {
+    /// Makes a NAPI context named `name` whose poll function runs on
+    /// `queue` with `budget` events per poll (`netif_napi_add`); `mask`
+    /// stops and restarts the device's interrupt. A budget of 0 is raised
+    /// to 1.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps. The poll function runs in task context and may
+    /// sleep.
+    pub fn new(
+        name: impl Into<String>,
+        queue: &Workqueue,
+        budget: usize,
+        mask: Arc<dyn IrqMask>,
+        poll: impl FnMut(usize) -> usize + Send + 'static,
+    ) -> Self {
+        let name = name.into();
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let weak = weak.clone();
+            Inner {
+                work: Work::from_fn(format!("{name}/poll"), move || {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.run_poll();
+                    }
+                }),
+                name,
+                budget: budget.max(1),
+                queue: queue.clone(),
+                mask,
+                poll: Mutex::new(Box::new(poll)),
+                scheduled: AtomicBool::new(false),
+                disabled: AtomicBool::new(false),
+                counters: Counters::default(),
+            }
+        });
+        Self { inner }
+    }
+
+    /// Starts a polling cycle unless one runs (`napi_schedule`): masks the
+    /// interrupt and queues the poll. Returns true when it started one.
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps, never allocates.
+    pub fn schedule(&self) -> bool {
+        let inner = &self.inner;
+        if inner.disabled.load(Ordering::Acquire) || inner.scheduled.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        inner.mask.mask();
+        inner.counters.scheduled.fetch_add(1, Ordering::Relaxed);
+        match wq::queue_work(&inner.queue, &inner.work) {
+            Ok(_) => true,
+            Err(error) => {
+                // The poll cannot run, so the interrupt must not stay masked.
+                printk!(KernLevel::Err, "napi {}: {error}", inner.name);
+                inner.complete();
+                false
+            }
+        }
+    }
+
+    /// Returns the budget: the most events one poll may handle.
+    pub fn budget(&self) -> usize {
+        self.inner.budget
+    }
+
+    /// Returns the work item that runs the poll, for a module to track.
+    pub fn work(&self) -> &Arc<Work> {
+        &self.inner.work
+    }
+
+    /// Returns true while a polling cycle runs.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn is_scheduled(&self) -> bool {
+        self.inner.scheduled.load(Ordering::Acquire)
+    }
+
+    /// Returns a copy of the counters.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn stats(&self) -> NapiStats {
+        let counters = &self.inner.counters;
+        NapiStats {
+            scheduled: counters.scheduled.load(Ordering::Relaxed),
+            polls: counters.polls.load(Ordering::Relaxed),
+            full_polls: counters.full_polls.load(Ordering::Relaxed),
+            events: counters.events.load(Ordering::Relaxed),
+            completions: counters.completions.load(Ordering::Relaxed),
+            over_budget: counters.over_budget.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops polling (`napi_disable`): waits for a running poll, cancels a
+    /// queued one, and makes [`Napi::schedule`] return false until
+    /// [`Napi::enable`]. The interrupt stays masked if a cycle was cut
+    /// short, until [`Napi::enable`].
+    ///
+    /// # Errors
+    ///
+    /// [`wq::WaitError`] in a top half, from the poll itself, or on the
+    /// thread of a current-thread tokio runtime.
+    ///
+    /// # Context
+    ///
+    /// Task context; sleeps.
+    pub fn disable(&self) -> Result<(), wq::WaitError> {
+        irq_sim::might_sleep("napi_disable")?;
+        self.inner.disabled.store(true, Ordering::Release);
+        wq::blocking::disable_work_sync(&self.inner.work)?;
+        Ok(())
+    }
+
+    /// Allows polling again after [`Napi::disable`] (`napi_enable`), and
+    /// unmasks the interrupt if the disable cut a cycle short.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn enable(&self) {
+        let inner = &self.inner;
+        wq::enable_work(&inner.work);
+        inner.disabled.store(false, Ordering::Release);
+        if inner.scheduled.swap(false, Ordering::AcqRel) {
+            inner.mask.unmask();
+        }
+    }
+}
+
+impl Inner {
+    /// Runs one poll: queues the next one after a full poll, and completes
+    /// the cycle after a short one.
+    fn run_poll(&self) {
+        let handled = {
+            let mut poll = self.poll.lock().unwrap_or_else(PoisonError::into_inner);
+            (*poll)(self.budget)
+        };
+        let counters = &self.counters;
+        counters.polls.fetch_add(1, Ordering::Relaxed);
+
+        let handled = if handled > self.budget {
+            counters.over_budget.fetch_add(1, Ordering::Relaxed);
+            printk!(
+                KernLevel::Warning,
+                "napi {}: poll handled {handled} events, over its budget of {}",
+                self.name,
+                self.budget
+            );
+            self.budget
+        } else {
+            handled
+        };
+        counters.events.fetch_add(handled as u64, Ordering::Relaxed);
+
+        if handled < self.budget {
+            self.complete();
+            return;
+        }
+
+        // A full poll may have left events: poll again, after the work
+        // queued meanwhile.
+        counters.full_polls.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = wq::queue_work(&self.queue, &self.work) {
+            printk!(KernLevel::Err, "napi {}: {error}", self.name);
+            self.complete();
+        }
+    }
+
+    /// Ends the cycle (`napi_complete_done`). The state is cleared before
+    /// the unmask, so that an interrupt raised by the unmask schedules a
+    /// new cycle.
+    fn complete(&self) {
+        self.counters.completions.fetch_add(1, Ordering::Relaxed);
+        self.scheduled.store(false, Ordering::Release);
+        self.mask.unmask();
+    }
+}
+
+impl std::fmt::Debug for Napi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Napi")
+            .field("name", &self.inner.name)
+            .field("budget", &self.inner.budget)
+            .field("scheduled", &self.is_scheduled())
+            .finish()
+    }
+}

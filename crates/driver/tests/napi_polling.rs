@@ -1,0 +1,230 @@
+//! NAPI-style polling: budgets, completion, and fewer interrupts under load.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use driver::irq;
+use driver::napi::{IrqMask, Napi};
+use irq_sim::device::Nic;
+use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
+
+/// Generous hang guard for waits on real conditions.
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+/// Waits until `condition` holds, failing after the hang guard.
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + HANG_GUARD;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// An interrupt-enable register that records its state.
+#[derive(Default)]
+struct MockMask {
+    masked: AtomicBool,
+    masks: AtomicU32,
+    unmasks: AtomicU32,
+}
+
+impl IrqMask for MockMask {
+    fn mask(&self) {
+        self.masked.store(true, Ordering::SeqCst);
+        self.masks.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn unmask(&self) {
+        self.masked.store(false, Ordering::SeqCst);
+        self.unmasks.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// One call of a poll function, as the test saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PollCall {
+    handled: usize,
+    masked: bool,
+    schedule_started_cycle: bool,
+}
+
+/// A poll handles at most `budget` events. A poll that used its whole
+/// budget is followed by another. Only the poll that handled fewer
+/// completes the cycle and unmasks the interrupt.
+#[test]
+fn poll_respects_budget_and_completes() {
+    let queue = wq::alloc_workqueue("napi_budget", wq::WqFlags::NONE, 1);
+    let mask = Arc::new(MockMask::default());
+    let remaining = Arc::new(AtomicUsize::new(10));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let napi_slot: Arc<OnceLock<Napi>> = Arc::default();
+    let napi = {
+        let mask = mask.clone();
+        let remaining = remaining.clone();
+        let calls = calls.clone();
+        let napi_slot = napi_slot.clone();
+        Napi::new("mock", &queue, 4, mask.clone(), move |budget| {
+            let available = remaining.load(Ordering::SeqCst);
+            let handled = available.min(budget);
+            remaining.fetch_sub(handled, Ordering::SeqCst);
+            let napi = napi_slot.get().expect("set before the first schedule");
+            calls.lock().unwrap().push(PollCall {
+                handled,
+                masked: mask.masked.load(Ordering::SeqCst),
+                schedule_started_cycle: napi.schedule(),
+            });
+            handled
+        })
+    };
+    napi_slot.set(napi.clone()).unwrap();
+
+    assert!(napi.schedule(), "an idle context starts a cycle");
+    wait_until("the cycle completes", || napi.stats().completions == 1);
+
+    let expected = [4, 4, 2].map(|handled| PollCall {
+        handled,
+        masked: true,
+        schedule_started_cycle: false,
+    });
+    assert_eq!(*calls.lock().unwrap(), expected);
+    assert!(!mask.masked.load(Ordering::SeqCst), "still masked");
+    assert_eq!(mask.masks.load(Ordering::SeqCst), 1);
+    assert_eq!(mask.unmasks.load(Ordering::SeqCst), 1);
+    let stats = napi.stats();
+    assert_eq!(stats.polls, 3);
+    assert_eq!(stats.full_polls, 2);
+    assert_eq!(stats.events, 10);
+    assert_eq!(stats.over_budget, 0);
+    assert!(!napi.is_scheduled());
+}
+
+/// A poll that reports more events than its budget is counted as a driver
+/// bug and clamped to the budget, so it is polled again.
+#[test]
+fn over_budget_poll_clamped() {
+    let queue = wq::alloc_workqueue("napi_over", wq::WqFlags::NONE, 1);
+    let polls = Arc::new(AtomicU32::new(0));
+    let napi = {
+        let polls = polls.clone();
+        Napi::new(
+            "greedy",
+            &queue,
+            2,
+            Arc::new(MockMask::default()),
+            move |budget| {
+                if polls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    budget + 5
+                } else {
+                    0
+                }
+            },
+        )
+    };
+
+    assert!(napi.schedule());
+    wait_until("the cycle completes", || napi.stats().completions == 1);
+
+    let stats = napi.stats();
+    assert_eq!(stats.over_budget, 1);
+    assert_eq!(stats.events, 2);
+    assert_eq!(stats.polls, 2);
+}
+
+/// While a poll runs, the NIC's interrupt is off: a burst that lands then
+/// raises no interrupt and is handled by polls, so 21 packets cost two
+/// interrupts, and every packet is accounted for.
+#[test]
+fn nic_burst_handled_by_polling() {
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .unwrap();
+    let controller = machine.controller();
+    let queue = wq::alloc_workqueue("napi_nic", wq::WqFlags::NONE, 1);
+    let nic = Arc::new(Nic::new(&controller, 20, 64));
+    let processed = Arc::new(AtomicU32::new(0));
+    let interrupts = Arc::new(AtomicU32::new(0));
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let (waiting_tx, waiting_rx) = mpsc::channel();
+    let waiting_tx = Mutex::new(waiting_tx);
+    let polls = AtomicU32::new(0);
+
+    let napi = {
+        let nic = nic.clone();
+        let processed = processed.clone();
+        let gate = gate.clone();
+        Napi::new("nic0", &queue, 4, nic.clone(), move |budget| {
+            // The first poll of the second cycle waits for the burst.
+            if polls.fetch_add(1, Ordering::SeqCst) == 1 {
+                let _ = waiting_tx.lock().unwrap().send(());
+                let (open, opened) = &*gate;
+                let guard = open.lock().unwrap();
+                let _ = opened.wait_timeout_while(guard, HANG_GUARD, |open| !*open);
+            }
+            let mut handled = 0;
+            while handled < budget && nic.pop().is_some() {
+                handled += 1;
+            }
+            processed.fetch_add(handled as u32, Ordering::SeqCst);
+            handled
+        })
+    };
+    let _registration = {
+        let napi = napi.clone();
+        let interrupts = interrupts.clone();
+        irq::request_irq(
+            &controller,
+            20,
+            IrqRequest::new("nic0", IrqFlags::EDGE, move |_: &mut HardIrqContext<'_>| {
+                interrupts.fetch_add(1, Ordering::SeqCst);
+                napi.schedule();
+                IrqReturn::Handled
+            }),
+        )
+        .unwrap()
+    };
+
+    // A lone packet: one interrupt, one cycle.
+    assert!(nic.receive(64, irq_sim::clock::now()));
+    wait_until("the first cycle completes", || {
+        napi.stats().completions == 1
+    });
+
+    // The next packet starts a cycle whose poll waits while a burst lands.
+    assert!(nic.receive(64, irq_sim::clock::now()));
+    waiting_rx.recv_timeout(HANG_GUARD).expect("the poll waits");
+    for _ in 0..20 {
+        assert!(nic.receive(64, irq_sim::clock::now()));
+    }
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    wait_until("the second cycle completes", || {
+        napi.stats().completions == 2
+    });
+
+    assert_eq!(interrupts.load(Ordering::SeqCst), 2);
+    assert_eq!(processed.load(Ordering::SeqCst), 22);
+    assert_eq!(nic.received(), 22);
+    assert_eq!(nic.dropped(), 0);
+    assert_eq!(nic.ring_len(), 0);
+    assert_eq!(napi.stats().full_polls, 5);
+}
+
+/// A disabled context starts no cycle; enabling it again does.
+#[test]
+fn disabled_napi_does_not_schedule() {
+    let queue = wq::alloc_workqueue("napi_disable", wq::WqFlags::NONE, 1);
+    let mask = Arc::new(MockMask::default());
+    let napi = Napi::new("off", &queue, 4, mask.clone(), |_| 0);
+
+    napi.disable().unwrap();
+
+    assert!(!napi.schedule(), "a disabled context started a cycle");
+    assert_eq!(mask.masks.load(Ordering::SeqCst), 0);
+    napi.enable();
+    assert!(napi.schedule(), "an enabled context did not start a cycle");
+    wait_until("the cycle completes", || napi.stats().completions == 1);
+}
