@@ -210,3 +210,72 @@ impl Error for ModuleError {
         }
     }
 }
+
+/// The reason a driver's probe failed for one device.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The device has no resource of the type the driver needs.
+    MissingResource {
+        /// The device.
+        device: String,
+        /// The type the driver expected, as `std::any::type_name` gives it.
+        expected: &'static str,
+    },
+    /// A request through the module's context failed: an IRQ or a
+    /// queueing.
+    Module(ModuleError),
+    /// The driver's own reason.
+    Other(Box<dyn Error + Send + Sync>),
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingResource { device, expected } => write!(
+                f,
+                "device {device:?} has no resource of type {expected}; register it with one"
+            ),
+            Self::Module(error) => error.fmt(f),
+            Self::Other(error) => error.fmt(f),
+        }
+    }
+}
+
+impl Error for ProbeError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::MissingResource { .. } => None,
+            Self::Module(error) => Some(error),
+            Self::Other(error) => Some(error.as_ref()),
+        }
+    }
+}
+
+impl From<ModuleError> for ProbeError {
+    fn from(error: ModuleError) -> Self {
+        Self::Module(error)
+    }
+}
+
+/// The reason a device could not be added to a bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusError {
+    /// A device of that name is already on the bus.
+    DuplicateDevice {
+        /// The device's name.
+        device: String,
+    },
+}
+
+impl fmt::Display for BusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DuplicateDevice { device } => write!(
+                f,
+                "device {device:?} is already on the bus; give each device a unique name"
+            ),
+        }
+    }
+}
+
+impl Error for BusError {}

@@ -9,7 +9,10 @@
 //! - [`napi`]: NAPI-style polling, [`napi::Napi`]: the top half masks the
 //!   device interrupt and schedules a poll of at most `budget` events, and
 //!   the interrupt is unmasked only when a poll completes.
-//! - [`error`]: the typed errors of modules and IRQ requests.
+//! - [`bus`]: devices on a [`bus::Bus`], and the [`bus::Driver`] trait
+//!   whose async probe and remove bind and unbind them.
+//! - [`error`]: the typed errors of modules, IRQ requests, probes and the
+//!   bus.
 //!
 //! # Context
 //!
@@ -17,10 +20,11 @@
 //! may call it and whether it may sleep; the ones that may sleep check
 //! `irq_sim::might_sleep()` and fail in a top half.
 
+pub mod bus;
 pub mod error;
 pub mod irq;
 pub mod module;
 pub mod napi;
 pub mod printk;
 
-pub use error::{IrqError, ModuleError};
+pub use error::{BusError, IrqError, ModuleError, ProbeError};

@@ -1,0 +1,290 @@
+//! Binding drivers to devices: probe, remove, and what a module's unload
+//! releases when a driver is still bound.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use driver::bus::{Bus, Device, Driver};
+use driver::irq::IrqRegistration;
+use driver::module::{self, InitResult, Leftover, LoadedModule, Module, ModuleContext};
+use driver::{BusError, ProbeError};
+use irq_sim::device::Nic;
+use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
+
+/// Generous hang guard for waits on real conditions.
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+/// Waits until `condition` holds, failing after the hang guard.
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + HANG_GUARD;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A module with no work of its own, whose context the drivers use.
+struct Host;
+
+impl Module for Host {
+    const NAME: &'static str = "host";
+    type Params = ();
+
+    fn init(_ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+        Ok(Host)
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// A driver that counts the interrupts of each NIC it binds.
+struct CountingNic;
+
+/// The state of one bound NIC.
+struct NicState {
+    registration: IrqRegistration,
+    interrupts: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl Driver for CountingNic {
+    const NAME: &'static str = "counting_nic";
+    const COMPATIBLE: &'static str = "irqlab,nic";
+    type State = NicState;
+
+    async fn probe(&self, device: &Device, ctx: &ModuleContext) -> Result<NicState, ProbeError> {
+        let _nic: Arc<Nic> = device.resource()?;
+        let interrupts = Arc::new(AtomicU32::new(0));
+        let counter = interrupts.clone();
+        let registration = ctx.request_irq(
+            device.controller(),
+            device.irq(),
+            IrqRequest::new(
+                "counting_nic",
+                IrqFlags::EDGE,
+                move |_: &mut HardIrqContext<'_>| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    IrqReturn::Handled
+                },
+            ),
+        )?;
+        Ok(NicState {
+            registration,
+            interrupts,
+        })
+    }
+
+    async fn remove(&self, _device: &Device, state: NicState, _ctx: &ModuleContext) {
+        state
+            .registration
+            .free()
+            .expect("remove runs in task context");
+    }
+}
+
+/// A resource that is not a NIC.
+struct NotANic;
+
+/// A machine, a bus with two NICs and one other device, and a loaded host
+/// module.
+struct Fixture {
+    machine: Machine,
+    bus: Bus,
+    host: LoadedModule<Host>,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn fixture() -> Fixture {
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .unwrap();
+    let controller = machine.controller();
+    let bus = Bus::new();
+    for (name, irq) in [("nic0", 30), ("nic1", 31)] {
+        let nic = Arc::new(Nic::new(&controller, irq, 16));
+        bus.add_device(Device::new(name, "irqlab,nic", &controller, irq, nic))
+            .unwrap();
+    }
+    bus.add_device(Device::new(
+        "uart0",
+        "irqlab,uart",
+        &controller,
+        32,
+        Arc::new(NotANic),
+    ))
+    .unwrap();
+    Fixture {
+        machine,
+        bus,
+        host: module::load::<Host>(()).unwrap(),
+        runtime: tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap(),
+    }
+}
+
+/// A driver binds every compatible device and only those; its interrupts
+/// reach the probed state; unbinding removes each device and frees its
+/// line.
+#[test]
+fn bind_probes_compatible_devices() {
+    let Fixture {
+        machine,
+        bus,
+        host,
+        runtime,
+    } = fixture();
+    let controller = machine.controller();
+    let bound = runtime.block_on(bus.bind(CountingNic, host.context()));
+
+    let names: Vec<&str> = bound.devices().map(|(device, _)| device.name()).collect();
+    assert_eq!(names, ["nic0", "nic1"]);
+    assert!(bound.probe_failures().is_empty());
+    let devices = bus.devices();
+    assert_eq!(devices[0].driver(), Some("counting_nic"));
+    assert_eq!(devices[2].driver(), None);
+
+    let _ = controller.raise(31).unwrap();
+    let nic1 = bound.state("nic1").expect("nic1 is bound");
+    wait_until("nic1's interrupt is counted", || {
+        nic1.interrupts.load(Ordering::SeqCst) == 1
+    });
+    assert_eq!(
+        bound
+            .state("nic0")
+            .unwrap()
+            .interrupts
+            .load(Ordering::SeqCst),
+        0
+    );
+
+    runtime.block_on(bound.unbind());
+
+    assert_eq!(devices[0].driver(), None);
+    assert!(controller.line_stats(30).unwrap().handlers.is_empty());
+    assert!(controller.line_stats(31).unwrap().handlers.is_empty());
+    assert!(host.unload().unwrap().is_clean());
+}
+
+/// A driver whose probe wants a NIC, bound to a device that is not one.
+struct WrongType;
+
+#[async_trait]
+impl Driver for WrongType {
+    const NAME: &'static str = "wrong_type";
+    const COMPATIBLE: &'static str = "irqlab,uart";
+    type State = ();
+
+    async fn probe(&self, device: &Device, _ctx: &ModuleContext) -> Result<(), ProbeError> {
+        let _nic: Arc<Nic> = device.resource()?;
+        Ok(())
+    }
+
+    async fn remove(&self, _device: &Device, _state: (), _ctx: &ModuleContext) {}
+}
+
+/// A failed probe leaves its device unbound and is listed with the device
+/// and the reason.
+#[test]
+fn failed_probe_leaves_device_unbound() {
+    // The machine must outlive the test: dropping it shuts it down.
+    let Fixture {
+        machine: _machine,
+        bus,
+        host,
+        runtime,
+    } = fixture();
+
+    let bound = runtime.block_on(bus.bind(WrongType, host.context()));
+
+    assert_eq!(bound.devices().count(), 0);
+    let [(device, error)] = bound.probe_failures() else {
+        panic!("expected one failure, got {:?}", bound.probe_failures());
+    };
+    assert_eq!(device, "uart0");
+    assert!(
+        matches!(error, ProbeError::MissingResource { device, .. } if device == "uart0"),
+        "unexpected error: {error:?}"
+    );
+    assert_eq!(bus.devices()[2].driver(), None);
+    runtime.block_on(bound.unbind());
+}
+
+/// A device bound to one driver is not probed by a second.
+#[test]
+fn bound_device_not_probed_again() {
+    // The machine must outlive the test: dropping it shuts it down.
+    let Fixture {
+        machine: _machine,
+        bus,
+        host,
+        runtime,
+    } = fixture();
+    let first = runtime.block_on(bus.bind(CountingNic, host.context()));
+
+    let second = runtime.block_on(bus.bind(CountingNic, host.context()));
+
+    assert_eq!(first.devices().count(), 2);
+    assert_eq!(second.devices().count(), 0);
+    runtime.block_on(second.unbind());
+    runtime.block_on(first.unbind());
+}
+
+#[test]
+fn duplicate_device_rejected() {
+    let Fixture { machine, bus, .. } = fixture();
+
+    let error = bus
+        .add_device(Device::new(
+            "nic0",
+            "irqlab,nic",
+            &machine.controller(),
+            33,
+            Arc::new(NotANic),
+        ))
+        .unwrap_err();
+
+    assert_eq!(
+        error,
+        BusError::DuplicateDevice {
+            device: "nic0".into()
+        }
+    );
+}
+
+/// Unloading the module while its driver is still bound reports each
+/// handler the probes requested and frees it.
+#[test]
+fn unload_frees_bound_driver_irqs() {
+    let Fixture {
+        machine,
+        bus,
+        host,
+        runtime,
+    } = fixture();
+    let bound = runtime.block_on(bus.bind(CountingNic, host.context()));
+
+    let report = host.unload().unwrap();
+
+    assert_eq!(
+        report.leftovers,
+        [
+            Leftover::Handler {
+                irq: 30,
+                handler: "counting_nic"
+            },
+            Leftover::Handler {
+                irq: 31,
+                handler: "counting_nic"
+            },
+        ]
+    );
+    let controller = machine.controller();
+    assert!(controller.line_stats(30).unwrap().handlers.is_empty());
+    assert!(!bound.state("nic0").unwrap().registration.is_registered());
+}
