@@ -11,6 +11,7 @@
 //!   the interrupt is unmasked only when a poll completes.
 //! - [`bus`]: devices on a [`bus::Bus`], and the [`bus::Driver`] trait
 //!   whose async probe and remove bind and unbind them.
+//! - [`demo`]: the demo drivers, so far [`demo::nic`].
 //! - [`error`]: the typed errors of modules, IRQ requests, probes and the
 //!   bus.
 //!
@@ -21,6 +22,7 @@
 //! `irq_sim::might_sleep()` and fail in a top half.
 
 pub mod bus;
+pub mod demo;
 pub mod error;
 pub mod irq;
 pub mod module;

@@ -265,24 +265,27 @@ impl Napi {
         }
     }
 
-    /// Stops polling (`napi_disable`): waits for a running poll, cancels a
-    /// queued one, and makes [`Napi::schedule`] return false until
-    /// [`Napi::enable`]. The interrupt stays masked if a cycle was cut
+    /// Stops polling (`napi_disable`): cancels a queued poll, makes
+    /// [`Napi::schedule`] return false until [`Napi::enable`], and resolves
+    /// when no poll runs. The interrupt stays masked if a cycle was cut
     /// short, until [`Napi::enable`].
     ///
     /// # Errors
     ///
-    /// [`wq::WaitError`] in a top half, from the poll itself, or on the
-    /// thread of a current-thread tokio runtime.
+    /// [`wq::WaitError`] in a top half or from the poll itself.
     ///
     /// # Context
     ///
-    /// Task context; sleeps.
-    pub fn disable(&self) -> Result<(), wq::WaitError> {
-        irq_sim::might_sleep("napi_disable")?;
-        self.inner.disabled.store(true, Ordering::Release);
-        wq::blocking::disable_work_sync(&self.inner.work)?;
-        Ok(())
+    /// Task context; sleeps. The cancel happens at the call.
+    pub fn disable(&self) -> impl Future<Output = Result<(), wq::WaitError>> + Send + 'static {
+        let disabled = irq_sim::might_sleep("napi_disable").map(|()| {
+            self.inner.disabled.store(true, Ordering::Release);
+            wq::disable_work_sync(&self.inner.work)
+        });
+        async move {
+            disabled?.await?;
+            Ok(())
+        }
     }
 
     /// Allows polling again after [`Napi::disable`] (`napi_enable`), and

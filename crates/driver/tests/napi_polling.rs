@@ -220,7 +220,10 @@ fn disabled_napi_does_not_schedule() {
     let mask = Arc::new(MockMask::default());
     let napi = Napi::new("off", &queue, 4, mask.clone(), |_| 0);
 
-    napi.disable().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(napi.disable()).unwrap();
 
     assert!(!napi.schedule(), "a disabled context started a cycle");
     assert_eq!(mask.masks.load(Ordering::SeqCst), 0);

@@ -1,0 +1,208 @@
+//! The NIC demo driver: NAPI mitigation under load, and packet accounting.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use driver::bus::{Bus, Device};
+use driver::demo::nic::{NicDriver, NicStats};
+use driver::module::{self, InitResult, Module, ModuleContext};
+use irq_sim::device::Nic;
+use irq_sim::{Config, Machine};
+use wq::Work;
+
+/// Generous hang guard for waits on real conditions.
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+/// Waits until `condition` holds, failing after the hang guard.
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + HANG_GUARD;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A module with no work of its own, whose context the driver uses.
+struct Host;
+
+impl Module for Host {
+    const NAME: &'static str = "nic_host";
+    type Params = ();
+
+    fn init(_ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+        Ok(Host)
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// Light load costs one interrupt per packet. Under a burst that lands while
+/// the poll waits for its queue, one interrupt covers the whole burst: the
+/// interrupt rate falls while the packets handled per interrupt rise. A
+/// burst larger than the ring is dropped by the device and counted, so
+/// arrived = processed + dropped.
+#[test]
+fn napi_mitigates_burst_and_counts_drops() {
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .unwrap();
+    let controller = machine.controller();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let queue = wq::alloc_ordered_workqueue("nic_napi", wq::WqFlags::NONE);
+    let nic = Arc::new(Nic::new(&controller, 40, 16));
+    let bus = Bus::new();
+    bus.add_device(Device::new(
+        "nic0",
+        "irqlab,nic",
+        &controller,
+        40,
+        nic.clone(),
+    ))
+    .unwrap();
+    let host = module::load::<Host>(()).unwrap();
+    let bound = runtime.block_on(bus.bind(NicDriver::new(&queue, 4), host.context()));
+    let state = bound.state("nic0").expect("nic0 is bound");
+    let receive = || nic.receive(64, irq_sim::clock::now());
+
+    // Light load: each packet is handled before the next arrives.
+    for packet in 1..=8 {
+        assert!(receive());
+        wait_until("the packet is processed", || {
+            state.stats().processed == packet && !state.napi().is_scheduled()
+        });
+    }
+    let light = state.stats();
+    assert_eq!(light.interrupts, 8);
+    assert_eq!(light.processed, 8);
+
+    // Heavy load: the poll waits behind a busy item on its ordered queue
+    // while a burst of 32 packets lands on the 16-descriptor ring.
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let busy_started = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let (gate, busy_started) = (gate.clone(), busy_started.clone());
+        Work::from_fn("busy", move || {
+            busy_started.store(true, Ordering::SeqCst);
+            let (open, opened) = &*gate;
+            let guard = open.lock().unwrap();
+            let _ = opened.wait_timeout_while(guard, HANG_GUARD, |open| !*open);
+        })
+    };
+    assert!(wq::queue_work(&queue, &busy).unwrap());
+    wait_until("the busy item runs", || busy_started.load(Ordering::SeqCst));
+    assert!(receive());
+    wait_until("the top half runs", || state.stats().interrupts == 9);
+    // Once its chain has returned, the top half has masked the NIC.
+    controller.synchronize_irq(40).unwrap();
+    let accepted = (0..31).filter(|_| receive()).count();
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    wait_until("the burst is drained", || {
+        state.stats().in_ring == 0 && !state.napi().is_scheduled()
+    });
+
+    let total = state.stats();
+    let heavy = NicStats {
+        arrived: total.arrived - light.arrived,
+        processed: total.processed - light.processed,
+        dropped: total.dropped - light.dropped,
+        interrupts: total.interrupts - light.interrupts,
+        ..total
+    };
+    assert_eq!(accepted, 15, "the ring takes 16 packets, one already in it");
+    assert_eq!(heavy.interrupts, 1);
+    assert_eq!(heavy.processed, 16);
+    assert_eq!(heavy.dropped, 16);
+    assert_eq!(total.arrived, 40);
+    assert_eq!(total.arrived, total.processed + total.dropped);
+    assert!(
+        heavy.processed / heavy.interrupts > light.processed / light.interrupts,
+        "packets per interrupt did not rise: light {light:?}, heavy {heavy:?}"
+    );
+
+    runtime.block_on(bound.unbind());
+    assert!(controller.line_stats(40).unwrap().handlers.is_empty());
+    assert!(host.unload().unwrap().is_clean());
+}
+
+/// A module unloaded in the middle of a burst, its driver still bound:
+/// the unload reports the handler and the pending poll by name, frees and
+/// cancels them, and no poll runs after it returns.
+#[test]
+fn unload_mid_burst_stops_polling() {
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .unwrap();
+    let controller = machine.controller();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let queue = wq::alloc_ordered_workqueue("nic_unload", wq::WqFlags::NONE);
+    let nic = Arc::new(Nic::new(&controller, 41, 16));
+    let bus = Bus::new();
+    bus.add_device(Device::new(
+        "nic1",
+        "irqlab,nic",
+        &controller,
+        41,
+        nic.clone(),
+    ))
+    .unwrap();
+    let host = module::load::<Host>(()).unwrap();
+    let bound = runtime.block_on(bus.bind(NicDriver::new(&queue, 4), host.context()));
+    let state = bound.state("nic1").expect("nic1 is bound");
+
+    // A burst whose poll waits behind a busy item.
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let busy_started = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let (gate, busy_started) = (gate.clone(), busy_started.clone());
+        Work::from_fn("busy", move || {
+            busy_started.store(true, Ordering::SeqCst);
+            let (open, opened) = &*gate;
+            let guard = open.lock().unwrap();
+            let _ = opened.wait_timeout_while(guard, HANG_GUARD, |open| !*open);
+        })
+    };
+    assert!(wq::queue_work(&queue, &busy).unwrap());
+    wait_until("the busy item runs", || busy_started.load(Ordering::SeqCst));
+    for _ in 0..6 {
+        assert!(nic.receive(64, irq_sim::clock::now()));
+    }
+    wait_until("the poll is scheduled", || state.napi().is_scheduled());
+
+    let report = host.unload().unwrap();
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    wq::blocking::flush_workqueue(&queue).unwrap();
+
+    assert_eq!(
+        report.leftovers,
+        [
+            driver::module::Leftover::Handler {
+                irq: 41,
+                handler: "nic_rx"
+            },
+            driver::module::Leftover::PendingWork {
+                work: "nic1/poll".into()
+            },
+        ]
+    );
+    let stats = state.stats();
+    assert_eq!(stats.polls, 0, "a poll ran after the unload");
+    assert_eq!(stats.processed, 0);
+    assert_eq!(
+        stats.arrived,
+        stats.processed + stats.dropped + stats.in_ring
+    );
+    assert!(controller.line_stats(41).unwrap().handlers.is_empty());
+}
