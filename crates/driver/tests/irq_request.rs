@@ -492,3 +492,50 @@ fn disable_and_enable_pass_through() {
         })
     ));
 }
+
+/// A top half that calls a sleeping API gets an error from `might_sleep`
+/// that names the API, the line and the handler, and nothing is requested.
+#[test]
+fn sleeping_call_in_top_half_rejected() {
+    let machine = machine();
+    let controller = machine.controller();
+    let outcome = Arc::new(Mutex::new(None));
+    let _registration = {
+        let outcome = outcome.clone();
+        irq::request_irq(
+            &controller,
+            17,
+            IrqRequest::new(
+                "sleepy",
+                IrqFlags::EDGE,
+                move |ctx: &mut HardIrqContext<'_>| {
+                    let nested = irq::request_threaded_irq(
+                        ctx.controller(),
+                        18,
+                        ThreadedIrq::new("nested", IrqFlags::EDGE.oneshot(), || IrqReturn::Handled),
+                    );
+                    *outcome.lock().unwrap() = Some(nested.map(|_| ()));
+                    IrqReturn::Handled
+                },
+            ),
+        )
+        .unwrap()
+    };
+
+    raise(&controller, 17);
+    wait_until("the top half ran", || outcome.lock().unwrap().is_some());
+
+    let error = outcome.lock().unwrap().take().unwrap().unwrap_err();
+    let IrqError::Request {
+        irq: 18,
+        handler: "nested",
+        source: RequestError::InvalidContext(context),
+    } = &error
+    else {
+        panic!("expected an InvalidContext rejection, got {error:?}");
+    };
+    assert_eq!(context.api, "request_threaded_irq");
+    assert_eq!(context.irq, 17);
+    assert_eq!(context.handler, "sleepy");
+    assert!(controller.line_stats(18).unwrap().handlers.is_empty());
+}
