@@ -35,6 +35,7 @@
 //! Under rising load, more events are handled per interrupt, so the
 //! interrupt rate falls while throughput rises.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
@@ -120,6 +121,8 @@ pub struct NapiStats {
     /// Polls that reported more events than their budget (a driver bug;
     /// the count was clamped to the budget).
     pub over_budget: u64,
+    /// Polls that panicked; each ended its cycle.
+    pub panics: u64,
 }
 
 /// A poll function: handles at most `budget` events and returns how many.
@@ -164,6 +167,7 @@ struct Counters {
     events: AtomicU64,
     completions: AtomicU64,
     over_budget: AtomicU64,
+    panics: AtomicU64,
 }
 
 impl Napi {
@@ -262,6 +266,7 @@ impl Napi {
             events: counters.events.load(Ordering::Relaxed),
             completions: counters.completions.load(Ordering::Relaxed),
             over_budget: counters.over_budget.load(Ordering::Relaxed),
+            panics: counters.panics.load(Ordering::Relaxed),
         }
     }
 
@@ -308,12 +313,29 @@ impl Inner {
     /// Runs one poll: queues the next one after a full poll, and completes
     /// the cycle after a short one.
     fn run_poll(&self) {
-        let handled = {
+        let outcome = {
             let mut poll = self.poll.lock().unwrap_or_else(PoisonError::into_inner);
-            (*poll)(self.budget)
+            catch_unwind(AssertUnwindSafe(|| (*poll)(self.budget)))
         };
         let counters = &self.counters;
         counters.polls.fetch_add(1, Ordering::Relaxed);
+
+        // A panicking poll ends its cycle, so that the interrupt does not
+        // stay masked and the next event starts a new one.
+        let handled = match outcome {
+            Ok(handled) => handled,
+            Err(payload) => {
+                counters.panics.fetch_add(1, Ordering::Relaxed);
+                printk!(
+                    KernLevel::Err,
+                    "napi {}: poll panicked: {}; completing the cycle",
+                    self.name,
+                    crate::module::panic_message(payload.as_ref())
+                );
+                self.complete();
+                return;
+            }
+        };
 
         let handled = if handled > self.budget {
             counters.over_budget.fetch_add(1, Ordering::Relaxed);

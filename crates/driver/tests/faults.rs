@@ -1,0 +1,216 @@
+//! Faults the framework survives: an interrupt storm from a stuck level
+//! line, and a panicking poll.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use driver::bus::{Bus, Device};
+use driver::demo::nic::NicDriver;
+use driver::irq;
+use driver::module::{self, InitResult, Module, ModuleContext};
+use driver::napi::{LineMask, Napi};
+use irq_sim::device::Nic;
+use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, SpuriousConfig};
+
+/// Generous hang guard for waits on real conditions.
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+/// Waits until `condition` holds, failing after the hang guard.
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + HANG_GUARD;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Every log line of this test binary, from every thread.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs a subscriber that appends every log line to [`LOG`].
+fn capture_logs() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .init();
+    });
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned()
+}
+
+/// A module with no work of its own, whose context the driver uses.
+struct Host;
+
+impl Module for Host {
+    const NAME: &'static str = "fault_host";
+    type Params = ();
+
+    fn init(_ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+        Ok(Host)
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// A level line whose driver never clears its device fires without end.
+/// The spurious detector disables it, the message names the line and its
+/// handler, and a NIC on the same CPU keeps working.
+#[test]
+fn stuck_level_line_disabled_as_spurious() {
+    capture_logs();
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        spurious: SpuriousConfig {
+            window: 1_000,
+            threshold: 999,
+            poll_interval: Duration::from_secs(3600),
+            ..SpuriousConfig::default()
+        },
+        ..Config::default()
+    })
+    .unwrap();
+    let controller = machine.controller();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+
+    // A working NIC on line 40.
+    let queue = wq::alloc_workqueue("storm_napi", wq::WqFlags::NONE, 1);
+    let nic = Arc::new(Nic::new(&controller, 40, 16));
+    let bus = Bus::new();
+    bus.add_device(Device::new(
+        "nic0",
+        "irqlab,nic",
+        &controller,
+        40,
+        nic.clone(),
+    ))
+    .unwrap();
+    let host = module::load::<Host>(()).unwrap();
+    let bound = runtime.block_on(bus.bind(NicDriver::new(&queue, 4), host.context()));
+
+    // A device on line 50 that its driver never clears: the top half reads
+    // a status register that shows nothing and returns IRQ_NONE.
+    let stuck_calls = Arc::new(AtomicU32::new(0));
+    let _stuck = {
+        let stuck_calls = stuck_calls.clone();
+        irq::request_irq(
+            &controller,
+            50,
+            IrqRequest::new(
+                "stuck_dev",
+                IrqFlags::LEVEL,
+                move |_: &mut HardIrqContext<'_>| {
+                    stuck_calls.fetch_add(1, Ordering::SeqCst);
+                    IrqReturn::None
+                },
+            ),
+        )
+        .unwrap()
+    };
+    let _ = controller.raise(50).unwrap();
+
+    wait_until("the line is disabled as spurious", || {
+        controller.line_state(50).unwrap().spurious
+    });
+
+    let log = log_text();
+    let message = log
+        .lines()
+        .find(|line| line.contains("nobody cared"))
+        .expect("the detector logs the line");
+    assert!(message.contains("irq 50"), "{message}");
+    assert!(message.contains("stuck_dev"), "{message}");
+    assert!(stuck_calls.load(Ordering::SeqCst) >= 999);
+
+    assert!(nic.receive(64, irq_sim::clock::now()));
+    let state = bound.state("nic0").unwrap();
+    wait_until("the NIC's packet is processed", || {
+        state.stats().processed == 1
+    });
+    runtime.block_on(bound.unbind());
+}
+
+/// A poll that panics is reported and ends its cycle, so the interrupt is
+/// unmasked and the next event is polled as usual.
+#[test]
+fn panicking_poll_contained() {
+    capture_logs();
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .unwrap();
+    let controller = machine.controller();
+    let queue = wq::alloc_workqueue("panic_napi", wq::WqFlags::NONE, 1);
+    let polls = Arc::new(AtomicU32::new(0));
+    let napi = {
+        let polls = polls.clone();
+        Napi::new(
+            "fragile",
+            &queue,
+            4,
+            Arc::new(LineMask {
+                controller: controller.clone(),
+                irq: 60,
+            }),
+            move |_budget| {
+                if polls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("bad descriptor");
+                }
+                1
+            },
+        )
+    };
+    let _registration = {
+        let napi = napi.clone();
+        irq::request_irq(
+            &controller,
+            60,
+            IrqRequest::new(
+                "fragile",
+                IrqFlags::EDGE,
+                move |_: &mut HardIrqContext<'_>| {
+                    napi.schedule();
+                    IrqReturn::Handled
+                },
+            ),
+        )
+        .unwrap()
+    };
+
+    let _ = controller.raise(60).unwrap();
+    wait_until("the panicking cycle ends", || napi.stats().completions == 1);
+    let _ = controller.raise(60).unwrap();
+    wait_until("the next cycle ends", || napi.stats().completions == 2);
+
+    let stats = napi.stats();
+    assert_eq!(stats.panics, 1);
+    assert_eq!(stats.events, 1);
+    assert_eq!(controller.line_state(60).unwrap().depth, 0);
+    assert!(
+        log_text().contains("napi fragile: poll panicked: bad descriptor"),
+        "the panic was not reported"
+    );
+}
