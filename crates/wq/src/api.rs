@@ -130,10 +130,12 @@ pub fn mod_delayed_work(
     let deadline = deadline_after(delay);
     let core_ref = dwork.work_core();
     let queue = &wq.shared().core;
+    check_timer(wq, core_ref, deadline)?;
     loop {
         let modified = {
             let mut pool = lock_pool();
             check_accepts(&mut pool, wq, core_ref)?;
+            check_timer(wq, core_ref, deadline)?;
             core::modify_deadline(&mut pool, core_ref, queue, deadline)
         };
         match modified {
@@ -186,6 +188,7 @@ fn queue_at(
 ) -> Result<bool, QueueError> {
     let core_ref = work.work_core();
     let queue = &wq.shared().core;
+    check_timer(wq, core_ref, deadline)?;
 
     // Step 1: the lock-free claim; most repeated queueings end here.
     let claim = if deadline.is_some() {
@@ -276,7 +279,11 @@ fn link_locked(
     let item: ItemRef = work.item_ref();
     let linked = {
         let mut pool = lock_pool();
-        match check_accepts(&mut pool, wq, core_ref) {
+        // Checked again under the lock, which orders it after the timer
+        // task's store and its cancel of the timer list.
+        let accepted = check_accepts(&mut pool, wq, core_ref)
+            .and_then(|()| check_timer(wq, core_ref, deadline));
+        match accepted {
             Ok(()) => Ok(core::link_pending(
                 &mut pool, core_ref, item, ticket, queue, deadline,
             )),
@@ -296,6 +303,28 @@ fn link_locked(
             Ok(None)
         }
     }
+}
+
+/// Rejects delayed work on a queue whose runtime has no time driver.
+fn check_timer(
+    wq: &Workqueue,
+    work: &WorkCore,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<(), QueueError> {
+    // Relaxed: under the pool lock the lock orders it; outside, a stale
+    // `true` only sends the caller on to the check under the lock.
+    if deadline.is_some()
+        && !wq
+            .shared()
+            .timer_ok
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(QueueError::NoTimeDriver {
+            queue: wq.name().to_string(),
+            work: work.name().to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn rejection(rejected: Rejected, queue: &core::QueueCore, work: &WorkCore) -> QueueError {

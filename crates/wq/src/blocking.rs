@@ -3,7 +3,8 @@
 //! function.
 //!
 //! Each one checks its context when called, exactly as its async form does,
-//! then parks the thread until the wait is over. Inside a multi-threaded
+//! and whether the thread may block, before it cancels, disables or starts
+//! anything; then it parks the thread until the wait is over. Inside a multi-threaded
 //! tokio runtime the worker thread is handed over with
 //! `tokio::task::block_in_place` first; inside a current-thread runtime the
 //! call fails with [`WaitError::BlockingInRuntime`], since blocking would
@@ -31,13 +32,24 @@ impl Wake for ThreadWaker {
     }
 }
 
-/// Drives `future` to completion on this thread.
-fn block_on<T>(
-    api: &'static str,
-    future: impl Future<Output = Result<T, WaitError>>,
-) -> Result<T, WaitError> {
+/// Checks that this thread may block for `api`, before anything else
+/// happens: a waiting API in hard-IRQ context fails as its async form does,
+/// and one on a thread that drives a current-thread runtime fails with
+/// [`WaitError::BlockingInRuntime`]. Either way nothing was cancelled,
+/// disabled or started.
+fn check_may_block(api: &'static str) -> Result<(), WaitError> {
     use tokio::runtime::{Handle, RuntimeFlavor};
 
+    irq_sim::might_sleep(api)?;
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::CurrentThread) => Err(WaitError::BlockingInRuntime { api }),
+        _ => Ok(()),
+    }
+}
+
+/// Drives `future` to completion on this thread, which `check_may_block`
+/// accepted.
+fn block_on<T>(future: impl Future<Output = Result<T, WaitError>>) -> Result<T, WaitError> {
     let run = move || {
         let mut future = pin!(future);
         let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
@@ -50,10 +62,11 @@ fn block_on<T>(
         }
     };
 
-    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
-        Ok(RuntimeFlavor::CurrentThread) => Err(WaitError::BlockingInRuntime { api }),
-        Ok(_) => tokio::task::block_in_place(run),
-        Err(_) => run(),
+    if tokio::runtime::Handle::try_current().is_ok() {
+        // A multi-threaded runtime's worker: hand its other tasks over first.
+        tokio::task::block_in_place(run)
+    } else {
+        run()
     }
 }
 
@@ -63,7 +76,8 @@ fn block_on<T>(
 ///
 /// As the async form, plus [`WaitError::BlockingInRuntime`].
 pub fn flush_work(work: impl WorkRef) -> Result<bool, WaitError> {
-    block_on("flush_work", crate::flush_work(work))
+    check_may_block("flush_work")?;
+    block_on(crate::flush_work(work))
 }
 
 /// Blocking [`flush_delayed_work`](crate::flush_delayed_work).
@@ -72,7 +86,8 @@ pub fn flush_work(work: impl WorkRef) -> Result<bool, WaitError> {
 ///
 /// As the async form, plus [`WaitError::BlockingInRuntime`].
 pub fn flush_delayed_work(dwork: impl DelayedWorkRef) -> Result<bool, WaitError> {
-    block_on("flush_delayed_work", crate::flush_delayed_work(dwork))
+    check_may_block("flush_delayed_work")?;
+    block_on(crate::flush_delayed_work(dwork))
 }
 
 /// Blocking [`cancel_work_sync`](crate::cancel_work_sync).
@@ -81,7 +96,8 @@ pub fn flush_delayed_work(dwork: impl DelayedWorkRef) -> Result<bool, WaitError>
 ///
 /// As the async form, plus [`WaitError::BlockingInRuntime`].
 pub fn cancel_work_sync(work: impl WorkRef) -> Result<bool, WaitError> {
-    block_on("cancel_work_sync", crate::cancel_work_sync(work))
+    check_may_block("cancel_work_sync")?;
+    block_on(crate::cancel_work_sync(work))
 }
 
 /// Blocking [`cancel_delayed_work_sync`](crate::cancel_delayed_work_sync).
@@ -90,10 +106,8 @@ pub fn cancel_work_sync(work: impl WorkRef) -> Result<bool, WaitError> {
 ///
 /// As the async form, plus [`WaitError::BlockingInRuntime`].
 pub fn cancel_delayed_work_sync(dwork: impl DelayedWorkRef) -> Result<bool, WaitError> {
-    block_on(
-        "cancel_delayed_work_sync",
-        crate::cancel_delayed_work_sync(dwork),
-    )
+    check_may_block("cancel_delayed_work_sync")?;
+    block_on(crate::cancel_delayed_work_sync(dwork))
 }
 
 /// Blocking [`disable_work_sync`](crate::disable_work_sync).
@@ -102,7 +116,8 @@ pub fn cancel_delayed_work_sync(dwork: impl DelayedWorkRef) -> Result<bool, Wait
 ///
 /// As the async form, plus [`WaitError::BlockingInRuntime`].
 pub fn disable_work_sync(work: impl WorkRef) -> Result<bool, WaitError> {
-    block_on("disable_work_sync", crate::disable_work_sync(work))
+    check_may_block("disable_work_sync")?;
+    block_on(crate::disable_work_sync(work))
 }
 
 /// Blocking [`flush_workqueue`](crate::flush_workqueue).
@@ -111,7 +126,8 @@ pub fn disable_work_sync(work: impl WorkRef) -> Result<bool, WaitError> {
 ///
 /// As the async form, plus [`WaitError::BlockingInRuntime`].
 pub fn flush_workqueue(wq: &Workqueue) -> Result<(), WaitError> {
-    block_on("flush_workqueue", crate::flush_workqueue(wq))
+    check_may_block("flush_workqueue")?;
+    block_on(crate::flush_workqueue(wq))
 }
 
 /// Blocking [`drain_workqueue`](crate::drain_workqueue).
@@ -120,7 +136,8 @@ pub fn flush_workqueue(wq: &Workqueue) -> Result<(), WaitError> {
 ///
 /// As the async form, plus [`WaitError::BlockingInRuntime`].
 pub fn drain_workqueue(wq: &Workqueue) -> Result<(), WaitError> {
-    block_on("drain_workqueue", crate::drain_workqueue(wq))
+    check_may_block("drain_workqueue")?;
+    block_on(crate::drain_workqueue(wq))
 }
 
 /// Blocking [`destroy_workqueue`](crate::destroy_workqueue).
@@ -128,6 +145,11 @@ pub fn drain_workqueue(wq: &Workqueue) -> Result<(), WaitError> {
 /// # Errors
 ///
 /// As the async form, plus [`WaitError::BlockingInRuntime`].
-pub fn destroy_workqueue(wq: Workqueue) -> Result<(), WaitError> {
-    block_on("destroy_workqueue", crate::destroy_workqueue(wq))
+///
+/// It takes the queue by reference, so that a caller whose call failed
+/// still holds the queue and can retry; every handle of the queue sees it
+/// destroyed.
+pub fn destroy_workqueue(wq: &Workqueue) -> Result<(), WaitError> {
+    check_may_block("destroy_workqueue")?;
+    block_on(crate::destroy_workqueue(wq.clone()))
 }

@@ -1568,3 +1568,19 @@ pub(crate) fn detach_all(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec<It
     }
     released
 }
+
+/// Cancels every item on `queue`'s timer list, for a queue whose runtime
+/// has no time driver. Returns the references to drop after unlocking.
+pub(crate) fn cancel_timers(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec<ItemRef> {
+    let mut released = Vec::new();
+    let mut cursor = guard.queue(queue).timers.head;
+    while let Some(link) = cursor {
+        // SAFETY: `link` was read from the timer list under the held lock,
+        // and the item is kept alive by its `held` reference until `cancel`
+        // hands that reference to `released`.
+        let core = unsafe { item(link) };
+        cursor = guard.node(core).next;
+        released.extend(cancel(guard, core).released);
+    }
+    released
+}

@@ -24,6 +24,13 @@ pub enum QueueError {
         /// Work item name.
         work: String,
     },
+    /// Delayed work on a queue whose tokio runtime has no time driver.
+    NoTimeDriver {
+        /// Queue name.
+        queue: String,
+        /// Work item name.
+        work: String,
+    },
 }
 
 impl fmt::Display for QueueError {
@@ -37,7 +44,13 @@ impl fmt::Display for QueueError {
             QueueError::Draining { queue, work } => write!(
                 f,
                 "cannot queue {work:?} on workqueue {queue:?}: the queue is draining and \
-                 accepts only work queued by its own work items"
+                 accepts only work queued by its own work items; queue it after \
+                 drain_workqueue returns"
+            ),
+            QueueError::NoTimeDriver { queue, work } => write!(
+                f,
+                "cannot delay {work:?} on workqueue {queue:?}: its tokio runtime has no time \
+                 driver; build the runtime with enable_time() or enable_all()"
             ),
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! A top half that must not sleep defers its work: it queues a [`Work`]
 //! item, and a worker runs the item's function later in task context, where
-//! it may sleep, block (on a queue made for it) or `.await`. The names are
+//! it may `.await`, or block on a queue made for blocking work
+//! ([`WqFlags::CPU_INTENSIVE`], [`system_long_wq`]). The names are
 //! the kernel's, so that its documentation reads across:
 //!
 //! ```
@@ -24,8 +25,7 @@
 //!   running, or running and pending again. Queueing a pending item returns
 //!   false and changes nothing; an item never runs concurrently with itself;
 //!   a running item may re-queue itself. The diagram, with each edge named
-//!   after the function that takes it, is in the `core` module source and in
-//!   `docs/workqueue.md`.
+//!   after the function that takes it, is in `docs/workqueue.md`.
 //! - **Queues.** [`alloc_workqueue`] with [`WqFlags`] and `max_active`,
 //!   [`alloc_ordered_workqueue`], and the system queues ([`system_wq`],
 //!   [`system_highpri_wq`], [`system_long_wq`], [`system_unbound_wq`]), which

@@ -121,6 +121,9 @@ pub(crate) struct Shared {
     runtime: tokio::runtime::Handle,
     /// How long an idle worker polls before it parks. Immutable.
     idle_spin: Duration,
+    /// False once the timer task found that the runtime has no time driver;
+    /// delayed queueing is then rejected. Atomic.
+    pub(crate) timer_ok: std::sync::atomic::AtomicBool,
     /// Source of worker ids. Atomic.
     next_worker_id: AtomicU64,
 }
@@ -198,6 +201,14 @@ impl WorkqueueBuilder {
     /// Task context; never sleeps, but allocates and spawns tasks.
     pub fn build(self) -> Workqueue {
         let max_active = if self.ordered {
+            if self.max_active > 1 {
+                tracing::warn!(
+                    target: "workqueue",
+                    workqueue = %self.name,
+                    requested = self.max_active,
+                    "an ordered workqueue runs one item at a time: max_active ignored"
+                );
+            }
             1
         } else {
             clamp_max_active(&self.name, self.max_active)
@@ -212,6 +223,7 @@ impl WorkqueueBuilder {
             ordered: self.ordered,
             runtime,
             idle_spin: self.idle_spin,
+            timer_ok: std::sync::atomic::AtomicBool::new(true),
             next_worker_id: AtomicU64::new(0),
         });
         core::add_worker(&mut lock_pool(), &shared.core);
@@ -626,6 +638,14 @@ impl Future for CurrentRun {
     }
 }
 
+/// Returns true when the current tokio runtime has a time driver.
+///
+/// tokio offers no query for it: creating a `Sleep` panics without one, so
+/// the probe catches that panic (the panic hook still prints it once).
+fn runtime_has_timer() -> bool {
+    catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
+}
+
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
     if let Some(message) = panic.downcast_ref::<&str>() {
         message
@@ -640,6 +660,20 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
 /// queue's timer task.
 async fn timer_task(shared: Arc<Shared>) {
     let queue = &shared.core;
+    if !runtime_has_timer() {
+        // Relaxed: a queuer that misses the store links an item here, and
+        // `cancel_timers` below or a later one cancels it.
+        shared.timer_ok.store(false, Ordering::Relaxed);
+        tracing::error!(
+            target: "workqueue",
+            workqueue = %queue.name,
+            "the runtime of this workqueue has no time driver (enable_time): delayed work \
+             on it is rejected, and items already delayed are cancelled"
+        );
+        let released = core::cancel_timers(&mut lock_pool(), queue);
+        drop(released);
+        return;
+    }
     let mut wake = Vec::new();
     loop {
         let next_deadline = {

@@ -61,7 +61,8 @@ pub(crate) struct Tallies {
 pub struct WorkqueueStats {
     /// Queue name.
     pub name: String,
-    /// Queueings that returned true (new pending periods).
+    /// New pending periods: queueings of an idle item that returned true.
+    /// A `mod_delayed_work` that moves a pending item is not one.
     pub queued: u64,
     /// Queueings that returned false because the item was already pending.
     pub coalesced: u64,

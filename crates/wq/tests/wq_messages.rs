@@ -16,10 +16,19 @@ async fn error_messages_as_documented() {
          IRQ thread"
     );
 
-    let self_wait = WaitError::SelfWait {
-        api: "flush_work",
-        work: "waits-for-itself".into(),
-    };
+    // A work function that really flushes itself.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let sender = std::sync::Mutex::new(sender);
+    let waiter = DataWork::new("waits-for-itself", (), move |item| {
+        let result = wq::blocking::flush_work(item);
+        sender.lock().unwrap().send(result).unwrap();
+    });
+    wq::schedule_work(&waiter).unwrap();
+    let self_wait = receiver
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the work function ran")
+        .unwrap_err();
+    assert!(matches!(self_wait, WaitError::SelfWait { .. }));
     assert_eq!(
         self_wait.to_string(),
         "flush_work called by work item \"waits-for-itself\" on itself would wait forever; \
