@@ -11,7 +11,7 @@
 //!   the interrupt is unmasked only when a poll completes.
 //! - [`bus`]: devices on a [`bus::Bus`], and the [`bus::Driver`] trait
 //!   whose async probe and remove bind and unbind them.
-//! - [`demo`]: the demo drivers, so far [`demo::nic`].
+//! - [`demo`]: the demo drivers, so far [`demo::nic`] and [`demo::gpio`].
 //! - [`error`]: the typed errors of modules, IRQ requests, probes and the
 //!   bus.
 //!
