@@ -745,13 +745,30 @@ pub fn work_pending(work: impl WorkRef) -> bool {
 /// Checks that the caller may wait for `item`.
 fn check_may_wait(api: &'static str, item: &WorkCore) -> Result<(), WaitError> {
     might_sleep(api)?;
-    match queue::current_run() {
-        Some(run) if ptr::eq(run.item, item) => Err(WaitError::SelfWait {
+    let Some(run) = queue::current_run() else {
+        return Ok(());
+    };
+    if ptr::eq(run.item, item) {
+        return Err(WaitError::SelfWait {
             api,
             work: item.name().to_string(),
-        }),
-        _ => Ok(()),
+        });
     }
+
+    // On a queue that runs one item at a time, an item pending behind the
+    // caller cannot start before the caller returns.
+    // SAFETY: `run.queue` and `run.item` belong to the run whose function is
+    // on this thread's stack, so both are alive.
+    let (queue, waiter) = unsafe { (&*run.queue, &*run.item) };
+    if queue.max_active == 1 && core::is_pending_on(&mut lock_pool(), item, queue) {
+        return Err(WaitError::QueuedBehind {
+            api,
+            work: item.name().to_string(),
+            queue: queue.name.to_string(),
+            waiter: waiter.name().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Checks that the caller may wait for all of `wq`.

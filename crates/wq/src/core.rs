@@ -46,8 +46,9 @@
 //!
 //! A pending item whose previous run has not finished stays on the worklist
 //! and is skipped by `take_next` until that run finishes, so an item never
-//! runs concurrently with itself. Queueing an item that is running on queue
-//! X puts it on X, whatever queue was asked for, as the kernel does.
+//! runs concurrently with itself. An item that is running on queue X when
+//! its queueing is linked (or drained from an intake stack) goes on X,
+//! whatever queue was asked for, as the kernel does.
 //!
 //! # The intake stack
 //!
@@ -1583,4 +1584,20 @@ pub(crate) fn cancel_timers(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec
         released.extend(cancel(guard, core).released);
     }
     released
+}
+
+/// Returns true when `core` is pending on `queue`: on its worklist or timer
+/// list, or pushed on its intake stack.
+pub(crate) fn is_pending_on(guard: &mut PoolGuard<'_>, core: &WorkCore, queue: &QueueCore) -> bool {
+    let state = core.state.load(Ordering::Acquire);
+    if state & PENDING == 0 {
+        return false;
+    }
+    let queue_link = NonNull::from(queue);
+    match guard.node(core).place {
+        Place::Worklist(on) | Place::Timer(on) => on == queue_link,
+        Place::Unlinked => {
+            state & IN_INTAKE != 0 && std::ptr::eq(core.intake_queue.load(Ordering::Acquire), queue)
+        }
+    }
 }

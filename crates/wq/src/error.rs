@@ -80,6 +80,18 @@ pub enum WaitError {
         /// Name of the work item that made the call.
         work: String,
     },
+    /// A work function of a queue that runs one item at a time waited for
+    /// an item pending behind it on that queue, which cannot start first.
+    QueuedBehind {
+        /// The waiting API, e.g. `"flush_work"`.
+        api: &'static str,
+        /// Name of the item waited for.
+        work: String,
+        /// Queue name.
+        queue: String,
+        /// Name of the work item that made the call.
+        waiter: String,
+    },
     /// A blocking wait was called on a thread that drives a current-thread
     /// tokio runtime, which would stop that runtime.
     BlockingInRuntime {
@@ -101,6 +113,17 @@ impl fmt::Display for WaitError {
                 f,
                 "{api} called by work item {work:?} on its own workqueue {queue:?} would wait \
                  forever for the caller; wait from outside the queue"
+            ),
+            WaitError::QueuedBehind {
+                api,
+                work,
+                queue,
+                waiter,
+            } => write!(
+                f,
+                "{api} of {work:?} called by work item {waiter:?} would wait forever: {work:?} is \
+                 queued behind it on workqueue {queue:?}, which runs one item at a time; wait \
+                 from outside the queue, or queue {work:?} elsewhere"
             ),
             WaitError::BlockingInRuntime { api } => write!(
                 f,
