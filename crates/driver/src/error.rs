@@ -279,3 +279,40 @@ impl fmt::Display for BusError {
 }
 
 impl Error for BusError {}
+
+/// The reason a block request failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockError {
+    /// The device has as many requests in flight as its queue depth.
+    QueueFull {
+        /// The device.
+        device: String,
+        /// The device's queue depth.
+        depth: usize,
+    },
+    /// The device was removed before the request completed.
+    Removed {
+        /// The device.
+        device: String,
+        /// The request's id.
+        id: u64,
+    },
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::QueueFull { device, depth } => write!(
+                f,
+                "block device {device:?}: queue full ({depth} requests in flight); \
+                 retry after a completion"
+            ),
+            Self::Removed { device, id } => write!(
+                f,
+                "block device {device:?} was removed before request {id} completed"
+            ),
+        }
+    }
+}
+
+impl Error for BlockError {}

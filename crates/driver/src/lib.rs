@@ -11,7 +11,8 @@
 //!   the interrupt is unmasked only when a poll completes.
 //! - [`bus`]: devices on a [`bus::Bus`], and the [`bus::Driver`] trait
 //!   whose async probe and remove bind and unbind them.
-//! - [`demo`]: the demo drivers, so far [`demo::nic`] and [`demo::gpio`].
+//! - [`demo`]: the demo drivers, so far [`demo::nic`], [`demo::gpio`] and
+//!   [`demo::block`].
 //! - [`error`]: the typed errors of modules, IRQ requests, probes and the
 //!   bus.
 //!
@@ -29,4 +30,4 @@ pub mod module;
 pub mod napi;
 pub mod printk;
 
-pub use error::{BusError, IrqError, ModuleError, ProbeError};
+pub use error::{BlockError, BusError, IrqError, ModuleError, ProbeError};
