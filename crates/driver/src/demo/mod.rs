@@ -4,3 +4,4 @@
 pub mod block;
 pub mod gpio;
 pub mod nic;
+pub mod uart;

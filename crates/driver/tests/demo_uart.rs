@@ -1,0 +1,149 @@
+//! The UART demo driver: lines assembled in a bottom half, and what a slow
+//! top half costs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use driver::bus::{Bus, Device};
+use driver::demo::uart::{UartDriver, UartState};
+use driver::module::{self, InitResult, LoadedModule, Module, ModuleContext};
+use irq_sim::device::Uart;
+use irq_sim::{Config, Machine};
+
+/// Generous hang guard for waits on real conditions.
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+/// Waits until `condition` holds, failing after the hang guard.
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + HANG_GUARD;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A module with no work of its own, whose context the driver uses.
+struct Host;
+
+impl Module for Host {
+    const NAME: &'static str = "uart_host";
+    type Params = ();
+
+    fn init(_ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+        Ok(Host)
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// A machine, a runtime, a UART bound to the driver, and a host module.
+struct Fixture {
+    machine: Machine,
+    runtime: tokio::runtime::Runtime,
+    uart: Arc<Uart>,
+    host: LoadedModule<Host>,
+    bound: Option<driver::bus::BoundDriver<UartDriver>>,
+}
+
+impl Fixture {
+    fn state(&self) -> &UartState {
+        self.bound.as_ref().unwrap().state("ttyS0").unwrap()
+    }
+}
+
+fn fixture(driver: impl FnOnce(&wq::Workqueue) -> UartDriver) -> Fixture {
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .unwrap();
+    let controller = machine.controller();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let uart = Arc::new(Uart::new(&controller, 90, 1));
+    let bus = Bus::new();
+    bus.add_device(Device::new(
+        "ttyS0",
+        "irqlab,uart",
+        &controller,
+        90,
+        uart.clone(),
+    ))
+    .unwrap();
+    let host = module::load::<Host>(()).unwrap();
+    let queue = wq::alloc_workqueue("uart_lines", wq::WqFlags::NONE, 1);
+    let bound = runtime.block_on(bus.bind(driver(&queue), host.context()));
+    Fixture {
+        machine,
+        runtime,
+        uart,
+        host,
+        bound: Some(bound),
+    }
+}
+
+/// Bytes drained by the top half become lines in the bottom half.
+#[test]
+fn bytes_become_lines() {
+    let mut fixture = fixture(UartDriver::new);
+
+    for &byte in b"hello\nworld\n" {
+        assert!(fixture.uart.receive(byte), "the FIFO overflowed");
+    }
+    wait_until("both lines are assembled", || {
+        fixture.state().stats().lines == 2
+    });
+
+    assert_eq!(fixture.state().take_lines(), ["hello", "world"]);
+    let stats = fixture.state().stats();
+    assert_eq!(stats.received, 12);
+    assert_eq!(stats.drained, 12);
+    assert_eq!(stats.fifo_overruns, 0);
+    assert_eq!(stats.ring_overruns, 0);
+    let bound = fixture.bound.take().unwrap();
+    fixture.runtime.block_on(bound.unbind());
+    assert!(fixture.host.unload().unwrap().is_clean());
+}
+
+/// A top half that is still busy while 64 bytes arrive lets the 16-byte
+/// FIFO overflow: the lost bytes are counted as FIFO overruns, and the
+/// budget check counts the slow top half.
+#[test]
+fn slow_top_half_overruns_fifo() {
+    let burst_sent = Arc::new(AtomicBool::new(false));
+    let hook = {
+        let burst_sent = burst_sent.clone();
+        // Busy until the burst is sent, and for at least 5 ms: fifty times
+        // the default budget of 100 us.
+        Arc::new(move || {
+            let start = Instant::now();
+            while !burst_sent.load(Ordering::SeqCst) || start.elapsed() < Duration::from_millis(5) {
+                assert!(start.elapsed() < HANG_GUARD, "the burst was never sent");
+                std::hint::spin_loop();
+            }
+        })
+    };
+    let mut fixture = fixture(|queue| UartDriver::new(queue).with_top_half_hook(hook));
+
+    let accepted = (0..64u8)
+        .filter(|&i| fixture.uart.receive(b'a' + i % 26))
+        .count();
+    burst_sent.store(true, Ordering::SeqCst);
+    wait_until("the FIFO is drained", || {
+        fixture.state().stats().drained == 16
+    });
+
+    let stats = fixture.state().stats();
+    assert_eq!(accepted, 16);
+    assert_eq!(stats.received, 16);
+    assert_eq!(stats.fifo_overruns, 48);
+    assert_eq!(stats.received + stats.fifo_overruns, 64);
+    assert!(stats.budget_overruns >= 1, "{stats:?}");
+    let line = fixture.machine.controller().line_stats(90).unwrap();
+    assert_eq!(line.handlers, ["uart_rx"]);
+    let bound = fixture.bound.take().unwrap();
+    fixture.runtime.block_on(bound.unbind());
+}
