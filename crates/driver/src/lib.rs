@@ -11,8 +11,8 @@
 //!   the interrupt is unmasked only when a poll completes.
 //! - [`bus`]: devices on a [`bus::Bus`], and the [`bus::Driver`] trait
 //!   whose async probe and remove bind and unbind them.
-//! - [`demo`]: the demo drivers, so far [`demo::nic`], [`demo::uart`],
-//!   [`demo::gpio`] and [`demo::block`].
+//! - [`demo`]: the demo drivers: [`demo::tick`], [`demo::nic`],
+//!   [`demo::uart`], [`demo::gpio`] and [`demo::block`].
 //! - [`error`]: the typed errors of modules, IRQ requests, probes and the
 //!   bus.
 //!

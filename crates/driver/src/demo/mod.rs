@@ -4,4 +4,5 @@
 pub mod block;
 pub mod gpio;
 pub mod nic;
+pub mod tick;
 pub mod uart;
