@@ -1,6 +1,6 @@
 //! The driver model of irqlab: modules, `request_irq` and threaded IRQs.
 //!
-//! - [`printk`]: kernel-style logging on top of `tracing`.
+//! - [`printk`](mod@printk): kernel-style logging on top of `tracing`.
 //! - [`module`]: a module's init and exit, loaded and unloaded by
 //!   [`module::load`] and [`module::LoadedModule::unload`], with a tracker
 //!   that reports and releases the work items and IRQs an exit left behind.

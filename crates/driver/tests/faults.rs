@@ -214,3 +214,51 @@ fn panicking_poll_contained() {
         "the panic was not reported"
     );
 }
+
+/// A module whose work function panics on its first run.
+struct Fragile {
+    work: Arc<wq::Work>,
+}
+
+impl Module for Fragile {
+    const NAME: &'static str = "fragile";
+    type Params = Arc<AtomicU32>;
+
+    fn init(ctx: &ModuleContext, runs: Arc<AtomicU32>) -> InitResult<Self> {
+        let work = wq::Work::from_fn("fragile_work", move || {
+            if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("corrupt buffer");
+            }
+        });
+        ctx.track_work(&work)?;
+        Ok(Fragile { work })
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {
+        wq::blocking::cancel_work_sync(&self.work).unwrap();
+    }
+}
+
+/// A work function that panics is contained and reported with its name;
+/// the item runs again when queued again, and the module unloads cleanly.
+#[test]
+fn panicking_work_contained() {
+    capture_logs();
+    let runs = Arc::new(AtomicU32::new(0));
+    let loaded = module::load::<Fragile>(runs.clone()).unwrap();
+    let work = loaded.state().work.clone();
+
+    assert!(wq::schedule_work(&work).unwrap());
+    wq::blocking::flush_work(&work).unwrap();
+    assert!(wq::schedule_work(&work).unwrap());
+    wq::blocking::flush_work(&work).unwrap();
+
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let log = log_text();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("fragile_work") && line.contains("corrupt buffer")),
+        "the panic was not reported: {log}"
+    );
+    assert!(loaded.unload().unwrap().is_clean());
+}
