@@ -91,7 +91,8 @@ struct ThreadShared {
     requests: AtomicU32,
     /// Set once by the free; `Release`, paired with the thread's `Acquire`.
     stop: AtomicBool,
-    /// Runs of the thread function, for reports; `Relaxed`.
+    /// Completed runs of the thread function. Added with `Release` after
+    /// the ONESHOT unmask, read with `Acquire`.
     runs: AtomicU64,
     /// Whether the line uses ONESHOT. Immutable.
     oneshot: bool,
@@ -300,10 +301,12 @@ fn spawn_irq_thread(
                 let requests = shared.requests.swap(0, Ordering::AcqRel);
                 if requests > 0 {
                     run_thread_fn(irq, name, &mut *thread_fn);
-                    shared.runs.fetch_add(1, Ordering::Relaxed);
                     if shared.oneshot {
                         finalize_oneshot(&controller, irq, name, requests);
                     }
+                    // Counted once the ONESHOT masking has ended, so that a
+                    // reader of the count finds the line unmasked.
+                    shared.runs.fetch_add(1, Ordering::Release);
                     continue;
                 }
 
@@ -419,7 +422,7 @@ impl IrqRegistration {
         self.inner
             .thread
             .as_ref()
-            .map_or(0, |thread| thread.shared.runs.load(Ordering::Relaxed))
+            .map_or(0, |thread| thread.shared.runs.load(Ordering::Acquire))
     }
 
     /// Frees the handler (`free_irq`): waits for a running handler chain of

@@ -539,3 +539,59 @@ fn sleeping_call_in_top_half_rejected() {
     assert_eq!(context.handler, "sleepy");
     assert!(controller.line_stats(18).unwrap().handlers.is_empty());
 }
+
+/// On a shared ONESHOT line, the line stays masked until the thread
+/// function of every handler that asked for its thread has returned.
+#[test]
+fn shared_oneshot_waits_for_every_thread() {
+    let machine = machine();
+    let controller = machine.controller();
+    let flags = IrqFlags::LEVEL.shared().oneshot();
+    let gates = [Gate::default(), Gate::default()];
+    let (started_tx, started_rx) = mpsc::channel();
+    let mut registrations = Vec::new();
+    for (name, gate) in ["first_dev", "second_dev"].into_iter().zip(gates.clone()) {
+        let started_tx = Mutex::new(started_tx.clone());
+        let lower = controller.clone();
+        let registration = irq::request_threaded_irq(
+            &controller,
+            19,
+            ThreadedIrq::new(name, flags, move || {
+                let _ = started_tx.lock().unwrap().send(name);
+                gate.wait();
+                // The thread function clears its device, which lowers the
+                // shared level line.
+                let _ = lower.lower(19);
+                IrqReturn::Handled
+            })
+            .top_half(|_: &mut HardIrqContext<'_>| IrqReturn::WakeThread),
+        )
+        .unwrap();
+        registrations.push(registration);
+    }
+
+    raise(&controller, 19);
+    let mut started = [
+        started_rx.recv_timeout(HANG_GUARD).unwrap(),
+        started_rx.recv_timeout(HANG_GUARD).unwrap(),
+    ];
+    started.sort_unstable();
+    assert_eq!(started, ["first_dev", "second_dev"]);
+    assert_eq!(controller.line_state(19).unwrap().oneshot, 2);
+
+    gates[0].open();
+    wait_until("the first thread returns", || {
+        registrations[0].thread_runs() == 1
+    });
+    assert_eq!(
+        controller.line_state(19).unwrap().oneshot,
+        1,
+        "the line must stay masked for the second thread"
+    );
+
+    gates[1].open();
+    wait_until("both threads have returned", || {
+        controller.line_state(19).unwrap().oneshot == 0
+    });
+    assert_eq!(registrations[1].thread_runs(), 1);
+}
