@@ -1,8 +1,9 @@
 //! The UART demo driver: lines assembled in a bottom half, and what a slow
 //! top half costs.
 
-use std::sync::Arc;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use driver::bus::{Bus, Device};
@@ -21,6 +22,34 @@ fn wait_until(what: &str, condition: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Every log line of this test binary, from every thread.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs a subscriber that appends every log line to [`LOG`].
+fn capture_logs() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .init();
+    });
 }
 
 /// A module with no work of its own, whose context the driver uses.
@@ -110,9 +139,10 @@ fn bytes_become_lines() {
 
 /// A top half that is still busy while 64 bytes arrive lets the 16-byte
 /// FIFO overflow: the lost bytes are counted as FIFO overruns, and the
-/// budget check counts the slow top half.
+/// budget check reports the slow top half by line and name.
 #[test]
 fn slow_top_half_overruns_fifo() {
+    capture_logs();
     let burst_sent = Arc::new(AtomicBool::new(false));
     let hook = {
         let burst_sent = burst_sent.clone();
@@ -144,6 +174,13 @@ fn slow_top_half_overruns_fifo() {
     assert!(stats.budget_overruns >= 1, "{stats:?}");
     let line = fixture.machine.controller().line_stats(90).unwrap();
     assert_eq!(line.handlers, ["uart_rx"]);
+    let log = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+    let diagnostic = log
+        .lines()
+        .find(|line| line.contains("budget"))
+        .unwrap_or_else(|| panic!("no budget diagnostic in the log: {log}"));
+    assert!(diagnostic.contains("irq 90"), "{diagnostic}");
+    assert!(diagnostic.contains("\"uart_rx\""), "{diagnostic}");
     let bound = fixture.bound.take().unwrap();
     fixture.runtime.block_on(bound.unbind());
 }
