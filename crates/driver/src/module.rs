@@ -27,8 +27,10 @@
 //!    queued again by the next load.
 //!
 //! So the classic bug of unloading a module with work still queued neither
-//! crashes nor passes silently, and nothing the module queued runs after
-//! [`LoadedModule::unload`] returns.
+//! crashes nor passes silently. No tracked item or handler runs after
+//! [`LoadedModule::unload`] returns, unless code outside the module queues
+//! a static item again. Work queued with `wq` directly on an item the
+//! module never tracked is outside the tracker's view.
 //!
 //! # Example
 //!
