@@ -134,6 +134,10 @@ fn stuck_level_line_disabled_as_spurious() {
     wait_until("the line is disabled as spurious", || {
         controller.line_state(50).unwrap().spurious
     });
+    // The CPU thread logs the report just after it disables the line.
+    wait_until("the detector logs the line", || {
+        log_text().contains("nobody cared")
+    });
 
     let log = log_text();
     let message = log

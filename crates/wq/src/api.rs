@@ -467,25 +467,41 @@ impl Drop for EnableOnDrop {
 pub fn flush_work(
     work: impl WorkRef,
 ) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
-    // The queueing to wait for is the latest one at the call, not at the
-    // first poll.
-    let checked = check_may_wait("flush_work", work.work_core())
-        .map(|()| (work.item_ref(), work.work_core().latest_ticket()));
-    async move {
-        let (item, ticket) = checked?;
-        Ok(flush_item(&item, ticket).await)
+    let checked =
+        check_may_wait("flush_work", work.work_core()).map(|()| start_flush(work.item_ref()));
+    async move { Ok(checked?.wait().await) }
+}
+
+/// A flush whose target was fixed when the waiting API was called: the
+/// latest queueing at the call, and whether it had already finished then.
+/// Fixing both at the call, not at the first poll, keeps the result from
+/// depending on how soon the caller polls.
+struct Flush {
+    item: ItemRef,
+    ticket: u64,
+    idle_at_call: bool,
+}
+
+fn start_flush(item: ItemRef) -> Flush {
+    let ticket = item.core().latest_ticket();
+    let idle_at_call = item.core().is_done(ticket);
+    Flush {
+        item,
+        ticket,
+        idle_at_call,
     }
 }
 
-/// Waits for the queueing `ticket` of `item`; returns false at once if it
-/// had already finished.
-async fn flush_item(item: &ItemRef, ticket: u64) -> bool {
-    let core_ref = item.core();
-    if core_ref.is_done(ticket) {
-        return false;
+impl Flush {
+    /// Waits for the target queueing; returns true unless the item was idle
+    /// at the call.
+    async fn wait(self) -> bool {
+        if self.idle_at_call {
+            return false;
+        }
+        self.item.core().wait_done(self.ticket).await;
+        true
     }
-    core_ref.wait_done(ticket).await;
-    true
 }
 
 /// Queues `dwork` now if it waits on its timer, then waits for it
@@ -507,12 +523,9 @@ pub fn flush_delayed_work(
         if let Some(waker) = wake {
             waker.wake();
         }
-        (dwork.item_ref(), dwork.work_core().latest_ticket())
+        start_flush(dwork.item_ref())
     });
-    async move {
-        let (item, ticket) = checked?;
-        Ok(flush_item(&item, ticket).await)
-    }
+    async move { Ok(checked?.wait().await) }
 }
 
 /// Waits for every item queued on `wq` before the call to finish

@@ -74,7 +74,8 @@ async fn work_requeues_itself_once() {
     };
 
     assert!(wq::queue_work(&queue, &item).unwrap());
-    assert!(guarded("first flush", wq::flush_work(&item)).await.unwrap());
+    // Either flush may find its run already over, so only the runs count.
+    guarded("first flush", wq::flush_work(&item)).await.unwrap();
     guarded("second flush", wq::flush_work(&item))
         .await
         .unwrap();
@@ -725,11 +726,11 @@ async fn panic_is_contained() {
     wq::queue_work(&queue, &sync_panic).unwrap();
     wq::queue_work(&queue, &async_panic).unwrap();
     wq::queue_work(&queue, &after).unwrap();
-    assert!(
-        guarded("flush panicking", wq::flush_work(&sync_panic))
-            .await
-            .unwrap()
-    );
+    // The flush of a panicked run returns (true or false depends only on
+    // whether the run was over before the call).
+    guarded("flush panicking", wq::flush_work(&sync_panic))
+        .await
+        .unwrap();
     guarded("flush async panicking", wq::flush_work(&async_panic))
         .await
         .unwrap();
