@@ -22,7 +22,7 @@ use driver::printk::KernLevel;
 use wq::Work;
 
 /// Prints the work's message. It runs later, in task context on a worker
-/// of `system_wq`, where it could sleep.
+/// of `system_wq`, not in the module's init.
 fn my_function() {
     printk!("call function from queue");
 }
