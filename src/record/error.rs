@@ -1,0 +1,299 @@
+//! Errors of the record parsers, one enum per family of operations.
+//!
+//! Every parse error names the 1-based line number of the input and the
+//! offending text, shortened to [`MAX_SHOWN_CHARS`] characters.
+
+use std::fmt;
+
+/// Maximum number of characters of offending input that an error keeps.
+pub const MAX_SHOWN_CHARS: usize = 40;
+
+/// Returns `text` cut to [`MAX_SHOWN_CHARS`] characters, with `...` appended
+/// when it was cut.
+pub(crate) fn shorten(text: &str) -> String {
+    let mut chars = text.chars();
+    let kept: String = chars.by_ref().take(MAX_SHOWN_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{kept}...")
+    } else {
+        kept
+    }
+}
+
+/// An invalid `/proc/interrupts` snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcInterruptsError {
+    /// The input has no line other than blank ones.
+    Empty,
+    /// The first non-blank line is not a `CPU0 CPU1 ...` header.
+    MissingHeader {
+        /// 1-based line number.
+        line: usize,
+        /// The line, shortened.
+        text: String,
+    },
+    /// A row has no `label:` at its start.
+    MissingLabel {
+        /// 1-based line number.
+        line: usize,
+        /// The line, shortened.
+        text: String,
+    },
+    /// A count column contains something other than a decimal `u64`.
+    InvalidCount {
+        /// 1-based line number.
+        line: usize,
+        /// The offending cell, shortened.
+        text: String,
+    },
+    /// A row has fewer counts than the header has CPUs, and is not a
+    /// single-value row (a named row with one count and no text after it).
+    TooFewCounts {
+        /// 1-based line number.
+        line: usize,
+        /// CPUs in the header.
+        expected: usize,
+        /// Counts found on the row.
+        found: usize,
+    },
+    /// A row has a number where its text columns should start, so it has
+    /// more counts than the header has CPUs.
+    TooManyCounts {
+        /// 1-based line number.
+        line: usize,
+        /// CPUs in the header.
+        expected: usize,
+        /// The first extra cell, shortened.
+        text: String,
+    },
+    /// Two rows of one snapshot carry the same label.
+    DuplicateLabel {
+        /// 1-based line number of the second row.
+        line: usize,
+        /// 1-based line number of the first row.
+        first_line: usize,
+        /// The label, without its colon.
+        label: String,
+    },
+}
+
+impl fmt::Display for ProcInterruptsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => write!(f, "empty input, expected a `CPU0 ...` header line"),
+            Self::MissingHeader { line, text } => write!(
+                f,
+                "line {line}: missing header, found `{text}`, expected `CPU0 CPU1 ...`"
+            ),
+            Self::MissingLabel { line, text } => write!(
+                f,
+                "line {line}: missing row label in `{text}`, expected `LABEL:` first"
+            ),
+            Self::InvalidCount { line, text } => write!(
+                f,
+                "line {line}: invalid count `{text}`, expected a decimal number"
+            ),
+            Self::TooFewCounts {
+                line,
+                expected,
+                found,
+            } => write!(
+                f,
+                "line {line}: too few counts, found {found}, expected {expected} (one per CPU)"
+            ),
+            Self::TooManyCounts {
+                line,
+                expected,
+                text,
+            } => write!(
+                f,
+                "line {line}: too many counts, extra `{text}` after {expected} (one per CPU)"
+            ),
+            Self::DuplicateLabel {
+                line,
+                first_line,
+                label,
+            } => write!(
+                f,
+                "line {line}: duplicate label `{label}`, first seen on line {first_line}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ProcInterruptsError {}
+
+/// Two `/proc/interrupts` snapshots that cannot be diffed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiffError {
+    /// The snapshots have different numbers of CPU columns.
+    CpuCountChanged {
+        /// CPUs in the earlier snapshot.
+        before: usize,
+        /// CPUs in the later snapshot.
+        after: usize,
+    },
+    /// A row is single-value in one snapshot and per-CPU in the other.
+    ShapeChanged {
+        /// The row's label.
+        label: String,
+        /// 1-based line number in the later snapshot.
+        line: usize,
+    },
+    /// A counter is lower in the later snapshot: the snapshots are swapped,
+    /// come from different boots, or the counter wrapped.
+    CounterWentBackwards {
+        /// The row's label.
+        label: String,
+        /// 1-based line number in the later snapshot.
+        line: usize,
+        /// The CPU column, or `None` for a single-value row.
+        cpu: Option<usize>,
+        /// The earlier value.
+        before: u64,
+        /// The later value.
+        after: u64,
+    },
+}
+
+impl fmt::Display for DiffError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CpuCountChanged { before, after } => write!(
+                f,
+                "cpu count changed from {before} to {after}, expected snapshots of one machine"
+            ),
+            Self::ShapeChanged { label, line } => write!(
+                f,
+                "row `{label}` (line {line}): single-value in one snapshot and per-cpu in the other"
+            ),
+            Self::CounterWentBackwards {
+                label,
+                line,
+                cpu,
+                before,
+                after,
+            } => {
+                write!(f, "row `{label}` (line {line})")?;
+                if let Some(cpu) = cpu {
+                    write!(f, " cpu{cpu}")?;
+                }
+                write!(
+                    f,
+                    ": counter went backwards from {before} to {after}, expected the earlier snapshot first"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for DiffError {}
+
+/// A rate requested over an interval that is not a positive finite number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateError {
+    /// The interval in seconds is zero, negative, infinite or NaN.
+    InvalidInterval(f64),
+}
+
+impl fmt::Display for RateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidInterval(secs) => write!(
+                f,
+                "invalid interval {secs} s, expected a positive finite number of seconds"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RateError {}
+
+/// An invalid line of ftrace text output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FtraceError {
+    /// No `[CPU]` column, such as `[001]`, after the task.
+    MissingCpu {
+        /// 1-based line number.
+        line: usize,
+        /// The line, shortened.
+        text: String,
+    },
+    /// The task column does not end in `-PID`, or its `(TGID)` is invalid.
+    InvalidTaskPid {
+        /// 1-based line number.
+        line: usize,
+        /// The task column, shortened.
+        text: String,
+    },
+    /// The flags column is not 4 or 7 characters long.
+    InvalidFlags {
+        /// 1-based line number.
+        line: usize,
+        /// The flags cell, shortened.
+        text: String,
+    },
+    /// The timestamp is not `SECONDS.FRACTION:` with 1 to 9 fraction digits.
+    InvalidTimestamp {
+        /// 1-based line number.
+        line: usize,
+        /// The timestamp cell, shortened.
+        text: String,
+    },
+    /// The event name is not followed by a colon.
+    MissingEventColon {
+        /// 1-based line number.
+        line: usize,
+        /// The text after the timestamp, shortened.
+        text: String,
+    },
+    /// A known event has a field that is missing or invalid.
+    InvalidField {
+        /// 1-based line number.
+        line: usize,
+        /// The event name.
+        event: String,
+        /// The event's fields, shortened.
+        text: String,
+        /// The expected form of the fields.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for FtraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingCpu { line, text } => write!(
+                f,
+                "line {line}: missing cpu column in `{text}`, expected `TASK-PID [CPU] ...`"
+            ),
+            Self::InvalidTaskPid { line, text } => write!(
+                f,
+                "line {line}: invalid task `{text}`, expected `NAME-PID` and an optional `(TGID)`"
+            ),
+            Self::InvalidFlags { line, text } => write!(
+                f,
+                "line {line}: invalid flags `{text}`, expected 4 or 7 characters"
+            ),
+            Self::InvalidTimestamp { line, text } => write!(
+                f,
+                "line {line}: invalid timestamp `{text}`, expected `SECONDS.FRACTION:`"
+            ),
+            Self::MissingEventColon { line, text } => write!(
+                f,
+                "line {line}: missing colon after the event name in `{text}`, expected `NAME: FIELDS`"
+            ),
+            Self::InvalidField {
+                line,
+                event,
+                text,
+                expected,
+            } => write!(
+                f,
+                "line {line}: invalid {event} fields `{text}`, expected {expected}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FtraceError {}
