@@ -3,12 +3,14 @@
 //! - [`proc_interrupts`] reads `/proc/interrupts` snapshots of any layout
 //!   (ARM, x86, s390x, one or many CPUs), diffs two of them and turns the
 //!   deltas into per-second rates.
+//! - [`ftrace`] reads the text output of the ftrace ring buffer (`cat
+//!   trace`): IRQ handler, softirq and workqueue events, with every other
+//!   well-formed event kept by name.
 //!
-//! The parser takes the whole text and rejects
-//! malformed lines with an error from [`error`] that names the 1-based line
-//! number, the offending text and what was expected there. Proptest cases
-//! feed the parser arbitrary text to check that it returns an error
-//! rather than panic.
+//! Both parsers take the whole text and reject malformed lines with an error
+//! from [`error`] that names the 1-based line number, the offending text and
+//! what was expected there. Proptest cases feed both parsers arbitrary text
+//! to check that they return an error rather than panic.
 //!
 //! ```
 //! use irqlab::record::proc_interrupts::Snapshot;
@@ -22,6 +24,7 @@
 //! ```
 
 pub mod error;
+pub mod ftrace;
 pub mod proc_interrupts;
 
-pub use error::{DiffError, ProcInterruptsError, RateError};
+pub use error::{DiffError, FtraceError, ProcInterruptsError, RateError};
