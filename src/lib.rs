@@ -5,4 +5,6 @@
 //! snapshots and ftrace text output. The scenario generator builds on it to
 //! seed simulated load with real interrupt rates and handler names.
 
+#![warn(missing_docs)]
+
 pub mod record;

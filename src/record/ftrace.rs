@@ -29,6 +29,20 @@
 //! order differ from time order. Events with equal timestamps keep their
 //! file order.
 //!
+//! ```
+//! use std::time::Duration;
+//! use irqlab::record::ftrace::Trace;
+//!
+//! let trace = Trace::parse(
+//!     " kworker/0:3-6880  [000]  2784.771958: workqueue_execute_start: work struct ffff8800a5083a20: function fn_a\n\
+//!      kworker/0:3-6880  [000]  2784.771966: workqueue_execute_end: work struct ffff8800a5083a20\n",
+//! )?;
+//! let executions = trace.work_executions();
+//! assert_eq!(executions[0].function, "fn_a");
+//! assert_eq!(executions[0].duration, Some(Duration::from_micros(8)));
+//! # Ok::<(), irqlab::record::FtraceError>(())
+//! ```
+//!
 //! NOTE: lines of the function tracers (`func <-caller`, no colon after the
 //! name) are rejected as [`FtraceError::MissingEventColon`].
 

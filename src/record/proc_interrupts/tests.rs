@@ -77,6 +77,21 @@ fn lisa_diff_matches_expected_file() {
             Counts::Total(total) => vec![*total],
         };
         assert_eq!(counts, numbers, "{expected_row}");
+
+        // The expected file joins chip and handlers (or the description)
+        // into one text column.
+        let expected_text: Vec<&str> = cells.split_whitespace().skip(numbers.len()).collect();
+        let row = &diff_row.row;
+        let text = match &row.description {
+            Some(description) => description.clone(),
+            None => format!(
+                "{} {}",
+                row.chip.as_deref().unwrap_or(""),
+                row.handlers.join(", ")
+            ),
+        };
+        let text: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(text, expected_text, "{expected_row}");
     }
 }
 
