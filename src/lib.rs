@@ -2,8 +2,8 @@
 //! and tests can call.
 //!
 //! [`record`] reads what real machines recorded: `/proc/interrupts`
-//! snapshots and ftrace text output. The scenario generator builds on it to
-//! seed simulated load with real interrupt rates and handler names.
+//! snapshots and ftrace text output, so that simulated load can be seeded
+//! with real interrupt rates, handler names and work durations.
 
 #![warn(missing_docs)]
 

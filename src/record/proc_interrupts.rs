@@ -402,6 +402,8 @@ fn parse_row(line: usize, content: &str, cpu_count: usize) -> Result<Row, ProcIn
     }
     let tail = rest.trim();
 
+    // NOTE: on a one-CPU machine a named row without text, such as
+    // `EXT: 5`, is taken as single-value too, because the layout is the same.
     let single_value = matches!(label, Label::Name(_)) && counts.len() == 1 && tail.is_empty();
     let counts = if single_value {
         Counts::Total(counts[0])
