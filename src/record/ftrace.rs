@@ -320,10 +320,12 @@ fn split_at_cpu(content: &str) -> Option<(&str, &str, u32)> {
         };
         let spaced_before = before.ends_with(char::is_whitespace);
         let spaced_after = after.is_empty() || after.starts_with(char::is_whitespace);
-        if spaced_before && spaced_after && is_decimal(digits) {
-            if let Ok(cpu) = digits.parse() {
-                return Some((before, after, cpu));
-            }
+        if spaced_before
+            && spaced_after
+            && is_decimal(digits)
+            && let Ok(cpu) = digits.parse()
+        {
+            return Some((before, after, cpu));
         }
     }
     None

@@ -262,7 +262,7 @@ fn next_spinning(shared: &CpuShared, local: &mut CpuLocal) -> Work {
         // Spinning idle is CPU time, so the anchor stays valid; it is
         // refreshed now and then only to keep the window short.
         spins = spins.wrapping_add(1);
-        if spins % 16_384 == 0 {
+        if spins.is_multiple_of(16_384) {
             local.samples.flush(shared);
             local.clock.refresh_if_old(clock::now());
         }

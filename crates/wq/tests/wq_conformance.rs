@@ -810,7 +810,7 @@ async fn nothing_lost_under_churn() {
                     seed ^= seed << 17;
                     let item = &items[(seed % 16) as usize];
                     let queue = &queues[(seed / 16 % 3) as usize];
-                    if seed % 5 == 0 {
+                    if seed.is_multiple_of(5) {
                         if wq::cancel_work(item) {
                             cancelled.fetch_add(1, Ordering::SeqCst);
                         }
