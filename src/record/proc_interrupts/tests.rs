@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 fn read_data(name: &str) -> String {
     let path = format!(
-        "{}/../shared/data/real/proc-interrupts/{name}",
+        "{}/data/real/proc-interrupts/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
