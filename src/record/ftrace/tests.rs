@@ -5,10 +5,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn read_data(name: &str) -> String {
-    let path = format!(
-        "{}/data/real/ftrace/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/data/real/ftrace/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
 }
 
