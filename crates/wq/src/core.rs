@@ -125,7 +125,7 @@ pub struct WorkCore {
     intake_next: crate::sync::AtomicPtr<WorkCore>,
     /// The queue whose intake the node was last pushed on.
     intake_queue: crate::sync::AtomicPtr<QueueCore>,
-    /// What the pusher hands to the drainer. Written only by the owner of
+    /// The queueing the pusher hands to the drainer. Written only by the owner of
     /// `IN_INTAKE` before its push, read only by the drainer after the
     /// swap that took the node; see `push_intake`.
     slot: UnsafeCell<IntakeSlot>,
@@ -630,7 +630,7 @@ pub(crate) enum Linked {
     Cancelled(ItemRef),
 }
 
-/// Why a queueing was rejected by the queue.
+/// The reason a queue rejected a queueing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Rejected {
     Draining,
@@ -1264,7 +1264,8 @@ pub(crate) fn abandon_intake(core: &WorkCore, ticket: u64, guard: &mut PoolGuard
 /// `PENDING`, and settles `done` for that period.
 fn end_period(guard: &mut PoolGuard<'_>, core: &WorkCore, ticket: u64) -> Option<ItemRef> {
     // A period that is not linked yet belongs to a queuer waiting for the
-    // lock: it sees the cleared bit, skips linking and counts the cancel.
+    // lock, or waits on an intake stack: the queuer, or the drain, finds the
+    // cleared bit, skips linking and counts the cancel.
     let released = match unlink(guard, core) {
         Some(queue_link) => {
             // SAFETY: `queue_link` was read under the held pool lock, and the
