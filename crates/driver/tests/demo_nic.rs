@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
 
 use driver::bus::{Bus, Device};
 use driver::demo::nic::{NicDriver, NicStats};
@@ -11,17 +10,9 @@ use irq_sim::device::Nic;
 use irq_sim::{Config, Machine};
 use wq::Work;
 
-/// Generous hang guard for waits on real conditions.
-const HANG_GUARD: Duration = Duration::from_secs(10);
+mod common;
 
-/// Waits until `condition` holds, failing after the hang guard.
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + HANG_GUARD;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use common::{HANG_GUARD, wait_until};
 
 /// A module with no work of its own, whose context the driver uses.
 struct Host;

@@ -2,24 +2,16 @@
 //! self-re-arming delayed work.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use driver::bus::{Bus, Device};
 use driver::demo::tick::TickDriver;
 use driver::module::{self, InitResult, Module, ModuleContext};
 use irq_sim::{Config, Machine};
 
-/// Generous hang guard for waits on real conditions.
-const HANG_GUARD: Duration = Duration::from_secs(10);
+mod common;
 
-/// Waits until `condition` holds, failing after the hang guard.
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + HANG_GUARD;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use common::wait_until;
 
 /// A module with no work of its own, whose context the driver uses.
 struct Host;

@@ -12,17 +12,9 @@ use driver::module::{self, InitResult, LoadedModule, Module, ModuleContext};
 use irq_sim::device::Uart;
 use irq_sim::{Config, Machine};
 
-/// Generous hang guard for waits on real conditions.
-const HANG_GUARD: Duration = Duration::from_secs(10);
+mod common;
 
-/// Waits until `condition` holds, failing after the hang guard.
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + HANG_GUARD;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use common::{HANG_GUARD, wait_until};
 
 /// Every log line of this test binary, from every thread.
 static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());

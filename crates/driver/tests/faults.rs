@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use driver::bus::{Bus, Device};
 use driver::demo::nic::NicDriver;
@@ -14,17 +14,9 @@ use driver::napi::{LineMask, Napi};
 use irq_sim::device::Nic;
 use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, SpuriousConfig};
 
-/// Generous hang guard for waits on real conditions.
-const HANG_GUARD: Duration = Duration::from_secs(10);
+mod common;
 
-/// Waits until `condition` holds, failing after the hang guard.
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + HANG_GUARD;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use common::wait_until;
 
 /// Every log line of this test binary, from every thread.
 static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());

@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
 
 use driver::IrqError;
 use driver::irq::{self, ThreadedIrq};
@@ -13,8 +12,9 @@ use irq_sim::{
     Trigger,
 };
 
-/// Generous hang guard for waits on real conditions.
-const HANG_GUARD: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{HANG_GUARD, wait_until};
 
 fn machine() -> Machine {
     Machine::new(Config {
@@ -33,15 +33,6 @@ fn counting(
     move |_: &mut HardIrqContext<'_>| {
         calls.fetch_add(1, Ordering::SeqCst);
         result
-    }
-}
-
-/// Waits until `condition` holds, failing after the hang guard.
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + HANG_GUARD;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -3,24 +3,15 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use driver::irq;
 use driver::napi::{IrqMask, Napi};
 use irq_sim::device::Nic;
 use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
 
-/// Generous hang guard for waits on real conditions.
-const HANG_GUARD: Duration = Duration::from_secs(10);
+mod common;
 
-/// Waits until `condition` holds, failing after the hang guard.
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + HANG_GUARD;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use common::{HANG_GUARD, wait_until};
 
 /// An interrupt-enable register that records its state.
 #[derive(Default)]
