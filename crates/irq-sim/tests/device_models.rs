@@ -94,7 +94,9 @@ fn uart_fifo_overruns_and_level() {
 fn block_device_completes_in_order() {
     let machine = machine(1);
     let irq = machine.controller();
-    let service = Duration::from_micros(300);
+    // Long enough that the queue is still full when the fourth request
+    // arrives, even on a loaded machine that preempts this thread.
+    let service = Duration::from_millis(50);
     let disk = Arc::new(BlockDevice::new(&irq, 14, service, 3));
     let done = Arc::new(Mutex::new(Vec::new()));
     let (device, seen) = (disk.clone(), done.clone());
