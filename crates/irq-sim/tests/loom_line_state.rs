@@ -115,7 +115,9 @@ fn edges_delivered_or_coalesced() {
         assert!(deliveries >= 1);
         assert_eq!(deliveries + coalesced, 2);
         let end = model.state.snapshot();
-        assert!(!end.pending && !end.queued && !end.in_progress);
+        assert!(!end.pending);
+        assert!(!end.queued);
+        assert!(!end.in_progress);
     });
 }
 
@@ -146,7 +148,9 @@ fn disable_enable_keeps_edge() {
 
         assert_eq!(model.deliveries.load(Ordering::SeqCst), 1);
         let end = model.state.snapshot();
-        assert!(!end.pending && !end.queued && !end.in_progress);
+        assert!(!end.pending);
+        assert!(!end.queued);
+        assert!(!end.in_progress);
         assert_eq!(end.depth, 0);
     });
 }
@@ -215,6 +219,9 @@ fn level_mask_unmask_delivers() {
 
         assert!(model.deliveries.load(Ordering::SeqCst) >= 1);
         let end = model.state.snapshot();
-        assert!(!end.pending && !end.queued && !end.in_progress && !end.masked);
+        assert!(!end.pending);
+        assert!(!end.queued);
+        assert!(!end.in_progress);
+        assert!(!end.masked);
     });
 }

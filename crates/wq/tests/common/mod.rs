@@ -20,7 +20,7 @@ pub async fn guarded<F: std::future::Future>(what: &str, future: F) -> F::Output
         .unwrap_or_else(|_| panic!("{what} did not finish within {HANG_GUARD:?}"))
 }
 
-/// A queue whose tasks run on the test's runtime.
+/// Builds a queue whose tasks run on the test's runtime.
 pub fn test_queue(name: &'static str, max_active: usize) -> Workqueue {
     Workqueue::builder(name)
         .max_active(max_active)
@@ -28,7 +28,7 @@ pub fn test_queue(name: &'static str, max_active: usize) -> Workqueue {
         .build()
 }
 
-/// An ordered queue whose tasks run on the test's runtime.
+/// Builds an ordered queue whose tasks run on the test's runtime.
 pub fn ordered_queue(name: &'static str) -> Workqueue {
     Workqueue::builder(name)
         .ordered()
@@ -36,8 +36,8 @@ pub fn ordered_queue(name: &'static str) -> Workqueue {
         .build()
 }
 
-/// A gate that work functions wait at until the test opens it, and that
-/// tells the test how many are waiting.
+/// A gate that work functions wait at until the test opens it; it counts
+/// the callers that arrived.
 #[derive(Clone)]
 pub struct Gate {
     permits: Arc<Semaphore>,
