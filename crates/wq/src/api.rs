@@ -214,6 +214,7 @@ fn queue_at(
     tracing::trace!(
         target: "workqueue",
         work = core_ref.name(),
+        work_struct = core_ref.trace_id(),
         workqueue = %queue.name,
         cpu,
         "workqueue_queue_work"
@@ -230,6 +231,7 @@ fn queue_at(
         tracing::trace!(
             target: "workqueue",
             work = core_ref.name(),
+            work_struct = core_ref.trace_id(),
             workqueue = %queue.name,
             "workqueue_activate_work"
         );

@@ -524,6 +524,7 @@ async fn run(shared: &Arc<Shared>, started: Started, started_at: Instant) -> Fin
     tracing::trace!(
         target: "workqueue",
         work = item.core().name(),
+        work_struct = item.core().trace_id(),
         workqueue = %queue.name,
         "workqueue_execute_start"
     );
@@ -581,6 +582,7 @@ async fn run(shared: &Arc<Shared>, started: Started, started_at: Instant) -> Fin
     tracing::trace!(
         target: "workqueue",
         work = item.core().name(),
+        work_struct = item.core().trace_id(),
         workqueue = %queue.name,
         "workqueue_execute_end"
     );
