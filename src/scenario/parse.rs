@@ -1,0 +1,1161 @@
+//! TOML to [`Scenario`]: deserialization into raw tables that keep each
+//! value's position, then checks that name the file, line and key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
+
+use super::{
+    ArrivalSpec, CpuMode, DeviceKind, DeviceSpec, LineSpec, MachineSpec, SYSTEM_QUEUES, Scenario,
+    TimerKind, TimerSpec, Trigger, WorkqueueSpec,
+};
+use crate::record::ftrace::Trace;
+
+/// Longest run a scenario may ask for.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Highest event rate of one timer or device, per second.
+const MAX_RATE_HZ: f64 = 1_000_000.0;
+
+/// Largest `max_active` of a queue, as the kernel's `WQ_MAX_ACTIVE`.
+const MAX_ACTIVE: i64 = 512;
+
+/// Why a scenario was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    Read {
+        /// The path.
+        source_name: String,
+        /// What the operating system said.
+        error: String,
+    },
+    /// The text is not a valid scenario.
+    Invalid {
+        /// The path, or the built-in demo's name.
+        source_name: String,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// 1-based column of the offending value.
+        column: usize,
+        /// The key's path, as `device[2].arrival.rate`; empty when the
+        /// TOML itself does not parse.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+        /// The offending line of the file, for the message.
+        excerpt: String,
+    },
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { source_name, error } => {
+                write!(f, "cannot read scenario {source_name}: {error}")
+            }
+            Self::Invalid {
+                source_name,
+                line,
+                column,
+                key,
+                message,
+                excerpt,
+            } => {
+                write!(f, "{source_name}:{line}:{column}: ")?;
+                if !key.is_empty() {
+                    write!(f, "{key}: ")?;
+                }
+                write!(f, "{message}")?;
+                if !excerpt.is_empty() {
+                    write!(f, "\n  {line:>4} | {excerpt}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Parses a duration written with a unit: `500ns`, `20us` (or `20µs`),
+/// `1.5ms`, `10s`.
+///
+/// # Errors
+///
+/// A message saying what is allowed.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        _ => {
+            return Err(format!(
+                "\"{text}\" is not a duration; write a number and a unit: ns, us, ms or s \
+                 (\"250ms\", \"1.5s\")"
+            ));
+        }
+    };
+    let value: f64 = number.parse().map_err(|_| {
+        format!("\"{text}\" is not a duration; the number before the unit does not parse")
+    })?;
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("\"{text}\" is too long a duration"))
+}
+
+/// A number that TOML may write as an integer or a float.
+#[derive(Clone, Copy, Debug)]
+struct Number(f64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+
+        impl Visitor<'_> for NumberVisitor {
+            type Value = Number;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Number, E> {
+                Ok(Number(value as f64))
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Number, E> {
+                Ok(Number(value as f64))
+            }
+
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Number, E> {
+                Ok(Number(value))
+            }
+        }
+
+        deserializer.deserialize_any(NumberVisitor)
+    }
+}
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Option<S<String>>,
+    description: Option<String>,
+    duration: Option<S<String>>,
+    seed: Option<S<i64>>,
+    machine: Option<RawMachine>,
+    #[serde(default)]
+    workqueue: Vec<S<RawWorkqueue>>,
+    #[serde(default)]
+    timer: Vec<S<RawTimer>>,
+    #[serde(default)]
+    device: Vec<S<RawDevice>>,
+    #[serde(default)]
+    line: Vec<S<RawLine>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMachine {
+    cpus: Option<S<i64>>,
+    cpu_mode: Option<S<String>>,
+    irqs: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkqueue {
+    name: S<String>,
+    max_active: Option<S<i64>>,
+    ordered: Option<bool>,
+    highpri: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimer {
+    name: S<String>,
+    irq: S<i64>,
+    cpu: Option<S<i64>>,
+    period: Option<S<String>>,
+    housekeeping: Option<S<String>>,
+    at: Option<S<Vec<S<String>>>>,
+    workqueue: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    name: S<String>,
+    kind: S<String>,
+    irq: S<i64>,
+    cpu: Option<S<i64>>,
+    trigger: Option<S<String>>,
+    shared: Option<S<bool>>,
+    workqueue: Option<S<String>>,
+    arrival: S<RawArrival>,
+    // nic
+    ring: Option<S<i64>>,
+    napi_budget: Option<S<i64>>,
+    // uart
+    line_length: Option<S<i64>>,
+    // block
+    service_time: Option<S<String>>,
+    depth: Option<S<i64>>,
+    // gpio
+    bounces: Option<S<i64>>,
+    bounce_gap: Option<S<String>>,
+    debounce: Option<S<String>>,
+    // generic
+    handler: Option<S<String>>,
+    work: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArrival {
+    process: S<String>,
+    rate: Option<S<Number>>,
+    period: Option<S<String>>,
+    on: Option<S<String>>,
+    off: Option<S<String>>,
+    file: Option<S<String>>,
+    irq: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLine {
+    irq: S<i64>,
+    budget: Option<S<String>>,
+    overrun: Option<S<String>>,
+}
+
+/// Builds errors that point into one text.
+struct Checker<'a> {
+    text: &'a str,
+    source: &'a str,
+}
+
+impl Checker<'_> {
+    fn error(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ScenarioError {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+        let column = self.text[line_start..start].chars().count() + 1;
+        let excerpt = self.text[line_start..]
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned();
+        ScenarioError::Invalid {
+            source_name: self.source.to_owned(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+            excerpt,
+        }
+    }
+
+    fn duration(&self, value: &S<String>, key: &str) -> Result<Duration, ScenarioError> {
+        let duration = parse_duration(value.get_ref())
+            .map_err(|message| self.error(value.span(), key, message))?;
+        if duration.is_zero() {
+            return Err(self.error(value.span(), key, "must be longer than zero"));
+        }
+        Ok(duration)
+    }
+
+    fn optional_duration(
+        &self,
+        value: Option<&S<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ScenarioError> {
+        value.map_or(Ok(default), |value| self.duration(value, key))
+    }
+
+    fn integer(
+        &self,
+        value: &S<i64>,
+        key: &str,
+        range: Range<i64>,
+        what: &str,
+    ) -> Result<i64, ScenarioError> {
+        let number = *value.get_ref();
+        if range.contains(&number) {
+            Ok(number)
+        } else {
+            Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "{number} is out of range; {what} must be from {} to {}",
+                    range.start,
+                    range.end - 1
+                ),
+            ))
+        }
+    }
+
+    /// Checks a reference to a queue; no value means `system_wq`.
+    fn queue(
+        &self,
+        value: Option<&S<String>>,
+        key: &str,
+        names: &[&str],
+    ) -> Result<String, ScenarioError> {
+        let Some(value) = value else {
+            return Ok("system_wq".to_owned());
+        };
+        if names.contains(&value.get_ref().as_str()) {
+            return Ok(value.get_ref().clone());
+        }
+        Err(self.error(
+            value.span(),
+            key,
+            format!(
+                "no workqueue is named \"{}\"; use a system queue ({}) or declare it in a \
+                 [[workqueue]] table",
+                value.get_ref(),
+                SYSTEM_QUEUES.join(", ")
+            ),
+        ))
+    }
+
+    fn choice<'v>(
+        &self,
+        value: &'v S<String>,
+        key: &str,
+        allowed: &[&str],
+    ) -> Result<&'v str, ScenarioError> {
+        let text = value.get_ref().as_str();
+        if allowed.contains(&text) {
+            Ok(text)
+        } else {
+            let allowed: Vec<String> = allowed.iter().map(|name| format!("\"{name}\"")).collect();
+            Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "\"{text}\" is not allowed; use one of {}",
+                    allowed.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+pub(super) fn parse(text: &str, source: &str, base: &Path) -> Result<Scenario, ScenarioError> {
+    let checker = Checker { text, source };
+    let raw: RawScenario = toml::from_str(text).map_err(|error| {
+        let span = error.span().unwrap_or(0..0);
+        checker.error(span, "", error.message().trim_end().to_owned())
+    })?;
+
+    let name = raw
+        .name
+        .as_ref()
+        .map(|name| name.get_ref().clone())
+        .unwrap_or_else(|| {
+            Path::new(source).file_stem().map_or_else(
+                || source.to_owned(),
+                |stem| stem.to_string_lossy().into_owned(),
+            )
+        });
+    let duration = match &raw.duration {
+        Some(value) => {
+            let duration = checker.duration(value, "duration")?;
+            if duration > MAX_DURATION {
+                return Err(checker.error(value.span(), "duration", "must be at most 24 hours"));
+            }
+            duration
+        }
+        None => Duration::from_secs(5),
+    };
+    let seed = match &raw.seed {
+        Some(value) => u64::try_from(*value.get_ref())
+            .map_err(|_| checker.error(value.span(), "seed", "must not be negative"))?,
+        None => 1,
+    };
+    let machine = machine(&checker, raw.machine.as_ref())?;
+    let workqueues = workqueues(&checker, &raw.workqueue)?;
+    let queue_names: Vec<&str> = SYSTEM_QUEUES
+        .iter()
+        .copied()
+        .chain(workqueues.iter().map(|queue| queue.name.as_str()))
+        .collect();
+    let mut timers = Vec::new();
+    for (index, timer) in raw.timer.iter().enumerate() {
+        let key = |field: &str| format!("timer[{index}].{field}");
+        let timer = timer.get_ref();
+        let irq = line_number(&checker, &timer.irq, &key("irq"), machine.irqs)?;
+        let cpu = cpu_number(&checker, timer.cpu.as_ref(), &key("cpu"), machine.cpus)?;
+        let kind = match (&timer.period, &timer.at) {
+            (Some(period), None) => {
+                let period = checker.duration(period, &key("period"))?;
+                if period.as_secs_f64() < 1.0 / MAX_RATE_HZ {
+                    return Err(checker.error(
+                        timer.period.as_ref().map_or(0..0, Spanned::span),
+                        key("period"),
+                        "must be at least 1us (a tick faster than 1 MHz)",
+                    ));
+                }
+                let housekeeping = checker.optional_duration(
+                    timer.housekeeping.as_ref(),
+                    &key("housekeeping"),
+                    Duration::from_millis(100),
+                )?;
+                TimerKind::Periodic {
+                    period,
+                    housekeeping,
+                }
+            }
+            (None, Some(at)) => {
+                if let Some(housekeeping) = &timer.housekeeping {
+                    return Err(checker.error(
+                        housekeeping.span(),
+                        key("housekeeping"),
+                        "is for periodic timers (with `period`); a one-shot timer queues one \
+                         work item per expiry",
+                    ));
+                }
+                let mut offsets = Vec::new();
+                for (at_index, value) in at.get_ref().iter().enumerate() {
+                    let offset = parse_duration(value.get_ref()).map_err(|message| {
+                        checker.error(value.span(), format!("{}[{at_index}]", key("at")), message)
+                    })?;
+                    if offsets.last().is_some_and(|last| offset <= *last) {
+                        return Err(checker.error(
+                            value.span(),
+                            format!("{}[{at_index}]", key("at")),
+                            "expiries must increase",
+                        ));
+                    }
+                    offsets.push(offset);
+                }
+                if offsets.is_empty() {
+                    return Err(checker.error(at.span(), key("at"), "needs at least one expiry"));
+                }
+                TimerKind::Oneshot { at: offsets }
+            }
+            (Some(period), Some(_)) => {
+                return Err(checker.error(
+                    period.span(),
+                    key("period"),
+                    "a timer has either `period` (periodic) or `at` (one-shot), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(checker.error(
+                    timer.name.span(),
+                    format!("timer[{index}]"),
+                    "needs `period = \"4ms\"` (periodic) or `at = [\"10ms\", ...]` (one-shot)",
+                ));
+            }
+        };
+        timers.push(TimerSpec {
+            name: timer.name.get_ref().clone(),
+            irq,
+            cpu,
+            kind,
+            workqueue: checker.queue(timer.workqueue.as_ref(), &key("workqueue"), &queue_names)?,
+        });
+    }
+
+    let mut devices = Vec::new();
+    for (index, device) in raw.device.iter().enumerate() {
+        devices.push(self::device(
+            &checker,
+            index,
+            device.get_ref(),
+            &machine,
+            base,
+            &queue_names,
+        )?);
+    }
+    check_names(&checker, &raw)?;
+    check_line_users(&checker, &raw, &timers, &devices)?;
+    let lines = lines(&checker, &raw.line, &timers, &devices, machine.irqs)?;
+
+    Ok(Scenario {
+        source: source.to_owned(),
+        name,
+        description: raw.description.clone().unwrap_or_default(),
+        duration,
+        seed,
+        machine,
+        workqueues,
+        timers,
+        devices,
+        lines,
+    })
+}
+
+fn machine(checker: &Checker<'_>, raw: Option<&RawMachine>) -> Result<MachineSpec, ScenarioError> {
+    let mut machine = MachineSpec {
+        cpus: 2,
+        cpu_mode: CpuMode::Blocking,
+        irqs: 1024,
+    };
+    let Some(raw) = raw else {
+        return Ok(machine);
+    };
+    if let Some(cpus) = &raw.cpus {
+        let max = i64::try_from(irq_sim::machine::MAX_CPUS).unwrap_or(i64::MAX);
+        machine.cpus = checker.integer(
+            cpus,
+            "machine.cpus",
+            1..max + 1,
+            "the number of simulated CPUs",
+        )? as usize;
+    }
+    if let Some(mode) = &raw.cpu_mode {
+        machine.cpu_mode =
+            match checker.choice(mode, "machine.cpu_mode", &["blocking", "busy-poll"])? {
+                "blocking" => CpuMode::Blocking,
+                _ => CpuMode::BusyPoll,
+            };
+    }
+    if let Some(irqs) = &raw.irqs {
+        let max = i64::from(irq_sim::machine::MAX_IRQS);
+        machine.irqs =
+            checker.integer(irqs, "machine.irqs", 1..max + 1, "the number of IRQ lines")? as u32;
+    }
+    Ok(machine)
+}
+
+fn workqueues(
+    checker: &Checker<'_>,
+    raw: &[S<RawWorkqueue>],
+) -> Result<Vec<WorkqueueSpec>, ScenarioError> {
+    let mut queues: Vec<WorkqueueSpec> = Vec::new();
+    for (index, queue) in raw.iter().enumerate() {
+        let key = |field: &str| format!("workqueue[{index}].{field}");
+        let queue = queue.get_ref();
+        let name = queue.name.get_ref();
+        if name.is_empty() {
+            return Err(checker.error(queue.name.span(), key("name"), "must not be empty"));
+        }
+        if SYSTEM_QUEUES.contains(&name.as_str()) {
+            return Err(checker.error(
+                queue.name.span(),
+                key("name"),
+                format!("\"{name}\" is a system queue, which exists already; choose another name"),
+            ));
+        }
+        if queues.iter().any(|other| other.name == *name) {
+            return Err(checker.error(
+                queue.name.span(),
+                key("name"),
+                format!("a workqueue named \"{name}\" is declared twice"),
+            ));
+        }
+        let ordered = queue.ordered.unwrap_or(false);
+        let max_active = match &queue.max_active {
+            Some(value) => {
+                let max_active =
+                    checker.integer(value, &key("max_active"), 1..MAX_ACTIVE + 1, "max_active")?;
+                if ordered && max_active != 1 {
+                    return Err(checker.error(
+                        value.span(),
+                        key("max_active"),
+                        "an ordered queue runs one item at a time; leave max_active out or set it to 1",
+                    ));
+                }
+                max_active as u32
+            }
+            None if ordered => 1,
+            None => 4,
+        };
+        queues.push(WorkqueueSpec {
+            name: name.clone(),
+            max_active,
+            ordered,
+            highpri: queue.highpri.unwrap_or(false),
+        });
+    }
+    Ok(queues)
+}
+
+fn line_number(
+    checker: &Checker<'_>,
+    value: &S<i64>,
+    key: &str,
+    irqs: u32,
+) -> Result<u32, ScenarioError> {
+    let irq = *value.get_ref();
+    if (0..i64::from(irqs)).contains(&irq) {
+        Ok(irq as u32)
+    } else {
+        Err(checker.error(
+            value.span(),
+            key,
+            format!(
+                "line {irq} does not exist; the machine has lines 0 to {} (raise machine.irqs for more)",
+                irqs - 1
+            ),
+        ))
+    }
+}
+
+fn cpu_number(
+    checker: &Checker<'_>,
+    value: Option<&S<i64>>,
+    key: &str,
+    cpus: usize,
+) -> Result<usize, ScenarioError> {
+    let Some(value) = value else {
+        return Ok(0);
+    };
+    let cpu = *value.get_ref();
+    if (0..cpus as i64).contains(&cpu) {
+        Ok(cpu as usize)
+    } else {
+        Err(checker.error(
+            value.span(),
+            key,
+            format!(
+                "CPU {cpu} does not exist; the machine has CPUs 0 to {}",
+                cpus - 1
+            ),
+        ))
+    }
+}
+
+/// The keys each device kind takes besides the common ones.
+const KIND_KEYS: [(&str, &[&str]); 5] = [
+    ("nic", &["ring", "napi_budget"]),
+    ("uart", &["line_length"]),
+    ("block", &["service_time", "depth"]),
+    ("gpio", &["bounces", "bounce_gap", "debounce"]),
+    ("generic", &["handler", "work"]),
+];
+
+fn device(
+    checker: &Checker<'_>,
+    index: usize,
+    device: &RawDevice,
+    machine: &MachineSpec,
+    base: &Path,
+    queue_names: &[&str],
+) -> Result<DeviceSpec, ScenarioError> {
+    let key = |field: &str| format!("device[{index}].{field}");
+    let name = device.name.get_ref();
+    if name.is_empty() {
+        return Err(checker.error(device.name.span(), key("name"), "must not be empty"));
+    }
+    let kinds: Vec<&str> = KIND_KEYS.iter().map(|(kind, _)| *kind).collect();
+    let kind_name = checker.choice(&device.kind, &key("kind"), &kinds)?;
+
+    // A key of another kind is a mistake worth naming.
+    let present: [(&str, Option<Range<usize>>); 10] = [
+        ("ring", device.ring.as_ref().map(Spanned::span)),
+        (
+            "napi_budget",
+            device.napi_budget.as_ref().map(Spanned::span),
+        ),
+        (
+            "line_length",
+            device.line_length.as_ref().map(Spanned::span),
+        ),
+        (
+            "service_time",
+            device.service_time.as_ref().map(Spanned::span),
+        ),
+        ("depth", device.depth.as_ref().map(Spanned::span)),
+        ("bounces", device.bounces.as_ref().map(Spanned::span)),
+        ("bounce_gap", device.bounce_gap.as_ref().map(Spanned::span)),
+        ("debounce", device.debounce.as_ref().map(Spanned::span)),
+        ("handler", device.handler.as_ref().map(Spanned::span)),
+        ("work", device.work.as_ref().map(Spanned::span)),
+    ];
+    let own: &[&str] = KIND_KEYS
+        .iter()
+        .find(|(kind, _)| *kind == kind_name)
+        .map_or(&[], |(_, keys)| keys);
+    for (field, span) in present {
+        if let Some(span) = span
+            && !own.contains(&field)
+        {
+            let owner = KIND_KEYS
+                .iter()
+                .find(|(_, keys)| keys.contains(&field))
+                .map_or("another kind", |(kind, _)| kind);
+            return Err(checker.error(
+                span,
+                key(field),
+                format!(
+                    "is a key of {owner} devices, and device \"{name}\" is a {kind_name}; \
+                     a {kind_name} takes {}",
+                    if own.is_empty() {
+                        "no extra keys".to_owned()
+                    } else {
+                        own.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+
+    let positive = |value: Option<&S<i64>>,
+                    field: &str,
+                    default: i64,
+                    max: i64|
+     -> Result<i64, ScenarioError> {
+        value.map_or(Ok(default), |value| {
+            checker.integer(value, &key(field), 1..max + 1, field)
+        })
+    };
+    let kind = match kind_name {
+        "nic" => {
+            let ring = positive(device.ring.as_ref(), "ring", 256, 65_536)? as usize;
+            let napi_budget =
+                positive(device.napi_budget.as_ref(), "napi_budget", 64, 65_536)? as usize;
+            DeviceKind::Nic { ring, napi_budget }
+        }
+        "uart" => DeviceKind::Uart {
+            line_length: positive(device.line_length.as_ref(), "line_length", 64, 4096)? as usize,
+        },
+        "block" => DeviceKind::Block {
+            service_time: checker.optional_duration(
+                device.service_time.as_ref(),
+                &key("service_time"),
+                Duration::from_micros(200),
+            )?,
+            depth: positive(device.depth.as_ref(), "depth", 32, 4096)? as usize,
+        },
+        "gpio" => DeviceKind::Gpio {
+            bounces: match &device.bounces {
+                Some(value) => checker.integer(
+                    value,
+                    &key("bounces"),
+                    0..i64::from(irq_sim::device::MAX_BOUNCES) + 1,
+                    "bounces",
+                )? as u32,
+                None => 4,
+            },
+            bounce_gap: checker.optional_duration(
+                device.bounce_gap.as_ref(),
+                &key("bounce_gap"),
+                Duration::from_micros(100),
+            )?,
+            debounce: checker.optional_duration(
+                device.debounce.as_ref(),
+                &key("debounce"),
+                Duration::from_millis(5),
+            )?,
+        },
+        _ => DeviceKind::Generic {
+            handler: device
+                .handler
+                .as_ref()
+                .map_or_else(|| name.clone(), |handler| handler.get_ref().clone()),
+            work: match &device.work {
+                Some(value) => parse_duration(value.get_ref())
+                    .map_err(|message| checker.error(value.span(), key("work"), message))?,
+                None => Duration::ZERO,
+            },
+        },
+    };
+
+    // The models' own trigger types; only a generic device chooses.
+    let native = match kind_name {
+        "uart" => Some(Trigger::Level),
+        "generic" => None,
+        _ => Some(Trigger::Edge),
+    };
+    let trigger = match &device.trigger {
+        Some(value) => {
+            let trigger = match checker.choice(value, &key("trigger"), &["edge", "level"])? {
+                "edge" => Trigger::Edge,
+                _ => Trigger::Level,
+            };
+            if let Some(native) = native
+                && native != trigger
+            {
+                return Err(checker.error(
+                    value.span(),
+                    key("trigger"),
+                    format!(
+                        "a {kind_name} raises {} interrupts; leave trigger out or set it to \"{}\" \
+                         (only generic devices choose)",
+                        native.as_str(),
+                        native.as_str()
+                    ),
+                ));
+            }
+            trigger
+        }
+        None => native.unwrap_or(Trigger::Edge),
+    };
+    let shared = device
+        .shared
+        .as_ref()
+        .is_some_and(|shared| *shared.get_ref());
+    if shared && kind_name != "generic" {
+        let span = device.shared.as_ref().map_or(0..0, Spanned::span);
+        return Err(checker.error(
+            span,
+            key("shared"),
+            format!(
+                "the {kind_name} driver does not share its line (its top half claims every \
+                 interrupt); only generic devices, which check their status register, may set \
+                 shared = true"
+            ),
+        ));
+    }
+
+    Ok(DeviceSpec {
+        name: name.clone(),
+        irq: line_number(checker, &device.irq, &key("irq"), machine.irqs)?,
+        cpu: cpu_number(checker, device.cpu.as_ref(), &key("cpu"), machine.cpus)?,
+        trigger,
+        shared,
+        workqueue: checker.queue(device.workqueue.as_ref(), &key("workqueue"), queue_names)?,
+        kind,
+        arrival: arrival(checker, index, &device.arrival, *device.irq.get_ref(), base)?,
+    })
+}
+
+fn rate(checker: &Checker<'_>, value: &S<Number>, key: &str) -> Result<f64, ScenarioError> {
+    let Number(rate) = *value.get_ref();
+    if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_HZ {
+        Ok(rate)
+    } else {
+        Err(checker.error(
+            value.span(),
+            key,
+            format!(
+                "{rate} is not allowed; a rate is events per second, more than 0 and at most {MAX_RATE_HZ}"
+            ),
+        ))
+    }
+}
+
+/// The period of a periodic or bursts process: `rate` or `period`.
+fn period(
+    checker: &Checker<'_>,
+    raw: &RawArrival,
+    key: &dyn Fn(&str) -> String,
+    span: Range<usize>,
+) -> Result<Duration, ScenarioError> {
+    match (&raw.rate, &raw.period) {
+        (Some(rate_value), None) => Ok(Duration::from_secs_f64(
+            1.0 / rate(checker, rate_value, &key("rate"))?,
+        )),
+        (None, Some(period)) => {
+            let period = checker.duration(period, &key("period"))?;
+            if period.as_secs_f64() < 1.0 / MAX_RATE_HZ {
+                return Err(checker.error(
+                    raw.period.as_ref().map_or(0..0, Spanned::span),
+                    key("period"),
+                    "must be at least 1us (events faster than 1 MHz)",
+                ));
+            }
+            Ok(period)
+        }
+        (Some(rate), Some(_)) => Err(checker.error(
+            rate.span(),
+            key("rate"),
+            "give `rate` (events per second) or `period` (time between events), not both",
+        )),
+        (None, None) => Err(checker.error(
+            span,
+            key("rate"),
+            "is missing; give `rate` (events per second) or `period` (time between events)",
+        )),
+    }
+}
+
+fn arrival(
+    checker: &Checker<'_>,
+    index: usize,
+    raw: &S<RawArrival>,
+    device_irq: i64,
+    base: &Path,
+) -> Result<ArrivalSpec, ScenarioError> {
+    let key = |field: &str| format!("device[{index}].arrival.{field}");
+    let span = raw.span();
+    let raw = raw.get_ref();
+    let process = checker.choice(
+        &raw.process,
+        &key("process"),
+        &["periodic", "poisson", "bursts", "replay"],
+    )?;
+    let allowed: &[&str] = match process {
+        "periodic" => &["rate", "period"],
+        "poisson" => &["rate"],
+        "bursts" => &["rate", "period", "on", "off"],
+        _ => &["file", "irq"],
+    };
+    let given: [(&str, Option<Range<usize>>); 6] = [
+        ("rate", raw.rate.as_ref().map(Spanned::span)),
+        ("period", raw.period.as_ref().map(Spanned::span)),
+        ("on", raw.on.as_ref().map(Spanned::span)),
+        ("off", raw.off.as_ref().map(Spanned::span)),
+        ("file", raw.file.as_ref().map(Spanned::span)),
+        ("irq", raw.irq.as_ref().map(Spanned::span)),
+    ];
+    for (field, field_span) in given {
+        if let Some(field_span) = field_span
+            && !allowed.contains(&field)
+        {
+            return Err(checker.error(
+                field_span,
+                key(field),
+                format!(
+                    "a {process} process does not take `{field}`; it takes {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    match process {
+        "periodic" => Ok(ArrivalSpec::Periodic {
+            period: period(checker, raw, &key, span)?,
+        }),
+        "poisson" => {
+            let Some(rate_value) = &raw.rate else {
+                return Err(checker.error(
+                    span,
+                    key("rate"),
+                    "is missing; a poisson process needs its mean rate in events per second",
+                ));
+            };
+            Ok(ArrivalSpec::Poisson {
+                rate_hz: rate(checker, rate_value, &key("rate"))?,
+            })
+        }
+        "bursts" => {
+            let period = period(checker, raw, &key, span.clone())?;
+            let (Some(on), Some(off)) = (&raw.on, &raw.off) else {
+                return Err(checker.error(
+                    span,
+                    key("on"),
+                    "a bursts process needs `on` (length of a burst) and `off` (silence between bursts)",
+                ));
+            };
+            Ok(ArrivalSpec::Bursts {
+                period,
+                on: checker.duration(on, &key("on"))?,
+                off: checker.duration(off, &key("off"))?,
+            })
+        }
+        _ => {
+            let Some(file) = &raw.file else {
+                return Err(checker.error(
+                    span,
+                    key("file"),
+                    "is missing; a replay process needs the ftrace text file to replay",
+                ));
+            };
+            let irq = match &raw.irq {
+                Some(value) => u32::try_from(*value.get_ref())
+                    .map_err(|_| checker.error(value.span(), key("irq"), "must not be negative"))?,
+                None => u32::try_from(device_irq).unwrap_or(0),
+            };
+            let path = base.join(file.get_ref());
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                checker.error(
+                    file.span(),
+                    key("file"),
+                    format!("cannot read {}: {error}", path.display()),
+                )
+            })?;
+            let trace = Trace::parse(&text).map_err(|error| {
+                checker.error(
+                    file.span(),
+                    key("file"),
+                    format!("{} is not ftrace text: {error}", path.display()),
+                )
+            })?;
+            let entries = trace.irq_entries();
+            let Some(recorded) = entries.get(&irq) else {
+                let lines: Vec<String> = entries.keys().map(u32::to_string).collect();
+                return Err(checker.error(
+                    raw.irq.as_ref().map_or_else(|| file.span(), Spanned::span),
+                    key("irq"),
+                    format!(
+                        "{} records no irq_handler_entry for line {irq}; it records lines: {}",
+                        path.display(),
+                        if lines.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            lines.join(", ")
+                        }
+                    ),
+                ));
+            };
+            let offsets = recorded.iter().map(|entry| entry.since_start).collect();
+            Ok(ArrivalSpec::Replay {
+                file: path,
+                irq,
+                offsets,
+            })
+        }
+    }
+}
+
+fn check_names(checker: &Checker<'_>, raw: &RawScenario) -> Result<(), ScenarioError> {
+    let mut seen: BTreeMap<&str, String> = BTreeMap::new();
+    let names =
+        raw.timer
+            .iter()
+            .enumerate()
+            .map(|(index, timer)| (&timer.get_ref().name, format!("timer[{index}].name")))
+            .chain(
+                raw.device.iter().enumerate().map(|(index, device)| {
+                    (&device.get_ref().name, format!("device[{index}].name"))
+                }),
+            );
+    for (name, key) in names {
+        if let Some(first) = seen.get(name.get_ref().as_str()) {
+            return Err(checker.error(
+                name.span(),
+                key,
+                format!(
+                    "the name \"{}\" is already used by {first}; names must be unique",
+                    name.get_ref()
+                ),
+            ));
+        }
+        seen.insert(name.get_ref(), key);
+    }
+    Ok(())
+}
+
+/// Checks that lines are shared only by devices that all say so, with one
+/// trigger type, and never by a timer.
+fn check_line_users(
+    checker: &Checker<'_>,
+    raw: &RawScenario,
+    timers: &[TimerSpec],
+    devices: &[DeviceSpec],
+) -> Result<(), ScenarioError> {
+    for (index, timer) in timers.iter().enumerate() {
+        let other_timer = timers[..index].iter().find(|other| other.irq == timer.irq);
+        let device = devices.iter().find(|device| device.irq == timer.irq);
+        let other = other_timer
+            .map(|other| format!("timer \"{}\"", other.name))
+            .or_else(|| device.map(|device| format!("device \"{}\"", device.name)));
+        if let Some(other) = other {
+            return Err(checker.error(
+                raw.timer[index].get_ref().irq.span(),
+                format!("timer[{index}].irq"),
+                format!(
+                    "line {} is already used by {other}; a timer needs a line of its own",
+                    timer.irq
+                ),
+            ));
+        }
+    }
+    for (index, device) in devices.iter().enumerate() {
+        let Some(first) = devices[..index]
+            .iter()
+            .find(|other| other.irq == device.irq)
+        else {
+            continue;
+        };
+        let span = raw.device[index].get_ref().irq.span();
+        if !(first.shared && device.shared) {
+            return Err(checker.error(
+                span,
+                format!("device[{index}].irq"),
+                format!(
+                    "line {} is already used by device \"{}\"; to share it, set shared = true on \
+                     both (generic devices only)",
+                    device.irq, first.name
+                ),
+            ));
+        }
+        if first.trigger != device.trigger {
+            return Err(checker.error(
+                span,
+                format!("device[{index}].trigger"),
+                format!(
+                    "line {} is {} for device \"{}\" and {} here; devices sharing a line share \
+                     its trigger type",
+                    device.irq,
+                    first.trigger.as_str(),
+                    first.name,
+                    device.trigger.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn lines(
+    checker: &Checker<'_>,
+    raw: &[S<RawLine>],
+    timers: &[TimerSpec],
+    devices: &[DeviceSpec],
+    irqs: u32,
+) -> Result<Vec<LineSpec>, ScenarioError> {
+    let mut lines: Vec<LineSpec> = Vec::new();
+    for (index, line) in raw.iter().enumerate() {
+        let key = |field: &str| format!("line[{index}].{field}");
+        let line = line.get_ref();
+        let irq = line_number(checker, &line.irq, &key("irq"), irqs)?;
+        let used = timers.iter().any(|timer| timer.irq == irq)
+            || devices.iter().any(|device| device.irq == irq);
+        if !used {
+            return Err(checker.error(
+                line.irq.span(),
+                key("irq"),
+                format!("no timer or device uses line {irq}, so it has no top half to budget"),
+            ));
+        }
+        if lines.iter().any(|other| other.irq == irq) {
+            return Err(checker.error(
+                line.irq.span(),
+                key("irq"),
+                format!("line {irq} has two [[line]] tables; merge them"),
+            ));
+        }
+        let budget = checker.optional_duration(
+            line.budget.as_ref(),
+            &key("budget"),
+            irq_sim::DEFAULT_BUDGET,
+        )?;
+        let overrun = match &line.overrun {
+            Some(value) => {
+                match checker.choice(value, &key("overrun"), &["warn", "disable", "fail"])? {
+                    "warn" => irq_sim::OverrunPolicy::Warn,
+                    "disable" => irq_sim::OverrunPolicy::Disable,
+                    _ => irq_sim::OverrunPolicy::Fail,
+                }
+            }
+            None => irq_sim::OverrunPolicy::Warn,
+        };
+        lines.push(LineSpec {
+            irq,
+            budget,
+            overrun,
+        });
+    }
+    Ok(lines)
+}

@@ -1,0 +1,182 @@
+//! Scenario files: the built-in demo and the example files parse, and bad
+//! files get errors that name the file, the line and the key.
+
+use std::path::Path;
+use std::time::Duration;
+
+use irqlab::scenario::{
+    ArrivalSpec, DeviceKind, Scenario, ScenarioError, TimerKind, parse_duration,
+};
+
+fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+    Scenario::parse(text, "test.toml", Path::new(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// Returns the error's (line, key, message), failing if `text` parses.
+fn rejected(text: &str) -> (usize, String, String) {
+    match parse(text) {
+        Ok(scenario) => panic!("accepted: {scenario:?}"),
+        Err(ScenarioError::Invalid {
+            line, key, message, ..
+        }) => (line, key, message),
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+const NIC: &str = r#"
+[[device]]
+name = "eth0"
+kind = "nic"
+irq = 40
+arrival = { process = "poisson", rate = 1000 }
+"#;
+
+#[test]
+fn demo_parses_with_every_kind() {
+    let demo = Scenario::demo();
+    assert_eq!(demo.name, "demo");
+    assert_eq!(demo.machine.cpus, 2);
+    let kinds: Vec<&str> = demo
+        .devices
+        .iter()
+        .map(|device| device.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["nic", "uart", "block", "gpio"]);
+    assert!(
+        matches!(demo.timers[0].kind, TimerKind::Periodic { period, .. } if period == Duration::from_millis(4))
+    );
+    assert_eq!(demo.lines[0].budget, Duration::from_micros(20));
+}
+
+#[test]
+fn every_example_file_parses() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut count = 0;
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "toml")
+        {
+            Scenario::load(&path).unwrap_or_else(|error| panic!("{error}"));
+            count += 1;
+        }
+    }
+    assert!(count >= 1);
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let scenario = parse(NIC).unwrap();
+    assert_eq!(scenario.duration, Duration::from_secs(5));
+    assert_eq!(scenario.devices[0].workqueue, "system_wq");
+    assert_eq!(
+        scenario.devices[0].kind,
+        DeviceKind::Nic {
+            ring: 256,
+            napi_budget: 64
+        }
+    );
+    assert_eq!(
+        scenario.devices[0].arrival,
+        ArrivalSpec::Poisson { rate_hz: 1000.0 }
+    );
+}
+
+#[test]
+fn durations_need_a_unit() {
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("20us"), Ok(Duration::from_micros(20)));
+    assert_eq!(parse_duration("500ns"), Ok(Duration::from_nanos(500)));
+    assert!(parse_duration("250").unwrap_err().contains("unit"));
+    assert!(parse_duration("fast").is_err());
+    assert!(parse_duration("-1s").is_err());
+}
+
+#[test]
+fn a_bad_duration_names_line_and_key() {
+    let (line, key, message) = rejected("duration = \"ten seconds\"\n");
+    assert_eq!((line, key.as_str()), (1, "duration"));
+    assert!(
+        message.contains("\"ten seconds\" is not a duration"),
+        "{message}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_what_is_allowed() {
+    let (line, _, message) = rejected(&format!("{NIC}colour = \"red\"\n"));
+    assert_eq!(line, 7);
+    assert!(message.contains("unknown field `colour`"), "{message}");
+    assert!(message.contains("expected one of"), "{message}");
+}
+
+#[test]
+fn a_key_of_another_kind_is_named() {
+    let text = NIC.replace("irq = 40", "irq = 40\ndepth = 4");
+    let (line, key, message) = rejected(&text);
+    assert_eq!((line, key.as_str()), (6, "device[0].depth"));
+    assert!(message.contains("block devices"), "{message}");
+}
+
+#[test]
+fn zero_and_negative_rates_are_rejected() {
+    for rate in ["0", "-5", "0.0"] {
+        let (line, key, message) = rejected(&NIC.replace("rate = 1000", &format!("rate = {rate}")));
+        assert_eq!((line, key.as_str()), (6, "device[0].arrival.rate"));
+        assert!(message.contains("more than 0"), "{message}");
+    }
+}
+
+#[test]
+fn a_line_used_twice_without_sharing_is_rejected() {
+    let text = format!("{NIC}{}", NIC.replace("eth0", "eth1"));
+    let (line, key, message) = rejected(&text);
+    assert_eq!((line, key.as_str()), (11, "device[1].irq"));
+    assert!(
+        message.contains("already used by device \"eth0\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn generic_devices_share_a_line() {
+    let device = |name: &str| {
+        format!(
+            "[[device]]\nname = \"{name}\"\nkind = \"generic\"\nirq = 16\nshared = true\n\
+             arrival = {{ process = \"periodic\", rate = 10 }}\n"
+        )
+    };
+    let scenario = parse(&format!("{}{}", device("ehci"), device("mmc0"))).unwrap();
+    assert!(
+        scenario
+            .devices
+            .iter()
+            .all(|device| device.shared && device.irq == 16)
+    );
+}
+
+#[test]
+fn references_are_checked() {
+    let (_, key, message) = rejected(&NIC.replace("irq = 40", "irq = 40\nworkqueue = \"fast\""));
+    assert_eq!(key, "device[0].workqueue");
+    assert!(
+        message.contains("no workqueue is named \"fast\""),
+        "{message}"
+    );
+
+    let (_, key, message) = rejected(&NIC.replace("irq = 40", "irq = 4000"));
+    assert_eq!(key, "device[0].irq");
+    assert!(message.contains("lines 0 to 1023"), "{message}");
+
+    let (_, key, _) = rejected(&format!("{NIC}[[line]]\nirq = 41\nbudget = \"10us\"\n"));
+    assert_eq!(key, "line[0].irq");
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let error = parse("name = \"x\"\n[machine\ncpus = 2\n").unwrap_err();
+    let text = error.to_string();
+    assert!(text.starts_with("test.toml:2:"), "{text}");
+}
