@@ -495,6 +495,7 @@ impl Controller {
     /// Any, including a top half; never sleeps, never allocates.
     pub fn raise_at(&self, irq: u32, at: Timestamp) -> Result<RaiseOutcome, LineError> {
         let line = self.line(irq)?;
+        stats::bump(&line.counters.raised);
         let outcome = line.state.raise(at.as_nanos());
         match outcome {
             RaiseOutcome::Queue => self.shared.enqueue(irq),

@@ -155,6 +155,7 @@ fn fire_timer(
         let _ = controller.raise_at(irq, programmed);
         return;
     }
+    bump(&line.counters.raised);
     match line.state.raise(programmed.as_nanos()) {
         RaiseOutcome::Queue => dispatch(controller, cpu, irq, local),
         RaiseOutcome::Coalesced => bump(&line.counters.coalesced),

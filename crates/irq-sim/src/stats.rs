@@ -143,6 +143,8 @@ impl fmt::Display for Summary {
 /// Counters of one line.
 #[derive(Debug)]
 pub(crate) struct LineCounters {
+    /// Raises by devices and timers, whatever became of them.
+    pub(crate) raised: AtomicU64,
     /// Deliveries per CPU (the `/proc/interrupts` columns).
     pub(crate) per_cpu: Box<[AtomicU64]>,
     /// Deliveries with at least one handler returning handled.
@@ -171,6 +173,7 @@ pub(crate) struct LineCounters {
 impl LineCounters {
     pub(crate) fn new(nr_cpus: usize) -> Self {
         Self {
+            raised: AtomicU64::new(0),
             per_cpu: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
             handled: AtomicU64::new(0),
             unhandled: AtomicU64::new(0),
@@ -205,6 +208,10 @@ pub struct LineStats {
     pub trigger: Trigger,
     /// Handler names in chain order.
     pub handlers: Vec<&'static str>,
+    /// Raises by devices and timers: each one became a delivery, was
+    /// coalesced into a pending one, was skipped, or found a level line
+    /// already asserted or latched.
+    pub raised: u64,
     /// Deliveries per CPU.
     pub per_cpu: Vec<u64>,
     /// Deliveries that some handler claimed.
@@ -253,6 +260,7 @@ impl LineStats {
             irq,
             trigger: Trigger::Edge,
             handlers: Vec::new(),
+            raised: read(&counters.raised),
             per_cpu: counters.per_cpu.iter().map(read).collect(),
             handled: read(&counters.handled),
             unhandled: read(&counters.unhandled),

@@ -85,7 +85,14 @@ impl Nic {
         registers.next_seq += 1;
         registers.ring.push_back(Packet { seq, len, arrived });
         self.received.fetch_add(1, Ordering::Relaxed);
-        if registers.irq_enabled {
+        let raise = registers.irq_enabled;
+        // Raised after the lock is released: raising may wake a CPU thread
+        // (a system call), and its top half takes this lock to mask the
+        // NIC. A raise that crosses a mask or an unmask is harmless: NAPI
+        // ignores a schedule while it polls, and an unmask with packets in
+        // the ring raises again.
+        drop(registers);
+        if raise {
             // The line number was checked when the driver requested it; a
             // NIC on a line the controller lacks raises nothing.
             let _ = self.controller.raise_at(self.irq, arrived);
