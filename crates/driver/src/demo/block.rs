@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use wq::{Work, Workqueue};
 
 use crate::bus::{Device, Driver};
+use crate::demo::EndToEnd;
 use crate::error::{BlockError, ProbeError};
 use crate::irq::IrqRegistration;
 use crate::module::ModuleContext;
@@ -92,6 +93,8 @@ struct Shared {
     completed: AtomicU64,
     abandoned: AtomicU64,
     interrupts: AtomicU64,
+    /// Completion (the device's raise) to the completion item taking it.
+    end_to_end: EndToEnd,
 }
 
 fn lock(waiters: &Mutex<Waiters>) -> MutexGuard<'_, Waiters> {
@@ -166,6 +169,17 @@ impl BlockState {
         })
     }
 
+    /// Returns the latency from each completion, which raised the line,
+    /// to the completion item taking it.
+    pub fn end_to_end(&self) -> &EndToEnd {
+        &self.shared.end_to_end
+    }
+
+    /// Returns the requests in flight: submitted, not yet completed.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.shared.waiters).len()
+    }
+
     /// Returns the device's counters.
     ///
     /// # Context
@@ -198,6 +212,7 @@ impl Driver for BlockDriver {
             completed: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             interrupts: AtomicU64::new(0),
+            end_to_end: EndToEnd::new(),
         });
 
         // The bottom half: drain the completion queue, wake each future.
@@ -205,6 +220,7 @@ impl Driver for BlockDriver {
             let (model, shared) = (model.clone(), shared.clone());
             Work::from_fn(format!("{}/complete", device.name()), move || {
                 while let Some(completion) = model.take_completion() {
+                    shared.end_to_end.record([completion.completed]);
                     let waiter = lock(&shared.waiters).remove(&completion.id);
                     let Some(sender) = waiter else {
                         shared.abandoned.fetch_add(1, Ordering::Relaxed);

@@ -84,6 +84,16 @@ struct Counters {
 }
 
 impl ButtonState {
+    /// Returns true when no debounce is pending: every edge so far has
+    /// been judged.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn is_idle(&self) -> bool {
+        !self.debounce.is_pending()
+    }
+
     /// Returns the button's counters.
     ///
     /// # Context

@@ -25,6 +25,7 @@ use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 use wq::Workqueue;
 
 use crate::bus::{Device, Driver};
+use crate::demo::EndToEnd;
 use crate::error::ProbeError;
 use crate::irq::IrqRegistration;
 use crate::module::ModuleContext;
@@ -85,6 +86,7 @@ pub struct NicState {
     napi: Napi,
     registration: IrqRegistration,
     counters: Arc<Counters>,
+    end_to_end: EndToEnd,
 }
 
 /// Driver-side counters; atomics, `Relaxed`: read only for reports.
@@ -114,6 +116,22 @@ impl NicState {
         }
     }
 
+    /// Returns the latency from each packet's arrival, which raised the
+    /// line, to the poll that took it off the ring.
+    pub fn end_to_end(&self) -> &EndToEnd {
+        &self.end_to_end
+    }
+
+    /// Returns true when the ring is empty and no poll is pending: every
+    /// packet so far has been handled.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps beyond the ring's short lock.
+    pub fn is_idle(&self) -> bool {
+        self.nic.ring_len() == 0 && !self.napi.work().is_pending()
+    }
+
     /// Returns the NAPI context, for its own counters.
     pub fn napi(&self) -> &Napi {
         &self.napi
@@ -129,10 +147,11 @@ impl Driver for NicDriver {
     async fn probe(&self, device: &Device, ctx: &ModuleContext) -> Result<NicState, ProbeError> {
         let nic: Arc<Nic> = device.resource()?;
         let counters = Arc::new(Counters::default());
+        let end_to_end = EndToEnd::new();
 
         // The bottom half: take at most `budget` packets off the ring.
         let napi = {
-            let (nic, counters) = (nic.clone(), counters.clone());
+            let (nic, counters, end_to_end) = (nic.clone(), counters.clone(), end_to_end.clone());
             Napi::new(
                 device.name(),
                 &self.queue,
@@ -140,7 +159,9 @@ impl Driver for NicDriver {
                 nic.clone(),
                 move |budget| {
                     let mut handled = 0;
-                    while handled < budget && nic.pop().is_some() {
+                    while handled < budget {
+                        let Some(packet) = nic.pop() else { break };
+                        end_to_end.record([packet.arrived]);
                         handled += 1;
                     }
                     counters
@@ -175,6 +196,7 @@ impl Driver for NicDriver {
             napi,
             registration,
             counters,
+            end_to_end,
         })
     }
 

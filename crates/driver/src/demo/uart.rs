@@ -172,6 +172,16 @@ pub struct UartState {
 }
 
 impl UartState {
+    /// Returns true when the FIFO is empty and no line assembly is
+    /// pending: every byte received so far has been handled.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps beyond the FIFO's short lock.
+    pub fn is_idle(&self) -> bool {
+        self.uart.fifo_len() == 0 && !self.assemble.is_pending()
+    }
+
     /// Takes the lines assembled so far, without their `\n`.
     ///
     /// # Context
