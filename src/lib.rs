@@ -8,4 +8,6 @@
 #![warn(missing_docs)]
 
 pub mod record;
+pub mod report;
+pub mod run;
 pub mod scenario;

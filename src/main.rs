@@ -1,7 +1,9 @@
-//! The irqlab command.
+//! The irqlab command: runs a scenario and prints its report, or one of the
+//! subcommands.
 //!
-//! NOTE: until the scenario runner exists, `cargo run` runs the three
-//! classic workqueue modules in sequence, each as its example does.
+//! Exit status: 0 after a run (warnings included), 2 for bad input (an
+//! option, a scenario file), 1 when the run cannot be set up or its output
+//! cannot be written.
 
 #[path = "../examples/stat_queue.rs"]
 mod stat_queue;
@@ -12,7 +14,74 @@ mod dynam_queue;
 #[path = "../examples/dynam_queue_2.rs"]
 mod dynam_queue_2;
 
-fn main() {
+mod cli;
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+
+use cli::{Cli, Command, RunArgs};
+use irqlab::run::{Progress, RunOptions};
+use irqlab::scenario::{self, Scenario};
+
+/// Exit status for bad input.
+const EXIT_BAD_INPUT: u8 = 2;
+
+/// Exit status for a run that could not be set up or written.
+const EXIT_FAILURE: u8 = 1;
+
+/// The progress bar, while one is drawn: log lines suspend it.
+static BAR: OnceLock<ProgressBar> = OnceLock::new();
+
+/// Writes log lines to standard error around the progress bar.
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match BAR.get() {
+            Some(bar) => bar.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(|| LogWriter)
+                .with_filter(filter),
+        )
+        .init();
+
+    match cli.command {
+        Some(Command::Classic) => {
+            classic();
+            ExitCode::SUCCESS
+        }
+        Some(Command::Run(args)) => run(&args),
+        None => run(&cli.run),
+    }
+}
+
+/// Runs the three classic modules in turn.
+fn classic() {
     println!("irqlab: the three classic workqueue modules, loaded and unloaded in turn\n");
     println!("-- stat_queue: a static work item (DECLARE_WORK)");
     stat_queue::main();
@@ -20,4 +89,190 @@ fn main() {
     dynam_queue::main();
     println!("\n-- dynam_queue_2: a work item that carries data (container_of)");
     dynam_queue_2::main();
+}
+
+/// Prints an error and returns the exit status for it.
+fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("irqlab: error: {message}");
+    ExitCode::from(status)
+}
+
+/// Reads the scenario and applies the command line's overrides.
+fn scenario(args: &RunArgs) -> Result<Scenario, String> {
+    let mut scenario = match &args.scenario {
+        Some(path) => Scenario::load(path).map_err(|error| error.to_string())?,
+        None => Scenario::demo(),
+    };
+    if let Some(text) = &args.duration {
+        let duration = scenario::parse_duration(text)
+            .map_err(|message| format!("--duration {text}: {message}"))?;
+        if duration.is_zero() {
+            return Err(format!("--duration {text}: must be longer than zero"));
+        }
+        scenario.duration = duration;
+    }
+    if let Some(seed) = args.seed {
+        scenario.seed = seed;
+    }
+    if let Some(cpus) = args.cpus {
+        let max = irq_sim::machine::MAX_CPUS;
+        if !(1..=max).contains(&cpus) {
+            return Err(format!(
+                "--cpus {cpus}: the number of simulated CPUs must be from 1 to {max}"
+            ));
+        }
+        let placed = scenario
+            .timers
+            .iter()
+            .map(|timer| (format!("timer \"{}\"", timer.name), timer.cpu))
+            .chain(
+                scenario
+                    .devices
+                    .iter()
+                    .map(|device| (format!("device \"{}\"", device.name), device.cpu)),
+            )
+            .find(|(_, cpu)| *cpu >= cpus);
+        if let Some((what, cpu)) = placed {
+            return Err(format!(
+                "--cpus {cpus}: {what} of {} runs on CPU {cpu}; give at least {} CPUs or move it",
+                scenario.source,
+                cpu + 1
+            ));
+        }
+        scenario.machine.cpus = cpus;
+    }
+    Ok(scenario)
+}
+
+/// Runs a scenario and prints or writes its report.
+fn run(args: &RunArgs) -> ExitCode {
+    let scenario = match scenario(args) {
+        Ok(scenario) => scenario,
+        Err(message) => return fail(EXIT_BAD_INPUT, message),
+    };
+    // Refuse unwritable outputs before the run, not after it.
+    for path in [&args.json, &args.trace].into_iter().flatten() {
+        if path != Path::new("-")
+            && let Err(error) = std::fs::File::create(path)
+        {
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot write {}: {error}", path.display()),
+            );
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(stop.clone());
+    let mut show = progress_display(args.quiet, &scenario);
+    let result = irqlab::run::run(
+        &scenario,
+        RunOptions {
+            stop,
+            progress: show.as_mut().map(|show| show as &mut dyn FnMut(Progress)),
+        },
+    );
+    if let Some(bar) = BAR.get() {
+        bar.finish_and_clear();
+    }
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => return fail(EXIT_FAILURE, error),
+    };
+
+    if !args.quiet {
+        print!("{}", report.render());
+    }
+    if let Some(path) = &args.json {
+        let json = match serde_json::to_string_pretty(&report) {
+            Ok(json) => json,
+            Err(error) => return fail(EXIT_FAILURE, format!("cannot encode the report: {error}")),
+        };
+        let written = if path == Path::new("-") {
+            writeln!(std::io::stdout(), "{json}")
+        } else {
+            std::fs::write(path, json + "\n")
+        };
+        if let Err(error) = written {
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot write {}: {error}", path.display()),
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Returns the progress callback: a bar on a terminal, a plain line a
+/// second otherwise, nothing when quiet.
+fn progress_display(quiet: bool, scenario: &Scenario) -> Option<Box<dyn FnMut(Progress)>> {
+    if quiet {
+        return None;
+    }
+    let total = scenario.duration.as_millis().max(1) as u64;
+    if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {msg}")
+                .expect("the template is a valid constant"),
+        );
+        let bar = BAR.get_or_init(|| bar).clone();
+        return Some(Box::new(move |progress: Progress| {
+            bar.set_position(progress.elapsed.as_millis() as u64);
+            bar.set_message(format!(
+                "{:.1} s / {:.1} s, {} events",
+                progress.elapsed.as_secs_f64(),
+                progress.duration.as_secs_f64(),
+                progress.events
+            ));
+        }));
+    }
+    let mut next = Duration::from_secs(1);
+    Some(Box::new(move |progress: Progress| {
+        if progress.elapsed >= next {
+            eprintln!(
+                "irqlab: {:.1} s / {:.1} s, {} events",
+                progress.elapsed.as_secs_f64(),
+                progress.duration.as_secs_f64(),
+                progress.events
+            );
+            next += Duration::from_secs(1);
+        }
+    }))
+}
+
+/// Sets `stop` on the first Ctrl-C, so that the run ends early and still
+/// reports; a second Ctrl-C exits at once.
+fn watch_ctrl_c(stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("ctrl-c".to_owned())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
+                stop.store(true, Ordering::Relaxed);
+                if let Some(bar) = BAR.get() {
+                    bar.println(
+                        "irqlab: stopping; the report follows (Ctrl-C again to quit at once)",
+                    );
+                } else {
+                    eprintln!(
+                        "irqlab: stopping; the report follows (Ctrl-C again to quit at once)"
+                    );
+                }
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            });
+        });
+    if let Err(error) = spawned {
+        tracing::warn!("Ctrl-C will not stop the run early: {error}");
+    }
 }

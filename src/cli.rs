@@ -1,0 +1,73 @@
+//! The command line: `irqlab [OPTIONS]` runs a scenario; subcommands do
+//! the rest.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Simulate interrupt-driven drivers in userspace: top halves, workqueues
+/// and their latency.
+///
+/// With no arguments, runs the built-in demo scenario (scenarios/demo.toml:
+/// a timer tick, a NIC, a UART, a block device and a GPIO button) for 4
+/// seconds and prints the report.
+#[derive(Debug, Parser)]
+#[command(name = "irqlab", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to run; a scenario when left out.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options of a scenario run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario (the default when no subcommand is given).
+    Run(RunArgs),
+    /// Load and unload the three classic workqueue modules (a static work
+    /// item, an allocated one, one that carries data), each printing what
+    /// its C original prints.
+    Classic,
+}
+
+/// Options of a scenario run.
+#[derive(Debug, Args, Default, Clone)]
+pub struct RunArgs {
+    /// Scenario file (TOML; see docs/scenarios.md). Default: the built-in
+    /// demo, scenarios/demo.toml.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+
+    /// How long arrivals run, with a unit: 500ms, 10s, 1.5s. Default: the
+    /// scenario's `duration` (4s for the demo).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Seed of every random arrival process and device, so that a run can
+    /// be repeated. Default: the scenario's `seed` (1 for the demo).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Number of simulated CPUs, each an OS thread (1 to 64). Default: the
+    /// scenario's `machine.cpus` (2 for the demo).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<usize>,
+
+    /// Also write the report as JSON to FILE ("-" for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write a timeline of the run to FILE in the Chrome trace event
+    /// format, which Perfetto (ui.perfetto.dev) and chrome://tracing open.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+
+    /// Print no progress line and no text report; errors still go to
+    /// standard error. Useful with --json.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

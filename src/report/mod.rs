@@ -1,0 +1,464 @@
+//! The report of a run: what each line, queue and device did, and how
+//! long each step of the top-half / bottom-half split took.
+//!
+//! [`Report`] holds the numbers; [`Report::render`] prints them as tables
+//! for a terminal, and `serde_json` writes them as JSON with the same
+//! names (the keys are listed in docs/scenarios.md).
+
+mod histogram;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+pub use histogram::render_histogram;
+
+/// The latency measures, in the order the report prints them: a key for
+/// JSON, a label for the tables, and what it measures.
+pub const MEASURES: [(&str, &str, &str); 5] = [
+    (
+        "raise_to_top_half",
+        "raise -> top half",
+        "a device raising its line (or a timer's programmed expiry) to its top half's entry",
+    ),
+    (
+        "top_half_duration",
+        "top half",
+        "one delivery's handler chain, entry to return",
+    ),
+    (
+        "queue_to_start",
+        "queue -> work start",
+        "queue_work returning true to the work function's start",
+    ),
+    ("work_duration", "work", "one run of a work function"),
+    (
+        "raise_to_bottom_half",
+        "raise -> bottom half",
+        "an event's raise to the bottom half taking that event, where the device records it",
+    ),
+];
+
+/// The report of one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Where the scenario was read from.
+    pub source: String,
+    /// The seed of the random processes.
+    pub seed: u64,
+    /// Simulated CPUs.
+    pub cpus: usize,
+    /// `blocking` or `busy-poll`.
+    pub cpu_mode: String,
+    /// The duration asked for, in seconds.
+    pub duration_s: f64,
+    /// How long arrivals actually ran, in seconds.
+    pub elapsed_s: f64,
+    /// True when Ctrl-C stopped the run before its duration.
+    pub stopped_early: bool,
+    /// Lines with handlers, by line number.
+    pub irqs: Vec<IrqRow>,
+    /// Queues the scenario used.
+    pub workqueues: Vec<QueueRow>,
+    /// Timers and devices.
+    pub devices: Vec<DeviceRow>,
+    /// Latency summaries keyed by measure (see [`MEASURES`]).
+    pub latency: BTreeMap<String, LatencyRow>,
+    /// Replayed recordings: recorded and simulated counts side by side.
+    pub replay: Vec<ReplayRow>,
+    /// Budget overruns, lines disabled, drops, leftovers, hung CPUs.
+    pub warnings: Vec<String>,
+    /// The histograms behind `latency`, for the terminal histogram.
+    #[serde(skip)]
+    pub histograms: BTreeMap<String, Histogram<u64>>,
+}
+
+/// One line, as `/proc/interrupts` shows it, with the flow counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct IrqRow {
+    /// The line.
+    pub irq: u32,
+    /// Handler names in chain order, comma-separated.
+    pub name: String,
+    /// `edge` or `level`.
+    pub trigger: String,
+    /// Deliveries per CPU.
+    pub per_cpu: Vec<u64>,
+    /// Raises by the device or timer.
+    pub raised: u64,
+    /// Deliveries some handler claimed.
+    pub handled: u64,
+    /// Deliveries no handler claimed.
+    pub unhandled: u64,
+    /// Edges folded into a delivery already pending.
+    pub coalesced: u64,
+    /// Deliveries dropped before dispatch because the line was lowered,
+    /// masked or disabled.
+    pub skipped: u64,
+    /// Top halves over the line's budget in CPU time.
+    pub budget_overruns: u64,
+    /// The line's budget, in nanoseconds.
+    pub budget_ns: u64,
+    /// Times the line was disabled as spurious.
+    pub spurious_disables: u64,
+    /// Panics caught in its top halves.
+    pub panics: u64,
+}
+
+/// One workqueue's counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueueRow {
+    /// The queue.
+    pub name: String,
+    /// Queueings that returned true.
+    pub queued: u64,
+    /// Queueings that found the item already pending.
+    pub coalesced: u64,
+    /// Runs started.
+    pub executed: u64,
+    /// Pending items cancelled before their run.
+    pub cancelled: u64,
+    /// Items pending, delayed or running when the report was taken.
+    pub pending_at_exit: u64,
+    /// Most runs in progress at once.
+    pub max_in_flight: u64,
+    /// Runs whose work function panicked.
+    pub panicked: u64,
+    /// Queue-to-start latency of this queue's runs.
+    pub queue_to_start: LatencyRow,
+    /// Run time of this queue's work functions.
+    pub work_duration: LatencyRow,
+}
+
+/// One timer's or device's counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceRow {
+    /// The name in the scenario.
+    pub name: String,
+    /// `timer`, `nic`, `uart`, `block`, `gpio` or `generic`.
+    pub kind: String,
+    /// The line it raises.
+    pub irq: u32,
+    /// Events that reached the device.
+    pub arrived: u64,
+    /// Events its driver finished.
+    pub processed: u64,
+    /// Events lost, each counted by the device or driver (see `dropped_as`).
+    pub dropped: u64,
+    /// What a drop is for this device.
+    pub dropped_as: String,
+    /// The device's own counters.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// A latency summary in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LatencyRow {
+    /// Samples.
+    pub count: u64,
+    /// Smallest.
+    pub min_ns: u64,
+    /// Mean.
+    pub mean_ns: u64,
+    /// Median.
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Largest.
+    pub max_ns: u64,
+}
+
+impl LatencyRow {
+    /// Summarizes `histogram`.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: histogram.len(),
+            min_ns: histogram.min(),
+            mean_ns: histogram.mean().round() as u64,
+            p50_ns: histogram.value_at_quantile(0.5),
+            p99_ns: histogram.value_at_quantile(0.99),
+            p999_ns: histogram.value_at_quantile(0.999),
+            max_ns: histogram.max(),
+        }
+    }
+}
+
+/// A replayed recording beside what the simulation did with it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayRow {
+    /// The device that replayed it.
+    pub device: String,
+    /// The recording.
+    pub file: String,
+    /// The recorded line.
+    pub recorded_irq: u32,
+    /// The simulated line.
+    pub irq: u32,
+    /// `irq_handler_entry` events recorded within the run's duration.
+    pub recorded: u64,
+    /// Events the device raised.
+    pub simulated_arrived: u64,
+    /// Top halves of the device that ran (deliveries of its line).
+    pub simulated_handled: u64,
+}
+
+/// Formats nanoseconds with a unit that keeps three or four digits.
+pub fn format_ns(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns} ns"),
+        1_000..1_000_000 => format!("{:.1} us", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
+/// Renders rows as a table: a header, then columns padded to their widest
+/// cell, the first left-aligned and the rest right-aligned.
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut String, cells: &[&str]| {
+        let mut text = String::new();
+        for (index, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            if index == 0 {
+                let _ = write!(text, "  {cell:<width$}");
+            } else {
+                let _ = write!(text, "  {cell:>width$}");
+            }
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line(out, header);
+    for row in rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(out, &cells);
+    }
+}
+
+impl Report {
+    /// Renders the report for a terminal: the title, the interrupt table,
+    /// the latency table and histogram, the workqueue and device tables,
+    /// and the warnings.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "irqlab: scenario \"{}\" ({}), {} simulated CPU{} ({}), seed {}",
+            self.scenario,
+            self.source,
+            self.cpus,
+            if self.cpus == 1 { "" } else { "s" },
+            self.cpu_mode,
+            self.seed
+        );
+        let _ = writeln!(
+            out,
+            "arrivals ran {:.2} s of {:.2} s{}\n",
+            self.elapsed_s,
+            self.duration_s,
+            if self.stopped_early {
+                " (stopped by Ctrl-C)"
+            } else {
+                ""
+            }
+        );
+        self.render_interrupts(&mut out);
+        self.render_latency(&mut out);
+        self.render_queues(&mut out);
+        self.render_devices(&mut out);
+        self.render_replay(&mut out);
+        self.render_warnings(&mut out);
+        out
+    }
+
+    fn render_interrupts(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "Interrupts (as /proc/interrupts, plus what became of each raise)"
+        );
+        let cpu_names: Vec<String> = (0..self.cpus).map(|cpu| format!("CPU{cpu}")).collect();
+        let mut header: Vec<&str> = vec!["IRQ"];
+        header.extend(cpu_names.iter().map(String::as_str));
+        header.extend(["type", "raised", "coalesced", "unhandled", "handlers"]);
+        let rows: Vec<Vec<String>> = self
+            .irqs
+            .iter()
+            .map(|irq| {
+                let mut row = vec![format!("{}:", irq.irq)];
+                row.extend(irq.per_cpu.iter().map(u64::to_string));
+                row.extend([
+                    irq.trigger.clone(),
+                    irq.raised.to_string(),
+                    irq.coalesced.to_string(),
+                    irq.unhandled.to_string(),
+                    irq.name.clone(),
+                ]);
+                row
+            })
+            .collect();
+        table(out, &header, &rows);
+        out.push('\n');
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let _ = writeln!(out, "Latency");
+        let header = ["measure", "count", "min", "p50", "p99", "p99.9", "max"];
+        let rows: Vec<Vec<String>> = MEASURES
+            .iter()
+            .map(|(key, label, _)| {
+                let row = self.latency.get(*key).copied().unwrap_or_default();
+                if row.count == 0 {
+                    let mut cells = vec![(*label).to_owned(), "0".to_owned()];
+                    cells.extend(std::iter::repeat_n("-".to_owned(), 5));
+                    return cells;
+                }
+                vec![
+                    (*label).to_owned(),
+                    row.count.to_string(),
+                    format_ns(row.min_ns),
+                    format_ns(row.p50_ns),
+                    format_ns(row.p99_ns),
+                    format_ns(row.p999_ns),
+                    format_ns(row.max_ns),
+                ]
+            })
+            .collect();
+        table(out, &header, &rows);
+        out.push('\n');
+        let columns: Vec<(&str, &Histogram<u64>)> = ["raise_to_top_half", "raise_to_bottom_half"]
+            .iter()
+            .filter_map(|key| {
+                let label = MEASURES.iter().find(|(name, _, _)| name == key)?.1;
+                Some((label, self.histograms.get(*key)?))
+            })
+            .collect();
+        if !columns.is_empty() {
+            out.push_str(&render_histogram(&columns, 40));
+            out.push('\n');
+        }
+    }
+
+    fn render_queues(&self, out: &mut String) {
+        let _ = writeln!(out, "Workqueues");
+        let header = [
+            "queue",
+            "queued",
+            "coalesced",
+            "executed",
+            "cancelled",
+            "pending at exit",
+            "max in flight",
+            "start p99",
+            "work p99",
+        ];
+        let rows: Vec<Vec<String>> = self
+            .workqueues
+            .iter()
+            .map(|queue| {
+                vec![
+                    queue.name.clone(),
+                    queue.queued.to_string(),
+                    queue.coalesced.to_string(),
+                    queue.executed.to_string(),
+                    queue.cancelled.to_string(),
+                    queue.pending_at_exit.to_string(),
+                    queue.max_in_flight.to_string(),
+                    format_ns(queue.queue_to_start.p99_ns),
+                    format_ns(queue.work_duration.p99_ns),
+                ]
+            })
+            .collect();
+        table(out, &header, &rows);
+        out.push('\n');
+    }
+
+    fn render_devices(&self, out: &mut String) {
+        let _ = writeln!(out, "Devices");
+        let header = [
+            "device",
+            "kind",
+            "IRQ",
+            "arrived",
+            "processed",
+            "dropped",
+            "counters",
+        ];
+        let rows: Vec<Vec<String>> = self
+            .devices
+            .iter()
+            .map(|device| {
+                let counters: Vec<String> = device
+                    .counters
+                    .iter()
+                    .map(|(name, value)| format!("{name} {value}"))
+                    .collect();
+                vec![
+                    device.name.clone(),
+                    device.kind.clone(),
+                    device.irq.to_string(),
+                    device.arrived.to_string(),
+                    device.processed.to_string(),
+                    device.dropped.to_string(),
+                    counters.join(", "),
+                ]
+            })
+            .collect();
+        table(out, &header, &rows);
+        out.push('\n');
+    }
+
+    fn render_replay(&self, out: &mut String) {
+        if self.replay.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "Replayed recordings (recorded beside simulated)");
+        let header = [
+            "device",
+            "recorded IRQ",
+            "recorded",
+            "arrived",
+            "handled",
+            "file",
+        ];
+        let rows: Vec<Vec<String>> = self
+            .replay
+            .iter()
+            .map(|row| {
+                vec![
+                    row.device.clone(),
+                    row.recorded_irq.to_string(),
+                    row.recorded.to_string(),
+                    row.simulated_arrived.to_string(),
+                    row.simulated_handled.to_string(),
+                    row.file.clone(),
+                ]
+            })
+            .collect();
+        table(out, &header, &rows);
+        out.push('\n');
+    }
+
+    fn render_warnings(&self, out: &mut String) {
+        if self.warnings.is_empty() {
+            let _ = writeln!(out, "No warnings.");
+            return;
+        }
+        let _ = writeln!(out, "Warnings");
+        for warning in &self.warnings {
+            let _ = writeln!(out, "  - {warning}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Arrival feeders: one thread per device that sleeps to each event's
+//! intended time and hands the event to the device model.
+//!
+//! Each event is handed its *intended* time, so that latency counts from
+//! when the event should have happened even when the feeder runs late
+//! (no coordinated omission). A feeder stops at the end of the run or as
+//! soon as the stop flag is set, checking it at least every
+//! [`STOP_CHECK`] while it sleeps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use irq_sim::arrival::Arrival;
+use irq_sim::clock::{self, Timestamp};
+
+/// Longest sleep between two looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(20);
+
+/// Spawns a feeder named `name` that runs `arrival` from `start` until
+/// `until` or `stop`, counting events in `fed`.
+///
+/// # Panics
+///
+/// Panics if the thread cannot be spawned.
+pub(super) fn spawn(
+    name: &str,
+    arrival: &Arrival,
+    start: Timestamp,
+    until: Timestamp,
+    stop: Arc<AtomicBool>,
+    fed: Arc<AtomicU64>,
+    mut event: Box<dyn FnMut(Timestamp) + Send>,
+) -> JoinHandle<()> {
+    let offsets = arrival.offsets();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            clock::set_timer_slack(Duration::from_nanos(1));
+            for offset in offsets {
+                let intended = start + offset;
+                if intended >= until {
+                    break;
+                }
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let now = clock::now();
+                    if now >= intended {
+                        break;
+                    }
+                    let wake = if intended.saturating_since(now) > STOP_CHECK {
+                        now + STOP_CHECK
+                    } else {
+                        intended
+                    };
+                    clock::sleep_until(wake);
+                }
+                event(intended);
+                fed.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .expect("failed to spawn an arrival feeder thread")
+}

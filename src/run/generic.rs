@@ -1,0 +1,305 @@
+//! The two small drivers the runner writes itself: generic devices (a
+//! status register, a top half that claims it, a bottom half that spends
+//! CPU time) and one-shot timers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use driver::ModuleError;
+use driver::demo::EndToEnd;
+use driver::irq::IrqRegistration;
+use driver::module::ModuleContext;
+use irq_sim::clock::{self, Timestamp};
+use irq_sim::{Controller, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LocalTimer, Trigger};
+use wq::{DataWork, Workqueue};
+
+/// Events handed from a top half to its bottom half.
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    /// Events claimed by top halves, not yet taken by the bottom half.
+    events: AtomicU64,
+    /// Raise time (ns) of the oldest event in `events`; 0 when none.
+    oldest: AtomicU64,
+    /// Events the bottom half finished.
+    processed: AtomicU64,
+    /// CPU time each run spends.
+    work: Duration,
+    /// Raise to bottom half, per batch's oldest event.
+    end_to_end: EndToEnd,
+}
+
+impl Handoff {
+    /// Adds `events` raised from `oldest` on: top-half side.
+    fn give(&self, events: u64, oldest: u64) {
+        let _ = self
+            .oldest
+            .compare_exchange(0, oldest.max(1), Ordering::AcqRel, Ordering::Acquire);
+        self.events.fetch_add(events, Ordering::AcqRel);
+    }
+
+    /// Takes every event handed over and spends the work time: the bottom
+    /// half.
+    fn take(&self) {
+        let events = self.events.swap(0, Ordering::AcqRel);
+        let oldest = self.oldest.swap(0, Ordering::AcqRel);
+        if oldest != 0 {
+            self.end_to_end.record([Timestamp::from_nanos(oldest)]);
+        }
+        if !self.work.is_zero() {
+            clock::spin_until(clock::now() + self.work);
+        }
+        self.processed.fetch_add(events, Ordering::Relaxed);
+    }
+}
+
+/// A device whose status register counts events: the top half reads and
+/// clears it, so it can tell whether its device interrupted on a shared
+/// line, and a level line stays high until it does.
+#[derive(Debug)]
+pub(crate) struct GenericDevice {
+    controller: Controller,
+    irq: u32,
+    trigger: Trigger,
+    /// The status register: events not yet claimed by the top half.
+    status: AtomicU64,
+    /// Raise time (ns) of the oldest unclaimed event; 0 when none.
+    oldest: AtomicU64,
+    arrived: AtomicU64,
+    handoff: Arc<DataWork<Handoff>>,
+    registration: std::sync::Mutex<Option<IrqRegistration>>,
+}
+
+/// What a generic device counted.
+#[derive(Clone, Debug)]
+pub(crate) struct GenericStats {
+    pub(crate) arrived: u64,
+    pub(crate) processed: u64,
+    pub(crate) unclaimed: u64,
+    pub(crate) end_to_end: hdrhistogram::Histogram<u64>,
+}
+
+impl GenericDevice {
+    /// Makes the device, requests its line through `ctx`, and tracks its
+    /// work item. `handler` is leaked: a line's handler names live as long
+    /// as the process, as `request_irq` keeps the caller's pointer.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn probe(
+        ctx: &ModuleContext,
+        controller: &Controller,
+        name: &str,
+        handler: &str,
+        irq: u32,
+        trigger: Trigger,
+        shared: bool,
+        queue: &Workqueue,
+        work: Duration,
+    ) -> Result<Arc<Self>, ModuleError> {
+        let handoff = DataWork::new(
+            format!("{name}/work"),
+            Handoff {
+                work,
+                ..Handoff::default()
+            },
+            |item| item.take(),
+        );
+        ctx.track_work(&handoff)?;
+        let device = Arc::new(Self {
+            controller: controller.clone(),
+            irq,
+            trigger,
+            status: AtomicU64::new(0),
+            oldest: AtomicU64::new(0),
+            arrived: AtomicU64::new(0),
+            handoff,
+            registration: std::sync::Mutex::new(None),
+        });
+        let flags = match (trigger, shared) {
+            (Trigger::Edge, false) => IrqFlags::EDGE,
+            (Trigger::Edge, true) => IrqFlags::EDGE.shared(),
+            (Trigger::Level, false) => IrqFlags::LEVEL,
+            (Trigger::Level, true) => IrqFlags::LEVEL.shared(),
+        };
+        let handler: &'static str = Box::leak(handler.to_owned().into_boxed_str());
+        let top_half = {
+            let (device, queue) = (device.clone(), queue.clone());
+            move |_: &mut HardIrqContext<'_>| device.top_half(&queue)
+        };
+        let registration =
+            ctx.request_irq(controller, irq, IrqRequest::new(handler, flags, top_half))?;
+        *device
+            .registration
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(registration);
+        Ok(device)
+    }
+
+    /// An event reaches the device at `at`: set the status, raise the line.
+    pub(crate) fn event(&self, at: Timestamp) {
+        self.arrived.fetch_add(1, Ordering::Relaxed);
+        let _ = self.oldest.compare_exchange(
+            0,
+            at.as_nanos().max(1),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.status.fetch_add(1, Ordering::AcqRel);
+        let _ = self.controller.raise_at(self.irq, at);
+    }
+
+    /// The top half: claim the status, lower a level line, hand the events
+    /// to the bottom half. Returns `None` when this device did not
+    /// interrupt (another device of a shared line did).
+    fn top_half(&self, queue: &Workqueue) -> IrqReturn {
+        // Lower first, then read: an event between the two raises the line
+        // again, so it is never left unannounced.
+        if self.trigger == Trigger::Level {
+            let _ = self.controller.lower(self.irq);
+        }
+        let events = self.status.swap(0, Ordering::AcqRel);
+        if events == 0 {
+            return IrqReturn::None;
+        }
+        let oldest = self.oldest.swap(0, Ordering::AcqRel);
+        self.handoff.data().give(events, oldest);
+        let _ = wq::queue_work(queue, &self.handoff);
+        IrqReturn::Handled
+    }
+
+    /// Frees the line (`free_irq`).
+    pub(crate) fn free(&self) {
+        let registration = self
+            .registration
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(registration);
+    }
+
+    /// Returns true when no event waits in the status register or the
+    /// hand-off.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.status.load(Ordering::Acquire) == 0
+            && self.handoff.data().events.load(Ordering::Acquire) == 0
+            && !self.handoff.is_pending()
+    }
+
+    pub(crate) fn stats(&self) -> GenericStats {
+        let handoff = self.handoff.data();
+        GenericStats {
+            arrived: self.arrived.load(Ordering::Relaxed),
+            processed: handoff.processed.load(Ordering::Relaxed),
+            unclaimed: self.status.load(Ordering::Relaxed) + handoff.events.load(Ordering::Relaxed),
+            end_to_end: handoff.end_to_end.snapshot(),
+        }
+    }
+}
+
+/// A one-shot timer: a local timer armed for each expiry of a list in turn.
+/// Its top half re-arms the next expiry and queues a work item.
+#[derive(Debug)]
+pub(crate) struct OneshotTimer {
+    timer: LocalTimer,
+    /// Expiry offsets from `start`, increasing.
+    offsets: Vec<Duration>,
+    /// The run's start (ns), set once before the first expiry is armed.
+    start: AtomicU64,
+    /// Index of the expiry armed now.
+    next: AtomicUsize,
+    handoff: Arc<DataWork<Handoff>>,
+    registration: std::sync::Mutex<Option<IrqRegistration>>,
+}
+
+impl OneshotTimer {
+    /// Makes the timer that will fire at each of `offsets` from the start,
+    /// and requests its line; [`OneshotTimer::start`] arms the first
+    /// expiry.
+    pub(crate) fn probe(
+        ctx: &ModuleContext,
+        controller: &Controller,
+        name: &str,
+        timer: LocalTimer,
+        offsets: &[Duration],
+        queue: &Workqueue,
+    ) -> Result<Arc<Self>, ModuleError> {
+        let handoff = DataWork::new(format!("{name}/expiry"), Handoff::default(), |item| {
+            item.take()
+        });
+        ctx.track_work(&handoff)?;
+        let irq = timer.irq();
+        let oneshot = Arc::new(Self {
+            timer,
+            offsets: offsets.to_vec(),
+            start: AtomicU64::new(0),
+            next: AtomicUsize::new(0),
+            handoff,
+            registration: std::sync::Mutex::new(None),
+        });
+        // Leaked as a generic device's handler name is.
+        let handler: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        let top_half = {
+            let (oneshot, queue) = (oneshot.clone(), queue.clone());
+            move |_: &mut HardIrqContext<'_>| oneshot.top_half(&queue)
+        };
+        let registration = ctx.request_irq(
+            controller,
+            irq,
+            IrqRequest::new(handler, IrqFlags::EDGE, top_half),
+        )?;
+        *oneshot
+            .registration
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(registration);
+        Ok(oneshot)
+    }
+
+    /// Arms the first expiry, counting offsets from `start`.
+    pub(crate) fn start(&self, start: Timestamp) {
+        // Stored before arming: the top half reads it.
+        self.start.store(start.as_nanos(), Ordering::Release);
+        if let Some(first) = self.offsets.first() {
+            self.timer.arm_oneshot(start + *first);
+        }
+    }
+
+    fn top_half(&self, queue: &Workqueue) -> IrqReturn {
+        let index = self.next.fetch_add(1, Ordering::AcqRel);
+        let Some(offset) = self.offsets.get(index) else {
+            return IrqReturn::None;
+        };
+        let start = Timestamp::from_nanos(self.start.load(Ordering::Acquire));
+        if let Some(next) = self.offsets.get(index + 1) {
+            self.timer.arm_oneshot(start + *next);
+        }
+        self.handoff.data().give(1, (start + *offset).as_nanos());
+        let _ = wq::queue_work(queue, &self.handoff);
+        IrqReturn::Handled
+    }
+
+    /// Disarms the timer and frees its line.
+    pub(crate) fn stop(&self) {
+        self.timer.cancel();
+        let registration = self
+            .registration
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(registration);
+    }
+
+    /// Returns true when every fired expiry's work has run.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.handoff.data().events.load(Ordering::Acquire) == 0 && !self.handoff.is_pending()
+    }
+
+    pub(crate) fn stats(&self) -> GenericStats {
+        let handoff = self.handoff.data();
+        let fired = self.next.load(Ordering::Relaxed).min(self.offsets.len()) as u64;
+        GenericStats {
+            arrived: fired,
+            processed: handoff.processed.load(Ordering::Relaxed),
+            unclaimed: handoff.events.load(Ordering::Relaxed),
+            end_to_end: handoff.end_to_end.snapshot(),
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The irqlab command end to end: runs of every scenario in scenarios/,
+//! the JSON report's keys and its accounting, bad input, and Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn irqlab() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_irqlab"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("irqlab-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run(args: &[&str]) -> Output {
+    irqlab().args(args).output().expect("irqlab runs")
+}
+
+fn scenario_files() -> Vec<PathBuf> {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "toml")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn number(value: &Value, key: &str) -> u64 {
+    value[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {value}"))
+}
+
+/// Checks the keys the CLI issue promises and the accounting of a clean
+/// run.
+fn check_report(json: &Value, what: &str) {
+    for irq in json["irqs"].as_array().expect("irqs is an array") {
+        for key in ["irq", "raised", "handled", "unhandled", "coalesced"] {
+            number(irq, key);
+        }
+        assert!(irq["name"].is_string(), "{what}: {irq}");
+        assert!(irq["per_cpu"].is_array(), "{what}: {irq}");
+    }
+    let queues = json["workqueues"]
+        .as_array()
+        .expect("workqueues is an array");
+    assert!(!queues.is_empty(), "{what}");
+    for queue in queues {
+        assert!(queue["name"].is_string(), "{what}: {queue}");
+        let (queued, executed, cancelled) = (
+            number(queue, "queued"),
+            number(queue, "executed"),
+            number(queue, "cancelled"),
+        );
+        number(queue, "coalesced");
+        assert_eq!(number(queue, "pending_at_exit"), 0, "{what}: {queue}");
+        assert_eq!(queued, executed + cancelled, "{what}: {queue}");
+    }
+    let devices = json["devices"].as_array().expect("devices is an array");
+    assert!(!devices.is_empty(), "{what}");
+    for device in devices {
+        assert!(device["name"].is_string(), "{what}: {device}");
+        let (arrived, processed, dropped) = (
+            number(device, "arrived"),
+            number(device, "processed"),
+            number(device, "dropped"),
+        );
+        assert_eq!(arrived, processed + dropped, "{what}: {device}");
+    }
+    let latency = json["latency"].as_object().expect("latency is an object");
+    for measure in [
+        "raise_to_top_half",
+        "top_half_duration",
+        "queue_to_start",
+        "work_duration",
+        "raise_to_bottom_half",
+    ] {
+        let row = &latency[measure];
+        for key in ["count", "min_ns", "p50_ns", "p99_ns", "p999_ns", "max_ns"] {
+            number(row, key);
+        }
+        assert!(
+            number(row, "min_ns") <= number(row, "p50_ns"),
+            "{what}: {measure} {row}"
+        );
+        assert!(
+            number(row, "p50_ns") <= number(row, "p99_ns"),
+            "{what}: {measure} {row}"
+        );
+        assert!(
+            number(row, "p99_ns") <= number(row, "max_ns"),
+            "{what}: {measure} {row}"
+        );
+    }
+    assert!(number(&latency["raise_to_top_half"], "count") > 0, "{what}");
+}
+
+#[test]
+fn every_scenario_runs_and_accounts_for_every_event() {
+    for file in scenario_files() {
+        let json_path = scratch(&format!(
+            "{}.json",
+            file.file_stem().unwrap().to_string_lossy()
+        ));
+        let output = run(&[
+            "--scenario",
+            file.to_str().unwrap(),
+            "--duration",
+            "300ms",
+            "--json",
+            json_path.to_str().unwrap(),
+        ]);
+        let what = file.display().to_string();
+        assert!(output.status.success(), "{what}: {}", text(&output.stderr));
+        let stdout = text(&output.stdout);
+        for section in [
+            "Interrupts",
+            "Latency",
+            "Latency histogram",
+            "Workqueues",
+            "Devices",
+        ] {
+            assert!(
+                stdout.contains(section),
+                "{what}: no {section} in\n{stdout}"
+            );
+        }
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        check_report(&json, &what);
+    }
+}
+
+#[test]
+fn the_demo_runs_with_no_scenario_and_json_to_stdout() {
+    let output = run(&["--duration", "300ms", "--quiet", "--json", "-"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: Value = serde_json::from_slice(&output.stdout).expect("stdout is only the JSON");
+    assert_eq!(json["scenario"], "demo");
+    check_report(&json, "demo");
+    let kinds: Vec<&str> = json["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|device| device["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["timer", "nic", "uart", "block", "gpio"]);
+}
+
+#[test]
+fn options_override_the_scenario() {
+    let output = run(&[
+        "--duration",
+        "200ms",
+        "--seed",
+        "7",
+        "--cpus",
+        "3",
+        "--quiet",
+        "--json",
+        "-",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["seed"], 7);
+    assert_eq!(json["cpus"], 3);
+    assert_eq!(json["duration_s"], 0.2);
+    for irq in json["irqs"].as_array().unwrap() {
+        assert_eq!(irq["per_cpu"].as_array().unwrap().len(), 3);
+    }
+}
+
+#[test]
+fn a_bad_scenario_is_refused_before_anything_runs() {
+    let path = scratch("bad-rate.toml");
+    std::fs::write(
+        &path,
+        "[[device]]\nname = \"eth0\"\nkind = \"nic\"\nirq = 40\n\
+         arrival = { process = \"poisson\", rate = -3 }\n",
+    )
+    .unwrap();
+    let output = run(&["--scenario", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}:5:", path.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("device[0].arrival.rate"), "{stderr}");
+    assert!(stderr.contains("more than 0"), "{stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "a partial run printed: {}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn bad_options_name_the_value_and_what_is_allowed() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--duration", "5"],
+            "--duration 5: \"5\" is not a duration",
+        ),
+        (
+            &["--duration", "0s"],
+            "--duration 0s: must be longer than zero",
+        ),
+        (
+            &["--cpus", "0"],
+            "--cpus 0: the number of simulated CPUs must be from 1 to 64",
+        ),
+        (&["--cpus", "1"], "--cpus 1: device \"eth0\""),
+    ];
+    for (args, expected) in cases {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let output = run(&["--scenario", "/nonexistent/x.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("cannot read scenario /nonexistent/x.toml"));
+}
+
+#[test]
+fn an_unwritable_output_fails_before_the_run() {
+    let output = run(&["--json", "/nonexistent/dir/report.json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("cannot write /nonexistent/dir/report.json"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn ctrl_c_stops_early_and_still_reports() {
+    let mut child = irqlab()
+        .args(["--duration", "60s", "--json", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first progress line says arrivals are running.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("events") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "irqlab ended early"
+        );
+    }
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill has no memory effects; the pid is our own child's.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("(stopped by Ctrl-C)"), "{stdout}");
+    let json_start = stdout
+        .find("\n{")
+        .expect("the JSON follows the text report");
+    let json: Value = serde_json::from_str(&stdout[json_start..]).unwrap();
+    assert_eq!(json["stopped_early"], true);
+    assert!(json["elapsed_s"].as_f64().unwrap() < 60.0);
+    check_report(&json, "stopped demo");
+}
+
+#[test]
+fn help_explains_each_option_with_its_default() {
+    let output = run(&["--help"]);
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    for needle in [
+        "--scenario",
+        "--duration",
+        "--seed",
+        "--cpus",
+        "--json",
+        "--trace",
+        "--quiet",
+        "Default:",
+    ] {
+        assert!(help.contains(needle), "no {needle} in\n{help}");
+    }
+}
