@@ -153,6 +153,9 @@ pub struct DeviceRow {
     pub dropped_as: String,
     /// The device's own counters.
     pub counters: BTreeMap<String, u64>,
+    /// How far its arrival feeder fell behind the intended times at most,
+    /// in nanoseconds; 0 for timers.
+    pub max_arrival_lateness_ns: u64,
 }
 
 /// A latency summary in nanoseconds.

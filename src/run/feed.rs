@@ -15,11 +15,21 @@ use std::time::Duration;
 use irq_sim::arrival::Arrival;
 use irq_sim::clock::{self, Timestamp};
 
-/// Longest sleep between two looks at the stop flag.
+/// Maximum sleep between two reads of the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(20);
 
+/// What a feeder did, updated as it goes.
+#[derive(Debug, Default)]
+pub(crate) struct FeedStats {
+    /// Events handed to the device.
+    pub(crate) events: AtomicU64,
+    /// Largest delay between an event's intended time and its hand-off, in
+    /// nanoseconds: how far the feeder fell behind its arrival process.
+    pub(crate) max_lateness_ns: AtomicU64,
+}
+
 /// Spawns a feeder named `name` that runs `arrival` from `start` until
-/// `until` or `stop`, counting events in `fed`.
+/// `until` or `stop`, counting events and lateness in `fed`.
 ///
 /// # Panics
 ///
@@ -30,7 +40,7 @@ pub(super) fn spawn(
     start: Timestamp,
     until: Timestamp,
     stop: Arc<AtomicBool>,
-    fed: Arc<AtomicU64>,
+    fed: Arc<FeedStats>,
     mut event: Box<dyn FnMut(Timestamp) + Send>,
 ) -> JoinHandle<()> {
     let offsets = arrival.offsets();
@@ -58,8 +68,10 @@ pub(super) fn spawn(
                     };
                     clock::sleep_until(wake);
                 }
+                let lateness = clock::duration_nanos(clock::now().saturating_since(intended));
+                fed.max_lateness_ns.fetch_max(lateness, Ordering::Relaxed);
                 event(intended);
-                fed.fetch_add(1, Ordering::Relaxed);
+                fed.events.fetch_add(1, Ordering::Relaxed);
             }
         })
         .expect("failed to spawn an arrival feeder thread")

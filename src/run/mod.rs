@@ -21,7 +21,7 @@ mod generic;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use driver::bus::{BoundDriver, Bus, Device, Driver};
@@ -39,10 +39,15 @@ use wq::{Workqueue, WqFlags};
 
 use crate::report::{DeviceRow, IrqRow, LatencyRow, QueueRow, ReplayRow, Report};
 use crate::scenario::{ArrivalSpec, CpuMode, DeviceKind, DeviceSpec, Scenario, TimerKind};
+use feed::FeedStats;
 use generic::{GenericDevice, GenericStats, OneshotTimer};
 
 /// How long the run waits for bottom halves to finish after arrivals stop.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Feeder lateness above which the report warns that the host fell behind
+/// the scenario's rates.
+const FEEDER_LATE_NS: u64 = 1_000_000;
 
 /// How often the progress callback is called.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -125,8 +130,8 @@ struct Entry {
     kind: &'static str,
     irq: u32,
     unit: Unit,
-    /// Events its feeder handed over.
-    fed: Arc<AtomicU64>,
+    /// What its feeder did.
+    fed: Arc<FeedStats>,
     /// The replayed recording, if any: file, recorded line, offsets.
     replay: Option<(String, u32, Vec<Duration>)>,
 }
@@ -283,7 +288,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
             kind: "timer",
             irq: timer.irq,
             unit,
-            fed: Arc::new(AtomicU64::new(0)),
+            fed: Arc::new(FeedStats::default()),
             replay: None,
         });
     }
@@ -341,7 +346,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
                 duration: scenario.duration,
                 events: entries
                     .iter()
-                    .map(|entry| entry.fed.load(Ordering::Relaxed))
+                    .map(|entry| entry.fed.events.load(Ordering::Relaxed))
                     .sum(),
             });
         }
@@ -369,6 +374,17 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
         }
     }
     let elapsed = started.elapsed().min(scenario.duration);
+    for entry in &entries {
+        let lateness = entry.fed.max_lateness_ns.load(Ordering::Relaxed);
+        if lateness > FEEDER_LATE_NS {
+            warnings.push(format!(
+                "the arrivals of {} fell behind by up to {}: the host could not keep up with \
+                 the scenario's rate, so events reached the device late",
+                entry.name,
+                crate::report::format_ns(lateness)
+            ));
+        }
+    }
     for entry in &entries {
         if let Unit::Oneshot(timer) = &entry.unit {
             timer.stop();
@@ -601,7 +617,7 @@ fn add_device(
         kind: spec.kind.as_str(),
         irq: spec.irq,
         unit,
-        fed: Arc::new(AtomicU64::new(0)),
+        fed: Arc::new(FeedStats::default()),
         replay,
     })
 }
@@ -708,6 +724,7 @@ fn device_row(
         dropped,
         dropped_as: dropped_as.to_owned(),
         counters,
+        max_arrival_lateness_ns: entry.fed.max_lateness_ns.load(Ordering::Relaxed),
     };
     let generic = |stats: GenericStats, end_to_end: &mut Histogram<u64>| {
         let _ = end_to_end.add(&stats.end_to_end);
@@ -800,7 +817,7 @@ fn device_row(
                 return row(0, 0, 0, "", BTreeMap::new());
             };
             let stats = state.stats();
-            let arrived = entry.fed.load(Ordering::Relaxed);
+            let arrived = entry.fed.events.load(Ordering::Relaxed);
             let processed = stats.presses + stats.releases;
             row(
                 arrived,
