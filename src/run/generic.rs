@@ -3,7 +3,7 @@
 //! CPU time) and one-shot timers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use driver::ModuleError;
@@ -206,6 +206,9 @@ pub(crate) struct OneshotTimer {
     start: AtomicU64,
     /// Index of the expiry armed now.
     next: AtomicUsize,
+    /// Set by [`OneshotTimer::disarm`]: top halves re-arm nothing.
+    disarmed: AtomicBool,
+    controller: Controller,
     handoff: Arc<DataWork<Handoff>>,
     registration: std::sync::Mutex<Option<IrqRegistration>>,
 }
@@ -232,6 +235,8 @@ impl OneshotTimer {
             offsets: offsets.to_vec(),
             start: AtomicU64::new(0),
             next: AtomicUsize::new(0),
+            disarmed: AtomicBool::new(false),
+            controller: controller.clone(),
             handoff,
             registration: std::sync::Mutex::new(None),
         });
@@ -268,7 +273,9 @@ impl OneshotTimer {
             return IrqReturn::None;
         };
         let start = Timestamp::from_nanos(self.start.load(Ordering::Acquire));
-        if let Some(next) = self.offsets.get(index + 1) {
+        if let Some(next) = self.offsets.get(index + 1)
+            && !self.disarmed.load(Ordering::Acquire)
+        {
             self.timer.arm_oneshot(start + *next);
         }
         self.handoff.data().give(1, (start + *offset).as_nanos());
@@ -276,9 +283,22 @@ impl OneshotTimer {
         IrqReturn::Handled
     }
 
+    /// Disarms the timer: no expiry fires after this returns.
+    ///
+    /// # Context
+    ///
+    /// Task context; waits for a running top half of the timer's line.
+    pub(crate) fn disarm(&self) {
+        // A top half running now may re-arm the next expiry, so it is told
+        // not to, waited for, and the timer cancelled after it.
+        self.disarmed.store(true, Ordering::Release);
+        let _ = self.controller.synchronize_irq(self.timer.irq());
+        self.timer.cancel();
+    }
+
     /// Disarms the timer and frees its line.
     pub(crate) fn stop(&self) {
-        self.timer.cancel();
+        self.disarm();
         let registration = self
             .registration
             .lock()

@@ -387,7 +387,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     }
     for entry in &entries {
         if let Unit::Oneshot(timer) = &entry.unit {
-            timer.stop();
+            timer.disarm();
         }
     }
 
