@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "irqlab", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// What to run; a scenario when left out.
+    /// The subcommand; a scenario run when left out.
     #[command(subcommand)]
     pub command: Option<Command>,
 

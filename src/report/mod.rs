@@ -1,7 +1,7 @@
 //! The report of a run: what each line, queue and device did, and how
 //! long each step of the top-half / bottom-half split took.
 //!
-//! [`Report`] holds the numbers; [`Report::render`] prints them as tables
+//! [`Report`] contains the numbers; [`Report::render`] prints them as tables
 //! for a terminal, and `serde_json` writes them as JSON with the same
 //! names (the keys are listed in docs/scenarios.md).
 
@@ -46,7 +46,7 @@ pub const MEASURES: [(&str, &str, &str); 5] = [
 pub struct Report {
     /// The scenario's name.
     pub scenario: String,
-    /// Where the scenario was read from.
+    /// The scenario's source: a path, or the built-in demo.
     pub source: String,
     /// The seed of the random processes.
     pub seed: u64,

@@ -70,7 +70,7 @@ pub(crate) struct GenericDevice {
     registration: std::sync::Mutex<Option<IrqRegistration>>,
 }
 
-/// What a generic device counted.
+/// Counters of a generic device or one-shot timer.
 #[derive(Clone, Debug)]
 pub(crate) struct GenericStats {
     pub(crate) arrived: u64,
@@ -134,7 +134,8 @@ impl GenericDevice {
         Ok(device)
     }
 
-    /// An event reaches the device at `at`: set the status, raise the line.
+    /// Delivers an event that reached the device at `at`: sets the status
+    /// register and raises the line.
     pub(crate) fn event(&self, at: Timestamp) {
         self.arrived.fetch_add(1, Ordering::Relaxed);
         let _ = self.oldest.compare_exchange(
@@ -147,9 +148,9 @@ impl GenericDevice {
         let _ = self.controller.raise_at(self.irq, at);
     }
 
-    /// The top half: claim the status, lower a level line, hand the events
-    /// to the bottom half. Returns `None` when this device did not
-    /// interrupt (another device of a shared line did).
+    /// Runs the top half: claims the status, lowers a level line and hands
+    /// the events to the bottom half. Returns `None` when this device did
+    /// not interrupt (another device of a shared line did).
     fn top_half(&self, queue: &Workqueue) -> IrqReturn {
         // Lower first, then read: an event between the two raises the line
         // again, so it is never left unannounced.

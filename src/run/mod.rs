@@ -52,7 +52,7 @@ const FEEDER_LATE_NS: u64 = 1_000_000;
 /// How often the progress callback is called.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Why a run could not start or finish.
+/// An error that kept a run from starting.
 #[derive(Debug)]
 pub enum RunError {
     /// The machine could not be built from the scenario.
@@ -113,7 +113,7 @@ impl Module for Host {
     fn exit(&mut self, _ctx: &ModuleContext) {}
 }
 
-/// A timer or device as the run holds it.
+/// A timer or device, with the driver bound to it.
 enum Unit {
     Tick(BoundDriver<TickDriver>),
     Oneshot(Arc<OneshotTimer>),
