@@ -27,7 +27,7 @@
 //!    numbered beyond irq-sim's lines are left out and listed. A line found
 //!    only in the later snapshot was registered during the interval, so its
 //!    counter started at zero and its raw count is the interval's count.
-//! 8. A rate above [`MAX_RATE_HZ`] is clamped to it, and says so.
+//! 8. A rate above [`MAX_RATE_HZ`] is clamped to it, with a comment.
 
 use std::time::Duration;
 
@@ -94,7 +94,9 @@ pub(super) fn plan(input: &ProcInterruptsInput<'_>) -> Result<Plan, ConvertError
             _ => None,
         })
         .max();
-    let layout_has_triggers = diff.rows.iter().any(|row| row.row.trigger.is_some());
+    let layout_has_triggers = diff.rows.iter().any(|row| {
+        row.row.trigger.is_some() || row.row.chip.as_deref().and_then(chip_flow).is_some()
+    });
     let mut builder = Builder {
         interval,
         layout_has_triggers,
@@ -129,7 +131,7 @@ pub(super) fn plan(input: &ProcInterruptsInput<'_>) -> Result<Plan, ConvertError
         format!("  interval: {interval} s between the two reads (--interval)"),
         "Every rate below is the line's count in the interval divided by the interval,".to_owned(),
         "so the rates are only as right as the interval. The rules are in".to_owned(),
-        "docs/scenarios-from-recordings.md; the comments say where each value came from."
+        "docs/scenarios-from-recordings.md, and a comment gives the source of each value."
             .to_owned(),
         "Work is left at zero: a snapshot records no bottom-half time.".to_owned(),
     ];
@@ -139,9 +141,10 @@ pub(super) fn plan(input: &ProcInterruptsInput<'_>) -> Result<Plan, ConvertError
              runs on simulated CPU c mod {cpus}."
         ));
     }
-    if !layout_has_triggers {
+    if !layout_has_triggers && !builder.devices.is_empty() {
         header.push(
-            "The snapshots have no hwirq-trigger column (an ARM layout), so every line is edge."
+            "The snapshots have no hwirq-trigger column, so every line is edge: assumed, not \
+             recorded."
                 .to_owned(),
         );
     }
@@ -179,7 +182,7 @@ pub(super) fn plan(input: &ProcInterruptsInput<'_>) -> Result<Plan, ConvertError
 /// The scenario as the rows are walked.
 struct Builder {
     interval: f64,
-    /// Some row has a trigger; without any, the header says it once.
+    /// Some row records a trigger. Without any, the header notes it once.
     layout_has_triggers: bool,
     cpus: usize,
     /// The first line above every recorded one not yet given to a timer.
@@ -518,12 +521,10 @@ fn named_kind(label: &str) -> &'static str {
 /// Returns the scenario trigger of a row (rule 3), and a comment when it
 /// was not read off the row as edge or level.
 fn trigger(row: &RowDiff) -> (Trigger, Option<String>) {
-    let old_x86_flow = row.row.chip.as_deref().and_then(|chip| {
-        ["edge", "fasteoi", "level"]
-            .into_iter()
-            .find(|flow| chip.to_ascii_lowercase().ends_with(&format!("-{flow}")))
-    });
-    match (&row.row.trigger, old_x86_flow) {
+    match (
+        &row.row.trigger,
+        row.row.chip.as_deref().and_then(chip_flow),
+    ) {
         (Some(Flow::Edge), _) => (Trigger::Edge, None),
         (Some(Flow::Level | Flow::FastEoi), _) => (Trigger::Level, None),
         (Some(Flow::Other(flow)), _) => (
@@ -539,6 +540,15 @@ fn trigger(row: &RowDiff) -> (Trigger, Option<String>) {
             Some("Trigger type not recorded: edge assumed.".to_owned()),
         ),
     }
+}
+
+/// Returns the flow at the end of an old x86 chip name (`IO-APIC-edge`,
+/// `PCI-MSI-fasteoi`), which kernels printed before the hwirq-trigger column.
+fn chip_flow(chip: &str) -> Option<&'static str> {
+    let chip = chip.to_ascii_lowercase();
+    ["edge", "fasteoi", "level"]
+        .into_iter()
+        .find(|flow| chip.ends_with(&format!("-{flow}")))
 }
 
 /// Renames devices whose handler name another device or timer also has to

@@ -357,6 +357,7 @@ fn s390x_rows_are_listed_not_simulated() {
     assert!(scenario.devices.is_empty());
     assert!(scenario.timers.is_empty());
     assert!(text.contains("Nothing to simulate"), "{text}");
+    assert!(!text.contains("no hwirq-trigger column"), "{text}");
     assert!(text.contains("#   EXT: 44463 in 1 s = 44463/s"), "{text}");
     assert!(text.contains("#   I/O: 20224 in 1 s = 20224/s"), "{text}");
 }
@@ -451,6 +452,7 @@ fn old_x86_chip_names_carry_the_trigger() {
     assert_eq!(devices_on(&scenario, 9)[0].trigger, Trigger::Level);
     assert_eq!(devices_on(&scenario, 9)[0].cpu, 1);
     assert!(!text.contains("edge assumed"), "{text}");
+    assert!(!text.contains("no hwirq-trigger column"), "{text}");
 }
 
 #[test]
