@@ -571,9 +571,14 @@ fn convert_trace(text: &str, replay_path: &str, base: &Path) -> (String, Scenari
     (generated, scenario)
 }
 
-/// Writes `text` to a file of its own under the target's temporary folder.
+/// Writes `text` to a file of its own in the target folder, beside the
+/// test binary, so that `cargo clean` removes it.
 fn temporary_trace(name: &str, text: &str) -> std::path::PathBuf {
-    let folder = std::env::temp_dir().join(format!("irqlab-convert-{}", std::process::id()));
+    let binary = std::env::current_exe().unwrap();
+    let folder = binary
+        .parent()
+        .unwrap()
+        .join(format!("convert-tests-{}", std::process::id()));
     std::fs::create_dir_all(&folder).unwrap();
     let path = folder.join(name);
     std::fs::write(&path, text).unwrap();
