@@ -28,6 +28,12 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario (the default when no subcommand is given).
     Run(RunArgs),
+    /// Make a scenario from recordings of a real machine.
+    Scenario {
+        /// What to make it from.
+        #[command(subcommand)]
+        command: irqlab::scenario::convert::ScenarioCommand,
+    },
     /// Load and unload the three classic workqueue modules (a static work
     /// item, an allocated one, one that carries data), each printing what
     /// its C original prints.

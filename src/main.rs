@@ -76,6 +76,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Run(args)) => run(&args),
+        Some(Command::Scenario { command }) => match irqlab::scenario::convert::run(&command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(
+                u8::try_from(error.exit_code()).unwrap_or(EXIT_FAILURE),
+                error,
+            ),
+        },
         None => run(&cli.run),
     }
 }

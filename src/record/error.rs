@@ -226,7 +226,7 @@ pub enum FtraceError {
         /// The task column, shortened.
         text: String,
     },
-    /// The flags column is not 4 or 7 characters long.
+    /// The flags column is not 4 to 7 characters long.
     InvalidFlags {
         /// 1-based line number.
         line: usize,
@@ -246,6 +246,15 @@ pub enum FtraceError {
         line: usize,
         /// The text after the timestamp, shortened.
         text: String,
+    },
+    /// A timestamp is earlier than the previous one of the same CPU.
+    TimestampWentBackwards {
+        /// 1-based line number.
+        line: usize,
+        /// The CPU whose events went back in time.
+        cpu: u32,
+        /// 1-based line number of that CPU's previous event.
+        previous_line: usize,
     },
     /// A known event has a field that is missing or invalid.
     InvalidField {
@@ -273,7 +282,7 @@ impl fmt::Display for FtraceError {
             ),
             Self::InvalidFlags { line, text } => write!(
                 f,
-                "line {line}: invalid flags `{text}`, expected 4 or 7 characters"
+                "line {line}: invalid flags `{text}`, expected 4 to 7 characters"
             ),
             Self::InvalidTimestamp { line, text } => write!(
                 f,
@@ -282,6 +291,15 @@ impl fmt::Display for FtraceError {
             Self::MissingEventColon { line, text } => write!(
                 f,
                 "line {line}: missing colon after the event name in `{text}`, expected `NAME: FIELDS`"
+            ),
+            Self::TimestampWentBackwards {
+                line,
+                cpu,
+                previous_line,
+            } => write!(
+                f,
+                "line {line}: timestamp earlier than cpu {cpu}'s event on line {previous_line}, \
+                 expected each cpu's events in time order"
             ),
             Self::InvalidField {
                 line,

@@ -12,8 +12,10 @@
 //! - `TASK` may contain `-`, so the PID is the part after the last `-`.
 //! - `(TGID)` is present with the `record-tgid` option. `(-------)` means
 //!   the TGID is unknown.
-//! - `FLAGS` is absent in the oldest format, 4 characters (`d.h3`) or 7
-//!   characters (`dNLh1..`) in newer kernels.
+//! - `FLAGS` is absent in the oldest format. Newer kernels print 4 to 7
+//!   characters: `d.h3` on older ones, `d.h1.` with the migrate-disable
+//!   count on current mainline, and up to 7 where more preemption state is
+//!   printed (`dNLh1..`).
 //! - `TIMESTAMP` is seconds with 1 to 9 fraction digits.
 //!
 //! Known events get typed fields ([`EventKind`]). Every other well-formed
@@ -27,7 +29,8 @@
 //!
 //! The events are sorted by timestamp, because per-CPU buffers make file
 //! order differ from time order. Events with equal timestamps keep their
-//! file order.
+//! file order. Within one CPU, file order must be time order: a timestamp
+//! earlier than the CPU's previous one is rejected.
 //!
 //! ```
 //! use std::time::Duration;
@@ -149,7 +152,7 @@ pub struct Event {
     pub tgid: Option<u32>,
     /// CPU whose buffer recorded the event.
     pub cpu: u32,
-    /// The 4- or 7-character flags column, absent in the oldest format.
+    /// The flags column of 4 to 7 characters, absent in the oldest format.
     pub flags: Option<String>,
     /// Timestamp in nanoseconds of the trace clock.
     pub timestamp_ns: u64,
@@ -199,15 +202,31 @@ impl Trace {
     ///
     /// Returns an [`FtraceError`] naming the first invalid line. A line is
     /// invalid when its `[CPU]` column is missing, its task-PID or TGID is
-    /// invalid, or its flags are not 4 or 7 characters long. It is also
-    /// invalid when its timestamp is invalid, its event name has no colon,
-    /// or a known event has invalid fields.
+    /// invalid, or its flags are not 4 to 7 characters long. It is also
+    /// invalid when its timestamp is invalid or earlier than the one before
+    /// it on the same CPU, its event name has no colon, or a known event
+    /// has invalid fields.
     pub fn parse(text: &str) -> Result<Self, FtraceError> {
-        let mut events = Vec::new();
+        let mut events: Vec<Event> = Vec::new();
+        let mut last_of_cpu: HashMap<u32, (u64, usize)> = HashMap::new();
         for (index, content) in text.lines().enumerate() {
-            if let Some(event) = parse_line(index + 1, content)? {
-                events.push(event);
+            let Some(event) = parse_line(index + 1, content)? else {
+                continue;
+            };
+
+            // One CPU's buffer is in time order; a step back means two
+            // traces were joined or the file was reordered.
+            let previous = last_of_cpu.insert(event.cpu, (event.timestamp_ns, event.line));
+            if let Some((previous_ns, previous_line)) = previous
+                && event.timestamp_ns < previous_ns
+            {
+                return Err(FtraceError::TimestampWentBackwards {
+                    line: event.line,
+                    cpu: event.cpu,
+                    previous_line,
+                });
             }
+            events.push(event);
         }
         events.sort_by_key(|event| event.timestamp_ns);
         Ok(Self { events })
@@ -375,7 +394,7 @@ fn parse_flags(line: usize, text: &str) -> Result<(Option<String>, &str), Ftrace
         return Ok((None, text));
     }
     match cell.chars().count() {
-        4 | 7 => Ok((Some(cell.to_owned()), rest)),
+        4..=7 => Ok((Some(cell.to_owned()), rest)),
         _ => Err(FtraceError::InvalidFlags {
             line,
             text: shorten(cell),

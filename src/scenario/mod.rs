@@ -9,12 +9,13 @@
 //! The built-in demo is `scenarios/demo.toml`, compiled in: `irqlab` with
 //! no `--scenario` runs exactly the file a user can read and copy.
 
+pub mod convert;
 mod parse;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use parse::{ScenarioError, parse_duration};
+pub use parse::{MAX_DURATION, MAX_RATE_HZ, ScenarioError, parse_duration};
 
 /// The text of the built-in demo scenario, `scenarios/demo.toml`.
 pub const DEMO: &str = include_str!("../../scenarios/demo.toml");
@@ -243,7 +244,9 @@ pub enum ArrivalSpec {
         off: Duration,
     },
     /// The recorded entries of one line in an ftrace text file, at their
-    /// recorded times relative to the trace's first event.
+    /// recorded times relative to the trace's first event. On a shared
+    /// line the file's `handler` key keeps the entries of one handler, one
+    /// per interrupt.
     Replay {
         /// The ftrace file, resolved against the scenario's folder.
         file: PathBuf,

@@ -18,10 +18,10 @@ use super::{
 use crate::record::ftrace::Trace;
 
 /// Longest run a scenario may ask for.
-const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Highest event rate of one timer or device, per second.
-const MAX_RATE_HZ: f64 = 1_000_000.0;
+pub const MAX_RATE_HZ: f64 = 1_000_000.0;
 
 /// Largest `max_active` of a queue, as the kernel's `WQ_MAX_ACTIVE`.
 const MAX_ACTIVE: i64 = 512;
@@ -234,6 +234,7 @@ struct RawArrival {
     off: Option<S<String>>,
     file: Option<S<String>>,
     irq: Option<S<i64>>,
+    handler: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -908,15 +909,16 @@ fn arrival(
         "periodic" => &["rate", "period"],
         "poisson" => &["rate"],
         "bursts" => &["rate", "period", "on", "off"],
-        _ => &["file", "irq"],
+        _ => &["file", "irq", "handler"],
     };
-    let given: [(&str, Option<Range<usize>>); 6] = [
+    let given: [(&str, Option<Range<usize>>); 7] = [
         ("rate", raw.rate.as_ref().map(Spanned::span)),
         ("period", raw.period.as_ref().map(Spanned::span)),
         ("on", raw.on.as_ref().map(Spanned::span)),
         ("off", raw.off.as_ref().map(Spanned::span)),
         ("file", raw.file.as_ref().map(Spanned::span)),
         ("irq", raw.irq.as_ref().map(Spanned::span)),
+        ("handler", raw.handler.as_ref().map(Spanned::span)),
     ];
     for (field, field_span) in given {
         if let Some(field_span) = field_span
@@ -1008,7 +1010,34 @@ fn arrival(
                     ),
                 ));
             };
-            let offsets = recorded.iter().map(|entry| entry.since_start).collect();
+            // A shared line records one entry per handler for each
+            // interrupt, so `handler` picks one entry per interrupt.
+            let offsets: Vec<Duration> = match &raw.handler {
+                Some(handler) => recorded
+                    .iter()
+                    .filter(|entry| entry.name == *handler.get_ref())
+                    .map(|entry| entry.since_start)
+                    .collect(),
+                None => recorded.iter().map(|entry| entry.since_start).collect(),
+            };
+            if let (Some(handler), true) = (&raw.handler, offsets.is_empty()) {
+                let mut names: Vec<&str> = Vec::new();
+                for entry in recorded {
+                    if !names.contains(&entry.name.as_str()) {
+                        names.push(&entry.name);
+                    }
+                }
+                return Err(checker.error(
+                    handler.span(),
+                    key("handler"),
+                    format!(
+                        "{} records no irq_handler_entry named \"{}\" on line {irq}; it records: {}",
+                        path.display(),
+                        handler.get_ref(),
+                        names.join(", ")
+                    ),
+                ));
+            }
             Ok(ArrivalSpec::Replay {
                 file: path,
                 irq,

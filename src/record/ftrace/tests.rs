@@ -325,6 +325,45 @@ fn parse_rejects_bad_timestamp() {
 }
 
 #[test]
+fn parse_rejects_timestamp_going_backwards_on_one_cpu() {
+    let text = " w-1 [001] .... 5.000002: irq_handler_entry: irq=27 name=t\n\
+                w-1 [000] .... 5.000001: irq_handler_entry: irq=27 name=t\n\
+                w-1 [001] .... 5.000001: irq_handler_exit: irq=27 ret=handled\n";
+    let error = Trace::parse(text).unwrap_err();
+    assert_eq!(
+        error,
+        FtraceError::TimestampWentBackwards {
+            line: 3,
+            cpu: 1,
+            previous_line: 1,
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "line 3: timestamp earlier than cpu 1's event on line 1, expected each cpu's events in \
+         time order"
+    );
+}
+
+#[test]
+fn five_character_flags_of_current_kernels() {
+    // The flags of current mainline `cat trace`: irqs-off, need-resched,
+    // hardirq/softirq, preempt-depth and migrate-disable.
+    let text = "          <idle>-0       [002] d.h1.  5123.000100: irq_handler_entry: irq=35 name=nvme0q3\n\
+                          <idle>-0       [002] d.h1.  5123.000104: irq_handler_exit: irq=35 ret=handled\n";
+    let trace = Trace::parse(text).unwrap();
+    assert_eq!(trace.events[0].flags.as_deref(), Some("d.h1."));
+    assert_eq!(trace.irq_entries()[&35][0].name, "nvme0q3");
+}
+
+#[test]
+fn parse_accepts_equal_timestamps_on_one_cpu() {
+    let text = " w-1 [000] .... 5.000001: irq_handler_entry: irq=27 name=t\n\
+                w-1 [000] .... 5.000001: irq_handler_exit: irq=27 ret=handled\n";
+    assert_eq!(Trace::parse(text).unwrap().events.len(), 2);
+}
+
+#[test]
 fn parse_rejects_missing_event_colon() {
     let text = " w-1 [000] .... 1.000001: irq_handler_entry irq=1 name=x\n";
     let error = Trace::parse(text).unwrap_err();
@@ -394,7 +433,7 @@ fn parse_rejects_bad_known_event_fields() {
 #[test]
 fn parse_rejects_bad_columns() {
     type Check = fn(&FtraceError) -> bool;
-    let cases: [(&str, Check); 5] = [
+    let cases: [(&str, Check); 6] = [
         ("no cpu column 1.0: e: f", |e| {
             matches!(e, FtraceError::MissingCpu { line: 1, .. })
         }),
@@ -407,7 +446,10 @@ fn parse_rejects_bad_columns() {
         (" w [000] .... 1.0: e: f", |e| {
             matches!(e, FtraceError::InvalidTaskPid { line: 1, .. })
         }),
-        (" w-1 [000] d.h13 1.0: e: f", |e| {
+        (" w-1 [000] d.h1.... 1.0: e: f", |e| {
+            matches!(e, FtraceError::InvalidFlags { line: 1, .. })
+        }),
+        (" w-1 [000] d.h 1.0: e: f", |e| {
             matches!(e, FtraceError::InvalidFlags { line: 1, .. })
         }),
     ];

@@ -1,0 +1,457 @@
+//! `irqlab scenario ...`: scenarios made from what real machines recorded.
+//!
+//! - `from-proc-interrupts BEFORE AFTER --interval SECS` diffs two
+//!   `/proc/interrupts` snapshots and writes a scenario whose devices raise
+//!   each line at its measured rate, with its handler names and trigger type
+//!   (rules in [`proc`]).
+//! - `from-ftrace TRACE` writes a scenario whose devices replay the
+//!   recorded `irq_handler_entry` times of each line, with the median
+//!   recorded work time where the trace has workqueue events (rules in
+//!   [`trace`]).
+//!
+//! The output is commented TOML: a comment gives the source of every value,
+//! and every recorded row that did not become a device or timer is listed
+//! with the reason. [`generate`] checks that the text parses with
+//! [`Scenario::parse`] before anything is written.
+//!
+//! ```
+//! use std::time::Duration;
+//! use irqlab::record::proc_interrupts::Snapshot;
+//! use irqlab::scenario::convert::{ProcInterruptsInput, scenario_from_proc_interrupts};
+//!
+//! let before = Snapshot::parse("      CPU0  CPU1\n 16:  10  4  IO-APIC  16-fasteoi  ehci_hcd:usb3\n")?;
+//! let after = Snapshot::parse("      CPU0  CPU1\n 16:  25  4  IO-APIC  16-fasteoi  ehci_hcd:usb3\n")?;
+//! let text = scenario_from_proc_interrupts(&ProcInterruptsInput {
+//!     before: &before,
+//!     after: &after,
+//!     before_name: "before.txt",
+//!     after_name: "after.txt",
+//!     interval_secs: 5.0,
+//!     duration: Duration::from_secs(5),
+//!     cpus: None,
+//! })?;
+//! assert!(text.contains("arrival = { process = \"poisson\", rate = 3.0 }"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod proc;
+mod render;
+pub mod trace;
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use crate::record::ftrace::Trace;
+use crate::record::proc_interrupts::Snapshot;
+use crate::record::{DiffError, FtraceError, ProcInterruptsError};
+use crate::scenario::{MAX_DURATION, Scenario, ScenarioError, parse_duration};
+
+pub use proc::{ProcInterruptsInput, is_local_timer};
+pub use trace::FtraceInput;
+
+/// Exit status for invalid input: an unreadable or malformed recording, or
+/// an invalid option. clap uses the same status for usage errors.
+pub const EXIT_INVALID_INPUT: i32 = 2;
+
+/// Exit status when the scenario cannot be written, or when irqlab made a
+/// scenario that does not parse (a bug).
+pub const EXIT_FAILURE: i32 = 1;
+
+/// `irqlab scenario <subcommand>`.
+#[derive(Clone, Debug, PartialEq, clap::Subcommand)]
+pub enum ScenarioCommand {
+    /// Write a scenario that reproduces the interrupt rates between two
+    /// /proc/interrupts snapshots of one machine.
+    ///
+    /// Each numbered line that counted interrupts becomes a generic device
+    /// on its own line number, with its handler names, trigger type and
+    /// busiest CPU. The device raises the line at delta / interval per
+    /// second: Poisson, or periodic for per-CPU local timers. LOC becomes
+    /// one periodic timer per CPU. Every other row is listed in a comment
+    /// with the reason.
+    FromProcInterrupts {
+        /// The earlier snapshot (a copy of /proc/interrupts).
+        before: PathBuf,
+        /// The later snapshot of the same machine.
+        after: PathBuf,
+        /// Seconds between the two reads, such as 10 or 0.5 (required).
+        #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+        interval: f64,
+        /// Write the scenario to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// How long the scenario runs, with a unit: ns, us, ms or s (at
+        /// most 24 hours).
+        #[arg(long, value_name = "D", default_value = "5s", value_parser = parse_run_duration)]
+        duration: Duration,
+        /// Simulated CPUs [default: the snapshots' CPU count, at most 64].
+        #[arg(long, value_name = "N", value_parser = parse_cpus)]
+        cpus: Option<usize>,
+    },
+    /// Write a scenario that replays the IRQ lines of an ftrace text file
+    /// (the `trace` file of tracefs).
+    ///
+    /// Each line with irq_handler_entry events becomes a generic device
+    /// whose arrival replays the recorded times. Work queued from a line's
+    /// top half sets the device's work to the median recorded execution
+    /// time.
+    FromFtrace {
+        /// The ftrace text file, with irq_handler_entry events.
+        trace: PathBuf,
+        /// Write the scenario to FILE instead of standard output. The
+        /// replay paths are then relative to FILE's folder; on standard
+        /// output they are absolute.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// How long the scenario runs, with a unit: ns, us, ms or s (at
+        /// most 24 hours) [default: the trace's length, rounded up to a
+        /// millisecond].
+        #[arg(long, value_name = "D", value_parser = parse_run_duration)]
+        duration: Option<Duration>,
+        /// Simulated CPUs [default: the highest CPU in the trace plus one,
+        /// at most 64].
+        #[arg(long, value_name = "N", value_parser = parse_cpus)]
+        cpus: Option<usize>,
+    },
+}
+
+/// The error of a `scenario` subcommand.
+#[derive(Debug)]
+pub enum ConvertError {
+    /// An input file could not be read.
+    Read {
+        /// The path.
+        path: String,
+        /// The operating system's error.
+        error: std::io::Error,
+    },
+    /// A `/proc/interrupts` snapshot is malformed.
+    ProcInterrupts {
+        /// The path.
+        path: String,
+        /// The line and the reason.
+        error: ProcInterruptsError,
+    },
+    /// Two snapshots cannot be diffed.
+    Diff {
+        /// The earlier snapshot's path.
+        before: String,
+        /// The later snapshot's path.
+        after: String,
+        /// The row and the reason.
+        error: DiffError,
+    },
+    /// The interval between two snapshots is not a positive finite number.
+    InvalidInterval(f64),
+    /// An ftrace text file is malformed.
+    Ftrace {
+        /// The path.
+        path: String,
+        /// The line and the reason.
+        error: FtraceError,
+    },
+    /// An ftrace text file has no `irq_handler_entry` event to replay.
+    NoIrqEntries {
+        /// The path.
+        path: String,
+    },
+    /// The scenario could not be written.
+    Write {
+        /// The path.
+        path: String,
+        /// The operating system's error.
+        error: std::io::Error,
+    },
+    /// The generated scenario does not parse: a bug in the converter.
+    Generated(ScenarioError),
+}
+
+impl ConvertError {
+    /// Returns the process exit status for this error:
+    /// [`EXIT_INVALID_INPUT`] for bad input, [`EXIT_FAILURE`] otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Write { .. } | Self::Generated(_) => EXIT_FAILURE,
+            _ => EXIT_INVALID_INPUT,
+        }
+    }
+}
+
+impl fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { path, error } => write!(f, "cannot read {path}: {error}"),
+            Self::ProcInterrupts { path, error } => {
+                write!(f, "{path}: {error}")
+            }
+            Self::Diff {
+                before,
+                after,
+                error,
+            } => write!(f, "cannot diff {before} and {after}: {error}"),
+            Self::InvalidInterval(secs) => write!(
+                f,
+                "invalid interval {secs} s, expected a positive number of seconds between the snapshots"
+            ),
+            Self::Ftrace { path, error } => write!(f, "{path}: {error}"),
+            Self::NoIrqEntries { path } => write!(
+                f,
+                "{path}: no irq_handler_entry events to replay; record the irq events \
+                 (trace-cmd record -e irq:irq_handler_entry -e irq:irq_handler_exit)"
+            ),
+            Self::Write { path, error } => write!(f, "cannot write {path}: {error}"),
+            Self::Generated(error) => write!(
+                f,
+                "the generated scenario does not parse, a bug in irqlab: {error}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConvertError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Read { error, .. } | Self::Write { error, .. } => Some(error),
+            Self::ProcInterrupts { error, .. } => Some(error),
+            Self::Diff { error, .. } => Some(error),
+            Self::Ftrace { error, .. } => Some(error),
+            Self::Generated(error) => Some(error),
+            Self::InvalidInterval(_) | Self::NoIrqEntries { .. } => None,
+        }
+    }
+}
+
+/// Returns the scenario TOML of two snapshots.
+///
+/// # Errors
+///
+/// [`ConvertError::InvalidInterval`] unless the interval is positive and
+/// finite; [`ConvertError::Diff`] when the snapshots are not of one machine
+/// in order.
+pub fn scenario_from_proc_interrupts(
+    input: &ProcInterruptsInput<'_>,
+) -> Result<String, ConvertError> {
+    Ok(proc::plan(input)?.render())
+}
+
+/// Returns the scenario TOML that replays a trace.
+///
+/// # Errors
+///
+/// [`ConvertError::NoIrqEntries`] when the trace records no IRQ line.
+pub fn scenario_from_ftrace(input: &FtraceInput<'_>) -> Result<String, ConvertError> {
+    Ok(trace::plan(input)?.render())
+}
+
+/// A generated scenario and where it goes.
+#[derive(Debug)]
+pub struct Generated {
+    /// The scenario TOML.
+    pub text: String,
+    /// The file to write, or `None` for standard output.
+    pub out: Option<PathBuf>,
+    /// The scenario as [`Scenario::parse`] reads it back.
+    pub scenario: Scenario,
+}
+
+/// Reads the command's inputs and returns the scenario, checked by
+/// parsing it back, without writing it.
+///
+/// # Errors
+///
+/// A [`ConvertError`] naming the file and, for malformed input, the line
+/// and the reason.
+pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
+    let (text, out) = match command {
+        ScenarioCommand::FromProcInterrupts {
+            before,
+            after,
+            interval,
+            out,
+            duration,
+            cpus,
+        } => {
+            let before_name = before.display().to_string();
+            let after_name = after.display().to_string();
+            let before_snapshot = read_snapshot(before)?;
+            let after_snapshot = read_snapshot(after)?;
+            let text = scenario_from_proc_interrupts(&ProcInterruptsInput {
+                before: &before_snapshot,
+                after: &after_snapshot,
+                before_name: &before_name,
+                after_name: &after_name,
+                interval_secs: *interval,
+                duration: *duration,
+                cpus: *cpus,
+            })?;
+            (text, out.clone())
+        }
+        ScenarioCommand::FromFtrace {
+            trace,
+            out,
+            duration,
+            cpus,
+        } => {
+            let trace_name = trace.display().to_string();
+            let text = read(trace)?;
+            let parsed = Trace::parse(&text).map_err(|error| ConvertError::Ftrace {
+                path: trace_name.clone(),
+                error,
+            })?;
+            let replay_path = replay_path(trace, out.as_deref())?;
+            let text = scenario_from_ftrace(&FtraceInput {
+                trace: &parsed,
+                trace_name: &trace_name,
+                replay_path: &replay_path,
+                duration: *duration,
+                cpus: *cpus,
+            })?;
+            (text, out.clone())
+        }
+    };
+
+    // Replay paths are relative to the output file's folder.
+    let (source, base) = match &out {
+        Some(path) => (
+            path.display().to_string(),
+            path.parent().unwrap_or(Path::new("")).to_path_buf(),
+        ),
+        None => ("<standard output>".to_owned(), PathBuf::from(".")),
+    };
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let scenario = Scenario::parse(&text, &source, &base).map_err(ConvertError::Generated)?;
+    Ok(Generated {
+        text,
+        out,
+        scenario,
+    })
+}
+
+/// Runs a `scenario` subcommand: writes the scenario to its `--out` file or
+/// to standard output.
+///
+/// # Errors
+///
+/// A [`ConvertError`]; [`ConvertError::exit_code`] gives the exit status.
+pub fn run(command: &ScenarioCommand) -> Result<(), ConvertError> {
+    let generated = generate(command)?;
+    match &generated.out {
+        Some(path) => {
+            std::fs::write(path, &generated.text).map_err(|error| ConvertError::Write {
+                path: path.display().to_string(),
+                error,
+            })?;
+            eprintln!(
+                "irqlab: wrote {}: {} and {}",
+                path.display(),
+                render::counted(generated.scenario.devices.len(), "device"),
+                render::counted(generated.scenario.timers.len(), "timer")
+            );
+        }
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(generated.text.as_bytes())
+                .map_err(|error| ConvertError::Write {
+                    path: "<standard output>".to_owned(),
+                    error,
+                })?;
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<String, ConvertError> {
+    std::fs::read_to_string(path).map_err(|error| ConvertError::Read {
+        path: path.display().to_string(),
+        error,
+    })
+}
+
+fn read_snapshot(path: &Path) -> Result<Snapshot, ConvertError> {
+    Snapshot::parse(&read(path)?).map_err(|error| ConvertError::ProcInterrupts {
+        path: path.display().to_string(),
+        error,
+    })
+}
+
+/// Returns how the scenario names `trace`: relative to the folder of `out`,
+/// or absolute when the scenario goes to standard output.
+fn replay_path(trace: &Path, out: Option<&Path>) -> Result<String, ConvertError> {
+    let absolute = |path: &Path| {
+        std::fs::canonicalize(path).map_err(|error| ConvertError::Read {
+            path: path.display().to_string(),
+            error,
+        })
+    };
+    let trace = absolute(trace)?;
+    let Some(out) = out else {
+        return Ok(trace.display().to_string());
+    };
+    let folder = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let folder = std::fs::canonicalize(folder).map_err(|error| ConvertError::Write {
+        path: out.display().to_string(),
+        error,
+    })?;
+    Ok(relative_path(&trace, &folder).display().to_string())
+}
+
+/// Returns `path` relative to `folder`; both are absolute and canonical.
+fn relative_path(path: &Path, folder: &Path) -> PathBuf {
+    let path_parts: Vec<Component<'_>> = path.components().collect();
+    let folder_parts: Vec<Component<'_>> = folder.components().collect();
+    let common = path_parts
+        .iter()
+        .zip(&folder_parts)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut relative = PathBuf::new();
+    for _ in common..folder_parts.len() {
+        relative.push("..");
+    }
+    for part in &path_parts[common..] {
+        relative.push(part);
+    }
+    relative
+}
+
+/// Parses `--interval`: seconds, positive and finite.
+fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(secs),
+        _ => Err(format!(
+            "expected a positive number of seconds, such as 10 or 0.5, found \"{text}\""
+        )),
+    }
+}
+
+/// Parses `--duration`: a duration with a unit, longer than zero.
+fn parse_run_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() || duration > MAX_DURATION {
+        return Err("expected a duration longer than zero and at most 24 hours".to_owned());
+    }
+    Ok(duration)
+}
+
+/// Parses `--cpus`: 1 to irq-sim's maximum.
+fn parse_cpus(text: &str) -> Result<usize, String> {
+    let max = irq_sim::machine::MAX_CPUS;
+    match text.trim().parse::<usize>() {
+        Ok(cpus) if (1..=max).contains(&cpus) => Ok(cpus),
+        _ => Err(format!(
+            "expected a number of simulated CPUs from 1 to {max}, found \"{text}\""
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
