@@ -4,7 +4,11 @@
 //! [`record`] reads what real machines recorded: `/proc/interrupts`
 //! snapshots and ftrace text output, so that simulated load can be seeded
 //! with real interrupt rates, handler names and work durations.
+//!
+//! [`timeline`] records the `irq` and `workqueue` tracepoints of a run and
+//! writes them as a Chrome trace for Perfetto or `chrome://tracing`.
 
 #![warn(missing_docs)]
 
 pub mod record;
+pub mod timeline;
