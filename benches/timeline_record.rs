@@ -8,14 +8,17 @@
 //! - `no_timeline`: nothing else; the event's callsite is disabled, so this
 //!   is the floor.
 //! - `recording`: a timeline with room for every event of the sample.
+//! - `recording_contended`: the same, while a second thread records into
+//!   the same timeline without pause, so that the mutex is contended as it
+//!   is, at worst, between a CPU thread and a busy worker.
 //! - `full_buffer`: a timeline with no room, so each event is only counted
 //!   as dropped.
-//!
-//! One thread records, so the timeline's mutex is never contended here.
 //!
 //! Run with `cargo bench --bench timeline_record`.
 
 use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -71,6 +74,47 @@ fn record_cost(c: &mut Criterion) {
                 .with(fmt_layer())
                 .with(timeline.layer());
             let elapsed = time_events(subscriber, iters);
+            assert_eq!(timeline.counts().1, 0, "the sample overflowed the timeline");
+            elapsed
+        })
+    });
+    group.bench_function("recording_contended", |b| {
+        b.iter_custom(|iters| {
+            let capacity = usize::try_from(iters).expect("iteration count fits in memory");
+            // Room for the other thread too, which stops before it could
+            // fill the buffer, so that no event of this thread is dropped.
+            let other_limit = capacity.saturating_mul(3).saturating_add(1 << 16);
+            let timeline = Timeline::new(other_limit.saturating_add(capacity));
+            let dispatch = tracing::Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(fmt_layer())
+                    .with(timeline.layer()),
+            );
+            let stop = Arc::new(AtomicBool::new(false));
+            let other = {
+                let (dispatch, stop) = (dispatch.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        for work_struct in 0..other_limit as u64 {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            queue_work_event(black_box(u64::MAX - work_struct));
+                        }
+                    })
+                })
+            };
+            let elapsed = tracing::dispatcher::with_default(&dispatch, || {
+                let start = Instant::now();
+                for work_struct in 0..iters {
+                    queue_work_event(black_box(work_struct));
+                }
+                start.elapsed()
+            });
+            stop.store(true, Ordering::Relaxed);
+            other
+                .join()
+                .expect("the other recording thread does not panic");
             assert_eq!(timeline.counts().1, 0, "the sample overflowed the timeline");
             elapsed
         })

@@ -58,23 +58,31 @@
 //! Recording one event reads the monotonic clock, copies its fields into a
 //! fixed-size record (names are truncated to [`NAME_CAPACITY`] bytes, no
 //! allocation) and appends the record under a mutex held for that copy
-//! only. `cargo bench --bench timeline_record` measured 0.12 to 0.15 µs per
-//! event, against 1 ns for the same event with no timeline installed, and
-//! 0.025 µs per event once the buffer is full (a 2-vCPU KVM guest, with
-//! other builds running). A top half's measured duration includes its
-//! `irq_handler_entry` and one `workqueue_queue_work` per queueing, so
-//! `--trace` adds about 0.3 µs to a top half that queues one item.
+//! only. `cargo bench --bench timeline_record` measured, on a 2-vCPU KVM
+//! guest with other builds running:
+//!
+//! | case | per event |
+//! |---|---|
+//! | no timeline installed | 1 ns |
+//! | recording | 0.11 to 0.15 µs |
+//! | recording while another thread records without pause | 0.21 to 0.25 µs |
+//! | buffer full (the event is only counted) | 0.02 µs |
+//!
+//! A top half's measured duration includes its `irq_handler_entry` and one
+//! `workqueue_queue_work` per queueing, so `--trace` adds about 0.3 µs to a
+//! top half that queues one item, and up to 0.5 µs while workers record.
 //!
 //! NOTE: the mutex is shared by the CPU threads and the workers, so with
 //! the timeline installed a top half can wait for a worker's record copy.
-//! That bends the rule that a top half takes no lock a bottom half holds;
-//! the wait is one record copy long.
+//! That bends the rule that a top half takes no lock a bottom half holds.
+//! The wait is one record copy long, and the contended row above includes
+//! it.
 //!
 //! # Limitations
 //!
 //! - The buffer has room for `capacity` records and then drops new ones,
-//!   counted in [`TraceSummary::dropped`]. The end of a run is what gets lost, and
-//!   the slices whose ends were dropped are counted as unmatched.
+//!   counted in [`TraceSummary::dropped`]. The end of a run is what gets
+//!   lost, and the slices whose ends were dropped are counted as unmatched.
 //! - A CPU-intensive queue runs its items on a `spawn_blocking` thread, but
 //!   the tracepoints are emitted by the worker that waits for it, so the
 //!   execution is drawn on an async lane or on that worker's track.
