@@ -32,6 +32,7 @@ use tracing_subscriber::prelude::*;
 use cli::{Cli, Command, RunArgs};
 use irqlab::run::{Progress, RunOptions};
 use irqlab::scenario::{self, Scenario};
+use irqlab::timeline::{self, Timeline};
 
 /// Exit status for bad input.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -60,6 +61,14 @@ impl Write for LogWriter {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let tracing = match &cli.command {
+        Some(Command::Run(args)) => args.trace.is_some(),
+        None => cli.run.trace.is_some(),
+        _ => false,
+    };
+    let timeline = tracing.then(|| Timeline::new(timeline::DEFAULT_CAPACITY));
+    // The filter sits on the log layer alone: the timeline's layer has its
+    // own, so RUST_LOG neither hides its TRACE events nor prints them.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::registry()
         .with(
@@ -68,6 +77,7 @@ fn main() -> ExitCode {
                 .with_writer(|| LogWriter)
                 .with_filter(filter),
         )
+        .with(timeline.as_ref().map(Timeline::layer))
         .init();
 
     match cli.command {
@@ -75,7 +85,7 @@ fn main() -> ExitCode {
             classic();
             ExitCode::SUCCESS
         }
-        Some(Command::Run(args)) => run(&args),
+        Some(Command::Run(args)) => run(&args, timeline.as_ref()),
         Some(Command::Scenario { command }) => match irqlab::scenario::convert::run(&command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(
@@ -83,7 +93,7 @@ fn main() -> ExitCode {
                 error,
             ),
         },
-        None => run(&cli.run),
+        None => run(&cli.run, timeline.as_ref()),
     }
 }
 
@@ -151,8 +161,8 @@ fn scenario(args: &RunArgs) -> Result<Scenario, String> {
     Ok(scenario)
 }
 
-/// Runs a scenario and prints or writes its report.
-fn run(args: &RunArgs) -> ExitCode {
+/// Runs a scenario and prints or writes its report and its timeline.
+fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
     let scenario = match scenario(args) {
         Ok(scenario) => scenario,
         Err(message) => return fail(EXIT_BAD_INPUT, message),
@@ -207,7 +217,41 @@ fn run(args: &RunArgs) -> ExitCode {
             );
         }
     }
+    if let (Some(path), Some(timeline)) = (&args.trace, timeline) {
+        if let Err(error) = write_trace(path, timeline, args.quiet) {
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot write {}: {error}", path.display()),
+            );
+        }
+    }
     ExitCode::SUCCESS
+}
+
+/// Writes the timeline to `path` and says what it holds.
+fn write_trace(path: &Path, timeline: &Timeline, quiet: bool) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let summary = timeline.write_chrome_trace(&mut out)?;
+    out.flush()?;
+    if !quiet {
+        println!(
+            "\nTimeline: {} top halves, {} work runs and {} queue_work arrows written to {}; open it \
+             in Perfetto (ui.perfetto.dev) or chrome://tracing (docs/timeline.md)",
+            summary.top_halves,
+            summary.executions,
+            summary.flows,
+            path.display()
+        );
+    }
+    if summary.dropped > 0 {
+        eprintln!(
+            "irqlab: warning: the timeline's buffer filled up; the last {} events of the run \
+             are missing from {}",
+            summary.dropped,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Returns the progress callback: a bar on a terminal, a plain line a

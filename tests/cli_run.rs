@@ -303,3 +303,76 @@ fn help_explains_each_option_with_its_default() {
         assert!(help.contains(needle), "no {needle} in\n{help}");
     }
 }
+
+#[test]
+fn the_trace_links_each_queue_work_to_its_run() {
+    let path = scratch("trace.json");
+    let output = run(&[
+        "--duration",
+        "300ms",
+        "--quiet",
+        "--trace",
+        path.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let trace: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let events = trace["traceEvents"]
+        .as_array()
+        .expect("a traceEvents array");
+    // Top halves and work runs; the zero-length `queue_work` marks that
+    // anchor the arrows are not slices of either.
+    let slices: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["ph"] == "X")
+        .filter(|event| !event["name"].as_str().unwrap().starts_with("queue_work"))
+        .collect();
+    let tracks: Vec<&str> = events
+        .iter()
+        .filter(|event| event["name"] == "thread_name")
+        .filter_map(|event| event["args"]["name"].as_str())
+        .collect();
+    assert!(
+        tracks.contains(&"CPU 0") && tracks.contains(&"CPU 1"),
+        "{tracks:?}"
+    );
+
+    let inside = |flow: &Value| {
+        let at = flow["ts"].as_f64().unwrap();
+        slices.iter().any(|slice| {
+            let start = slice["ts"].as_f64().unwrap();
+            let end = start + slice["dur"].as_f64().unwrap();
+            slice["tid"] == flow["tid"] && start <= at && at <= end
+        })
+    };
+    let starts: Vec<&Value> = events.iter().filter(|event| event["ph"] == "s").collect();
+    let ends: Vec<&Value> = events.iter().filter(|event| event["ph"] == "f").collect();
+    assert!(!starts.is_empty());
+    assert_eq!(starts.len(), ends.len());
+    let main_track = events
+        .iter()
+        .find(|event| event["name"] == "thread_name" && event["args"]["name"] == "main")
+        .map(|event| event["tid"].clone());
+    let mut from_probes = 0;
+    for start in &starts {
+        // A queue_work in a top half or in a work run; or in a driver's
+        // probe, which runs on the main thread before arrivals start.
+        if !inside(start) {
+            assert_eq!(
+                Some(&start["tid"]),
+                main_track.as_ref(),
+                "flow starts outside any slice: {start}"
+            );
+            from_probes += 1;
+        }
+    }
+    assert!(from_probes <= 5, "{from_probes} flows from the main thread");
+    for end in &ends {
+        let at = end["ts"].as_f64().unwrap();
+        let run_starts_here = slices.iter().any(|slice| {
+            slice["tid"] == end["tid"]
+                && slice["cat"] == "workqueue"
+                && (slice["ts"].as_f64().unwrap() - at).abs() < 1e-9
+        });
+        assert!(run_starts_here, "flow ends where no work run starts: {end}");
+    }
+}
