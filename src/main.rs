@@ -217,13 +217,13 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
             );
         }
     }
-    if let (Some(path), Some(timeline)) = (&args.trace, timeline) {
-        if let Err(error) = write_trace(path, timeline, args.quiet) {
-            return fail(
-                EXIT_FAILURE,
-                format!("cannot write {}: {error}", path.display()),
-            );
-        }
+    if let (Some(path), Some(timeline)) = (&args.trace, timeline)
+        && let Err(error) = write_trace(path, timeline, args.quiet)
+    {
+        return fail(
+            EXIT_FAILURE,
+            format!("cannot write {}: {error}", path.display()),
+        );
     }
     ExitCode::SUCCESS
 }
