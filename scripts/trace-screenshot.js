@@ -21,7 +21,7 @@ function usage(message) {
 }
 
 // Time shown on either side of the chosen arrow, in microseconds.
-const PAD_US = 60;
+const PAD_US = Number(process.env.TRACE_PAD_US || 60);
 
 // Picks the arrow to show and cuts the trace down to the time around it.
 function cutTrace(trace, workFilter) {
