@@ -2,8 +2,8 @@
 //! status register, a top half that claims it, a bottom half that spends
 //! CPU time) and one-shot timers.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use driver::ModuleError;
@@ -13,6 +13,23 @@ use driver::module::ModuleContext;
 use irq_sim::clock::{self, Timestamp};
 use irq_sim::{Controller, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LocalTimer, Trigger};
 use wq::{DataWork, Workqueue};
+
+/// A line's registration, made after the top half that needs the device
+/// exists, and freed on demand.
+#[derive(Debug, Default)]
+struct Registration(Mutex<Option<IrqRegistration>>);
+
+impl Registration {
+    fn set(&self, registration: IrqRegistration) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(registration);
+    }
+
+    /// Frees the line (`free_irq`), waiting for a running top half.
+    fn free(&self) {
+        let registration = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(registration);
+    }
+}
 
 /// Events handed from a top half to its bottom half.
 #[derive(Debug, Default)]
@@ -67,7 +84,7 @@ pub(crate) struct GenericDevice {
     oldest: AtomicU64,
     arrived: AtomicU64,
     handoff: Arc<DataWork<Handoff>>,
-    registration: std::sync::Mutex<Option<IrqRegistration>>,
+    registration: Registration,
 }
 
 /// Counters of a generic device or one-shot timer.
@@ -112,7 +129,7 @@ impl GenericDevice {
             oldest: AtomicU64::new(0),
             arrived: AtomicU64::new(0),
             handoff,
-            registration: std::sync::Mutex::new(None),
+            registration: Registration::default(),
         });
         let flags = match (trigger, shared) {
             (Trigger::Edge, false) => IrqFlags::EDGE,
@@ -127,10 +144,7 @@ impl GenericDevice {
         };
         let registration =
             ctx.request_irq(controller, irq, IrqRequest::new(handler, flags, top_half))?;
-        *device
-            .registration
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(registration);
+        device.registration.set(registration);
         Ok(device)
     }
 
@@ -169,12 +183,7 @@ impl GenericDevice {
 
     /// Frees the line (`free_irq`).
     pub(crate) fn free(&self) {
-        let registration = self
-            .registration
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        drop(registration);
+        self.registration.free();
     }
 
     /// Returns true when no event waits in the status register or the
@@ -211,7 +220,7 @@ pub(crate) struct OneshotTimer {
     disarmed: AtomicBool,
     controller: Controller,
     handoff: Arc<DataWork<Handoff>>,
-    registration: std::sync::Mutex<Option<IrqRegistration>>,
+    registration: Registration,
 }
 
 impl OneshotTimer {
@@ -239,7 +248,7 @@ impl OneshotTimer {
             disarmed: AtomicBool::new(false),
             controller: controller.clone(),
             handoff,
-            registration: std::sync::Mutex::new(None),
+            registration: Registration::default(),
         });
         // Leaked as a generic device's handler name is.
         let handler: &'static str = Box::leak(name.to_owned().into_boxed_str());
@@ -252,10 +261,7 @@ impl OneshotTimer {
             irq,
             IrqRequest::new(handler, IrqFlags::EDGE, top_half),
         )?;
-        *oneshot
-            .registration
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(registration);
+        oneshot.registration.set(registration);
         Ok(oneshot)
     }
 
@@ -300,12 +306,7 @@ impl OneshotTimer {
     /// Disarms the timer and frees its line.
     pub(crate) fn stop(&self) {
         self.disarm();
-        let registration = self
-            .registration
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        drop(registration);
+        self.registration.free();
     }
 
     /// Returns true when every fired expiry's work has run.
