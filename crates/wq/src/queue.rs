@@ -450,8 +450,15 @@ async fn worker(shared: Arc<Shared>, id: u64) {
                 core::unpark_worker(&mut pool, queue, id);
                 loop {
                     leftovers.absorb(core::drain_intake(&mut pool, queue));
-                    if let Some(started) = core::take_next(&mut pool, queue, now) {
-                        break Poll::Ready(Step::Run(started));
+                    // Read now, not at the top of the loop: this closure is
+                    // polled again when a parked worker wakes, and an item
+                    // drained here may have been queued after the loop's
+                    // clock read. A stale time would record a start before
+                    // the queueing (latency 0) and count the park in the
+                    // item's run time.
+                    let started_at = Instant::now();
+                    if let Some(started) = core::take_next(&mut pool, queue, started_at) {
+                        break Poll::Ready(Step::Run(started, started_at));
                     }
                     if !may_park {
                         break Poll::Ready(Step::Spin);
@@ -474,12 +481,12 @@ async fn worker(shared: Arc<Shared>, id: u64) {
         .await;
 
         match next {
-            Step::Run(started) => {
+            Step::Run(started, started_at) => {
                 idle_since = None;
                 if started.spawn_worker {
                     spawn_worker(&shared);
                 }
-                finished = Some(run(&shared, started, now).await);
+                finished = Some(run(&shared, started, started_at).await);
             }
             Step::Spin => {
                 let since = *idle_since.get_or_insert(now);
@@ -499,7 +506,8 @@ async fn worker(shared: Arc<Shared>, id: u64) {
 
 /// A worker's next step after one look at its worklist.
 enum Step {
-    Run(Started),
+    /// Run an item, taken off the worklist at the given time.
+    Run(Started, Instant),
     Spin,
     Exit,
 }
