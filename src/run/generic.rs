@@ -47,11 +47,15 @@ pub(crate) struct Handoff {
 }
 
 impl Handoff {
-    /// Adds `events` raised from `oldest` on: top-half side.
+    /// Adds `events` raised from `oldest` on (0: unknown): top-half side.
     fn give(&self, events: u64, oldest: u64) {
-        let _ = self
-            .oldest
-            .compare_exchange(0, oldest.max(1), Ordering::AcqRel, Ordering::Acquire);
+        // A top half can claim an event whose raise time went to the batch
+        // before it, and then has none to give.
+        if oldest != 0 {
+            let _ = self
+                .oldest
+                .compare_exchange(0, oldest, Ordering::AcqRel, Ordering::Acquire);
+        }
         self.events.fetch_add(events, Ordering::AcqRel);
     }
 
