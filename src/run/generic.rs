@@ -329,3 +329,30 @@ impl OneshotTimer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_without_raise_time_records_no_latency() {
+        let handoff = Handoff::default();
+        handoff.give(2, 0);
+        handoff.take();
+        assert_eq!(handoff.processed.load(Ordering::Relaxed), 2);
+        assert!(handoff.end_to_end.snapshot().is_empty());
+    }
+
+    #[test]
+    fn a_batch_records_its_oldest_event() {
+        let handoff = Handoff::default();
+        let raised = clock::now();
+        handoff.give(1, raised.as_nanos());
+        handoff.give(1, (raised + Duration::from_millis(1)).as_nanos());
+        handoff.take();
+        let histogram = handoff.end_to_end.snapshot();
+        assert_eq!(histogram.len(), 1);
+        assert!(histogram.max() < 10_000_000_000);
+        assert_eq!(handoff.processed.load(Ordering::Relaxed), 2);
+    }
+}
