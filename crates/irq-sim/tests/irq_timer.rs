@@ -71,7 +71,10 @@ fn raise_time_is_programmed_expiry() {
             "timer",
             IrqFlags::EDGE,
             move |ctx: &mut HardIrqContext<'_>| {
-                record.lock().unwrap().push((ctx.raise_time(), ctx.entry_time()));
+                record
+                    .lock()
+                    .unwrap()
+                    .push((ctx.raise_time(), ctx.entry_time()));
                 IrqReturn::Handled
             },
         ),

@@ -1,0 +1,123 @@
+//! The SVG plot of a result: one panel per column set, IRQ and thread
+//! latency histograms drawn as steps on a logarithmic count axis.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::error::LatencyError;
+use super::report::{Column, LatencyReport};
+
+const PANEL_HEIGHT: u32 = 260;
+const WIDTH: u32 = 900;
+
+/// Draws the IRQ and thread latency histograms of every column set of
+/// `report` into the SVG file `out`.
+///
+/// # Errors
+///
+/// [`LatencyError::Plot`] when drawing or writing fails.
+pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> {
+    let failed = |error: &dyn std::fmt::Display| LatencyError::Plot {
+        path: out.to_path_buf(),
+        message: error.to_string(),
+    };
+    let panels = report.column_sets.len().max(1) as u32;
+    let root = SVGBackend::new(out, (WIDTH, PANEL_HEIGHT * panels)).into_drawing_area();
+    root.fill(&WHITE).map_err(|error| failed(&error))?;
+    let areas = root.split_evenly((panels as usize, 1));
+
+    // One x range for all panels, so that they compare at a glance: up to
+    // the largest p99.9 of any column, plus a fifth.
+    let unit_ns = if report.settings.unit == "ns" {
+        1.0
+    } else {
+        1_000.0
+    };
+    let x_max = report
+        .column_sets
+        .iter()
+        .flat_map(|set| [set.irq.summary.p999_ns, set.thr.summary.p999_ns])
+        .max()
+        .unwrap_or(1) as f64
+        * 1.2
+        / unit_ns;
+    let x_max = x_max.max(report.settings.bucket_ns as f64 / unit_ns);
+    let y_max = report
+        .column_sets
+        .iter()
+        .flat_map(|set| [&set.irq, &set.thr])
+        .flat_map(|column| column.histogram.nonzero.iter().map(|[_, count]| *count))
+        .max()
+        .unwrap_or(1) as f64
+        * 2.0;
+
+    for (set, area) in report.column_sets.iter().zip(&areas) {
+        let title = format!(
+            "{} ({} Hz, {}): IRQ and thread latency",
+            set.mechanism, report.settings.rate_hz, report.settings.cpu_mode
+        );
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(32)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..x_max, (0.8f64..y_max).log_scale())
+            .map_err(|error| failed(&error))?;
+        chart
+            .configure_mesh()
+            .x_desc(format!(
+                "latency from programmed expiry ({})",
+                report.settings.unit
+            ))
+            .y_desc("samples per bucket")
+            .draw()
+            .map_err(|error| failed(&error))?;
+        for (column, color) in [(&set.irq, BLUE), (&set.thr, RED)] {
+            chart
+                .draw_series(LineSeries::new(
+                    steps(column, unit_ns),
+                    color.stroke_width(2),
+                ))
+                .map_err(|error| failed(&error))?
+                .label(format!(
+                    "{}: p50 {:.1}, p99 {:.1}",
+                    column.name,
+                    column.summary.p50_ns as f64 / unit_ns,
+                    column.summary.p99_ns as f64 / unit_ns
+                ))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|error| failed(&error))?;
+    }
+    root.present().map_err(|error| failed(&error))?;
+    Ok(())
+}
+
+/// Returns the outline of a column's histogram as step points, dropping to
+/// the axis between non-adjacent buckets.
+fn steps(column: &Column, unit_ns: f64) -> Vec<(f64, f64)> {
+    let width = column.histogram.bucket_ns as f64 / unit_ns;
+    let floor = 0.8;
+    let mut points = Vec::new();
+    let mut previous: Option<u64> = None;
+    for &[index, count] in &column.histogram.nonzero {
+        let left = index as f64 * width;
+        if previous != Some(index.wrapping_sub(1)) {
+            points.push((left, floor));
+        }
+        points.push((left, count as f64));
+        points.push((left + width, count as f64));
+        previous = Some(index);
+    }
+    if let Some(last) = previous {
+        points.push(((last + 1) as f64 * width, floor));
+    }
+    points
+}
