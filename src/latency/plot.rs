@@ -28,21 +28,24 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
     let areas = root.split_evenly((panels as usize, 1));
 
     // One x range for all panels, so that they compare at a glance: up to
-    // the largest p99.9 of any column, plus a fifth.
+    // twice the largest p99 of any column, within the histogram's range
+    // (samples past it are the `over` count of the legend).
     let unit_ns = if report.settings.unit == "ns" {
         1.0
     } else {
         1_000.0
     };
-    let x_max = report
+    let range = (report.settings.bucket_ns * report.settings.entries) as f64 / unit_ns;
+    let p99_max = report
         .column_sets
         .iter()
-        .flat_map(|set| [set.irq.summary.p999_ns, set.thr.summary.p999_ns])
+        .flat_map(|set| [set.irq.summary.p99_ns, set.thr.summary.p99_ns])
         .max()
         .unwrap_or(1) as f64
-        * 1.2
         / unit_ns;
-    let x_max = x_max.max(report.settings.bucket_ns as f64 / unit_ns);
+    let x_max = (2.0 * p99_max)
+        .min(range)
+        .max(10.0 * report.settings.bucket_ns as f64 / unit_ns);
     let y_max = report
         .column_sets
         .iter()
@@ -71,20 +74,23 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
                 report.settings.unit
             ))
             .y_desc("samples per bucket")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(|error| failed(&error))?;
         for (column, color) in [(&set.irq, BLUE), (&set.thr, RED)] {
             chart
                 .draw_series(LineSeries::new(
-                    steps(column, unit_ns),
+                    steps(column, unit_ns, x_max),
                     color.stroke_width(2),
                 ))
                 .map_err(|error| failed(&error))?
                 .label(format!(
-                    "{}: p50 {:.1}, p99 {:.1}",
+                    "{}: p50 {:.1}, p99 {:.1}, past the axis {}",
                     column.name,
                     column.summary.p50_ns as f64 / unit_ns,
-                    column.summary.p99_ns as f64 / unit_ns
+                    column.summary.p99_ns as f64 / unit_ns,
+                    beyond(column, unit_ns, x_max)
                 ))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
         }
@@ -100,16 +106,36 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
     Ok(())
 }
 
+/// Returns the samples of a column that the plot does not show: past
+/// `x_max` or past the histogram's last bucket.
+fn beyond(column: &Column, unit_ns: f64, x_max: f64) -> u64 {
+    let width = column.histogram.bucket_ns as f64 / unit_ns;
+    let past_axis: u64 = column
+        .histogram
+        .nonzero
+        .iter()
+        .filter(|[index, _]| *index as f64 * width >= x_max)
+        .map(|[_, count]| count)
+        .sum();
+    column.histogram.over + past_axis
+}
+
 /// Returns the outline of a column's histogram as step points, dropping to
-/// the axis between non-adjacent buckets.
-fn steps(column: &Column, unit_ns: f64) -> Vec<(f64, f64)> {
+/// the axis between non-adjacent buckets, up to `x_max`.
+fn steps(column: &Column, unit_ns: f64, x_max: f64) -> Vec<(f64, f64)> {
     let width = column.histogram.bucket_ns as f64 / unit_ns;
     let floor = 0.8;
     let mut points = Vec::new();
     let mut previous: Option<u64> = None;
     for &[index, count] in &column.histogram.nonzero {
         let left = index as f64 * width;
-        if previous != Some(index.wrapping_sub(1)) {
+        if left >= x_max {
+            break;
+        }
+        if previous.is_none_or(|previous| previous + 1 != index) {
+            if let Some(previous) = previous {
+                points.push(((previous + 1) as f64 * width, floor));
+            }
             points.push((left, floor));
         }
         points.push((left, count as f64));

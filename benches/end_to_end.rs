@@ -1,0 +1,152 @@
+//! Criterion bench of the whole deferral path, beside its baseline in one
+//! group, `end_to_end_latency_ns`:
+//!
+//! - `irqlab_raise_to_work_start`: a plain thread raises an edge line of a
+//!   simulated CPU (blocking mode); the top half queues an idle work item;
+//!   the time counts from the raise to the first line of the work
+//!   function.
+//! - `baseline_send_to_task_start`: a plain thread sends a timestamp over a
+//!   tokio unbounded channel to a task waiting in `recv` on an identically
+//!   built runtime; the time counts from the send to the task's return
+//!   from `recv`.
+//!
+//! Each iteration is one event; the raiser waits (yielding) until the
+//! event's bottom half started before it raises the next, so nothing
+//! coalesces. Criterion reports the mean time per event; distributions
+//! and tails come from `irqlab latency`, which criterion cannot give.
+//!
+//! Run with `cargo bench --bench end_to_end`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use irq_sim::clock;
+use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
+use wq::{Work, Workqueue};
+
+const LINE: u32 = 20;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("bench runtime")
+}
+
+/// The bottom half's start time (ns on the irq-sim clock) and a count of
+/// starts, written by the work function or the baseline task.
+#[derive(Default)]
+struct Started {
+    at_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Started {
+    fn mark(&self) {
+        // Release, paired with `wait_past`'s Acquire: the time is stored
+        // before the count that announces it.
+        self.at_ns.store(clock::now().as_nanos(), Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Release);
+    }
+
+    /// Waits until the count passes `before`, yielding so that the CPU
+    /// thread and the workers get the vCPUs; returns the start time.
+    fn wait_past(&self, before: u64) -> u64 {
+        while self.count.load(Ordering::Acquire) == before {
+            std::thread::yield_now();
+        }
+        self.at_ns.load(Ordering::Relaxed)
+    }
+}
+
+fn bench_end_to_end(c: &mut Criterion) {
+    let mut group = c.benchmark_group("end_to_end_latency_ns");
+    group.sample_size(30);
+    group.measurement_time(Duration::from_secs(8));
+
+    // irqlab: raise -> top half -> queue_work -> work start.
+    let wq_runtime = runtime();
+    let queue = Workqueue::builder("end-to-end")
+        .max_active(1)
+        .runtime(wq_runtime.handle().clone())
+        .build();
+    let started = Arc::new(Started::default());
+    let item = {
+        let started = started.clone();
+        Work::from_fn("end-to-end", move || started.mark())
+    };
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .expect("valid machine config");
+    let controller = machine.controller();
+    {
+        let (queue, item) = (queue.clone(), item.clone());
+        controller
+            .request_irq(
+                LINE,
+                IrqRequest::new(
+                    "end-to-end",
+                    IrqFlags::EDGE,
+                    move |_: &mut HardIrqContext<'_>| {
+                        let _ = wq::queue_work(&queue, &item);
+                        IrqReturn::Handled
+                    },
+                ),
+            )
+            .expect("free line");
+    }
+    group.bench_function("irqlab_raise_to_work_start", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let before = started.count.load(Ordering::Acquire);
+                let raised = clock::now().as_nanos();
+                let _ = controller.raise(LINE).expect("line exists");
+                let at = started.wait_past(before);
+                total += Duration::from_nanos(at.saturating_sub(raised));
+            }
+            total
+        });
+    });
+
+    // Baseline: send -> task return from recv.
+    let base_runtime = runtime();
+    let base_started = Arc::new(Started::default());
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
+    {
+        let started = base_started.clone();
+        base_runtime.spawn(async move {
+            while receiver.recv().await.is_some() {
+                started.mark();
+            }
+        });
+    }
+    group.bench_function("baseline_send_to_task_start", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let before = base_started.count.load(Ordering::Acquire);
+                let sent = clock::now().as_nanos();
+                sender.send(()).expect("the task is alive");
+                let at = base_started.wait_past(before);
+                total += Duration::from_nanos(at.saturating_sub(sent));
+            }
+            total
+        });
+    });
+    group.finish();
+
+    drop(sender);
+    let report = machine.shutdown();
+    if !report.is_clean() {
+        println!("machine shutdown: {report:?}");
+    }
+}
+
+criterion_group!(benches, bench_end_to_end);
+criterion_main!(benches);
