@@ -2,8 +2,8 @@
 //! group, `end_to_end_latency_ns`:
 //!
 //! - `irqlab_raise_to_work_start`: a plain thread raises an edge line of a
-//!   simulated CPU (blocking mode); the top half queues an idle work item;
-//!   the time counts from the raise to the first line of the work
+//!   simulated CPU (blocking mode), and the top half queues an idle work
+//!   item. The time counts from the raise to the first line of the work
 //!   function.
 //! - `baseline_send_to_task_start`: a plain thread sends a timestamp over a
 //!   tokio unbounded channel to a task waiting in `recv` on an identically

@@ -137,8 +137,8 @@ fn steady_state_loop_allocates_nothing() {
     }
 }
 
-/// The counter sees the per-activation task of tokio-spawn, so a zero
-/// above is not a counter that never counts.
+/// The counter registers the per-activation task of tokio-spawn, so a
+/// zero above does not come from a counter that never counts.
 #[test]
 fn counter_sees_spawn_allocations() {
     let _serial = ONE_AT_A_TIME

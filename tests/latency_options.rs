@@ -33,7 +33,7 @@ fn irqlab(arguments: &[&str]) -> (Option<i32>, String, String) {
 }
 
 #[test]
-fn defaults_match_the_issue() {
+fn defaults_documented() {
     let args = parse(&[]).unwrap();
     assert_eq!(args.rate, 1000);
     assert_eq!(args.duration, Duration::from_secs(10));

@@ -19,8 +19,8 @@ fn parse(arguments: &[&str]) -> LatencyArgs {
         .args
 }
 
-/// A report with two columns of known samples (nanoseconds): IRQ-a holds
-/// 1.2, 1.7, 3.1 and 900 us; Thr-a holds 5.5 us twice.
+/// Returns a report with two columns of known samples: IRQ-a contains 1.2,
+/// 1.7, 3.1 and 900 us, and Thr-a contains 5.5 us twice.
 fn known_report() -> LatencyReport {
     let mut irq = new_histogram();
     for nanos in [1_200, 1_700, 3_100, 900_000] {
@@ -206,4 +206,36 @@ fn short_run_fills_every_column() {
     assert_eq!(report.ratios.len(), 10);
     let table = report.histogram_table();
     assert!(table.contains("IRQ-base"), "{table}");
+}
+
+/// A run with background NIC load stops its load and accounts for every
+/// activation.
+#[test]
+fn load_run_finishes() {
+    let args = parse(&[
+        "--rate",
+        "1000",
+        "-d",
+        "200ms",
+        "--rounds",
+        "1",
+        "--noise-probe",
+        "0s",
+        "--load",
+        "5000",
+        "-m",
+        "system-wq",
+    ]);
+    let report = measure(&args, |_| {}).unwrap();
+    assert_eq!(report.settings.load_hz, 5000);
+    for set in &report.column_sets {
+        let counts = set.counts;
+        assert!(counts.activations > 0, "{}: {counts:?}", set.mechanism);
+        assert_eq!(
+            counts.started + counts.lost,
+            counts.activations,
+            "{}: started + lost",
+            set.mechanism
+        );
+    }
 }

@@ -55,8 +55,8 @@ pub struct LatencyArgs {
     #[arg(long, value_name = "N", default_value = "5", value_parser = parse_rounds)]
     pub rounds: u32,
 
-    /// How the simulated CPU and the cyclictest-like baseline thread wait
-    /// for the next expiry.
+    /// Wait method of the simulated CPU and of the cyclictest-like baseline
+    /// thread until the next expiry.
     #[arg(long, value_enum, default_value = "blocking")]
     pub cpu_mode: CpuModeArg,
 
@@ -265,8 +265,8 @@ pub fn parse_rounds(value: &str) -> Result<u32, LatencyError> {
 }
 
 impl LatencyArgs {
-    /// Checks what the parsers cannot see alone: the values of a
-    /// `LatencyArgs` built in code, and that a round holds at least ten
+    /// Checks what the parsers cannot check alone: the values of a
+    /// `LatencyArgs` built in code, and that a round contains at least ten
     /// timer periods.
     ///
     /// # Errors

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// What can go wrong in `irqlab latency`: a bad option value, a failure to
-/// set up the simulated machine, or a file that cannot be written or read.
+/// Error of `irqlab latency`: an invalid option value, a simulated machine
+/// that cannot be set up, or a file that cannot be written or read.
 #[derive(Debug)]
 pub enum LatencyError {
     /// `--rate` or `--load` is not a whole number of hertz in range.
@@ -22,7 +22,7 @@ pub enum LatencyError {
         option: &'static str,
         /// The value as given.
         value: String,
-        /// What the duration parser reported.
+        /// The duration parser's error.
         source: humantime::DurationError,
     },
     /// A duration is outside what the option accepts.
@@ -89,14 +89,14 @@ pub enum LatencyError {
     ParseJson {
         /// The file.
         path: PathBuf,
-        /// What serde_json reported.
+        /// The serde_json error.
         source: serde_json::Error,
     },
     /// The SVG plot could not be drawn or written.
     Plot {
         /// The SVG file.
         path: PathBuf,
-        /// What plotters reported.
+        /// The plotters error message.
         message: String,
     },
 }
@@ -143,7 +143,7 @@ impl std::fmt::Display for LatencyError {
             ),
             Self::RoundTooShort { round, period } => write!(
                 f,
-                "a round of {} holds fewer than ten timer periods of {}: raise --duration or --rate, or lower --rounds",
+                "a round of {} contains fewer than ten timer periods of {}: raise --duration or --rate, or lower --rounds",
                 humantime::format_duration(*round),
                 humantime::format_duration(*period)
             ),

@@ -5,8 +5,8 @@
 //! rtla timerlat does: the IRQ latency runs from the expiry to the top
 //! half's entry, the thread latency from the expiry to the start of the
 //! bottom half. An expiry that fires more than a period late skips the
-//! missed periods and counts them as timer overruns; an activation whose
-//! bottom half cannot be queued because its slot is still pending is
+//! missed periods and counts them as timer overruns. An activation whose
+//! bottom half cannot be queued, because its slot is still pending, is
 //! counted as lost. Nothing is dropped silently.
 //!
 //! The steady-state loop of the workqueue and threaded mechanisms
@@ -14,13 +14,13 @@
 //! [`SLOTS`] preallocated work items (or ring entries), the histograms have
 //! fixed bounds, and the locks around them are uncontended.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use driver::irq::{IrqRegistration, ThreadedIrq, request_irq, request_threaded_irq};
 use hdrhistogram::Histogram;
-use irq_sim::arrival::{self, Arrival};
+use irq_sim::arrival::Arrival;
 use irq_sim::clock::{self, Timestamp};
 use irq_sim::device::Nic;
 use irq_sim::{Config, CpuMode, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
@@ -62,7 +62,7 @@ fn take(histogram: &Mutex<Histogram<u64>>) -> Histogram<u64> {
         .clone()
 }
 
-/// What happened to the activations of one column set.
+/// Activation counts of one column set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     /// Timer expiries that reached the top half (or woke the baseline
@@ -183,12 +183,12 @@ fn build_runtime(name: &str) -> Result<tokio::runtime::Runtime, LatencyError> {
         .map_err(LatencyError::Runtime)
 }
 
-/// What every run of a measurement shares.
+/// Settings shared by every run of a measurement.
 #[derive(Clone, Copy, Debug)]
 pub struct RunSettings {
     /// Timer period.
     pub period: Duration,
-    /// How the simulated CPU and the baseline thread wait.
+    /// Wait method of the simulated CPU and the baseline thread.
     pub cpu_mode: CpuModeArg,
     /// Background NIC packets per second; 0 for none.
     pub load_hz: u32,
@@ -203,8 +203,9 @@ struct Bench {
 /// The background NIC: a Poisson feeder and the registration of its
 /// driver's top half.
 struct Load {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    feeder: std::thread::JoinHandle<arrival::DriveReport>,
+    /// Set by `Bench::finish`; the feeder stops at its next arrival.
+    stop: Arc<AtomicBool>,
+    feeder: std::thread::JoinHandle<()>,
     registration: IrqRegistration,
     work: Arc<Work>,
 }
@@ -271,24 +272,29 @@ fn start_load(machine: &Machine, hz: u32) -> Result<Load, LatencyError> {
     )
     .map_err(|error| LatencyError::Request(error.to_string()))?;
 
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A feeder of our own rather than `arrival::drive`, because the load
+    // runs until `Bench::finish` stops it, not for a known count or time.
+    let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
+    let arrivals = Arrival::Poisson {
+        rate_hz: f64::from(hz),
+        seed: 1,
+    };
     let start = clock::now() + Duration::from_millis(1);
-    let feeder = arrival::drive(
-        "nic-load",
-        &Arrival::Poisson {
-            rate_hz: f64::from(hz),
-            seed: 1,
-        },
-        start,
-        u64::MAX,
-        Timestamp::from_nanos(u64::MAX),
-        move |arrived| {
-            if !stopped.load(Ordering::Relaxed) {
+    let feeder = std::thread::Builder::new()
+        .name("nic-load".into())
+        .spawn(move || {
+            clock::set_timer_slack(Duration::from_nanos(1));
+            for offset in arrivals.offsets() {
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                let arrived = start + offset;
+                clock::sleep_until(arrived);
                 nic.receive(64, arrived);
             }
-        },
-    );
+        })
+        .map_err(LatencyError::Runtime)?;
     Ok(Load {
         stop,
         feeder,
@@ -437,8 +443,8 @@ fn register_wq(
 
         // NOTE: the top half is the only queuer, so a slot that is not
         // pending stays so until the queueing below. A slot whose previous
-        // run is starting may read the new expiry; that needs a backlog of
-        // SLOTS periods, which is counted as lost on the next lap.
+        // run is starting may read the new expiry. That takes a backlog of
+        // SLOTS periods, and the next lap counts it as lost.
         if slot.is_pending() {
             probe.lost.fetch_add(1, Ordering::Relaxed);
             return IrqReturn::Handled;
@@ -465,9 +471,9 @@ struct ThreadRing {
     /// Next sequence number the top half writes; `Release` after the
     /// entry, paired with the thread's `Acquire`.
     requested: AtomicU64,
-    /// Next sequence number the thread reads; `Release` after the read,
-    /// paired with the top half's `Acquire`, so an entry is not
-    /// overwritten before it was read.
+    /// Next sequence number the thread reads. It is stored with `Release`
+    /// after the read and paired with the top half's `Acquire`, so that
+    /// an entry is not overwritten before it was read.
     served: AtomicU64,
 }
 
@@ -532,7 +538,7 @@ fn register_spawn(
         let task_probe = probe.clone();
         let raised_ns = raised.as_nanos();
         // NOTE: this allocates the task and may wake a runtime thread with
-        // a system call inside the top half; that cost is what this
+        // a system call inside the top half. That cost is what this
         // mechanism is measured for.
         drop(runtime.spawn(async move { task_probe.start(raised_ns) }));
         probe.queued.fetch_add(1, Ordering::Relaxed);
@@ -546,12 +552,13 @@ fn register_spawn(
     .map_err(|error| LatencyError::Request(error.to_string()))
 }
 
-/// Runs the baseline for `length`: a cyclictest-like plain thread sleeping
-/// (or spinning) to absolute deadlines, whose wake-up lateness is the IRQ
-/// baseline, and that hands each deadline to a tokio task waiting in
-/// `recv` on an identically built runtime, whose start is the thread
-/// baseline. The background load, if any, runs on a simulated machine
-/// meanwhile, as in the mechanisms' rounds.
+/// Runs the baseline for `length`.
+///
+/// A cyclictest-like plain thread sleeps (or spins) to absolute deadlines,
+/// and its wake-up lateness is the IRQ baseline. It hands each deadline to
+/// a tokio task waiting in `recv` on an identically built runtime, and the
+/// task's start is the thread baseline. The background load, if any, runs
+/// on a simulated machine meanwhile, as in the mechanisms' rounds.
 ///
 /// # Errors
 ///

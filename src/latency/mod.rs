@@ -10,11 +10,11 @@
 //! - **IRQ latency** (`IRQ-<tag>`): to the top half's entry;
 //! - **thread latency** (`Thr-<tag>`): to the start of the bottom half.
 //!
-//! The baseline columns (`IRQ-base`, `Thr-base`) come from the same run: a
-//! cyclictest-like plain thread sleeping to absolute deadlines (the floor
-//! for timer lateness on the host), which hands each deadline to a tokio
-//! task waiting in `recv` on an identically built runtime (the floor for
-//! thread latency). Mechanisms and baseline are interleaved in rounds, and
+//! The baseline columns (`IRQ-base`, `Thr-base`) come from the same run. A
+//! cyclictest-like plain thread sleeps to absolute deadlines: the floor
+//! for timer lateness on the host. It hands each deadline to a tokio task
+//! waiting in `recv` on an identically built runtime: the floor for thread
+//! latency. Mechanisms and baseline are interleaved in rounds, and
 //! each ratio is the median of the per-round ratios.
 //!
 //! # Limitations

@@ -144,7 +144,8 @@ pub struct Ratio {
     pub p99: f64,
     /// Per-round p99 ratios.
     pub p99_rounds: Vec<f64>,
-    /// The goal for p50, when the issue sets one.
+    /// The largest p50 ratio the goal allows; `None` for the comparison
+    /// mechanism (tokio-spawn), which has no goal.
     pub p50_goal: Option<f64>,
     /// The goal for p99.
     pub p99_goal: Option<f64>,
@@ -300,11 +301,12 @@ impl LatencyReport {
         out
     }
 
-    /// Renders the histogram in the layout of `rtla timerlat hist`: `#`
-    /// comment lines, a header `Index IRQ-<tag> Thr-<tag> ...`, one row per
-    /// bucket with at least one sample in any column (the index is the
-    /// bucket's lower bound in the unit), then the `over:`, `count:`,
-    /// `min:`, `avg:` and `max:` rows.
+    /// Renders the histogram in the layout of `rtla timerlat hist`.
+    ///
+    /// The layout: `#` comment lines, a header `Index IRQ-<tag> Thr-<tag>
+    /// ...`, and one row per bucket with a sample in any column, indexed by
+    /// the bucket's lower bound in the unit. The `over:`, `count:`, `min:`,
+    /// `avg:` and `max:` rows follow.
     pub fn histogram_table(&self) -> String {
         let unit = self.unit_ns();
         let columns: Vec<&Column> = self.columns().collect();
