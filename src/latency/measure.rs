@@ -558,7 +558,9 @@ fn register_spawn(
 /// and its wake-up lateness is the IRQ baseline. It hands each deadline to
 /// a tokio task waiting in `recv` on an identically built runtime, and the
 /// task's start is the thread baseline. The background load, if any, runs
-/// on a simulated machine meanwhile, as in the mechanisms' rounds.
+/// on a simulated machine meanwhile, as in the mechanisms' rounds. Without
+/// load no machine is built, because an idle busy-poll CPU thread would
+/// take a vCPU from the baseline that no mechanism round loses.
 ///
 /// # Errors
 ///
@@ -568,7 +570,10 @@ pub fn run_baseline(
     runtimes: &Runtimes,
     length: Duration,
 ) -> Result<ColumnSamples, LatencyError> {
-    let bench = Bench::new(settings)?;
+    let bench = match settings.load_hz {
+        0 => None,
+        _ => Some(Bench::new(settings)?),
+    };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let consumer = runtimes.baseline.spawn(async move {
         let mut thr = new_histogram();
@@ -628,7 +633,9 @@ pub fn run_baseline(
         .block_on(consumer)
         .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
     counts.started = started;
-    bench.finish();
+    if let Some(bench) = bench {
+        bench.finish();
+    }
     Ok(ColumnSamples { irq, thr, counts })
 }
 
