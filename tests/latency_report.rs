@@ -239,3 +239,67 @@ fn load_run_finishes() {
         );
     }
 }
+
+/// The binary measures, writes JSON that parses back, and draws an SVG
+/// from it with `latency plot`.
+#[test]
+fn binary_json_then_plot() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("latency_json_then_plot");
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("result.json");
+    let svg = dir.join("result.svg");
+    let binary = env!("CARGO_BIN_EXE_irqlab");
+
+    let run = std::process::Command::new(binary)
+        .args([
+            "latency",
+            "-d",
+            "100ms",
+            "--rounds",
+            "1",
+            "--noise-probe",
+            "0s",
+        ])
+        .args(["-m", "threaded-irq", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("Index  IRQ-thrd  Thr-thrd  IRQ-base  Thr-base"),
+        "{stdout}"
+    );
+    let ratio_row = stdout
+        .lines()
+        .any(|line| line.trim_start().starts_with("Thr-thrd") && line.contains("/ Thr-base"));
+    assert!(ratio_row, "no Thr-thrd ratio row:\n{stdout}");
+    let report: LatencyReport =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report.format, FORMAT);
+    assert_eq!(report.column_sets[0].mechanism, "threaded-irq");
+
+    let plot = std::process::Command::new(binary)
+        .args(["latency", "plot"])
+        .arg(&json)
+        .arg("--out")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        plot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plot.stderr)
+    );
+    let drawing = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawing.starts_with("<svg"), "not an SVG");
+    assert!(drawing.contains("Thr-thrd: p50"), "legend missing");
+    assert!(
+        drawing.contains("baseline (1000 Hz, blocking)"),
+        "panel title missing"
+    );
+}
