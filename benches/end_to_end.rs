@@ -15,15 +15,25 @@
 //! coalesces. Criterion reports the mean time per event; distributions
 //! and tails come from `irqlab latency`, which criterion cannot give.
 //!
+//! A second group, `end_to_end_events_per_s`, measures saturated
+//! throughput: a plain thread raises the line as fast as the simulated CPU
+//! (busy-poll) takes the deliveries, each top half queues a work item, and
+//! the sample ends when every bottom half has run. A raise that coalesces
+//! into a pending delivery is repeated, so every counted event went
+//! through a top half. The baseline streams the same number of messages
+//! from a plain thread to a tokio task over an unbounded channel.
+//!
 //! Run with `cargo bench --bench end_to_end`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use irq_sim::clock;
-use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
+use irq_sim::{
+    Config, CpuMode, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, RaiseOutcome,
+};
 use wq::{Work, Workqueue};
 
 const LINE: u32 = 20;
@@ -148,5 +158,101 @@ fn bench_end_to_end(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_end_to_end);
+/// Events per sample of the throughput group.
+const STREAM: u64 = 100_000;
+
+/// Work items the throughput top half uses in turn.
+const ITEMS: usize = 4096;
+
+fn bench_throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("end_to_end_events_per_s");
+    group.throughput(Throughput::Elements(STREAM));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+
+    let wq_runtime = runtime();
+    let queue = Workqueue::builder("throughput")
+        .max_active(1)
+        .runtime(wq_runtime.handle().clone())
+        .build();
+    let items: Arc<Vec<Arc<Work>>> = Arc::new(
+        (0..ITEMS)
+            .map(|_| Work::from_fn("trivial", || {}))
+            .collect(),
+    );
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        cpu_mode: CpuMode::BusyPoll,
+        ..Config::default()
+    })
+    .expect("valid machine config");
+    let controller = machine.controller();
+    {
+        let (queue, items) = (queue.clone(), items.clone());
+        let mut next = 0;
+        controller
+            .request_irq(
+                LINE,
+                IrqRequest::new(
+                    "throughput",
+                    IrqFlags::EDGE,
+                    move |_: &mut HardIrqContext<'_>| {
+                        // An item still pending from the last lap is
+                        // skipped, so that every event queues one.
+                        while !wq::queue_work(&queue, &items[next % ITEMS]).unwrap_or(true) {
+                            next += 1;
+                        }
+                        next += 1;
+                        IrqReturn::Handled
+                    },
+                ),
+            )
+            .expect("free line");
+    }
+    group.bench_function("irqlab_raise_through_work", |b| {
+        b.iter_custom(|iterations| {
+            let start = std::time::Instant::now();
+            for _ in 0..iterations {
+                for _ in 0..STREAM {
+                    while controller.raise(LINE).expect("line exists") == RaiseOutcome::Coalesced {
+                        std::hint::spin_loop();
+                    }
+                }
+                controller.synchronize_irq(LINE).expect("task context");
+                wq::blocking::flush_workqueue(&queue).expect("task context");
+            }
+            start.elapsed()
+        });
+    });
+    let report = machine.shutdown();
+    if !report.is_clean() {
+        println!("machine shutdown: {report:?}");
+    }
+
+    let base_runtime = runtime();
+    group.bench_function("baseline_mpsc_stream", |b| {
+        b.iter_custom(|iterations| {
+            let start = std::time::Instant::now();
+            for _ in 0..iterations {
+                let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<u64>();
+                let consumer = base_runtime.spawn(async move {
+                    let mut sum = 0_u64;
+                    while let Some(value) = receiver.recv().await {
+                        sum = sum.wrapping_add(value);
+                    }
+                    sum
+                });
+                for value in 0..STREAM {
+                    sender.send(value).expect("the task is alive");
+                }
+                drop(sender);
+                std::hint::black_box(base_runtime.block_on(consumer).expect("consumer task"));
+            }
+            start.elapsed()
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_end_to_end, bench_throughput);
 criterion_main!(benches);
