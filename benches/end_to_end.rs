@@ -5,10 +5,10 @@
 //!   simulated CPU (blocking mode), and the top half queues an idle work
 //!   item. The time counts from the raise to the first line of the work
 //!   function.
-//! - `baseline_send_to_task_start`: a plain thread sends a timestamp over a
-//!   tokio unbounded channel to a task waiting in `recv` on an identically
-//!   built runtime; the time counts from the send to the task's return
-//!   from `recv`.
+//! - `baseline_send_to_task_start`: a plain thread sends an empty message
+//!   over a tokio unbounded channel to a task waiting in `recv` on an
+//!   identically built runtime. The time counts from just before the send
+//!   to the task's return from `recv`.
 //!
 //! Each iteration is one event; the raiser waits (yielding) until the
 //! event's bottom half started before it raises the next, so nothing
