@@ -79,6 +79,7 @@ fn steady_state_allocations(mechanism: Mechanism, runtimes: &Runtimes) -> (u64, 
         period: Duration::from_micros(500),
         cpu_mode: CpuModeArg::Blocking,
         load_hz: 0,
+        work_time: Duration::ZERO,
     };
     let session = Session::start(mechanism, &settings, runtimes).unwrap();
     wait_for(&session, 300);

@@ -43,6 +43,7 @@ fn defaults_documented() {
     assert_eq!(args.unit, Unit::Us);
     assert_eq!(args.bucket_size, 1);
     assert_eq!(args.entries, 256);
+    assert_eq!(args.work_time, Duration::ZERO);
     assert_eq!(args.json, None);
     assert_eq!(args.command, None);
     assert_eq!(
@@ -120,6 +121,11 @@ fn bad_values_rejected() {
         (&["-d", "0s"], "out of range"),
         (&["-d", "3days"], "out of range"),
         (&["-b", "0"], "invalid value \"0\" for --bucket-size"),
+        (
+            &["--work-time", "busy"],
+            "invalid duration \"busy\" for --work-time",
+        ),
+        (&["--work-time", "2s"], "for --work-time is out of range"),
         (&["-E", "0"], "invalid value \"0\" for --entries"),
         (&["--rounds", "0"], "invalid value \"0\" for --rounds"),
         (&["-m", "softirq"], "invalid value 'softirq'"),

@@ -4,7 +4,7 @@
 use clap::Parser;
 use irqlab::latency::{
     Buckets, Column, ColumnSet, Counts, FORMAT, LatencyArgs, LatencyReport, MachineInfo, Settings,
-    measure, new_histogram,
+    Summary, measure, new_histogram,
 };
 
 #[derive(Parser, Debug)]
@@ -43,6 +43,7 @@ fn known_report() -> LatencyReport {
             unit: "us".to_owned(),
             bucket_ns: 1_000,
             entries: 10,
+            work_ns: 0,
         },
         noise_floor: None,
         column_sets: vec![ColumnSet {
@@ -56,6 +57,7 @@ fn known_report() -> LatencyReport {
             },
             irq: Column::of("IRQ-a".to_owned(), &irq, 1_000, 10),
             thr: Column::of("Thr-a".to_owned(), &thr, 1_000, 10),
+            top_half: Summary::of(&irq),
         }],
         ratios: Vec::new(),
     }
@@ -123,7 +125,7 @@ fn json_keys_stable() {
         assert!(json.get(key).is_some(), "missing top-level key {key}");
     }
     let set = &json["column_sets"][0];
-    for key in ["mechanism", "tag", "counts", "irq", "thr"] {
+    for key in ["mechanism", "tag", "counts", "irq", "thr", "top_half"] {
         assert!(set.get(key).is_some(), "missing column-set key {key}");
     }
     for key in ["activations", "timer_overruns", "lost", "started"] {
@@ -201,6 +203,16 @@ fn short_run_fills_every_column() {
         );
         assert_eq!(set.irq.histogram.total(), set.irq.summary.count);
         assert_eq!(set.thr.histogram.total(), set.thr.summary.count);
+        let top_halves = set.top_half.count;
+        if set.mechanism == "baseline" {
+            assert_eq!(top_halves, 0, "the baseline has no top half");
+        } else {
+            assert_eq!(
+                top_halves, counts.activations,
+                "{}: top halves",
+                set.mechanism
+            );
+        }
     }
     // Five mechanisms, an IRQ and a Thr ratio each.
     assert_eq!(report.ratios.len(), 10);

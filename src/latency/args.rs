@@ -66,6 +66,12 @@ pub struct LatencyArgs {
     #[arg(long, value_name = "HZ", default_value = "0", value_parser = parse_load, allow_negative_numbers = true)]
     pub load: u32,
 
+    /// Time each bottom half stays busy (spinning) after it started, as 0s,
+    /// 50us or 1ms. One worker then serves at most 1/work-time activations
+    /// a second, so a rate above that overloads the bottom half.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_work_time)]
+    pub work_time: Duration,
+
     /// Unit of the summary and the histogram table.
     #[arg(long, value_enum, default_value = "us")]
     pub unit: Unit,
@@ -229,6 +235,20 @@ pub fn parse_duration(value: &str) -> Result<Duration, LatencyError> {
     parse_duration_in("--duration", value, Duration::from_millis(1))
 }
 
+/// Parses `--work-time`: 0s to 1 s.
+pub fn parse_work_time(value: &str) -> Result<Duration, LatencyError> {
+    let duration = parse_duration_in("--work-time", value, Duration::ZERO)?;
+    if duration > Duration::from_secs(1) {
+        return Err(LatencyError::DurationOutOfRange {
+            option: "--work-time",
+            value: duration,
+            min: Duration::ZERO,
+            max: Duration::from_secs(1),
+        });
+    }
+    Ok(duration)
+}
+
 /// Parses `--noise-probe`: 0s (off) to [`MAX_DURATION`].
 pub fn parse_probe(value: &str) -> Result<Duration, LatencyError> {
     parse_duration_in("--noise-probe", value, Duration::ZERO)
@@ -278,6 +298,7 @@ impl LatencyArgs {
         parse_rounds(&self.rounds.to_string())?;
         parse_bucket_size(&self.bucket_size.to_string())?;
         parse_entries(&self.entries.to_string())?;
+        parse_work_time(&format!("{}ns", self.work_time.as_nanos()))?;
         if self.duration < Duration::from_millis(1) || self.duration > MAX_DURATION {
             return Err(LatencyError::DurationOutOfRange {
                 option: "--duration",

@@ -96,6 +96,9 @@ pub struct ColumnSamples {
     /// Programmed expiry to bottom-half start (baseline: to the tokio
     /// task's return from `recv`), in nanoseconds.
     pub thr: Histogram<u64>,
+    /// Top-half durations from the line's statistics, in nanoseconds (2
+    /// significant digits); empty for the baseline, which has none.
+    pub top_half: Histogram<u64>,
     /// The activation counts.
     pub counts: Counts,
 }
@@ -111,10 +114,12 @@ struct Probe {
     lost: AtomicU64,
     queued: AtomicU64,
     started: AtomicU64,
+    /// Immutable.
+    work_time: Duration,
 }
 
 impl Probe {
-    fn new() -> Arc<Self> {
+    fn new(work_time: Duration) -> Arc<Self> {
         Arc::new(Self {
             irq: Mutex::new(new_histogram()),
             thr: Mutex::new(new_histogram()),
@@ -122,6 +127,7 @@ impl Probe {
             lost: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            work_time,
         })
     }
 
@@ -135,11 +141,18 @@ impl Probe {
         Some(raised)
     }
 
-    /// Records the thread latency of a bottom half that starts now.
+    /// Records the thread latency of a bottom half that starts now, then
+    /// keeps it busy for the work time.
     fn start(&self, raised_ns: u64) {
-        let now = clock::now().as_nanos();
-        record(&self.thr, now.saturating_sub(raised_ns));
+        let now = clock::now();
+        record(&self.thr, now.as_nanos().saturating_sub(raised_ns));
         self.started.fetch_add(1, Ordering::Relaxed);
+        if !self.work_time.is_zero() {
+            let end = now + self.work_time;
+            while clock::now() < end {
+                std::hint::spin_loop();
+            }
+        }
     }
 }
 
@@ -192,6 +205,8 @@ pub struct RunSettings {
     pub cpu_mode: CpuModeArg,
     /// Background NIC packets per second; 0 for none.
     pub load_hz: u32,
+    /// Time each bottom half spins after it started.
+    pub work_time: Duration,
 }
 
 /// The simulated machine of one run, with its optional background load.
@@ -328,7 +343,7 @@ impl Session {
     ) -> Result<Self, LatencyError> {
         let bench = Bench::new(settings)?;
         let controller = bench.machine.controller();
-        let probe = Probe::new();
+        let probe = Probe::new(settings.work_time);
         let mut ordered = None;
 
         let registration = match mechanism {
@@ -394,6 +409,14 @@ impl Session {
             std::thread::sleep(Duration::from_millis(1));
         }
 
+        let top_half = self
+            .bench
+            .machine
+            .controller()
+            .line_stats(TIMER_IRQ)
+            .ok()
+            .and_then(|stats| stats.histograms)
+            .map_or_else(new_histogram, |histograms| histograms.duration);
         let _ = self.registration.free();
         if let Some(queue) = &self.ordered {
             let _ = wq::blocking::destroy_workqueue(queue);
@@ -407,6 +430,7 @@ impl Session {
         let samples = ColumnSamples {
             irq: take(&self.probe.irq),
             thr: take(&self.probe.thr),
+            top_half,
             counts,
         };
         drop(self.timer);
@@ -570,6 +594,7 @@ pub fn run_baseline(
     runtimes: &Runtimes,
     length: Duration,
 ) -> Result<ColumnSamples, LatencyError> {
+    let work_time = settings.work_time;
     let bench = match settings.load_hz {
         0 => None,
         _ => Some(Bench::new(settings)?),
@@ -579,9 +604,15 @@ pub fn run_baseline(
         let mut thr = new_histogram();
         let mut started = 0;
         while let Some(deadline_ns) = receiver.recv().await {
-            let now = clock::now().as_nanos();
-            thr.saturating_record(now.saturating_sub(deadline_ns).max(1));
+            let now = clock::now();
+            thr.saturating_record(now.as_nanos().saturating_sub(deadline_ns).max(1));
             started += 1;
+
+            // The same busy time as the mechanisms' bottom halves.
+            let end = now + work_time;
+            while clock::now() < end {
+                std::hint::spin_loop();
+            }
         }
         (thr, started)
     });
@@ -636,7 +667,12 @@ pub fn run_baseline(
     if let Some(bench) = bench {
         bench.finish();
     }
-    Ok(ColumnSamples { irq, thr, counts })
+    Ok(ColumnSamples {
+        irq,
+        thr,
+        top_half: new_histogram(),
+        counts,
+    })
 }
 
 /// Runs one mechanism for `length` and returns its samples.

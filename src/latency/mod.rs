@@ -125,6 +125,7 @@ pub fn measure(
         period: args.period(),
         cpu_mode: args.cpu_mode,
         load_hz: args.load,
+        work_time: args.work_time,
     };
     let machine = machine_info();
     progress(&format!(
@@ -209,8 +210,12 @@ fn build_report(
         .map(|(index, (name, tag))| {
             let mut irq = new_histogram();
             let mut thr = new_histogram();
+            let mut top_half = new_histogram();
             let mut counts = Counts::default();
             for round in rounds {
+                top_half
+                    .add(&round[index].top_half)
+                    .expect("the line's histogram fits in ours");
                 irq.add(&round[index].irq).expect("equal bounds");
                 thr.add(&round[index].thr).expect("equal bounds");
                 counts.add(round[index].counts);
@@ -221,6 +226,7 @@ fn build_report(
                 counts,
                 irq: Column::of(format!("IRQ-{tag}"), &irq, bucket_ns, args.entries),
                 thr: Column::of(format!("Thr-{tag}"), &thr, bucket_ns, args.entries),
+                top_half: Summary::of(&top_half),
             }
         })
         .collect();
@@ -282,6 +288,7 @@ fn build_report(
             unit: args.unit.symbol().to_owned(),
             bucket_ns,
             entries: args.entries,
+            work_ns: u64::try_from(args.work_time.as_nanos()).unwrap_or(u64::MAX),
         },
         noise_floor,
         column_sets,

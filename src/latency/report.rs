@@ -60,6 +60,8 @@ pub struct Settings {
     pub bucket_ns: u64,
     /// Number of histogram buckets.
     pub entries: u64,
+    /// Busy time of each bottom half, in nanoseconds.
+    pub work_ns: u64,
 }
 
 /// The noise-floor probe's findings.
@@ -84,6 +86,8 @@ pub struct ColumnSet {
     pub irq: Column,
     /// Programmed expiry to bottom-half start.
     pub thr: Column,
+    /// Top-half duration (all zeros for the baseline).
+    pub top_half: Summary,
 }
 
 /// One latency column.
@@ -285,17 +289,30 @@ impl LatencyReport {
     /// Renders the activation counts of every column set.
     pub fn counts_table(&self) -> String {
         let mut out = String::new();
+        let unit = self.unit_ns();
         let _ = writeln!(
             out,
-            "{:<14}{:>12}{:>16}{:>10}{:>12}",
-            "mechanism", "activations", "timer overruns", "lost", "started"
+            "{:<14}{:>12}{:>16}{:>10}{:>12}{:>20}{:>16}",
+            "mechanism",
+            "activations",
+            "timer overruns",
+            "lost",
+            "started",
+            format!("top half p50 ({})", self.settings.unit),
+            "top half p99.9"
         );
         for set in &self.column_sets {
             let c = &set.counts;
             let _ = writeln!(
                 out,
-                "{:<14}{:>12}{:>16}{:>10}{:>12}",
-                set.mechanism, c.activations, c.timer_overruns, c.lost, c.started
+                "{:<14}{:>12}{:>16}{:>10}{:>12}{:>20}{:>16}",
+                set.mechanism,
+                c.activations,
+                c.timer_overruns,
+                c.lost,
+                c.started,
+                in_unit(set.top_half.p50_ns as f64, unit),
+                in_unit(set.top_half.p999_ns as f64, unit),
             );
         }
         out
