@@ -56,8 +56,12 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
         * 2.0;
 
     for (set, area) in report.column_sets.iter().zip(&areas) {
+        let work = match report.settings.work_ns {
+            0 => String::new(),
+            nanos => format!(", work {:.1} us", nanos as f64 / 1_000.0),
+        };
         let title = format!(
-            "{} ({} Hz, {}): IRQ and thread latency",
+            "{} ({} Hz, {}{work}): IRQ and thread latency",
             set.mechanism, report.settings.rate_hz, report.settings.cpu_mode
         );
         let mut chart = ChartBuilder::on(area)
