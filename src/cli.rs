@@ -28,6 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario (the default when no subcommand is given).
     Run(RunArgs),
+    /// Measure IRQ and thread latency per deferral mechanism beside
+    /// same-run baselines (like rtla timerlat hist), or plot a result.
+    Latency(irqlab::latency::LatencyArgs),
     /// Make a scenario from recordings of a real machine.
     Scenario {
         /// What to make it from.

@@ -4,6 +4,9 @@
 //! [`scenario`] reads scenario files, [`run`] runs one, and [`report`]
 //! prints and encodes what happened.
 //!
+//! [`latency`] measures the latency of the top-half/bottom-half split per
+//! deferral mechanism beside same-run baselines (`irqlab latency`).
+//!
 //! [`record`] reads what real machines recorded: `/proc/interrupts`
 //! snapshots and ftrace text output, so that simulated load can be seeded
 //! with real interrupt rates, handler names and work durations.
@@ -13,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod latency;
 pub mod record;
 pub mod report;
 pub mod run;

@@ -86,6 +86,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Run(args)) => run(&args, timeline.as_ref()),
+        Some(Command::Latency(args)) => match irqlab::latency::run(&args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => fail(EXIT_FAILURE, error),
+        },
         Some(Command::Scenario { command }) => match irqlab::scenario::convert::run(&command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(

@@ -257,6 +257,19 @@ impl HardIrqContext<'_> {
         self.latency
     }
 
+    /// Returns when this delivery was raised: for a local timer, the
+    /// programmed expiry; for a latched delivery, the moment the line was
+    /// unmasked or enabled. `None` for a poll. Equals
+    /// `entry_time() - latency()`; rtla timerlat measures its IRQ and
+    /// thread latencies from this point.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps, never allocates.
+    pub fn raise_time(&self) -> Option<Timestamp> {
+        self.latency.map(|latency| self.entry - latency)
+    }
+
     /// Returns true when this call is a poll of a line disabled as spurious,
     /// not a delivery.
     pub fn is_poll(&self) -> bool {

@@ -57,6 +57,45 @@ fn periodic_tick_keeps_period() {
     assert!(stats.histograms.unwrap().latency.len() >= 10);
 }
 
+/// `raise_time()` of a timer delivery is its programmed expiry: the first
+/// deadline plus a whole number of periods, never after the entry.
+#[test]
+fn raise_time_is_programmed_expiry() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    irq.request_irq(
+        TIMER,
+        IrqRequest::new(
+            "timer",
+            IrqFlags::EDGE,
+            move |ctx: &mut HardIrqContext<'_>| {
+                record
+                    .lock()
+                    .unwrap()
+                    .push((ctx.raise_time(), ctx.entry_time()));
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    let timer = irq.local_timer(0, TIMER).unwrap();
+    let first = clock::now() + Duration::from_millis(1);
+    timer.start_periodic(first, Duration::from_micros(400));
+
+    wait_until("five ticks", || seen.lock().unwrap().len() >= 5);
+    timer.cancel();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0].0, Some(first));
+    for (index, (raise, entry)) in seen.iter().enumerate() {
+        let raise = raise.expect("a timer delivery has a raise time");
+        let since_first = raise.saturating_since(first).as_nanos();
+        assert_eq!(since_first % 400_000, 0, "expiry {index}: {since_first} ns");
+        assert!(raise <= *entry, "expiry {index}: raised after its entry");
+    }
+}
+
 /// A one-shot expiry fires once, not before its programmed time.
 #[test]
 fn oneshot_fires_once() {

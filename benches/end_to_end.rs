@@ -1,0 +1,258 @@
+//! Criterion bench of the whole deferral path, beside its baseline in one
+//! group, `end_to_end_latency_ns`:
+//!
+//! - `irqlab_raise_to_work_start`: a plain thread raises an edge line of a
+//!   simulated CPU (blocking mode), and the top half queues an idle work
+//!   item. The time counts from the raise to the first line of the work
+//!   function.
+//! - `baseline_send_to_task_start`: a plain thread sends an empty message
+//!   over a tokio unbounded channel to a task waiting in `recv` on an
+//!   identically built runtime. The time counts from just before the send
+//!   to the task's return from `recv`.
+//!
+//! Each iteration is one event; the raiser waits (yielding) until the
+//! event's bottom half started before it raises the next, so nothing
+//! coalesces. Criterion reports the mean time per event; distributions
+//! and tails come from `irqlab latency`, which criterion cannot give.
+//!
+//! A second group, `end_to_end_events_per_s`, measures saturated
+//! throughput: a plain thread raises the line as fast as the simulated CPU
+//! (busy-poll) takes the deliveries, each top half queues a work item, and
+//! the sample ends when every bottom half has run. A raise that coalesces
+//! into a pending delivery is repeated, so every counted event went
+//! through a top half. The baseline streams the same number of messages
+//! from a plain thread to a tokio task over an unbounded channel.
+//!
+//! Run with `cargo bench --bench end_to_end`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use irq_sim::clock;
+use irq_sim::{
+    Config, CpuMode, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, RaiseOutcome,
+};
+use wq::{Work, Workqueue};
+
+const LINE: u32 = 20;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("bench runtime")
+}
+
+/// The bottom half's start time (ns on the irq-sim clock) and a count of
+/// starts, written by the work function or the baseline task.
+#[derive(Default)]
+struct Started {
+    at_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Started {
+    fn mark(&self) {
+        // Release, paired with `wait_past`'s Acquire: the time is stored
+        // before the count that announces it.
+        self.at_ns.store(clock::now().as_nanos(), Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Release);
+    }
+
+    /// Waits until the count passes `before`, yielding so that the CPU
+    /// thread and the workers get the vCPUs; returns the start time.
+    fn wait_past(&self, before: u64) -> u64 {
+        while self.count.load(Ordering::Acquire) == before {
+            std::thread::yield_now();
+        }
+        self.at_ns.load(Ordering::Relaxed)
+    }
+}
+
+fn bench_end_to_end(c: &mut Criterion) {
+    let mut group = c.benchmark_group("end_to_end_latency_ns");
+    group.sample_size(30);
+    group.measurement_time(Duration::from_secs(8));
+
+    // irqlab: raise -> top half -> queue_work -> work start.
+    let wq_runtime = runtime();
+    let queue = Workqueue::builder("end-to-end")
+        .max_active(1)
+        .runtime(wq_runtime.handle().clone())
+        .build();
+    let started = Arc::new(Started::default());
+    let item = {
+        let started = started.clone();
+        Work::from_fn("end-to-end", move || started.mark())
+    };
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .expect("valid machine config");
+    let controller = machine.controller();
+    {
+        let (queue, item) = (queue.clone(), item.clone());
+        controller
+            .request_irq(
+                LINE,
+                IrqRequest::new(
+                    "end-to-end",
+                    IrqFlags::EDGE,
+                    move |_: &mut HardIrqContext<'_>| {
+                        let _ = wq::queue_work(&queue, &item);
+                        IrqReturn::Handled
+                    },
+                ),
+            )
+            .expect("free line");
+    }
+    group.bench_function("irqlab_raise_to_work_start", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let before = started.count.load(Ordering::Acquire);
+                let raised = clock::now().as_nanos();
+                let _ = controller.raise(LINE).expect("line exists");
+                let at = started.wait_past(before);
+                total += Duration::from_nanos(at.saturating_sub(raised));
+            }
+            total
+        });
+    });
+
+    // Baseline: send -> task return from recv.
+    let base_runtime = runtime();
+    let base_started = Arc::new(Started::default());
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
+    {
+        let started = base_started.clone();
+        base_runtime.spawn(async move {
+            while receiver.recv().await.is_some() {
+                started.mark();
+            }
+        });
+    }
+    group.bench_function("baseline_send_to_task_start", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let before = base_started.count.load(Ordering::Acquire);
+                let sent = clock::now().as_nanos();
+                sender.send(()).expect("the task is alive");
+                let at = base_started.wait_past(before);
+                total += Duration::from_nanos(at.saturating_sub(sent));
+            }
+            total
+        });
+    });
+    group.finish();
+
+    drop(sender);
+    let report = machine.shutdown();
+    if !report.is_clean() {
+        println!("machine shutdown: {report:?}");
+    }
+}
+
+/// Events per sample of the throughput group.
+const STREAM: u64 = 100_000;
+
+/// Work items the throughput top half uses in turn.
+const ITEMS: usize = 4096;
+
+fn bench_throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("end_to_end_events_per_s");
+    group.throughput(Throughput::Elements(STREAM));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+
+    let wq_runtime = runtime();
+    let queue = Workqueue::builder("throughput")
+        .max_active(1)
+        .runtime(wq_runtime.handle().clone())
+        .build();
+    let items: Arc<Vec<Arc<Work>>> = Arc::new(
+        (0..ITEMS)
+            .map(|_| Work::from_fn("trivial", || {}))
+            .collect(),
+    );
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        cpu_mode: CpuMode::BusyPoll,
+        ..Config::default()
+    })
+    .expect("valid machine config");
+    let controller = machine.controller();
+    {
+        let (queue, items) = (queue.clone(), items.clone());
+        let mut next = 0;
+        controller
+            .request_irq(
+                LINE,
+                IrqRequest::new(
+                    "throughput",
+                    IrqFlags::EDGE,
+                    move |_: &mut HardIrqContext<'_>| {
+                        // An item still pending from the last lap is
+                        // skipped, so that every event queues one.
+                        while !wq::queue_work(&queue, &items[next % ITEMS]).unwrap_or(true) {
+                            next += 1;
+                        }
+                        next += 1;
+                        IrqReturn::Handled
+                    },
+                ),
+            )
+            .expect("free line");
+    }
+    group.bench_function("irqlab_raise_through_work", |b| {
+        b.iter_custom(|iterations| {
+            let start = std::time::Instant::now();
+            for _ in 0..iterations {
+                for _ in 0..STREAM {
+                    while controller.raise(LINE).expect("line exists") == RaiseOutcome::Coalesced {
+                        std::hint::spin_loop();
+                    }
+                }
+                controller.synchronize_irq(LINE).expect("task context");
+                wq::blocking::flush_workqueue(&queue).expect("task context");
+            }
+            start.elapsed()
+        });
+    });
+    let report = machine.shutdown();
+    if !report.is_clean() {
+        println!("machine shutdown: {report:?}");
+    }
+
+    let base_runtime = runtime();
+    group.bench_function("baseline_mpsc_stream", |b| {
+        b.iter_custom(|iterations| {
+            let start = std::time::Instant::now();
+            for _ in 0..iterations {
+                let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<u64>();
+                let consumer = base_runtime.spawn(async move {
+                    let mut sum = 0_u64;
+                    while let Some(value) = receiver.recv().await {
+                        sum = sum.wrapping_add(value);
+                    }
+                    sum
+                });
+                for value in 0..STREAM {
+                    sender.send(value).expect("the task is alive");
+                }
+                drop(sender);
+                std::hint::black_box(base_runtime.block_on(consumer).expect("consumer task"));
+            }
+            start.elapsed()
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_end_to_end, bench_throughput);
+criterion_main!(benches);

@@ -1,0 +1,191 @@
+//! Errors of `irqlab latency`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Error of `irqlab latency`: an invalid option value, a simulated machine
+/// that cannot be set up, or a file that cannot be written or read.
+#[derive(Debug)]
+pub enum LatencyError {
+    /// `--rate` or `--load` is not a whole number of hertz in range.
+    InvalidRate {
+        /// The option the value came from.
+        option: &'static str,
+        /// The value as given.
+        value: String,
+        /// The largest rate allowed.
+        max_hz: u32,
+    },
+    /// `--duration` or `--noise-probe` does not parse as a duration.
+    InvalidDuration {
+        /// The option the value came from.
+        option: &'static str,
+        /// The value as given.
+        value: String,
+        /// The duration parser's error.
+        source: humantime::DurationError,
+    },
+    /// A duration is outside what the option accepts.
+    DurationOutOfRange {
+        /// The option the value came from.
+        option: &'static str,
+        /// The value given.
+        value: Duration,
+        /// The smallest value allowed.
+        min: Duration,
+        /// The largest value allowed.
+        max: Duration,
+    },
+    /// A count option (`--bucket-size`, `--entries`, `--rounds`) is not a
+    /// whole number in range.
+    InvalidCount {
+        /// The option the value came from.
+        option: &'static str,
+        /// The value as given.
+        value: String,
+        /// The smallest value allowed.
+        min: u64,
+        /// The largest value allowed.
+        max: u64,
+    },
+    /// A round (the duration divided by the rounds) is shorter than ten
+    /// timer periods, so a round cannot give a distribution.
+    RoundTooShort {
+        /// The length of one round.
+        round: Duration,
+        /// The timer period.
+        period: Duration,
+    },
+    /// The simulated machine could not be built.
+    Machine(irq_sim::ConfigError),
+    /// A handler could not be registered on the timer or load line.
+    Request(String),
+    /// A tokio runtime could not be started.
+    Runtime(std::io::Error),
+    /// Bottom halves were still running long after the timer stopped.
+    DrainTimedOut {
+        /// The deferral mechanism.
+        mechanism: &'static str,
+        /// Bottom halves started so far.
+        started: u64,
+        /// Bottom halves queued.
+        queued: u64,
+    },
+    /// The JSON result could not be written.
+    WriteJson {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A JSON result could not be read.
+    ReadJson {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file is not a JSON result of `irqlab latency`.
+    ParseJson {
+        /// The file.
+        path: PathBuf,
+        /// The serde_json error.
+        source: serde_json::Error,
+    },
+    /// The SVG plot could not be drawn or written.
+    Plot {
+        /// The SVG file.
+        path: PathBuf,
+        /// The plotters error message.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for LatencyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InvalidRate {
+                option,
+                value,
+                max_hz,
+            } => write!(
+                f,
+                "invalid rate {value:?} for {option}: expected a whole number of hertz from 1 to {max_hz}"
+            ),
+            Self::InvalidDuration {
+                option,
+                value,
+                source,
+            } => write!(
+                f,
+                "invalid duration {value:?} for {option}: {source}; write it as 10s, 200ms or 1m30s"
+            ),
+            Self::DurationOutOfRange {
+                option,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "duration {} for {option} is out of range: expected {} to {}",
+                humantime::format_duration(*value),
+                humantime::format_duration(*min),
+                humantime::format_duration(*max)
+            ),
+            Self::InvalidCount {
+                option,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "invalid value {value:?} for {option}: expected a whole number from {min} to {max}"
+            ),
+            Self::RoundTooShort { round, period } => write!(
+                f,
+                "a round of {} contains fewer than ten timer periods of {}: raise --duration or --rate, or lower --rounds",
+                humantime::format_duration(*round),
+                humantime::format_duration(*period)
+            ),
+            Self::Machine(error) => write!(f, "cannot build the simulated machine: {error}"),
+            Self::Request(message) => write!(f, "cannot register a handler: {message}"),
+            Self::Runtime(error) => write!(f, "cannot start a tokio runtime: {error}"),
+            Self::DrainTimedOut {
+                mechanism,
+                started,
+                queued,
+            } => write!(
+                f,
+                "{mechanism}: only {started} of {queued} bottom halves started within 10 s of the timer's stop"
+            ),
+            Self::WriteJson { path, source } => {
+                write!(f, "cannot write {}: {source}", path.display())
+            }
+            Self::ReadJson { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            Self::ParseJson { path, source } => write!(
+                f,
+                "{} is not a result of `irqlab latency --json`: {source}",
+                path.display()
+            ),
+            Self::Plot { path, message } => {
+                write!(f, "cannot draw {}: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for LatencyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::InvalidDuration { source, .. } => Some(source),
+            Self::Machine(error) => Some(error),
+            Self::Runtime(source)
+            | Self::WriteJson { source, .. }
+            | Self::ReadJson { source, .. } => Some(source),
+            Self::ParseJson { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! `irqlab latency`: latency distributions of the top-half/bottom-half
+//! split, as rtla timerlat and cyclictest give them for a kernel.
+//!
+//! A local timer of a simulated CPU fires periodically. Its top half defers
+//! to a bottom half through one deferral mechanism ([`Mechanism`]): a
+//! workqueue (system_wq, system_highpri_wq, an ordered queue), a threaded
+//! IRQ, or a `tokio` spawn. Per activation, two latencies are recorded from
+//! the programmed expiry, as timerlat records them:
+//!
+//! - **IRQ latency** (`IRQ-<tag>`): to the top half's entry;
+//! - **thread latency** (`Thr-<tag>`): to the start of the bottom half.
+//!
+//! The baseline columns (`IRQ-base`, `Thr-base`) come from the same run. A
+//! cyclictest-like plain thread sleeps to absolute deadlines: the floor
+//! for timer lateness on the host. It hands each deadline to a tokio task
+//! waiting in `recv` on an identically built runtime: the floor for thread
+//! latency. Mechanisms and baseline are interleaved in rounds, and
+//! each ratio is the median of the per-round ratios.
+//!
+//! # Limitations
+//!
+//! - Each column set is measured in its own time slot, not at the same
+//!   time as the others, so a burst of host noise lands in one of them.
+//!   Rounds spread that, and the noise-floor probe flags a noisy host.
+//! - The workqueue mechanisms use irqlab's system runtimes; their worker
+//!   thread count (one per available CPU) is the same as the baseline's.
+
+mod args;
+mod error;
+mod measure;
+mod plot;
+mod report;
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+pub use args::{
+    CpuModeArg, LatencyArgs, LatencyCommand, MAX_DURATION, MAX_ENTRIES, MAX_RATE_HZ, Mechanism,
+    Unit,
+};
+pub use error::LatencyError;
+pub use measure::{
+    ColumnSamples, Counts, RunSettings, Runtimes, SLOTS, Session, new_histogram, run_baseline,
+    run_mechanism,
+};
+pub use plot::plot_svg;
+pub use report::{
+    BASELINE_TAG, Buckets, Column, ColumnSet, FORMAT, LatencyReport, MachineInfo, NoiseFloor,
+    Ratio, Settings, Summary,
+};
+
+/// Goal for the IRQ latency p50 and p99 against the cyclictest baseline.
+const IRQ_GOAL: f64 = 1.2;
+/// Goal for the thread latency p50 against the bare hand-off.
+const THR_P50_GOAL: f64 = 1.2;
+/// Goal for the thread latency p99 against the bare hand-off.
+const THR_P99_GOAL: f64 = 1.5;
+
+/// Runs `irqlab latency` with `args`: measures and prints the report, or
+/// draws a JSON result with the `plot` subcommand. Returns the report of a
+/// measurement, `None` for a plot.
+///
+/// # Errors
+///
+/// [`LatencyError`] for an invalid option, a machine that cannot be set up,
+/// bottom halves that never start, or a file that cannot be read or
+/// written.
+pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
+    if let Some(LatencyCommand::Plot { result, out }) = &args.command {
+        let text = std::fs::read_to_string(result).map_err(|source| LatencyError::ReadJson {
+            path: result.clone(),
+            source,
+        })?;
+        let report: LatencyReport =
+            serde_json::from_str(&text).map_err(|source| LatencyError::ParseJson {
+                path: result.clone(),
+                source,
+            })?;
+        plot_svg(&report, out)?;
+        println!("wrote {}", out.display());
+        return Ok(None);
+    }
+
+    let report = measure(args, |line| println!("{line}"))?;
+    println!();
+    print!("{}", report.summary_table());
+    println!();
+    print!("{}", report.counts_table());
+    println!();
+    print!("{}", report.histogram_table());
+    println!();
+    print!("{}", report.ratio_table());
+    if report
+        .noise_floor
+        .as_ref()
+        .is_some_and(|floor| floor.untrustworthy)
+    {
+        println!("WARNING: the noise floor lost more than 2 % of a vCPU: tails are untrustworthy");
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).expect("a report always serializes");
+        std::fs::write(path, json + "\n").map_err(|source| LatencyError::WriteJson {
+            path: path.clone(),
+            source,
+        })?;
+        println!("wrote {}", path.display());
+    }
+    Ok(Some(report))
+}
+
+/// Measures what `args` selects and returns the report, calling `progress`
+/// with a line before each step.
+///
+/// # Errors
+///
+/// As [`run`], except the file errors.
+pub fn measure(
+    args: &LatencyArgs,
+    mut progress: impl FnMut(&str),
+) -> Result<LatencyReport, LatencyError> {
+    args.validate()?;
+    let mechanisms = args.mechanisms();
+    let settings = RunSettings {
+        period: args.period(),
+        cpu_mode: args.cpu_mode,
+        load_hz: args.load,
+        work_time: args.work_time,
+    };
+    let machine = machine_info();
+    progress(&format!(
+        "machine: {} vCPUs, {}; {} Hz for {} per column set, {} rounds, {} column sets (about {} in all)",
+        machine.cpus,
+        machine.model,
+        args.rate,
+        humantime::format_duration(args.duration),
+        args.rounds,
+        mechanisms.len() + 1,
+        humantime::format_duration(args.duration * (mechanisms.len() as u32 + 1)),
+    ));
+
+    let noise_floor = (!args.noise_probe.is_zero()).then(|| {
+        let floor = probe_noise_floor(args.noise_probe);
+        progress(&format!(
+            "noise floor: {} % of each vCPU lost in gaps over 1 us",
+            floor
+                .lost_percent
+                .iter()
+                .map(|percent| format!("{percent:.2}"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ));
+        floor
+    });
+
+    // The rounds: every mechanism, then the baseline, in each.
+    let runtimes = Runtimes::new()?;
+    let round_length = args.round_length();
+    let mut rounds: Vec<Vec<ColumnSamples>> = Vec::new();
+    for round in 0..args.rounds {
+        let mut sets = Vec::new();
+        for &mechanism in &mechanisms {
+            progress(&format!(
+                "round {}/{}: {}",
+                round + 1,
+                args.rounds,
+                mechanism.name()
+            ));
+            sets.push(run_mechanism(
+                mechanism,
+                &settings,
+                &runtimes,
+                round_length,
+            )?);
+        }
+        progress(&format!("round {}/{}: baseline", round + 1, args.rounds));
+        sets.push(run_baseline(&settings, &runtimes, round_length)?);
+        rounds.push(sets);
+    }
+
+    let tags: Vec<(String, &str)> = mechanisms
+        .iter()
+        .map(|mechanism| (mechanism.name().to_owned(), mechanism.tag()))
+        .chain([("baseline".to_owned(), BASELINE_TAG)])
+        .collect();
+    Ok(build_report(
+        args,
+        machine,
+        noise_floor,
+        &tags,
+        &mechanisms,
+        &rounds,
+    ))
+}
+
+fn build_report(
+    args: &LatencyArgs,
+    machine: MachineInfo,
+    noise_floor: Option<NoiseFloor>,
+    tags: &[(String, &str)],
+    mechanisms: &[Mechanism],
+    rounds: &[Vec<ColumnSamples>],
+) -> LatencyReport {
+    let bucket_ns = args.bucket_size.saturating_mul(args.unit.nanos());
+    let baseline = tags.len() - 1;
+
+    let column_sets = tags
+        .iter()
+        .enumerate()
+        .map(|(index, (name, tag))| {
+            let mut irq = new_histogram();
+            let mut thr = new_histogram();
+            let mut top_half = new_histogram();
+            let mut counts = Counts::default();
+            for round in rounds {
+                top_half
+                    .add(&round[index].top_half)
+                    .expect("the line's histogram fits in ours");
+                irq.add(&round[index].irq).expect("equal bounds");
+                thr.add(&round[index].thr).expect("equal bounds");
+                counts.add(round[index].counts);
+            }
+            ColumnSet {
+                mechanism: name.clone(),
+                tag: (*tag).to_owned(),
+                counts,
+                irq: Column::of(format!("IRQ-{tag}"), &irq, bucket_ns, args.entries),
+                thr: Column::of(format!("Thr-{tag}"), &thr, bucket_ns, args.entries),
+                top_half: Summary::of(&top_half),
+            }
+        })
+        .collect();
+
+    let mut ratios = Vec::new();
+    for (index, mechanism) in mechanisms.iter().enumerate() {
+        // The spawn mechanism is the comparison, not a part of irqlab.
+        let goals = *mechanism != Mechanism::TokioSpawn;
+        let tag = mechanism.tag();
+        let pick_irq = |samples: &ColumnSamples| -> Histogram<u64> { samples.irq.clone() };
+        let pick_thr = |samples: &ColumnSamples| -> Histogram<u64> { samples.thr.clone() };
+        for (kind, pick, p50_goal, p99_goal) in [
+            (
+                "IRQ",
+                &pick_irq as &dyn Fn(&ColumnSamples) -> Histogram<u64>,
+                IRQ_GOAL,
+                IRQ_GOAL,
+            ),
+            ("Thr", &pick_thr, THR_P50_GOAL, THR_P99_GOAL),
+        ] {
+            let per_round = |quantile: f64| -> Vec<f64> {
+                rounds
+                    .iter()
+                    .map(|round| {
+                        let candidate = pick(&round[index]);
+                        let base = pick(&round[baseline]);
+                        candidate.value_at_quantile(quantile) as f64
+                            / base.value_at_quantile(quantile).max(1) as f64
+                    })
+                    .collect()
+            };
+            let (p50_rounds, p99_rounds) = (per_round(0.50), per_round(0.99));
+            ratios.push(Ratio {
+                column: format!("{kind}-{tag}"),
+                baseline: format!("{kind}-{BASELINE_TAG}"),
+                p50: report::median(&p50_rounds),
+                p50_rounds,
+                p99: report::median(&p99_rounds),
+                p99_rounds,
+                p50_goal: goals.then_some(p50_goal),
+                p99_goal: goals.then_some(p99_goal),
+            });
+        }
+    }
+
+    LatencyReport {
+        format: FORMAT.to_owned(),
+        machine,
+        settings: Settings {
+            rate_hz: args.rate,
+            duration_s: args.duration.as_secs_f64(),
+            rounds: args.rounds,
+            cpu_mode: match args.cpu_mode {
+                CpuModeArg::Blocking => "blocking",
+                CpuModeArg::BusyPoll => "busy-poll",
+            }
+            .to_owned(),
+            load_hz: args.load,
+            unit: args.unit.symbol().to_owned(),
+            bucket_ns,
+            entries: args.entries,
+            work_ns: u64::try_from(args.work_time.as_nanos()).unwrap_or(u64::MAX),
+        },
+        noise_floor,
+        column_sets,
+        ratios,
+    }
+}
+
+/// Returns the CPU count and the first `model name` of /proc/cpuinfo.
+fn machine_info() -> MachineInfo {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    MachineInfo {
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        model,
+    }
+}
+
+/// Spins on the clock for `length` on each vCPU at once and adds up every
+/// gap over 1 us: time the host or the kernel took from the thread.
+fn probe_noise_floor(length: Duration) -> NoiseFloor {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads: Vec<_> = (0..cpus)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut lost = Duration::ZERO;
+                let start = Instant::now();
+                let mut last = start;
+                while last - start < length {
+                    let now = Instant::now();
+                    let gap = now - last;
+                    if gap > Duration::from_micros(1) {
+                        lost += gap;
+                    }
+                    last = now;
+                }
+                100.0 * lost.as_secs_f64() / length.as_secs_f64()
+            })
+        })
+        .collect();
+    let lost_percent: Vec<f64> = threads
+        .into_iter()
+        .map(|thread| thread.join().unwrap_or(100.0))
+        .collect();
+    NoiseFloor {
+        untrustworthy: lost_percent.iter().any(|percent| *percent > 2.0),
+        lost_percent,
+    }
+}

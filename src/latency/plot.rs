@@ -1,0 +1,153 @@
+//! The SVG plot of a result: one panel per column set, IRQ and thread
+//! latency histograms drawn as steps on a logarithmic count axis.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::error::LatencyError;
+use super::report::{Column, LatencyReport};
+
+const PANEL_HEIGHT: u32 = 260;
+const WIDTH: u32 = 900;
+
+/// Draws the IRQ and thread latency histograms of every column set of
+/// `report` into the SVG file `out`.
+///
+/// # Errors
+///
+/// [`LatencyError::Plot`] when drawing or writing fails.
+pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> {
+    let failed = |error: &dyn std::fmt::Display| LatencyError::Plot {
+        path: out.to_path_buf(),
+        message: error.to_string(),
+    };
+    let panels = report.column_sets.len().max(1) as u32;
+    let root = SVGBackend::new(out, (WIDTH, PANEL_HEIGHT * panels)).into_drawing_area();
+    root.fill(&WHITE).map_err(|error| failed(&error))?;
+    let areas = root.split_evenly((panels as usize, 1));
+
+    // One x range for all panels, so that they compare at a glance: up to
+    // twice the largest p99 of any column, within the histogram's range
+    // (samples past it are the `over` count of the legend).
+    let unit_ns = if report.settings.unit == "ns" {
+        1.0
+    } else {
+        1_000.0
+    };
+    let range = (report.settings.bucket_ns * report.settings.entries) as f64 / unit_ns;
+    let p99_max = report
+        .column_sets
+        .iter()
+        .flat_map(|set| [set.irq.summary.p99_ns, set.thr.summary.p99_ns])
+        .max()
+        .unwrap_or(1) as f64
+        / unit_ns;
+    let x_max = (2.0 * p99_max)
+        .min(range)
+        .max(10.0 * report.settings.bucket_ns as f64 / unit_ns);
+    let y_max = report
+        .column_sets
+        .iter()
+        .flat_map(|set| [&set.irq, &set.thr])
+        .flat_map(|column| column.histogram.nonzero.iter().map(|[_, count]| *count))
+        .max()
+        .unwrap_or(1) as f64
+        * 2.0;
+
+    for (set, area) in report.column_sets.iter().zip(&areas) {
+        let work = match report.settings.work_ns {
+            0 => String::new(),
+            nanos => format!(", work {:.1} us", nanos as f64 / 1_000.0),
+        };
+        let title = format!(
+            "{} ({} Hz, {}{work}): IRQ and thread latency",
+            set.mechanism, report.settings.rate_hz, report.settings.cpu_mode
+        );
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(32)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..x_max, (0.8f64..y_max).log_scale())
+            .map_err(|error| failed(&error))?;
+        chart
+            .configure_mesh()
+            .x_desc(format!(
+                "latency from programmed expiry ({})",
+                report.settings.unit
+            ))
+            .y_desc("samples per bucket")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()
+            .map_err(|error| failed(&error))?;
+        for (column, color) in [(&set.irq, BLUE), (&set.thr, RED)] {
+            chart
+                .draw_series(LineSeries::new(
+                    steps(column, unit_ns, x_max),
+                    color.stroke_width(2),
+                ))
+                .map_err(|error| failed(&error))?
+                .label(format!(
+                    "{}: p50 {:.1}, p99 {:.1}, past the axis {}",
+                    column.name,
+                    column.summary.p50_ns as f64 / unit_ns,
+                    column.summary.p99_ns as f64 / unit_ns,
+                    beyond(column, unit_ns, x_max)
+                ))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|error| failed(&error))?;
+    }
+    root.present().map_err(|error| failed(&error))?;
+    Ok(())
+}
+
+/// Returns the samples of a column that the plot does not show: past
+/// `x_max` or past the histogram's last bucket.
+fn beyond(column: &Column, unit_ns: f64, x_max: f64) -> u64 {
+    let width = column.histogram.bucket_ns as f64 / unit_ns;
+    let past_axis: u64 = column
+        .histogram
+        .nonzero
+        .iter()
+        .filter(|[index, _]| *index as f64 * width >= x_max)
+        .map(|[_, count]| count)
+        .sum();
+    column.histogram.over + past_axis
+}
+
+/// Returns the outline of a column's histogram as step points, dropping to
+/// the axis between non-adjacent buckets, up to `x_max`.
+fn steps(column: &Column, unit_ns: f64, x_max: f64) -> Vec<(f64, f64)> {
+    let width = column.histogram.bucket_ns as f64 / unit_ns;
+    let floor = 0.8;
+    let mut points = Vec::new();
+    let mut previous: Option<u64> = None;
+    for &[index, count] in &column.histogram.nonzero {
+        let left = index as f64 * width;
+        if left >= x_max {
+            break;
+        }
+        if previous.is_none_or(|previous| previous + 1 != index) {
+            if let Some(previous) = previous {
+                points.push(((previous + 1) as f64 * width, floor));
+            }
+            points.push((left, floor));
+        }
+        points.push((left, count as f64));
+        points.push((left + width, count as f64));
+        previous = Some(index);
+    }
+    if let Some(last) = previous {
+        points.push(((last + 1) as f64 * width, floor));
+    }
+    points
+}

@@ -1,0 +1,455 @@
+//! The result of `irqlab latency`: its JSON form, the summary, the
+//! histogram table in the layout of `rtla timerlat hist`, and the ratios to
+//! the baseline.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::measure::Counts;
+
+/// The value of [`LatencyReport::format`].
+pub const FORMAT: &str = "irqlab-latency/1";
+
+/// The tag of the baseline's columns (`IRQ-base`, `Thr-base`).
+pub const BASELINE_TAG: &str = "base";
+
+/// A whole result, as `--json` writes it. Times are in nanoseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyReport {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The host.
+    pub machine: MachineInfo,
+    /// The options of the run.
+    pub settings: Settings,
+    /// The noise-floor probe, if it ran.
+    pub noise_floor: Option<NoiseFloor>,
+    /// One column set per mechanism, then the baseline's.
+    pub column_sets: Vec<ColumnSet>,
+    /// Each mechanism column's p50 and p99 against its baseline column.
+    pub ratios: Vec<Ratio>,
+}
+
+/// The host the run measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MachineInfo {
+    /// CPUs available to the process.
+    pub cpus: usize,
+    /// The first `model name` of /proc/cpuinfo.
+    pub model: String,
+}
+
+/// The options of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Timer rate.
+    pub rate_hz: u32,
+    /// Measuring time of each column set, in seconds.
+    pub duration_s: f64,
+    /// Rounds.
+    pub rounds: u32,
+    /// `blocking` or `busy-poll`.
+    pub cpu_mode: String,
+    /// Background NIC packets per second.
+    pub load_hz: u32,
+    /// Unit of the printed tables: `us` or `ns`.
+    pub unit: String,
+    /// Width of a histogram bucket, in nanoseconds.
+    pub bucket_ns: u64,
+    /// Number of histogram buckets.
+    pub entries: u64,
+    /// Busy time of each bottom half, in nanoseconds.
+    pub work_ns: u64,
+}
+
+/// The noise-floor probe's findings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoiseFloor {
+    /// Percent of each vCPU's time lost in gaps over 1 us.
+    pub lost_percent: Vec<f64>,
+    /// True when a vCPU lost more than 2 %: tails are then untrustworthy.
+    pub untrustworthy: bool,
+}
+
+/// The two columns of one mechanism (or of the baseline).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSet {
+    /// The mechanism's option value, or `baseline`.
+    pub mechanism: String,
+    /// The column tag: `IRQ-<tag>`, `Thr-<tag>`.
+    pub tag: String,
+    /// Activation counts over all rounds.
+    pub counts: Counts,
+    /// Programmed expiry to top-half entry.
+    pub irq: Column,
+    /// Programmed expiry to bottom-half start.
+    pub thr: Column,
+    /// Top-half duration (all zeros for the baseline).
+    pub top_half: Summary,
+}
+
+/// One latency column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// `IRQ-<tag>` or `Thr-<tag>`.
+    pub name: String,
+    /// Count and percentiles.
+    pub summary: Summary,
+    /// The bucketed distribution.
+    pub histogram: Buckets,
+}
+
+/// Count and percentiles of a column, in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Samples.
+    pub count: u64,
+    /// Smallest sample.
+    pub min_ns: u64,
+    /// Mean.
+    pub avg_ns: f64,
+    /// Median.
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Largest sample.
+    pub max_ns: u64,
+}
+
+/// A histogram with fixed-width buckets, as rtla prints it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Buckets {
+    /// Width of a bucket, in nanoseconds.
+    pub bucket_ns: u64,
+    /// Number of buckets.
+    pub entries: u64,
+    /// `[bucket index, samples]` of every non-empty bucket, in order.
+    pub nonzero: Vec<[u64; 2]>,
+    /// Samples at or past `entries * bucket_ns`.
+    pub over: u64,
+}
+
+/// One column's p50 and p99 as a ratio to its baseline column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ratio {
+    /// The measured column, e.g. `Thr-wq`.
+    pub column: String,
+    /// Its baseline column, e.g. `Thr-base`.
+    pub baseline: String,
+    /// Median over rounds of the per-round p50 ratio.
+    pub p50: f64,
+    /// Per-round p50 ratios.
+    pub p50_rounds: Vec<f64>,
+    /// Median over rounds of the per-round p99 ratio.
+    pub p99: f64,
+    /// Per-round p99 ratios.
+    pub p99_rounds: Vec<f64>,
+    /// The largest p50 ratio the goal allows; `None` for the comparison
+    /// mechanism (tokio-spawn), which has no goal.
+    pub p50_goal: Option<f64>,
+    /// The goal for p99.
+    pub p99_goal: Option<f64>,
+}
+
+impl Summary {
+    /// Summarizes a histogram of nanoseconds; all zeros when it is empty.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self {
+                count: 0,
+                min_ns: 0,
+                avg_ns: 0.0,
+                p50_ns: 0,
+                p99_ns: 0,
+                p999_ns: 0,
+                max_ns: 0,
+            };
+        }
+        Self {
+            count: histogram.len(),
+            min_ns: histogram.min(),
+            avg_ns: histogram.mean(),
+            p50_ns: histogram.value_at_quantile(0.50),
+            p99_ns: histogram.value_at_quantile(0.99),
+            p999_ns: histogram.value_at_quantile(0.999),
+            max_ns: histogram.max(),
+        }
+    }
+}
+
+impl Buckets {
+    /// Buckets a histogram of nanoseconds into `entries` buckets of
+    /// `bucket_ns`. A sample goes to bucket `value / bucket_ns`, where the
+    /// value is the lowest of the HDR histogram's equivalent range (exact
+    /// below 2,048 ns, within 0.1 % above).
+    pub fn of(histogram: &Histogram<u64>, bucket_ns: u64, entries: u64) -> Self {
+        let bucket_ns = bucket_ns.max(1);
+        let mut nonzero: Vec<[u64; 2]> = Vec::new();
+        let mut over = 0;
+        for value in histogram.iter_recorded() {
+            let nanos = histogram.lowest_equivalent(value.value_iterated_to());
+            let index = nanos / bucket_ns;
+            let count = value.count_at_value();
+            if index >= entries {
+                over += count;
+                continue;
+            }
+            match nonzero.last_mut() {
+                Some(last) if last[0] == index => last[1] += count,
+                _ => nonzero.push([index, count]),
+            }
+        }
+        Self {
+            bucket_ns,
+            entries,
+            nonzero,
+            over,
+        }
+    }
+
+    /// Returns the samples in the buckets and past them.
+    pub fn total(&self) -> u64 {
+        self.nonzero.iter().map(|[_, count]| count).sum::<u64>() + self.over
+    }
+}
+
+impl Column {
+    /// Builds a column from its merged histogram.
+    pub fn of(name: String, histogram: &Histogram<u64>, bucket_ns: u64, entries: u64) -> Self {
+        Self {
+            name,
+            summary: Summary::of(histogram),
+            histogram: Buckets::of(histogram, bucket_ns, entries),
+        }
+    }
+}
+
+/// Returns the median of `values` (the mean of the middle two for an even
+/// count); NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    match sorted.len() {
+        0 => f64::NAN,
+        len if len % 2 == 0 => (sorted[middle - 1] + sorted[middle]) / 2.0,
+        _ => sorted[middle],
+    }
+}
+
+fn in_unit(nanos: f64, unit_ns: u64) -> String {
+    if unit_ns == 1 {
+        format!("{nanos:.0}")
+    } else {
+        format!("{:.1}", nanos / unit_ns as f64)
+    }
+}
+
+impl LatencyReport {
+    fn unit_ns(&self) -> u64 {
+        if self.settings.unit == "ns" { 1 } else { 1_000 }
+    }
+
+    fn columns(&self) -> impl Iterator<Item = &Column> {
+        self.column_sets.iter().flat_map(|set| [&set.irq, &set.thr])
+    }
+
+    /// Renders the summary: count, min, avg, p50, p99, p99.9 and max of
+    /// every column, in the report's unit.
+    pub fn summary_table(&self) -> String {
+        let unit = self.unit_ns();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<11}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}   ({})",
+            "column", "count", "min", "avg", "p50", "p99", "p99.9", "max", self.settings.unit
+        );
+        for column in self.columns() {
+            let s = &column.summary;
+            let _ = writeln!(
+                out,
+                "{:<11}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+                column.name,
+                s.count,
+                in_unit(s.min_ns as f64, unit),
+                in_unit(s.avg_ns, unit),
+                in_unit(s.p50_ns as f64, unit),
+                in_unit(s.p99_ns as f64, unit),
+                in_unit(s.p999_ns as f64, unit),
+                in_unit(s.max_ns as f64, unit),
+            );
+        }
+        out
+    }
+
+    /// Renders the activation counts of every column set.
+    pub fn counts_table(&self) -> String {
+        let mut out = String::new();
+        let unit = self.unit_ns();
+        let _ = writeln!(
+            out,
+            "{:<14}{:>12}{:>16}{:>10}{:>12}{:>20}{:>16}",
+            "mechanism",
+            "activations",
+            "timer overruns",
+            "lost",
+            "started",
+            format!("top half p50 ({})", self.settings.unit),
+            "top half p99.9"
+        );
+        for set in &self.column_sets {
+            let c = &set.counts;
+            let _ = writeln!(
+                out,
+                "{:<14}{:>12}{:>16}{:>10}{:>12}{:>20}{:>16}",
+                set.mechanism,
+                c.activations,
+                c.timer_overruns,
+                c.lost,
+                c.started,
+                in_unit(set.top_half.p50_ns as f64, unit),
+                in_unit(set.top_half.p999_ns as f64, unit),
+            );
+        }
+        out
+    }
+
+    /// Renders the histogram in the layout of `rtla timerlat hist`.
+    ///
+    /// The layout: `#` comment lines, a header `Index IRQ-<tag> Thr-<tag>
+    /// ...`, and one row per bucket with a sample in any column, indexed by
+    /// the bucket's lower bound in the unit. The `over:`, `count:`, `min:`,
+    /// `avg:` and `max:` rows follow.
+    pub fn histogram_table(&self) -> String {
+        let unit = self.unit_ns();
+        let columns: Vec<&Column> = self.columns().collect();
+        let width = columns
+            .iter()
+            .map(|column| column.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(9);
+        let mut out = String::new();
+
+        let unit_name = if unit == 1 {
+            "nanoseconds (ns)"
+        } else {
+            "microseconds (us)"
+        };
+        let seconds = self.settings.duration_s.round() as u64;
+        let _ = writeln!(out, "# irqlab latency histogram");
+        let _ = writeln!(out, "# Time unit is {unit_name}");
+        let _ = writeln!(
+            out,
+            "# Duration: {:>3} {:02}:{:02}:{:02}",
+            seconds / 86_400,
+            seconds / 3_600 % 24,
+            seconds / 60 % 60,
+            seconds % 60
+        );
+        let legend: Vec<String> = self
+            .column_sets
+            .iter()
+            .map(|set| format!("{} = {}", set.tag, set.mechanism))
+            .collect();
+        let _ = writeln!(out, "# Columns: {}", legend.join(", "));
+
+        let mut header = String::from("Index ");
+        for column in &columns {
+            let _ = write!(header, "{:>width$} ", column.name);
+        }
+        let _ = writeln!(out, "{}", header.trim_end());
+
+        // Merge the non-empty buckets of every column by index.
+        let mut indices: Vec<u64> = columns
+            .iter()
+            .flat_map(|column| column.histogram.nonzero.iter().map(|[index, _]| *index))
+            .collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let bucket_ns = self.settings.bucket_ns;
+        for index in indices {
+            let mut row = format!("{:<6}", index * bucket_ns / unit);
+            for column in &columns {
+                let count = column
+                    .histogram
+                    .nonzero
+                    .iter()
+                    .find(|[bucket, _]| *bucket == index)
+                    .map_or(0, |[_, count]| *count);
+                let _ = write!(row, "{count:>width$} ");
+            }
+            let _ = writeln!(out, "{}", row.trim_end());
+        }
+
+        let trailer = [
+            (
+                "over:",
+                columns.iter().map(|c| c.histogram.over).collect::<Vec<_>>(),
+            ),
+            ("count:", columns.iter().map(|c| c.summary.count).collect()),
+            (
+                "min:",
+                columns.iter().map(|c| c.summary.min_ns / unit).collect(),
+            ),
+            (
+                "avg:",
+                columns
+                    .iter()
+                    .map(|c| (c.summary.avg_ns / unit as f64) as u64)
+                    .collect(),
+            ),
+            (
+                "max:",
+                columns.iter().map(|c| c.summary.max_ns / unit).collect(),
+            ),
+        ];
+        for (label, values) in trailer {
+            let mut row = format!("{label:<6}");
+            for value in values {
+                let _ = write!(row, "{value:>width$} ");
+            }
+            let _ = writeln!(out, "{}", row.trim_end());
+        }
+        out
+    }
+
+    /// Renders the ratios to the baseline with their goals.
+    pub fn ratio_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "ratio to baseline, median of {} rounds (min..max):",
+            self.settings.rounds
+        );
+        for ratio in &self.ratios {
+            let spread = |rounds: &[f64]| {
+                let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                format!("{min:.2}..{max:.2}")
+            };
+            let verdict = |value: f64, goal: Option<f64>| match goal {
+                Some(goal) if value <= goal => format!(", goal {goal}x met"),
+                Some(goal) => format!(", goal {goal}x MISSED"),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<10} / {:<9} p50 {:>6.2}x ({}{})   p99 {:>6.2}x ({}{})",
+                ratio.column,
+                ratio.baseline,
+                ratio.p50,
+                spread(&ratio.p50_rounds),
+                verdict(ratio.p50, ratio.p50_goal),
+                ratio.p99,
+                spread(&ratio.p99_rounds),
+                verdict(ratio.p99, ratio.p99_goal),
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,238 @@
+//! `irqlab latency` options: defaults, parsing, and the errors (message
+//! and exit code) for bad values.
+
+use std::process::Command;
+use std::time::Duration;
+
+use clap::Parser;
+use irqlab::latency::{CpuModeArg, LatencyArgs, LatencyCommand, LatencyError, Mechanism, Unit};
+
+#[derive(Parser, Debug)]
+struct Wrapper {
+    #[command(flatten)]
+    args: LatencyArgs,
+}
+
+fn parse(arguments: &[&str]) -> Result<LatencyArgs, clap::Error> {
+    Wrapper::try_parse_from(std::iter::once("latency").chain(arguments.iter().copied()))
+        .map(|wrapper| wrapper.args)
+}
+
+/// Runs the built binary with `arguments` after `latency`.
+fn irqlab(arguments: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_irqlab"))
+        .arg("latency")
+        .args(arguments)
+        .output()
+        .expect("the irqlab binary runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn defaults_documented() {
+    let args = parse(&[]).unwrap();
+    assert_eq!(args.rate, 1000);
+    assert_eq!(args.duration, Duration::from_secs(10));
+    assert_eq!(args.rounds, 5);
+    assert_eq!(args.cpu_mode, CpuModeArg::Blocking);
+    assert_eq!(args.load, 0);
+    assert_eq!(args.unit, Unit::Us);
+    assert_eq!(args.bucket_size, 1);
+    assert_eq!(args.entries, 256);
+    assert_eq!(args.work_time, Duration::ZERO);
+    assert_eq!(args.json, None);
+    assert_eq!(args.command, None);
+    assert_eq!(
+        args.mechanisms(),
+        [
+            Mechanism::SystemWq,
+            Mechanism::HighpriWq,
+            Mechanism::OrderedWq,
+            Mechanism::ThreadedIrq,
+            Mechanism::TokioSpawn
+        ]
+    );
+    assert!(args.validate().is_ok());
+}
+
+#[test]
+fn options_parse() {
+    let args = parse(&[
+        "--rate",
+        "10000",
+        "-d",
+        "1m30s",
+        "-m",
+        "ordered-wq,threaded-irq,ordered-wq",
+        "--cpu-mode",
+        "busy-poll",
+        "--load",
+        "5000",
+        "--unit",
+        "ns",
+        "-b",
+        "100",
+        "-E",
+        "1000",
+        "--json",
+        "out.json",
+    ])
+    .unwrap();
+    assert_eq!(args.rate, 10_000);
+    assert_eq!(args.duration, Duration::from_secs(90));
+    assert_eq!(
+        args.mechanisms(),
+        [Mechanism::OrderedWq, Mechanism::ThreadedIrq]
+    );
+    assert_eq!(args.cpu_mode, CpuModeArg::BusyPoll);
+    assert_eq!(args.load, 5000);
+    assert_eq!(args.unit, Unit::Ns);
+    assert_eq!(args.bucket_size, 100);
+    assert_eq!(args.entries, 1000);
+    assert_eq!(args.json.as_deref(), Some(std::path::Path::new("out.json")));
+}
+
+#[test]
+fn plot_subcommand_parses() {
+    let args = parse(&["plot", "result.json", "--out", "plot.svg"]).unwrap();
+    assert_eq!(
+        args.command,
+        Some(LatencyCommand::Plot {
+            result: "result.json".into(),
+            out: "plot.svg".into()
+        })
+    );
+}
+
+#[test]
+fn bad_values_rejected() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--rate", "0"], "invalid rate \"0\" for --rate"),
+        (&["--rate", "-5"], "invalid rate \"-5\" for --rate"),
+        (&["--rate", "1.5"], "invalid rate \"1.5\" for --rate"),
+        (&["--rate", "2000000"], "from 1 to 1000000"),
+        (&["--load", "-1"], "invalid rate \"-1\" for --load"),
+        (&["-d", "soon"], "invalid duration \"soon\" for --duration"),
+        (&["-d", "10"], "invalid duration \"10\" for --duration"),
+        (&["-d", "0s"], "out of range"),
+        (&["-d", "3days"], "out of range"),
+        (&["-b", "0"], "invalid value \"0\" for --bucket-size"),
+        (
+            &["--work-time", "busy"],
+            "invalid duration \"busy\" for --work-time",
+        ),
+        (&["--work-time", "2s"], "for --work-time is out of range"),
+        (&["-E", "0"], "invalid value \"0\" for --entries"),
+        (&["--rounds", "0"], "invalid value \"0\" for --rounds"),
+        (&["-m", "softirq"], "invalid value 'softirq'"),
+    ];
+    for (arguments, expected) in cases {
+        let error = parse(arguments).expect_err(&format!("{arguments:?} must be rejected"));
+        let message = error.to_string();
+        assert!(
+            message.contains(expected),
+            "{arguments:?}: {message:?} lacks {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn short_round_rejected() {
+    let args = parse(&["--rate", "10", "-d", "1s", "--rounds", "5"]).unwrap();
+    let error = args.validate().unwrap_err();
+    assert!(
+        matches!(error, LatencyError::RoundTooShort { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("fewer than ten timer periods"));
+}
+
+#[test]
+fn built_args_validated() {
+    let mut args = parse(&[]).unwrap();
+    args.rate = 0;
+    assert!(matches!(
+        args.validate(),
+        Err(LatencyError::InvalidRate {
+            option: "--rate",
+            ..
+        })
+    ));
+    let mut args = parse(&[]).unwrap();
+    args.bucket_size = 0;
+    assert!(matches!(
+        args.validate(),
+        Err(LatencyError::InvalidCount {
+            option: "--bucket-size",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn binary_bad_rate_exits_2() {
+    let (code, stdout, stderr) = irqlab(&["--rate", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(
+            "invalid rate \"0\" for --rate: expected a whole number of hertz from 1 to 1000000"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn binary_bad_duration_exits_2() {
+    let (code, _, stderr) = irqlab(&["--duration", "fast"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("invalid duration \"fast\" for --duration"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn binary_short_round_exits_1() {
+    let (code, _, stderr) = irqlab(&["--rate", "1", "-d", "2s", "--noise-probe", "0s"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.starts_with("irqlab: error: a round of 400ms"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn binary_plot_missing_file_exits_1() {
+    let (code, _, stderr) = irqlab(&["plot", "/nonexistent/result.json", "--out", "x.svg"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("cannot read /nonexistent/result.json"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_names_units_and_defaults() {
+    let (code, stdout, _) = irqlab(&["--help"]);
+    assert_eq!(code, Some(0));
+    for expected in [
+        "in hertz",
+        "[default: 1000]",
+        "[default: 10s]",
+        "in --unit",
+        "[default: 256]",
+        "system-wq",
+        "tokio-spawn",
+        "--json <FILE>",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "help lacks {expected:?}:\n{stdout}"
+        );
+    }
+}

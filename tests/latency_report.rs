@@ -1,0 +1,317 @@
+//! The report of `irqlab latency`: the rtla-style histogram table, the
+//! JSON keys, and a short real run through every mechanism.
+
+use clap::Parser;
+use irqlab::latency::{
+    Buckets, Column, ColumnSet, Counts, FORMAT, LatencyArgs, LatencyReport, MachineInfo, Settings,
+    Summary, measure, new_histogram,
+};
+
+#[derive(Parser, Debug)]
+struct Wrapper {
+    #[command(flatten)]
+    args: LatencyArgs,
+}
+
+fn parse(arguments: &[&str]) -> LatencyArgs {
+    Wrapper::try_parse_from(std::iter::once("latency").chain(arguments.iter().copied()))
+        .unwrap()
+        .args
+}
+
+/// Returns a report with two columns of known samples: IRQ-a contains 1.2,
+/// 1.7, 3.1 and 900 us, and Thr-a contains 5.5 us twice.
+fn known_report() -> LatencyReport {
+    let mut irq = new_histogram();
+    for nanos in [1_200, 1_700, 3_100, 900_000] {
+        irq.record(nanos).unwrap();
+    }
+    let mut thr = new_histogram();
+    thr.record_n(5_500, 2).unwrap();
+    LatencyReport {
+        format: FORMAT.to_owned(),
+        machine: MachineInfo {
+            cpus: 2,
+            model: "test CPU".to_owned(),
+        },
+        settings: Settings {
+            rate_hz: 1000,
+            duration_s: 75.0,
+            rounds: 1,
+            cpu_mode: "blocking".to_owned(),
+            load_hz: 0,
+            unit: "us".to_owned(),
+            bucket_ns: 1_000,
+            entries: 10,
+            work_ns: 0,
+        },
+        noise_floor: None,
+        column_sets: vec![ColumnSet {
+            mechanism: "system-wq".to_owned(),
+            tag: "a".to_owned(),
+            counts: Counts {
+                activations: 4,
+                timer_overruns: 0,
+                lost: 2,
+                started: 2,
+            },
+            irq: Column::of("IRQ-a".to_owned(), &irq, 1_000, 10),
+            thr: Column::of("Thr-a".to_owned(), &thr, 1_000, 10),
+            top_half: Summary::of(&irq),
+        }],
+        ratios: Vec::new(),
+    }
+}
+
+#[test]
+fn histogram_table_layout() {
+    let table = known_report().histogram_table();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "# irqlab latency histogram");
+    assert_eq!(lines[1], "# Time unit is microseconds (us)");
+    assert_eq!(lines[2], "# Duration:   0 00:01:15");
+    assert_eq!(lines[3], "# Columns: a = system-wq");
+    assert_eq!(lines[4], "Index     IRQ-a     Thr-a");
+    // Buckets 1, 3 and 5 hold samples; 0, 2, 4 and 6..9 are skipped.
+    assert_eq!(lines[5], "1             2         0");
+    assert_eq!(lines[6], "3             1         0");
+    assert_eq!(lines[7], "5             0         2");
+    assert_eq!(lines[8], "over:         1         0");
+    assert_eq!(lines[9], "count:        4         2");
+    assert_eq!(lines[10], "min:          1         5");
+    assert_eq!(lines[11], "avg:        226         5");
+    assert_eq!(lines[12], "max:        900         5");
+    assert_eq!(lines.len(), 13);
+}
+
+#[test]
+fn histogram_rows_sum_to_count() {
+    let report = known_report();
+    for set in &report.column_sets {
+        for column in [&set.irq, &set.thr] {
+            assert_eq!(
+                column.histogram.total(),
+                column.summary.count,
+                "{}: buckets + over != count",
+                column.name
+            );
+        }
+    }
+}
+
+#[test]
+fn buckets_honour_width_and_entries() {
+    let mut histogram = new_histogram();
+    for nanos in [10, 19, 20, 55, 99, 100, 5_000] {
+        histogram.record(nanos).unwrap();
+    }
+    let buckets = Buckets::of(&histogram, 20, 5);
+    assert_eq!(buckets.nonzero, [[0, 2], [1, 1], [2, 1], [4, 1]]);
+    assert_eq!(buckets.over, 2);
+    assert_eq!(buckets.total(), 7);
+}
+
+#[test]
+fn json_keys_stable() {
+    let json = serde_json::to_value(known_report()).unwrap();
+    for key in [
+        "format",
+        "machine",
+        "settings",
+        "noise_floor",
+        "column_sets",
+        "ratios",
+    ] {
+        assert!(json.get(key).is_some(), "missing top-level key {key}");
+    }
+    let set = &json["column_sets"][0];
+    for key in ["mechanism", "tag", "counts", "irq", "thr", "top_half"] {
+        assert!(set.get(key).is_some(), "missing column-set key {key}");
+    }
+    for key in ["activations", "timer_overruns", "lost", "started"] {
+        assert!(set["counts"].get(key).is_some(), "missing count {key}");
+    }
+    for key in [
+        "count", "min_ns", "avg_ns", "p50_ns", "p99_ns", "p999_ns", "max_ns",
+    ] {
+        assert!(
+            set["irq"]["summary"].get(key).is_some(),
+            "missing summary {key}"
+        );
+    }
+    for key in ["bucket_ns", "entries", "nonzero", "over"] {
+        assert!(
+            set["irq"]["histogram"].get(key).is_some(),
+            "missing histogram {key}"
+        );
+    }
+    let back: LatencyReport = serde_json::from_value(json).unwrap();
+    assert_eq!(back, known_report());
+}
+
+/// 200 ms at 1 kHz through every mechanism and the baseline: every
+/// activation is accounted for and every column has samples.
+#[test]
+fn short_run_fills_every_column() {
+    let args = parse(&[
+        "--rate",
+        "1000",
+        "-d",
+        "200ms",
+        "--rounds",
+        "1",
+        "--noise-probe",
+        "0s",
+    ]);
+    let report = measure(&args, |_| {}).unwrap();
+
+    assert_eq!(report.column_sets.len(), 6);
+    assert_eq!(report.column_sets[5].mechanism, "baseline");
+    for set in &report.column_sets {
+        let counts = set.counts;
+        // 200 periods; a host stall turns some into timer overruns.
+        assert!(
+            (150..=210).contains(&(counts.activations + counts.timer_overruns)),
+            "{}: {counts:?}",
+            set.mechanism
+        );
+        assert_eq!(
+            set.irq.summary.count, counts.activations,
+            "{}: IRQ samples",
+            set.mechanism
+        );
+        assert_eq!(
+            set.thr.summary.count, counts.started,
+            "{}: thread samples",
+            set.mechanism
+        );
+        assert_eq!(
+            counts.started + counts.lost,
+            counts.activations,
+            "{}: started + lost",
+            set.mechanism
+        );
+        assert!(
+            set.irq.summary.count > 0,
+            "{}: IRQ column empty",
+            set.mechanism
+        );
+        assert!(
+            set.thr.summary.count > 0,
+            "{}: Thr column empty",
+            set.mechanism
+        );
+        assert_eq!(set.irq.histogram.total(), set.irq.summary.count);
+        assert_eq!(set.thr.histogram.total(), set.thr.summary.count);
+        let top_halves = set.top_half.count;
+        if set.mechanism == "baseline" {
+            assert_eq!(top_halves, 0, "the baseline has no top half");
+        } else {
+            assert_eq!(
+                top_halves, counts.activations,
+                "{}: top halves",
+                set.mechanism
+            );
+        }
+    }
+    // Five mechanisms, an IRQ and a Thr ratio each.
+    assert_eq!(report.ratios.len(), 10);
+    let table = report.histogram_table();
+    assert!(table.contains("IRQ-base"), "{table}");
+}
+
+/// A run with background NIC load stops its load and accounts for every
+/// activation.
+#[test]
+fn load_run_finishes() {
+    let args = parse(&[
+        "--rate",
+        "1000",
+        "-d",
+        "200ms",
+        "--rounds",
+        "1",
+        "--noise-probe",
+        "0s",
+        "--load",
+        "5000",
+        "-m",
+        "system-wq",
+    ]);
+    let report = measure(&args, |_| {}).unwrap();
+    assert_eq!(report.settings.load_hz, 5000);
+    for set in &report.column_sets {
+        let counts = set.counts;
+        assert!(counts.activations > 0, "{}: {counts:?}", set.mechanism);
+        assert_eq!(
+            counts.started + counts.lost,
+            counts.activations,
+            "{}: started + lost",
+            set.mechanism
+        );
+    }
+}
+
+/// The binary measures, writes JSON that parses back, and draws an SVG
+/// from it with `latency plot`.
+#[test]
+fn binary_json_then_plot() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("latency_json_then_plot");
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("result.json");
+    let svg = dir.join("result.svg");
+    let binary = env!("CARGO_BIN_EXE_irqlab");
+
+    let run = std::process::Command::new(binary)
+        .args([
+            "latency",
+            "-d",
+            "100ms",
+            "--rounds",
+            "1",
+            "--noise-probe",
+            "0s",
+        ])
+        .args(["-m", "threaded-irq", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("Index  IRQ-thrd  Thr-thrd  IRQ-base  Thr-base"),
+        "{stdout}"
+    );
+    let ratio_row = stdout
+        .lines()
+        .any(|line| line.trim_start().starts_with("Thr-thrd") && line.contains("/ Thr-base"));
+    assert!(ratio_row, "no Thr-thrd ratio row:\n{stdout}");
+    let report: LatencyReport =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report.format, FORMAT);
+    assert_eq!(report.column_sets[0].mechanism, "threaded-irq");
+
+    let plot = std::process::Command::new(binary)
+        .args(["latency", "plot"])
+        .arg(&json)
+        .arg("--out")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        plot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plot.stderr)
+    );
+    let drawing = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawing.starts_with("<svg"), "not an SVG");
+    assert!(drawing.contains("Thr-thrd: p50"), "legend missing");
+    assert!(
+        drawing.contains("baseline (1000 Hz, blocking)"),
+        "panel title missing"
+    );
+}
