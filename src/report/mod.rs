@@ -156,6 +156,9 @@ pub struct DeviceRow {
     /// How far its arrival feeder fell behind the intended times at most,
     /// in nanoseconds; 0 for timers.
     pub max_arrival_lateness_ns: u64,
+    /// Events its feeder handed over more than 1 ms after their intended
+    /// time.
+    pub late_arrivals: u64,
 }
 
 /// A latency summary in nanoseconds.

@@ -26,7 +26,12 @@ pub(crate) struct FeedStats {
     /// Largest delay between an event's intended time and its hand-off, in
     /// nanoseconds: how far the feeder fell behind its arrival process.
     pub(crate) max_lateness_ns: AtomicU64,
+    /// Events handed over more than [`LATE`] after their intended time.
+    pub(crate) late_events: AtomicU64,
 }
+
+/// Lateness above which an event counts as late.
+pub(crate) const LATE: Duration = Duration::from_millis(1);
 
 /// Spawns a feeder named `name` that runs `arrival` from `start` until
 /// `until` or `stop`, counting events and lateness in `fed`.
@@ -68,8 +73,12 @@ pub(super) fn spawn(
                     };
                     clock::sleep_until(wake);
                 }
-                let lateness = clock::duration_nanos(clock::now().saturating_since(intended));
-                fed.max_lateness_ns.fetch_max(lateness, Ordering::Relaxed);
+                let lateness = clock::now().saturating_since(intended);
+                fed.max_lateness_ns
+                    .fetch_max(clock::duration_nanos(lateness), Ordering::Relaxed);
+                if lateness > LATE {
+                    fed.late_events.fetch_add(1, Ordering::Relaxed);
+                }
                 event(intended);
                 fed.events.fetch_add(1, Ordering::Relaxed);
             }

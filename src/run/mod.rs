@@ -45,10 +45,6 @@ use generic::{GenericDevice, GenericStats, OneshotTimer};
 /// How long the run waits for bottom halves to finish after arrivals stop.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Feeder lateness above which the report warns that the host fell behind
-/// the scenario's rates.
-const FEEDER_LATE_NS: u64 = 1_000_000;
-
 /// How often the progress callback is called.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -375,13 +371,16 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     }
     let elapsed = started.elapsed().min(scenario.duration);
     for entry in &entries {
-        let lateness = entry.fed.max_lateness_ns.load(Ordering::Relaxed);
-        if lateness > FEEDER_LATE_NS {
+        let events = entry.fed.events.load(Ordering::Relaxed);
+        let late = entry.fed.late_events.load(Ordering::Relaxed);
+        if late * 100 > events {
             warnings.push(format!(
-                "the arrivals of {} fell behind by up to {}: the host could not keep up with \
-                 the scenario's rate, so events reached the device late",
+                "the arrivals of {} fell behind: {late} of {events} events reached the device \
+                 over {} ms late (at most {}); the host could not keep up with the scenario's \
+                 rate",
                 entry.name,
-                crate::report::format_ns(lateness)
+                feed::LATE.as_millis(),
+                crate::report::format_ns(entry.fed.max_lateness_ns.load(Ordering::Relaxed))
             ));
         }
     }
@@ -725,6 +724,7 @@ fn device_row(
         dropped_as: dropped_as.to_owned(),
         counters,
         max_arrival_lateness_ns: entry.fed.max_lateness_ns.load(Ordering::Relaxed),
+        late_arrivals: entry.fed.late_events.load(Ordering::Relaxed),
     };
     let generic = |stats: GenericStats, end_to_end: &mut Histogram<u64>| {
         let _ = end_to_end.add(&stats.end_to_end);
