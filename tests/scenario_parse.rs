@@ -45,7 +45,7 @@ fn demo_parses_with_every_kind() {
     assert!(
         matches!(demo.timers[0].kind, TimerKind::Periodic { period, .. } if period == Duration::from_millis(4))
     );
-    assert_eq!(demo.lines[0].budget, Duration::from_micros(20));
+    assert_eq!(demo.lines[0].budget, Duration::from_micros(50));
 }
 
 #[test]
