@@ -217,6 +217,33 @@ pub struct ReplayRow {
     pub simulated_handled: u64,
 }
 
+/// Width the report's prose lines are wrapped at.
+const WRAP_WIDTH: usize = 96;
+
+/// Wraps `text` at spaces to lines of at most `width` characters, the first
+/// starting with `first` and the others with `rest`.
+fn wrap(text: &str, first: &str, rest: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = first.to_owned();
+    let mut empty = true;
+    for word in text.split(' ') {
+        if !empty && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = rest.to_owned();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
+}
+
 /// Formats nanoseconds with a unit that keeps three or four digits.
 pub fn format_ns(ns: u64) -> String {
     match ns {
@@ -464,7 +491,23 @@ impl Report {
         }
         let _ = writeln!(out, "Warnings");
         for warning in &self.warnings {
-            let _ = writeln!(out, "  - {warning}");
+            out.push_str(&wrap(warning, "  - ", "    ", WRAP_WIDTH));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_breaks_at_spaces_within_width() {
+        let text = wrap("one two three four five", "- ", "  ", 11);
+        assert_eq!(text, "- one two\n  three\n  four five\n");
+    }
+
+    #[test]
+    fn wrap_keeps_a_long_word_whole() {
+        assert_eq!(wrap("abcdefghijkl", "- ", "  ", 5), "- abcdefghijkl\n");
     }
 }
