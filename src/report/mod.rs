@@ -255,8 +255,10 @@ pub fn format_ns(ns: u64) -> String {
 }
 
 /// Renders rows as a table: a header, then columns padded to their widest
-/// cell, the first left-aligned and the rest right-aligned.
-fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+/// cell. Numbers are right-aligned; the first column, and the last when
+/// `text_last` (names, as `/proc/interrupts` prints them), are
+/// left-aligned.
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>], text_last: bool) {
     let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -266,7 +268,7 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let line = |out: &mut String, cells: &[&str]| {
         let mut text = String::new();
         for (index, (cell, width)) in cells.iter().zip(&widths).enumerate() {
-            if index == 0 {
+            if index == 0 || (text_last && index + 1 == cells.len()) {
                 let _ = write!(text, "  {cell:<width$}");
             } else {
                 let _ = write!(text, "  {cell:>width$}");
@@ -342,7 +344,7 @@ impl Report {
                 row
             })
             .collect();
-        table(out, &header, &rows);
+        table(out, &header, &rows, true);
         out.push('\n');
     }
 
@@ -369,7 +371,7 @@ impl Report {
                 ]
             })
             .collect();
-        table(out, &header, &rows);
+        table(out, &header, &rows, false);
         out.push('\n');
         let columns: Vec<(&str, &Histogram<u64>)> = ["raise_to_top_half", "raise_to_bottom_half"]
             .iter()
@@ -414,7 +416,7 @@ impl Report {
                 ]
             })
             .collect();
-        table(out, &header, &rows);
+        table(out, &header, &rows, false);
         out.push('\n');
     }
 
@@ -449,7 +451,7 @@ impl Report {
                 ]
             })
             .collect();
-        table(out, &header, &rows);
+        table(out, &header, &rows, true);
         out.push('\n');
     }
 
@@ -480,7 +482,7 @@ impl Report {
                 ]
             })
             .collect();
-        table(out, &header, &rows);
+        table(out, &header, &rows, true);
         out.push('\n');
     }
 
