@@ -909,10 +909,14 @@ fn collect_lines(report: &mut Report, controller: &Controller, lines: &[irq_sim:
         });
         if line.overruns > 0 {
             report.warnings.push(format!(
-                "line {} ({}): {} top halves overran the {} us budget",
+                "line {} ({}): {} overran the {} us budget",
                 line.irq,
                 line.handlers.join(", "),
-                line.overruns,
+                if line.overruns == 1 {
+                    "1 top half".to_owned()
+                } else {
+                    format!("{} top halves", line.overruns)
+                },
                 budget.as_micros()
             ));
         }
