@@ -376,3 +376,34 @@ fn the_trace_links_each_queue_work_to_its_run() {
         assert!(run_starts_here, "flow ends where no work run starts: {end}");
     }
 }
+
+#[test]
+fn a_replay_shows_recorded_beside_simulated() {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/arm-timer-replay.toml");
+    let output = run(&["--scenario", scenario.to_str().unwrap(), "--json", "-"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("Replayed recordings (recorded beside simulated)"),
+        "{stdout}"
+    );
+    let json_start = stdout
+        .find("\n{")
+        .expect("the JSON follows the text report");
+    let json: Value = serde_json::from_str(&stdout[json_start..]).unwrap();
+    let replay = json["replay"].as_array().expect("a replay array");
+    assert_eq!(replay.len(), 1, "{json}");
+    let row = &replay[0];
+    assert_eq!(row["recorded_irq"], 27);
+    assert!(number(row, "recorded") > 0, "{row}");
+    assert_eq!(
+        number(row, "recorded"),
+        number(row, "simulated_arrived"),
+        "{row}"
+    );
+    assert_eq!(
+        number(row, "simulated_arrived"),
+        number(row, "simulated_handled"),
+        "{row}"
+    );
+}
