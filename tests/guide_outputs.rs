@@ -1,26 +1,44 @@
-//! Every `text` block of the guide is either the output of an example,
-//! checked here against a fresh run, or a figure.
+//! Every `text` block of the guide is the output of a program, checked
+//! here against a fresh run, or a figure.
 //!
-//! A block of output is marked by an HTML comment on the line before its
-//! fence, `<!-- output of NAME -->`, where NAME is an example that
-//! `cargo run --example NAME` runs. A figure is marked `<!-- figure -->`.
-//! Durations vary from run to run, so a number followed by `us`, `ms` or
-//! `ns`, or in a field whose name ends in `_ns`, matches any number.
+//! An HTML comment on the line before the block's fence says which:
+//!
+//! - `<!-- output of NAME -->`: the whole output of the example that
+//!   `cargo run --example NAME` runs. Durations vary from run to run, so a
+//!   number followed by `us`, `ms` or `ns`, or in a field whose name ends
+//!   in `_ns`, matches any number.
+//! - `<!-- excerpt of irqlab ARGS -->`: lines of the report that
+//!   `irqlab ARGS` prints, run from the repository's root, in order but
+//!   not necessarily adjacent. Every number of a report varies, so lines
+//!   are compared by shape: any number matches any number, any run of
+//!   spaces any run of spaces, and any histogram bar any bar.
+//! - `<!-- figure -->`: a diagram or a sample that no program prints.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::{guide_dir, run_example};
 
-/// A `text` block of the guide, with the example its marker names.
+/// What a `text` block's marker says it shows.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Shown {
+    /// The whole output of an example.
+    Output { example: String },
+    /// Lines of the output of `irqlab` with these arguments.
+    Excerpt { args: Vec<String> },
+    /// A diagram, not checked.
+    Figure,
+}
+
+/// A `text` block of the guide and what its marker says it shows.
 #[derive(Debug)]
 struct TextBlock {
     file: PathBuf,
     line: usize,
-    /// The example whose output it is; `None` for a figure.
-    example: Option<String>,
+    shown: Shown,
     text: String,
 }
 
@@ -58,17 +76,26 @@ fn text_blocks(file: &Path) -> Vec<TextBlock> {
             .find(|line| !line.trim().is_empty())
             .map(|line| line.trim())
             .unwrap_or("");
-        let example = if marker == "<!-- figure -->" {
-            None
+        let shown = if marker == "<!-- figure -->" {
+            Shown::Figure
         } else if let Some(name) = marker
             .strip_prefix("<!-- output of ")
             .and_then(|rest| rest.strip_suffix(" -->"))
         {
-            Some(name.to_owned())
+            Shown::Output {
+                example: name.to_owned(),
+            }
+        } else if let Some(args) = marker
+            .strip_prefix("<!-- excerpt of irqlab ")
+            .and_then(|rest| rest.strip_suffix(" -->"))
+        {
+            Shown::Excerpt {
+                args: args.split_whitespace().map(str::to_owned).collect(),
+            }
         } else {
             panic!(
-                "{}:{}: a text block needs `<!-- output of NAME -->` or `<!-- figure -->` \
-                 on the line before it",
+                "{}:{}: a text block needs `<!-- output of NAME -->`, \
+                 `<!-- excerpt of irqlab ARGS -->` or `<!-- figure -->` on the line before it",
                 file.display(),
                 index + 1
             );
@@ -82,7 +109,7 @@ fn text_blocks(file: &Path) -> Vec<TextBlock> {
         blocks.push(TextBlock {
             file: file.to_owned(),
             line: index + 1,
-            example,
+            shown,
             text,
         });
         index = end + 1;
@@ -133,33 +160,101 @@ fn same_output(expected: &str, actual: &str) -> bool {
             })
 }
 
+/// Returns the shape of a report line: every number becomes `0`, every run
+/// of whitespace one space, and every histogram bar one `#`.
+fn shape(line: &str) -> String {
+    let mut shaped = String::new();
+    let mut chars = line.trim().chars().peekable();
+    while let Some(first) = chars.next() {
+        if first.is_ascii_digit() {
+            while chars.next_if(|c| c.is_ascii_digit() || *c == '.').is_some() {}
+            shaped.push('0');
+        } else if first.is_whitespace() {
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            shaped.push(' ');
+        } else if first == '#' {
+            while chars.next_if(|c| *c == '#').is_some() {}
+            shaped.push('#');
+        } else {
+            shaped.push(first);
+        }
+    }
+    shaped
+}
+
+/// Returns the first line of `excerpt` that has no line of the same shape
+/// in `actual` after the match of the line before it; `None` when all
+/// match in order.
+fn missing_line<'a>(excerpt: &'a str, actual: &str) -> Option<&'a str> {
+    let mut actual = actual.lines().map(shape);
+    excerpt
+        .lines()
+        .find(|wanted| !actual.any(|line| line == shape(wanted)))
+}
+
+/// Runs the `irqlab` command from the repository's root and returns its
+/// standard output.
+fn run_irqlab(args: &[String]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_irqlab"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the irqlab binary runs");
+    assert!(
+        output.status.success(),
+        "irqlab {} exited with {}: {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[test]
-fn outputs_match_examples() {
+fn outputs_match_programs() {
     let blocks: Vec<TextBlock> = markdown_files(&guide_dir())
         .iter()
         .flat_map(|file| text_blocks(file))
         .collect();
     assert!(
-        blocks.iter().any(|block| block.example.is_some()),
+        blocks.iter().any(|block| block.shown != Shown::Figure),
         "the guide shows no output"
     );
 
-    // Run each example once, however many blocks show its output.
-    let mut outputs: BTreeMap<String, String> = BTreeMap::new();
+    // Run each program once, however many blocks show its output.
+    let mut outputs: BTreeMap<Shown, String> = BTreeMap::new();
     for block in &blocks {
-        let Some(example) = &block.example else {
-            continue;
+        let actual = match &block.shown {
+            Shown::Figure => continue,
+            Shown::Output { example } => outputs
+                .entry(block.shown.clone())
+                .or_insert_with(|| String::from_utf8_lossy(&run_example(example).stdout).into()),
+            Shown::Excerpt { args } => outputs
+                .entry(block.shown.clone())
+                .or_insert_with(|| run_irqlab(args)),
         };
-        let actual = outputs
-            .entry(example.clone())
-            .or_insert_with(|| String::from_utf8_lossy(&run_example(example).stdout).into_owned());
-        assert!(
-            same_output(&block.text, actual),
-            "{}:{}: the output of {example} differs.\nguide:\n{}\nactual:\n{actual}",
-            block.file.display(),
-            block.line,
-            block.text
-        );
+
+        match &block.shown {
+            Shown::Output { example } => assert!(
+                same_output(&block.text, actual),
+                "{}:{}: the output of {example} differs.\nguide:\n{}\nactual:\n{actual}",
+                block.file.display(),
+                block.line,
+                block.text
+            ),
+            Shown::Excerpt { args } => {
+                if let Some(line) = missing_line(&block.text, actual) {
+                    panic!(
+                        "{}:{}: `irqlab {}` printed no line shaped like {line:?}, in order.\n\
+                         actual:\n{actual}",
+                        block.file.display(),
+                        block.line,
+                        args.join(" ")
+                    );
+                }
+            }
+            Shown::Figure => {}
+        }
     }
 }
 
@@ -195,4 +290,17 @@ fn durations_match_any_number() {
     assert!(!same_output("irq=40\n", "irq=41\n"));
     assert!(!same_output("3 samples\n", "2 samples\n"));
     assert!(!same_output("a\n", "a\nb\n"));
+}
+
+#[test]
+fn excerpt_lines_match_by_shape() {
+    let report = "  IRQ  CPU0  type\n  40:   493  edge\n  1.0ms - 2.1ms   2 ####\nNo warnings.\n";
+    assert_eq!(missing_line("IRQ CPU0 type\n40: 7 edge\n", report), None);
+    assert_eq!(missing_line("0.5ms - 1.0ms  12 #\n", report), None);
+    assert_eq!(missing_line("40: 7 level\n", report), Some("40: 7 level"));
+    // In order: a line before the previous match does not count.
+    assert_eq!(
+        missing_line("No warnings.\nIRQ CPU0 type\n", report),
+        Some("IRQ CPU0 type")
+    );
 }
