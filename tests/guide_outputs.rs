@@ -1,7 +1,7 @@
 //! Every `text` block of the guide is the output of a program, checked
 //! here against a fresh run, or a figure.
 //!
-//! An HTML comment on the line before the block's fence says which:
+//! An HTML comment on the line before the block's fence tells which:
 //!
 //! - `<!-- output of NAME -->`: the whole output of the example that
 //!   `cargo run --example NAME` runs. Durations vary from run to run, so a
@@ -22,7 +22,7 @@ use std::process::Command;
 
 use common::{guide_dir, run_example};
 
-/// What a `text` block's marker says it shows.
+/// The program output, or figure, that a `text` block's marker names.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Shown {
     /// The whole output of an example.
@@ -33,7 +33,7 @@ enum Shown {
     Figure,
 }
 
-/// A `text` block of the guide and what its marker says it shows.
+/// A `text` block of the guide, with the output its marker names.
 #[derive(Debug)]
 struct TextBlock {
     file: PathBuf,
@@ -182,9 +182,9 @@ fn shape(line: &str) -> String {
     shaped
 }
 
-/// Returns the first line of `excerpt` that has no line of the same shape
-/// in `actual` after the match of the line before it; `None` when all
-/// match in order.
+/// Returns the first line of `excerpt` with no line of the same shape in
+/// `actual` after the previous line's match. Returns `None` when every
+/// line matches, in order.
 fn missing_line<'a>(excerpt: &'a str, actual: &str) -> Option<&'a str> {
     let mut actual = actual.lines().map(shape);
     excerpt
