@@ -22,3 +22,42 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod timeline;
+
+/// The guide's pages, so that `cargo test` compiles and runs every Rust
+/// block in them as a doc test. `tests/guide_outputs.rs` checks that every
+/// page is listed here.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../docs/guide/README.md")]
+    struct Contents;
+
+    #[doc = include_str!("../docs/guide/01-why-split.md")]
+    struct WhySplit;
+
+    #[doc = include_str!("../docs/guide/02-hardirq.md")]
+    struct HardIrq;
+
+    #[doc = include_str!("../docs/guide/03-classic-examples.md")]
+    struct ClassicExamples;
+
+    #[doc = include_str!("../docs/guide/04-threaded-napi.md")]
+    struct ThreadedNapi;
+
+    #[doc = include_str!("../docs/guide/05-delayed-work.md")]
+    struct DelayedWork;
+
+    #[doc = include_str!("../docs/guide/06-flush-cancel.md")]
+    struct FlushCancel;
+
+    #[doc = include_str!("../docs/guide/exercises.md")]
+    struct Exercises;
+
+    #[doc = include_str!("../docs/guide/cheatsheet.md")]
+    struct Cheatsheet;
+
+    #[doc = include_str!("../docs/guide/ru/01-why-split.md")]
+    struct WhySplitRu;
+
+    #[doc = include_str!("../docs/guide/ru/cheatsheet.md")]
+    struct CheatsheetRu;
+}
