@@ -66,7 +66,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub cpus: Option<usize>,
 
-    /// Also write the report as JSON to FILE ("-" for standard output).
+    /// Also write the report as JSON to FILE; "-" writes it to standard
+    /// output instead of the text report.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 

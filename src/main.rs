@@ -61,15 +61,24 @@ impl Write for LogWriter {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let tracing = match &cli.command {
-        Some(Command::Run(args)) => args.trace.is_some(),
-        None => cli.run.trace.is_some(),
-        _ => false,
+    if matches!(cli.command, Some(Command::Classic)) {
+        // The classic modules print through printk with a subscriber of
+        // their own, as their examples do.
+        classic();
+        return ExitCode::SUCCESS;
+    }
+    let run_args = match &cli.command {
+        Some(Command::Run(args)) => Some(args),
+        None => Some(&cli.run),
+        _ => None,
     };
+    let tracing = run_args.is_some_and(|args| args.trace.is_some());
+    let quiet = run_args.is_some_and(|args| args.quiet);
     let timeline = tracing.then(|| Timeline::new(timeline::DEFAULT_CAPACITY));
     // The filter sits on the log layer alone: the timeline's layer has its
     // own, so RUST_LOG neither hides its TRACE events nor prints them.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(if quiet { "error" } else { "warn" }));
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -81,10 +90,7 @@ fn main() -> ExitCode {
         .init();
 
     match cli.command {
-        Some(Command::Classic) => {
-            classic();
-            ExitCode::SUCCESS
-        }
+        Some(Command::Classic) => unreachable!("handled before the subscriber is installed"),
         Some(Command::Run(args)) => run(&args, timeline.as_ref()),
         Some(Command::Latency(args)) => match irqlab::latency::run(&args) {
             Ok(_) => ExitCode::SUCCESS,
@@ -127,8 +133,10 @@ fn scenario(args: &RunArgs) -> Result<Scenario, String> {
     if let Some(text) = &args.duration {
         let duration = scenario::parse_duration(text)
             .map_err(|message| format!("--duration {text}: {message}"))?;
-        if duration.is_zero() {
-            return Err(format!("--duration {text}: must be longer than zero"));
+        if duration.is_zero() || duration > scenario::MAX_DURATION {
+            return Err(format!(
+                "--duration {text}: must be longer than zero and at most 24 hours"
+            ));
         }
         scenario.duration = duration;
     }
@@ -171,6 +179,18 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
         Ok(scenario) => scenario,
         Err(message) => return fail(EXIT_BAD_INPUT, message),
     };
+    if args.trace.as_deref() == Some(Path::new("-")) {
+        return fail(
+            EXIT_BAD_INPUT,
+            "--trace -: a timeline is a file for a viewer; give a file name",
+        );
+    }
+    if args.json.is_some() && args.json == args.trace {
+        return fail(
+            EXIT_BAD_INPUT,
+            "--json and --trace name the same file; give each its own",
+        );
+    }
     // Refuse unwritable outputs before the run, not after it.
     for path in [&args.json, &args.trace].into_iter().flatten() {
         if path != Path::new("-")
@@ -201,7 +221,9 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
         Err(error) => return fail(EXIT_FAILURE, error),
     };
 
-    if !args.quiet {
+    // JSON on standard output replaces the text report there.
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    if !args.quiet && !json_to_stdout {
         print!("{}", report.render());
     }
     if let Some(path) = &args.json {
@@ -222,7 +244,7 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
         }
     }
     if let (Some(path), Some(timeline)) = (&args.trace, timeline)
-        && let Err(error) = write_trace(path, timeline, args.quiet)
+        && let Err(error) = write_trace(path, timeline, args.quiet, json_to_stdout)
     {
         return fail(
             EXIT_FAILURE,
@@ -232,20 +254,31 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Writes the timeline to `path` and says what it holds.
-fn write_trace(path: &Path, timeline: &Timeline, quiet: bool) -> std::io::Result<()> {
+/// Writes the timeline to `path` and says what it contains, on standard
+/// error when standard output carries the JSON report.
+fn write_trace(
+    path: &Path,
+    timeline: &Timeline,
+    quiet: bool,
+    json_to_stdout: bool,
+) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     let summary = timeline.write_chrome_trace(&mut out)?;
     out.flush()?;
     if !quiet {
-        println!(
-            "\nTimeline: {} top halves, {} work runs and {} queue_work arrows written to {}; open it \
+        let line = format!(
+            "Timeline: {} top halves, {} work runs and {} queue_work arrows written to {}; open it \
              in Perfetto (ui.perfetto.dev) or chrome://tracing (docs/timeline.md)",
             summary.top_halves,
             summary.executions,
             summary.flows,
             path.display()
         );
+        if json_to_stdout {
+            eprintln!("irqlab: {line}");
+        } else {
+            println!("\n{line}");
+        }
     }
     if summary.dropped > 0 {
         eprintln!(

@@ -125,7 +125,7 @@ fn zero_and_negative_rates_are_rejected() {
     for rate in ["0", "-5", "0.0"] {
         let (line, key, message) = rejected(&NIC.replace("rate = 1000", &format!("rate = {rate}")));
         assert_eq!((line, key.as_str()), (6, "device[0].arrival.rate"));
-        assert!(message.contains("more than 0"), "{message}");
+        assert!(message.contains("from one a day"), "{message}");
     }
 }
 
@@ -179,4 +179,51 @@ fn syntax_errors_point_at_the_line() {
     let error = parse("name = \"x\"\n[machine\ncpus = 2\n").unwrap_err();
     let text = error.to_string();
     assert!(text.starts_with("test.toml:2:"), "{text}");
+}
+
+#[test]
+fn limits_catch_unit_slips() {
+    let generic = |extra: &str| {
+        format!(
+            "[[device]]\nname = \"a\"\nkind = \"generic\"\nirq = 4\n{extra}\n\
+             arrival = {{ process = \"periodic\", rate = 5 }}\n"
+        )
+    };
+    let (_, key, message) = rejected(&generic("work = \"10s\""));
+    assert_eq!(key, "device[0].work");
+    assert!(message.contains("at most 1s"), "{message}");
+
+    let (_, key, _) = rejected(&NIC.replace("rate = 1000", "rate = 1e-300"));
+    assert_eq!(key, "device[0].arrival.rate");
+
+    let tick = "[[timer]]\nname = \"t\"\nirq = 16\nperiod = \"4ms\"\nhousekeeping = \"1ns\"\n";
+    let (_, key, message) = rejected(tick);
+    assert_eq!(key, "timer[0].housekeeping");
+    assert!(message.contains("out of range"), "{message}");
+}
+
+#[test]
+fn a_scenario_needs_something_to_interrupt() {
+    let (line, _, message) = rejected("name = \"empty\"\n");
+    assert_eq!(line, 1);
+    assert!(
+        message.contains("no [[timer]] and no [[device]]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn kernel_names_of_system_queues_are_taken() {
+    let text = format!("[[workqueue]]\nname = \"events\"\n{NIC}");
+    let (_, key, message) = rejected(&text);
+    assert_eq!(key, "workqueue[0].name");
+    assert!(message.contains("system queue"), "{message}");
+}
+
+#[test]
+fn type_errors_speak_toml() {
+    let (_, _, message) = rejected(&NIC.replace("irq = 40", "irq = \"40\""));
+    assert!(message.contains("expected an integer"), "{message}");
+    let (_, _, message) = rejected("[device]\nname = \"a\"\n");
+    assert!(message.contains("[[device]]"), "{message}");
 }

@@ -38,6 +38,8 @@ pub(crate) struct Handoff {
     events: AtomicU64,
     /// Raise time (ns) of the oldest event in `events`; 0 when none.
     oldest: AtomicU64,
+    /// Events the bottom half has taken and not finished yet.
+    in_progress: AtomicU64,
     /// Events the bottom half finished.
     processed: AtomicU64,
     /// CPU time each run spends.
@@ -63,6 +65,7 @@ impl Handoff {
     /// half.
     fn take(&self) {
         let events = self.events.swap(0, Ordering::AcqRel);
+        self.in_progress.store(events, Ordering::Release);
         let oldest = self.oldest.swap(0, Ordering::AcqRel);
         if oldest != 0 {
             self.end_to_end.record([Timestamp::from_nanos(oldest)]);
@@ -71,6 +74,13 @@ impl Handoff {
             clock::spin_until(clock::now() + self.work);
         }
         self.processed.fetch_add(events, Ordering::Relaxed);
+        self.in_progress.store(0, Ordering::Release);
+    }
+
+    /// Returns the events handed over and not finished: waiting for the
+    /// bottom half or in its current run.
+    fn unfinished(&self) -> u64 {
+        self.events.load(Ordering::Acquire) + self.in_progress.load(Ordering::Acquire)
     }
 }
 
@@ -194,7 +204,7 @@ impl GenericDevice {
     /// hand-off.
     pub(crate) fn is_idle(&self) -> bool {
         self.status.load(Ordering::Acquire) == 0
-            && self.handoff.data().events.load(Ordering::Acquire) == 0
+            && self.handoff.data().unfinished() == 0
             && !self.handoff.is_pending()
     }
 
@@ -203,7 +213,7 @@ impl GenericDevice {
         GenericStats {
             arrived: self.arrived.load(Ordering::Relaxed),
             processed: handoff.processed.load(Ordering::Relaxed),
-            unclaimed: self.status.load(Ordering::Relaxed) + handoff.events.load(Ordering::Relaxed),
+            unclaimed: self.status.load(Ordering::Relaxed) + handoff.unfinished(),
             end_to_end: handoff.end_to_end.snapshot(),
         }
     }
@@ -315,7 +325,7 @@ impl OneshotTimer {
 
     /// Returns true when every fired expiry's work has run.
     pub(crate) fn is_idle(&self) -> bool {
-        self.handoff.data().events.load(Ordering::Acquire) == 0 && !self.handoff.is_pending()
+        self.handoff.data().unfinished() == 0 && !self.handoff.is_pending()
     }
 
     pub(crate) fn stats(&self) -> GenericStats {
@@ -324,7 +334,7 @@ impl OneshotTimer {
         GenericStats {
             arrived: fired,
             processed: handoff.processed.load(Ordering::Relaxed),
-            unclaimed: handoff.events.load(Ordering::Relaxed),
+            unclaimed: handoff.unfinished(),
             end_to_end: handoff.end_to_end.snapshot(),
         }
     }

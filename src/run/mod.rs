@@ -34,7 +34,7 @@ use driver::module::{self, InitResult, LoadedModule, Module, ModuleContext};
 use hdrhistogram::Histogram;
 use irq_sim::clock::{self, Timestamp};
 use irq_sim::device::{BlockDevice, GpioButton, Nic, Uart};
-use irq_sim::{Budget, Config, Controller, Machine};
+use irq_sim::{Budget, Config, Controller, LocalTimer, Machine};
 use wq::{Workqueue, WqFlags};
 
 use crate::report::{DeviceRow, IrqRow, LatencyRow, QueueRow, ReplayRow, Report};
@@ -384,9 +384,19 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
             ));
         }
     }
+    // Timers are arrivals too: they stop with the feeders, so that their
+    // counts cover the run's duration and nothing more.
     for entry in &entries {
-        if let Unit::Oneshot(timer) = &entry.unit {
-            timer.disarm();
+        match &entry.unit {
+            Unit::Oneshot(timer) => timer.disarm(),
+            Unit::Tick(bound) => {
+                for (device, _) in bound.devices() {
+                    if let Ok(timer) = device.resource::<LocalTimer>() {
+                        timer.cancel();
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -394,8 +404,15 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     let deadline = Instant::now() + DRAIN_DEADLINE;
     let mut busy: Vec<&str> = Vec::new();
     while Instant::now() < deadline {
+        // A disabled line's raises stay pending, so its devices cannot
+        // finish; the report says so instead of waiting for them.
         busy = entries
             .iter()
+            .filter(|entry| {
+                controller
+                    .line_state(entry.irq)
+                    .is_ok_and(|line| line.depth == 0)
+            })
             .filter(|entry| !entry.is_idle(&runtime))
             .map(|entry| entry.name.as_str())
             .collect();
@@ -909,7 +926,7 @@ fn collect_lines(report: &mut Report, controller: &Controller, lines: &[irq_sim:
         });
         if line.overruns > 0 {
             report.warnings.push(format!(
-                "line {} ({}): {} overran the {} us budget",
+                "line {} ({}): {} overran the {} budget",
                 line.irq,
                 line.handlers.join(", "),
                 if line.overruns == 1 {
@@ -917,7 +934,20 @@ fn collect_lines(report: &mut Report, controller: &Controller, lines: &[irq_sim:
                 } else {
                     format!("{} top halves", line.overruns)
                 },
-                budget.as_micros()
+                crate::report::format_ns(clock::duration_nanos(budget))
+            ));
+        }
+        if line.depth > 0 && line.spurious_disables == 0 && line.panics == 0 {
+            report.warnings.push(format!(
+                "line {} ({}) was disabled at the end of the run{}; raises on it were left \
+                 pending, so its devices could not finish",
+                line.irq,
+                line.handlers.join(", "),
+                if line.overruns > 0 {
+                    " by its overrun policy"
+                } else {
+                    ""
+                }
             ));
         }
         if line.spurious_disables > 0 {

@@ -423,12 +423,17 @@ fn relative_path(path: &Path, folder: &Path) -> PathBuf {
     relative
 }
 
-/// Parses `--interval`: seconds, positive and finite.
+/// Longest `--interval`: a year of seconds. Rates from longer intervals
+/// would need periods no run can reach.
+const MAX_INTERVAL_SECS: f64 = 365.0 * 86_400.0;
+
+/// Parses `--interval`: seconds, positive and at most a year.
 fn parse_interval(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(secs),
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_INTERVAL_SECS => Ok(secs),
         _ => Err(format!(
-            "expected a positive number of seconds, such as 10 or 0.5, found \"{text}\""
+            "expected a positive number of seconds up to {MAX_INTERVAL_SECS} (a year), such as \
+             10 or 0.5, found \"{text}\""
         )),
     }
 }

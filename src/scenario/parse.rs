@@ -23,6 +23,23 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Highest event rate of one timer or device, per second.
 pub const MAX_RATE_HZ: f64 = 1_000_000.0;
 
+/// Lowest event rate of one device, per second: one event a day, so that
+/// every gap fits a run.
+pub const MIN_RATE_HZ: f64 = 1.0 / 86_400.0;
+
+/// Longest CPU time a generic device's bottom half may spend per run.
+const MAX_WORK: Duration = Duration::from_secs(1);
+
+/// Shortest housekeeping period of a tick, the kernel's jiffy at HZ=1000.
+const MIN_HOUSEKEEPING: Duration = Duration::from_millis(1);
+
+/// Longest service time of a block request.
+const MAX_SERVICE_TIME: Duration = Duration::from_secs(10);
+
+/// The kernel names of the system queues, which reports show and which no
+/// scenario queue may take.
+const SYSTEM_QUEUE_NAMES: [&str; 4] = ["events", "events_highpri", "events_long", "events_unbound"];
+
 /// Largest `max_active` of a queue, as the kernel's `WQ_MAX_ACTIVE`.
 const MAX_ACTIVE: i64 = 512;
 
@@ -85,7 +102,7 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// Parses a duration written with a unit: `500ns`, `20us` (or `20µs`),
-/// `1.5ms`, `10s`.
+/// `1.5ms`, `10s`, `2min`, `1h`.
 ///
 /// # Errors
 ///
@@ -101,10 +118,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "us" | "µs" => 1e-6,
         "ms" => 1e-3,
         "s" => 1.0,
+        "min" => 60.0,
+        "h" => 3600.0,
         _ => {
             return Err(format!(
-                "\"{text}\" is not a duration; write a number and a unit: ns, us, ms or s \
-                 (\"250ms\", \"1.5s\")"
+                "\"{text}\" is not a duration; write a number and a unit: ns, us, ms, s, min \
+                 or h (\"250ms\", \"1.5s\", \"2min\")"
             ));
         }
     };
@@ -285,7 +304,38 @@ impl Checker<'_> {
         if duration.is_zero() {
             return Err(self.error(value.span(), key, "must be longer than zero"));
         }
+        if duration > MAX_DURATION {
+            return Err(self.error(value.span(), key, "must be at most 24 hours"));
+        }
         Ok(duration)
+    }
+
+    /// Reads an optional duration that must lie in `range`; no value means
+    /// `default`.
+    fn bounded_duration(
+        &self,
+        value: Option<&S<String>>,
+        key: &str,
+        range: std::ops::RangeInclusive<Duration>,
+        default: Duration,
+    ) -> Result<Duration, ScenarioError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let duration = self.duration(value, key)?;
+        if range.contains(&duration) {
+            return Ok(duration);
+        }
+        Err(self.error(
+            value.span(),
+            key,
+            format!(
+                "\"{}\" is out of range; it must be from {:?} to {:?}",
+                value.get_ref(),
+                range.start(),
+                range.end()
+            ),
+        ))
     }
 
     fn optional_duration(
@@ -368,11 +418,34 @@ impl Checker<'_> {
     }
 }
 
+/// Rewords serde's messages in the words of a scenario file: TOML types
+/// rather than Rust ones, and the table syntax a sequence needs.
+fn plain_message(message: &str) -> String {
+    let mut text = message
+        .replace("expected i64", "expected an integer")
+        .replace("expected u64", "expected an integer")
+        .replace("expected u32", "expected an integer")
+        .replace("expected f64", "expected a number")
+        .replace("expected a boolean", "expected true or false");
+    if text.contains("invalid type: map, expected a sequence") {
+        text = "a table where an array of tables is expected: write [[device]], [[timer]], \
+                [[workqueue]] or [[line]] with double brackets"
+            .to_owned();
+    }
+    if text.starts_with("duplicate key") {
+        text.push_str(": a key appears twice in one table; keep one");
+    }
+    if text.starts_with("invalid type") && text.contains("expected a string") {
+        text.push_str(" (durations and names are quoted strings, like \"250ms\")");
+    }
+    text
+}
+
 pub(super) fn parse(text: &str, source: &str, base: &Path) -> Result<Scenario, ScenarioError> {
     let checker = Checker { text, source };
     let raw: RawScenario = toml::from_str(text).map_err(|error| {
         let span = error.span().unwrap_or(0..0);
-        checker.error(span, "", error.message().trim_end().to_owned())
+        checker.error(span, "", plain_message(error.message().trim_end()))
     })?;
 
     let name = raw
@@ -423,9 +496,10 @@ pub(super) fn parse(text: &str, source: &str, base: &Path) -> Result<Scenario, S
                         "must be at least 1us (a tick faster than 1 MHz)",
                     ));
                 }
-                let housekeeping = checker.optional_duration(
+                let housekeeping = checker.bounded_duration(
                     timer.housekeeping.as_ref(),
                     &key("housekeeping"),
+                    MIN_HOUSEKEEPING..=MAX_DURATION,
                     Duration::from_millis(100),
                 )?;
                 TimerKind::Periodic {
@@ -499,6 +573,14 @@ pub(super) fn parse(text: &str, source: &str, base: &Path) -> Result<Scenario, S
     check_names(&checker, &raw)?;
     check_line_users(&checker, &raw, &timers, &devices)?;
     let lines = lines(&checker, &raw.line, &timers, &devices, machine.irqs)?;
+    if timers.is_empty() && devices.is_empty() {
+        return Err(checker.error(
+            0..0,
+            "",
+            "the scenario has no [[timer]] and no [[device]], so nothing would interrupt; \
+             add at least one (docs/scenarios.md shows how)",
+        ));
+    }
 
     Ok(Scenario {
         source: source.to_owned(),
@@ -559,11 +641,14 @@ fn workqueues(
         if name.is_empty() {
             return Err(checker.error(queue.name.span(), key("name"), "must not be empty"));
         }
-        if SYSTEM_QUEUES.contains(&name.as_str()) {
+        if SYSTEM_QUEUES.contains(&name.as_str()) || SYSTEM_QUEUE_NAMES.contains(&name.as_str()) {
             return Err(checker.error(
                 queue.name.span(),
                 key("name"),
-                format!("\"{name}\" is a system queue, which exists already; choose another name"),
+                format!(
+                    "\"{name}\" is a system queue's name (reports show system_wq as \"events\", \
+                     as the kernel does); choose another name"
+                ),
             ));
         }
         if queues.iter().any(|other| other.name == *name) {
@@ -740,9 +825,10 @@ fn device(
             line_length: positive(device.line_length.as_ref(), "line_length", 64, 4096)? as usize,
         },
         "block" => DeviceKind::Block {
-            service_time: checker.optional_duration(
+            service_time: checker.bounded_duration(
                 device.service_time.as_ref(),
                 &key("service_time"),
+                Duration::from_nanos(1)..=MAX_SERVICE_TIME,
                 Duration::from_micros(200),
             )?,
             depth: positive(device.depth.as_ref(), "depth", 32, 4096)? as usize,
@@ -774,8 +860,22 @@ fn device(
                 .as_ref()
                 .map_or_else(|| name.clone(), |handler| handler.get_ref().clone()),
             work: match &device.work {
-                Some(value) => parse_duration(value.get_ref())
-                    .map_err(|message| checker.error(value.span(), key("work"), message))?,
+                Some(value) => {
+                    let work = parse_duration(value.get_ref())
+                        .map_err(|message| checker.error(value.span(), key("work"), message))?;
+                    if work > MAX_WORK {
+                        return Err(checker.error(
+                            value.span(),
+                            key("work"),
+                            format!(
+                                "\"{}\" is out of range; a bottom half spends at most 1s of CPU \
+                                 time per run (did you mean us or ms?)",
+                                value.get_ref()
+                            ),
+                        ));
+                    }
+                    work
+                }
                 None => Duration::ZERO,
             },
         },
@@ -842,14 +942,20 @@ fn device(
 
 fn rate(checker: &Checker<'_>, value: &S<Number>, key: &str) -> Result<f64, ScenarioError> {
     let Number(rate) = *value.get_ref();
-    if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_HZ {
+    let shown = if rate != 0.0 && !(1e-3..=1e7).contains(&rate.abs()) {
+        format!("{rate:e}")
+    } else {
+        rate.to_string()
+    };
+    if rate.is_finite() && (MIN_RATE_HZ..=MAX_RATE_HZ).contains(&rate) {
         Ok(rate)
     } else {
         Err(checker.error(
             value.span(),
             key,
             format!(
-                "{rate} is not allowed; a rate is events per second, more than 0 and at most {MAX_RATE_HZ}"
+                "{shown} is not allowed; a rate is events per second, from one a day \
+                 ({MIN_RATE_HZ:.2e}) to {MAX_RATE_HZ}"
             ),
         ))
     }

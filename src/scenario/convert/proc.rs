@@ -27,7 +27,8 @@
 //!    numbered beyond irq-sim's lines are left out and listed. A line found
 //!    only in the later snapshot was registered during the interval, so its
 //!    counter started at zero and its raw count is the interval's count.
-//! 8. A rate above [`MAX_RATE_HZ`] is clamped to it, with a comment.
+//! 8. A rate above [`MAX_RATE_HZ`] is clamped to it, and one below
+//!    [`MIN_RATE_HZ`] raised to it, with a comment.
 
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ use super::render::{
     Note, Plan, PlannedArrival, PlannedDevice, PlannedTimer, counted, format_rate,
 };
 use crate::record::proc_interrupts::{Counts, Label, Presence, RowDiff, Snapshot, Trigger as Flow};
-use crate::scenario::{MAX_RATE_HZ, Trigger};
+use crate::scenario::{MAX_RATE_HZ, MIN_RATE_HZ, Trigger};
 
 /// The inputs and options of a `/proc/interrupts` conversion.
 #[derive(Debug, Clone)]
@@ -282,6 +283,14 @@ impl Builder {
             ));
             rate_hz = MAX_RATE_HZ;
         }
+        if rate_hz < MIN_RATE_HZ {
+            comments.push(format!(
+                "Recorded {} per device, below the one a day a device may ask for: raised to \
+                 it, so this line runs faster than recorded.",
+                format_rate(rate_hz)
+            ));
+            rate_hz = MIN_RATE_HZ;
+        }
         let arrival = if timer.is_some() {
             comments.push(
                 "A per-CPU local timer: periodic at its mean rate (a tickless kernel skips \
@@ -388,6 +397,10 @@ impl Builder {
                     format_rate(MAX_RATE_HZ)
                 ));
                 rate_hz = MAX_RATE_HZ;
+            }
+            if rate_hz < MIN_RATE_HZ {
+                comments.push("Below one tick a day: raised to one a day.".to_owned());
+                rate_hz = MIN_RATE_HZ;
             }
             if cpu >= self.cpus {
                 comments.push(format!("Runs on simulated CPU{}.", cpu % self.cpus));
