@@ -49,6 +49,9 @@ mod guide {
     #[doc = include_str!("../docs/guide/06-flush-cancel.md")]
     struct FlushCancel;
 
+    #[doc = include_str!("../docs/guide/07-reading-the-report.md")]
+    struct ReadingTheReport;
+
     #[doc = include_str!("../docs/guide/exercises.md")]
     struct Exercises;
 

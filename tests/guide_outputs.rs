@@ -10,8 +10,9 @@
 //! - `<!-- excerpt of irqlab ARGS -->`: lines of the report that
 //!   `irqlab ARGS` prints, run from the repository's root, in order but
 //!   not necessarily adjacent. Every number of a report varies, so lines
-//!   are compared by shape: any number matches any number, any run of
-//!   spaces any run of spaces, and any histogram bar any bar.
+//!   are compared by shape: any number, with or without a unit of time,
+//!   matches any number, and runs of spaces and histogram bars count as
+//!   one space.
 //! - `<!-- figure -->`: a diagram or a sample that no program prints.
 
 mod common;
@@ -160,26 +161,41 @@ fn same_output(expected: &str, actual: &str) -> bool {
             })
 }
 
-/// Returns the shape of a report line: every number becomes `0`, every run
-/// of whitespace one space, and every histogram bar one `#`.
+/// Units that may follow a number in a report, longest first.
+const UNITS: [&str; 8] = [" ns", " us", " ms", " s", "ns", "us", "ms", "s"];
+
+/// Returns the shape of a report line: every number, with its unit if it
+/// has one, becomes `0`, and every run of spaces and histogram bars
+/// becomes one space. So a latency of `30.4 us` has the shape of one of
+/// `1.2 ms`, and a bucket row the shape of any other bucket row.
 fn shape(line: &str) -> String {
     let mut shaped = String::new();
-    let mut chars = line.trim().chars().peekable();
-    while let Some(first) = chars.next() {
+    let mut rest = line.trim();
+    while let Some(first) = rest.chars().next() {
         if first.is_ascii_digit() {
-            while chars.next_if(|c| c.is_ascii_digit() || *c == '.').is_some() {}
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .unwrap_or(rest.len());
+            rest = &rest[end..];
+            let unit = UNITS.iter().find(|unit| {
+                rest.strip_prefix(*unit)
+                    .is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric()))
+            });
+            if let Some(unit) = unit {
+                rest = &rest[unit.len()..];
+            }
             shaped.push('0');
-        } else if first.is_whitespace() {
-            while chars.next_if(|c| c.is_whitespace()).is_some() {}
-            shaped.push(' ');
-        } else if first == '#' {
-            while chars.next_if(|c| *c == '#').is_some() {}
-            shaped.push('#');
+        } else if first.is_whitespace() || first == '#' {
+            rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '#');
+            if !shaped.ends_with(' ') {
+                shaped.push(' ');
+            }
         } else {
             shaped.push(first);
+            rest = &rest[first.len_utf8()..];
         }
     }
-    shaped
+    shaped.trim_end().to_owned()
 }
 
 /// Returns the first line of `excerpt` with no line of the same shape in
@@ -294,9 +310,12 @@ fn durations_match_any_number() {
 
 #[test]
 fn excerpt_lines_match_by_shape() {
-    let report = "  IRQ  CPU0  type\n  40:   493  edge\n  1.0ms - 2.1ms   2 ####\nNo warnings.\n";
+    let report = "  IRQ  CPU0  type\n  40:   493  edge\n  p50 1.2 ms\n  \
+                  131.1us - 262.1us   0     4 ####\n  1 simulated CPU\nNo warnings.\n";
     assert_eq!(missing_line("IRQ CPU0 type\n40: 7 edge\n", report), None);
-    assert_eq!(missing_line("0.5ms - 1.0ms  12 #\n", report), None);
+    assert_eq!(missing_line("p50 30.4 us\n", report), None);
+    assert_eq!(missing_line("16.4us - 32.8us 352 ### 12 #\n", report), None);
+    assert_eq!(missing_line("2 simulated CPU\n", report), None);
     assert_eq!(missing_line("40: 7 level\n", report), Some("40: 7 level"));
     // In order: a line before the previous match does not count.
     assert_eq!(
