@@ -92,10 +92,11 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Classic) => unreachable!("handled before the subscriber is installed"),
         Some(Command::Run(args)) => run(&args, timeline.as_ref()),
-        Some(Command::Latency(args)) => match irqlab::latency::run(&args) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(error) => fail(EXIT_FAILURE, error),
-        },
+        Some(Command::Latency(args)) if args.json.as_deref() == Some(Path::new("-")) => fail(
+            EXIT_BAD_INPUT,
+            "latency --json -: the latency report is printed as text; give --json a file name",
+        ),
+        Some(Command::Latency(args)) => latency(&args),
         Some(Command::Scenario { command }) => match irqlab::scenario::convert::run(&command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(
@@ -104,6 +105,19 @@ fn main() -> ExitCode {
             ),
         },
         None => run(&cli.run, timeline.as_ref()),
+    }
+}
+
+/// Runs `irqlab latency`. A latency run has no partial report, so Ctrl-C
+/// stops it at once.
+fn latency(args: &irqlab::latency::LatencyArgs) -> ExitCode {
+    on_ctrl_c(|| {
+        eprintln!("irqlab: interrupted; a stopped latency run reports nothing");
+        std::process::exit(130);
+    });
+    match irqlab::latency::run(args) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => fail(EXIT_FAILURE, error),
     }
 }
 
@@ -329,9 +343,9 @@ fn progress_display(quiet: bool, scenario: &Scenario) -> Option<Box<dyn FnMut(Pr
     }))
 }
 
-/// Sets `stop` on the first Ctrl-C, so that the run ends early and still
-/// reports; a second Ctrl-C exits at once.
-fn watch_ctrl_c(stop: Arc<AtomicBool>) {
+/// Calls `first` on the first Ctrl-C; a second one exits at once with the
+/// shell's status for it, 130.
+fn on_ctrl_c(first: impl FnOnce() + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("ctrl-c".to_owned())
         .spawn(move || {
@@ -345,16 +359,7 @@ fn watch_ctrl_c(stop: Arc<AtomicBool>) {
                 if tokio::signal::ctrl_c().await.is_err() {
                     return;
                 }
-                stop.store(true, Ordering::Relaxed);
-                if let Some(bar) = BAR.get() {
-                    bar.println(
-                        "irqlab: stopping; the report follows (Ctrl-C again to quit at once)",
-                    );
-                } else {
-                    eprintln!(
-                        "irqlab: stopping; the report follows (Ctrl-C again to quit at once)"
-                    );
-                }
+                first();
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
                 }
@@ -363,4 +368,17 @@ fn watch_ctrl_c(stop: Arc<AtomicBool>) {
     if let Err(error) = spawned {
         tracing::warn!("Ctrl-C will not stop the run early: {error}");
     }
+}
+
+/// Sets `stop` on the first Ctrl-C, so that the run ends early and still
+/// reports.
+fn watch_ctrl_c(stop: Arc<AtomicBool>) {
+    on_ctrl_c(move || {
+        stop.store(true, Ordering::Relaxed);
+        let message = "irqlab: stopping; the report follows (Ctrl-C again to quit at once)";
+        match BAR.get() {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
+        }
+    });
 }

@@ -236,3 +236,49 @@ fn help_names_units_and_defaults() {
         );
     }
 }
+
+#[test]
+fn binary_ctrl_c_stops_at_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irqlab"))
+        .args([
+            "latency",
+            "--duration",
+            "60s",
+            "--rounds",
+            "1",
+            "-m",
+            "system-wq",
+        ])
+        .args(["--noise-probe", "0s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the irqlab binary runs");
+    // The first round's line says the measurement is running.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("round ") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "irqlab ended early"
+        );
+    }
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill has no memory effects; the pid is our own child's.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+}
+
+#[test]
+fn binary_json_to_stdout_is_refused() {
+    let (code, _, stderr) = irqlab(&["--json", "-"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("give --json a file name"), "{stderr}");
+}

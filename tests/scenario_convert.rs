@@ -172,6 +172,43 @@ fn snapshots_of_other_machines_rejected() {
 }
 
 #[test]
+fn two_machines_with_one_cpu_count_rejected() {
+    let output = irqlab(&[
+        "scenario",
+        "from-proc-interrupts",
+        LISA_BEFORE,
+        "data/real/proc-interrupts/interrupts-8cpu-x86_64.txt",
+        "--interval",
+        "10",
+    ]);
+    assert_eq!(output.status.code(), Some(EXIT_INVALID_INPUT));
+    assert!(
+        stderr(&output).contains("expected snapshots of one machine"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn one_snapshot_twice_has_nothing_to_simulate() {
+    let output = irqlab(&[
+        "scenario",
+        "from-proc-interrupts",
+        LISA_BEFORE,
+        LISA_BEFORE,
+        "--interval",
+        "10",
+    ]);
+    assert_eq!(output.status.code(), Some(EXIT_INVALID_INPUT));
+    assert!(output.stdout.is_empty());
+    assert!(
+        stderr(&output).contains("no device line or local timer counted an interrupt"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn missing_file_and_bad_options_exit_2() {
     let missing = irqlab(&[
         "scenario",

@@ -82,6 +82,13 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
         return Ok(None);
     }
 
+    // The output file is checked before the minute of measuring, not after.
+    if let Some(path) = &args.json {
+        std::fs::File::create(path).map_err(|source| LatencyError::WriteJson {
+            path: path.clone(),
+            source,
+        })?;
+    }
     let report = measure(args, |line| println!("{line}"))?;
     println!();
     print!("{}", report.summary_table());

@@ -133,6 +133,14 @@ pub enum DiffError {
         /// CPUs in the later snapshot.
         after: usize,
     },
+    /// Fewer than half of the earlier snapshot's lines appear in the later
+    /// one with the same number and handlers: two machines, not one.
+    MachineChanged {
+        /// Lines with handlers in the earlier snapshot.
+        lines: usize,
+        /// Those found in the later snapshot with the same handlers.
+        kept: usize,
+    },
     /// A row is single-value in one snapshot and per-CPU in the other.
     ShapeChanged {
         /// The row's label.
@@ -162,6 +170,11 @@ impl fmt::Display for DiffError {
             Self::CpuCountChanged { before, after } => write!(
                 f,
                 "cpu count changed from {before} to {after}, expected snapshots of one machine"
+            ),
+            Self::MachineChanged { lines, kept } => write!(
+                f,
+                "only {kept} of the earlier snapshot's {lines} lines appear in the later one with \
+                 the same handlers, expected snapshots of one machine"
             ),
             Self::ShapeChanged { label, line } => write!(
                 f,

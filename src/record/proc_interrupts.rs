@@ -168,7 +168,9 @@ impl Snapshot {
     ///
     /// # Errors
     ///
-    /// Returns a [`DiffError`] when the CPU counts differ, when a row is
+    /// Returns a [`DiffError`] when the CPU counts differ, when fewer than
+    /// half of the earlier snapshot's lines keep their number and handlers
+    /// (two machines, not one), when a row is
     /// single-value in one snapshot and per-CPU in the other, or when any
     /// counter of `later` is lower than in `self`, naming the row and CPU.
     pub fn diff(&self, later: &Snapshot) -> Result<SnapshotDiff, DiffError> {
@@ -181,6 +183,30 @@ impl Snapshot {
 
         let earlier_by_label: HashMap<&Label, &Row> =
             self.rows.iter().map(|row| (&row.label, row)).collect();
+
+        // Lines keep their numbers and handlers between two reads of one
+        // machine, except the few a driver load or a CPU hotplug changes.
+        let later_by_label: HashMap<&Label, &Row> =
+            later.rows.iter().map(|row| (&row.label, row)).collect();
+        let lines: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|row| !row.handlers.is_empty())
+            .collect();
+        let kept = lines
+            .iter()
+            .filter(|row| {
+                later_by_label
+                    .get(&row.label)
+                    .is_some_and(|after| after.handlers == row.handlers)
+            })
+            .count();
+        if lines.len() >= 2 && kept * 2 < lines.len() {
+            return Err(DiffError::MachineChanged {
+                lines: lines.len(),
+                kept,
+            });
+        }
         let mut rows = Vec::with_capacity(later.rows.len());
         for after in &later.rows {
             let diff = match earlier_by_label.get(&after.label) {

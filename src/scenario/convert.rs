@@ -156,6 +156,13 @@ pub enum ConvertError {
         /// The path.
         path: String,
     },
+    /// No line counted an interrupt between the two snapshots.
+    NothingToSimulate {
+        /// The earlier snapshot's path.
+        before: String,
+        /// The later snapshot's path.
+        after: String,
+    },
     /// The scenario could not be written.
     Write {
         /// The path.
@@ -201,6 +208,12 @@ impl fmt::Display for ConvertError {
                  (trace-cmd record -e irq:irq_handler_entry -e irq:irq_handler_exit)"
             ),
             Self::Write { path, error } => write!(f, "cannot write {path}: {error}"),
+            Self::NothingToSimulate { before, after } => write!(
+                f,
+                "no device line or local timer counted an interrupt between {before} and {after}; \
+                 expected two reads of /proc/interrupts some seconds apart (the same file twice, \
+                 or /proc/softirqs, gives nothing to simulate)"
+            ),
             Self::Generated(error) => write!(
                 f,
                 "the generated scenario does not parse, a bug in irqlab: {error}"
@@ -217,7 +230,9 @@ impl std::error::Error for ConvertError {
             Self::Diff { error, .. } => Some(error),
             Self::Ftrace { error, .. } => Some(error),
             Self::Generated(error) => Some(error),
-            Self::InvalidInterval(_) | Self::NoIrqEntries { .. } => None,
+            Self::InvalidInterval(_)
+            | Self::NoIrqEntries { .. }
+            | Self::NothingToSimulate { .. } => None,
         }
     }
 }

@@ -149,12 +149,6 @@ pub(super) fn plan(input: &ProcInterruptsInput<'_>) -> Result<Plan, ConvertError
                 .to_owned(),
         );
     }
-    if builder.devices.is_empty() && builder.timers.is_empty() {
-        header.push(
-            "Nothing to simulate: no line or local timer counted interrupts in the interval."
-                .to_owned(),
-        );
-    }
 
     let device_lines = {
         let mut lines: Vec<u32> = builder.devices.iter().map(|device| device.irq).collect();
@@ -167,6 +161,12 @@ pub(super) fn plan(input: &ProcInterruptsInput<'_>) -> Result<Plan, ConvertError
         counted(device_lines, "device line"),
         counted(builder.timers.len(), "local timer")
     );
+    if builder.devices.is_empty() && builder.timers.is_empty() {
+        return Err(ConvertError::NothingToSimulate {
+            before: input.before_name.to_owned(),
+            after: input.after_name.to_owned(),
+        });
+    }
     let notes = builder.notes();
     Ok(Plan {
         header,

@@ -182,6 +182,12 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
     }
 
     let largest_line = devices.iter().map(|device| device.irq).max().unwrap_or(0);
+    if devices.is_empty() {
+        // Every recorded line is beyond irq-sim's lines.
+        return Err(ConvertError::NoIrqEntries {
+            path: input.trace_name.to_owned(),
+        });
+    }
     Ok(Plan {
         header,
         description: format!(
