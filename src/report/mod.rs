@@ -322,7 +322,7 @@ impl Report {
     fn render_interrupts(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "Interrupts (as /proc/interrupts, plus what became of each raise)"
+            "Interrupts (as /proc/interrupts, with the raises of each line)"
         );
         let cpu_names: Vec<String> = (0..self.cpus).map(|cpu| format!("CPU{cpu}")).collect();
         let mut header: Vec<&str> = vec!["IRQ"];
