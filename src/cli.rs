@@ -57,8 +57,9 @@ pub struct RunArgs {
     pub duration: Option<String>,
 
     /// Seed of every random arrival process and device, so that a run can
-    /// be repeated. Default: the scenario's `seed` (1 for the demo).
-    #[arg(long, value_name = "N")]
+    /// be repeated (0 to 2^63-1, as in a scenario file). Default: the
+    /// scenario's `seed` (1 for the demo).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     pub seed: Option<u64>,
 
     /// Number of simulated CPUs, each an OS thread (1 to 64). Default: the

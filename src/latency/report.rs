@@ -421,11 +421,15 @@ impl LatencyReport {
     /// Renders the ratios to the baseline with their goals.
     pub fn ratio_table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "ratio to baseline, median of {} rounds (min..max):",
-            self.settings.rounds
-        );
+        if self.settings.rounds == 1 {
+            let _ = writeln!(out, "ratio to baseline, of 1 round:");
+        } else {
+            let _ = writeln!(
+                out,
+                "ratio to baseline, median of {} rounds (min..max):",
+                self.settings.rounds
+            );
+        }
         for ratio in &self.ratios {
             let spread = |rounds: &[f64]| {
                 let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
