@@ -117,6 +117,7 @@ fn latency(args: &irqlab::latency::LatencyArgs) -> ExitCode {
     });
     match irqlab::latency::run(args) {
         Ok(_) => ExitCode::SUCCESS,
+        Err(error) if error.is_bad_input() => fail(EXIT_BAD_INPUT, error),
         Err(error) => fail(EXIT_FAILURE, error),
     }
 }

@@ -197,9 +197,9 @@ fn binary_bad_duration_exits_2() {
 }
 
 #[test]
-fn binary_short_round_exits_1() {
+fn binary_short_round_exits_2() {
     let (code, _, stderr) = irqlab(&["--rate", "1", "-d", "2s", "--noise-probe", "0s"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         stderr.starts_with("irqlab: error: a round of 400ms"),
         "{stderr}"
@@ -207,9 +207,9 @@ fn binary_short_round_exits_1() {
 }
 
 #[test]
-fn binary_plot_missing_file_exits_1() {
+fn binary_plot_missing_file_exits_2() {
     let (code, _, stderr) = irqlab(&["plot", "/nonexistent/result.json", "--out", "x.svg"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("cannot read /nonexistent/result.json"),
         "{stderr}"
@@ -257,23 +257,25 @@ fn binary_ctrl_c_stops_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the irqlab binary runs");
-    // The first round's line says the measurement is running.
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // The first round's line, on standard error, says the measurement is
+    // running.
+    let mut progress = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.starts_with("round ") {
         line.clear();
         assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
+            progress.read_line(&mut line).unwrap() > 0,
             "irqlab ended early"
         );
     }
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: kill has no memory effects; the pid is our own child's.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut progress, &mut rest).unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(rest.contains("interrupted"), "{rest}");
 }
 
 #[test]

@@ -101,6 +101,24 @@ pub enum LatencyError {
     },
 }
 
+impl LatencyError {
+    /// Returns true for bad input: an option out of range, or a file that
+    /// is not a latency result. The command exits with status 2 for these,
+    /// and 1 for a run that failed.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidRate { .. }
+                | Self::InvalidDuration { .. }
+                | Self::DurationOutOfRange { .. }
+                | Self::InvalidCount { .. }
+                | Self::RoundTooShort { .. }
+                | Self::ReadJson { .. }
+                | Self::ParseJson { .. }
+        )
+    }
+}
+
 impl std::fmt::Display for LatencyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -89,7 +89,9 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
             source,
         })?;
     }
-    let report = measure(args, |line| println!("{line}"))?;
+    // Progress goes to standard error, so that standard output carries
+    // only the report.
+    let report = measure(args, |line| eprintln!("{line}"))?;
     println!();
     print!("{}", report.summary_table());
     println!();
@@ -111,7 +113,7 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
             path: path.clone(),
             source,
         })?;
-        println!("wrote {}", path.display());
+        eprintln!("wrote {}", path.display());
     }
     Ok(Some(report))
 }
