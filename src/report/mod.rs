@@ -181,19 +181,21 @@ pub struct LatencyRow {
 }
 
 impl LatencyRow {
-    /// Summarizes `histogram`.
+    /// Summarizes `histogram`, with irq-sim's percentiles and its mean.
     pub fn of(histogram: &Histogram<u64>) -> Self {
-        if histogram.is_empty() {
-            return Self::default();
-        }
+        let summary = irq_sim::Summary::of(histogram);
         Self {
-            count: histogram.len(),
-            min_ns: histogram.min(),
-            mean_ns: histogram.mean().round() as u64,
-            p50_ns: histogram.value_at_quantile(0.5),
-            p99_ns: histogram.value_at_quantile(0.99),
-            p999_ns: histogram.value_at_quantile(0.999),
-            max_ns: histogram.max(),
+            count: summary.count,
+            min_ns: summary.min,
+            mean_ns: if histogram.is_empty() {
+                0
+            } else {
+                histogram.mean().round() as u64
+            },
+            p50_ns: summary.p50,
+            p99_ns: summary.p99,
+            p999_ns: summary.p999,
+            max_ns: summary.max,
         }
     }
 }

@@ -139,10 +139,10 @@ impl Entry {
         match &self.unit {
             Unit::Tick(_) => true,
             Unit::Oneshot(timer) => timer.is_idle(),
-            Unit::Nic(bound) => bound.devices().all(|(_, state)| state.is_idle()),
-            Unit::Uart(bound) => bound.devices().all(|(_, state)| state.is_idle()),
-            Unit::Block(bound) => bound.devices().all(|(_, state)| state.in_flight() == 0),
-            Unit::Gpio(bound) => bound.devices().all(|(_, state)| state.is_idle()),
+            Unit::Nic(bound) => state(bound).is_idle(),
+            Unit::Uart(bound) => state(bound).is_idle(),
+            Unit::Block(bound) => state(bound).in_flight() == 0,
+            Unit::Gpio(bound) => state(bound).is_idle(),
             Unit::Generic(device) => device.is_idle(),
         }
     }
@@ -350,9 +350,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
         // them here, so they are dropped as they come.
         for entry in &entries {
             if let Unit::Uart(bound) = &entry.unit {
-                for (_, state) in bound.devices() {
-                    drop(state.take_lines());
-                }
+                drop(state(bound).take_lines());
             }
         }
         let next = (now + PROGRESS_INTERVAL).min(until);
@@ -389,13 +387,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     for entry in &entries {
         match &entry.unit {
             Unit::Oneshot(timer) => timer.disarm(),
-            Unit::Tick(bound) => {
-                for (device, _) in bound.devices() {
-                    if let Ok(timer) = device.resource::<LocalTimer>() {
-                        timer.cancel();
-                    }
-                }
-            }
+            Unit::Tick(bound) => model::<_, LocalTimer>(bound).cancel(),
             _ => {}
         }
     }
@@ -638,6 +630,24 @@ fn add_device(
     })
 }
 
+/// Returns the device model of the one device `bound` holds.
+fn model<D: Driver, T: std::any::Any + Send + Sync>(bound: &BoundDriver<D>) -> Arc<T> {
+    bound
+        .devices()
+        .next()
+        .and_then(|(device, _)| device.resource().ok())
+        .expect("each unit binds one device with its model")
+}
+
+/// Returns the driver state of the one device `bound` holds.
+fn state<D: Driver>(bound: &BoundDriver<D>) -> &D::State {
+    bound
+        .devices()
+        .next()
+        .map(|(_, state)| state)
+        .expect("each unit binds one device, or the run failed to set up")
+}
+
 /// Returns what the feeder of `entry` does with each event.
 fn event_fn(
     entry: &Entry,
@@ -646,21 +656,13 @@ fn event_fn(
 ) -> Box<dyn FnMut(Timestamp) + Send> {
     match &entry.unit {
         Unit::Nic(bound) => {
-            let nic: Arc<Nic> = bound
-                .devices()
-                .next()
-                .and_then(|(device, _)| device.resource().ok())
-                .expect("a bound NIC has its model");
+            let nic: Arc<Nic> = model(bound);
             Box::new(move |at| {
                 nic.receive(1500, at);
             })
         }
         Unit::Uart(bound) => {
-            let uart: Arc<Uart> = bound
-                .devices()
-                .next()
-                .and_then(|(device, _)| device.resource().ok())
-                .expect("a bound UART has its model");
+            let uart: Arc<Uart> = model(bound);
             let line_length = match spec.kind {
                 DeviceKind::Uart { line_length } => line_length as u64,
                 _ => 64,
@@ -682,9 +684,7 @@ fn event_fn(
             let mut sector = 0u64;
             Box::new(move |_at| {
                 sector = sector.wrapping_add(8);
-                if let Some((_, state)) = bound.devices().next()
-                    && let Ok(request) = state.submit(sector)
-                {
+                if let Ok(request) = state(&bound).submit(sector) {
                     // Someone waits for every request, as a filesystem
                     // would; a full queue is counted by the driver.
                     handle.spawn(async move {
@@ -694,11 +694,7 @@ fn event_fn(
             })
         }
         Unit::Gpio(bound) => {
-            let button: Arc<GpioButton> = bound
-                .devices()
-                .next()
-                .and_then(|(device, _)| device.resource().ok())
-                .expect("a bound button has its model");
+            let button: Arc<GpioButton> = model(bound);
             Box::new(move |_at| {
                 // Task context: the feeder thread sleeps through the bounces.
                 let _ = if button.is_pressed() {
@@ -749,11 +745,7 @@ fn device_row(
     };
     match &entry.unit {
         Unit::Tick(bound) => {
-            let stats = bound
-                .devices()
-                .next()
-                .map(|(_, state)| state.stats())
-                .unwrap_or_default();
+            let stats = state(bound).stats();
             row(
                 stats.jiffies + stats.missed_ticks,
                 stats.jiffies,
@@ -776,9 +768,7 @@ fn device_row(
             )
         }
         Unit::Nic(bound) => {
-            let Some((_, state)) = bound.devices().next() else {
-                return row(0, 0, 0, "", BTreeMap::new());
-            };
+            let state = state(bound);
             let stats = state.stats();
             let _ = end_to_end.add(state.end_to_end().snapshot());
             row(
@@ -795,9 +785,7 @@ fn device_row(
             )
         }
         Unit::Uart(bound) => {
-            let Some((_, state)) = bound.devices().next() else {
-                return row(0, 0, 0, "", BTreeMap::new());
-            };
+            let state = state(bound);
             let stats = state.stats();
             row(
                 stats.received + stats.fifo_overruns,
@@ -813,9 +801,7 @@ fn device_row(
             )
         }
         Unit::Block(bound) => {
-            let Some((_, state)) = bound.devices().next() else {
-                return row(0, 0, 0, "", BTreeMap::new());
-            };
+            let state = state(bound);
             let stats = state.stats();
             let _ = end_to_end.add(state.end_to_end().snapshot());
             row(
@@ -830,9 +816,7 @@ fn device_row(
             )
         }
         Unit::Gpio(bound) => {
-            let Some((_, state)) = bound.devices().next() else {
-                return row(0, 0, 0, "", BTreeMap::new());
-            };
+            let state = state(bound);
             let stats = state.stats();
             let arrived = entry.fed.events.load(Ordering::Relaxed);
             let processed = stats.presses + stats.releases;
