@@ -33,7 +33,7 @@ pub enum Command {
     Latency(irqlab::latency::LatencyArgs),
     /// Make a scenario from recordings of a real machine.
     Scenario {
-        /// What to make it from.
+        /// The kind of recording.
         #[command(subcommand)]
         command: irqlab::scenario::convert::ScenarioCommand,
     },

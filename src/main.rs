@@ -269,7 +269,7 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Writes the timeline to `path` and says what it contains, on standard
+/// Writes the timeline to `path` and prints a summary of it, on standard
 /// error when standard output carries the JSON report.
 fn write_trace(
     path: &Path,

@@ -148,7 +148,7 @@ fn every_scenario_runs_and_accounts_for_every_event() {
 }
 
 #[test]
-fn the_demo_runs_with_no_scenario_and_json_to_stdout() {
+fn demo_runs_with_json_to_stdout() {
     let output = run(&["--duration", "300ms", "--quiet", "--json", "-"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let json: Value = serde_json::from_slice(&output.stdout).expect("stdout is only the JSON");
@@ -187,7 +187,7 @@ fn options_override_the_scenario() {
 }
 
 #[test]
-fn a_bad_scenario_is_refused_before_anything_runs() {
+fn bad_scenario_rejected_before_run() {
     let path = scratch("bad-rate.toml");
     std::fs::write(
         &path,
@@ -212,7 +212,7 @@ fn a_bad_scenario_is_refused_before_anything_runs() {
 }
 
 #[test]
-fn bad_options_name_the_value_and_what_is_allowed() {
+fn bad_options_name_value_and_range() {
     let cases: [(&[&str], &str); 6] = [
         (
             &["--trace", "-"],
@@ -248,7 +248,7 @@ fn bad_options_name_the_value_and_what_is_allowed() {
 }
 
 #[test]
-fn an_unwritable_output_fails_before_the_run() {
+fn unwritable_output_fails_before_run() {
     let output = run(&["--json", "/nonexistent/dir/report.json"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
@@ -267,7 +267,7 @@ fn ctrl_c_stops_early_and_still_reports() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first progress line says arrivals are running.
+    // The first progress line shows that arrivals are running.
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("events") {
@@ -308,7 +308,7 @@ fn help_explains_each_option_with_its_default() {
 }
 
 #[test]
-fn the_trace_links_each_queue_work_to_its_run() {
+fn trace_links_queue_work_to_run() {
     let path = scratch("trace.json");
     let output = run(&[
         "--duration",
@@ -381,7 +381,7 @@ fn the_trace_links_each_queue_work_to_its_run() {
 }
 
 #[test]
-fn a_replay_shows_recorded_beside_simulated() {
+fn replay_shows_recorded_and_simulated() {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/arm-timer-replay.toml");
     let json_path = scratch("replay.json");
     let output = run(&[
@@ -391,17 +391,20 @@ fn a_replay_shows_recorded_beside_simulated() {
         json_path.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", text(&output.stderr));
+
     let stdout = text(&output.stdout);
     assert!(
         stdout.contains("Replayed recordings (recorded beside simulated)"),
         "{stdout}"
     );
+
     let json: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     let replay = json["replay"].as_array().expect("a replay array");
     assert_eq!(replay.len(), 1, "{json}");
     let row = &replay[0];
     assert_eq!(row["recorded_irq"], 27);
     assert!(number(row, "recorded") > 0, "{row}");
+
     assert_eq!(
         number(row, "recorded"),
         number(row, "simulated_arrived"),

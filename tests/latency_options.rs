@@ -257,8 +257,8 @@ fn binary_ctrl_c_stops_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the irqlab binary runs");
-    // The first round's line, on standard error, says the measurement is
-    // running.
+    // The first round's line, on standard error, shows that the
+    // measurement is running.
     let mut progress = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.starts_with("round ") {

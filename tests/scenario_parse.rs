@@ -95,7 +95,7 @@ fn durations_need_a_unit() {
 }
 
 #[test]
-fn a_bad_duration_names_line_and_key() {
+fn bad_duration_names_line_and_key() {
     let (line, key, message) = rejected("duration = \"ten seconds\"\n");
     assert_eq!((line, key.as_str()), (1, "duration"));
     assert!(
@@ -113,7 +113,7 @@ fn unknown_keys_are_rejected_with_what_is_allowed() {
 }
 
 #[test]
-fn a_key_of_another_kind_is_named() {
+fn key_of_other_kind_named() {
     let text = NIC.replace("irq = 40", "irq = 40\ndepth = 4");
     let (line, key, message) = rejected(&text);
     assert_eq!((line, key.as_str()), (6, "device[0].depth"));
@@ -130,7 +130,7 @@ fn zero_and_negative_rates_are_rejected() {
 }
 
 #[test]
-fn a_line_used_twice_without_sharing_is_rejected() {
+fn unshared_line_used_twice_rejected() {
     let text = format!("{NIC}{}", NIC.replace("eth0", "eth1"));
     let (line, key, message) = rejected(&text);
     assert_eq!((line, key.as_str()), (11, "device[1].irq"));
@@ -203,7 +203,7 @@ fn limits_catch_unit_slips() {
 }
 
 #[test]
-fn a_scenario_needs_something_to_interrupt() {
+fn empty_scenario_rejected() {
     let (line, _, message) = rejected("name = \"empty\"\n");
     assert_eq!(line, 1);
     assert!(

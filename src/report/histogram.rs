@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 
 use super::format_ns;
 
-/// The bucket of a value: `k` covers `[2^k, 2^(k+1))` nanoseconds.
+/// Returns the bucket of a value: `k` covers `[2^k, 2^(k+1))` nanoseconds.
 fn bucket(value: u64) -> u32 {
     63 - value.max(1).leading_zeros()
 }
@@ -27,14 +27,14 @@ fn counts(histogram: &Histogram<u64>) -> [u64; 64] {
     counts
 }
 
-/// The label of bucket `k`: its lower and upper bound.
+/// Returns the label of bucket `k`: its lower and upper bound.
 fn label(k: u32) -> String {
     let low = 1u64 << k;
     let high = low.saturating_mul(2);
     format!("{} - {}", short(low), short(high))
 }
 
-/// A bound in the largest unit that keeps it whole.
+/// Formats a bound in the largest unit that keeps it whole.
 fn short(ns: u64) -> String {
     if ns >= 1_000_000_000 && ns.is_multiple_of(1_000_000) {
         format!("{}s", ns as f64 / 1e9)
@@ -148,7 +148,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_rows_are_left_out_and_counts_add_up() {
+    fn histogram_skips_empty_rows_keeps_counts() {
         let fast = histogram(&[1_500, 1_600, 1_700, 100_000]);
         let slow = histogram(&[5_000, 6_000]);
         let text = render_histogram(&[("fast", &fast), ("slow", &slow)], 10);

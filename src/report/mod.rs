@@ -124,7 +124,7 @@ pub struct QueueRow {
     pub cancelled: u64,
     /// Items pending, delayed or running when the report was taken.
     pub pending_at_exit: u64,
-    /// Most runs in progress at once.
+    /// Maximum number of runs in progress at once.
     pub max_in_flight: u64,
     /// Runs whose work function panicked.
     pub panicked: u64,
@@ -149,7 +149,7 @@ pub struct DeviceRow {
     pub processed: u64,
     /// Events lost, each counted by the device or driver (see `dropped_as`).
     pub dropped: u64,
-    /// What a drop is for this device.
+    /// The cause of a drop for this device.
     pub dropped_as: String,
     /// The device's own counters.
     pub counters: BTreeMap<String, u64>,

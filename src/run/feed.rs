@@ -18,7 +18,7 @@ use irq_sim::clock::{self, Timestamp};
 /// Maximum sleep between two reads of the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(20);
 
-/// What a feeder did, updated as it goes.
+/// Counters of a feeder, updated as it runs.
 #[derive(Debug, Default)]
 pub(crate) struct FeedStats {
     /// Events handed to the device.

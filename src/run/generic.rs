@@ -310,8 +310,8 @@ impl OneshotTimer {
     ///
     /// Task context; waits for a running top half of the timer's line.
     pub(crate) fn disarm(&self) {
-        // A top half running now may re-arm the next expiry, so it is told
-        // not to, waited for, and the timer cancelled after it.
+        // A top half running now may re-arm the next expiry. The flag stops
+        // that, the synchronize waits for it, and the cancel comes after.
         self.disarmed.store(true, Ordering::Release);
         let _ = self.controller.synchronize_irq(self.timer.irq());
         self.timer.cancel();
@@ -345,7 +345,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_without_raise_time_records_no_latency() {
+    fn handoff_without_raise_time_records_nothing() {
         let handoff = Handoff::default();
         handoff.give(2, 0);
         handoff.take();
@@ -354,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_records_its_oldest_event() {
+    fn handoff_records_oldest_event() {
         let handoff = Handoff::default();
         let raised = clock::now();
         handoff.give(1, raised.as_nanos());

@@ -126,7 +126,7 @@ struct Entry {
     kind: &'static str,
     irq: u32,
     unit: Unit,
-    /// What its feeder did.
+    /// Its feeder's counters.
     fed: Arc<FeedStats>,
     /// The replayed recording, if any: file, recorded line, offsets.
     replay: Option<(String, u32, Vec<Duration>)>,
@@ -346,8 +346,8 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
                     .sum(),
             });
         }
-        // The UART driver keeps assembled lines for a reader; nobody reads
-        // them here, so they are dropped as they come.
+        // The UART driver keeps assembled lines for a reader, and the run has
+        // none, so they are dropped as they come.
         for entry in &entries {
             if let Unit::Uart(bound) = &entry.unit {
                 drop(state(bound).take_lines());
@@ -397,7 +397,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     let mut busy: Vec<&str> = Vec::new();
     while Instant::now() < deadline {
         // A disabled line's raises stay pending, so its devices cannot
-        // finish; the report says so instead of waiting for them.
+        // finish, and the report warns about that instead of waiting for them.
         busy = entries
             .iter()
             .filter(|entry| {

@@ -35,7 +35,7 @@ pub const SYSTEM_QUEUES: [&str; 4] = [
 /// A whole scenario, checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
-    /// Where it was read from: a path, or [`DEMO_SOURCE`].
+    /// The source: a path, or [`DEMO_SOURCE`].
     pub source: String,
     /// Short name, for the report's title.
     pub name: String,
@@ -62,13 +62,13 @@ pub struct Scenario {
 pub struct MachineSpec {
     /// Simulated CPUs, each an OS thread.
     pub cpus: usize,
-    /// How an idle simulated CPU waits.
+    /// The wait method of an idle simulated CPU.
     pub cpu_mode: CpuMode,
     /// Number of IRQ lines.
     pub irqs: u32,
 }
 
-/// How an idle simulated CPU waits for its next interrupt.
+/// The wait method of an idle simulated CPU until its next interrupt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuMode {
     /// Sleeps; a raise wakes it (a system call per wake-up).
@@ -105,7 +105,7 @@ pub struct TimerSpec {
     pub workqueue: String,
 }
 
-/// What a timer does.
+/// The behaviour of a timer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TimerKind {
     /// A periodic tick, as the kernel's tick: the top half counts
@@ -288,7 +288,7 @@ impl ArrivalSpec {
         }
     }
 
-    /// Returns the mean events per second the process asks for, averaged
+    /// Returns the mean events per second the process requests, averaged
     /// over `duration` for a replay.
     pub fn mean_rate_hz(&self, duration: Duration) -> f64 {
         match self {
@@ -313,7 +313,7 @@ pub struct LineSpec {
     pub irq: u32,
     /// The longest CPU time one top half may take.
     pub budget: Duration,
-    /// What an overrun does.
+    /// The action taken on an overrun.
     pub overrun: irq_sim::OverrunPolicy,
 }
 

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::record::ftrace::Trace;
 
-/// Longest run a scenario may ask for.
+/// Maximum duration of a run.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Highest event rate of one timer or device, per second.
@@ -33,7 +33,7 @@ const MAX_WORK: Duration = Duration::from_secs(1);
 /// Shortest housekeeping period of a tick, the kernel's jiffy at HZ=1000.
 const MIN_HOUSEKEEPING: Duration = Duration::from_millis(1);
 
-/// Longest service time of a block request.
+/// Maximum service time of a block request.
 const MAX_SERVICE_TIME: Duration = Duration::from_secs(10);
 
 /// The kernel names of the system queues, which reports show and which no
@@ -43,14 +43,14 @@ const SYSTEM_QUEUE_NAMES: [&str; 4] = ["events", "events_highpri", "events_long"
 /// Largest `max_active` of a queue, as the kernel's `WQ_MAX_ACTIVE`.
 const MAX_ACTIVE: i64 = 512;
 
-/// Why a scenario was rejected.
+/// An error that rejects a scenario.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScenarioError {
     /// The file could not be read.
     Read {
         /// The path.
         source_name: String,
-        /// What the operating system said.
+        /// The operating system's error message.
         error: String,
     },
     /// The text is not a valid scenario.
@@ -64,7 +64,7 @@ pub enum ScenarioError {
         /// The key's path, as `device[2].arrival.rate`; empty when the
         /// TOML itself does not parse.
         key: String,
-        /// What is wrong and what is allowed.
+        /// The problem, and the values that are allowed.
         message: String,
         /// The offending line of the file, for the message.
         excerpt: String,
@@ -961,7 +961,8 @@ fn rate(checker: &Checker<'_>, value: &S<Number>, key: &str) -> Result<f64, Scen
     }
 }
 
-/// The period of a periodic or bursts process: `rate` or `period`.
+/// Reads the period of a periodic or bursts process from `rate` or
+/// `period`.
 fn period(
     checker: &Checker<'_>,
     raw: &RawArrival,
@@ -1181,7 +1182,7 @@ fn check_names(checker: &Checker<'_>, raw: &RawScenario) -> Result<(), ScenarioE
     Ok(())
 }
 
-/// Checks that lines are shared only by devices that all say so, with one
+/// Checks that lines are shared only by devices that all set `shared`, with one
 /// trigger type, and never by a timer.
 fn check_line_users(
     checker: &Checker<'_>,

@@ -212,8 +212,8 @@ impl WorkCore {
     }
 
     /// Returns the item's identity in trace events: its address, as the
-    /// kernel's workqueue tracepoints print `work struct %p`. It tells
-    /// apart items that share a name, and pairs a `workqueue_queue_work`
+    /// kernel's workqueue tracepoints print `work struct %p`. It
+    /// distinguishes items that share a name, and pairs a `workqueue_queue_work`
     /// with the `workqueue_execute_start` it leads to.
     pub fn trace_id(&self) -> u64 {
         std::ptr::from_ref(self) as usize as u64

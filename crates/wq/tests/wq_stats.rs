@@ -10,7 +10,7 @@ use wq::{Work, Workqueue};
 const IDLE_GAP: Duration = Duration::from_millis(200);
 
 #[test]
-fn a_parked_worker_times_from_the_queueing() {
+fn parked_worker_times_from_queueing() {
     let queue = Workqueue::builder("stats_parked")
         .idle_spin(Duration::ZERO)
         .build();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use hdrhistogram::Histogram;
 use irq_sim::clock::{self, Timestamp};
 
-/// Longest end-to-end latency recorded exactly; longer ones are recorded
+/// Maximum end-to-end latency recorded exactly; longer ones are recorded
 /// as this many nanoseconds (10 s).
 const END_TO_END_MAX_NS: u64 = 10_000_000_000;
 
