@@ -243,7 +243,7 @@ fn queue_at(
 }
 
 /// Pushes a claimed queueing on the queue's intake stack, without the pool
-/// lock unless a worker sleeps. Returns the worker to wake.
+/// lock. Returns the parked worker to wake, if one was claimed.
 fn push(
     wq: &Workqueue,
     work: &impl WorkRef,
@@ -258,8 +258,7 @@ fn push(
     }
 
     match core::push_intake(core_ref, work.item_ref(), ticket, queue) {
-        core::Pushed::Queued => Ok(None),
-        core::Pushed::WakeIdle => Ok(core::wake_idle(&mut lock_pool(), queue)),
+        core::Pushed::Queued(wake) => Ok(wake),
         core::Pushed::Destroyed => {
             let leftovers = core::recall_destroyed(&mut lock_pool(), core_ref, ticket, queue);
             leftovers.settle();

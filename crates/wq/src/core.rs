@@ -60,6 +60,8 @@
 //! checks each ticket there: a queueing cancelled meanwhile is dropped, so a
 //! cancel never has to touch the stack. Only the drain clears `IN_INTAKE`;
 //! until then a new queueing of the same item links under the lock instead.
+//! A pusher that finds a worker parked claims and wakes it through the
+//! queue's idle set (`crate::idle`), without the lock too.
 //!
 //! # The claim race
 //!
@@ -78,6 +80,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 
+use crate::idle::IdleSet;
 use crate::stats::{Counters, Tallies};
 use crate::sync::{
     AtomicU64, Ordering, RawLock, RawLockGuard, UnsafeCell, const_unless_loom, dekker_fence,
@@ -567,10 +570,8 @@ pub(crate) struct QueueCore {
     /// Head of the intake stack: queueings pushed without the pool lock,
     /// moved to the worklist by `drain_intake`. Atomic.
     intake: crate::sync::AtomicPtr<WorkCore>,
-    /// Length of `QueueState::idle`, for pushers deciding whether to wake a
-    /// worker. Written under the pool lock, read without it; SeqCst on both
-    /// sides, see `push_intake`.
-    idle_count: crate::sync::AtomicUsize,
+    /// Parked workers, which pushers claim and wake without the pool lock.
+    idle: IdleSet,
     /// `QueueState::phase`, for pushers. Written under the pool lock.
     phase_hint: std::sync::atomic::AtomicU8,
     /// Lists, workers, tallies and histograms. Pool lock.
@@ -589,10 +590,10 @@ struct QueueState {
     timers: List,
     /// Items running now, with their run tickets.
     running: Vec<(ItemRef, u64)>,
-    /// Workers waiting for work, by worker id.
-    idle: Vec<(u64, Waker)>,
     /// Workers alive (idle, running or between the two).
     workers: usize,
+    /// Slots of `QueueCore::idle` that no worker owns.
+    free_slots: Vec<usize>,
     timer: TimerState,
     tallies: Tallies,
     /// References to items whose intake queueing was cancelled, to be
@@ -623,9 +624,9 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
 pub(crate) struct Started {
     pub(crate) item: ItemRef,
     pub(crate) ticket: u64,
-    /// The queue was left without an idle worker: spawn one, it may be
-    /// needed before this run ends.
-    pub(crate) spawn_worker: bool,
+    /// The queue was left without a parked worker: spawn one in this slot,
+    /// it may be needed before this run ends.
+    pub(crate) spawn_worker: Option<usize>,
 }
 
 /// Outcome of `link_pending`.
@@ -653,15 +654,15 @@ impl QueueCore {
             counters: Counters::default(),
             worklist_hint: std::sync::atomic::AtomicUsize::new(0),
             intake: crate::sync::AtomicPtr::new(std::ptr::null_mut()),
-            idle_count: crate::sync::AtomicUsize::new(0),
+            idle: IdleSet::new(max_active),
             phase_hint: std::sync::atomic::AtomicU8::new(Phase::Live as u8),
             state: UnsafeCell::new(QueueState {
                 phase: Phase::Live,
                 worklist: List::default(),
                 timers: List::default(),
                 running: Vec::new(),
-                idle: Vec::new(),
                 workers: 0,
+                free_slots: (0..max_active).rev().collect(),
                 timer: TimerState::default(),
                 tallies: Tallies::default(),
                 graveyard: Vec::new(),
@@ -767,15 +768,7 @@ fn link_worklist_at(
     if blocked || !pick_idle {
         return None;
     }
-    pop_idle(guard, queue)
-}
-
-/// Takes one idle worker off `queue`'s idle list, to be woken.
-fn pop_idle(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Option<Waker> {
-    let idle = &mut guard.queue(queue).idle;
-    let waker = idle.pop().map(|(_, waker)| waker);
-    queue.idle_count.store(idle.len(), Ordering::SeqCst);
-    waker
+    queue.idle.claim()
 }
 
 /// Returns true when `queue` accepts a queueing, read without the pool
@@ -800,10 +793,9 @@ pub(crate) fn accepts_unlocked(
 /// Outcome of `push_intake`.
 #[must_use]
 pub(crate) enum Pushed {
-    /// Queued; a worker is awake, or will find the item before it sleeps.
-    Queued,
-    /// Queued, and a worker sleeps: wake one with `wake_idle`.
-    WakeIdle,
+    /// Queued. A worker was parked: wake it with this waker. Otherwise a
+    /// worker is awake, or will find the item before it parks.
+    Queued(Option<Waker>),
     /// The queue was destroyed while the item was pushed: call
     /// `recall_destroyed`.
     Destroyed,
@@ -813,11 +805,12 @@ pub(crate) enum Pushed {
 /// without the pool lock. The caller owns `IN_INTAKE` (from
 /// `claim_for_intake`).
 ///
-/// A worker about to sleep registers itself in `idle_count` and then looks
-/// at the stack; a pusher pushes and then reads `idle_count`. Both steps are
-/// SeqCst on each side (see `sync::dekker_fence`), so at least one side sees
-/// the other's write: either the worker finds the item, or the pusher wakes
-/// it.
+/// A worker about to sleep marks itself parked in `QueueCore::idle` and
+/// then looks at the stack; a pusher pushes and then claims a parked worker.
+/// Both steps are SeqCst on each side (see `sync::dekker_fence`), so at
+/// least one side sees the other's write: either the worker finds the item,
+/// or the pusher claims it and returns its waker. Neither side takes the
+/// pool lock.
 pub(crate) fn push_intake(
     core: &WorkCore,
     item: ItemRef,
@@ -857,17 +850,9 @@ pub(crate) fn push_intake(
 
     if queue.phase_hint.load(Ordering::SeqCst) == Phase::Destroyed as u8 {
         Pushed::Destroyed
-    } else if queue.idle_count.load(Ordering::SeqCst) > 0 {
-        Pushed::WakeIdle
     } else {
-        Pushed::Queued
+        Pushed::Queued(queue.idle.claim())
     }
-}
-
-/// Takes an idle worker of `queue` to wake after a push, if one still
-/// sleeps.
-pub(crate) fn wake_idle(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Option<Waker> {
-    pop_idle(guard, queue)
 }
 
 /// Undoes a push that raced with `destroy_workqueue`: drains the stack and
@@ -1099,13 +1084,12 @@ pub(crate) fn take_next(
     state.tallies.executed += 1;
     state.tallies.max_in_flight = state.tallies.max_in_flight.max(state.running.len() as u64);
 
-    // Step 4: keep an idle worker in reserve while max_active allows one.
-    let spawn_worker = state.idle.is_empty() && state.workers < queue.max_active;
-    if spawn_worker {
-        state.workers += 1;
-        state.running.reserve(1);
-        state.idle.reserve(1);
-    }
+    // Step 4: keep a parked worker in reserve while max_active allows one.
+    let spawn_worker = if queue.idle.is_empty() {
+        claim_worker_slot(state)
+    } else {
+        None
+    };
     Some(Started {
         item,
         ticket,
@@ -1113,38 +1097,43 @@ pub(crate) fn take_next(
     })
 }
 
-/// Registers worker `worker_id` as idle, to be woken through `waker`, or
-/// refreshes its waker, unless the worker should exit (the queue is shutting
-/// down and has nothing left that could reach it) or look again (an item
-/// arrived on the intake stack).
+/// Counts a new worker and gives it a slot of the queue's idle set, unless
+/// the queue already has `max_active` workers.
+fn claim_worker_slot(state: &mut QueueState) -> Option<usize> {
+    let slot = state.free_slots.pop()?;
+    state.workers += 1;
+    state.running.reserve(1);
+    Some(slot)
+}
+
+/// Marks the worker in `slot` as parked, to be woken through `waker`, unless
+/// the worker should exit (the queue is shutting down and has nothing left
+/// that could reach it) or look again (an item arrived on the intake stack).
+///
+/// The worker must have withdrawn from the idle set (`unpark_worker`) since
+/// it last parked.
 pub(crate) fn park_worker(
     guard: &mut PoolGuard<'_>,
     queue: &QueueCore,
-    worker_id: u64,
+    slot: usize,
     waker: &Waker,
 ) -> Park {
     let intake_empty = queue.intake.load(Ordering::SeqCst).is_null();
     let state = guard.queue(queue);
     let shutting_down = matches!(state.phase, Phase::Destroyed | Phase::Orphaned);
     if shutting_down && intake_empty && state.worklist.len == 0 && state.timers.len == 0 {
-        state.workers -= 1;
-        state.idle.retain(|(id, _)| *id != worker_id);
-        queue.idle_count.store(state.idle.len(), Ordering::SeqCst);
+        release_worker_slot(state, slot);
         return Park::Exit;
     }
-    match state.idle.iter_mut().find(|(id, _)| *id == worker_id) {
-        Some((_, registered)) => registered.clone_from(waker),
-        None => state.idle.push((worker_id, waker.clone())),
-    }
-    queue.idle_count.store(state.idle.len(), Ordering::SeqCst);
+    queue.idle.park(slot, waker);
 
     // The other half of the pairing in `push_intake`: a push that missed our
-    // idle registration is visible here.
+    // park is visible here.
     dekker_fence();
     if queue.intake.load(Ordering::SeqCst).is_null() {
         Park::Parked
     } else {
-        unpark_worker(guard, queue, worker_id);
+        unpark_worker(queue, slot);
         Park::Retry
     }
 }
@@ -1161,21 +1150,23 @@ pub(crate) enum Park {
     Exit,
 }
 
-/// Takes worker `worker_id` off the idle list, if it is there.
-pub(crate) fn unpark_worker(guard: &mut PoolGuard<'_>, queue: &QueueCore, worker_id: u64) {
-    let idle = &mut guard.queue(queue).idle;
-    if let Some(index) = idle.iter().position(|(id, _)| *id == worker_id) {
-        idle.swap_remove(index);
-        queue.idle_count.store(idle.len(), Ordering::SeqCst);
-    }
+/// Marks the worker in `slot` as not parked; a no-op when it was not, or
+/// when a pusher claimed it first. Every poll of a worker starts with it.
+pub(crate) fn unpark_worker(queue: &QueueCore, slot: usize) {
+    let _was_parked = queue.idle.withdraw(slot);
 }
 
-/// Forgets worker `worker_id`, whose task ended without `park_worker`
-/// returning false (its runtime shut down).
-pub(crate) fn remove_worker(guard: &mut PoolGuard<'_>, queue: &QueueCore, worker_id: u64) {
-    unpark_worker(guard, queue, worker_id);
-    let state = guard.queue(queue);
-    state.workers = state.workers.saturating_sub(1);
+/// Forgets the worker in `slot`, whose task ended without `park_worker`
+/// returning `Exit` (its runtime shut down).
+pub(crate) fn remove_worker(guard: &mut PoolGuard<'_>, queue: &QueueCore, slot: usize) {
+    unpark_worker(queue, slot);
+    release_worker_slot(guard.queue(queue), slot);
+}
+
+/// Uncounts an exiting worker and frees its slot.
+fn release_worker_slot(state: &mut QueueState, slot: usize) {
+    state.workers -= 1;
+    state.free_slots.push(slot);
 }
 
 /// Ends the run with `ticket` of `core` on `queue`: records its run time,
@@ -1494,8 +1485,7 @@ pub(crate) fn set_phase(guard: &mut PoolGuard<'_>, queue: &QueueCore, phase: Pha
     // Pairs with `push_intake`: a push that missed this store is on the
     // stack for the drain that follows every phase change.
     dekker_fence();
-    let mut wake: Vec<Waker> = state.idle.drain(..).map(|(_, waker)| waker).collect();
-    queue.idle_count.store(0, Ordering::SeqCst);
+    let mut wake = queue.idle.claim_all();
     state.timer.kicked = true;
     wake.extend(state.timer.waker.take());
     wake
@@ -1505,13 +1495,11 @@ pub(crate) fn phase(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Phase {
     guard.queue(queue).phase
 }
 
-/// Counts a new worker, reserving its slots so that later bookkeeping does
-/// not allocate.
-pub(crate) fn add_worker(guard: &mut PoolGuard<'_>, queue: &QueueCore) {
-    let state = guard.queue(queue);
-    state.workers += 1;
-    state.running.reserve(1);
-    state.idle.reserve(1);
+/// Counts a new worker and returns its slot, reserving room so that later
+/// bookkeeping does not allocate. Returns `None` when the queue already has
+/// `max_active` workers.
+pub(crate) fn add_worker(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Option<usize> {
+    claim_worker_slot(guard.queue(queue))
 }
 
 /// A snapshot of what the pool lock protects in a queue.
@@ -1534,7 +1522,7 @@ pub(crate) fn snapshot(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> QueueSna
         pending: state.worklist.len,
         delayed: state.timers.len,
         workers: state.workers,
-        idle_workers: state.idle.len(),
+        idle_workers: queue.idle.count(),
         latency: state.latency.clone(),
         run_time: state.run_time.clone(),
     }

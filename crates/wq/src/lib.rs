@@ -64,6 +64,7 @@ mod api;
 pub mod blocking;
 mod core;
 mod error;
+mod idle;
 #[cfg(all(test, wq_loom))]
 mod loom_tests;
 mod queue;

@@ -5,7 +5,9 @@
 //! Run with `RUSTFLAGS="--cfg wq_loom" cargo test --release -p wq --lib loom`.
 
 use std::sync::Arc;
+use std::task::{Wake, Waker};
 
+use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
 use crate::core::{self, IntakeClaim, Linked, QueueCore, lock_pool};
@@ -17,8 +19,7 @@ fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
     match item.core().claim_for_intake() {
         IntakeClaim::Push(ticket) => {
             match core::push_intake(item.core(), item.clone(), ticket, queue) {
-                core::Pushed::Queued => {}
-                core::Pushed::WakeIdle => drop(core::wake_idle(&mut lock_pool(), queue)),
+                core::Pushed::Queued(wake) => drop(wake),
                 core::Pushed::Destroyed => unreachable!("the modelled queue is never destroyed"),
             }
             true
@@ -159,7 +160,7 @@ fn loom_requeue_while_running() {
 fn loom_push_meets_parking_worker() {
     loom::model(|| {
         let queue = Arc::new(QueueCore::new("loom".into(), 1));
-        core::add_worker(&mut lock_pool(), &queue);
+        let slot = core::add_worker(&mut lock_pool(), &queue).expect("room for one worker");
         let item = new_item();
 
         let pusher = {
@@ -169,8 +170,7 @@ fn loom_push_meets_parking_worker() {
                     panic!("a fresh item is idle");
                 };
                 match core::push_intake(item.core(), item.clone(), ticket, &queue) {
-                    core::Pushed::WakeIdle => core::wake_idle(&mut lock_pool(), &queue).is_some(),
-                    core::Pushed::Queued => false,
+                    core::Pushed::Queued(wake) => wake.is_some(),
                     core::Pushed::Destroyed => {
                         unreachable!("the modelled queue is never destroyed")
                     }
@@ -191,7 +191,7 @@ fn loom_push_meets_parking_worker() {
                 leftovers.settle();
                 break false;
             }
-            let park = core::park_worker(&mut pool, &queue, 0, std::task::Waker::noop());
+            let park = core::park_worker(&mut pool, &queue, slot, std::task::Waker::noop());
             drop(pool);
             leftovers.settle();
             match park {
@@ -208,5 +208,76 @@ fn loom_push_meets_parking_worker() {
                 "the worker sleeps and nobody woke it for the pushed item"
             );
         }
+    });
+}
+
+/// A task's wake-ups, counted for the modelled worker.
+struct WakeCount(AtomicUsize);
+
+impl Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Two queueings meet a worker that parks, is woken and parks again. Each
+/// queueing claims the worker if it finds it parked; a later claimant may
+/// find the waker already taken by an earlier one (see `crate::idle`).
+/// Both items run: no wake-up is lost.
+#[test]
+fn loom_two_pushers_and_a_parking_worker() {
+    loom::model(|| {
+        let queue = Arc::new(QueueCore::new("loom".into(), 1));
+        let slot = core::add_worker(&mut lock_pool(), &queue).expect("room for one worker");
+        let wakes = Arc::new(WakeCount(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut wakes_seen = 0;
+
+        let mut pushers: Vec<_> = (0..2)
+            .map(|_| {
+                let queue = queue.clone();
+                thread::spawn(move || {
+                    let item = new_item();
+                    let IntakeClaim::Push(ticket) = item.core().claim_for_intake() else {
+                        panic!("a fresh item is idle");
+                    };
+                    match core::push_intake(item.core(), item.clone(), ticket, &queue) {
+                        core::Pushed::Queued(wake) => wake.into_iter().for_each(Waker::wake),
+                        core::Pushed::Destroyed => {
+                            unreachable!("the modelled queue is never destroyed")
+                        }
+                    }
+                })
+            })
+            .collect();
+
+        // The worker, as `queue::worker` polls: withdraw, run what is there,
+        // park, and sleep until woken. Sleeping is modelled without a spin
+        // loop: a worker not yet woken waits for both pushers to finish,
+        // after which a wake-up that is owed must have been delivered.
+        let mut runs = 0;
+        loop {
+            core::unpark_worker(&queue, slot);
+            runs += work(&queue);
+            if runs == 2 {
+                break;
+            }
+            let park = core::park_worker(&mut lock_pool(), &queue, slot, &waker);
+            match park {
+                core::Park::Parked => {
+                    if wakes.0.load(Ordering::SeqCst) == wakes_seen {
+                        pushers.drain(..).for_each(|pusher| pusher.join().unwrap());
+                        assert!(
+                            wakes.0.load(Ordering::SeqCst) > wakes_seen,
+                            "the worker sleeps with {runs} of 2 items run, and nobody woke it"
+                        );
+                    }
+                    wakes_seen = wakes.0.load(Ordering::SeqCst);
+                }
+                core::Park::Retry => {}
+                core::Park::Exit => unreachable!("the modelled queue is live"),
+            }
+        }
+        pushers.drain(..).for_each(|pusher| pusher.join().unwrap());
     });
 }

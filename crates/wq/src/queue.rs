@@ -16,7 +16,7 @@ use std::ops::BitOr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -124,8 +124,6 @@ pub(crate) struct Shared {
     /// False once the timer task found that the runtime has no time driver;
     /// delayed queueing is then rejected. Atomic.
     pub(crate) timer_ok: std::sync::atomic::AtomicBool,
-    /// Source of worker ids. Atomic.
-    next_worker_id: AtomicU64,
 }
 
 impl Drop for Shared {
@@ -224,10 +222,10 @@ impl WorkqueueBuilder {
             runtime,
             idle_spin: self.idle_spin,
             timer_ok: std::sync::atomic::AtomicBool::new(true),
-            next_worker_id: AtomicU64::new(0),
         });
-        core::add_worker(&mut lock_pool(), &shared.core);
-        spawn_worker(&shared);
+        let slot = core::add_worker(&mut lock_pool(), &shared.core)
+            .expect("a new queue has room for its first worker");
+        spawn_worker(&shared, slot);
         shared.runtime.spawn(timer_task(Arc::clone(&shared)));
         tracing::debug!(
             target: "workqueue",
@@ -386,25 +384,23 @@ impl Drop for RestoreRun {
     }
 }
 
-/// Spawns one worker task; the caller has counted it with `add_worker` (or
-/// `take_next` did).
-fn spawn_worker(shared: &Arc<Shared>) {
-    // Relaxed: ids only need to be unique.
-    let id = shared.next_worker_id.fetch_add(1, Ordering::Relaxed);
-    shared.runtime.spawn(worker(Arc::clone(shared), id));
+/// Spawns one worker task in `slot` of the queue's idle set; the caller
+/// counted it and took the slot with `add_worker` (or `take_next` did).
+fn spawn_worker(shared: &Arc<Shared>, slot: usize) {
+    shared.runtime.spawn(worker(Arc::clone(shared), slot));
 }
 
 /// Forgets the worker if its task is dropped before it exits by itself.
 struct WorkerGuard<'a> {
     shared: &'a Shared,
-    id: u64,
+    slot: usize,
     exited: bool,
 }
 
 impl Drop for WorkerGuard<'_> {
     fn drop(&mut self) {
         if !self.exited {
-            core::remove_worker(&mut lock_pool(), &self.shared.core, self.id);
+            core::remove_worker(&mut lock_pool(), &self.shared.core, self.slot);
         }
     }
 }
@@ -421,11 +417,11 @@ pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 
 /// Runs one worker task: takes the next item, runs it, and repeats. With
 /// nothing to take, it spins briefly, then sleeps.
-async fn worker(shared: Arc<Shared>, id: u64) {
+async fn worker(shared: Arc<Shared>, slot: usize) {
     let queue = &shared.core;
     let mut guard = WorkerGuard {
         shared: &shared,
-        id,
+        slot,
         exited: false,
     };
     let mut finished: Option<Finished> = None;
@@ -447,7 +443,7 @@ async fn worker(shared: Arc<Shared>, id: u64) {
                         core::finish(&mut pool, queue, done.item.core(), done.ticket, run_time_ns);
                     released = [queue_ref, Some(done.item)];
                 }
-                core::unpark_worker(&mut pool, queue, id);
+                core::unpark_worker(queue, slot);
                 loop {
                     leftovers.absorb(core::drain_intake(&mut pool, queue));
                     // Read now, not at the top of the loop: this closure is
@@ -463,7 +459,7 @@ async fn worker(shared: Arc<Shared>, id: u64) {
                     if !may_park {
                         break Poll::Ready(Step::Spin);
                     }
-                    match core::park_worker(&mut pool, queue, id, cx.waker()) {
+                    match core::park_worker(&mut pool, queue, slot, cx.waker()) {
                         core::Park::Parked => break Poll::Pending,
                         core::Park::Exit => break Poll::Ready(Step::Exit),
                         core::Park::Retry => continue,
@@ -483,8 +479,8 @@ async fn worker(shared: Arc<Shared>, id: u64) {
         match next {
             Step::Run(started, started_at) => {
                 idle_since = None;
-                if started.spawn_worker {
-                    spawn_worker(&shared);
+                if let Some(slot) = started.spawn_worker {
+                    spawn_worker(&shared, slot);
                 }
                 finished = Some(run(&shared, started, started_at).await);
             }

@@ -9,10 +9,10 @@
 //! switch tokio and other dependencies into their own loom modes.
 
 #[cfg(not(wq_loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64};
 
 #[cfg(wq_loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64};
 
 /// Orders a SeqCst write before a SeqCst read of another location, for the
 /// store-then-load pairings (Dekker's pattern) of the intake stack.
@@ -113,6 +113,45 @@ impl<T> UnsafeCell<T> {
 
 #[cfg(wq_loom)]
 pub(crate) use loom::cell::UnsafeCell;
+
+/// A slot for one task's waker that a waker can be registered in and taken
+/// from concurrently, without a lock: the `atomic-waker` crate, or loom's
+/// model of the same primitive.
+#[derive(Debug)]
+pub(crate) struct AtomicWaker {
+    #[cfg(not(wq_loom))]
+    inner: atomic_waker::AtomicWaker,
+    #[cfg(wq_loom)]
+    inner: loom::future::AtomicWaker,
+}
+
+impl AtomicWaker {
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(not(wq_loom))]
+            inner: atomic_waker::AtomicWaker::new(),
+            #[cfg(wq_loom)]
+            inner: loom::future::AtomicWaker::new(),
+        }
+    }
+
+    /// Stores `waker`, replacing the one stored before. If a `take` runs at
+    /// the same time, `waker` is woken at once instead.
+    pub(crate) fn register(&self, waker: &std::task::Waker) {
+        #[cfg(not(wq_loom))]
+        self.inner.register(waker);
+        #[cfg(wq_loom)]
+        self.inner.register_by_ref(waker);
+    }
+
+    /// Takes the stored waker, if one was registered since the last take.
+    pub(crate) fn take(&self) -> Option<std::task::Waker> {
+        #[cfg(not(wq_loom))]
+        return self.inner.take();
+        #[cfg(wq_loom)]
+        return self.inner.take_waker();
+    }
+}
 
 /// Marks a `fn` as `const` except in the loom build, whose primitives have no
 /// const constructors.
