@@ -627,6 +627,10 @@ pub(crate) struct Started {
     /// The queue was left without a parked worker: spawn one in this slot,
     /// it may be needed before this run ends.
     pub(crate) spawn_worker: Option<usize>,
+    /// Items are left on the worklist and a worker was parked: wake it to
+    /// take them. One wake-up in a top half may stand for several
+    /// queueings, so workers pass it on, as the kernel's do.
+    pub(crate) wake_worker: Option<Waker>,
 }
 
 /// Outcome of `link_pending`.
@@ -793,9 +797,9 @@ pub(crate) fn accepts_unlocked(
 /// Outcome of `push_intake`.
 #[must_use]
 pub(crate) enum Pushed {
-    /// Queued. A worker was parked: wake it with this waker. Otherwise a
-    /// worker is awake, or will find the item before it parks.
-    Queued(Option<Waker>),
+    /// Queued. Call `claim_idle` next, at once or after a top half returns:
+    /// a parked worker may need a wake-up.
+    Queued,
     /// The queue was destroyed while the item was pushed: call
     /// `recall_destroyed`.
     Destroyed,
@@ -806,11 +810,11 @@ pub(crate) enum Pushed {
 /// `claim_for_intake`).
 ///
 /// A worker about to sleep marks itself parked in `QueueCore::idle` and
-/// then looks at the stack; a pusher pushes and then claims a parked worker.
-/// Both steps are SeqCst on each side (see `sync::dekker_fence`), so at
-/// least one side sees the other's write: either the worker finds the item,
-/// or the pusher claims it and returns its waker. Neither side takes the
-/// pool lock.
+/// then looks at the stack; a pusher pushes and then, with `claim_idle`,
+/// claims a parked worker. Both steps are SeqCst on each side (see
+/// `sync::dekker_fence`), so at least one side sees the other's write:
+/// either the worker finds the item, or the pusher claims it. Neither side
+/// takes the pool lock.
 pub(crate) fn push_intake(
     core: &WorkCore,
     item: ItemRef,
@@ -851,8 +855,22 @@ pub(crate) fn push_intake(
     if queue.phase_hint.load(Ordering::SeqCst) == Phase::Destroyed as u8 {
         Pushed::Destroyed
     } else {
-        Pushed::Queued(queue.idle.claim())
+        Pushed::Queued
     }
+}
+
+/// Returns true when a worker of `queue` is parked; a pusher that defers
+/// `claim_idle` reads it after the fence of `push_intake`, as the claim
+/// would.
+pub(crate) fn has_idle(queue: &QueueCore) -> bool {
+    !queue.idle.is_empty()
+}
+
+/// Claims one parked worker of `queue` and returns its waker; the second
+/// step of a push. The fence of `push_intake` must come before it in
+/// program order, as it does when the same thread calls the two.
+pub(crate) fn claim_idle(queue: &QueueCore) -> Option<Waker> {
+    queue.idle.claim()
 }
 
 /// Undoes a push that raced with `destroy_workqueue`: drains the stack and
@@ -1084,9 +1102,15 @@ pub(crate) fn take_next(
     state.tallies.executed += 1;
     state.tallies.max_in_flight = state.tallies.max_in_flight.max(state.running.len() as u64);
 
-    // Step 4: keep a parked worker in reserve while max_active allows one.
+    // Step 4: keep a parked worker in reserve while max_active allows one,
+    // and pass the wake-up on while items wait.
     let spawn_worker = if queue.idle.is_empty() {
         claim_worker_slot(state)
+    } else {
+        None
+    };
+    let wake_worker = if state.worklist.len > 0 {
+        queue.idle.claim()
     } else {
         None
     };
@@ -1094,6 +1118,7 @@ pub(crate) fn take_next(
         item,
         ticket,
         spawn_worker,
+        wake_worker,
     })
 }
 

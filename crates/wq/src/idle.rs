@@ -71,7 +71,12 @@ impl IdleSet {
     pub(crate) fn withdraw(&self, slot: usize) -> bool {
         let (word, bit) = position(slot);
         // SeqCst: ordered after a claimant's clear (see the module
-        // documentation), so the look for work that follows sees its item.
+        // documentation), so the look for work that follows finds its item.
+        // The load spares an awake worker a write to the word on every
+        // poll, which would cost each pusher's `is_empty` a cache miss.
+        if self.words[word].load(Ordering::SeqCst) & bit == 0 {
+            return false;
+        }
         self.words[word].fetch_and(!bit, Ordering::SeqCst) & bit != 0
     }
 

@@ -19,7 +19,7 @@ fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
     match item.core().claim_for_intake() {
         IntakeClaim::Push(ticket) => {
             match core::push_intake(item.core(), item.clone(), ticket, queue) {
-                core::Pushed::Queued(wake) => drop(wake),
+                core::Pushed::Queued => drop(core::claim_idle(queue)),
                 core::Pushed::Destroyed => unreachable!("the modelled queue is never destroyed"),
             }
             true
@@ -44,9 +44,12 @@ fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
 fn take(queue: &QueueCore) -> Option<core::Started> {
     let mut pool = lock_pool();
     let leftovers = core::drain_intake(&mut pool, queue);
-    let next = core::take_next(&mut pool, queue, std::time::Instant::now());
+    let mut next = core::take_next(&mut pool, queue, std::time::Instant::now());
     drop(pool);
     leftovers.settle();
+    if let Some(worker) = next.as_mut().and_then(|started| started.wake_worker.take()) {
+        worker.wake();
+    }
     next
 }
 
@@ -170,7 +173,7 @@ fn loom_push_meets_parking_worker() {
                     panic!("a fresh item is idle");
                 };
                 match core::push_intake(item.core(), item.clone(), ticket, &queue) {
-                    core::Pushed::Queued(wake) => wake.is_some(),
+                    core::Pushed::Queued => core::claim_idle(&queue).is_some(),
                     core::Pushed::Destroyed => {
                         unreachable!("the modelled queue is never destroyed")
                     }
@@ -242,7 +245,9 @@ fn loom_two_pushers_and_a_parking_worker() {
                         panic!("a fresh item is idle");
                     };
                     match core::push_intake(item.core(), item.clone(), ticket, &queue) {
-                        core::Pushed::Queued(wake) => wake.into_iter().for_each(Waker::wake),
+                        core::Pushed::Queued => {
+                            core::claim_idle(&queue).into_iter().for_each(Waker::wake);
+                        }
                         core::Pushed::Destroyed => {
                             unreachable!("the modelled queue is never destroyed")
                         }

@@ -17,7 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::core::{self, QueueCore, Started, WorkCore, lock_pool};
@@ -124,6 +124,20 @@ pub(crate) struct Shared {
     /// False once the timer task found that the runtime has no time driver;
     /// delayed queueing is then rejected. Atomic.
     pub(crate) timer_ok: std::sync::atomic::AtomicBool,
+}
+
+/// Waking a queue claims one of its parked workers and wakes it. A
+/// queueing in a top half defers its claim this way (see `api::push`).
+impl Wake for Shared {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(worker) = core::claim_idle(&self.core) {
+            worker.wake();
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -477,10 +491,13 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
         .await;
 
         match next {
-            Step::Run(started, started_at) => {
+            Step::Run(mut started, started_at) => {
                 idle_since = None;
                 if let Some(slot) = started.spawn_worker {
                     spawn_worker(&shared, slot);
+                }
+                if let Some(worker) = started.wake_worker.take() {
+                    worker.wake();
                 }
                 finished = Some(run(&shared, started, started_at).await);
             }

@@ -934,8 +934,9 @@ async fn dynamic_item_freed_after_run() {
 }
 
 /// In a top half, queueing work on a queue whose worker sleeps records the
-/// wake-up instead of making it; the CPU thread performs it when the handler
-/// chain ends, and the item then runs.
+/// wake-up instead of making it, and leaves the worker parked. The CPU
+/// thread claims and wakes the worker when the handler chain ends, and the
+/// item then runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_half_defers_worker_wake() {
     let queue = test_queue("deferred-wake", 1);
@@ -952,14 +953,54 @@ async fn top_half_defers_worker_wake() {
     assert_eq!(wq::queue_work(&queue, &item), Ok(true));
     assert_eq!(
         queue.stats().idle_workers,
-        0,
-        "the sleeping worker was claimed"
+        1,
+        "the worker was claimed inside the handler"
     );
     let woken = guard.exit();
 
     assert_eq!(woken, 1, "the wake-up waited for the end of the handler");
     guarded("flush", wq::flush_work(&item)).await.unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// One deferred wake-up stands for all the queueings of a handler chain, so
+/// a woken worker that leaves items on the worklist wakes the next parked
+/// worker: three items queued in one top half on a queue with three parked
+/// workers all run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_half_queueings_run_in_parallel() {
+    let queue = test_queue("parallel-from-top-half", 3);
+    let (gate, runs) = (Gate::new(), Arc::new(AtomicUsize::new(0)));
+    let items: Vec<_> = ["first", "second", "third"]
+        .into_iter()
+        .map(|name| gated_item(name, &gate, &runs))
+        .collect();
+
+    // Grow the pool to three workers, then let all three park.
+    for item in &items {
+        assert_eq!(wq::queue_work(&queue, item), Ok(true));
+    }
+    gate.wait_arrivals(3).await;
+    gate.open(3);
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+    guarded("three parked workers", async {
+        while queue.stats().idle_workers < 3 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    let guard = irq_sim::context::enter_hardirq(11, "timer");
+    for item in &items {
+        assert_eq!(wq::queue_work(&queue, item), Ok(true));
+    }
+    let woken = guard.exit();
+
+    assert_eq!(woken, 1, "the queueings of one handler share a wake-up");
+    gate.wait_arrivals(6).await;
+    gate.open(3);
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 6);
 }
 
 /// A work function on a queue that runs one item at a time, waiting for an
