@@ -260,13 +260,14 @@ fn push(
     }
 
     match core::push_intake(core_ref, work.item_ref(), ticket, queue) {
-        // In a top half even the claim of a parked worker waits for the
-        // handler to return: waking the queue's waker claims one. The claim
-        // writes cache lines that the parked worker wrote, and made
-        // `queue_work` in a top half about 1.4 times as slow as with an
-        // awake worker (`cargo bench --bench top_half_queue`).
+        // In a top half even the check for a parked worker waits for the
+        // handler to return: waking the queue's waker claims one, if any.
+        // The check reads the idle bitmap, which a worker writes when it
+        // parks, and that cache miss made `queue_work` in a top half 1.3 to
+        // 2.3 times as slow with the worker asleep as awake
+        // (`cargo bench --bench top_half_queue`).
         core::Pushed::Queued if context::in_hardirq() => {
-            Ok(core::has_idle(queue).then(|| Waker::from(Arc::clone(wq.shared()))))
+            Ok(Some(Waker::from(Arc::clone(wq.shared()))))
         }
         core::Pushed::Queued => Ok(core::claim_idle(queue)),
         core::Pushed::Destroyed => {

@@ -859,13 +859,6 @@ pub(crate) fn push_intake(
     }
 }
 
-/// Returns true when a worker of `queue` is parked; a pusher that defers
-/// `claim_idle` reads it after the fence of `push_intake`, as the claim
-/// would.
-pub(crate) fn has_idle(queue: &QueueCore) -> bool {
-    !queue.idle.is_empty()
-}
-
 /// Claims one parked worker of `queue` and returns its waker; the second
 /// step of a push. The fence of `push_intake` must come before it in
 /// program order, as it does when the same thread calls the two.
