@@ -624,6 +624,8 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
 pub(crate) struct Started {
     pub(crate) item: ItemRef,
     pub(crate) ticket: u64,
+    /// When the item was queued, if known.
+    pub(crate) queued_at: Option<Instant>,
     /// The queue was left without a parked worker: spawn one in this slot,
     /// it may be needed before this run ends.
     pub(crate) spawn_worker: Option<usize>,
@@ -1110,6 +1112,7 @@ pub(crate) fn take_next(
     Some(Started {
         item,
         ticket,
+        queued_at,
         spawn_worker,
         wake_worker,
     })

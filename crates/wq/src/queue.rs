@@ -460,8 +460,10 @@ impl SpinPolicy {
         }
     }
 
-    /// Records the time from the worker becoming idle to its next item;
-    /// zero for an item found without becoming idle.
+    /// Records the time from the worker becoming idle to the queueing of
+    /// its next item; zero for an item queued before. It leaves out the
+    /// wake-up of a parked worker, which a spin would have saved: counting
+    /// it would keep a worker parking under a stream that a spin catches.
     fn record_gap(&mut self, gap: Duration) {
         let cap = saturating_nanos(self.spin.saturating_mul(2));
         let gap = saturating_nanos(gap).min(cap);
@@ -547,8 +549,9 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
 
         match next {
             Step::Run(mut started, started_at) => {
+                let queued_at = started.queued_at.unwrap_or(started_at);
                 let gap = idle.take().map_or(Duration::ZERO, |(since, _)| {
-                    started_at.saturating_duration_since(since)
+                    queued_at.saturating_duration_since(since)
                 });
                 spin_policy.record_gap(gap);
                 if let Some(slot) = started.spawn_worker {
