@@ -28,6 +28,8 @@
 
 use std::task::Waker;
 
+use crossbeam_utils::CachePadded;
+
 use crate::sync::{AtomicU64, AtomicWaker, Ordering};
 
 /// Worker slots per bitmap word.
@@ -36,8 +38,9 @@ const WORD_BITS: usize = u64::BITS as usize;
 /// The parked workers of one queue; see the module documentation.
 pub(crate) struct IdleSet {
     /// Bit `slot % 64` of word `slot / 64` is set while the worker in
-    /// `slot` is parked and may be claimed.
-    words: Box<[AtomicU64]>,
+    /// `slot` is parked and may be claimed. Every queueing reads the words,
+    /// so each has a cache line of its own.
+    words: Box<[CachePadded<AtomicU64>]>,
     /// The waker each slot's worker registered when it last parked.
     wakers: Box<[AtomicWaker]>,
 }
@@ -47,7 +50,7 @@ impl IdleSet {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             words: (0..capacity.div_ceil(WORD_BITS))
-                .map(|_| AtomicU64::new(0))
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
             wakers: (0..capacity).map(|_| AtomicWaker::new()).collect(),
         }
