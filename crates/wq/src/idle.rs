@@ -4,7 +4,7 @@
 //! Each worker owns a slot for its whole life. A worker that finds nothing
 //! to do registers its waker in its slot, then sets the slot's bit in a
 //! bitmap, then looks at the intake stack once more (the Dekker pairing with
-//! `push_intake`). A queueing that sees a bit set clears it with a
+//! `push_intake`). A queueing that finds a bit set clears it with a
 //! compare-exchange, which makes it the one claimant of that parked worker,
 //! and takes the slot's waker. Every poll of a worker starts by clearing its
 //! own bit, so a worker that was polled for another reason is not left

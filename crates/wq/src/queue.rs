@@ -440,7 +440,7 @@ pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 /// that on average, and parks at once otherwise. There a spin only takes a
 /// CPU from other threads, the simulated CPUs among them. With 100 us
 /// between items, always spinning 50 us made the thread latency p50 of
-/// `irqlab latency --rate 10000` 1.2 to 1.3 times the baseline's; parking
+/// `irqlab latency --rate 10000` 1.2 to 1.3 times the baseline's. Parking
 /// at once brought it to 1.0. The average is exponential, with
 /// weight 1/8 for the newest gap, and each gap counts as at most twice the
 /// spin, so that one long pause is forgotten after a few short gaps.
