@@ -112,8 +112,8 @@ fn steady_state_allocations(mechanism: Mechanism, runtimes: &Runtimes) -> (u64, 
 
 /// The workqueue and threaded-IRQ loops allocate nothing per activation:
 /// the only allocations are those of a system queue's pool growing to
-/// max_active (a task per new worker; the worker's slot in the queue's idle
-/// set is allocated with the queue), which stop once the pool is full.
+/// max_active (a task per new worker, and now and then a larger list of
+/// running items), which stop once the pool is full.
 /// tokio-spawn is left out: it allocates a task per activation by design.
 #[test]
 fn steady_state_loop_allocates_nothing() {
@@ -129,9 +129,10 @@ fn steady_state_loop_allocates_nothing() {
     ] {
         let (allocations, workers_added, activations) =
             steady_state_allocations(mechanism, &runtimes);
-        // A new worker is its task.
+        // A new worker is its task, and now and then a larger list of
+        // running items (`Vec::reserve` grows it by doubling).
         assert!(
-            allocations <= workers_added,
+            allocations <= 2 * workers_added,
             "{mechanism:?}: {allocations} allocations in {activations} activations, \
              while the pool added {workers_added} worker tasks"
         );
