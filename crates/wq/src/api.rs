@@ -263,9 +263,9 @@ fn push(
         // In a top half even the check for a parked worker waits for the
         // handler to return: waking the queue's waker claims one, if any.
         // The check reads the idle bitmap, which a worker writes when it
-        // parks, and that cache miss made `queue_work` in a top half 1.3 to
-        // 2.3 times as slow with the worker asleep as awake
-        // (`cargo bench --bench top_half_queue`).
+        // parks. With the check in the top half, `queue_work` there measured
+        // 2.3 and 2.4 times as slow with the worker asleep as awake, and
+        // 1.0 to 1.7 without it (`cargo bench --bench top_half_queue`).
         core::Pushed::Queued if context::in_hardirq() => {
             Ok(Some(Waker::from(Arc::clone(wq.shared()))))
         }

@@ -560,10 +560,11 @@ pub(crate) enum Phase {
 /// The part of a queue that the state machine uses.
 ///
 /// Fields that queueings write, fields that workers write, and the
-/// read-mostly rest sit on separate cache lines (`CachePadded`). Sharing
-/// one made every coalesced queueing of a stream miss on the counter line
-/// that the worker had just written, and cost the `work_items_per_s` bench
-/// a quarter of its throughput.
+/// read-mostly rest sit on separate cache lines (`CachePadded`), so that a
+/// write by one side does not evict the other's lines. perf had placed most
+/// of a streaming producer's time on the coalesced-queueing counter.
+/// NOTE: the `work_items_per_s` bench varies too much on a 2-vCPU host to
+/// show what the padding gains.
 pub(crate) struct QueueCore {
     /// Name for diagnostics. Immutable.
     pub(crate) name: Cow<'static, str>,
@@ -819,11 +820,11 @@ pub(crate) enum Pushed {
 /// `claim_for_intake`).
 ///
 /// A worker about to sleep marks itself parked in `QueueCore::idle` and
-/// then looks at the stack; a pusher pushes and then, with `claim_idle`,
-/// claims a parked worker. Both steps are SeqCst on each side (see
-/// `sync::dekker_fence`), so at least one side sees the other's write:
-/// either the worker finds the item, or the pusher claims it. Neither side
-/// takes the pool lock.
+/// then looks at the stack. A pusher pushes and then claims a parked worker
+/// with `claim_idle`. Both steps are SeqCst on each side (see
+/// `sync::dekker_fence`), so at least one side finds the other's write:
+/// either the worker finds the item, or the pusher claims the worker.
+/// Neither side takes the pool lock.
 pub(crate) fn push_intake(
     core: &WorkCore,
     item: ItemRef,

@@ -18,7 +18,7 @@
 //!
 //! A claimant clears the bit that the worker set in its last park, so the
 //! worker's next clear of its own bit comes later in that bitmap word's
-//! modification order, and the worker's next look at the intake stack sees
+//! modification order, and the worker's next look at the intake stack finds
 //! the claimant's item. That next poll happens because the claimant takes
 //! the waker registered before the bit was set and wakes it. Or, if the
 //! take finds the slot empty, because another claimant took that waker

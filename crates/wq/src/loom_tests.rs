@@ -13,15 +13,30 @@ use loom::thread;
 use crate::core::{self, IntakeClaim, Linked, QueueCore, lock_pool};
 use crate::work::{ItemRef, Runnable, Work};
 
+/// Pushes the claimed queueing `ticket` of `item` and claims a parked
+/// worker, as `queue_work` does from a plain thread. Returns the claimed
+/// worker's waker.
+fn push(item: &ItemRef, ticket: u64, queue: &QueueCore) -> Option<Waker> {
+    match core::push_intake(item.core(), item.clone(), ticket, queue) {
+        core::Pushed::Queued => core::claim_idle(queue),
+        core::Pushed::Destroyed => unreachable!("the modelled queue is never destroyed"),
+    }
+}
+
+/// Claims and pushes an item that is not pending; see `push`.
+fn push_idle_item(item: &ItemRef, queue: &QueueCore) -> Option<Waker> {
+    let IntakeClaim::Push(ticket) = item.core().claim_for_intake() else {
+        panic!("a fresh item is idle");
+    };
+    push(item, ticket, queue)
+}
+
 /// Claims and pushes or links one queueing, as `queue_work` does; returns
 /// whether it started a new pending period.
 fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
     match item.core().claim_for_intake() {
         IntakeClaim::Push(ticket) => {
-            match core::push_intake(item.core(), item.clone(), ticket, queue) {
-                core::Pushed::Queued => drop(core::claim_idle(queue)),
-                core::Pushed::Destroyed => unreachable!("the modelled queue is never destroyed"),
-            }
+            drop(push(item, ticket, queue));
             true
         }
         IntakeClaim::Locked(ticket) => {
@@ -168,17 +183,7 @@ fn loom_push_meets_parking_worker() {
 
         let pusher = {
             let (queue, item) = (queue.clone(), item.clone());
-            thread::spawn(move || {
-                let IntakeClaim::Push(ticket) = item.core().claim_for_intake() else {
-                    panic!("a fresh item is idle");
-                };
-                match core::push_intake(item.core(), item.clone(), ticket, &queue) {
-                    core::Pushed::Queued => core::claim_idle(&queue).is_some(),
-                    core::Pushed::Destroyed => {
-                        unreachable!("the modelled queue is never destroyed")
-                    }
-                }
-            })
+            thread::spawn(move || push_idle_item(&item, &queue).is_some())
         };
 
         // The worker: look for work, and sleep if there is none.
@@ -241,16 +246,8 @@ fn loom_two_pushers_and_a_parking_worker() {
                 let queue = queue.clone();
                 thread::spawn(move || {
                     let item = new_item();
-                    let IntakeClaim::Push(ticket) = item.core().claim_for_intake() else {
-                        panic!("a fresh item is idle");
-                    };
-                    match core::push_intake(item.core(), item.clone(), ticket, &queue) {
-                        core::Pushed::Queued => {
-                            core::claim_idle(&queue).into_iter().for_each(Waker::wake);
-                        }
-                        core::Pushed::Destroyed => {
-                            unreachable!("the modelled queue is never destroyed")
-                        }
+                    if let Some(worker) = push_idle_item(&item, &queue) {
+                        worker.wake();
                     }
                 })
             })
