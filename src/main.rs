@@ -346,22 +346,39 @@ fn progress_display(quiet: bool, scenario: &Scenario) -> Option<Box<dyn FnMut(Pr
 
 /// Calls `first` on the first Ctrl-C; a second one exits at once with the
 /// shell's status for it, 130.
+///
+/// The handler is installed before this returns, so a Ctrl-C that comes
+/// as soon as the run has started is not lost to the default action. A
+/// listener thread that installed it itself lost that race under load.
 fn on_ctrl_c(first: impl FnOnce() + Send + 'static) {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let listener = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .and_then(|runtime| {
+            let interrupts = {
+                let _context = runtime.enter();
+                signal(SignalKind::interrupt())?
+            };
+            Ok((runtime, interrupts))
+        });
+    let (runtime, mut interrupts) = match listener {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!("Ctrl-C will not stop the run early: {error}");
+            return;
+        }
+    };
     let spawned = std::thread::Builder::new()
         .name("ctrl-c".to_owned())
         .spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            else {
-                return;
-            };
             runtime.block_on(async {
-                if tokio::signal::ctrl_c().await.is_err() {
+                if interrupts.recv().await.is_none() {
                     return;
                 }
                 first();
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if interrupts.recv().await.is_some() {
                     std::process::exit(130);
                 }
             });
