@@ -75,12 +75,12 @@ use std::borrow::Cow;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicUsize;
 use std::task::Waker;
-use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 
+use crate::clock::Stamp;
 use crate::idle::IdleSet;
 use crate::stats::{Counters, Tallies};
 use crate::sync::{
@@ -110,36 +110,49 @@ const fn disable_depth_of(state: u64) -> u64 {
 }
 
 /// The part of a work item that queues see: the `work_struct` of irqlab.
+///
+/// A queueing writes `state`, `intake_next`, `slot` and `intake_queue`,
+/// and the worker that drains and starts the item reads and writes the
+/// first three. They come first and share one cache line, so that an item
+/// costs each side one transfer of that line instead of one per field; a
+/// compile-time check below keeps it so.
+#[repr(C, align(64))]
 pub struct WorkCore {
-    /// Name for diagnostics, statistics and traces. Immutable.
-    name: Cow<'static, str>,
     /// `PENDING`, disable depth and ticket; see the module docs.
     state: AtomicU64,
-    /// Ticket of the last pending period that ended (finished or cancelled).
-    /// Written under the pool lock, read by flushers without it.
-    done: AtomicU64,
-    /// The item's links and run state. Pool lock.
-    node: UnsafeCell<Node>,
-    /// Number of flushers waiting on `completion`. Atomic.
-    flushers: AtomicUsize,
-    /// Notified when `done` advances while `flushers` is non-zero.
-    completion: Notify,
     /// Next node on the intake stack. Written by the pusher before the push,
     /// read by the drainer after it.
     intake_next: crate::sync::AtomicPtr<WorkCore>,
-    /// The queue whose intake the node was last pushed on.
-    intake_queue: crate::sync::AtomicPtr<QueueCore>,
     /// The queueing the pusher hands to the drainer. Written only by the owner of
     /// `IN_INTAKE` before its push, read only by the drainer after the
     /// swap that took the node; see `push_intake`.
     slot: UnsafeCell<IntakeSlot>,
+    /// The queue whose intake the node was last pushed on.
+    intake_queue: crate::sync::AtomicPtr<QueueCore>,
+    /// Name for diagnostics, statistics and traces. Immutable.
+    name: Cow<'static, str>,
+    /// Ticket of the last pending period that ended (finished or cancelled).
+    /// Written under the pool lock, read by flushers without it.
+    done: AtomicU64,
+    /// Number of flushers waiting on `completion`. Atomic.
+    flushers: AtomicUsize,
+    /// Notified when `done` advances while `flushers` is non-zero.
+    completion: Notify,
+    /// The item's links and run state. Pool lock.
+    node: UnsafeCell<Node>,
 }
+
+// The fields that a queueing writes fit in the first cache line of
+// `WorkCore`.
+#[cfg(not(wq_loom))]
+const _: () = assert!(std::mem::offset_of!(WorkCore, intake_queue) + 8 <= 64);
 
 /// A queueing in flight on an intake stack.
 struct IntakeSlot {
     item: Option<ItemRef>,
     ticket: u64,
-    queued_at: Option<Instant>,
+    /// Set by every push.
+    queued_at: Stamp,
 }
 
 // SAFETY: `node` is only reached through `PoolGuard::node`, which requires
@@ -204,7 +217,7 @@ impl WorkCore {
                 slot: UnsafeCell::new(IntakeSlot {
                     item: None,
                     ticket: 0,
-                    queued_at: None,
+                    queued_at: Stamp::UNSET,
                 }),
             }
         }
@@ -387,7 +400,7 @@ pub(crate) struct Node {
     /// Keeps the item alive while it is linked.
     held: Option<ItemRef>,
     /// When the item was put on a worklist, for queue-to-start latency.
-    queued_at: Option<Instant>,
+    queued_at: Option<Stamp>,
     /// When a delayed item is due, while it is on a timer list.
     deadline: Option<tokio::time::Instant>,
     /// The queue the item is running on, and the run's ticket.
@@ -633,7 +646,7 @@ pub(crate) struct Started {
     pub(crate) item: ItemRef,
     pub(crate) ticket: u64,
     /// When the item was queued, if known.
-    pub(crate) queued_at: Option<Instant>,
+    pub(crate) queued_at: Option<Stamp>,
     /// The queue was left without a parked worker: spawn one in this slot,
     /// it may be needed before this run ends.
     pub(crate) spawn_worker: Option<usize>,
@@ -749,7 +762,7 @@ pub(crate) fn link_pending(
 
 /// Puts `core` on `queue`'s worklist and picks an idle worker to wake.
 fn link_worklist(guard: &mut PoolGuard<'_>, core: &WorkCore, queue: &QueueCore) -> Option<Waker> {
-    link_worklist_at(guard, core, queue, Instant::now(), true)
+    link_worklist_at(guard, core, queue, Stamp::now(), true)
 }
 
 /// Puts `core`, queued at `queued_at`, on `queue`'s worklist, and with
@@ -758,7 +771,7 @@ fn link_worklist_at(
     guard: &mut PoolGuard<'_>,
     core: &WorkCore,
     queue: &QueueCore,
-    queued_at: Instant,
+    queued_at: Stamp,
     pick_idle: bool,
 ) -> Option<Waker> {
     let mut list = guard.queue(queue).worklist;
@@ -838,7 +851,7 @@ pub(crate) fn push_intake(
         *slot = IntakeSlot {
             item: Some(item),
             ticket,
-            queued_at: Some(Instant::now()),
+            queued_at: Stamp::now(),
         };
     });
     let queue_ptr = std::ptr::from_ref(queue).cast_mut();
@@ -937,6 +950,12 @@ pub(crate) fn has_work_hint(queue: &QueueCore) -> bool {
 /// Returns workers of other queues to wake (for items running there) and
 /// the graveyard's references.
 pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Leftovers {
+    // A look before the swap spares a worker that finds the stack empty
+    // a locked instruction; a push that it misses is caught as one that
+    // comes after the swap would be.
+    if queue.intake.load(Ordering::Relaxed).is_null() {
+        return Leftovers::default();
+    }
     let mut wake = Vec::new();
     // Acquire pairs with the pushers' SeqCst compare-exchange: their slots
     // are visible.
@@ -964,7 +983,7 @@ pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Left
         // cleared below.
         let slot = core.slot.with_mut(|slot| unsafe {
             let slot = &mut *slot;
-            (slot.item.take(), slot.ticket, slot.queued_at.take())
+            (slot.item.take(), slot.ticket, slot.queued_at)
         });
         // Release: the slot is read before another pusher may write it.
         core.state.fetch_and(!IN_INTAKE, Ordering::Release);
@@ -989,7 +1008,6 @@ pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Left
             Some((running_queue, _)) => unsafe { queue_of(running_queue) },
             None => queue,
         };
-        let queued_at = queued_at.unwrap_or_else(Instant::now);
         // The pusher already woke a worker of `queue` if one slept; only an
         // item redirected to the queue it runs on needs a wake-up here.
         let redirected = !std::ptr::eq(target, queue);
@@ -1068,7 +1086,7 @@ fn unlink(guard: &mut PoolGuard<'_>, core: &WorkCore) -> Option<NonNull<QueueCor
 pub(crate) fn take_next(
     guard: &mut PoolGuard<'_>,
     queue: &QueueCore,
-    now: Instant,
+    now: Stamp,
 ) -> Option<Started> {
     // Step 1: the first item that is not running elsewhere.
     let mut cursor = guard.queue(queue).worklist.head;
@@ -1097,8 +1115,7 @@ pub(crate) fn take_next(
 
     let state = guard.queue(queue);
     if let Some(queued_at) = queued_at {
-        let latency =
-            u64::try_from(now.saturating_duration_since(queued_at).as_nanos()).unwrap_or(u64::MAX);
+        let latency = now.nanos_since(queued_at);
         state.latency.saturating_record(latency.max(1));
     }
     state.running.push((item.clone(), ticket));

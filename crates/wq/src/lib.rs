@@ -62,6 +62,7 @@
 
 mod api;
 pub mod blocking;
+mod clock;
 mod core;
 mod error;
 mod idle;

@@ -59,7 +59,7 @@ fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
 fn take(queue: &QueueCore) -> Option<core::Started> {
     let mut pool = lock_pool();
     let leftovers = core::drain_intake(&mut pool, queue);
-    let mut next = core::take_next(&mut pool, queue, std::time::Instant::now());
+    let mut next = core::take_next(&mut pool, queue, crate::clock::Stamp::now());
     drop(pool);
     leftovers.settle();
     if let Some(worker) = next.as_mut().and_then(|started| started.wake_worker.take()) {
@@ -190,7 +190,7 @@ fn loom_push_meets_parking_worker() {
         let parked = loop {
             let mut pool = lock_pool();
             let leftovers = core::drain_intake(&mut pool, &queue);
-            let started = core::take_next(&mut pool, &queue, std::time::Instant::now());
+            let started = core::take_next(&mut pool, &queue, crate::clock::Stamp::now());
             if let Some(started) = started {
                 let released =
                     core::finish(&mut pool, &queue, started.item.core(), started.ticket, 1);

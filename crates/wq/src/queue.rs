@@ -18,10 +18,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use irq_sim::clock::duration_nanos;
 
+use crate::clock::{self, Stamp};
 use crate::core::{self, QueueCore, Started, WorkCore, lock_pool};
 use crate::stats::WorkqueueStats;
 use crate::work::{Call, ItemRef};
@@ -232,6 +233,7 @@ impl WorkqueueBuilder {
         let runtime = self.runtime.unwrap_or_else(|| {
             crate::system::default_runtime(self.flags.contains(WqFlags::HIGHPRI))
         });
+        clock::calibrate();
 
         let shared = Arc::new(Shared {
             core: QueueCore::new(self.name, max_active),
@@ -494,20 +496,18 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
     let mut finished: Option<Finished> = None;
     let mut spin_policy = SpinPolicy::new(shared.idle_spin);
     // When the worker became idle, and how long it spins in this idle period.
-    let mut idle: Option<(Instant, Duration)> = None;
+    let mut idle: Option<(Stamp, Duration)> = None;
 
     loop {
-        let now = Instant::now();
-        let may_park = idle.is_some_and(|(since, spin)| now - since >= spin);
+        let now = Stamp::now();
+        let may_park = idle.is_some_and(|(since, spin)| now.since(since) >= spin);
         let next = poll_fn(|cx| {
             let mut released: [Option<ItemRef>; 2] = [None, None];
             let mut leftovers = core::Leftovers::default();
             let poll = {
                 let mut pool = lock_pool();
                 if let Some(done) = finished.take() {
-                    let run_time_ns =
-                        u64::try_from(now.saturating_duration_since(done.started_at).as_nanos())
-                            .unwrap_or(u64::MAX);
+                    let run_time_ns = now.nanos_since(done.started_at);
                     let queue_ref =
                         core::finish(&mut pool, queue, done.item.core(), done.ticket, run_time_ns);
                     released = [queue_ref, Some(done.item)];
@@ -521,7 +521,7 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
                     // clock read. A stale time would record a start before
                     // the queueing (latency 0) and count the park in the
                     // item's run time.
-                    let started_at = Instant::now();
+                    let started_at = Stamp::now();
                     if let Some(started) = core::take_next(&mut pool, queue, started_at) {
                         break Poll::Ready(Step::Run(started, started_at));
                     }
@@ -548,9 +548,9 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
         match next {
             Step::Run(mut started, started_at) => {
                 let queued_at = started.queued_at.unwrap_or(started_at);
-                let gap = idle.take().map_or(Duration::ZERO, |(since, _)| {
-                    queued_at.saturating_duration_since(since)
-                });
+                let gap = idle
+                    .take()
+                    .map_or(Duration::ZERO, |(since, _)| queued_at.since(since));
                 spin_policy.record_gap(gap);
                 if let Some(slot) = started.spawn_worker {
                     spawn_worker(&shared, slot);
@@ -579,7 +579,7 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
 /// A worker's next step after one look at its worklist.
 enum Step {
     /// Run an item, taken off the worklist at the given time.
-    Run(Started, Instant),
+    Run(Started, Stamp),
     Spin,
     Exit,
 }
@@ -588,12 +588,12 @@ enum Step {
 struct Finished {
     item: ItemRef,
     ticket: u64,
-    started_at: Instant,
+    started_at: Stamp,
 }
 
 /// Runs one item, which `take_next` handed over at `started_at`: traces it
 /// and contains a panic.
-async fn run(shared: &Arc<Shared>, started: Started, started_at: Instant) -> Finished {
+async fn run(shared: &Arc<Shared>, started: Started, started_at: Stamp) -> Finished {
     let Started { item, ticket, .. } = started;
     let queue = &shared.core;
     let runnable = item.runnable();
@@ -609,11 +609,14 @@ async fn run(shared: &Arc<Shared>, started: Started, started_at: Instant) -> Fin
         "workqueue_execute_start"
     );
 
-    // If the runtime drops this future mid-run, the run still ends.
-    let mut pending_finish = FinishOnDrop {
-        queue: Some(Arc::clone(shared)),
-        item: item.clone(),
+    // If the runtime drops this future mid-run, the run still ends. The
+    // guard borrows what it needs: a clone of each would cost four atomic
+    // read-modify-writes per run.
+    let pending_finish = FinishOnDrop {
+        shared,
+        item: &item,
         ticket,
+        armed: true,
     };
 
     let outcome: Result<(), Box<dyn Any + Send>> = if runnable.is_async() {
@@ -667,7 +670,7 @@ async fn run(shared: &Arc<Shared>, started: Started, started_at: Instant) -> Fin
         "workqueue_execute_end"
     );
 
-    pending_finish.queue = None;
+    pending_finish.disarm();
     Finished {
         item,
         ticket,
@@ -676,18 +679,26 @@ async fn run(shared: &Arc<Shared>, started: Started, started_at: Instant) -> Fin
 }
 
 /// Ends a run whose worker future was dropped before it could.
-struct FinishOnDrop {
-    queue: Option<Arc<Shared>>,
-    item: ItemRef,
+struct FinishOnDrop<'a> {
+    shared: &'a Shared,
+    item: &'a ItemRef,
     ticket: u64,
+    armed: bool,
 }
 
-impl Drop for FinishOnDrop {
+impl FinishOnDrop<'_> {
+    /// The run ended normally: the worker records its end.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for FinishOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(shared) = self.queue.take() {
+        if self.armed {
             let released = core::finish(
                 &mut lock_pool(),
-                &shared.core,
+                &self.shared.core,
                 self.item.core(),
                 self.ticket,
                 1,
