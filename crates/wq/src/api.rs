@@ -253,6 +253,7 @@ fn push(
     ticket: u64,
 ) -> Result<Option<Waker>, QueueError> {
     let queue = &wq.shared().core;
+    core::prefetch_intake(queue);
     let from_own_work = || queue::current_run().is_some_and(|run| ptr::eq(run.queue, queue));
     if let Err(rejected) = core::accepts_unlocked(queue, from_own_work) {
         core::abandon_intake(core_ref, ticket, &mut lock_pool());

@@ -798,6 +798,13 @@ fn link_worklist_at(
     queue.idle.claim()
 }
 
+/// Starts fetching the line of `queue`'s intake stack head, which a push
+/// writes, so that its transfer from the worker that last drained the stack
+/// overlaps with the queueing's reference count increment.
+pub(crate) fn prefetch_intake(queue: &QueueCore) {
+    crate::sync::prefetch_for_write(&*queue.intake);
+}
+
 /// Returns true when `queue` accepts a queueing, read without the pool
 /// lock; `from_own_work` as in `check_accepts`.
 pub(crate) fn accepts_unlocked(
