@@ -103,7 +103,29 @@ fn replay_latency_from_intended_time() {
     .join()
     .unwrap();
 
-    wait_until("three deliveries", || intended.lock().unwrap().len() == 3);
+    // A feeder that the host delays past a later arrival raises twice in a
+    // row, and the second edge folds into the pending delivery, which keeps
+    // the first one's time. So every raise is delivered or coalesced, and
+    // every delivery carries the intended time of a raise.
     let expected: Vec<Timestamp> = offsets.iter().map(|&offset| start + offset).collect();
-    assert_eq!(*intended.lock().unwrap(), expected);
+    wait_until("every raise delivered or coalesced", || {
+        let coalesced = irq.line_stats(12).unwrap().coalesced;
+        intended.lock().unwrap().len() as u64 + coalesced == 3
+    });
+    let intended = intended.lock().unwrap().clone();
+    assert_eq!(
+        intended.first(),
+        expected.first(),
+        "the first raise is delivered"
+    );
+    assert!(
+        intended.is_sorted(),
+        "deliveries in raise order: {intended:?}"
+    );
+    for time in &intended {
+        assert!(
+            expected.contains(time),
+            "{time} is not an intended time of {expected:?}"
+        );
+    }
 }
