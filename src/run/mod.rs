@@ -393,12 +393,10 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     }
 
     // Let the bottom halves finish what arrived.
-    let deadline = Instant::now() + DRAIN_DEADLINE;
-    let mut busy: Vec<&str> = Vec::new();
-    while Instant::now() < deadline {
+    let busy_entries = || -> Vec<&str> {
         // A disabled line's raises stay pending, so its devices cannot
         // finish, and the report warns about that instead of waiting for them.
-        busy = entries
+        entries
             .iter()
             .filter(|entry| {
                 controller
@@ -407,9 +405,26 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
             })
             .filter(|entry| !entry.is_idle(&runtime))
             .map(|entry| entry.name.as_str())
-            .collect();
+            .collect()
+    };
+    let deadline = Instant::now() + DRAIN_DEADLINE;
+    let mut busy: Vec<&str> = Vec::new();
+    while Instant::now() < deadline {
+        busy = busy_entries();
         if busy.is_empty() {
-            break;
+            // Idle at a glance, but a running top half or work function may
+            // hold events that it took and has not counted yet: wait for
+            // them, then look again.
+            for entry in &entries {
+                let _ = controller.synchronize_irq(entry.irq);
+            }
+            for queue in queues.values() {
+                let _ = runtime.block_on(wq::flush_workqueue(queue));
+            }
+            busy = busy_entries();
+            if busy.is_empty() {
+                break;
+            }
         }
         std::thread::sleep(Duration::from_millis(1));
     }
