@@ -9,9 +9,11 @@
 //!    requests the line. Lines get their budgets before any request.
 //! 2. One feeder thread per device sleeps to each arrival's intended time
 //!    and hands the event to the device model, which raises the line.
-//! 3. At the end of the duration, or on Ctrl-C, the feeders stop. The run
-//!    waits until every device has handled what arrived (rings, FIFOs and
-//!    requests empty, no work pending), with a deadline.
+//! 3. At the end of the duration the feeders stop once they have handed
+//!    over every event due before it, late ones included; Ctrl-C stops
+//!    them at once. The run waits until every device has handled what
+//!    arrived (rings, FIFOs and requests empty, no work pending), with a
+//!    deadline.
 //! 4. Counters and histograms are read, then the drivers are unbound, the
 //!    queues flushed, the host module unloaded and the machine shut down.
 //!    Anything left behind becomes a warning in the report.
@@ -356,7 +358,10 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
         let next = (now + PROGRESS_INTERVAL).min(until);
         clock::sleep_until(next);
     }
-    stop.store(true, Ordering::Relaxed);
+    // At the end of the duration the feeders finish on their own, so that
+    // an event due before the end that the host kept a feeder from handing
+    // over yet still arrives, late. Only Ctrl-C, through `stop`, cuts them
+    // short.
     let stopped_early = clock::now() < until;
     let mut warnings = Vec::new();
     for feeder in feeders {
