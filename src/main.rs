@@ -347,9 +347,9 @@ fn progress_display(quiet: bool, scenario: &Scenario) -> Option<Box<dyn FnMut(Pr
 /// Calls `first` on the first Ctrl-C; a second one exits at once with the
 /// shell's status for it, 130.
 ///
-/// The handler is installed before this returns, so a Ctrl-C that comes
-/// as soon as the run has started is not lost to the default action. A
-/// listener thread that installed it itself lost that race under load.
+/// The handler is installed before this returns. Installed by the listener
+/// thread instead, it could come too late for a Ctrl-C right after the
+/// start, which the default action then turned into a kill.
 fn on_ctrl_c(first: impl FnOnce() + Send + 'static) {
     use tokio::signal::unix::{SignalKind, signal};
 

@@ -220,8 +220,8 @@ impl GenericDevice {
         GenericStats {
             arrived: self.arrived.load(Ordering::Relaxed),
             processed: handoff.processed.load(Ordering::Relaxed),
-            // Exact once the device is idle, as after the end-of-run drain;
-            // during a top half's hand-over its events count twice.
+            // Exact once the device is idle, as after the end-of-run drain.
+            // During a top half's hand-over its events count twice.
             unclaimed: self.status.load(Ordering::Relaxed) + handoff.unfinished(),
             end_to_end: handoff.end_to_end.snapshot(),
         }
@@ -366,22 +366,22 @@ mod tests {
     fn handoff_shows_every_event_in_flight() {
         // One thread hands events over and takes them, as a top half and a
         // bottom half do. Another checks, as the end-of-run drain needs,
-        // that every event given so far is unfinished or processed.
+        // that every event handed over so far is unfinished or processed.
         let handoff = Arc::new(Handoff::default());
-        let given = Arc::new(AtomicU64::new(0));
+        let handed_over = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
 
         let checker = {
-            let (handoff, given, stop) = (handoff.clone(), given.clone(), stop.clone());
+            let (handoff, handed_over, stop) = (handoff.clone(), handed_over.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut looks = 0_u64;
                 while !stop.load(Ordering::Acquire) {
-                    let given = given.load(Ordering::Acquire);
+                    let handed_over = handed_over.load(Ordering::Acquire);
                     let unfinished = handoff.unfinished();
                     let processed = handoff.processed.load(Ordering::Acquire);
                     assert!(
-                        unfinished + processed >= given,
-                        "{given} given, but {unfinished} unfinished and {processed} processed"
+                        unfinished + processed >= handed_over,
+                        "{handed_over} handed over, but {unfinished} unfinished and {processed} processed"
                     );
                     looks += 1;
                 }
@@ -391,7 +391,7 @@ mod tests {
 
         for _ in 0..200_000 {
             handoff.give(1, 0);
-            given.fetch_add(1, Ordering::AcqRel);
+            handed_over.fetch_add(1, Ordering::AcqRel);
             handoff.take();
         }
         stop.store(true, Ordering::Release);

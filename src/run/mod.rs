@@ -358,10 +358,9 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
         let next = (now + PROGRESS_INTERVAL).min(until);
         clock::sleep_until(next);
     }
-    // At the end of the duration the feeders finish on their own, so that
-    // an event due before the end that the host kept a feeder from handing
-    // over yet still arrives, late. Only Ctrl-C, through `stop`, cuts them
-    // short.
+    // At the end of the duration the feeders finish on their own: a feeder
+    // that the host delayed still hands over, late, every event due before
+    // the end. Only Ctrl-C, through `stop`, cuts them short.
     let stopped_early = clock::now() < until;
     let mut warnings = Vec::new();
     for feeder in feeders {

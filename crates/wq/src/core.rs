@@ -114,8 +114,8 @@ const fn disable_depth_of(state: u64) -> u64 {
 /// A queueing writes `state`, `intake_next`, `slot` and `intake_queue`,
 /// and the worker that drains and starts the item reads and writes the
 /// first three. They come first and share one cache line, so that an item
-/// costs each side one transfer of that line instead of one per field; a
-/// compile-time check below keeps it so.
+/// costs each side one transfer of that line instead of one per field. A
+/// compile-time check below keeps them there.
 #[repr(C, align(64))]
 pub struct WorkCore {
     /// `PENDING`, disable depth and ticket; see the module docs.
@@ -957,9 +957,9 @@ pub(crate) fn has_work_hint(queue: &QueueCore) -> bool {
 /// Returns workers of other queues to wake (for items running there) and
 /// the graveyard's references.
 pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Leftovers {
-    // A look before the swap spares a worker that finds the stack empty
-    // a locked instruction; a push that it misses is caught as one that
-    // comes after the swap would be.
+    // A look before the swap spares a worker that finds the stack empty a
+    // locked instruction. A push that the look misses is caught as a push
+    // after the swap would be.
     if queue.intake.load(Ordering::Relaxed).is_null() {
         return Leftovers::default();
     }

@@ -687,7 +687,7 @@ struct FinishOnDrop<'a> {
 }
 
 impl FinishOnDrop<'_> {
-    /// The run ended normally: the worker records its end.
+    /// Disarms the guard after a normal end, which the worker records.
     fn disarm(mut self) {
         self.armed = false;
     }

@@ -175,8 +175,9 @@ pub(crate) use const_unless_loom;
 pub(crate) fn prefetch_for_write<T>(target: &T) {
     #[cfg(all(target_arch = "x86_64", not(wq_loom)))]
     if has_prefetchw() {
-        // SAFETY: the CPU has PREFETCHW (checked above). It reads no memory
-        // architecturally, cannot fault, and writes no register or flag.
+        // SAFETY: the CPU has PREFETCHW (checked above), which Intel's manual
+        // describes as a hint that does not affect program behavior. The
+        // asm writes no register or flag.
         unsafe {
             std::arch::asm!(
                 "prefetchw [{line}]",
