@@ -11,7 +11,9 @@
 //! | a line's delivery state | one atomic word (`line_state`) | nobody: compare-and-swap |
 //! | a line's handler chain, budget, spurious counts, recent histograms | the line's chain mutex | the dispatching CPU for one chain; `request_irq`, `free_irq`, `set_budget`, and readers of statistics for a swap of the histograms |
 //! | a line's older histograms | the line's archive mutex | readers of statistics only |
-//! | a CPU's pending queue and local timers | the CPU's queue mutex | raisers for one push; the CPU for one pop |
+//! | lines raised for a CPU | the CPU's intake: one atomic head (`intake`) | no lock: compare-and-swap to push, swap to take all |
+//! | a CPU's pending queue | the CPU thread alone | no lock |
+//! | a CPU's local timers and sleep flag | the CPU's queue mutex | timer calls for one change; the CPU to look and to sleep; a raiser that must wake a sleeping CPU |
 //! | counters | atomics | nobody |
 //!
 //! No lock is held across a call into a top half except the chain mutex of
@@ -43,7 +45,6 @@
 //! assert!(report.hung.is_empty());
 //! ```
 
-use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -53,6 +54,7 @@ use crate::context::{self, InvalidContext};
 use crate::contract::{Budget, RateLimit};
 use crate::error::{ContractViolation, FreeError, LineError, RequestError, RequestRejected};
 use crate::handler::{HandlerId, IrqFlags, IrqRequest, TopHalf, Trigger, WakeThreadHook};
+use crate::intake::{Intake, IntakeLink};
 use crate::line_state::{EnableOutcome, LineSnapshot, LineState, RaiseOutcome, Rearm};
 use crate::machine::Config;
 use crate::stats::{self, CpuCounters, CpuStats, LatencyHistograms, LineCounters, LineStats};
@@ -95,18 +97,27 @@ pub(crate) struct Shared {
 }
 
 /// One IRQ line.
+///
+/// `repr(C)` and the alignment put everything a raise touches in the first
+/// cache line: the state, the routing it reads, and the counters it bumps.
+/// The dispatching CPU writes the same line (the state and the delivery
+/// counts), so a raise and the delivery that follows pass one line between
+/// cores instead of three, and neighbouring lines share none.
+#[repr(C, align(64))]
 pub(crate) struct Line {
     /// Delivery state; atomic.
     pub(crate) state: LineState,
     /// The CPU that takes the line; atomic, `Relaxed` (a delivery already
     /// queued stays on its old CPU, as on real hardware).
     pub(crate) affinity: AtomicUsize,
+    /// The next line on the intake this line waits on.
+    pub(crate) intake_link: IntakeLink,
     /// Delivery priority, higher first; atomic, `Relaxed`.
     pub(crate) priority: AtomicU8,
+    /// Counters; atomics. The ones a raise or a delivery bumps come first.
+    pub(crate) counters: LineCounters,
     /// Handlers and per-line contract state; see the module docs.
     pub(crate) chain: Mutex<Chain>,
-    /// Counters; atomics.
-    pub(crate) counters: LineCounters,
     /// Throttle of budget-overrun and wake-thread reports.
     pub(crate) reports: RateLimit,
     /// Samples a reader of statistics has moved out of the chain; see
@@ -171,39 +182,32 @@ impl PartialOrd for QueueEntry {
     }
 }
 
-/// A CPU's pending queue and local timers, under the CPU's queue mutex.
+/// A CPU's local timers and sleep state, under the CPU's queue mutex.
 pub(crate) struct CpuQueue {
-    /// Lines due on this CPU. Each line is queued at most once (the line
-    /// state's QUEUED bit), so the capacity reserved for every line means a
-    /// push never allocates.
-    pub(crate) heap: BinaryHeap<QueueEntry>,
-    pub(crate) next_seq: u64,
     /// The CPU thread sleeps on the condvar and must be notified.
     pub(crate) sleeping: bool,
     /// The CPU thread must exit.
     pub(crate) stop: bool,
-    /// Boxed so that the queue, its lock and `queued` fit one cache line.
-    pub(crate) timers: Box<TimerTable>,
+    pub(crate) timers: TimerTable,
 }
 
 /// The state the machine shares with one CPU thread.
 ///
-/// `repr(C)` and the alignment keep the queue's lock, its heap header and
-/// `queued` in the first cache line, so that a raise and the CPU's pop pass
-/// one line between cores for them instead of two or three.
+/// `repr(C)` and the alignment give the first cache line to what a raise
+/// writes and a spinning CPU polls: the intake, the stop flag and the next
+/// timer deadline. The queue mutex, which a raise takes only to wake a
+/// sleeping CPU, lives on other lines.
 #[repr(C, align(64))]
 pub(crate) struct CpuShared {
-    pub(crate) queue: Mutex<CpuQueue>,
-    /// Entries in `queue.heap`, readable without the lock, for busy-poll
-    /// mode. Written under the queue lock; `Release` pairs with the
-    /// spinning CPU's `Acquire` load.
-    pub(crate) queued: AtomicUsize,
-    pub(crate) wakeup: Condvar,
+    /// Lines raised for this CPU and not yet taken; see `intake`.
+    pub(crate) intake: Intake,
+    /// Set with `queue.stop`, for busy-poll mode.
+    pub(crate) stop: AtomicBool,
     /// Earliest armed local timer in clock nanoseconds (`u64::MAX`: none),
     /// for busy-poll mode. Written under the queue lock.
     pub(crate) next_timer: AtomicU64,
-    /// Set with `queue.stop`, for busy-poll mode.
-    pub(crate) stop: AtomicBool,
+    pub(crate) queue: Mutex<CpuQueue>,
+    pub(crate) wakeup: Condvar,
     /// When the running top half started (clock nanoseconds), 0 when idle.
     /// With `running_what`, a seqlock read by the watchdog; see `cpu`.
     pub(crate) running_since: AtomicU64,
@@ -223,7 +227,9 @@ impl Shared {
             .map(|_| Line {
                 state: LineState::new(),
                 affinity: AtomicUsize::new(0),
+                intake_link: IntakeLink::new(),
                 priority: AtomicU8::new(DEFAULT_PRIORITY),
+                counters: LineCounters::new(config.nr_cpus),
                 chain: Mutex::new(Chain {
                     actions: Vec::new(),
                     trigger: Trigger::Edge,
@@ -231,24 +237,21 @@ impl Shared {
                     spurious: SpuriousWindow::default(),
                     histograms: None,
                 }),
-                counters: LineCounters::new(config.nr_cpus),
                 reports: RateLimit::default(),
                 archive: Mutex::new(None),
             })
             .collect();
         let cpus = (0..config.nr_cpus)
             .map(|_| CpuShared {
+                intake: Intake::new(),
+                stop: AtomicBool::new(false),
+                next_timer: AtomicU64::new(u64::MAX),
                 queue: Mutex::new(CpuQueue {
-                    heap: BinaryHeap::with_capacity(nr_irqs),
-                    next_seq: 0,
                     sleeping: false,
                     stop: false,
-                    timers: Box::default(),
+                    timers: TimerTable::default(),
                 }),
                 wakeup: Condvar::new(),
-                queued: AtomicUsize::new(0),
-                next_timer: AtomicU64::new(u64::MAX),
-                stop: AtomicBool::new(false),
                 running_since: AtomicU64::new(0),
                 running_what: AtomicU64::new(0),
                 lockup_reported: AtomicU64::new(0),
@@ -267,23 +270,19 @@ impl Shared {
         }
     }
 
-    /// Pushes `irq` onto the queue of its CPU and wakes that CPU if it
+    /// Pushes `irq` on the intake of its CPU and wakes that CPU if it
     /// sleeps. The caller has just set the line's QUEUED bit.
     pub(crate) fn enqueue(&self, irq: u32) {
         let line = &self.lines[irq as usize];
         let cpu = &self.cpus[line.affinity.load(Ordering::Relaxed)];
-        let priority = line.priority.load(Ordering::Relaxed);
-
-        let mut queue = lock(&cpu.queue);
-        let seq = queue.next_seq;
-        queue.next_seq += 1;
-        queue.heap.push(QueueEntry { priority, seq, irq });
-        cpu.queued.store(queue.heap.len(), Ordering::Release);
-        let notify = std::mem::take(&mut queue.sleeping);
-        drop(queue);
-
-        // The wake-up system call runs after the lock is released, and only
-        // when the CPU sleeps.
+        if !cpu.intake.push(irq, &line.intake_link) {
+            return;
+        }
+        // The CPU announced a sleep. It holds the queue lock from its
+        // announcement until its wait releases it, so taking the lock here
+        // waits until the notification can reach it.
+        let notify = std::mem::take(&mut lock(&cpu.queue).sleeping);
+        // The wake-up system call runs after the lock is released.
         if notify {
             cpu.wakeup.notify_one();
         }
@@ -910,14 +909,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn queue_and_count_share_a_line() {
-        assert!(std::mem::size_of::<Mutex<CpuQueue>>() + std::mem::size_of::<AtomicUsize>() <= 64);
-        assert_eq!(std::mem::offset_of!(CpuShared, queue), 0);
-        assert!(std::mem::offset_of!(CpuShared, queued) < 64);
+    fn spinning_cpu_polls_one_cache_line() {
+        use std::mem::offset_of;
+        assert_eq!(offset_of!(CpuShared, intake), 0);
+        assert!(offset_of!(CpuShared, stop) < 64);
+        assert!(offset_of!(CpuShared, next_timer) + 8 <= 64);
+    }
+
+    #[test]
+    fn raise_fields_share_first_line() {
+        use std::mem::offset_of;
+        assert!(offset_of!(Line, affinity) < 64);
+        assert!(offset_of!(Line, priority) < 64);
+        assert!(offset_of!(Line, intake_link) < 64);
+        let counters = offset_of!(Line, counters);
+        assert!(counters + offset_of!(LineCounters, unhandled) + 8 <= 64);
+        assert_eq!(std::mem::align_of::<Line>(), 64);
     }
 
     #[test]
     fn queue_entries_by_priority_then_arrival() {
+        use std::collections::BinaryHeap;
         let mut heap = BinaryHeap::new();
         for (priority, seq) in [(1, 0), (9, 1), (9, 2), (5, 3)] {
             heap.push(QueueEntry {

@@ -4,8 +4,10 @@
 //!
 //! # One delivery, step by step
 //!
-//! 1. Take the line off the queue and `begin_dispatch` (mask and ack). A
-//!    line lowered, masked or disabled since it was queued is skipped.
+//! 1. Move the lines raised since the last look from the intake to the
+//!    CPU's own priority queue, take the first line off it, and
+//!    `begin_dispatch` (mask and ack). A line lowered, masked or disabled
+//!    since it was queued is skipped.
 //! 2. Lock the line's chain, read the clock (entry), enter hard-IRQ context.
 //! 3. For each handler: publish it for the watchdog, call it under
 //!    `catch_unwind`, read the clock, and check the call against the budget.
@@ -19,6 +21,7 @@
 //! anomalies: overruns (throttled per line), and panics and spurious lines
 //! (each disables its line, so each is reported once per enable).
 
+use std::collections::BinaryHeap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -37,14 +40,66 @@ use crate::stats::bump;
 struct CpuLocal {
     clock: CpuClock,
     samples: SampleBuffer,
+    pending: Pending,
 }
 
 impl CpuLocal {
-    fn new(accounting: crate::contract::CpuTimeAccounting) -> Self {
+    fn new(accounting: crate::contract::CpuTimeAccounting, nr_irqs: usize) -> Self {
         Self {
             clock: CpuClock::new(accounting),
             samples: SampleBuffer::default(),
+            pending: Pending::with_capacity(nr_irqs),
         }
+    }
+}
+
+/// The lines due on this CPU, taken from its intake: highest priority
+/// first, equal priorities in the order they were pushed.
+///
+/// A line is queued at most once (its state's QUEUED bit), so the capacity
+/// reserved for every line means that nothing here allocates, which
+/// `tests/irq_alloc.rs` checks.
+struct Pending {
+    heap: BinaryHeap<QueueEntry>,
+    next_seq: u64,
+    /// Lines just taken from the intake, before they enter the heap.
+    taken: Vec<u32>,
+}
+
+impl Pending {
+    fn with_capacity(nr_irqs: usize) -> Self {
+        Self {
+            heap: BinaryHeap::with_capacity(nr_irqs),
+            next_seq: 0,
+            taken: Vec::with_capacity(nr_irqs),
+        }
+    }
+
+    fn is_empty(&self, shared: &CpuShared) -> bool {
+        self.heap.is_empty() && !shared.intake.has_lines()
+    }
+
+    /// Moves the lines on the intake to the heap, with the priorities they
+    /// have now.
+    fn take_intake(&mut self, lines: &[Line], shared: &CpuShared) {
+        shared
+            .intake
+            .take_all(|irq| &lines[irq as usize].intake_link, &mut self.taken);
+        for irq in self.taken.drain(..) {
+            let priority = lines[irq as usize].priority.load(Ordering::Relaxed);
+            self.heap.push(QueueEntry {
+                priority,
+                seq: self.next_seq,
+                irq,
+            });
+            self.next_seq += 1;
+        }
+    }
+
+    /// Takes the intake, then returns the first line due.
+    fn pop(&mut self, lines: &[Line], shared: &CpuShared) -> Option<QueueEntry> {
+        self.take_intake(lines, shared);
+        self.heap.pop()
     }
 }
 
@@ -113,13 +168,14 @@ pub(crate) fn run(controller: Controller, cpu: usize, board: ExitBoard) {
     if !clock::set_timer_slack(config.timer_slack) {
         tracing::warn!(target: "irq", cpu, "failed to set the timer slack of CPU {cpu}; timer latency will include the default slack");
     }
-    let mut local = CpuLocal::new(config.cpu_time);
+    let mut local = CpuLocal::new(config.cpu_time, controller.shared.lines.len());
+    let lines = &controller.shared.lines[..];
     let shared = &controller.shared.cpus[cpu];
 
     loop {
         let work = match config.cpu_mode {
-            CpuMode::Blocking => next_blocking(shared, &mut local),
-            CpuMode::BusyPoll => next_spinning(shared, &mut local),
+            CpuMode::Blocking => next_blocking(lines, shared, &mut local),
+            CpuMode::BusyPoll => next_spinning(lines, shared, &mut local),
         };
         match work {
             Work::Line(entry) => dispatch(&controller, cpu, entry.irq, &mut local),
@@ -150,7 +206,7 @@ fn fire_timer(
     let shared = &*controller.shared;
     let line = &shared.lines[irq as usize];
     let routed_here = line.affinity.load(Ordering::Relaxed) == cpu;
-    if !routed_here || shared.cpus[cpu].queued.load(Ordering::Acquire) != 0 {
+    if !routed_here || !local.pending.is_empty(&shared.cpus[cpu]) {
         // The timer's line number was validated when the timer was made.
         let _ = controller.raise_at(irq, programmed);
         return;
@@ -164,7 +220,7 @@ fn fire_timer(
 }
 
 /// Waits on the condvar for a queued line, a due timer or stop.
-fn next_blocking(shared: &CpuShared, local: &mut CpuLocal) -> Work {
+fn next_blocking(lines: &[Line], shared: &CpuShared, local: &mut CpuLocal) -> Work {
     let mut anchor_checked = false;
     let mut queue = lock(&shared.queue);
     loop {
@@ -188,8 +244,7 @@ fn next_blocking(shared: &CpuShared, local: &mut CpuLocal) -> Work {
             timeout = Some(deadline.saturating_since(now));
         }
 
-        if let Some(entry) = queue.heap.pop() {
-            shared.queued.store(queue.heap.len(), Ordering::Release);
+        if let Some(entry) = local.pending.pop(lines, shared) {
             return Work::Line(entry);
         }
 
@@ -204,6 +259,11 @@ fn next_blocking(shared: &CpuShared, local: &mut CpuLocal) -> Work {
             continue;
         }
 
+        // Announced under the lock: a pusher that finds the announcement
+        // takes the lock before it notifies (`Shared::enqueue`).
+        if !shared.intake.announce_sleep() {
+            continue;
+        }
         queue.sleeping = true;
         let slept_from = clock::now();
         queue = match timeout {
@@ -220,26 +280,23 @@ fn next_blocking(shared: &CpuShared, local: &mut CpuLocal) -> Work {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         };
         queue.sleeping = false;
+        shared.intake.end_sleep();
         local
             .clock
             .add_idle(clock::now().saturating_since(slept_from));
     }
 }
 
-/// Spins on the queue length and the timer deadline until work arrives.
-fn next_spinning(shared: &CpuShared, local: &mut CpuLocal) -> Work {
+/// Spins on the intake and the timer deadline until work arrives.
+fn next_spinning(lines: &[Line], shared: &CpuShared, local: &mut CpuLocal) -> Work {
     let mut spins: u32 = 0;
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return Work::Stop;
         }
 
-        if shared.queued.load(Ordering::Acquire) > 0 {
-            let mut queue = lock(&shared.queue);
-            if let Some(entry) = queue.heap.pop() {
-                shared.queued.store(queue.heap.len(), Ordering::Release);
-                return Work::Line(entry);
-            }
+        if let Some(entry) = local.pending.pop(lines, shared) {
+            return Work::Line(entry);
         }
 
         let next_timer = shared.next_timer.load(Ordering::Acquire);

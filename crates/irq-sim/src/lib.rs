@@ -59,6 +59,8 @@ mod cpu;
 pub mod device;
 pub mod error;
 pub mod handler;
+#[doc(hidden)]
+pub mod intake;
 pub mod line_state;
 pub mod machine;
 pub mod stats;
