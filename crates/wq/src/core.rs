@@ -253,6 +253,9 @@ impl WorkCore {
     /// the same modification order, so whatever the caller wrote before a
     /// coalesced queueing is visible to the run that serves it.
     pub(crate) fn claim(&self) -> Claim {
+        // The load and the compare-and-swap below would fetch the line
+        // twice from the worker that wrote it last: shared, then to upgrade.
+        crate::sync::prefetch_for_write(&self.state);
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             let (next, outcome) = if state & DISABLE_MASK != 0 {
@@ -277,6 +280,8 @@ impl WorkCore {
     /// like `claim`, and also takes `IN_INTAKE` when the node is free to be
     /// pushed.
     pub(crate) fn claim_for_intake(&self) -> IntakeClaim {
+        // As in `claim`: one fetch of the line, for writing.
+        crate::sync::prefetch_for_write(&self.state);
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             let (next, outcome) = if state & DISABLE_MASK != 0 {
