@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod latency;
+pub mod output;
 pub mod record;
 pub mod report;
 pub mod run;

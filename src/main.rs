@@ -30,6 +30,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
 use cli::{Cli, Command, RunArgs};
+use irqlab::output::{self, StdoutError};
 use irqlab::run::{Progress, RunOptions};
 use irqlab::scenario::{self, Scenario};
 use irqlab::timeline::{self, Timeline};
@@ -64,8 +65,10 @@ fn main() -> ExitCode {
     if matches!(cli.command, Some(Command::Classic)) {
         // The classic modules print through printk with a subscriber of
         // their own, as their examples do.
-        classic();
-        return ExitCode::SUCCESS;
+        return match classic() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(EXIT_FAILURE, error),
+        };
     }
     let run_args = match &cli.command {
         Some(Command::Run(args)) => Some(args),
@@ -83,6 +86,9 @@ fn main() -> ExitCode {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(std::io::stderr().is_terminal())
+                // Its own report of a failed write would panic on the same
+                // closed standard error.
+                .log_internal_errors(false)
                 .with_writer(|| LogWriter)
                 .with_filter(filter),
         )
@@ -112,7 +118,9 @@ fn main() -> ExitCode {
 /// stops it at once.
 fn latency(args: &irqlab::latency::LatencyArgs) -> ExitCode {
     on_ctrl_c(|| {
-        eprintln!("irqlab: interrupted; a stopped latency run reports nothing");
+        output::stderr_line(format_args!(
+            "irqlab: interrupted; a stopped latency run reports nothing"
+        ));
         std::process::exit(130);
     });
     match irqlab::latency::run(args) {
@@ -123,19 +131,20 @@ fn latency(args: &irqlab::latency::LatencyArgs) -> ExitCode {
 }
 
 /// Runs the three classic modules in turn.
-fn classic() {
-    println!("irqlab: the three classic workqueue modules, loaded and unloaded in turn\n");
-    println!("-- stat_queue: a static work item (DECLARE_WORK)");
+fn classic() -> Result<(), StdoutError> {
+    output::stdout("irqlab: the three classic workqueue modules, loaded and unloaded in turn\n\n")?;
+    output::stdout("-- stat_queue: a static work item (DECLARE_WORK)\n")?;
     stat_queue::main();
-    println!("\n-- dynam_queue: an allocated work item (INIT_WORK)");
+    output::stdout("\n-- dynam_queue: an allocated work item (INIT_WORK)\n")?;
     dynam_queue::main();
-    println!("\n-- dynam_queue_2: a work item that carries data (container_of)");
+    output::stdout("\n-- dynam_queue_2: a work item that carries data (container_of)\n")?;
     dynam_queue_2::main();
+    Ok(())
 }
 
 /// Prints an error and returns the exit status for it.
 fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("irqlab: error: {message}");
+    output::stderr_line(format_args!("irqlab: error: {message}"));
     ExitCode::from(status)
 }
 
@@ -219,7 +228,7 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(stop.clone());
+    watch_ctrl_c(stop.clone(), args.quiet);
     let mut show = progress_display(args.quiet, &scenario);
     let result = irqlab::run::run(
         &scenario,
@@ -238,8 +247,11 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
 
     // JSON on standard output replaces the text report there.
     let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
-    if !args.quiet && !json_to_stdout {
-        print!("{}", report.render());
+    if !args.quiet
+        && !json_to_stdout
+        && let Err(error) = output::stdout(&report.render())
+    {
+        return fail(EXIT_FAILURE, error);
     }
     if let Some(path) = &args.json {
         let json = match serde_json::to_string_pretty(&report) {
@@ -247,39 +259,39 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
             Err(error) => return fail(EXIT_FAILURE, format!("cannot encode the report: {error}")),
         };
         let written = if path == Path::new("-") {
-            writeln!(std::io::stdout(), "{json}")
+            output::stdout(&(json + "\n")).map_err(|error| error.to_string())
         } else {
             std::fs::write(path, json + "\n")
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))
         };
-        if let Err(error) = written {
-            return fail(
-                EXIT_FAILURE,
-                format!("cannot write {}: {error}", path.display()),
-            );
+        if let Err(message) = written {
+            return fail(EXIT_FAILURE, message);
         }
     }
     if let (Some(path), Some(timeline)) = (&args.trace, timeline)
-        && let Err(error) = write_trace(path, timeline, args.quiet, json_to_stdout)
+        && let Err(message) = write_trace(path, timeline, args.quiet, json_to_stdout)
     {
-        return fail(
-            EXIT_FAILURE,
-            format!("cannot write {}: {error}", path.display()),
-        );
+        return fail(EXIT_FAILURE, message);
     }
     ExitCode::SUCCESS
 }
 
 /// Writes the timeline to `path` and prints a summary of it, on standard
-/// error when standard output carries the JSON report.
+/// error when standard output carries the JSON report. Returns the message
+/// of a failed write.
 fn write_trace(
     path: &Path,
     timeline: &Timeline,
     quiet: bool,
     json_to_stdout: bool,
-) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let summary = timeline.write_chrome_trace(&mut out)?;
-    out.flush()?;
+) -> Result<(), String> {
+    let write = || -> std::io::Result<timeline::TraceSummary> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        let summary = timeline.write_chrome_trace(&mut out)?;
+        out.flush()?;
+        Ok(summary)
+    };
+    let summary = write().map_err(|error| format!("cannot write {}: {error}", path.display()))?;
     if !quiet {
         let line = format!(
             "Timeline: {} top halves, {} work runs and {} queue_work arrows written to {}; open it \
@@ -290,18 +302,18 @@ fn write_trace(
             path.display()
         );
         if json_to_stdout {
-            eprintln!("irqlab: {line}");
+            output::stderr_line(format_args!("irqlab: {line}"));
         } else {
-            println!("\n{line}");
+            output::stdout(&format!("\n{line}\n")).map_err(|error| error.to_string())?;
         }
     }
     if summary.dropped > 0 {
-        eprintln!(
+        output::stderr_line(format_args!(
             "irqlab: warning: the timeline's buffer filled up; the last {} events of the run \
              are missing from {}",
             summary.dropped,
             path.display()
-        );
+        ));
     }
     Ok(())
 }
@@ -333,12 +345,12 @@ fn progress_display(quiet: bool, scenario: &Scenario) -> Option<Box<dyn FnMut(Pr
     let mut next = Duration::from_secs(1);
     Some(Box::new(move |progress: Progress| {
         if progress.elapsed >= next {
-            eprintln!(
+            output::stderr_line(format_args!(
                 "irqlab: {:.1} s / {:.1} s, {} events",
                 progress.elapsed.as_secs_f64(),
                 progress.duration.as_secs_f64(),
                 progress.events
-            );
+            ));
             next += Duration::from_secs(1);
         }
     }))
@@ -389,14 +401,18 @@ fn on_ctrl_c(first: impl FnOnce() + Send + 'static) {
 }
 
 /// Sets `stop` on the first Ctrl-C, so that the run ends early and still
-/// reports.
-fn watch_ctrl_c(stop: Arc<AtomicBool>) {
+/// reports, unless `quiet` asked for no report.
+fn watch_ctrl_c(stop: Arc<AtomicBool>, quiet: bool) {
     on_ctrl_c(move || {
         stop.store(true, Ordering::Relaxed);
-        let message = "irqlab: stopping; the report follows (Ctrl-C again to quit at once)";
+        let message = if quiet {
+            "irqlab: stopping early (Ctrl-C again to quit at once)"
+        } else {
+            "irqlab: stopping; the report follows (Ctrl-C again to quit at once)"
+        };
         match BAR.get() {
             Some(bar) => bar.println(message),
-            None => eprintln!("{message}"),
+            None => output::stderr_line(format_args!("{message}")),
         }
     });
 }

@@ -416,3 +416,39 @@ fn replay_shows_recorded_and_simulated() {
         "{row}"
     );
 }
+
+#[test]
+fn closed_stdout_is_an_error_not_a_panic() {
+    // A pipe whose reader has gone, as in `irqlab | head -1`.
+    let mut child = irqlab()
+        .args(["--duration", "200ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("irqlab runs");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("irqlab exits");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write <standard output>"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A full device, for the report and for the classic modules.
+    for args in [&["--duration", "200ms"][..], &["classic"]] {
+        let output = irqlab()
+            .args(args)
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .expect("irqlab runs");
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot write <standard output>"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -119,7 +119,11 @@ fn bad_values_rejected() {
         (&["-d", "soon"], "invalid duration \"soon\" for --duration"),
         (&["-d", "10"], "invalid duration \"10\" for --duration"),
         (&["-d", "0s"], "out of range"),
-        (&["-d", "3days"], "out of range"),
+        (&["-d", "72h"], "out of range"),
+        (
+            &["-d", "3days"],
+            "invalid duration \"3days\" for --duration",
+        ),
         (&["-b", "0"], "invalid value \"0\" for --bucket-size"),
         (
             &["--work-time", "busy"],
@@ -283,4 +287,87 @@ fn binary_json_to_stdout_is_refused() {
     let (code, _, stderr) = irqlab(&["--json", "-"]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("give --json a file name"), "{stderr}");
+}
+
+/// Measures a short run and returns its JSON result, parsed.
+fn short_result(dir: &std::path::Path) -> serde_json::Value {
+    let path = dir.join("result.json");
+    let (code, _, stderr) = irqlab(&[
+        "-d",
+        "300ms",
+        "--rounds",
+        "1",
+        "--noise-probe",
+        "0s",
+        "-m",
+        "system-wq",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn binary_plot_rejects_what_it_cannot_draw() {
+    let dir = std::env::temp_dir().join(format!("irqlab-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let result = short_result(&dir);
+    let svg = dir.join("plot.svg");
+    let plot = |name: &str, json: &serde_json::Value| {
+        let path = dir.join(name);
+        std::fs::write(&path, json.to_string()).unwrap();
+        irqlab(&[
+            "plot",
+            path.to_str().unwrap(),
+            "--out",
+            svg.to_str().unwrap(),
+        ])
+    };
+
+    let (code, stdout, stderr) = plot("good.json", &result);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("wrote"), "{stdout}");
+
+    let mut empty = result.clone();
+    empty["column_sets"] = serde_json::json!([]);
+    let (code, _, stderr) = plot("empty.json", &empty);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("\"column_sets\" is empty"), "{stderr}");
+
+    let mut future = result;
+    future["format"] = serde_json::json!("irqlab-latency/9");
+    let (code, _, stderr) = plot("future.json", &future);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"format\" is \"irqlab-latency/9\""),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn binary_full_stdout_is_an_error_not_a_panic() {
+    let output = Command::new(env!("CARGO_BIN_EXE_irqlab"))
+        .args([
+            "latency",
+            "-d",
+            "300ms",
+            "--rounds",
+            "1",
+            "--noise-probe",
+            "0s",
+            "-m",
+            "system-wq",
+        ])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .expect("the irqlab binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write <standard output>"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -70,18 +70,23 @@ fn histogram_table_layout() {
     assert_eq!(lines[0], "# irqlab latency histogram");
     assert_eq!(lines[1], "# Time unit is microseconds (us)");
     assert_eq!(lines[2], "# Duration:   0 00:01:15");
-    assert_eq!(lines[3], "# Columns: a = system-wq");
-    assert_eq!(lines[4], "Index     IRQ-a     Thr-a");
+    assert_eq!(
+        lines[3],
+        "# Settings: 1000 Hz timer, blocking CPU, background load 0 Hz, work time 0 ns, 1 round"
+    );
+    assert_eq!(lines[4], "# Columns: a = system-wq");
+    assert_eq!(lines[5], "Index     IRQ-a     Thr-a");
     // Buckets 1, 3 and 5 hold samples; 0, 2, 4 and 6..9 are skipped.
-    assert_eq!(lines[5], "1             2         0");
-    assert_eq!(lines[6], "3             1         0");
-    assert_eq!(lines[7], "5             0         2");
-    assert_eq!(lines[8], "over:         1         0");
-    assert_eq!(lines[9], "count:        4         2");
-    assert_eq!(lines[10], "min:          1         5");
-    assert_eq!(lines[11], "avg:        226         5");
-    assert_eq!(lines[12], "max:        900         5");
-    assert_eq!(lines.len(), 13);
+    assert_eq!(lines[6], "1             2         0");
+    assert_eq!(lines[7], "3             1         0");
+    assert_eq!(lines[8], "5             0         2");
+    assert_eq!(lines[9], "over:         1         0");
+    assert_eq!(lines[10], "count:        4         2");
+    // Rounded to the unit, as the summary table rounds: 5.5 us is 6.
+    assert_eq!(lines[11], "min:          1         6");
+    assert_eq!(lines[12], "avg:        226         6");
+    assert_eq!(lines[13], "max:        900         6");
+    assert_eq!(lines.len(), 14);
 }
 
 #[test]

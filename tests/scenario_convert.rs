@@ -267,7 +267,7 @@ fn help_gives_units_and_defaults() {
         "--interval <SECS>",
         "Seconds between the two reads",
         "[default: 5s]",
-        "ns, us, ms or s",
+        "ns, us, ms, s, min or h",
         "at most 64",
     ] {
         assert!(help.contains(text), "{text}: {help}");

@@ -89,6 +89,12 @@ fn durations_need_a_unit() {
     assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
     assert_eq!(parse_duration("20us"), Ok(Duration::from_micros(20)));
     assert_eq!(parse_duration("500ns"), Ok(Duration::from_nanos(500)));
+    assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+    assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+    assert_eq!(parse_duration("1h 30min"), Ok(Duration::from_secs(5400)));
+    assert!(parse_duration("").is_err());
+    assert!(parse_duration("ms").is_err());
+    assert!(parse_duration("1s5").is_err());
     assert!(parse_duration("250").unwrap_err().contains("unit"));
     assert!(parse_duration("fast").is_err());
     assert!(parse_duration("-1s").is_err());

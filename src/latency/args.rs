@@ -35,7 +35,7 @@ pub struct LatencyArgs {
     pub rate: u32,
 
     /// Measuring time of each column set (each mechanism and the
-    /// baseline), split evenly over the rounds, as 10s, 500ms or 1m.
+    /// baseline), split evenly over the rounds, as 10s, 500ms or 1min.
     #[arg(long, short = 'd', value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
@@ -188,6 +188,7 @@ fn parse_hz(option: &'static str, value: &str, min: u32) -> Result<u32, LatencyE
     let invalid = || LatencyError::InvalidRate {
         option,
         value: value.to_owned(),
+        min_hz: min,
         max_hz: MAX_RATE_HZ,
     };
     let hz: u32 = value.trim().parse().map_err(|_| invalid())?;
@@ -212,11 +213,11 @@ fn parse_duration_in(
     value: &str,
     min: Duration,
 ) -> Result<Duration, LatencyError> {
-    let duration = humantime::parse_duration(value.trim()).map_err(|source| {
+    let duration = crate::scenario::parse_duration(value).map_err(|message| {
         LatencyError::InvalidDuration {
             option,
             value: value.to_owned(),
-            source,
+            message,
         }
     })?;
     if duration < min || duration > MAX_DURATION {

@@ -13,6 +13,8 @@ pub enum LatencyError {
         option: &'static str,
         /// The value as given.
         value: String,
+        /// The smallest rate allowed: 1, or 0 where 0 turns the option off.
+        min_hz: u32,
         /// The largest rate allowed.
         max_hz: u32,
     },
@@ -22,8 +24,8 @@ pub enum LatencyError {
         option: &'static str,
         /// The value as given.
         value: String,
-        /// The duration parser's error.
-        source: humantime::DurationError,
+        /// The duration parser's message: what is allowed.
+        message: String,
     },
     /// A duration is outside what the option accepts.
     DurationOutOfRange {
@@ -92,6 +94,16 @@ pub enum LatencyError {
         /// The serde_json error.
         source: serde_json::Error,
     },
+    /// The report could not be written to standard output.
+    Stdout(crate::output::StdoutError),
+    /// A JSON result parses but cannot be plotted: another format version,
+    /// or no column set.
+    NotAResult {
+        /// The file.
+        path: PathBuf,
+        /// The problem, naming the field.
+        reason: String,
+    },
     /// The SVG plot could not be drawn or written.
     Plot {
         /// The SVG file.
@@ -115,6 +127,7 @@ impl LatencyError {
                 | Self::RoundTooShort { .. }
                 | Self::ReadJson { .. }
                 | Self::ParseJson { .. }
+                | Self::NotAResult { .. }
         )
     }
 }
@@ -125,19 +138,23 @@ impl std::fmt::Display for LatencyError {
             Self::InvalidRate {
                 option,
                 value,
+                min_hz,
                 max_hz,
-            } => write!(
-                f,
-                "invalid rate {value:?} for {option}: expected a whole number of hertz from 1 to {max_hz}"
-            ),
+            } => {
+                write!(
+                    f,
+                    "invalid rate {value:?} for {option}: expected a whole number of hertz from {min_hz} to {max_hz}"
+                )?;
+                if *min_hz == 0 {
+                    write!(f, " (0 turns it off)")?;
+                }
+                Ok(())
+            }
             Self::InvalidDuration {
                 option,
                 value,
-                source,
-            } => write!(
-                f,
-                "invalid duration {value:?} for {option}: {source}; write it as 10s, 200ms or 1m30s"
-            ),
+                message,
+            } => write!(f, "invalid duration {value:?} for {option}: {message}"),
             Self::DurationOutOfRange {
                 option,
                 value,
@@ -187,6 +204,10 @@ impl std::fmt::Display for LatencyError {
                 "{} is not a result of `irqlab latency --json`: {source}",
                 path.display()
             ),
+            Self::Stdout(error) => write!(f, "{error}"),
+            Self::NotAResult { path, reason } => {
+                write!(f, "{}: {reason}; nothing to plot", path.display())
+            }
             Self::Plot { path, message } => {
                 write!(f, "cannot draw {}: {message}", path.display())
             }
@@ -197,7 +218,6 @@ impl std::fmt::Display for LatencyError {
 impl std::error::Error for LatencyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::InvalidDuration { source, .. } => Some(source),
             Self::Machine(error) => Some(error),
             Self::Runtime(source)
             | Self::WriteJson { source, .. }

@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::output;
+
 pub use args::{
     CpuModeArg, LatencyArgs, LatencyCommand, MAX_DURATION, MAX_ENTRIES, MAX_RATE_HZ, Mechanism,
     Unit,
@@ -77,8 +79,24 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
                 path: result.clone(),
                 source,
             })?;
+        if report.format != report::FORMAT {
+            return Err(LatencyError::NotAResult {
+                path: result.clone(),
+                reason: format!(
+                    "\"format\" is {:?}; this irqlab reads {:?}, the output of `irqlab latency --json`",
+                    report.format,
+                    report::FORMAT
+                ),
+            });
+        }
+        if report.column_sets.is_empty() {
+            return Err(LatencyError::NotAResult {
+                path: result.clone(),
+                reason: "\"column_sets\" is empty; a result has at least the baseline's".to_owned(),
+            });
+        }
         plot_svg(&report, out)?;
-        println!("wrote {}", out.display());
+        output::stdout(&format!("wrote {}\n", out.display())).map_err(LatencyError::Stdout)?;
         return Ok(None);
     }
 
@@ -91,30 +109,38 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
     }
     // Progress goes to standard error, so that standard output carries
     // only the report.
-    let report = measure(args, |line| eprintln!("{line}"))?;
-    println!();
-    print!("{}", report.summary_table());
-    println!();
-    print!("{}", report.counts_table());
-    println!();
-    print!("{}", report.histogram_table());
-    println!();
-    print!("{}", report.ratio_table());
+    let report = measure(args, |line| output::stderr_line(format_args!("{line}")))?;
+    let mut text = String::new();
+    for table in [
+        report.summary_table(),
+        report.counts_table(),
+        report.histogram_table(),
+        report.ratio_table(),
+    ] {
+        text.push('\n');
+        text.push_str(&table);
+    }
     if report
         .noise_floor
         .as_ref()
         .is_some_and(|floor| floor.untrustworthy)
     {
-        println!("WARNING: the noise floor lost more than 2 % of a vCPU: tails are untrustworthy");
+        text.push_str(
+            "WARNING: the noise floor lost more than 2 % of a vCPU: tails are untrustworthy\n",
+        );
     }
+    // The JSON file is written even when standard output fails, so that
+    // the measurement is not lost.
+    let printed = output::stdout(&text).map_err(LatencyError::Stdout);
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report).expect("a report always serializes");
         std::fs::write(path, json + "\n").map_err(|source| LatencyError::WriteJson {
             path: path.clone(),
             source,
         })?;
-        eprintln!("wrote {}", path.display());
+        output::stderr_line(format_args!("wrote {}", path.display()));
     }
+    printed?;
     Ok(Some(report))
 }
 
@@ -138,14 +164,25 @@ pub fn measure(
     };
     let machine = machine_info();
     progress(&format!(
-        "machine: {} vCPUs, {}; {} Hz for {} per column set, {} rounds, {} column sets (about {} in all)",
+        "machine: {} vCPUs, {}; {} Hz for {} per column set, {}, {} column sets (about {} in all); \
+         {} CPU, background load {} Hz, work time {}",
         machine.cpus,
         machine.model,
         args.rate,
         humantime::format_duration(args.duration),
-        args.rounds,
+        if args.rounds == 1 {
+            "1 round".to_owned()
+        } else {
+            format!("{} rounds", args.rounds)
+        },
         mechanisms.len() + 1,
         humantime::format_duration(args.duration * (mechanisms.len() as u32 + 1)),
+        match args.cpu_mode {
+            CpuModeArg::Blocking => "blocking",
+            CpuModeArg::BusyPoll => "busy-poll",
+        },
+        args.load,
+        humantime::format_duration(args.work_time),
     ));
 
     let noise_floor = (!args.noise_probe.is_zero()).then(|| {

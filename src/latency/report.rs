@@ -169,14 +169,18 @@ impl Summary {
                 max_ns: 0,
             };
         }
+        // Bucket middles, as the mean counts samples, so that one sample
+        // gives one value for the minimum, each percentile and the maximum.
+        let middle = |value: u64| histogram.median_equivalent(value);
+        let quantile = |quantile: f64| middle(histogram.value_at_quantile(quantile));
         Self {
             count: histogram.len(),
-            min_ns: histogram.min(),
+            min_ns: middle(histogram.min()),
             avg_ns: histogram.mean(),
-            p50_ns: histogram.value_at_quantile(0.50),
-            p99_ns: histogram.value_at_quantile(0.99),
-            p999_ns: histogram.value_at_quantile(0.999),
-            max_ns: histogram.max(),
+            p50_ns: quantile(0.50),
+            p99_ns: quantile(0.99),
+            p999_ns: quantile(0.999),
+            max_ns: middle(histogram.max()),
         }
     }
 }
@@ -241,6 +245,20 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// Returns "1 round", "5 rounds".
+fn counted(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// Returns `nanos` in the unit, rounded to a whole number.
+fn rounded(nanos: f64, unit_ns: u64) -> u64 {
+    (nanos / unit_ns as f64).round() as u64
+}
+
 fn in_unit(nanos: f64, unit_ns: u64) -> String {
     if unit_ns == 1 {
         format!("{nanos:.0}")
@@ -292,27 +310,35 @@ impl LatencyReport {
         let unit = self.unit_ns();
         let _ = writeln!(
             out,
-            "{:<14}{:>12}{:>16}{:>10}{:>12}{:>20}{:>16}",
+            "{:<14}{:>12}{:>16}{:>10}{:>12}{:>20}{:>22}",
             "mechanism",
             "activations",
             "timer overruns",
             "lost",
             "started",
             format!("top half p50 ({})", self.settings.unit),
-            "top half p99.9"
+            format!("top half p99.9 ({})", self.settings.unit)
         );
         for set in &self.column_sets {
             let c = &set.counts;
+            // The baseline has no top half.
+            let top_half = |nanos: u64| {
+                if set.top_half.count == 0 {
+                    "-".to_owned()
+                } else {
+                    in_unit(nanos as f64, unit)
+                }
+            };
             let _ = writeln!(
                 out,
-                "{:<14}{:>12}{:>16}{:>10}{:>12}{:>20}{:>16}",
+                "{:<14}{:>12}{:>16}{:>10}{:>12}{:>20}{:>22}",
                 set.mechanism,
                 c.activations,
                 c.timer_overruns,
                 c.lost,
                 c.started,
-                in_unit(set.top_half.p50_ns as f64, unit),
-                in_unit(set.top_half.p999_ns as f64, unit),
+                top_half(set.top_half.p50_ns),
+                top_half(set.top_half.p999_ns),
             );
         }
         out
@@ -356,6 +382,15 @@ impl LatencyReport {
             .iter()
             .map(|set| format!("{} = {}", set.tag, set.mechanism))
             .collect();
+        let _ = writeln!(
+            out,
+            "# Settings: {} Hz timer, {} CPU, background load {} Hz, work time {} ns, {}",
+            self.settings.rate_hz,
+            self.settings.cpu_mode,
+            self.settings.load_hz,
+            self.settings.work_ns,
+            counted(u64::from(self.settings.rounds), "round")
+        );
         let _ = writeln!(out, "# Columns: {}", legend.join(", "));
 
         let mut header = String::from("Index ");
@@ -392,20 +427,27 @@ impl LatencyReport {
                 columns.iter().map(|c| c.histogram.over).collect::<Vec<_>>(),
             ),
             ("count:", columns.iter().map(|c| c.summary.count).collect()),
+            // Rounded, as the summary table rounds them.
             (
                 "min:",
-                columns.iter().map(|c| c.summary.min_ns / unit).collect(),
+                columns
+                    .iter()
+                    .map(|c| rounded(c.summary.min_ns as f64, unit))
+                    .collect(),
             ),
             (
                 "avg:",
                 columns
                     .iter()
-                    .map(|c| (c.summary.avg_ns / unit as f64) as u64)
+                    .map(|c| rounded(c.summary.avg_ns, unit))
                     .collect(),
             ),
             (
                 "max:",
-                columns.iter().map(|c| c.summary.max_ns / unit).collect(),
+                columns
+                    .iter()
+                    .map(|c| rounded(c.summary.max_ns as f64, unit))
+                    .collect(),
             ),
         ];
         for (label, values) in trailer {
@@ -452,6 +494,15 @@ impl LatencyReport {
                 ratio.p99,
                 spread(&ratio.p99_rounds),
                 verdict(ratio.p99, ratio.p99_goal),
+            );
+        }
+        // A ratio covers only the activations whose bottom half ran.
+        for set in self.column_sets.iter().filter(|set| set.counts.lost > 0) {
+            let _ = writeln!(
+                out,
+                "  WARNING: {} lost {} of {} activations: they started no bottom half of \
+                 their own, so its Thr ratios leave them out",
+                set.mechanism, set.counts.lost, set.counts.activations
             );
         }
         out

@@ -106,11 +106,16 @@ pub fn render_histogram(columns: &[(&str, &Histogram<u64>)], bar_width: usize) -
     type Stat = fn(&Histogram<u64>) -> String;
     let trailer: [(&str, Stat); 4] = [
         ("count:", |histogram| histogram.len().to_string()),
-        ("min:", |histogram| format_ns(histogram.min())),
+        // Bucket middles, as the mean counts samples (see `Summary::of`).
+        ("min:", |histogram| {
+            format_ns(histogram.median_equivalent(histogram.min()))
+        }),
         ("avg:", |histogram| {
             format_ns(histogram.mean().round() as u64)
         }),
-        ("max:", |histogram| format_ns(histogram.max())),
+        ("max:", |histogram| {
+            format_ns(histogram.median_equivalent(histogram.max()))
+        }),
     ];
     for (name, value) in trailer {
         let mut line = format!("  {name:<label_width$}");

@@ -319,7 +319,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     {
         let arrival = spec
             .arrival
-            .to_arrival(scenario.seed ^ u64::from(spec.irq) << 32);
+            .to_arrival(arrival_seed(scenario, spec.irq, &spec.name));
         let event = event_fn(entry, &runtime, spec);
         feeders.push(feed::spawn(
             &format!("feed-{}", spec.name),
@@ -942,12 +942,12 @@ fn collect_lines(report: &mut Report, controller: &Controller, lines: &[irq_sim:
         }
         if line.depth > 0 && line.spurious_disables == 0 && line.panics == 0 {
             report.warnings.push(format!(
-                "line {} ({}) was disabled at the end of the run{}; raises on it were left \
+                "line {} ({}) was still disabled when the run ended{}; raises on it were left \
                  pending, so its devices could not finish",
                 line.irq,
                 line.handlers.join(", "),
                 if line.overruns > 0 {
-                    " by its overrun policy"
+                    " (its overrun policy disables it at an overrun)"
                 } else {
                     ""
                 }
@@ -1042,5 +1042,68 @@ fn collect_device_warnings(report: &mut Report) {
                 device.kind, device.name, device.dropped, device.arrived, device.dropped_as
             ));
         }
+    }
+}
+
+/// Returns the seed of the arrival process of the device named `name` on
+/// line `irq`.
+///
+/// It mixes the line into the scenario's seed, so that devices on their own
+/// lines get different arrivals, and then the device's rank among the
+/// devices on its line, so that devices sharing a line do too. The first
+/// device of a line keeps the seed that earlier versions gave it, so that a
+/// scenario without shared lines repeats the arrivals it had.
+fn arrival_seed(scenario: &Scenario, irq: u32, name: &str) -> u64 {
+    let rank = scenario
+        .devices
+        .iter()
+        .filter(|device| device.irq == irq)
+        .position(|device| device.name == name)
+        .unwrap_or(0);
+    scenario.seed ^ u64::from(irq) << 32 ^ (rank as u64) << 16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_line_devices_get_own_arrivals() {
+        let text = r#"
+            duration = "1s"
+            [[device]]
+            name = "a"
+            kind = "generic"
+            irq = 40
+            shared = true
+            arrival = { process = "poisson", rate = 200.0 }
+            [[device]]
+            name = "b"
+            kind = "generic"
+            irq = 40
+            shared = true
+            arrival = { process = "poisson", rate = 200.0 }
+            [[device]]
+            name = "c"
+            kind = "generic"
+            irq = 41
+            arrival = { process = "poisson", rate = 200.0 }
+        "#;
+        let scenario = Scenario::parse(text, "test.toml", std::path::Path::new("."))
+            .expect("a valid scenario");
+        let first_offsets = |device: &crate::scenario::DeviceSpec| -> Vec<Duration> {
+            device
+                .arrival
+                .to_arrival(arrival_seed(&scenario, device.irq, &device.name))
+                .offsets()
+                .take(20)
+                .collect()
+        };
+        let [a, b, c] = [0, 1, 2].map(|index| first_offsets(&scenario.devices[index]));
+        assert_ne!(a, b, "two devices on line 40 got the same arrivals");
+        assert_ne!(a, c);
+        // The first device of each line keeps the seed of earlier versions.
+        assert_eq!(arrival_seed(&scenario, 40, "a"), scenario.seed ^ 40 << 32);
+        assert_eq!(arrival_seed(&scenario, 41, "c"), scenario.seed ^ 41 << 32);
     }
 }

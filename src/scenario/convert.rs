@@ -81,8 +81,8 @@ pub enum ScenarioCommand {
         /// Write the scenario to FILE instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// How long the scenario runs, with a unit: ns, us, ms or s (at
-        /// most 24 hours).
+        /// How long the scenario runs, with a unit: ns, us, ms, s, min or h
+        /// (at most 24 hours).
         #[arg(long, value_name = "D", default_value = "5s", value_parser = parse_run_duration)]
         duration: Duration,
         /// Simulated CPUs [default: the snapshots' CPU count, at most 64].
@@ -204,8 +204,9 @@ impl fmt::Display for ConvertError {
             Self::Ftrace { path, error } => write!(f, "{path}: {error}"),
             Self::NoIrqEntries { path } => write!(
                 f,
-                "{path}: no irq_handler_entry events to replay; record the irq events \
-                 (trace-cmd record -e irq:irq_handler_entry -e irq:irq_handler_exit)"
+                "{path}: no irq_handler_entry events to replay; enable the irq events in \
+                 tracefs (events/irq/irq_handler_entry and irq_handler_exit) and save the \
+                 trace file, as docs/scenarios-from-recordings.md shows"
             ),
             Self::Write { path, error } => write!(f, "cannot write {path}: {error}"),
             Self::NothingToSimulate { before, after } => write!(
@@ -361,12 +362,12 @@ pub fn run(command: &ScenarioCommand) -> Result<(), ConvertError> {
                 path: path.display().to_string(),
                 error,
             })?;
-            eprintln!(
+            crate::output::stderr_line(format_args!(
                 "irqlab: wrote {}: {} and {}",
                 path.display(),
                 render::counted(generated.scenario.devices.len(), "device"),
                 render::counted(generated.scenario.timers.len(), "timer")
-            );
+            ));
         }
         None => {
             use std::io::Write as _;

@@ -102,36 +102,51 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// Parses a duration written with a unit: `500ns`, `20us` (or `20µs`),
-/// `1.5ms`, `10s`, `2min`, `1h`.
+/// `1.5ms`, `10s`, `2min` (or `2m`), `1h`, or a sum of them: `1m30s`.
+/// Every duration of the command line and of scenario files goes through
+/// it.
 ///
 /// # Errors
 ///
 /// A message saying what is allowed.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "min" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "\"{text}\" is not a duration; write a number and a unit: ns, us, ms, s, min \
-                 or h (\"250ms\", \"1.5s\", \"2min\")"
-            ));
-        }
+    let not_a_duration = || {
+        format!(
+            "\"{text}\" is not a duration; write a number and a unit: ns, us, ms, s, min or h \
+             (\"250ms\", \"1.5s\", \"2min\", \"1m30s\")"
+        )
     };
-    let value: f64 = number.parse().map_err(|_| {
-        format!("\"{text}\" is not a duration; the number before the unit does not parse")
-    })?;
-    Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| format!("\"{text}\" is too long a duration"))
+    if text.is_empty() {
+        return Err(not_a_duration());
+    }
+    let mut seconds = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(not_a_duration)?;
+        let (number, tail) = rest.split_at(number_end);
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        let scale = match unit.trim() {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "min" | "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(not_a_duration()),
+        };
+        let value: f64 = number.trim().parse().map_err(|_| {
+            format!("\"{text}\" is not a duration; the number before a unit does not parse")
+        })?;
+        seconds += value * scale;
+        rest = tail;
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("\"{text}\" is too long a duration"))
 }
 
 /// A number that TOML may write as an integer or a float.

@@ -145,6 +145,9 @@ pub fn init_console() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout)
+        // A closed standard output loses the messages; reporting each loss
+        // on standard error would panic if that is closed too.
+        .log_internal_errors(false)
         .with_ansi(false)
         .event_format(ConsoleFormat)
         .try_init();

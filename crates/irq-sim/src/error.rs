@@ -344,6 +344,13 @@ pub enum ContractViolation {
     },
 }
 
+/// Returns whole microseconds, rounded up, so that a measured time over a
+/// budget never reads as equal to it (100.4 us is "101 us" beside a
+/// budget of "100 us").
+fn micros_rounded_up(duration: Duration) -> u128 {
+    duration.as_nanos().div_ceil(1_000)
+}
+
 impl fmt::Display for ContractViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -357,8 +364,8 @@ impl fmt::Display for ContractViolation {
                 f,
                 "irq {irq}: handler {handler:?} took {} us (CPU time {} us), budget {} us; \
                  move the work to a bottom half",
-                wall.as_micros(),
-                cpu.as_micros(),
+                micros_rounded_up(*wall),
+                micros_rounded_up(*cpu),
                 budget.as_micros()
             ),
             Self::Panic {
@@ -384,3 +391,24 @@ impl fmt::Display for ContractViolation {
 }
 
 impl std::error::Error for ContractViolation {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrun_message_exceeds_budget() {
+        let violation = ContractViolation::BudgetOverrun {
+            irq: 40,
+            handler: "nic-rx",
+            wall: Duration::from_nanos(100_452),
+            cpu: Duration::from_nanos(100_001),
+            budget: Duration::from_micros(100),
+        };
+        let message = violation.to_string();
+        assert!(
+            message.contains("took 101 us (CPU time 101 us), budget 100 us"),
+            "{message}"
+        );
+    }
+}

@@ -114,18 +114,25 @@ pub struct Summary {
 
 impl Summary {
     /// Summarizes `histogram`.
+    ///
+    /// Every figure is the middle of its bucket's range, as the histogram's
+    /// mean counts each sample, so that one sample gives one value for the
+    /// minimum, each percentile and the maximum. Values below 2,048 ns are
+    /// exact; above, within 0.05 %.
     pub fn of(histogram: &Histogram<u64>) -> Self {
         if histogram.is_empty() {
             return Self::default();
         }
+        let middle = |value: u64| histogram.median_equivalent(value);
+        let quantile = |quantile: f64| middle(histogram.value_at_quantile(quantile));
         Self {
             count: histogram.len(),
-            min: histogram.min(),
-            p50: histogram.value_at_quantile(0.5),
-            p90: histogram.value_at_quantile(0.9),
-            p99: histogram.value_at_quantile(0.99),
-            p999: histogram.value_at_quantile(0.999),
-            max: histogram.max(),
+            min: middle(histogram.min()),
+            p50: quantile(0.5),
+            p90: quantile(0.9),
+            p99: quantile(0.99),
+            p999: quantile(0.999),
+            max: middle(histogram.max()),
         }
     }
 }

@@ -150,16 +150,28 @@ pub(super) fn plan(input: &ProcInterruptsInput<'_>) -> Result<Plan, ConvertError
         );
     }
 
-    let device_lines = {
-        let mut lines: Vec<u32> = builder.devices.iter().map(|device| device.irq).collect();
+    let lines_where = |keep: fn(&PlannedDevice) -> bool| {
+        let mut lines: Vec<u32> = builder
+            .devices
+            .iter()
+            .filter(|device| keep(device))
+            .map(|device| device.irq)
+            .collect();
         lines.dedup();
         lines.len()
     };
+    let device_lines = lines_where(|_| true);
+    let timer_lines = lines_where(|device| is_local_timer(&device.handler));
+    let of_them = match timer_lines {
+        0 => String::new(),
+        1 => " (1 of them a local timer)".to_owned(),
+        count => format!(" ({count} of them local timers)"),
+    };
     let description = format!(
-        "Interrupt rates of a real machine: {} and {} from two /proc/interrupts snapshots \
-         {interval} s apart.",
+        "Interrupt rates of a real machine, from two /proc/interrupts snapshots {interval} s \
+         apart: {}{of_them} and {} from per-CPU rows such as LOC.",
         counted(device_lines, "device line"),
-        counted(builder.timers.len(), "local timer")
+        counted(builder.timers.len(), "timer")
     );
     if builder.devices.is_empty() && builder.timers.is_empty() {
         return Err(ConvertError::NothingToSimulate {
