@@ -418,7 +418,7 @@ fn replay_shows_recorded_and_simulated() {
 }
 
 #[test]
-fn closed_stdout_is_an_error_not_a_panic() {
+fn closed_stdout_fails_cleanly() {
     // A pipe whose reader has gone, as in `irqlab | head -1`.
     let mut child = irqlab()
         .args(["--duration", "200ms"])

@@ -289,21 +289,24 @@ fn binary_json_to_stdout_is_refused() {
     assert!(stderr.contains("give --json a file name"), "{stderr}");
 }
 
+/// Options of a run short enough for a test: one mechanism, one round.
+const SHORT_RUN: [&str; 8] = [
+    "-d",
+    "300ms",
+    "--rounds",
+    "1",
+    "--noise-probe",
+    "0s",
+    "-m",
+    "system-wq",
+];
+
 /// Measures a short run and returns its JSON result, parsed.
 fn short_result(dir: &std::path::Path) -> serde_json::Value {
     let path = dir.join("result.json");
-    let (code, _, stderr) = irqlab(&[
-        "-d",
-        "300ms",
-        "--rounds",
-        "1",
-        "--noise-probe",
-        "0s",
-        "-m",
-        "system-wq",
-        "--json",
-        path.to_str().unwrap(),
-    ]);
+    let mut arguments = SHORT_RUN.to_vec();
+    arguments.extend(["--json", path.to_str().unwrap()]);
+    let (code, _, stderr) = irqlab(&arguments);
     assert_eq!(code, Some(0), "{stderr}");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
@@ -347,19 +350,10 @@ fn binary_plot_rejects_what_it_cannot_draw() {
 }
 
 #[test]
-fn binary_full_stdout_is_an_error_not_a_panic() {
+fn binary_full_stdout_fails_cleanly() {
     let output = Command::new(env!("CARGO_BIN_EXE_irqlab"))
-        .args([
-            "latency",
-            "-d",
-            "300ms",
-            "--rounds",
-            "1",
-            "--noise-probe",
-            "0s",
-            "-m",
-            "system-wq",
-        ])
+        .arg("latency")
+        .args(SHORT_RUN)
         .stdout(std::fs::File::create("/dev/full").unwrap())
         .output()
         .expect("the irqlab binary runs");
