@@ -53,18 +53,18 @@ pub struct RunArgs {
 
     /// How long arrivals run, with a unit: 500ms, 10s, 1.5s. Default: the
     /// scenario's `duration` (4s for the demo).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<String>,
 
     /// Seed of every random arrival process and device, so that a run can
     /// be repeated (0 to 2^63-1, as in a scenario file). Default: the
     /// scenario's `seed` (1 for the demo).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+    #[arg(long, value_name = "N", value_parser = parse_seed, allow_hyphen_values = true)]
     pub seed: Option<u64>,
 
     /// Number of simulated CPUs, each an OS thread (1 to 64). Default: the
     /// scenario's `machine.cpus` (2 for the demo).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_cpus, allow_hyphen_values = true)]
     pub cpus: Option<usize>,
 
     /// Also write the report as JSON to FILE; "-" writes it to standard
@@ -81,4 +81,26 @@ pub struct RunArgs {
     /// standard error. Useful with --json.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Parses `--seed`: a whole number from 0 to 2^63-1, as a scenario file
+/// takes.
+fn parse_seed(value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|seed| *seed <= i64::MAX as u64)
+        .ok_or_else(|| format!("invalid seed {value:?}: expected a whole number from 0 to 2^63-1"))
+}
+
+/// Parses `--cpus` as a whole number; `main` checks the range (1 to 64)
+/// against the scenario.
+fn parse_cpus(value: &str) -> Result<usize, String> {
+    value.trim().parse().map_err(|_| {
+        format!(
+            "invalid number of CPUs {value:?}: expected a whole number from 1 to {}",
+            irq_sim::machine::MAX_CPUS
+        )
+    })
 }

@@ -36,7 +36,7 @@ pub struct LatencyArgs {
 
     /// Measuring time of each column set (each mechanism and the
     /// baseline), split evenly over the rounds, as 10s, 500ms or 1min.
-    #[arg(long, short = 'd', value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, short = 'd', value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Duration,
 
     /// Deferral mechanisms to measure, comma-separated; the baseline is
@@ -52,7 +52,7 @@ pub struct LatencyArgs {
 
     /// Rounds to interleave the mechanisms and the baseline in (A, B, A,
     /// B, ...); ratios are the median over rounds.
-    #[arg(long, value_name = "N", default_value = "5", value_parser = parse_rounds)]
+    #[arg(long, value_name = "N", default_value = "5", value_parser = parse_rounds, allow_hyphen_values = true)]
     pub rounds: u32,
 
     /// Wait method of the simulated CPU and of the cyclictest-like baseline
@@ -69,7 +69,7 @@ pub struct LatencyArgs {
     /// Time each bottom half stays busy (spinning) after it started, as 0s,
     /// 50us or 1ms. One worker then serves at most 1/work-time activations
     /// a second, so a rate above that overloads the bottom half.
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_work_time)]
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_work_time, allow_hyphen_values = true)]
     pub work_time: Duration,
 
     /// Unit of the summary and the histogram table.
@@ -77,17 +77,17 @@ pub struct LatencyArgs {
     pub unit: Unit,
 
     /// Width of one histogram bucket, in --unit (as rtla's --bucket-size).
-    #[arg(long, short = 'b', value_name = "N", default_value = "1", value_parser = parse_bucket_size)]
+    #[arg(long, short = 'b', value_name = "N", default_value = "1", value_parser = parse_bucket_size, allow_hyphen_values = true)]
     pub bucket_size: u64,
 
     /// Number of histogram buckets (as rtla's --entries); samples past the
     /// last bucket are counted in the `over:` row.
-    #[arg(long, short = 'E', value_name = "N", default_value = "256", value_parser = parse_entries)]
+    #[arg(long, short = 'E', value_name = "N", default_value = "256", value_parser = parse_entries, allow_hyphen_values = true)]
     pub entries: u64,
 
     /// Length of the noise-floor probe run before measuring (a thread per
     /// vCPU spinning on the clock); 0s skips it.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_probe)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_probe, allow_hyphen_values = true)]
     pub noise_probe: Duration,
 
     /// Also write the result as JSON to FILE.

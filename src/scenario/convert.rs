@@ -76,17 +76,17 @@ pub enum ScenarioCommand {
         /// The later snapshot of the same machine.
         after: PathBuf,
         /// Seconds between the two reads, such as 10 or 0.5 (required).
-        #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+        #[arg(long, value_name = "SECS", value_parser = parse_interval, allow_hyphen_values = true)]
         interval: f64,
         /// Write the scenario to FILE instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// How long the scenario runs, with a unit: ns, us, ms, s, min or h
         /// (at most 24 hours).
-        #[arg(long, value_name = "D", default_value = "5s", value_parser = parse_run_duration)]
+        #[arg(long, value_name = "D", default_value = "5s", value_parser = parse_run_duration, allow_hyphen_values = true)]
         duration: Duration,
         /// Simulated CPUs [default: the snapshots' CPU count, at most 64].
-        #[arg(long, value_name = "N", value_parser = parse_cpus)]
+        #[arg(long, value_name = "N", value_parser = parse_cpus, allow_hyphen_values = true)]
         cpus: Option<usize>,
     },
     /// Write a scenario that replays the IRQ lines of an ftrace text file
@@ -107,11 +107,11 @@ pub enum ScenarioCommand {
         /// How long the scenario runs, with a unit: ns, us, ms or s (at
         /// most 24 hours) [default: the trace's length, rounded up to a
         /// millisecond].
-        #[arg(long, value_name = "D", value_parser = parse_run_duration)]
+        #[arg(long, value_name = "D", value_parser = parse_run_duration, allow_hyphen_values = true)]
         duration: Option<Duration>,
         /// Simulated CPUs [default: the highest CPU in the trace plus one,
         /// at most 64].
-        #[arg(long, value_name = "N", value_parser = parse_cpus)]
+        #[arg(long, value_name = "N", value_parser = parse_cpus, allow_hyphen_values = true)]
         cpus: Option<usize>,
     },
 }

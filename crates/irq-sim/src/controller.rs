@@ -144,6 +144,9 @@ pub(crate) struct Action {
     pub(crate) flags: IrqFlags,
     pub(crate) top_half: Box<dyn TopHalf>,
     pub(crate) wake_thread: Option<WakeThreadHook>,
+    /// The top half has been called once: later calls get no
+    /// `FIRST_CALL_ALLOWANCE`.
+    pub(crate) called: bool,
 }
 
 /// The spurious-detection counts of a line, as Linux's `note_interrupt`.
@@ -410,6 +413,7 @@ impl Controller {
             flags,
             top_half,
             wake_thread,
+            called: false,
         });
         if first {
             chain.trigger = flags.trigger;

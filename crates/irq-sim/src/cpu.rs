@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use crate::clock::{self, Timestamp};
 use crate::context;
-use crate::contract::{Budget, CpuClock, OverrunPolicy, Throttle, panic_message};
+use crate::contract::{
+    Budget, CpuClock, FIRST_CALL_ALLOWANCE, OverrunPolicy, Throttle, panic_message,
+};
 use crate::controller::{Action, Chain, Controller, CpuShared, Line, QueueEntry, lock};
 use crate::error::ContractViolation;
 use crate::handler::{HardIrqContext, IrqReturn};
@@ -395,13 +397,20 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
             Err(message) => handle_panic(controller, line, irq, action.name, message),
         }
         let wall = end.saturating_since(start);
-        if wall > budget.limit {
+        let allowance = if action.called {
+            Duration::ZERO
+        } else {
+            FIRST_CALL_ALLOWANCE
+        };
+        action.called = true;
+        if wall > budget.limit + allowance {
             check_budget(
                 controller,
                 line,
                 irq,
                 action.name,
                 budget,
+                allowance,
                 wall,
                 local.clock.call_cpu_time(cpu_start, wall, end),
             );
@@ -533,17 +542,20 @@ fn handle_panic(
     controller.shared.record_violation(violation);
 }
 
-/// Judges a call whose wall time exceeded the budget by its CPU time.
+/// Judges a call whose wall time exceeded the budget (plus `allowance`,
+/// for a first call) by its CPU time.
+#[allow(clippy::too_many_arguments)]
 fn check_budget(
     controller: &Controller,
     line: &Line,
     irq: u32,
     handler: &'static str,
     budget: Budget,
+    allowance: Duration,
     wall: Duration,
     cpu_time: Duration,
 ) {
-    if cpu_time <= budget.limit {
+    if cpu_time <= budget.limit + allowance {
         bump(&line.counters.preempted);
         tracing::debug!(target: "irq", irq, handler, wall_ns = wall.as_nanos() as u64, cpu_ns = cpu_time.as_nanos() as u64, "irq {irq}: handler {handler:?} over budget in wall time only; the CPU thread was preempted");
         return;

@@ -69,7 +69,9 @@ pub mod timer;
 mod watchdog;
 
 pub use context::{InvalidContext, in_hardirq, in_interrupt, in_task, might_sleep};
-pub use contract::{Budget, CpuTimeAccounting, DEFAULT_BUDGET, OverrunPolicy};
+pub use contract::{
+    Budget, CpuTimeAccounting, DEFAULT_BUDGET, FIRST_CALL_ALLOWANCE, OverrunPolicy,
+};
 pub use controller::{Controller, DEFAULT_PRIORITY};
 pub use error::{
     ConfigError, ContractViolation, FreeError, LineError, RequestError, RequestRejected,

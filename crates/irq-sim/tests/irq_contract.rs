@@ -10,8 +10,9 @@ use std::time::Duration;
 use common::{Gate, flush_cpu, probe, wait_until};
 use irq_sim::clock::{self, Timestamp};
 use irq_sim::{
-    Budget, Config, ContractViolation, CpuTimeAccounting, HardIrqContext, InvalidContext, IrqFlags,
-    IrqRequest, IrqReturn, LineError, Machine, OverrunPolicy, WatchdogConfig,
+    Budget, Config, ContractViolation, CpuTimeAccounting, FIRST_CALL_ALLOWANCE, HardIrqContext,
+    InvalidContext, IrqFlags, IrqRequest, IrqReturn, LineError, Machine, OverrunPolicy,
+    WatchdogConfig,
 };
 
 const LINE: u32 = 40;
@@ -119,6 +120,35 @@ fn overrun_fail_policy_records() {
     assert!(cpu > limit);
     assert_eq!(machine.controller().line_state(LINE).unwrap().depth, 1);
     assert_eq!(machine.controller().line_stats(LINE).unwrap().overruns, 1);
+    assert!(!machine.shutdown().is_clean());
+}
+
+/// A first call gets `FIRST_CALL_ALLOWANCE` beyond the budget for its
+/// one-time costs; the same time on a later call is an overrun.
+#[test]
+fn first_call_allowance_then_overrun() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let budget = Budget {
+        limit: Duration::from_micros(50),
+        policy: OverrunPolicy::Fail,
+    };
+    let spin = budget.limit + FIRST_CALL_ALLOWANCE / 2;
+    run_once(&machine, "warming-up", budget, spinner(spin));
+    assert!(machine.check().is_ok(), "{:?}", machine.check());
+    assert_eq!(machine.controller().line_stats(LINE).unwrap().overruns, 0);
+
+    let irq = machine.controller();
+    let probe_calls = probe(&irq, PROBE + 1, 0);
+    let _ = irq.raise(LINE).unwrap();
+    flush_cpu(&irq, PROBE + 1, &probe_calls);
+    assert!(matches!(
+        machine.check(),
+        Err(ContractViolation::BudgetOverrun { .. })
+    ));
+    assert_eq!(irq.line_stats(LINE).unwrap().overruns, 1);
     assert!(!machine.shutdown().is_clean());
 }
 
