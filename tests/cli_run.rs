@@ -213,7 +213,7 @@ fn bad_scenario_rejected_before_run() {
 
 #[test]
 fn bad_options_name_value_and_range() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 10] = [
         (
             &["--trace", "-"],
             "--trace -: a timeline is a file for a viewer",
@@ -235,6 +235,22 @@ fn bad_options_name_value_and_range() {
             "--cpus 0: the number of simulated CPUs must be from 1 to 64",
         ),
         (&["--cpus", "1"], "--cpus 1: device \"eth0\""),
+        (
+            &["--duration", "-1s"],
+            "--duration -1s: \"-1s\" is not a duration",
+        ),
+        (
+            &["--seed", "-1"],
+            "invalid seed \"-1\": expected a whole number from 0 to 2^63-1",
+        ),
+        (
+            &["--seed", "abc"],
+            "invalid seed \"abc\": expected a whole number from 0 to 2^63-1",
+        ),
+        (
+            &["--cpus", "abc"],
+            "invalid number of CPUs \"abc\": expected a whole number from 1 to 64",
+        ),
     ];
     for (args, expected) in cases {
         let output = run(args);
