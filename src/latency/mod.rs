@@ -170,11 +170,7 @@ pub fn measure(
         machine.model,
         args.rate,
         humantime::format_duration(args.duration),
-        if args.rounds == 1 {
-            "1 round".to_owned()
-        } else {
-            format!("{} rounds", args.rounds)
-        },
+        crate::report::counted(args.rounds as usize, "round"),
         mechanisms.len() + 1,
         humantime::format_duration(args.duration * (mechanisms.len() as u32 + 1)),
         match args.cpu_mode {

@@ -157,30 +157,23 @@ pub struct Ratio {
 
 impl Summary {
     /// Summarizes a histogram of nanoseconds; all zeros when it is empty.
+    /// The figures are irq-sim's (`irq_sim::Summary`): bucket middles, so
+    /// that one sample gives one value for the minimum, each percentile and
+    /// the maximum.
     pub fn of(histogram: &Histogram<u64>) -> Self {
-        if histogram.is_empty() {
-            return Self {
-                count: 0,
-                min_ns: 0,
-                avg_ns: 0.0,
-                p50_ns: 0,
-                p99_ns: 0,
-                p999_ns: 0,
-                max_ns: 0,
-            };
-        }
-        // Bucket middles, as the mean counts samples, so that one sample
-        // gives one value for the minimum, each percentile and the maximum.
-        let middle = |value: u64| histogram.median_equivalent(value);
-        let quantile = |quantile: f64| middle(histogram.value_at_quantile(quantile));
+        let summary = irq_sim::Summary::of(histogram);
         Self {
-            count: histogram.len(),
-            min_ns: middle(histogram.min()),
-            avg_ns: histogram.mean(),
-            p50_ns: quantile(0.50),
-            p99_ns: quantile(0.99),
-            p999_ns: quantile(0.999),
-            max_ns: middle(histogram.max()),
+            count: summary.count,
+            min_ns: summary.min,
+            avg_ns: if histogram.is_empty() {
+                0.0
+            } else {
+                histogram.mean()
+            },
+            p50_ns: summary.p50,
+            p99_ns: summary.p99,
+            p999_ns: summary.p999,
+            max_ns: summary.max,
         }
     }
 }
@@ -242,15 +235,6 @@ pub fn median(values: &[f64]) -> f64 {
         0 => f64::NAN,
         len if len % 2 == 0 => (sorted[middle - 1] + sorted[middle]) / 2.0,
         _ => sorted[middle],
-    }
-}
-
-/// Returns "1 round", "5 rounds".
-fn counted(count: u64, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
     }
 }
 
@@ -389,7 +373,7 @@ impl LatencyReport {
             self.settings.cpu_mode,
             self.settings.load_hz,
             self.settings.work_ns,
-            counted(u64::from(self.settings.rounds), "round")
+            crate::report::counted(self.settings.rounds as usize, "round")
         );
         let _ = writeln!(out, "# Columns: {}", legend.join(", "));
 

@@ -246,6 +246,15 @@ fn wrap(text: &str, first: &str, rest: &str, width: usize) -> String {
     out
 }
 
+/// Returns `count` and `noun`, with an `s` unless the count is 1.
+pub fn counted(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
 /// Formats nanoseconds with a unit that keeps three or four digits.
 pub fn format_ns(ns: u64) -> String {
     match ns {

@@ -93,14 +93,7 @@ pub(super) fn format_duration(duration: Duration) -> String {
     format!("{nanos}ns")
 }
 
-/// Returns `count` and `noun`, with an `s` unless the count is 1.
-pub(super) fn counted(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
-    }
-}
+pub(super) use crate::report::counted;
 
 /// Formats events per second for a comment: whole numbers from 100 up,
 /// at most four significant digits below.
