@@ -247,12 +247,13 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
 
     // JSON on standard output replaces the text report there.
     let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
-    if !args.quiet
-        && !json_to_stdout
-        && let Err(error) = output::stdout(&report.render())
-    {
-        return fail(EXIT_FAILURE, error);
-    }
+    // A failed text report is reported last, so that the JSON file and the
+    // timeline of the run are still written.
+    let printed = if args.quiet || json_to_stdout {
+        Ok(())
+    } else {
+        output::stdout(&report.render())
+    };
     if let Some(path) = &args.json {
         let json = match serde_json::to_string_pretty(&report) {
             Ok(json) => json,
@@ -273,7 +274,10 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
     {
         return fail(EXIT_FAILURE, message);
     }
-    ExitCode::SUCCESS
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(EXIT_FAILURE, error),
+    }
 }
 
 /// Writes the timeline to `path` and prints a summary of it, on standard

@@ -467,4 +467,18 @@ fn closed_stdout_fails_cleanly() {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+
+    // The JSON file is written even though the text report failed.
+    let json = scratch("full-stdout.json");
+    let output = irqlab()
+        .args(["--duration", "200ms", "--json", json.to_str().unwrap()])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .expect("irqlab runs");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    check_report(
+        &report,
+        "the JSON report of a run with a full standard output",
+    );
 }
