@@ -15,7 +15,7 @@
 //!   before the next raise, so every `queue_work` finds its item idle.
 //! - Events come every 200 us, the driver sleeping between them. "Worker
 //!   awake": the queue's worker never parks (`idle_spin(Duration::MAX)`),
-//!   so `queue_work` finds nobody to wake. "Worker asleep": the worker
+//!   so `queue_work` finds no worker to wake. "Worker asleep": the worker
 //!   parks as soon as it is idle (`idle_spin(Duration::ZERO)`), so each
 //!   `queue_work` must arrange a wake-up; the top-half contract says it
 //!   only records it, for the CPU thread to make after the handler chain.

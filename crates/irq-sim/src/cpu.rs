@@ -65,7 +65,7 @@ struct Pending {
     heap: BinaryHeap<QueueEntry>,
     next_seq: u64,
     /// Lines just taken from the intake, before they enter the heap.
-    taken: Vec<u32>,
+    arrivals: Vec<u32>,
 }
 
 impl Pending {
@@ -73,7 +73,7 @@ impl Pending {
         Self {
             heap: BinaryHeap::with_capacity(nr_irqs),
             next_seq: 0,
-            taken: Vec::with_capacity(nr_irqs),
+            arrivals: Vec::with_capacity(nr_irqs),
         }
     }
 
@@ -86,8 +86,8 @@ impl Pending {
     fn take_intake(&mut self, lines: &[Line], shared: &CpuShared) {
         shared
             .intake
-            .take_all(|irq| &lines[irq as usize].intake_link, &mut self.taken);
-        for irq in self.taken.drain(..) {
+            .take_all(|irq| &lines[irq as usize].intake_link, &mut self.arrivals);
+        for irq in self.arrivals.drain(..) {
             let priority = lines[irq as usize].priority.load(Ordering::Relaxed);
             self.heap.push(QueueEntry {
                 priority,

@@ -6,8 +6,8 @@
 //! compare-and-swap on one cache line. The CPU takes the whole stack with
 //! one swap and moves the lines, oldest first, to a priority queue of its
 //! own. A line is on at most one intake at a time (the QUEUED bit of its
-//! state), and the CPU only ever takes the whole stack, so no node leaves
-//! and returns between a pusher's load of the head and its swap (no ABA).
+//! state). The CPU only ever takes the whole stack, so no node leaves and
+//! returns between a pusher's load of the head and its swap (no ABA).
 //!
 //! # Sleeping
 //!
