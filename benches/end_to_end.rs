@@ -16,12 +16,28 @@
 //! and tails come from `irqlab latency`, which criterion cannot give.
 //!
 //! A second group, `end_to_end_events_per_s`, measures saturated
-//! throughput: a plain thread raises the line as fast as the simulated CPU
-//! (busy-poll) takes the deliveries, each top half queues a work item, and
-//! the sample ends when every bottom half has run. A raise that coalesces
-//! into a pending delivery is repeated, so every counted event went
-//! through a top half. The baseline streams the same number of messages
-//! from a plain thread to a tokio task over an unbounded channel.
+//! throughput, each sample 100,000 events:
+//!
+//! - `irqlab_raise_through_work`: one interrupt per event. A plain thread
+//!   raises the line as fast as the simulated CPU (busy-poll) takes the
+//!   deliveries, each top half queues a work item, and the sample ends when
+//!   every bottom half has run. A raise that coalesces into a pending
+//!   delivery is repeated, so every counted event went through its own top
+//!   half.
+//! - `irqlab_nic_through_work` and `irqlab_nic_napi_through_work`: events
+//!   as a NIC delivers them. A plain thread, the device, puts packets in a
+//!   simulated NIC's RX ring of 1,024 descriptors, waiting while the ring is
+//!   full, so that nothing is dropped. The CPU is in blocking mode (the
+//!   default), and the queue has one worker. In the first, every packet
+//!   raises the line; a raise while the last one is still pending
+//!   coalesces, as an edge does in hardware. The top half queues a work
+//!   item that empties the ring. In the second, the top half calls
+//!   `napi_schedule`, which masks the NIC's interrupt and queues the poll.
+//!   The poll takes at most 64 packets and queues itself again until the
+//!   ring is empty, then unmasks. Each prints how many interrupts its
+//!   packets took.
+//! - `baseline_mpsc_stream`: a plain thread streams the same number of
+//!   messages to a tokio task over an unbounded channel.
 //!
 //! Run with `cargo bench --bench end_to_end`.
 
@@ -29,8 +45,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use driver::napi::Napi;
 use irq_sim::clock;
+use irq_sim::device::Nic;
 use irq_sim::{
     Config, CpuMode, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, RaiseOutcome,
 };
@@ -229,6 +248,9 @@ fn bench_throughput(c: &mut Criterion) {
         println!("machine shutdown: {report:?}");
     }
 
+    nic_through_work(&mut group, Deferral::WorkItem);
+    nic_through_work(&mut group, Deferral::Napi);
+
     let base_runtime = runtime();
     group.bench_function("baseline_mpsc_stream", |b| {
         b.iter_custom(|iterations| {
@@ -252,6 +274,119 @@ fn bench_throughput(c: &mut Criterion) {
         });
     });
     group.finish();
+}
+
+/// Descriptors in the NIC's RX ring.
+const RX_RING: usize = 1024;
+
+/// Packets one NAPI poll may take (the kernel's default weight).
+const NAPI_BUDGET: usize = 64;
+
+/// The NIC top half's way of handing the ring to its bottom half.
+#[derive(Clone, Copy)]
+enum Deferral {
+    /// Queues a work item that empties the ring. Every packet raises the line.
+    WorkItem,
+    /// `napi_schedule`: masks the NIC's interrupt and queues the poll.
+    Napi,
+}
+
+/// Adds `irqlab_nic_through_work` or `irqlab_nic_napi_through_work` to the
+/// throughput group.
+fn nic_through_work(group: &mut BenchmarkGroup<'_, WallTime>, deferral: Deferral) {
+    let wq_runtime = runtime();
+    let queue = Workqueue::builder("eth0")
+        .max_active(1)
+        .runtime(wq_runtime.handle().clone())
+        .build();
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .expect("valid machine config");
+
+    let controller = machine.controller();
+    let nic = Arc::new(Nic::new(&controller, LINE, RX_RING));
+    // Packets taken off the ring by the bottom half.
+    let packets_taken = Arc::new(AtomicU64::new(0));
+    let take = {
+        let (ring, packets_taken) = (nic.clone(), packets_taken.clone());
+        move |budget: usize| {
+            let mut count = 0;
+            while count < budget && ring.pop().is_some() {
+                count += 1;
+            }
+            packets_taken.fetch_add(count as u64, Ordering::Release);
+            count
+        }
+    };
+
+    let (id, mut top_half): (&str, Box<dyn FnMut() + Send>) = match deferral {
+        Deferral::WorkItem => {
+            let item = Work::from_fn("eth0-rx", move || {
+                take(usize::MAX);
+            });
+            let queue = queue.clone();
+            (
+                "irqlab_nic_through_work",
+                Box::new(move || {
+                    let _ = wq::queue_work(&queue, &item);
+                }),
+            )
+        }
+        Deferral::Napi => {
+            let napi = Napi::new("eth0", &queue, NAPI_BUDGET, nic.clone(), take);
+            (
+                "irqlab_nic_napi_through_work",
+                Box::new(move || {
+                    napi.schedule();
+                }),
+            )
+        }
+    };
+    controller
+        .request_irq(
+            LINE,
+            IrqRequest::new("eth0", IrqFlags::EDGE, move |_: &mut HardIrqContext<'_>| {
+                top_half();
+                IrqReturn::Handled
+            }),
+        )
+        .expect("free line");
+
+    group.bench_function(id, |b| {
+        b.iter_custom(|iterations| {
+            let start = std::time::Instant::now();
+            for _ in 0..iterations {
+                let goal = packets_taken.load(Ordering::Acquire) + STREAM;
+                for _ in 0..STREAM {
+                    // One device thread fills the ring, so a ring with room
+                    // takes the packet.
+                    while nic.ring_len() == RX_RING {
+                        std::hint::spin_loop();
+                    }
+                    nic.receive(64, clock::now());
+                }
+                while packets_taken.load(Ordering::Acquire) < goal {
+                    std::thread::yield_now();
+                }
+            }
+            start.elapsed()
+        });
+    });
+
+    let stats = controller.line_stats(LINE).expect("line exists");
+    println!(
+        "{id}: {} packets, {} interrupts, {} raises coalesced, {} dropped",
+        nic.received(),
+        stats.handled,
+        stats.coalesced,
+        nic.dropped()
+    );
+    let report = machine.shutdown();
+    if !report.is_clean() {
+        println!("machine shutdown: {report:?}");
+    }
 }
 
 criterion_group!(benches, bench_end_to_end, bench_throughput);

@@ -1,16 +1,18 @@
 //! A NIC with a bounded RX ring.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 
 use crate::clock::Timestamp;
-use crate::controller::{Controller, lock};
+use crate::controller::Controller;
 
 /// A received packet, as its RX descriptor describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Packet {
-    /// Arrival sequence number, from 0.
+    /// Arrival sequence number, from 0, counting dropped packets too: a gap
+    /// between two popped packets is a drop.
     pub seq: u64,
     /// Length in bytes.
     pub len: u16,
@@ -18,25 +20,31 @@ pub struct Packet {
     pub arrived: Timestamp,
 }
 
-/// The ring and the interrupt-enable register, under the NIC's mutex.
-#[derive(Debug)]
-struct Registers {
-    ring: VecDeque<Packet>,
-    capacity: usize,
-    irq_enabled: bool,
-    next_seq: u64,
+/// The counters the device side bumps on every packet, on a cache line of
+/// their own so that the driver's pops do not pull it away.
+#[derive(Debug, Default)]
+struct Arrivals {
+    next_seq: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// A NIC: packets land in a bounded RX ring, and each landing raises the
 /// line while the device's interrupt is enabled (NAPI disables it and polls
 /// the ring).
+///
+/// The ring is a lock-free bounded queue, as a real RX ring is a block of
+/// descriptors with a producer index the device advances and a consumer
+/// index the driver advances: neither side waits for the other.
 #[derive(Debug)]
 pub struct Nic {
     controller: Controller,
     irq: u32,
-    registers: Mutex<Registers>,
-    received: AtomicU64,
-    dropped: AtomicU64,
+    ring: ArrayQueue<Packet>,
+    arrivals: CachePadded<Arrivals>,
+    /// The interrupt-enable register: read on every packet, written by the
+    /// driver once per polling cycle.
+    irq_enabled: CachePadded<AtomicBool>,
 }
 
 impl Nic {
@@ -47,18 +55,12 @@ impl Nic {
     ///
     /// Any; never sleeps.
     pub fn new(controller: &Controller, irq: u32, ring_capacity: usize) -> Self {
-        let capacity = ring_capacity.max(1);
         Self {
             controller: controller.clone(),
             irq,
-            registers: Mutex::new(Registers {
-                ring: VecDeque::with_capacity(capacity),
-                capacity,
-                irq_enabled: true,
-                next_seq: 0,
-            }),
-            received: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            ring: ArrayQueue::new(ring_capacity.max(1)),
+            arrivals: CachePadded::new(Arrivals::default()),
+            irq_enabled: CachePadded::new(AtomicBool::new(true)),
         }
     }
 
@@ -68,31 +70,29 @@ impl Nic {
     }
 
     /// Receives a packet of `len` bytes that arrived at `arrived` (device
-    /// side). Returns
-    /// false if the ring was full and the packet was dropped.
+    /// side). Returns false if the ring was full and the packet was
+    /// dropped.
     ///
     /// # Context
     ///
-    /// Any; never sleeps, never allocates.
+    /// Any; never sleeps, never allocates. Packets received from several
+    /// threads at once enter the ring in the order their pushes land, which
+    /// may differ from the order of their sequence numbers.
     pub fn receive(&self, len: u16, arrived: Timestamp) -> bool {
-        let mut registers = lock(&self.registers);
-        if registers.ring.len() == registers.capacity {
-            drop(registers);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        let arrivals = &self.arrivals;
+        let seq = arrivals.next_seq.fetch_add(1, Ordering::Relaxed);
+        if self.ring.push(Packet { seq, len, arrived }).is_err() {
+            arrivals.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let seq = registers.next_seq;
-        registers.next_seq += 1;
-        registers.ring.push_back(Packet { seq, len, arrived });
-        self.received.fetch_add(1, Ordering::Relaxed);
-        let raise = registers.irq_enabled;
-        // Raised after the lock is released: raising may wake a CPU thread
-        // (a system call), and its top half takes this lock to mask the
-        // NIC. A raise that crosses a mask or an unmask is harmless: NAPI
-        // ignores a schedule while it polls, and an unmask with packets in
-        // the ring raises again.
-        drop(registers);
-        if raise {
+        arrivals.received.fetch_add(1, Ordering::Relaxed);
+        // The device writes the ring, then reads the enable bit. An unmask
+        // writes the bit, then reads the ring. With a SeqCst fence on both
+        // sides, at least one reads the other's write, so a packet that
+        // lands during an unmask is announced. A raise that crosses a mask
+        // is harmless, because NAPI ignores a schedule while it polls.
+        fence(Ordering::SeqCst);
+        if self.irq_enabled.load(Ordering::Relaxed) {
             // The line number was checked when the driver requested it; a
             // NIC on a line the controller lacks raises nothing.
             let _ = self.controller.raise_at(self.irq, arrived);
@@ -104,9 +104,9 @@ impl Nic {
     ///
     /// # Context
     ///
-    /// Any; never sleeps (the ring's mutex is held for a few instructions).
+    /// Any; never sleeps, never allocates.
     pub fn pop(&self) -> Option<Packet> {
-        lock(&self.registers).ring.pop_front()
+        self.ring.pop()
     }
 
     /// Enables or disables the device's interrupt. Enabling it with packets
@@ -116,25 +116,33 @@ impl Nic {
     ///
     /// Any; never sleeps.
     pub fn set_irq_enabled(&self, enabled: bool) {
-        let mut registers = lock(&self.registers);
-        registers.irq_enabled = enabled;
-        if enabled && !registers.ring.is_empty() {
-            let _ = self.controller.raise(self.irq);
+        self.irq_enabled.store(enabled, Ordering::Relaxed);
+        if enabled {
+            // Pairs with the fence in `receive`.
+            fence(Ordering::SeqCst);
+            if !self.ring.is_empty() {
+                let _ = self.controller.raise(self.irq);
+            }
         }
     }
 
     /// Returns the packets in the ring.
     pub fn ring_len(&self) -> usize {
-        lock(&self.registers).ring.len()
+        self.ring.len()
+    }
+
+    /// Returns the number of descriptors in the ring.
+    pub fn ring_capacity(&self) -> usize {
+        self.ring.capacity()
     }
 
     /// Returns the packets received into the ring so far.
     pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
+        self.arrivals.received.load(Ordering::Relaxed)
     }
 
     /// Returns the packets dropped because the ring was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.arrivals.dropped.load(Ordering::Relaxed)
     }
 }
