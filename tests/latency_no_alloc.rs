@@ -80,6 +80,7 @@ fn steady_state_allocations(mechanism: Mechanism, runtimes: &Runtimes) -> (u64, 
         cpu_mode: CpuModeArg::Blocking,
         load_hz: 0,
         work_time: Duration::ZERO,
+        slots: irqlab::latency::DEFAULT_SLOTS,
     };
     let session = Session::start(mechanism, &settings, runtimes).unwrap();
     wait_for(&session, 300);

@@ -132,6 +132,9 @@ fn bad_values_rejected() {
         (&["--work-time", "2s"], "for --work-time is out of range"),
         (&["-E", "0"], "invalid value \"0\" for --entries"),
         (&["--rounds", "0"], "invalid value \"0\" for --rounds"),
+        (&["--slots", "0"], "invalid value \"0\" for --slots"),
+        (&["--slots", "-3"], "invalid value \"-3\" for --slots"),
+        (&["--slots", "65537"], "from 1 to 65536"),
         (&["-m", "softirq"], "invalid value 'softirq'"),
     ];
     for (arguments, expected) in cases {
@@ -309,6 +312,25 @@ fn short_result(dir: &std::path::Path) -> serde_json::Value {
     let (code, _, stderr) = irqlab(&arguments);
     assert_eq!(code, Some(0), "{stderr}");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The JSON result records how many activations could wait at once, so a
+/// reader can tell a loss from a small `--slots`.
+#[test]
+fn binary_json_records_slots() {
+    let dir = std::env::temp_dir().join(format!("irqlab-slots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("result.json");
+    let mut arguments = SHORT_RUN.to_vec();
+    arguments.extend(["--slots", "8", "--json", path.to_str().unwrap()]);
+    let (code, stdout, stderr) = irqlab(&arguments);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains(", 8 slots,"), "{stdout}");
+
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(result["settings"]["slots"], 8);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

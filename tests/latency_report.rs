@@ -44,6 +44,7 @@ fn known_report() -> LatencyReport {
             bucket_ns: 1_000,
             entries: 10,
             work_ns: 0,
+            slots: 1024,
         },
         noise_floor: None,
         column_sets: vec![ColumnSet {
@@ -72,7 +73,7 @@ fn histogram_table_layout() {
     assert_eq!(lines[2], "# Duration:   0 00:01:15");
     assert_eq!(
         lines[3],
-        "# Settings: 1000 Hz timer, blocking CPU, background load 0 Hz, work time 0 ns, 1 round"
+        "# Settings: 1000 Hz timer, blocking CPU, background load 0 Hz, work time 0 ns, 1024 slots, 1 round"
     );
     assert_eq!(lines[4], "# Columns: a = system-wq");
     assert_eq!(lines[5], "Index     IRQ-a     Thr-a");

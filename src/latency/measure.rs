@@ -11,7 +11,7 @@
 //!
 //! The steady-state loop of the workqueue and threaded mechanisms
 //! allocates nothing per activation: each activation uses one of
-//! [`SLOTS`] preallocated work items (or ring entries), the histograms have
+//! `--slots` preallocated work items (or ring entries), the histograms have
 //! fixed bounds, and the locks around them are uncontended.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,10 +28,6 @@ use wq::{DataWork, Work, Workqueue};
 
 use super::args::{CpuModeArg, Mechanism};
 use super::error::LatencyError;
-
-/// Activations that may be in flight at once (queued and not yet started)
-/// before a further one is counted as lost.
-pub const SLOTS: usize = 64;
 
 /// The line of the measured timer.
 const TIMER_IRQ: u32 = 32;
@@ -207,6 +203,9 @@ pub struct RunSettings {
     pub load_hz: u32,
     /// Time each bottom half spins after it started.
     pub work_time: Duration,
+    /// Activations that may be queued and not yet started at once. One more
+    /// is counted as lost.
+    pub slots: usize,
 }
 
 /// The simulated machine of one run, with its optional background load.
@@ -347,16 +346,21 @@ impl Session {
         let mut ordered = None;
 
         let registration = match mechanism {
-            Mechanism::SystemWq => register_wq(&controller, wq::system_wq().clone(), &probe)?,
-            Mechanism::HighpriWq => {
-                register_wq(&controller, wq::system_highpri_wq().clone(), &probe)?
+            Mechanism::SystemWq => {
+                register_wq(&controller, wq::system_wq().clone(), &probe, settings.slots)?
             }
+            Mechanism::HighpriWq => register_wq(
+                &controller,
+                wq::system_highpri_wq().clone(),
+                &probe,
+                settings.slots,
+            )?,
             Mechanism::OrderedWq => {
                 let queue = wq::alloc_ordered_workqueue("latency-ordered", wq::WqFlags::NONE);
                 ordered = Some(queue.clone());
-                register_wq(&controller, queue, &probe)?
+                register_wq(&controller, queue, &probe, settings.slots)?
             }
-            Mechanism::ThreadedIrq => register_threaded(&controller, &probe)?,
+            Mechanism::ThreadedIrq => register_threaded(&controller, &probe, settings.slots)?,
             Mechanism::TokioSpawn => {
                 register_spawn(&controller, runtimes.spawn.handle().clone(), &probe)?
             }
@@ -439,13 +443,15 @@ impl Session {
     }
 }
 
-/// Registers a top half that queues one of [`SLOTS`] work items on `queue`.
+/// Registers a top half that queues one of `slot_count` work items on
+/// `queue`, in turn.
 fn register_wq(
     controller: &irq_sim::Controller,
     queue: Workqueue,
     probe: &Arc<Probe>,
+    slot_count: usize,
 ) -> Result<IrqRegistration, LatencyError> {
-    let slots: Vec<Arc<DataWork<Slot>>> = (0..SLOTS)
+    let slots: Vec<Arc<DataWork<Slot>>> = (0..slot_count)
         .map(|_| {
             let slot = Slot {
                 raised_ns: AtomicU64::new(0),
@@ -462,13 +468,13 @@ fn register_wq(
         let Some(raised) = probe.enter(ctx) else {
             return IrqReturn::Handled;
         };
-        let slot = &slots[next % SLOTS];
+        let slot = &slots[next % slot_count];
         next += 1;
 
         // NOTE: the top half is the only queuer, so a slot that is not
         // pending stays so until the queueing below. A slot whose previous
         // run is starting may read the new expiry. That takes a backlog of
-        // SLOTS periods, and the next lap counts it as lost.
+        // `slot_count` periods, and the next lap counts it as lost.
         if slot.is_pending() {
             probe.lost.fetch_add(1, Ordering::Relaxed);
             return IrqReturn::Handled;
@@ -490,8 +496,8 @@ fn register_wq(
 
 /// The ring between the threaded mechanism's top half and its thread.
 struct ThreadRing {
-    /// Programmed expiries by sequence number modulo [`SLOTS`].
-    raised_ns: [AtomicU64; SLOTS],
+    /// Programmed expiries by sequence number modulo their count.
+    raised_ns: Box<[AtomicU64]>,
     /// Next sequence number the top half writes; `Release` after the
     /// entry, paired with the thread's `Acquire`.
     requested: AtomicU64,
@@ -505,9 +511,10 @@ struct ThreadRing {
 fn register_threaded(
     controller: &irq_sim::Controller,
     probe: &Arc<Probe>,
+    slot_count: usize,
 ) -> Result<IrqRegistration, LatencyError> {
     let ring = Arc::new(ThreadRing {
-        raised_ns: [const { AtomicU64::new(0) }; SLOTS],
+        raised_ns: (0..slot_count).map(|_| AtomicU64::new(0)).collect(),
         requested: AtomicU64::new(0),
         served: AtomicU64::new(0),
     });
@@ -518,11 +525,11 @@ fn register_threaded(
             return IrqReturn::Handled;
         };
         let seq = top_ring.requested.load(Ordering::Relaxed);
-        if seq - top_ring.served.load(Ordering::Acquire) >= SLOTS as u64 {
+        if seq - top_ring.served.load(Ordering::Acquire) >= slot_count as u64 {
             top_probe.lost.fetch_add(1, Ordering::Relaxed);
             return IrqReturn::Handled;
         }
-        top_ring.raised_ns[seq as usize % SLOTS].store(raised.as_nanos(), Ordering::Relaxed);
+        top_ring.raised_ns[seq as usize % slot_count].store(raised.as_nanos(), Ordering::Relaxed);
         top_ring.requested.store(seq + 1, Ordering::Release);
         top_probe.queued.fetch_add(1, Ordering::Relaxed);
         IrqReturn::WakeThread
@@ -533,7 +540,7 @@ fn register_threaded(
         let end = thread_ring.requested.load(Ordering::Acquire);
         let mut seq = thread_ring.served.load(Ordering::Relaxed);
         while seq < end {
-            let raised = thread_ring.raised_ns[seq as usize % SLOTS].load(Ordering::Relaxed);
+            let raised = thread_ring.raised_ns[seq as usize % slot_count].load(Ordering::Relaxed);
             thread_probe.start(raised);
             seq += 1;
         }

@@ -38,12 +38,12 @@ use hdrhistogram::Histogram;
 use crate::output;
 
 pub use args::{
-    CpuModeArg, LatencyArgs, LatencyCommand, MAX_DURATION, MAX_ENTRIES, MAX_RATE_HZ, Mechanism,
-    Unit,
+    CpuModeArg, DEFAULT_SLOTS, LatencyArgs, LatencyCommand, MAX_DURATION, MAX_ENTRIES, MAX_RATE_HZ,
+    MAX_SLOTS, Mechanism, Unit,
 };
 pub use error::LatencyError;
 pub use measure::{
-    ColumnSamples, Counts, RunSettings, Runtimes, SLOTS, Session, new_histogram, run_baseline,
+    ColumnSamples, Counts, RunSettings, Runtimes, Session, new_histogram, run_baseline,
     run_mechanism,
 };
 pub use plot::plot_svg;
@@ -161,11 +161,12 @@ pub fn measure(
         cpu_mode: args.cpu_mode,
         load_hz: args.load,
         work_time: args.work_time,
+        slots: args.slots,
     };
     let machine = machine_info();
     progress(&format!(
         "machine: {} vCPUs, {}; {} Hz for {} per column set, {}, {} column sets (about {} in all); \
-         {} CPU, background load {} Hz, work time {}",
+         {} CPU, background load {} Hz, work time {}, {} slots",
         machine.cpus,
         machine.model,
         args.rate,
@@ -179,6 +180,7 @@ pub fn measure(
         },
         args.load,
         humantime::format_duration(args.work_time),
+        args.slots,
     ));
 
     let noise_floor = (!args.noise_probe.is_zero()).then(|| {
@@ -331,6 +333,7 @@ fn build_report(
             bucket_ns,
             entries: args.entries,
             work_ns: u64::try_from(args.work_time.as_nanos()).unwrap_or(u64::MAX),
+            slots: args.slots,
         },
         noise_floor,
         column_sets,

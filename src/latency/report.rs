@@ -62,6 +62,15 @@ pub struct Settings {
     pub entries: u64,
     /// Busy time of each bottom half, in nanoseconds.
     pub work_ns: u64,
+    /// Activations that could wait for their bottom half at once. Results
+    /// written before the option existed had 64.
+    #[serde(default = "slots_before_option")]
+    pub slots: usize,
+}
+
+/// `--slots` of a result written before the option existed.
+fn slots_before_option() -> usize {
+    64
 }
 
 /// The noise-floor probe's findings.
@@ -368,11 +377,12 @@ impl LatencyReport {
             .collect();
         let _ = writeln!(
             out,
-            "# Settings: {} Hz timer, {} CPU, background load {} Hz, work time {} ns, {}",
+            "# Settings: {} Hz timer, {} CPU, background load {} Hz, work time {} ns, {} slots, {}",
             self.settings.rate_hz,
             self.settings.cpu_mode,
             self.settings.load_hz,
             self.settings.work_ns,
+            self.settings.slots,
             crate::report::counted(self.settings.rounds as usize, "round")
         );
         let _ = writeln!(out, "# Columns: {}", legend.join(", "));
