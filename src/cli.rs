@@ -53,8 +53,8 @@ pub struct RunArgs {
 
     /// How long arrivals run, with a unit: 500ms, 10s, 1.5s. Default: the
     /// scenario's `duration` (4s for the demo).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    pub duration: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = irqlab::scenario::convert::parse_run_duration, allow_hyphen_values = true)]
+    pub duration: Option<std::time::Duration>,
 
     /// Seed of every random arrival process and device, so that a run can
     /// be repeated (0 to 2^63-1, as in a scenario file). Default: the
@@ -91,7 +91,7 @@ fn parse_seed(value: &str) -> Result<u64, String> {
         .parse::<u64>()
         .ok()
         .filter(|seed| *seed <= i64::MAX as u64)
-        .ok_or_else(|| format!("invalid seed {value:?}: expected a whole number from 0 to 2^63-1"))
+        .ok_or_else(|| "expected a whole number from 0 to 2^63-1".to_owned())
 }
 
 /// Parses `--cpus` as a whole number; `main` checks the range (1 to 64)
@@ -99,7 +99,7 @@ fn parse_seed(value: &str) -> Result<u64, String> {
 fn parse_cpus(value: &str) -> Result<usize, String> {
     value.trim().parse().map_err(|_| {
         format!(
-            "invalid number of CPUs {value:?}: expected a whole number from 1 to {}",
+            "expected a whole number from 1 to {}",
             irq_sim::machine::MAX_CPUS
         )
     })

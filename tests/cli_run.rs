@@ -224,11 +224,11 @@ fn bad_options_name_value_and_range() {
         ),
         (
             &["--duration", "5"],
-            "--duration 5: \"5\" is not a duration",
+            "invalid value '5' for '--duration <DURATION>': not a duration",
         ),
         (
             &["--duration", "0s"],
-            "--duration 0s: must be longer than zero and at most 24 hours",
+            "invalid value '0s' for '--duration <DURATION>': expected a duration longer than zero and at most 24 hours",
         ),
         (
             &["--cpus", "0"],
@@ -237,19 +237,19 @@ fn bad_options_name_value_and_range() {
         (&["--cpus", "1"], "--cpus 1: device \"eth0\""),
         (
             &["--duration", "-1s"],
-            "--duration -1s: \"-1s\" is not a duration",
+            "invalid value '-1s' for '--duration <DURATION>': a negative duration; durations start at 0",
         ),
         (
             &["--seed", "-1"],
-            "invalid seed \"-1\": expected a whole number from 0 to 2^63-1",
+            "invalid value '-1' for '--seed <N>': expected a whole number from 0 to 2^63-1",
         ),
         (
             &["--seed", "abc"],
-            "invalid seed \"abc\": expected a whole number from 0 to 2^63-1",
+            "invalid value 'abc' for '--seed <N>': expected a whole number from 0 to 2^63-1",
         ),
         (
             &["--cpus", "abc"],
-            "invalid number of CPUs \"abc\": expected a whole number from 1 to 64",
+            "invalid value 'abc' for '--cpus <N>': expected a whole number from 1 to 64",
         ),
     ];
     for (args, expected) in cases {

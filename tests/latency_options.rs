@@ -111,29 +111,44 @@ fn plot_subcommand_parses() {
 #[test]
 fn bad_values_rejected() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--rate", "0"], "invalid rate \"0\" for --rate"),
-        (&["--rate", "-5"], "invalid rate \"-5\" for --rate"),
-        (&["--rate", "1.5"], "invalid rate \"1.5\" for --rate"),
+        (
+            &["--rate", "0"],
+            "invalid value '0' for '--rate <HZ>': expected a whole number of hertz",
+        ),
+        (&["--rate", "-5"], "invalid value '-5' for '--rate <HZ>'"),
+        (&["--rate", "1.5"], "invalid value '1.5' for '--rate <HZ>'"),
         (&["--rate", "2000000"], "from 1 to 1000000"),
-        (&["--load", "-1"], "invalid rate \"-1\" for --load"),
-        (&["-d", "soon"], "invalid duration \"soon\" for --duration"),
-        (&["-d", "10"], "invalid duration \"10\" for --duration"),
+        (&["--load", "-1"], "invalid value '-1' for '--load <HZ>'"),
+        (
+            &["-d", "soon"],
+            "invalid value 'soon' for '--duration <DURATION>': not a duration",
+        ),
+        (
+            &["-d", "10"],
+            "invalid value '10' for '--duration <DURATION>': not a duration",
+        ),
         (&["-d", "0s"], "out of range"),
         (&["-d", "72h"], "out of range"),
         (
             &["-d", "3days"],
-            "invalid duration \"3days\" for --duration",
+            "invalid value '3days' for '--duration <DURATION>'",
         ),
-        (&["-b", "0"], "invalid value \"0\" for --bucket-size"),
+        (&["-b", "0"], "invalid value '0' for '--bucket-size <N>'"),
         (
             &["--work-time", "busy"],
-            "invalid duration \"busy\" for --work-time",
+            "invalid value 'busy' for '--work-time <DURATION>'",
         ),
-        (&["--work-time", "2s"], "for --work-time is out of range"),
-        (&["-E", "0"], "invalid value \"0\" for --entries"),
-        (&["--rounds", "0"], "invalid value \"0\" for --rounds"),
-        (&["--slots", "0"], "invalid value \"0\" for --slots"),
-        (&["--slots", "-3"], "invalid value \"-3\" for --slots"),
+        (
+            &["--work-time", "2s"],
+            "'--work-time <DURATION>': out of range: expected 0s to 1s",
+        ),
+        (&["-E", "0"], "invalid value '0' for '--entries <N>'"),
+        (
+            &["--rounds", "0"],
+            "invalid value '0' for '--rounds <N>': expected a whole number from 1 to 1000",
+        ),
+        (&["--slots", "0"], "invalid value '0' for '--slots <N>'"),
+        (&["--slots", "-3"], "invalid value '-3' for '--slots <N>'"),
         (&["--slots", "65537"], "from 1 to 65536"),
         (&["-m", "softirq"], "invalid value 'softirq'"),
     ];
@@ -187,7 +202,7 @@ fn binary_bad_rate_exits_2() {
     assert!(stdout.is_empty(), "{stdout}");
     assert!(
         stderr.contains(
-            "invalid rate \"0\" for --rate: expected a whole number of hertz from 1 to 1000000"
+            "invalid value '0' for '--rate <HZ>': expected a whole number of hertz from 1 to 1000000"
         ),
         "{stderr}"
     );
@@ -198,7 +213,7 @@ fn binary_bad_duration_exits_2() {
     let (code, _, stderr) = irqlab(&["--duration", "fast"]);
     assert_eq!(code, Some(2));
     assert!(
-        stderr.contains("invalid duration \"fast\" for --duration"),
+        stderr.contains("invalid value 'fast' for '--duration <DURATION>': not a duration"),
         "{stderr}"
     );
 }

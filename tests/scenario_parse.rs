@@ -95,9 +95,14 @@ fn durations_need_a_unit() {
     assert!(parse_duration("").is_err());
     assert!(parse_duration("ms").is_err());
     assert!(parse_duration("1s5").is_err());
-    assert!(parse_duration("250").unwrap_err().contains("unit"));
+    assert!(parse_duration("250").unwrap_err().problem.contains("unit"));
     assert!(parse_duration("fast").is_err());
-    assert!(parse_duration("-1s").is_err());
+    let negative = parse_duration("-1s").unwrap_err();
+    assert_eq!(negative.value, "-1s");
+    assert_eq!(
+        negative.to_string(),
+        "\"-1s\" is a negative duration; durations start at 0"
+    );
 }
 
 #[test]

@@ -38,12 +38,12 @@ pub struct LatencyArgs {
     pub command: Option<LatencyCommand>,
 
     /// Timer interrupt rate, in hertz (expiries per second).
-    #[arg(long, value_name = "HZ", default_value = "1000", value_parser = parse_rate, allow_negative_numbers = true)]
+    #[arg(long, value_name = "HZ", default_value = "1000", value_parser = for_clap(parse_rate), allow_negative_numbers = true)]
     pub rate: u32,
 
     /// Measuring time of each column set (each mechanism and the
     /// baseline), split evenly over the rounds, as 10s, 500ms or 1min.
-    #[arg(long, short = 'd', value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(long, short = 'd', value_name = "DURATION", default_value = "10s", value_parser = for_clap(parse_duration), allow_hyphen_values = true)]
     pub duration: Duration,
 
     /// Deferral mechanisms to measure, comma-separated; the baseline is
@@ -59,7 +59,7 @@ pub struct LatencyArgs {
 
     /// Rounds to interleave the mechanisms and the baseline in (A, B, A,
     /// B, ...); ratios are the median over rounds.
-    #[arg(long, value_name = "N", default_value = "5", value_parser = parse_rounds, allow_hyphen_values = true)]
+    #[arg(long, value_name = "N", default_value = "5", value_parser = for_clap(parse_rounds), allow_hyphen_values = true)]
     pub rounds: u32,
 
     /// Wait method of the simulated CPU and of the cyclictest-like baseline
@@ -70,20 +70,20 @@ pub struct LatencyArgs {
     /// Background interrupt load, in hertz: Poisson packet arrivals of a
     /// simulated NIC on the timer's CPU, served by a work item on
     /// system_wq; 0 turns it off.
-    #[arg(long, value_name = "HZ", default_value = "0", value_parser = parse_load, allow_negative_numbers = true)]
+    #[arg(long, value_name = "HZ", default_value = "0", value_parser = for_clap(parse_load), allow_negative_numbers = true)]
     pub load: u32,
 
     /// Time each bottom half stays busy (spinning) after it started, as 0s,
     /// 50us or 1ms. One worker then serves at most 1/work-time activations
     /// a second, so a rate above that overloads the bottom half.
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_work_time, allow_hyphen_values = true)]
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = for_clap(parse_work_time), allow_hyphen_values = true)]
     pub work_time: Duration,
 
     /// Activations that may wait for their bottom half at once: the work
     /// items a workqueue mechanism uses in turn, or the entries of the
     /// threaded IRQ's ring. One more is counted as lost. The default
-    /// holds 20 ms of backlog at 50 kHz.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_SLOTS, value_parser = parse_slots, allow_hyphen_values = true)]
+    /// covers 20 ms of backlog at 50 kHz.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SLOTS, value_parser = for_clap(parse_slots), allow_hyphen_values = true)]
     pub slots: usize,
 
     /// Unit of the summary and the histogram table.
@@ -91,17 +91,17 @@ pub struct LatencyArgs {
     pub unit: Unit,
 
     /// Width of one histogram bucket, in --unit (as rtla's --bucket-size).
-    #[arg(long, short = 'b', value_name = "N", default_value = "1", value_parser = parse_bucket_size, allow_hyphen_values = true)]
+    #[arg(long, short = 'b', value_name = "N", default_value = "1", value_parser = for_clap(parse_bucket_size), allow_hyphen_values = true)]
     pub bucket_size: u64,
 
     /// Number of histogram buckets (as rtla's --entries); samples past the
     /// last bucket are counted in the `over:` row.
-    #[arg(long, short = 'E', value_name = "N", default_value = "256", value_parser = parse_entries, allow_hyphen_values = true)]
+    #[arg(long, short = 'E', value_name = "N", default_value = "256", value_parser = for_clap(parse_entries), allow_hyphen_values = true)]
     pub entries: u64,
 
     /// Length of the noise-floor probe run before measuring (a thread per
     /// vCPU spinning on the clock); 0s skips it.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_probe, allow_hyphen_values = true)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = for_clap(parse_probe), allow_hyphen_values = true)]
     pub noise_probe: Duration,
 
     /// Also write the result as JSON to FILE.
@@ -198,6 +198,14 @@ impl Unit {
     }
 }
 
+/// Wraps a parser for clap, which names the option and the value itself:
+/// the error keeps only what is wrong and what is allowed.
+fn for_clap<T: 'static>(
+    parse: fn(&str) -> Result<T, LatencyError>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |value| parse(value).map_err(|error| error.problem())
+}
+
 fn parse_hz(option: &'static str, value: &str, min: u32) -> Result<u32, LatencyError> {
     let invalid = || LatencyError::InvalidRate {
         option,
@@ -227,13 +235,12 @@ fn parse_duration_in(
     value: &str,
     min: Duration,
 ) -> Result<Duration, LatencyError> {
-    let duration = crate::scenario::parse_duration(value).map_err(|message| {
-        LatencyError::InvalidDuration {
+    let duration =
+        crate::scenario::parse_duration(value).map_err(|error| LatencyError::InvalidDuration {
             option,
             value: value.to_owned(),
-            message,
-        }
-    })?;
+            problem: error.problem,
+        })?;
     if duration < min || duration > MAX_DURATION {
         return Err(LatencyError::DurationOutOfRange {
             option,

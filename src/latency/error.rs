@@ -24,8 +24,8 @@ pub enum LatencyError {
         option: &'static str,
         /// The value as given.
         value: String,
-        /// The duration parser's message: what is allowed.
-        message: String,
+        /// The fault and the accepted forms, from the duration parser.
+        problem: String,
     },
     /// A duration is outside what the option accepts.
     DurationOutOfRange {
@@ -38,8 +38,8 @@ pub enum LatencyError {
         /// The largest value allowed.
         max: Duration,
     },
-    /// A count option (`--bucket-size`, `--entries`, `--rounds`) is not a
-    /// whole number in range.
+    /// A count option (`--bucket-size`, `--entries`, `--rounds`,
+    /// `--slots`) is not a whole number in range.
     InvalidCount {
         /// The option the value came from.
         option: &'static str,
@@ -130,52 +130,59 @@ impl LatencyError {
                 | Self::NotAResult { .. }
         )
     }
+
+    /// Returns what is wrong with an option's value and what is allowed,
+    /// without the option and the value: clap prints those before it.
+    pub fn problem(&self) -> String {
+        match self {
+            Self::InvalidRate { min_hz, max_hz, .. } => {
+                let off = if *min_hz == 0 {
+                    " (0 turns it off)"
+                } else {
+                    ""
+                };
+                format!("expected a whole number of hertz from {min_hz} to {max_hz}{off}")
+            }
+            Self::InvalidDuration { problem, .. } => problem.clone(),
+            Self::DurationOutOfRange { min, max, .. } => format!(
+                "out of range: expected {} to {}",
+                humantime::format_duration(*min),
+                humantime::format_duration(*max)
+            ),
+            Self::InvalidCount { min, max, .. } => {
+                format!("expected a whole number from {min} to {max}")
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 impl std::fmt::Display for LatencyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::InvalidRate {
-                option,
-                value,
-                min_hz,
-                max_hz,
-            } => {
+            Self::InvalidRate { option, value, .. } => {
+                write!(f, "invalid rate {value:?} for {option}: {}", self.problem())
+            }
+            Self::InvalidDuration { option, value, .. } => {
                 write!(
                     f,
-                    "invalid rate {value:?} for {option}: expected a whole number of hertz from {min_hz} to {max_hz}"
-                )?;
-                if *min_hz == 0 {
-                    write!(f, " (0 turns it off)")?;
-                }
-                Ok(())
+                    "invalid duration {value:?} for {option}: {}",
+                    self.problem()
+                )
             }
-            Self::InvalidDuration {
-                option,
-                value,
-                message,
-            } => write!(f, "invalid duration {value:?} for {option}: {message}"),
-            Self::DurationOutOfRange {
-                option,
-                value,
-                min,
-                max,
-            } => write!(
+            Self::DurationOutOfRange { option, value, .. } => write!(
                 f,
-                "duration {} for {option} is out of range: expected {} to {}",
+                "duration {} for {option} is {}",
                 humantime::format_duration(*value),
-                humantime::format_duration(*min),
-                humantime::format_duration(*max)
+                self.problem()
             ),
-            Self::InvalidCount {
-                option,
-                value,
-                min,
-                max,
-            } => write!(
-                f,
-                "invalid value {value:?} for {option}: expected a whole number from {min} to {max}"
-            ),
+            Self::InvalidCount { option, value, .. } => {
+                write!(
+                    f,
+                    "invalid value {value:?} for {option}: {}",
+                    self.problem()
+                )
+            }
             Self::RoundTooShort { round, period } => write!(
                 f,
                 "a round of {} contains fewer than ten timer periods of {}: raise --duration or --rate, or lower --rounds",

@@ -15,7 +15,9 @@ mod parse;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use parse::{MAX_DURATION, MAX_RATE_HZ, MIN_RATE_HZ, ScenarioError, parse_duration};
+pub use parse::{
+    DurationError, MAX_DURATION, MAX_RATE_HZ, MIN_RATE_HZ, ScenarioError, parse_duration,
+};
 
 /// The text of the built-in demo scenario, `scenarios/demo.toml`.
 pub const DEMO: &str = include_str!("../../scenarios/demo.toml");

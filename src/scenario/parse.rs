@@ -101,6 +101,24 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
+/// A text that [`parse_duration`] rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurationError {
+    /// The text, trimmed.
+    pub value: String,
+    /// The fault and the accepted forms, without the value. A command-line
+    /// parser that names the value prints this part alone.
+    pub problem: String,
+}
+
+impl fmt::Display for DurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\" is {}", self.value, self.problem)
+    }
+}
+
+impl std::error::Error for DurationError {}
+
 /// Parses a duration written with a unit: `500ns`, `20us` (or `20µs`),
 /// `1.5ms`, `10s`, `2min` (or `2m`), `1h`, or a sum of them: `1m30s`.
 /// Every duration of the command line and of scenario files goes through
@@ -108,17 +126,24 @@ impl std::error::Error for ScenarioError {}
 ///
 /// # Errors
 ///
-/// A message saying what is allowed.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// [`DurationError`], which names the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
+    let rejected = |problem: &str| DurationError {
+        value: text.to_owned(),
+        problem: problem.to_owned(),
+    };
     let not_a_duration = || {
-        format!(
-            "\"{text}\" is not a duration; write a number and a unit: ns, us, ms, s, min or h \
-             (\"250ms\", \"1.5s\", \"2min\", \"1m30s\")"
+        rejected(
+            "not a duration; write a number and a unit: ns, us, ms, s, min or h \
+             (\"250ms\", \"1.5s\", \"2min\", \"1m30s\")",
         )
     };
     if text.is_empty() {
         return Err(not_a_duration());
+    }
+    if text.starts_with('-') {
+        return Err(rejected("a negative duration; durations start at 0"));
     }
     let mut seconds = 0.0;
     let mut rest = text;
@@ -140,13 +165,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             _ => return Err(not_a_duration()),
         };
-        let value: f64 = number.trim().parse().map_err(|_| {
-            format!("\"{text}\" is not a duration; the number before a unit does not parse")
-        })?;
+        let value: f64 = number
+            .trim()
+            .parse()
+            .map_err(|_| rejected("not a duration: the number before a unit does not parse"))?;
         seconds += value * scale;
         rest = tail;
     }
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("\"{text}\" is too long a duration"))
+    Duration::try_from_secs_f64(seconds).map_err(|_| rejected("too long a duration"))
 }
 
 /// A number that TOML may write as an integer or a float.
@@ -315,7 +341,7 @@ impl Checker<'_> {
 
     fn duration(&self, value: &S<String>, key: &str) -> Result<Duration, ScenarioError> {
         let duration = parse_duration(value.get_ref())
-            .map_err(|message| self.error(value.span(), key, message))?;
+            .map_err(|error| self.error(value.span(), key, error.to_string()))?;
         if duration.is_zero() {
             return Err(self.error(value.span(), key, "must be longer than zero"));
         }
@@ -533,8 +559,12 @@ pub(super) fn parse(text: &str, source: &str, base: &Path) -> Result<Scenario, S
                 }
                 let mut offsets = Vec::new();
                 for (at_index, value) in at.get_ref().iter().enumerate() {
-                    let offset = parse_duration(value.get_ref()).map_err(|message| {
-                        checker.error(value.span(), format!("{}[{at_index}]", key("at")), message)
+                    let offset = parse_duration(value.get_ref()).map_err(|error| {
+                        checker.error(
+                            value.span(),
+                            format!("{}[{at_index}]", key("at")),
+                            error.to_string(),
+                        )
                     })?;
                     if offsets.last().is_some_and(|last| offset <= *last) {
                         return Err(checker.error(
@@ -876,8 +906,9 @@ fn device(
                 .map_or_else(|| name.clone(), |handler| handler.get_ref().clone()),
             work: match &device.work {
                 Some(value) => {
-                    let work = parse_duration(value.get_ref())
-                        .map_err(|message| checker.error(value.span(), key("work"), message))?;
+                    let work = parse_duration(value.get_ref()).map_err(|error| {
+                        checker.error(value.span(), key("work"), error.to_string())
+                    })?;
                     if work > MAX_WORK {
                         return Err(checker.error(
                             value.span(),
