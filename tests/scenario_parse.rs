@@ -168,6 +168,40 @@ fn generic_devices_share_a_line() {
     );
 }
 
+/// A trigger mismatch on a shared line points at the second device's
+/// `trigger`, or at its `irq` when it left the trigger to its default.
+#[test]
+fn shared_line_trigger_mismatch_located() {
+    let device = |name: &str, trigger: &str| {
+        format!(
+            "[[device]]\nname = \"{name}\"\nkind = \"generic\"\nirq = 16\nshared = true\n\
+             {trigger}arrival = {{ process = \"periodic\", rate = 10 }}\n"
+        )
+    };
+    let text = format!(
+        "{}{}",
+        device("ehci", ""),
+        device("mmc0", "trigger = \"level\"\n")
+    );
+    let (line, key, message) = rejected(&text);
+    assert_eq!(key, "device[1].trigger");
+    assert_eq!(line, 12);
+    assert!(
+        message.contains("line 16 is edge for device \"ehci\" and level here"),
+        "{message}"
+    );
+
+    let text = format!(
+        "{}{}",
+        device("ehci", "trigger = \"level\"\n"),
+        device("mmc0", "")
+    );
+    let (line, key, message) = rejected(&text);
+    assert_eq!(key, "device[1].irq");
+    assert_eq!(line, 11);
+    assert!(message.contains("and edge (the default) here"), "{message}");
+}
+
 #[test]
 fn references_are_checked() {
     let (_, key, message) = rejected(&NIC.replace("irq = 40", "irq = 40\nworkqueue = \"fast\""));

@@ -1273,12 +1273,18 @@ fn check_line_users(
             ));
         }
         if first.trigger != device.trigger {
+            // Points at the device's `trigger`, or at its line when it left
+            // the trigger to its default.
+            let (span, key, default) = match &raw.device[index].get_ref().trigger {
+                Some(trigger) => (trigger.span(), "trigger", ""),
+                None => (span, "irq", " (the default)"),
+            };
             return Err(checker.error(
                 span,
-                format!("device[{index}].trigger"),
+                format!("device[{index}].{key}"),
                 format!(
-                    "line {} is {} for device \"{}\" and {} here; devices sharing a line share \
-                     its trigger type",
+                    "line {} is {} for device \"{}\" and {}{default} here; devices sharing a \
+                     line share its trigger type",
                     device.irq,
                     first.trigger.as_str(),
                     first.name,
