@@ -61,7 +61,10 @@ impl Write for LogWriter {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return clap_exit(&error),
+    };
     if matches!(cli.command, Some(Command::Classic)) {
         // The classic modules print through printk with a subscriber of
         // their own, as their examples do.
@@ -140,6 +143,19 @@ fn classic() -> Result<(), StdoutError> {
     output::stdout("\n-- dynam_queue_2: a work item that carries data (container_of)\n")?;
     dynam_queue_2::main();
     Ok(())
+}
+
+/// Prints what clap returned instead of a command line (help, the version
+/// or a usage error) and returns its exit status. Help or a version that
+/// standard output does not take is a failure, as any other output is.
+fn clap_exit(error: &clap::Error) -> ExitCode {
+    let code = u8::try_from(error.exit_code()).unwrap_or(EXIT_BAD_INPUT);
+    let printed = error.print().and_then(|()| std::io::stdout().flush());
+    match printed {
+        Err(source) if !error.use_stderr() => fail(EXIT_FAILURE, StdoutError(source)),
+        // A usage error that standard error does not take keeps its status.
+        _ => ExitCode::from(code),
+    }
 }
 
 /// Prints an error and returns the exit status for it.

@@ -452,8 +452,15 @@ fn closed_stdout_fails_cleanly() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
-    // A full device, for the report and for the classic modules.
-    for args in [&["--duration", "200ms"][..], &["classic"]] {
+    // A full device, for the report, the classic modules, help and the
+    // version.
+    for args in [
+        &["--duration", "200ms"][..],
+        &["classic"],
+        &["--help"],
+        &["latency", "--help"],
+        &["--version"],
+    ] {
         let output = irqlab()
             .args(args)
             .stdout(std::fs::File::create("/dev/full").unwrap())
