@@ -13,8 +13,9 @@ use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 
 const PROBE: u32 = 99;
 
-/// A NIC drops and counts packets that find its RX ring full; enabling its
-/// interrupt with packets waiting raises the line.
+/// A NIC drops and counts packets that find its RX ring full, and their
+/// sequence numbers leave a gap. Enabling its interrupt with packets
+/// waiting raises the line.
 #[test]
 fn nic_ring_drops_when_full() {
     let machine = machine(1);
@@ -45,6 +46,8 @@ fn nic_ring_drops_when_full() {
     assert!(nic.receive(64, clock::now()));
     wait_until("the next packet", || popped.lock().unwrap().len() == 5);
     assert_eq!(nic.received(), 5);
+    // The six drops took sequence numbers 4 to 9, so the gap shows them.
+    assert_eq!(popped.lock().unwrap()[4], 10);
 }
 
 /// A UART's FIFO holds 16 bytes; more while the line is masked are

@@ -10,11 +10,6 @@
 //! Every packet is accounted for: a packet that arrives to a full ring is
 //! dropped by the device and counted, so `arrived = processed + dropped`
 //! once the ring is empty.
-//!
-//! NOTE: the NIC model keeps its ring and interrupt-enable register behind
-//! one short mutex, so the top half's mask and the poll's `pop` take the
-//! same lock. Real hardware registers need none; the lock is held for a
-//! few instructions on either side.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,7 +96,7 @@ impl NicState {
     ///
     /// # Context
     ///
-    /// Any; never sleeps beyond the ring's short lock.
+    /// Any; never sleeps.
     pub fn stats(&self) -> NicStats {
         let napi = self.napi.stats();
         let dropped = self.nic.dropped();
@@ -127,7 +122,7 @@ impl NicState {
     ///
     /// # Context
     ///
-    /// Any; never sleeps beyond the ring's short lock.
+    /// Any; never sleeps.
     pub fn is_idle(&self) -> bool {
         self.nic.ring_len() == 0 && !self.napi.work().is_pending()
     }

@@ -11,8 +11,8 @@ use crate::controller::Controller;
 /// A received packet, as its RX descriptor describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Packet {
-    /// Arrival sequence number, from 0, counting dropped packets too: a gap
-    /// between two popped packets is a drop.
+    /// Arrival sequence number, from 0, counting dropped packets too. With
+    /// one device thread, a gap between two popped packets is a drop.
     pub seq: u64,
     /// Length in bytes.
     pub len: u16,
@@ -33,9 +33,10 @@ struct Arrivals {
 /// line while the device's interrupt is enabled (NAPI disables it and polls
 /// the ring).
 ///
-/// The ring is a lock-free bounded queue, as a real RX ring is a block of
-/// descriptors with a producer index the device advances and a consumer
-/// index the driver advances: neither side waits for the other.
+/// The ring is a lock-free bounded queue, so neither side takes a lock,
+/// as a real RX ring is a block of descriptors with a producer index the
+/// device advances and a consumer index the driver advances. A `pop` that
+/// meets a push in flight waits for it, for a few instructions.
 #[derive(Debug)]
 pub struct Nic {
     controller: Controller,
@@ -90,7 +91,8 @@ impl Nic {
         // writes the bit, then reads the ring. With a SeqCst fence on both
         // sides, at least one reads the other's write, so a packet that
         // lands during an unmask is announced. A raise that crosses a mask
-        // is harmless, because NAPI ignores a schedule while it polls.
+        // costs one extra top half at most: NAPI ignores a schedule while
+        // it polls, and a driver without NAPI finds the ring drained.
         fence(Ordering::SeqCst);
         if self.irq_enabled.load(Ordering::Relaxed) {
             // The line number was checked when the driver requested it; a
