@@ -375,6 +375,41 @@ fn binary_plot_rejects_what_it_cannot_draw() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("\"column_sets\" is empty"), "{stderr}");
 
+    // Hand-edited fields that the plot computes with.
+    let edits: [(&str, &str, serde_json::Value, &str); 4] = [
+        (
+            "/settings",
+            "bucket_ns",
+            serde_json::json!(0),
+            "\"settings\" has bucket_ns 0",
+        ),
+        (
+            "/settings",
+            "entries",
+            serde_json::json!(1u64 << 62),
+            "with a product below 2^64",
+        ),
+        (
+            "/settings",
+            "unit",
+            serde_json::json!("ms"),
+            "\"settings.unit\" is \"ms\"",
+        ),
+        (
+            "/column_sets/0/irq/histogram",
+            "nonzero",
+            serde_json::json!([[5, 1], [3, 2]]),
+            "lists bucket 3 out of order",
+        ),
+    ];
+    for (object, key, value, expected) in edits {
+        let mut edited = result.clone();
+        edited.pointer_mut(object).unwrap()[key] = value;
+        let (code, _, stderr) = plot("edited.json", &edited);
+        assert_eq!(code, Some(2), "{key}: {stderr}");
+        assert!(stderr.contains(expected), "{key}: {stderr}");
+    }
+
     let mut future = result;
     future["format"] = serde_json::json!("irqlab-latency/9");
     let (code, _, stderr) = plot("future.json", &future);

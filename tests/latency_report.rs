@@ -3,8 +3,8 @@
 
 use clap::Parser;
 use irqlab::latency::{
-    Buckets, Column, ColumnSet, Counts, FORMAT, LatencyArgs, LatencyReport, MachineInfo, Settings,
-    Summary, measure, new_histogram,
+    Buckets, Column, ColumnSet, Counts, FORMAT, LatencyArgs, LatencyReport, MachineInfo, Ratio,
+    Settings, Summary, measure, new_histogram,
 };
 
 #[derive(Parser, Debug)]
@@ -73,7 +73,7 @@ fn histogram_table_layout() {
     assert_eq!(lines[2], "# Duration:   0 00:01:15");
     assert_eq!(
         lines[3],
-        "# Settings: 1000 Hz timer, blocking CPU, background load 0 Hz, work time 0 ns, 1024 slots, 1 round"
+        "# Settings: 1000 Hz timer, blocking CPU, background load 0 Hz, work time 0s, 1024 slots, 1 round"
     );
     assert_eq!(lines[4], "# Columns: a = system-wq");
     assert_eq!(lines[5], "Index     IRQ-a     Thr-a");
@@ -88,6 +88,44 @@ fn histogram_table_layout() {
     assert_eq!(lines[12], "avg:        226         6");
     assert_eq!(lines[13], "max:        900         6");
     assert_eq!(lines.len(), 14);
+}
+
+/// A Thr ratio leaves out lost activations, so with any lost it judges no
+/// goal; the IRQ ratio of the same mechanism still does.
+#[test]
+fn ratio_with_losses_not_judged() {
+    let mut report = known_report();
+    let ratio = |column: &str, baseline: &str| Ratio {
+        column: column.to_owned(),
+        baseline: baseline.to_owned(),
+        p50: 0.5,
+        p50_rounds: vec![0.5],
+        p99: 0.5,
+        p99_rounds: vec![0.5],
+        p50_goal: Some(1.2),
+        p99_goal: Some(1.5),
+    };
+    report.ratios = vec![ratio("IRQ-a", "IRQ-base"), ratio("Thr-a", "Thr-base")];
+    let table = report.ratio_table();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[1].contains("goal 1.2x met"), "{table}");
+    assert!(lines[2].contains("goal 1.2x not judged: 2 lost"), "{table}");
+    assert!(lines[2].contains("goal 1.5x not judged: 2 lost"), "{table}");
+    assert!(!lines[2].contains(" met"), "{table}");
+    assert!(
+        lines[3].contains("WARNING: system-wq lost 2 of 4"),
+        "{table}"
+    );
+}
+
+/// A result written before `--slots` existed reads as 64 slots, the count
+/// those runs used.
+#[test]
+fn result_without_slots_reads_64() {
+    let mut json = serde_json::to_value(known_report()).unwrap();
+    json["settings"].as_object_mut().unwrap().remove("slots");
+    let report: LatencyReport = serde_json::from_value(json).unwrap();
+    assert_eq!(report.settings.slots, 64);
 }
 
 #[test]

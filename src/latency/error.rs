@@ -198,7 +198,9 @@ impl std::fmt::Display for LatencyError {
                 queued,
             } => write!(
                 f,
-                "{mechanism}: only {started} of {queued} bottom halves started within 10 s of the timer's stop"
+                "{mechanism}: only {started} of {queued} bottom halves started within 10 s of \
+                 the timer's stop; lower --rate or --work-time, or use fewer --slots, so that \
+                 the backlog drains"
             ),
             Self::WriteJson { path, source } => {
                 write!(f, "cannot write {}: {source}", path.display())

@@ -503,7 +503,9 @@ struct ThreadRing {
     requested: AtomicU64,
     /// Next sequence number the thread reads. It is stored with `Release`
     /// after the read and paired with the top half's `Acquire`, so that
-    /// an entry is not overwritten before it was read.
+    /// an entry is not overwritten before it was read. The thread frees
+    /// each entry as its bottom half starts, as a work item may be queued
+    /// again once it runs, so that `--slots` means the same for both.
     served: AtomicU64,
 }
 
@@ -541,10 +543,10 @@ fn register_threaded(
         let mut seq = thread_ring.served.load(Ordering::Relaxed);
         while seq < end {
             let raised = thread_ring.raised_ns[seq as usize % slot_count].load(Ordering::Relaxed);
-            thread_probe.start(raised);
             seq += 1;
+            thread_ring.served.store(seq, Ordering::Release);
+            thread_probe.start(raised);
         }
-        thread_ring.served.store(seq, Ordering::Release);
         IrqReturn::Handled
     };
     request_threaded_irq(

@@ -95,6 +95,10 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
                 reason: "\"column_sets\" is empty; a result has at least the baseline's".to_owned(),
             });
         }
+        plot::check_plottable(&report).map_err(|reason| LatencyError::NotAResult {
+            path: result.clone(),
+            reason,
+        })?;
         plot_svg(&report, out)?;
         output::stdout(&format!("wrote {}\n", out.display())).map_err(LatencyError::Stdout)?;
         return Ok(None);
@@ -166,7 +170,7 @@ pub fn measure(
     let machine = machine_info();
     progress(&format!(
         "machine: {} vCPUs, {}; {} Hz for {} per column set, {}, {} column sets (about {} in all); \
-         {} CPU, background load {} Hz, work time {}, {} slots",
+         {} CPU, background load {} Hz, work time {}, {}",
         machine.cpus,
         machine.model,
         args.rate,
@@ -180,7 +184,7 @@ pub fn measure(
         },
         args.load,
         humantime::format_duration(args.work_time),
-        args.slots,
+        crate::report::counted(args.slots, "slot"),
     ));
 
     let noise_floor = (!args.noise_probe.is_zero()).then(|| {

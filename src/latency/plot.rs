@@ -35,6 +35,7 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
     } else {
         1_000.0
     };
+    // `check_plottable` keeps this product within 64 bits.
     let range = (report.settings.bucket_ns * report.settings.entries) as f64 / unit_ns;
     let p99_max = report
         .column_sets
@@ -60,8 +61,21 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
             0 => String::new(),
             nanos => format!(", work {:.1} us", nanos as f64 / 1_000.0),
         };
+        // The baseline's channel is unbounded, so slots mean nothing there.
+        let slots = if set.mechanism == "baseline" {
+            String::new()
+        } else {
+            format!(
+                ", {}",
+                crate::report::counted(report.settings.slots, "slot")
+            )
+        };
+        let lost = match set.counts.lost {
+            0 => String::new(),
+            lost => format!(", {lost} of {} lost", set.counts.activations),
+        };
         let title = format!(
-            "{} ({} Hz, {}{work}): IRQ and thread latency",
+            "{} ({} Hz, {}{work}{slots}{lost}): IRQ and thread latency",
             set.mechanism, report.settings.rate_hz, report.settings.cpu_mode
         );
         let mut chart = ChartBuilder::on(area)
@@ -107,6 +121,55 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
             .map_err(|error| failed(&error))?;
     }
     root.present().map_err(|error| failed(&error))?;
+    Ok(())
+}
+
+/// Checks the fields of a result that the plot computes with, which a hand
+/// edit may have broken: the unit and every histogram's buckets.
+///
+/// # Errors
+///
+/// The first invalid field, with its value and what is allowed.
+pub fn check_plottable(report: &LatencyReport) -> Result<(), String> {
+    let settings = &report.settings;
+    if settings.unit != "us" && settings.unit != "ns" {
+        return Err(format!(
+            "\"settings.unit\" is {:?}; expected \"us\" or \"ns\"",
+            settings.unit
+        ));
+    }
+    check_buckets("\"settings\"", settings.bucket_ns, settings.entries)?;
+    for set in &report.column_sets {
+        for column in [&set.irq, &set.thr] {
+            let histogram = &column.histogram;
+            let field = format!("the histogram of {}", column.name);
+            check_buckets(&field, histogram.bucket_ns, histogram.entries)?;
+            let mut previous = None;
+            for &[index, _] in &histogram.nonzero {
+                if index >= histogram.entries || previous.is_some_and(|previous| index <= previous)
+                {
+                    return Err(format!(
+                        "the {field} lists bucket {index} out of order or past its {} entries; \
+                         expected increasing indices below the entries",
+                        histogram.entries
+                    ));
+                }
+                previous = Some(index);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a bucket width and count: each at least 1, and their product, the
+/// histogram's range in nanoseconds, within 64 bits.
+fn check_buckets(field: &str, bucket_ns: u64, entries: u64) -> Result<(), String> {
+    if bucket_ns == 0 || entries == 0 || bucket_ns.checked_mul(entries).is_none() {
+        return Err(format!(
+            "{field} has bucket_ns {bucket_ns} and entries {entries}; expected each at \
+             least 1, with a product below 2^64"
+        ));
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! the baseline.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -377,12 +378,12 @@ impl LatencyReport {
             .collect();
         let _ = writeln!(
             out,
-            "# Settings: {} Hz timer, {} CPU, background load {} Hz, work time {} ns, {} slots, {}",
+            "# Settings: {} Hz timer, {} CPU, background load {} Hz, work time {}, {}, {}",
             self.settings.rate_hz,
             self.settings.cpu_mode,
             self.settings.load_hz,
-            self.settings.work_ns,
-            self.settings.slots,
+            humantime::format_duration(Duration::from_nanos(self.settings.work_ns)),
+            crate::report::counted(self.settings.slots, "slot"),
             crate::report::counted(self.settings.rounds as usize, "round")
         );
         let _ = writeln!(out, "# Columns: {}", legend.join(", "));
@@ -472,7 +473,15 @@ impl LatencyReport {
                 let max = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 format!("{min:.2}..{max:.2}")
             };
+            // A Thr ratio leaves out the activations that never reached a
+            // bottom half, so it judges no goal when there were any.
+            let lost = self
+                .column_sets
+                .iter()
+                .find(|set| ratio.column == set.thr.name)
+                .map_or(0, |set| set.counts.lost);
             let verdict = |value: f64, goal: Option<f64>| match goal {
+                Some(goal) if lost > 0 => format!(", goal {goal}x not judged: {lost} lost"),
                 Some(goal) if value <= goal => format!(", goal {goal}x met"),
                 Some(goal) => format!(", goal {goal}x MISSED"),
                 None => String::new(),
