@@ -251,10 +251,13 @@ fn short_run_fills_every_column() {
         if set.mechanism == "baseline" {
             assert_eq!(top_halves, 0, "the baseline has no top half");
         } else {
-            assert_eq!(
-                top_halves, counts.activations,
-                "{}: top halves",
-                set.mechanism
+            // The line's statistics also count the deliveries of expiries
+            // past the round, which are no activations.
+            assert!(
+                top_halves >= counts.activations,
+                "{}: {top_halves} top halves for {} activations",
+                set.mechanism,
+                counts.activations
             );
         }
     }

@@ -110,6 +110,10 @@ struct Probe {
     lost: AtomicU64,
     queued: AtomicU64,
     started: AtomicU64,
+    /// Programmed expiries from this one on are no activations, so that a
+    /// column set counts the periods of its round as the baseline does.
+    /// `u64::MAX` until `Session::count_for` sets it.
+    cutoff_ns: AtomicU64,
     /// Immutable.
     work_time: Duration,
 }
@@ -123,14 +127,19 @@ impl Probe {
             lost: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            cutoff_ns: AtomicU64::new(u64::MAX),
             work_time,
         })
     }
 
     /// Records the IRQ latency of one delivery and returns its programmed
-    /// expiry; `None` for a poll, which is no activation.
+    /// expiry; `None` for a poll or an expiry past the round, which are no
+    /// activations.
     fn enter(&self, ctx: &HardIrqContext<'_>) -> Option<Timestamp> {
         let raised = ctx.raise_time()?;
+        if raised.as_nanos() >= self.cutoff_ns.load(Ordering::Relaxed) {
+            return None;
+        }
         let latency = ctx.latency().unwrap_or_default();
         record(&self.irq, clock::duration_nanos(latency));
         self.activations.fetch_add(1, Ordering::Relaxed);
@@ -326,6 +335,8 @@ pub struct Session {
     registration: IrqRegistration,
     probe: Arc<Probe>,
     ordered: Option<Workqueue>,
+    /// The timer's first programmed expiry.
+    first_expiry: Timestamp,
 }
 
 impl Session {
@@ -369,7 +380,8 @@ impl Session {
         let timer = controller
             .local_timer(0, TIMER_IRQ)
             .map_err(|error| LatencyError::Request(error.to_string()))?;
-        timer.start_periodic(clock::now() + Duration::from_millis(2), settings.period);
+        let first_expiry = clock::now() + Duration::from_millis(2);
+        timer.start_periodic(first_expiry, settings.period);
         Ok(Self {
             mechanism,
             bench,
@@ -377,7 +389,19 @@ impl Session {
             registration,
             probe,
             ordered,
+            first_expiry,
         })
+    }
+
+    /// Counts only the expiries programmed within `length` of the first,
+    /// as the baseline counts the periods of its round, and returns the
+    /// end of that time.
+    pub fn count_for(&self, length: Duration) -> Timestamp {
+        let end = self.first_expiry + length;
+        self.probe
+            .cutoff_ns
+            .store(end.as_nanos(), Ordering::Relaxed);
+        end
     }
 
     /// Returns the activations so far.
@@ -696,6 +720,7 @@ pub fn run_mechanism(
     length: Duration,
 ) -> Result<ColumnSamples, LatencyError> {
     let session = Session::start(mechanism, settings, runtimes)?;
-    std::thread::sleep(length + Duration::from_millis(2));
+    let end = session.count_for(length);
+    clock::sleep_until(end);
     session.finish()
 }
