@@ -177,7 +177,11 @@ pub fn measure(
         humantime::format_duration(args.duration),
         crate::report::counted(args.rounds as usize, "round"),
         mechanisms.len() + 1,
-        humantime::format_duration(args.duration * (mechanisms.len() as u32 + 1)),
+        // The noise probe runs first; draining the backlog afterwards is not
+        // counted, because only an overloaded run has one.
+        humantime::format_duration(
+            args.duration * (mechanisms.len() as u32 + 1) + args.noise_probe
+        ),
         match args.cpu_mode {
             CpuModeArg::Blocking => "blocking",
             CpuModeArg::BusyPoll => "busy-poll",

@@ -413,7 +413,14 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     };
     let deadline = Instant::now() + DRAIN_DEADLINE;
     let mut busy: Vec<&str> = Vec::new();
+    let mut drain_cut_short = false;
     while Instant::now() < deadline {
+        // A Ctrl-C during the drain ends it; one that ended the arrivals
+        // early still lets the bottom halves finish what arrived.
+        if !stopped_early && stop.load(Ordering::Relaxed) {
+            drain_cut_short = true;
+            break;
+        }
         busy = busy_entries();
         if busy.is_empty() {
             // Idle at a glance, but a running top half or work function may
@@ -432,7 +439,13 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    if !busy.is_empty() {
+    if drain_cut_short {
+        warnings.push(
+            "Ctrl-C cut short the wait for the bottom halves: the counts may miss events \
+             still being handled"
+                .to_owned(),
+        );
+    } else if !busy.is_empty() {
         warnings.push(format!(
             "{} still had events to handle {} s after arrivals stopped: {}",
             if busy.len() == 1 {
