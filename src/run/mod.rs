@@ -47,6 +47,18 @@ use generic::{GenericDevice, GenericStats, OneshotTimer};
 /// How long the run waits for bottom halves to finish after arrivals stop.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Resolves when a Ctrl-C comes during the wait for bottom halves: one that
+/// ended the arrivals early (`stopped_early`) does not count, so this never
+/// resolves then.
+async fn stopped(stop: &AtomicBool, stopped_early: bool) {
+    loop {
+        if !stopped_early && stop.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// How often the progress callback is called.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -430,7 +442,15 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
                 let _ = controller.synchronize_irq(entry.irq);
             }
             for queue in queues.values() {
-                let _ = runtime.block_on(wq::flush_workqueue(queue));
+                // A flush waits for every queued item, which may take long:
+                // a Ctrl-C ends the wait.
+                let flush = wq::flush_workqueue(queue);
+                runtime.block_on(async {
+                    tokio::select! {
+                        _ = flush => {}
+                        () = stopped(&stop, stopped_early) => {}
+                    }
+                });
             }
             busy = busy_entries();
             if busy.is_empty() {
@@ -440,12 +460,20 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
         std::thread::sleep(Duration::from_millis(1));
     }
     if drain_cut_short {
-        warnings.push(
-            "Ctrl-C cut short the wait for the bottom halves: the counts may miss events \
-             still being handled"
-                .to_owned(),
-        );
-    } else if !busy.is_empty() {
+        busy = busy_entries();
+    }
+    if drain_cut_short && !busy.is_empty() {
+        warnings.push(format!(
+            "Ctrl-C cut short the wait for the bottom halves, so the counts may miss events \
+             that {} still handling: {}",
+            if busy.len() == 1 {
+                "a device was"
+            } else {
+                "devices were"
+            },
+            busy.join(", ")
+        ));
+    } else if !drain_cut_short && !busy.is_empty() {
         warnings.push(format!(
             "{} still had events to handle {} s after arrivals stopped: {}",
             if busy.len() == 1 {
@@ -475,6 +503,10 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
         unbind(entry, &runtime);
     }
     for queue in queues.values() {
+        // After a Ctrl-C that cut the wait short, the flush is skipped too.
+        if drain_cut_short {
+            break;
+        }
         if let Err(error) = runtime.block_on(wq::flush_workqueue(queue)) {
             warnings.push(format!("flushing workqueue {}: {error}", queue.name()));
         }
