@@ -94,13 +94,14 @@ fn parse_seed(value: &str) -> Result<u64, String> {
         .ok_or_else(|| "expected a whole number from 0 to 2^63-1".to_owned())
 }
 
-/// Parses `--cpus` as a whole number; `main` checks the range (1 to 64)
-/// against the scenario.
+/// Parses `--cpus`: a whole number from 1 to 64. `main` checks it against
+/// the CPUs that the scenario places timers and devices on.
 fn parse_cpus(value: &str) -> Result<usize, String> {
-    value.trim().parse().map_err(|_| {
-        format!(
-            "expected a whole number from 1 to {}",
-            irq_sim::machine::MAX_CPUS
-        )
-    })
+    let max = irq_sim::machine::MAX_CPUS;
+    value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|cpus| (1..=max).contains(cpus))
+        .ok_or_else(|| format!("expected a whole number from 1 to {max}"))
 }

@@ -177,12 +177,6 @@ fn scenario(args: &RunArgs) -> Result<Scenario, String> {
         scenario.seed = seed;
     }
     if let Some(cpus) = args.cpus {
-        let max = irq_sim::machine::MAX_CPUS;
-        if !(1..=max).contains(&cpus) {
-            return Err(format!(
-                "--cpus {cpus}: the number of simulated CPUs must be from 1 to {max}"
-            ));
-        }
         let placed = scenario
             .timers
             .iter()

@@ -232,7 +232,7 @@ fn bad_options_name_value_and_range() {
         ),
         (
             &["--cpus", "0"],
-            "--cpus 0: the number of simulated CPUs must be from 1 to 64",
+            "invalid value '0' for '--cpus <N>': expected a whole number from 1 to 64",
         ),
         (&["--cpus", "1"], "--cpus 1: device \"eth0\""),
         (

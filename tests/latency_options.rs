@@ -142,6 +142,8 @@ fn bad_values_rejected() {
             &["--work-time", "2s"],
             "'--work-time <DURATION>': out of range: expected 0s to 1s",
         ),
+        (&["--work-time", "25h"], "out of range: expected 0s to 1s"),
+        (&["-d", "25h"], "out of range: expected 1ms to 24h"),
         (&["-E", "0"], "invalid value '0' for '--entries <N>'"),
         (
             &["--rounds", "0"],
@@ -376,12 +378,12 @@ fn binary_plot_rejects_what_it_cannot_draw() {
     assert!(stderr.contains("\"column_sets\" is empty"), "{stderr}");
 
     // Hand-edited fields that the plot computes with.
-    let edits: [(&str, &str, serde_json::Value, &str); 4] = [
+    let edits: [(&str, &str, serde_json::Value, &str); 5] = [
         (
             "/settings",
             "bucket_ns",
             serde_json::json!(0),
-            "\"settings\" has bucket_ns 0",
+            "settings: bucket_ns 0 and entries 256",
         ),
         (
             "/settings",
@@ -399,7 +401,13 @@ fn binary_plot_rejects_what_it_cannot_draw() {
             "/column_sets/0/irq/histogram",
             "nonzero",
             serde_json::json!([[5, 1], [3, 2]]),
-            "lists bucket 3 out of order",
+            "bucket 3 is out of order",
+        ),
+        (
+            "/column_sets/0/thr/histogram",
+            "nonzero",
+            serde_json::json!([]),
+            "samples in the buckets",
         ),
     ];
     for (object, key, value, expected) in edits {
@@ -409,6 +417,43 @@ fn binary_plot_rejects_what_it_cannot_draw() {
         assert_eq!(code, Some(2), "{key}: {stderr}");
         assert!(stderr.contains(expected), "{key}: {stderr}");
     }
+
+    // The plot is SVG, and it never overwrites the result it reads.
+    let good = dir.join("good.json");
+    let png = dir.join("plot.png");
+    for (out, expected) in [
+        (&good, "give a file name ending in .svg"),
+        (&png, "give a file name ending in .svg"),
+    ] {
+        let (code, _, stderr) = irqlab(&[
+            "plot",
+            good.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
+    assert_eq!(kept, result);
+    assert!(!png.exists());
+    let svg_named = dir.join("result.svg");
+    std::fs::copy(&good, &svg_named).unwrap();
+    let (code, _, stderr) = irqlab(&[
+        "plot",
+        svg_named.to_str().unwrap(),
+        "--out",
+        svg_named.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("it is the result being plotted"),
+        "{stderr}"
+    );
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&svg_named).unwrap()).unwrap();
+    assert_eq!(kept, result);
 
     let mut future = result;
     future["format"] = serde_json::json!("irqlab-latency/9");

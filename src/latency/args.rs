@@ -234,6 +234,7 @@ fn parse_duration_in(
     option: &'static str,
     value: &str,
     min: Duration,
+    max: Duration,
 ) -> Result<Duration, LatencyError> {
     let duration =
         crate::scenario::parse_duration(value).map_err(|error| LatencyError::InvalidDuration {
@@ -241,12 +242,12 @@ fn parse_duration_in(
             value: value.to_owned(),
             problem: error.problem,
         })?;
-    if duration < min || duration > MAX_DURATION {
+    if duration < min || duration > max {
         return Err(LatencyError::DurationOutOfRange {
             option,
             value: duration,
             min,
-            max: MAX_DURATION,
+            max,
         });
     }
     Ok(duration)
@@ -254,26 +255,17 @@ fn parse_duration_in(
 
 /// Parses `--duration`: at least 1 ms, at most [`MAX_DURATION`].
 pub fn parse_duration(value: &str) -> Result<Duration, LatencyError> {
-    parse_duration_in("--duration", value, Duration::from_millis(1))
+    parse_duration_in("--duration", value, Duration::from_millis(1), MAX_DURATION)
 }
 
 /// Parses `--work-time`: 0s to 1 s.
 pub fn parse_work_time(value: &str) -> Result<Duration, LatencyError> {
-    let duration = parse_duration_in("--work-time", value, Duration::ZERO)?;
-    if duration > Duration::from_secs(1) {
-        return Err(LatencyError::DurationOutOfRange {
-            option: "--work-time",
-            value: duration,
-            min: Duration::ZERO,
-            max: Duration::from_secs(1),
-        });
-    }
-    Ok(duration)
+    parse_duration_in("--work-time", value, Duration::ZERO, Duration::from_secs(1))
 }
 
 /// Parses `--noise-probe`: 0s (off) to [`MAX_DURATION`].
 pub fn parse_probe(value: &str) -> Result<Duration, LatencyError> {
-    parse_duration_in("--noise-probe", value, Duration::ZERO)
+    parse_duration_in("--noise-probe", value, Duration::ZERO, MAX_DURATION)
 }
 
 fn parse_count(option: &'static str, value: &str, min: u64, max: u64) -> Result<u64, LatencyError> {

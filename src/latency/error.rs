@@ -104,6 +104,14 @@ pub enum LatencyError {
         /// The problem, naming the field.
         reason: String,
     },
+    /// `latency plot --out` names a file that the plot must not write: not
+    /// an `.svg` file, or the result it reads.
+    PlotOut {
+        /// The `--out` path.
+        path: PathBuf,
+        /// Why, and what is allowed.
+        reason: &'static str,
+    },
     /// The SVG plot could not be drawn or written.
     Plot {
         /// The SVG file.
@@ -128,6 +136,7 @@ impl LatencyError {
                 | Self::ReadJson { .. }
                 | Self::ParseJson { .. }
                 | Self::NotAResult { .. }
+                | Self::PlotOut { .. }
         )
     }
 
@@ -146,8 +155,8 @@ impl LatencyError {
             Self::InvalidDuration { problem, .. } => problem.clone(),
             Self::DurationOutOfRange { min, max, .. } => format!(
                 "out of range: expected {} to {}",
-                humantime::format_duration(*min),
-                humantime::format_duration(*max)
+                crate::report::format_duration(*min),
+                crate::report::format_duration(*max)
             ),
             Self::InvalidCount { min, max, .. } => {
                 format!("expected a whole number from {min} to {max}")
@@ -173,7 +182,7 @@ impl std::fmt::Display for LatencyError {
             Self::DurationOutOfRange { option, value, .. } => write!(
                 f,
                 "duration {} for {option} is {}",
-                humantime::format_duration(*value),
+                crate::report::format_duration(*value),
                 self.problem()
             ),
             Self::InvalidCount { option, value, .. } => {
@@ -186,8 +195,8 @@ impl std::fmt::Display for LatencyError {
             Self::RoundTooShort { round, period } => write!(
                 f,
                 "a round of {} contains fewer than ten timer periods of {}: raise --duration or --rate, or lower --rounds",
-                humantime::format_duration(*round),
-                humantime::format_duration(*period)
+                crate::report::format_duration(*round),
+                crate::report::format_duration(*period)
             ),
             Self::Machine(error) => write!(f, "cannot build the simulated machine: {error}"),
             Self::Request(message) => write!(f, "cannot register a handler: {message}"),
@@ -216,6 +225,9 @@ impl std::fmt::Display for LatencyError {
             Self::Stdout(error) => write!(f, "{error}"),
             Self::NotAResult { path, reason } => {
                 write!(f, "{}: {reason}; nothing to plot", path.display())
+            }
+            Self::PlotOut { path, reason } => {
+                write!(f, "invalid --out {}: {reason}", path.display())
             }
             Self::Plot { path, message } => {
                 write!(f, "cannot draw {}: {message}", path.display())

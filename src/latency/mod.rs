@@ -31,6 +31,7 @@ mod measure;
 mod plot;
 mod report;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -59,6 +60,31 @@ const THR_P50_GOAL: f64 = 1.2;
 /// Goal for the thread latency p99 against the bare hand-off.
 const THR_P99_GOAL: f64 = 1.5;
 
+/// Checks `latency plot --out` before anything is read or written: the
+/// plot is SVG, and it must not overwrite the result it reads.
+fn check_plot_out(result: &Path, out: &Path) -> Result<(), LatencyError> {
+    let is_svg = out
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("svg"));
+    if !is_svg {
+        return Err(LatencyError::PlotOut {
+            path: out.to_path_buf(),
+            reason: "the plot is SVG; give a file name ending in .svg",
+        });
+    }
+    let same = match (std::fs::canonicalize(result), std::fs::canonicalize(out)) {
+        (Ok(result), Ok(out)) => result == out,
+        _ => false,
+    };
+    if same {
+        return Err(LatencyError::PlotOut {
+            path: out.to_path_buf(),
+            reason: "it is the result being plotted; give another file",
+        });
+    }
+    Ok(())
+}
+
 /// Runs `irqlab latency` with `args`: measures and prints the report, or
 /// draws a JSON result with the `plot` subcommand. Returns the report of a
 /// measurement, `None` for a plot.
@@ -70,6 +96,7 @@ const THR_P99_GOAL: f64 = 1.5;
 /// written.
 pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
     if let Some(LatencyCommand::Plot { result, out }) = &args.command {
+        check_plot_out(result, out)?;
         let text = std::fs::read_to_string(result).map_err(|source| LatencyError::ReadJson {
             path: result.clone(),
             source,
@@ -174,12 +201,12 @@ pub fn measure(
         machine.cpus,
         machine.model,
         args.rate,
-        humantime::format_duration(args.duration),
+        crate::report::format_duration(args.duration),
         crate::report::counted(args.rounds as usize, "round"),
         mechanisms.len() + 1,
         // The noise probe runs first; draining the backlog afterwards is not
         // counted, because only an overloaded run has one.
-        humantime::format_duration(
+        crate::report::format_duration(
             args.duration * (mechanisms.len() as u32 + 1) + args.noise_probe
         ),
         match args.cpu_mode {
@@ -187,7 +214,7 @@ pub fn measure(
             CpuModeArg::BusyPoll => "busy-poll",
         },
         args.load,
-        humantime::format_duration(args.work_time),
+        crate::report::format_duration(args.work_time),
         crate::report::counted(args.slots, "slot"),
     ));
 

@@ -138,23 +138,36 @@ pub fn check_plottable(report: &LatencyReport) -> Result<(), String> {
             settings.unit
         ));
     }
-    check_buckets("\"settings\"", settings.bucket_ns, settings.entries)?;
+    check_buckets("settings", settings.bucket_ns, settings.entries)?;
     for set in &report.column_sets {
         for column in [&set.irq, &set.thr] {
             let histogram = &column.histogram;
-            let field = format!("the histogram of {}", column.name);
+            let field = format!("histogram of {}", column.name);
             check_buckets(&field, histogram.bucket_ns, histogram.entries)?;
             let mut previous = None;
             for &[index, _] in &histogram.nonzero {
                 if index >= histogram.entries || previous.is_some_and(|previous| index <= previous)
                 {
                     return Err(format!(
-                        "the {field} lists bucket {index} out of order or past its {} entries; \
+                        "{field}: bucket {index} is out of order or past its {} entries; \
                          expected increasing indices below the entries",
                         histogram.entries
                     ));
                 }
                 previous = Some(index);
+            }
+            // Summed with a check: a hand edit may hold any u64.
+            let total = histogram
+                .nonzero
+                .iter()
+                .try_fold(histogram.over, |sum, [_, count]| sum.checked_add(*count));
+            if total != Some(column.summary.count) {
+                return Err(format!(
+                    "{field}: {} samples in the buckets, {} in the summary; expected the \
+                     same count",
+                    total.map_or_else(|| "more than 2^64".to_owned(), |total| total.to_string()),
+                    column.summary.count
+                ));
             }
         }
     }
@@ -166,8 +179,8 @@ pub fn check_plottable(report: &LatencyReport) -> Result<(), String> {
 fn check_buckets(field: &str, bucket_ns: u64, entries: u64) -> Result<(), String> {
     if bucket_ns == 0 || entries == 0 || bucket_ns.checked_mul(entries).is_none() {
         return Err(format!(
-            "{field} has bucket_ns {bucket_ns} and entries {entries}; expected each at \
-             least 1, with a product below 2^64"
+            "{field}: bucket_ns {bucket_ns} and entries {entries}; expected each at least 1, \
+             with a product below 2^64"
         ));
     }
     Ok(())

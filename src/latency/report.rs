@@ -382,7 +382,7 @@ impl LatencyReport {
             self.settings.rate_hz,
             self.settings.cpu_mode,
             self.settings.load_hz,
-            humantime::format_duration(Duration::from_nanos(self.settings.work_ns)),
+            crate::report::format_duration(Duration::from_nanos(self.settings.work_ns)),
             crate::report::counted(self.settings.slots, "slot"),
             crate::report::counted(self.settings.rounds as usize, "round")
         );

@@ -9,6 +9,7 @@ mod histogram;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -253,6 +254,29 @@ pub fn counted(count: usize, noun: &str) -> String {
     } else {
         format!("{count} {noun}s")
     }
+}
+
+/// Formats a duration as an option takes it: a number with up to three
+/// decimals and the largest unit that keeps it at 1 or more, such as
+/// `24h`, `1.5s` or `990.099us`.
+pub fn format_duration(duration: Duration) -> String {
+    if duration.is_zero() {
+        return "0s".to_owned();
+    }
+    let nanos = duration.as_nanos() as f64;
+    let (value, unit) = [
+        (3.6e12, "h"),
+        (6e10, "min"),
+        (1e9, "s"),
+        (1e6, "ms"),
+        (1e3, "us"),
+    ]
+    .into_iter()
+    .find(|(scale, _)| nanos >= *scale)
+    .map_or((nanos, "ns"), |(scale, unit)| (nanos / scale, unit));
+    let number = format!("{value:.3}");
+    let number = number.trim_end_matches('0').trim_end_matches('.');
+    format!("{number}{unit}")
 }
 
 /// Formats nanoseconds with a unit that keeps three or four digits.

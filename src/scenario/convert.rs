@@ -104,8 +104,8 @@ pub enum ScenarioCommand {
         /// output they are absolute.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// How long the scenario runs, with a unit: ns, us, ms or s (at
-        /// most 24 hours) [default: the trace's length, rounded up to a
+        /// How long the scenario runs, with a unit: ns, us, ms, s, min or h
+        /// (at most 24 hours) [default: the trace's length, rounded up to a
         /// millisecond].
         #[arg(long, value_name = "D", value_parser = parse_run_duration, allow_hyphen_values = true)]
         duration: Option<Duration>,
@@ -449,7 +449,7 @@ fn parse_interval(text: &str) -> Result<f64, String> {
         Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_INTERVAL_SECS => Ok(secs),
         _ => Err(format!(
             "expected a positive number of seconds up to {MAX_INTERVAL_SECS} (a year), such as \
-             10 or 0.5, found \"{text}\""
+             10 or 0.5 (no unit)"
         )),
     }
 }
@@ -471,7 +471,7 @@ fn parse_cpus(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(cpus) if (1..=max).contains(&cpus) => Ok(cpus),
         _ => Err(format!(
-            "expected a number of simulated CPUs from 1 to {max}, found \"{text}\""
+            "expected a number of simulated CPUs from 1 to {max}"
         )),
     }
 }

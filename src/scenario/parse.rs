@@ -165,10 +165,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             "h" => 3600.0,
             _ => return Err(not_a_duration()),
         };
-        let value: f64 = number
-            .trim()
-            .parse()
-            .map_err(|_| rejected("not a duration: the number before a unit does not parse"))?;
+        let value: f64 = number.trim().parse().map_err(|_| not_a_duration())?;
         seconds += value * scale;
         rest = tail;
     }
@@ -342,11 +339,15 @@ impl Checker<'_> {
     fn duration(&self, value: &S<String>, key: &str) -> Result<Duration, ScenarioError> {
         let duration = parse_duration(value.get_ref())
             .map_err(|error| self.error(value.span(), key, error.to_string()))?;
-        if duration.is_zero() {
-            return Err(self.error(value.span(), key, "must be longer than zero"));
-        }
-        if duration > MAX_DURATION {
-            return Err(self.error(value.span(), key, "must be at most 24 hours"));
+        if duration.is_zero() || duration > MAX_DURATION {
+            return Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "\"{}\" is out of range; expected longer than zero and at most 24 hours",
+                    value.get_ref()
+                ),
+            ));
         }
         Ok(duration)
     }
@@ -500,13 +501,8 @@ pub(super) fn parse(text: &str, source: &str, base: &Path) -> Result<Scenario, S
             )
         });
     let duration = match &raw.duration {
-        Some(value) => {
-            let duration = checker.duration(value, "duration")?;
-            if duration > MAX_DURATION {
-                return Err(checker.error(value.span(), "duration", "must be at most 24 hours"));
-            }
-            duration
-        }
+        // `Checker::duration` bounds it to 24 hours.
+        Some(value) => checker.duration(value, "duration")?,
         None => Duration::from_secs(5),
     };
     let seed = match &raw.seed {

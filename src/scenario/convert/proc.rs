@@ -348,9 +348,12 @@ impl Builder {
             format!("all on CPU{busiest}")
         } else {
             format!(
-                "{:.0}% on CPU{busiest}, the rest on {} other CPUs; all go to CPU{busiest} here",
+                "{:.0}% on CPU{busiest}, the rest on {}; all go to CPU{busiest} here",
                 100.0 * busiest_count as f64 / total as f64,
-                per_cpu.iter().filter(|&&count| count > 0).count() - 1
+                crate::report::counted(
+                    per_cpu.iter().filter(|&&count| count > 0).count() - 1,
+                    "other CPU"
+                )
             )
         };
         let folded = if busiest >= self.cpus {
@@ -359,7 +362,8 @@ impl Builder {
             String::new()
         };
         format!(
-            "Line {irq} ({chip}): {total} interrupts in {} s = {}, {share}{folded}.",
+            "Line {irq} ({chip}): {} in {} s = {}, {share}{folded}.",
+            crate::report::counted(usize::try_from(total).unwrap_or(usize::MAX), "interrupt"),
             self.interval,
             format_rate(total as f64 / self.interval)
         )
