@@ -37,12 +37,13 @@ pub struct LatencyArgs {
     #[command(subcommand)]
     pub command: Option<LatencyCommand>,
 
-    /// Timer interrupt rate, in hertz (expiries per second).
+    /// Timer interrupt rate, in hertz (expiries per second), 1 to 1000000.
     #[arg(long, value_name = "HZ", default_value = "1000", value_parser = for_clap(parse_rate), allow_negative_numbers = true)]
     pub rate: u32,
 
     /// Measuring time of each column set (each mechanism and the
-    /// baseline), split evenly over the rounds, as 10s, 500ms or 1min.
+    /// baseline), split evenly over the rounds, as 10s, 500ms or 1min
+    /// (1ms to 24h).
     #[arg(long, short = 'd', value_name = "DURATION", default_value = "10s", value_parser = for_clap(parse_duration), allow_hyphen_values = true)]
     pub duration: Duration,
 
@@ -58,7 +59,7 @@ pub struct LatencyArgs {
     pub mechanism: Vec<Mechanism>,
 
     /// Rounds to interleave the mechanisms and the baseline in (A, B, A,
-    /// B, ...); ratios are the median over rounds.
+    /// B, ...), 1 to 1000; ratios are the median over rounds.
     #[arg(long, value_name = "N", default_value = "5", value_parser = for_clap(parse_rounds), allow_hyphen_values = true)]
     pub rounds: u32,
 
@@ -69,20 +70,21 @@ pub struct LatencyArgs {
 
     /// Background interrupt load, in hertz: Poisson packet arrivals of a
     /// simulated NIC on the timer's CPU, served by a work item on
-    /// system_wq; 0 turns it off.
+    /// system_wq; 0 turns it off, at most 1000000.
     #[arg(long, value_name = "HZ", default_value = "0", value_parser = for_clap(parse_load), allow_negative_numbers = true)]
     pub load: u32,
 
     /// Time each bottom half stays busy (spinning) after it started, as 0s,
     /// 50us or 1ms. One worker then serves at most 1/work-time activations
-    /// a second, so a rate above that overloads the bottom half.
+    /// a second, so a rate above that overloads the bottom half. At most
+    /// 1s.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = for_clap(parse_work_time), allow_hyphen_values = true)]
     pub work_time: Duration,
 
     /// Activations that may wait for their bottom half at once: the work
     /// items a workqueue mechanism uses in turn, or the entries of the
-    /// threaded IRQ's ring. One more is counted as lost. The default
-    /// covers 20 ms of backlog at 50 kHz.
+    /// threaded IRQ's ring. One more is counted as lost. 1 to 65536; the
+    /// default covers 20 ms of backlog at 50 kHz.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SLOTS, value_parser = for_clap(parse_slots), allow_hyphen_values = true)]
     pub slots: usize,
 
@@ -90,12 +92,13 @@ pub struct LatencyArgs {
     #[arg(long, value_enum, default_value = "us")]
     pub unit: Unit,
 
-    /// Width of one histogram bucket, in --unit (as rtla's --bucket-size).
+    /// Width of one histogram bucket, in --unit (as rtla's --bucket-size),
+    /// 1 to 1000000000.
     #[arg(long, short = 'b', value_name = "N", default_value = "1", value_parser = for_clap(parse_bucket_size), allow_hyphen_values = true)]
     pub bucket_size: u64,
 
-    /// Number of histogram buckets (as rtla's --entries); samples past the
-    /// last bucket are counted in the `over:` row.
+    /// Number of histogram buckets (as rtla's --entries), 1 to 10000000;
+    /// samples past the last bucket are counted in the `over:` row.
     #[arg(long, short = 'E', value_name = "N", default_value = "256", value_parser = for_clap(parse_entries), allow_hyphen_values = true)]
     pub entries: u64,
 
