@@ -118,6 +118,43 @@ fn ratio_with_losses_not_judged() {
     );
 }
 
+/// A baseline whose bottom half starts more than ten periods late measures
+/// its own backlog, so no Thr ratio is judged against it; IRQ ratios are.
+#[test]
+fn backlogged_baseline_not_judged() {
+    let mut report = known_report();
+    report.column_sets[0].counts.lost = 0;
+    let mut late = new_histogram();
+    late.record_n(500_000_000, 3).unwrap();
+    let mut baseline = report.column_sets[0].clone();
+    baseline.mechanism = "baseline".to_owned();
+    baseline.tag = "base".to_owned();
+    baseline.thr = Column::of("Thr-base".to_owned(), &late, 1_000, 10);
+    report.column_sets.push(baseline);
+    let ratio = |column: &str, baseline: &str| Ratio {
+        column: column.to_owned(),
+        baseline: baseline.to_owned(),
+        p50: 0.5,
+        p50_rounds: vec![0.5],
+        p99: 0.5,
+        p99_rounds: vec![0.5],
+        p50_goal: Some(1.2),
+        p99_goal: Some(1.5),
+    };
+    report.ratios = vec![ratio("IRQ-a", "IRQ-base"), ratio("Thr-a", "Thr-base")];
+    let table = report.ratio_table();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[1].contains("goal 1.2x met"), "{table}");
+    assert!(
+        lines[2].contains("goal 1.2x not judged: the baseline fell behind"),
+        "{table}"
+    );
+    assert!(
+        lines[3].contains("WARNING: the baseline's bottom half ran"),
+        "{table}"
+    );
+}
+
 /// A result written before `--slots` existed reads as 64 slots, the count
 /// those runs used.
 #[test]

@@ -69,6 +69,10 @@ pub struct Settings {
     pub slots: usize,
 }
 
+/// Thr-base p50, in timer periods, past which the baseline counts as
+/// backlogged: a bottom half that keeps up starts within a period or two.
+const BACKLOG_PERIODS: f64 = 10.0;
+
 /// `--slots` of a result written before the option existed.
 fn slots_before_option() -> usize {
     64
@@ -467,6 +471,15 @@ impl LatencyReport {
                 self.settings.rounds
             );
         }
+        // A baseline whose bottom half runs far behind the timer measures its
+        // own backlog, and a Thr ratio against it judges nothing.
+        let period_ns = 1e9 / f64::from(self.settings.rate_hz.max(1));
+        let backlogged_p50_ns = self
+            .column_sets
+            .iter()
+            .find(|set| set.mechanism == "baseline")
+            .map(|set| set.thr.summary.p50_ns)
+            .filter(|&p50_ns| p50_ns as f64 > BACKLOG_PERIODS * period_ns);
         for ratio in &self.ratios {
             let spread = |rounds: &[f64]| {
                 let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
@@ -480,8 +493,12 @@ impl LatencyReport {
                 .iter()
                 .find(|set| ratio.column == set.thr.name)
                 .map_or(0, |set| set.counts.lost);
+            let thr = ratio.column.starts_with("Thr-");
             let verdict = |value: f64, goal: Option<f64>| match goal {
                 Some(goal) if lost > 0 => format!(", goal {goal}x not judged: {lost} lost"),
+                Some(goal) if thr && backlogged_p50_ns.is_some() => {
+                    format!(", goal {goal}x not judged: the baseline fell behind")
+                }
                 Some(goal) if value <= goal => format!(", goal {goal}x met"),
                 Some(goal) => format!(", goal {goal}x MISSED"),
                 None => String::new(),
@@ -497,6 +514,15 @@ impl LatencyReport {
                 ratio.p99,
                 spread(&ratio.p99_rounds),
                 verdict(ratio.p99, ratio.p99_goal),
+            );
+        }
+        if let Some(p50_ns) = backlogged_p50_ns {
+            let _ = writeln!(
+                out,
+                "  WARNING: the baseline's bottom half ran {} behind its expiries at the \
+                 median, over {BACKLOG_PERIODS} timer periods: its task cannot keep up, so \
+                 Thr-base measures its backlog and no Thr ratio is judged",
+                crate::report::format_ns(p50_ns)
             );
         }
         // A ratio covers only the activations whose bottom half ran.
