@@ -90,11 +90,9 @@ fn histogram_table_layout() {
     assert_eq!(lines.len(), 14);
 }
 
-/// A Thr ratio leaves out lost activations, so with any lost it judges no
-/// goal; the IRQ ratio of the same mechanism still does.
-#[test]
-fn ratio_with_losses_not_judged() {
-    let mut report = known_report();
+/// Returns an IRQ and a Thr ratio of 0.5 for column set `a` of
+/// `known_report`, with the tool's goals.
+fn half_ratios() -> Vec<Ratio> {
     let ratio = |column: &str, baseline: &str| Ratio {
         column: column.to_owned(),
         baseline: baseline.to_owned(),
@@ -105,7 +103,15 @@ fn ratio_with_losses_not_judged() {
         p50_goal: Some(1.2),
         p99_goal: Some(1.5),
     };
-    report.ratios = vec![ratio("IRQ-a", "IRQ-base"), ratio("Thr-a", "Thr-base")];
+    vec![ratio("IRQ-a", "IRQ-base"), ratio("Thr-a", "Thr-base")]
+}
+
+/// A Thr ratio leaves out lost activations, so with any lost it judges no
+/// goal; the IRQ ratio of the same mechanism still does.
+#[test]
+fn ratio_with_losses_not_judged() {
+    let mut report = known_report();
+    report.ratios = half_ratios();
     let table = report.ratio_table();
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[1].contains("goal 1.2x met"), "{table}");
@@ -124,6 +130,7 @@ fn ratio_with_losses_not_judged() {
 fn backlogged_baseline_not_judged() {
     let mut report = known_report();
     report.column_sets[0].counts.lost = 0;
+
     let mut late = new_histogram();
     late.record_n(500_000_000, 3).unwrap();
     let mut baseline = report.column_sets[0].clone();
@@ -131,17 +138,8 @@ fn backlogged_baseline_not_judged() {
     baseline.tag = "base".to_owned();
     baseline.thr = Column::of("Thr-base".to_owned(), &late, 1_000, 10);
     report.column_sets.push(baseline);
-    let ratio = |column: &str, baseline: &str| Ratio {
-        column: column.to_owned(),
-        baseline: baseline.to_owned(),
-        p50: 0.5,
-        p50_rounds: vec![0.5],
-        p99: 0.5,
-        p99_rounds: vec![0.5],
-        p50_goal: Some(1.2),
-        p99_goal: Some(1.5),
-    };
-    report.ratios = vec![ratio("IRQ-a", "IRQ-base"), ratio("Thr-a", "Thr-base")];
+    report.ratios = half_ratios();
+
     let table = report.ratio_table();
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[1].contains("goal 1.2x met"), "{table}");
