@@ -47,20 +47,15 @@ use generic::{GenericDevice, GenericStats, OneshotTimer};
 /// How long the run waits for bottom halves to finish after arrivals stop.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Resolves when a Ctrl-C comes during the wait for bottom halves: one that
-/// ended the arrivals early (`stopped_early`) does not count, so this never
-/// resolves then.
-async fn stopped(stop: &AtomicBool, stopped_early: bool) {
-    loop {
-        if !stopped_early && stop.load(Ordering::Relaxed) {
-            return;
-        }
+/// How often the progress callback is called.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Resolves once `condition` holds, looking every millisecond.
+async fn wait_for(condition: impl Fn() -> bool) {
+    while !condition() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
-
-/// How often the progress callback is called.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// An error that kept a run from starting.
 #[derive(Debug)]
@@ -425,11 +420,12 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     };
     let deadline = Instant::now() + DRAIN_DEADLINE;
     let mut busy: Vec<&str> = Vec::new();
+    // A Ctrl-C during the drain ends it. One that ended the arrivals early
+    // still lets the bottom halves finish what arrived.
+    let interrupted = || !stopped_early && stop.load(Ordering::Relaxed);
     let mut drain_cut_short = false;
     while Instant::now() < deadline {
-        // A Ctrl-C during the drain ends it; one that ended the arrivals
-        // early still lets the bottom halves finish what arrived.
-        if !stopped_early && stop.load(Ordering::Relaxed) {
+        if interrupted() {
             drain_cut_short = true;
             break;
         }
@@ -448,7 +444,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
                 runtime.block_on(async {
                     tokio::select! {
                         _ = flush => {}
-                        () = stopped(&stop, stopped_early) => {}
+                        () = wait_for(&interrupted) => {}
                     }
                 });
             }
