@@ -255,11 +255,12 @@ fn bench_throughput(c: &mut Criterion) {
     nic_through_work(&mut group, Deferral::WorkItem);
     nic_through_work(&mut group, Deferral::Napi);
 
+    // Each message is the time of its event, as each packet of the NIC
+    // benches carries its arrival time.
     let base_runtime = runtime();
     group.bench_function("baseline_mpsc_stream", |b| {
         b.iter_custom(|iterations| {
-            let start = std::time::Instant::now();
-            for _ in 0..iterations {
+            time_streams(&base_runtime, iterations, || {
                 let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<u64>();
                 let consumer = base_runtime.spawn(async move {
                     let mut sum = 0_u64;
@@ -268,23 +269,14 @@ fn bench_throughput(c: &mut Criterion) {
                     }
                     sum
                 });
-                // Each message is the time of its event, as each packet
-                // of the NIC benches carries its arrival time.
-                for _ in 0..STREAM {
-                    sender
-                        .send(clock::now().as_nanos())
-                        .expect("the task is alive");
-                }
-                drop(sender);
-                std::hint::black_box(base_runtime.block_on(consumer).expect("consumer task"));
-            }
-            start.elapsed()
+                let send = move |value| sender.send(value).expect("the task is alive");
+                (send, consumer)
+            })
         });
     });
     group.bench_function("baseline_bounded_mpsc_stream", |b| {
         b.iter_custom(|iterations| {
-            let start = std::time::Instant::now();
-            for _ in 0..iterations {
+            time_streams(&base_runtime, iterations, || {
                 let (sender, mut receiver) = tokio::sync::mpsc::channel::<u64>(RX_RING);
                 let consumer = base_runtime.spawn(async move {
                     let mut sum = 0_u64;
@@ -293,18 +285,33 @@ fn bench_throughput(c: &mut Criterion) {
                     }
                     sum
                 });
-                for _ in 0..STREAM {
-                    sender
-                        .blocking_send(clock::now().as_nanos())
-                        .expect("the task is alive");
-                }
-                drop(sender);
-                std::hint::black_box(base_runtime.block_on(consumer).expect("consumer task"));
-            }
-            start.elapsed()
+                let send = move |value| sender.blocking_send(value).expect("the task is alive");
+                (send, consumer)
+            })
         });
     });
     group.finish();
+}
+
+/// Times `iterations` streams of [`STREAM`] timestamps from this thread.
+/// `open` makes a channel and spawns its consumer, returning a function
+/// that sends one message. A stream ends when the sender is dropped and the
+/// consumer has taken every message.
+fn time_streams<S: FnMut(u64)>(
+    runtime: &tokio::runtime::Runtime,
+    iterations: u64,
+    open: impl Fn() -> (S, tokio::task::JoinHandle<u64>),
+) -> Duration {
+    let start = std::time::Instant::now();
+    for _ in 0..iterations {
+        let (mut send, consumer) = open();
+        for _ in 0..STREAM {
+            send(clock::now().as_nanos());
+        }
+        drop(send);
+        std::hint::black_box(runtime.block_on(consumer).expect("consumer task"));
+    }
+    start.elapsed()
 }
 
 /// Descriptors in the NIC's RX ring.
