@@ -434,9 +434,9 @@ fn binary_plot_rejects_what_it_cannot_draw() {
         assert_eq!(code, Some(2), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
     }
-    let kept: serde_json::Value =
+    let unchanged: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
-    assert_eq!(kept, result);
+    assert_eq!(unchanged, result);
     assert!(!png.exists());
     let svg_named = dir.join("result.svg");
     std::fs::copy(&good, &svg_named).unwrap();
@@ -451,9 +451,9 @@ fn binary_plot_rejects_what_it_cannot_draw() {
         stderr.contains("it is the result being plotted"),
         "{stderr}"
     );
-    let kept: serde_json::Value =
+    let unchanged: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&svg_named).unwrap()).unwrap();
-    assert_eq!(kept, result);
+    assert_eq!(unchanged, result);
 
     let mut future = result;
     future["format"] = serde_json::json!("irqlab-latency/9");
