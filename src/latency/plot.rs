@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::error::LatencyError;
-use super::report::{Column, LatencyReport};
+use super::report::{BASELINE, Column, FORMAT, LatencyReport};
 
 const PANEL_HEIGHT: u32 = 260;
 const WIDTH: u32 = 900;
@@ -62,7 +62,7 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
             nanos => format!(", work {:.1} us", nanos as f64 / 1_000.0),
         };
         // The baseline's channel is unbounded, so slots mean nothing there.
-        let slots = if set.mechanism == "baseline" {
+        let slots = if set.mechanism == BASELINE {
             String::new()
         } else {
             format!(
@@ -124,13 +124,23 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
     Ok(())
 }
 
-/// Checks the fields of a result that the plot computes with, which a hand
-/// edit may have broken: the unit and every histogram's buckets.
+/// Checks that a result can be plotted: its format, its column sets, and
+/// the fields that the plot computes with, which a hand edit may have
+/// broken (the unit and every histogram's buckets).
 ///
 /// # Errors
 ///
 /// The first invalid field, with its value and what is allowed.
 pub fn check_plottable(report: &LatencyReport) -> Result<(), String> {
+    if report.format != FORMAT {
+        return Err(format!(
+            "\"format\" is {:?}; this irqlab reads {FORMAT:?}, the output of `irqlab latency --json`",
+            report.format
+        ));
+    }
+    if report.column_sets.is_empty() {
+        return Err("\"column_sets\" is empty; a result has at least the baseline's".to_owned());
+    }
     let settings = &report.settings;
     if settings.unit != "us" && settings.unit != "ns" {
         return Err(format!(

@@ -16,6 +16,9 @@ pub const FORMAT: &str = "irqlab-latency/1";
 /// The tag of the baseline's columns (`IRQ-base`, `Thr-base`).
 pub const BASELINE_TAG: &str = "base";
 
+/// The `mechanism` of the baseline's column set.
+pub const BASELINE: &str = "baseline";
+
 /// A whole result, as `--json` writes it. Times are in nanoseconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencyReport {
@@ -482,7 +485,7 @@ impl LatencyReport {
         let backlogged_p50_ns = self
             .column_sets
             .iter()
-            .find(|set| set.mechanism == "baseline")
+            .find(|set| set.mechanism == BASELINE)
             .map(|set| set.thr.summary.p50_ns)
             .filter(|&p50_ns| p50_ns as f64 > (BACKLOG_PERIODS * period_ns).max(BACKLOG_MIN_NS));
         for ratio in &self.ratios {
