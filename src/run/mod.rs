@@ -498,13 +498,12 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     for entry in entries {
         unbind(entry, &runtime);
     }
-    for queue in queues.values() {
-        // After a Ctrl-C that cut the wait short, the flush is skipped too.
-        if drain_cut_short {
-            break;
-        }
-        if let Err(error) = runtime.block_on(wq::flush_workqueue(queue)) {
-            warnings.push(format!("flushing workqueue {}: {error}", queue.name()));
+    // After a Ctrl-C that cut the wait short, the flushes are skipped too.
+    if !drain_cut_short {
+        for queue in queues.values() {
+            if let Err(error) = runtime.block_on(wq::flush_workqueue(queue)) {
+                warnings.push(format!("flushing workqueue {}: {error}", queue.name()));
+            }
         }
     }
     let queue_stats: Vec<_> = queues.values().map(Workqueue::stats).collect();
