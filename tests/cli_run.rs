@@ -92,9 +92,16 @@ fn check_report(json: &Value, what: &str) {
         "raise_to_bottom_half",
     ] {
         let row = &latency[measure];
-        for key in ["count", "min_ns", "p50_ns", "p99_ns", "p999_ns", "max_ns"] {
+        for key in [
+            "count", "min_ns", "avg_ns", "p50_ns", "p99_ns", "p999_ns", "max_ns",
+        ] {
             number(row, key);
         }
+        assert!(
+            number(row, "min_ns") <= number(row, "avg_ns")
+                && number(row, "avg_ns") <= number(row, "max_ns"),
+            "{what}: {measure} {row}"
+        );
         assert!(
             number(row, "min_ns") <= number(row, "p50_ns"),
             "{what}: {measure} {row}"

@@ -273,6 +273,24 @@ fn in_unit(nanos: f64, unit_ns: u64) -> String {
     }
 }
 
+/// Formats a length in seconds as rtla's header does, `DAYS HH:MM:SS`,
+/// with milliseconds after the seconds when there are any.
+fn rtla_duration(seconds: f64) -> String {
+    let millis = (seconds * 1e3).round() as u64;
+    let whole = millis / 1_000;
+    let clock = format!(
+        "{:>3} {:02}:{:02}:{:02}",
+        whole / 86_400,
+        whole / 3_600 % 24,
+        whole / 60 % 60,
+        whole % 60
+    );
+    match millis % 1_000 {
+        0 => clock,
+        fraction => format!("{clock}.{fraction:03}"),
+    }
+}
+
 impl LatencyReport {
     fn unit_ns(&self) -> u64 {
         if self.settings.unit == "ns" { 1 } else { 1_000 }
@@ -372,16 +390,12 @@ impl LatencyReport {
         } else {
             "microseconds (us)"
         };
-        let seconds = self.settings.duration_s.round() as u64;
         let _ = writeln!(out, "# irqlab latency histogram");
         let _ = writeln!(out, "# Time unit is {unit_name}");
         let _ = writeln!(
             out,
-            "# Duration: {:>3} {:02}:{:02}:{:02}",
-            seconds / 86_400,
-            seconds / 3_600 % 24,
-            seconds / 60 % 60,
-            seconds % 60
+            "# Duration: {}",
+            rtla_duration(self.settings.duration_s)
         );
         let legend: Vec<String> = self
             .column_sets
@@ -543,5 +557,18 @@ impl LatencyReport {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rtla_duration;
+
+    #[test]
+    fn duration_reads_as_rtla_with_milliseconds_when_any() {
+        assert_eq!(rtla_duration(75.0), "  0 00:01:15");
+        assert_eq!(rtla_duration(90_061.0), "  1 01:01:01");
+        assert_eq!(rtla_duration(0.5), "  0 00:00:00.500");
+        assert_eq!(rtla_duration(2.25), "  0 00:00:02.250");
     }
 }

@@ -2,10 +2,11 @@
 //! `rtla timerlat hist`: one row per bucket, empty rows left out, a column
 //! per measure, and count, min, avg and max below.
 //!
-//! Latencies here span nanoseconds to milliseconds, so the buckets are
-//! powers of two of nanoseconds rather than rtla's fixed microseconds.
-//! Each column also gets a bar, scaled to its own fullest bucket, so that
-//! the shape of each distribution reads at a glance.
+//! Latencies here span nanoseconds to milliseconds, so the buckets grow
+//! on a 1-2-5 scale (1, 2, 5, 10, 20, 50 ... nanoseconds) rather than
+//! rtla's fixed microseconds, and every bound is a round number of its
+//! unit. Each column also gets a bar, scaled to its own fullest bucket, so
+//! that the shape of each distribution reads at a glance.
 
 use std::fmt::Write as _;
 
@@ -13,44 +14,65 @@ use hdrhistogram::Histogram;
 
 use super::format_ns;
 
-/// Returns the bucket of a value: `k` covers `[2^k, 2^(k+1))` nanoseconds.
-fn bucket(value: u64) -> u32 {
-    63 - value.max(1).leading_zeros()
+/// Buckets: bounds from 1 ns to 10^19 ns, the last that fits in a `u64`.
+const BUCKETS: usize = 58;
+
+/// Returns the lower bound of bucket `k`, in nanoseconds: 1, 2 or 5 times
+/// a power of ten. The bound past the last bucket saturates.
+fn lower_bound(k: usize) -> u64 {
+    let mantissa = [1u64, 2, 5][k % 3];
+    10u64
+        .checked_pow((k / 3) as u32)
+        .and_then(|power| power.checked_mul(mantissa))
+        .unwrap_or(u64::MAX)
 }
 
-/// Counts per bucket of `histogram`.
-fn counts(histogram: &Histogram<u64>) -> [u64; 64] {
-    let mut counts = [0u64; 64];
+/// Returns the bucket of a value: bucket `k` covers
+/// `[lower_bound(k), lower_bound(k + 1))` nanoseconds.
+fn bucket(value: u64) -> usize {
+    let value = value.max(1);
+    let decade = value.ilog10();
+    let leading = value / 10u64.pow(decade);
+    let step = match leading {
+        1 => 0,
+        2..=4 => 1,
+        _ => 2,
+    };
+    decade as usize * 3 + step
+}
+
+/// Counts per bucket of `histogram`. A sample counts in the bucket of the
+/// lowest value its histogram bucket stands for.
+fn counts(histogram: &Histogram<u64>) -> [u64; BUCKETS] {
+    let mut counts = [0u64; BUCKETS];
     for value in histogram.iter_recorded() {
-        counts[bucket(value.value_iterated_to()) as usize] += value.count_at_value();
+        let lowest = histogram.lowest_equivalent(value.value_iterated_to());
+        counts[bucket(lowest)] += value.count_at_value();
     }
     counts
 }
 
 /// Returns the label of bucket `k`: its lower and upper bound.
-fn label(k: u32) -> String {
-    let low = 1u64 << k;
-    let high = low.saturating_mul(2);
-    format!("{} - {}", short(low), short(high))
+fn label(k: usize) -> String {
+    format!("{} - {}", short(lower_bound(k)), short(lower_bound(k + 1)))
 }
 
-/// Formats a bound in the largest unit that keeps it whole.
+/// Formats a bound of the 1-2-5 scale in the largest unit that keeps it
+/// whole.
 fn short(ns: u64) -> String {
-    if ns >= 1_000_000_000 && ns.is_multiple_of(1_000_000) {
-        format!("{}s", ns as f64 / 1e9)
-    } else if ns >= 1_000_000 {
-        format!("{:.1}ms", ns as f64 / 1e6)
-    } else if ns >= 1_000 {
-        format!("{:.1}us", ns as f64 / 1e3)
-    } else {
-        format!("{ns}ns")
+    match ns {
+        u64::MAX => "max".to_owned(),
+        1_000_000_000.. => format!("{} s", ns / 1_000_000_000),
+        1_000_000.. => format!("{} ms", ns / 1_000_000),
+        1_000.. => format!("{} us", ns / 1_000),
+        _ => format!("{ns} ns"),
     }
 }
 
 /// Renders `columns` (a title and a histogram each) side by side, with
 /// bars of at most `bar_width` characters.
 pub fn render_histogram(columns: &[(&str, &Histogram<u64>)], bar_width: usize) -> String {
-    let per_column: Vec<[u64; 64]> = columns
+    let per_column: Vec<[u64; BUCKETS]> = columns
         .iter()
         .map(|(_, histogram)| counts(histogram))
         .collect();
@@ -58,14 +80,14 @@ pub fn render_histogram(columns: &[(&str, &Histogram<u64>)], bar_width: usize) -
         .iter()
         .map(|counts| counts.iter().copied().max().unwrap_or(0))
         .collect();
-    let rows: Vec<u32> = (0..64u32)
-        .filter(|k| per_column.iter().any(|counts| counts[*k as usize] > 0))
+    let rows: Vec<usize> = (0..BUCKETS)
+        .filter(|k| per_column.iter().any(|counts| counts[*k] > 0))
         .collect();
 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Latency histogram (buckets double in width; a full bar is the column's fullest bucket)"
+        "Latency histogram (bucket bounds on a 1-2-5 scale; a full bar is the column's fullest bucket)"
     );
     let label_width = rows
         .iter()
@@ -74,20 +96,20 @@ pub fn render_histogram(columns: &[(&str, &Histogram<u64>)], bar_width: usize) -
         .unwrap_or(0)
         .max("bucket".len());
     let count_width = 9;
-    let _ = write!(out, "  {:<label_width$}", "bucket");
+    let mut header = format!("  {:<label_width$}", "bucket");
     for (title, _) in columns {
         let _ = write!(
-            out,
+            header,
             "  {:<width$}",
             title,
             width = count_width + 1 + bar_width
         );
     }
-    let _ = writeln!(out);
+    let _ = writeln!(out, "{}", header.trim_end());
     for k in &rows {
         let mut line = format!("  {:<label_width$}", label(*k));
         for (counts, fullest) in per_column.iter().zip(&fullest) {
-            let count = counts[*k as usize];
+            let count = counts[*k];
             let filled = if *fullest == 0 || count == 0 {
                 0
             } else {
@@ -145,11 +167,21 @@ mod tests {
     }
 
     #[test]
-    fn buckets_double() {
+    fn buckets_step_one_two_five() {
+        assert_eq!(bucket(0), 0);
         assert_eq!(bucket(1), 0);
-        assert_eq!(bucket(1023), 9);
-        assert_eq!(bucket(1024), 10);
-        assert_eq!(label(10), "1.0us - 2.0us");
+        assert_eq!(bucket(1_999), 9);
+        assert_eq!(bucket(2_000), 10);
+        assert_eq!(bucket(4_999), 10);
+        assert_eq!(bucket(5_000), 11);
+        assert_eq!(bucket(u64::MAX), BUCKETS - 1);
+        for k in 0..BUCKETS {
+            assert_eq!(bucket(lower_bound(k)), k, "bucket {k}");
+            assert_eq!(bucket(lower_bound(k + 1) - 1), k, "bucket {k}");
+        }
+        assert_eq!(label(9), "1 us - 2 us");
+        assert_eq!(label(17), "500 us - 1 ms");
+        assert_eq!(label(BUCKETS - 1), "10000000000 s - max");
     }
 
     #[test]
@@ -158,13 +190,13 @@ mod tests {
         let slow = histogram(&[5_000, 6_000]);
         let text = render_histogram(&[("fast", &fast), ("slow", &slow)], 10);
         let rows: Vec<&str> = text.lines().filter(|line| line.contains(" - ")).collect();
-        // 1.0-2.0us, 4.1-8.2us, 65.5-131.1us; nothing between.
+        // 1-2 us, 5-10 us, 100-200 us; nothing between.
         assert_eq!(rows.len(), 3, "{text}");
         let total: u64 = rows
             .iter()
             .map(|row| {
                 row.split_whitespace()
-                    .nth(3)
+                    .nth(5)
                     .unwrap()
                     .parse::<u64>()
                     .unwrap()
@@ -172,7 +204,16 @@ mod tests {
             .sum();
         assert_eq!(total, 4, "{text}");
         assert!(text.contains("count:"), "{text}");
+        assert!(text.lines().all(|line| line == line.trim_end()), "{text}");
         // The fullest bucket of a column gets the full bar.
         assert!(rows[0].contains(&"#".repeat(10)), "{text}");
+    }
+
+    #[test]
+    fn samples_at_a_bound_count_above_it() {
+        let counts = counts(&histogram(&[1_999, 2_000, 19_999, 20_000, 4_999_999]));
+        for value in [1_999, 2_000, 19_999, 20_000, 4_999_999] {
+            assert_eq!(counts[bucket(value)], 1, "{value} ns");
+        }
     }
 }

@@ -169,8 +169,8 @@ pub struct LatencyRow {
     pub count: u64,
     /// Smallest.
     pub min_ns: u64,
-    /// Mean.
-    pub mean_ns: u64,
+    /// Mean, which rtla calls `avg`.
+    pub avg_ns: u64,
     /// Median.
     pub p50_ns: u64,
     /// 99th percentile.
@@ -188,7 +188,7 @@ impl LatencyRow {
         Self {
             count: summary.count,
             min_ns: summary.min,
-            mean_ns: if histogram.is_empty() {
+            avg_ns: if histogram.is_empty() {
                 0
             } else {
                 histogram.mean().round() as u64
