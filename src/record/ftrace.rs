@@ -27,6 +27,12 @@
 //! Skipped without error: blank lines, comment lines (`#`), `<stack trace>`
 //! and `<user stack trace>` events, and their `=>` continuation lines.
 //!
+//! `trace-cmd report` prints the same event lines after a preamble:
+//! `version = 6`, `cpus=4` (kept as [`Trace::cpus`]) and `CPU 2 is empty`
+//! lines. Both tools mark the events a full buffer lost, tracefs as
+//! `CPU:1 [LOST 12 EVENTS]` and trace-cmd as `CPU:1 [12 EVENTS DROPPED]`
+//! or `CPU:1 [EVENTS DROPPED]`; the marks are kept as [`Trace::lost`].
+//!
 //! The events are sorted by timestamp, because per-CPU buffers make file
 //! order differ from time order. Events with equal timestamps keep their
 //! file order. Within one CPU, file order must be time order: a timestamp
@@ -165,6 +171,36 @@ pub struct Event {
 pub struct Trace {
     /// The events, sorted by timestamp.
     pub events: Vec<Event>,
+    /// The marks of lost events, in file order.
+    pub lost: Vec<LostEvents>,
+    /// The CPU count from a `trace-cmd report` preamble (`cpus=4`), which
+    /// includes CPUs that recorded nothing.
+    pub cpus: Option<u32>,
+}
+
+/// A mark of events that a CPU's full buffer lost: the trace is missing
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostEvents {
+    /// 1-based line number of the mark.
+    pub line: usize,
+    /// The CPU whose buffer lost them.
+    pub cpu: u32,
+    /// How many, when the mark says (`CPU:1 [EVENTS DROPPED]` does not).
+    pub count: Option<u64>,
+}
+
+/// What one line of a trace holds.
+enum Line {
+    /// An event.
+    Event(Event),
+    /// A mark of lost events.
+    Lost(LostEvents),
+    /// The CPU count of a `trace-cmd report` preamble.
+    Cpus(u32),
+    /// Nothing to keep: a blank line, a comment, a stack trace or a
+    /// preamble line.
+    Skipped,
 }
 
 /// One `irq_handler_entry` of an IRQ line.
@@ -208,10 +244,21 @@ impl Trace {
     /// has invalid fields.
     pub fn parse(text: &str) -> Result<Self, FtraceError> {
         let mut events: Vec<Event> = Vec::new();
+        let mut lost = Vec::new();
+        let mut cpus = None;
         let mut last_of_cpu: HashMap<u32, (u64, usize)> = HashMap::new();
         for (index, content) in text.lines().enumerate() {
-            let Some(event) = parse_line(index + 1, content)? else {
-                continue;
+            let event = match parse_line(index + 1, content)? {
+                Line::Event(event) => event,
+                Line::Lost(mark) => {
+                    lost.push(mark);
+                    continue;
+                }
+                Line::Cpus(count) => {
+                    cpus = Some(count);
+                    continue;
+                }
+                Line::Skipped => continue,
             };
 
             // One CPU's buffer is in time order; a step back means two
@@ -229,7 +276,7 @@ impl Trace {
             events.push(event);
         }
         events.sort_by_key(|event| event.timestamp_ns);
-        Ok(Self { events })
+        Ok(Self { events, lost, cpus })
     }
 
     /// Returns the timestamp of the first event, or `None` for an empty trace.
@@ -288,11 +335,14 @@ impl Trace {
     }
 }
 
-/// Parses one line, returning `None` for a line that carries no event.
-fn parse_line(line: usize, content: &str) -> Result<Option<Event>, FtraceError> {
+/// Parses one line.
+fn parse_line(line: usize, content: &str) -> Result<Line, FtraceError> {
     let trimmed = content.trim_start();
     if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("=>") {
-        return Ok(None);
+        return Ok(Line::Skipped);
+    }
+    if let Some(status) = parse_status(line, trimmed.trim_end()) {
+        return Ok(status);
     }
 
     // Columns before the timestamp.
@@ -314,10 +364,10 @@ fn parse_line(line: usize, content: &str) -> Result<Option<Event>, FtraceError> 
     // The event.
     let event_text = event_text.trim();
     if event_text.starts_with("<stack trace>") || event_text.starts_with("<user stack trace>") {
-        return Ok(None);
+        return Ok(Line::Skipped);
     }
     let kind = parse_event(line, event_text)?;
-    Ok(Some(Event {
+    Ok(Line::Event(Event {
         line,
         task,
         pid,
@@ -327,6 +377,41 @@ fn parse_line(line: usize, content: &str) -> Result<Option<Event>, FtraceError> 
         timestamp_ns,
         kind,
     }))
+}
+
+/// Parses the lines around the events that `trace-cmd report` and tracefs
+/// print: `version = 6`, `cpus=4`, `CPU 2 is empty`, and the marks of lost
+/// events. Returns `None` for any other line.
+fn parse_status(line: usize, text: &str) -> Option<Line> {
+    if let Some(version) = text.strip_prefix("version = ") {
+        return is_decimal(version).then_some(Line::Skipped);
+    }
+    if let Some(count) = text.strip_prefix("cpus=") {
+        return count
+            .parse()
+            .ok()
+            .filter(|_| is_decimal(count))
+            .map(Line::Cpus);
+    }
+    if let Some(cpu) = text
+        .strip_prefix("CPU ")
+        .and_then(|rest| rest.strip_suffix(" is empty"))
+    {
+        return is_decimal(cpu).then_some(Line::Skipped);
+    }
+    let (cpu, mark) = text.strip_prefix("CPU:")?.split_once(" [")?;
+    let cpu = cpu.parse().ok().filter(|_| is_decimal(cpu))?;
+    let mark = mark.strip_suffix(']')?;
+    let count = if mark == "EVENTS DROPPED" {
+        None
+    } else {
+        let digits = mark
+            .strip_prefix("LOST ")
+            .and_then(|rest| rest.strip_suffix(" EVENTS"))
+            .or_else(|| mark.strip_suffix(" EVENTS DROPPED"))?;
+        Some(digits.parse().ok().filter(|_| is_decimal(digits))?)
+    };
+    Some(Line::Lost(LostEvents { line, cpu, count }))
 }
 
 /// Finds the first `[CPU]` cell surrounded by whitespace and returns the

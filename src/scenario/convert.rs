@@ -269,6 +269,9 @@ pub struct Generated {
     pub out: Option<PathBuf>,
     /// The scenario as [`Scenario::parse`] reads it back.
     pub scenario: Scenario,
+    /// What the reader should know about the input, such as the events a
+    /// trace lost; the scenario's comments say it too.
+    pub warnings: Vec<String>,
 }
 
 /// Reads the command's inputs and returns the scenario, checked by
@@ -279,6 +282,7 @@ pub struct Generated {
 /// A [`ConvertError`] naming the file and, for malformed input, the line
 /// and the reason.
 pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
+    let mut warnings = Vec::new();
     let (text, out) = match command {
         ScenarioCommand::FromProcInterrupts {
             before,
@@ -315,6 +319,12 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
                 path: trace_name.clone(),
                 error,
             })?;
+            if let Some(lost) = self::trace::lost_summary(&parsed) {
+                warnings.push(format!(
+                    "{trace_name} lost events ({lost}): the scenario does not replay the \
+                     interrupts among them"
+                ));
+            }
             let replay_path = replay_path(trace, out.as_deref())?;
             let text = scenario_from_ftrace(&FtraceInput {
                 trace: &parsed,
@@ -345,6 +355,7 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
         text,
         out,
         scenario,
+        warnings,
     })
 }
 
@@ -356,6 +367,9 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
 /// A [`ConvertError`]; [`ConvertError::exit_code`] gives the exit status.
 pub fn run(command: &ScenarioCommand) -> Result<(), ConvertError> {
     let generated = generate(command)?;
+    for warning in &generated.warnings {
+        crate::output::stderr_line(format_args!("irqlab: warning: {warning}"));
+    }
     match &generated.out {
         Some(path) => {
             std::fs::write(path, &generated.text).map_err(|error| ConvertError::Write {

@@ -300,6 +300,70 @@ fn parse_skips_comments_and_blank_lines() {
     assert_eq!(Trace::parse("").unwrap().start_ns(), None);
 }
 
+/// The layout of `trace-cmd report`: a preamble, no flags column, and the
+/// marks of lost events.
+const TRACE_CMD_REPORT: &str = "\
+version = 6
+CPU 2 is empty
+cpus=4
+          <idle>-0     [000]  5103.449510: irq_handler_entry:    irq=27 name=arch_timer
+          <idle>-0     [000]  5103.449520: irq_handler_exit:     irq=27 ret=handled
+CPU:0 [204 EVENTS DROPPED]
+          <idle>-0     [000]  5103.453510: irq_handler_entry:    irq=27 name=arch_timer
+          <idle>-0     [001]  5103.455510: irq_handler_entry:    irq=27 name=arch_timer
+CPU:1 [EVENTS DROPPED]
+          <idle>-0     [001]  5103.457510: irq_handler_entry:    irq=27 name=arch_timer
+CPU:3 [LOST 12 EVENTS]
+";
+
+#[test]
+fn parse_reads_trace_cmd_report() {
+    let trace = Trace::parse(TRACE_CMD_REPORT).unwrap();
+    assert_eq!(trace.cpus, Some(4));
+    let lines: Vec<usize> = trace.events.iter().map(|event| event.line).collect();
+    assert_eq!(lines, [4, 5, 7, 8, 10]);
+    assert_eq!(trace.events[0].flags, None);
+    assert_eq!(trace.irq_entries()[&27].len(), 4);
+    assert_eq!(
+        trace.lost,
+        [
+            LostEvents {
+                line: 6,
+                cpu: 0,
+                count: Some(204)
+            },
+            LostEvents {
+                line: 9,
+                cpu: 1,
+                count: None
+            },
+            LostEvents {
+                line: 11,
+                cpu: 3,
+                count: Some(12)
+            },
+        ]
+    );
+}
+
+#[test]
+fn parse_rejects_malformed_status_lines() {
+    for line in [
+        "cpus=four",
+        "version = six",
+        "CPU x is empty",
+        "CPU:1 [LOST many EVENTS]",
+        "CPU:one [EVENTS DROPPED]",
+        "CPU:1 [12 EVENTS]",
+    ] {
+        let error = Trace::parse(&format!("{line}\n")).unwrap_err();
+        assert!(
+            matches!(&error, FtraceError::MissingCpu { line: 1, text } if text == line),
+            "{line}: {error:?}"
+        );
+    }
+}
+
 #[test]
 fn parse_rejects_bad_timestamp() {
     for stamp in [

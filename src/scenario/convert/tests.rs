@@ -619,6 +619,34 @@ fn catapult_irq_line_replayed() {
     assert!(generated.contains("1 softirq_entry event: "), "{generated}");
 }
 
+#[test]
+fn trace_cmd_report_converts_and_names_its_losses() {
+    let text = "\
+version = 6
+cpus=4
+          <idle>-0     [000]  5103.449510: irq_handler_entry:    irq=27 name=arch_timer
+CPU:0 [204 EVENTS DROPPED]
+          <idle>-0     [000]  5103.453510: irq_handler_entry:    irq=27 name=arch_timer
+CPU:1 [EVENTS DROPPED]
+          <idle>-0     [001]  5103.455510: irq_handler_entry:    irq=27 name=arch_timer
+";
+    let path = temporary_trace("trace-cmd.txt", text);
+    let (generated, scenario) = convert_trace(text, "trace-cmd.txt", path.parent().unwrap());
+    // The preamble's CPU count covers CPUs that recorded nothing.
+    assert_eq!(scenario.machine.cpus, 4);
+    let ArrivalSpec::Replay { offsets, .. } = &scenario.devices[0].arrival else {
+        panic!("{generated}");
+    };
+    assert_eq!(offsets.len(), 3);
+    assert!(
+        generated.contains(
+            "# The trace lost events (204 on CPU0, an unknown number on CPU1; first mark on \
+             line 4): the interrupts among them are not replayed."
+        ),
+        "{generated}"
+    );
+}
+
 const SHARED_WITH_WORK: &str = "\
  <idle>-0 [001] d.h1 100.000100: irq_handler_entry: irq=16 name=ehci_hcd:usb3
  <idle>-0 [001] d.h1 100.000102: workqueue_queue_work: work struct=ffff0001 function=usb_work workqueue=events req_cpu=8 cpu=1

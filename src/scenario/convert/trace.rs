@@ -63,6 +63,7 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
         .events
         .iter()
         .map(|event| event.cpu as usize + 1)
+        .chain(trace.cpus.map(|cpus| cpus as usize))
         .max()
         .unwrap_or(1);
     let cpus = input.cpus.unwrap_or(recorded_cpus.min(MAX_CPUS));
@@ -167,6 +168,11 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
             .to_owned(),
         "trace's first event. The rules are in docs/scenarios-from-recordings.md.".to_owned(),
     ];
+    if let Some(lost) = lost_summary(trace) {
+        header.push(format!(
+            "The trace lost events ({lost}): the interrupts among them are not replayed."
+        ));
+    }
     if cpus != recorded_cpus {
         header.push(format!(
             "The trace has {recorded_cpus} CPUs and the scenario {cpus}: recorded CPU c runs \
@@ -257,6 +263,32 @@ fn line_work(
         functions.join(", ")
     ));
     Some(median)
+}
+
+/// Says how many events each CPU's buffer lost and where the first mark
+/// is, as `204 on CPU0, an unknown number on CPU1; first mark on line 7`,
+/// or `None` when the trace marks no loss.
+pub(super) fn lost_summary(trace: &Trace) -> Option<String> {
+    let first = trace.lost.first()?;
+    let mut per_cpu: BTreeMap<u32, Option<u64>> = BTreeMap::new();
+    for mark in &trace.lost {
+        let total = per_cpu.entry(mark.cpu).or_insert(Some(0));
+        *total = total
+            .zip(mark.count)
+            .map(|(sum, count)| sum.saturating_add(count));
+    }
+    let cpus: Vec<String> = per_cpu
+        .iter()
+        .map(|(cpu, total)| match total {
+            Some(count) => format!("{count} on CPU{cpu}"),
+            None => format!("an unknown number on CPU{cpu}"),
+        })
+        .collect();
+    Some(format!(
+        "{}; first mark on line {}",
+        cpus.join(", "),
+        first.line
+    ))
 }
 
 /// Lists in comment blocks what the scenario does not replay.
