@@ -32,7 +32,7 @@ use tracing_subscriber::prelude::*;
 use cli::{Cli, Command, RunArgs};
 use irqlab::output::{self, StdoutError};
 use irqlab::run::{Progress, RunOptions};
-use irqlab::scenario::Scenario;
+use irqlab::scenario::{Overrides, Scenario};
 use irqlab::timeline::{self, Timeline};
 
 /// Exit status for bad input.
@@ -166,36 +166,17 @@ fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
 
 /// Reads the scenario and applies the command line's overrides.
 fn scenario(args: &RunArgs) -> Result<Scenario, String> {
+    let overrides = Overrides { cpus: args.cpus };
     let mut scenario = match &args.scenario {
-        Some(path) => Scenario::load(path).map_err(|error| error.to_string())?,
-        None => Scenario::demo(),
-    };
+        Some(path) => Scenario::load_with(path, overrides),
+        None => Scenario::demo_with(overrides),
+    }
+    .map_err(|error| error.to_string())?;
     if let Some(duration) = args.duration {
         scenario.duration = duration;
     }
     if let Some(seed) = args.seed {
         scenario.seed = seed;
-    }
-    if let Some(cpus) = args.cpus {
-        let placed = scenario
-            .timers
-            .iter()
-            .map(|timer| (format!("timer \"{}\"", timer.name), timer.cpu))
-            .chain(
-                scenario
-                    .devices
-                    .iter()
-                    .map(|device| (format!("device \"{}\"", device.name), device.cpu)),
-            )
-            .find(|(_, cpu)| *cpu >= cpus);
-        if let Some((what, cpu)) = placed {
-            return Err(format!(
-                "--cpus {cpus}: {what} of {} runs on CPU {cpu}; give at least {} CPUs or move it",
-                scenario.source,
-                cpu + 1
-            ));
-        }
-        scenario.machine.cpus = cpus;
     }
     Ok(scenario)
 }
@@ -219,13 +200,14 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
         );
     }
     // Refuse unwritable outputs before the run, not after it.
-    for path in [&args.json, &args.trace].into_iter().flatten() {
-        if path != Path::new("-")
+    for (option, path) in [("--json", &args.json), ("--trace", &args.trace)] {
+        if let Some(path) = path
+            && path != Path::new("-")
             && let Err(error) = std::fs::File::create(path)
         {
             return fail(
                 EXIT_FAILURE,
-                format!("cannot write {}: {error}", path.display()),
+                format!("{option} {}: cannot write it: {error}", path.display()),
             );
         }
     }
@@ -266,7 +248,15 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
             output::stdout(&(json + "\n")).map_err(|error| error.to_string())
         } else {
             std::fs::write(path, json + "\n")
-                .map_err(|error| format!("cannot write {}: {error}", path.display()))
+                .map(|()| {
+                    if !args.quiet {
+                        output::stderr_line(format_args!(
+                            "irqlab: wrote the JSON report to {}",
+                            path.display()
+                        ));
+                    }
+                })
+                .map_err(|error| format!("--json {}: cannot write it: {error}", path.display()))
         };
         if let Err(message) = written {
             return fail(EXIT_FAILURE, message);
@@ -298,7 +288,8 @@ fn write_trace(
         out.flush()?;
         Ok(summary)
     };
-    let summary = write().map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    let summary =
+        write().map_err(|error| format!("--trace {}: cannot write it: {error}", path.display()))?;
     if !quiet {
         let line = format!(
             "Timeline: {} top halves, {} work runs and {} queue_work arrows written to {}; open it \

@@ -235,16 +235,19 @@ fn bad_options_name_value_and_range() {
         ),
         (
             &["--duration", "0s"],
-            "invalid value '0s' for '--duration <DURATION>': expected a duration longer than zero and at most 24 hours",
+            "invalid value '0s' for '--duration <DURATION>': expected a duration longer than 0s and at most 24h",
         ),
         (
             &["--cpus", "0"],
             "invalid value '0' for '--cpus <N>': expected a whole number from 1 to 64",
         ),
-        (&["--cpus", "1"], "--cpus 1: device \"eth0\""),
+        (
+            &["--cpus", "1"],
+            "device[0].cpu: CPU 1 does not exist; --cpus 1 gives the machine CPU 0 only",
+        ),
         (
             &["--duration", "-1s"],
-            "invalid value '-1s' for '--duration <DURATION>': a negative duration; durations start at 0",
+            "invalid value '-1s' for '--duration <DURATION>': a negative duration",
         ),
         (
             &["--seed", "-1"],
@@ -276,10 +279,48 @@ fn unwritable_output_fails_before_run() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("cannot write /nonexistent/dir/report.json"),
+        stderr.contains("--json /nonexistent/dir/report.json: cannot write it"),
         "{stderr}"
     );
     assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn cpus_option_applies_before_the_file_is_checked() {
+    let path = scratch("cpu3.toml");
+    std::fs::write(
+        &path,
+        "[machine]\ncpus = 1\n[[device]]\nname = \"x\"\nkind = \"generic\"\nirq = 3\ncpu = 3\n\
+         arrival = { process = \"periodic\", rate = 100 }\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let output = run(&[
+        "--scenario",
+        path,
+        "--cpus",
+        "4",
+        "--duration",
+        "50ms",
+        "--quiet",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let output = run(&["--scenario", path, "--cpus", "2", "--duration", "50ms"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "cpu3.toml:7:7: device[0].cpu: CPU 3 does not exist; --cpus 2 gives the machine CPUs 0 to 1"
+        ),
+        "{stderr}"
+    );
+    let output = run(&["--scenario", path, "--duration", "50ms"]);
+    assert!(
+        text(&output.stderr).contains("CPU 3 does not exist; the machine has CPU 0 only"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]

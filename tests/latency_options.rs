@@ -140,10 +140,16 @@ fn bad_values_rejected() {
         ),
         (
             &["--work-time", "2s"],
-            "'--work-time <DURATION>': out of range: expected 0s to 1s",
+            "'--work-time <DURATION>': out of range; expected a duration from 0s to 1s",
         ),
-        (&["--work-time", "25h"], "out of range: expected 0s to 1s"),
-        (&["-d", "25h"], "out of range: expected 1ms to 24h"),
+        (
+            &["--work-time", "25h"],
+            "out of range; expected a duration from 0s to 1s",
+        ),
+        (
+            &["-d", "25h"],
+            "out of range; expected a duration from 1ms to 24h",
+        ),
         (&["-E", "0"], "invalid value '0' for '--entries <N>'"),
         (
             &["--rounds", "0"],
@@ -438,6 +444,19 @@ fn binary_plot_rejects_what_it_cannot_draw() {
         serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
     assert_eq!(unchanged, result);
     assert!(!png.exists());
+    // A folder that does not exist gets the system's message, once.
+    let nowhere = dir.join("missing").join("plot.svg");
+    let (code, _, stderr) = irqlab(&[
+        "plot",
+        good.to_str().unwrap(),
+        "--out",
+        nowhere.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.ends_with("plot.svg: No such file or directory (os error 2)\n"),
+        "{stderr}"
+    );
     let svg_named = dir.join("result.svg");
     std::fs::copy(&good, &svg_named).unwrap();
     let (code, _, stderr) = irqlab(&[

@@ -99,10 +99,7 @@ fn durations_need_a_unit() {
     assert!(parse_duration("fast").is_err());
     let negative = parse_duration("-1s").unwrap_err();
     assert_eq!(negative.value, "-1s");
-    assert_eq!(
-        negative.to_string(),
-        "\"-1s\" is a negative duration; durations start at 0"
-    );
+    assert_eq!(negative.to_string(), "\"-1s\" is a negative duration");
 }
 
 #[test]
@@ -117,10 +114,85 @@ fn bad_duration_names_line_and_key() {
 
 #[test]
 fn unknown_keys_are_rejected_with_what_is_allowed() {
-    let (line, _, message) = rejected(&format!("{NIC}colour = \"red\"\n"));
-    assert_eq!(line, 7);
-    assert!(message.contains("unknown field `colour`"), "{message}");
-    assert!(message.contains("expected one of"), "{message}");
+    let (line, key, message) = rejected(&format!("{NIC}colour = \"red\"\n"));
+    assert_eq!((line, key.as_str()), (7, "device[0].colour"));
+    assert!(message.starts_with("unknown key `colour` ("), "{message}");
+    assert!(
+        message.contains("the keys here are name, kind, irq"),
+        "{message}"
+    );
+}
+
+#[test]
+fn misspelt_keys_get_the_closest_one() {
+    let cases = [
+        (
+            NIC.replace("arrival =", "arival ="),
+            6,
+            "device[0].arival",
+            "arrival",
+        ),
+        (
+            NIC.replace("rate =", "rat ="),
+            6,
+            "device[0].arrival.rat",
+            "rate",
+        ),
+        ("dration = \"1s\"\n".to_owned(), 1, "dration", "duration"),
+        ("[machine]\ncpu = 2\n".to_owned(), 2, "machine.cpu", "cpus"),
+    ];
+    for (text, want_line, want_key, closest) in cases {
+        let (line, key, message) = rejected(&text);
+        assert_eq!((line, key.as_str()), (want_line, want_key), "{text}");
+        assert!(
+            message.contains(&format!("; did you mean `{closest}`?")),
+            "{message}"
+        );
+    }
+    // A key far from every allowed one gets the list only.
+    let (_, _, message) = rejected(&format!("{NIC}bogus = 1\n"));
+    assert!(!message.contains("did you mean"), "{message}");
+}
+
+#[test]
+fn type_errors_name_the_key() {
+    let cases = [
+        (
+            "[machine]\ncpus = \"2\"\n".to_owned(),
+            2,
+            "machine.cpus",
+            "expected an integer",
+        ),
+        (
+            NIC.replace("rate = 1000", "rate = \"x\""),
+            6,
+            "device[0].arrival.rate",
+            "expected a number",
+        ),
+        (
+            NIC.replace("{ process = \"poisson\", rate = 1000 }", "{ rate = 1000 }"),
+            6,
+            "device[0].arrival",
+            "missing key `process`",
+        ),
+        (
+            NIC.replace("irq = 40\n", ""),
+            2,
+            "device[0]",
+            "missing key `irq`",
+        ),
+        (
+            "[machine]\ncpus = 99999999999999999999\n".to_owned(),
+            2,
+            "machine.cpus",
+            "99999999999999999999 is out of range; integers here are at most 2^63-1",
+        ),
+    ];
+    for (text, want_line, want_key, want_message) in cases {
+        let (line, key, message) = rejected(&text);
+        assert_eq!((line, key.as_str()), (want_line, want_key), "{text}");
+        assert!(message.contains(want_message), "{message}");
+    }
 }
 
 #[test]

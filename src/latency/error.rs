@@ -154,7 +154,7 @@ impl LatencyError {
             }
             Self::InvalidDuration { problem, .. } => problem.clone(),
             Self::DurationOutOfRange { min, max, .. } => format!(
-                "out of range: expected {} to {}",
+                "out of range; expected a duration from {} to {}",
                 crate::report::format_duration(*min),
                 crate::report::format_duration(*max)
             ),

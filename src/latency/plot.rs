@@ -22,6 +22,10 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
         path: out.to_path_buf(),
         message: error.to_string(),
     };
+    // The SVG backend would report a file it cannot create only when the
+    // drawing is done, wrapped twice ("backend error: Drawing backend
+    // error: ..."); the system's own message is clearer.
+    std::fs::File::create(out).map_err(|error| failed(&error))?;
     let panels = report.column_sets.len().max(1) as u32;
     let root = SVGBackend::new(out, (WIDTH, PANEL_HEIGHT * panels)).into_drawing_area();
     root.fill(&WHITE).map_err(|error| failed(&error))?;

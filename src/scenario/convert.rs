@@ -469,12 +469,12 @@ fn parse_interval(text: &str) -> Result<f64, String> {
 }
 
 /// Parses the `--duration` of `run` and of the converters: a duration with
-/// a unit, longer than zero and at most 24 hours. The error leaves out the
+/// a unit, longer than 0s and at most 24h. The error leaves out the
 /// value, which clap prints before it.
 pub fn parse_run_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text).map_err(|error| error.problem)?;
     if duration.is_zero() || duration > MAX_DURATION {
-        return Err("expected a duration longer than zero and at most 24 hours".to_owned());
+        return Err("expected a duration longer than 0s and at most 24h".to_owned());
     }
     Ok(duration)
 }

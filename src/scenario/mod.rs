@@ -319,6 +319,14 @@ pub struct LineSpec {
     pub overrun: irq_sim::OverrunPolicy,
 }
 
+/// Values from the command line that replace a scenario's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Simulated CPUs (`--cpus`), instead of `machine.cpus`; 1 to
+    /// [`irq_sim::machine::MAX_CPUS`].
+    pub cpus: Option<usize>,
+}
+
 impl Scenario {
     /// Reads a scenario from TOML `text`. `source` names it in errors and
     /// reports; `base` is the folder relative paths in it (replayed
@@ -330,7 +338,25 @@ impl Scenario {
     /// TOML that does not parse, unknown keys, wrong types, and values that
     /// are out of range or contradict each other.
     pub fn parse(text: &str, source: &str, base: &Path) -> Result<Self, ScenarioError> {
-        parse::parse(text, source, base)
+        parse::parse(text, source, base, Overrides::default())
+    }
+
+    /// Reads a scenario as [`Scenario::parse`] does, with `overrides`
+    /// replacing the text's own values before the checks that depend on
+    /// them.
+    ///
+    /// # Errors
+    ///
+    /// As [`Scenario::parse`]; a CPU of a timer or device that lies
+    /// beyond an overriding CPU count is reported at that timer's or
+    /// device's `cpu` key.
+    pub fn parse_with(
+        text: &str,
+        source: &str,
+        base: &Path,
+        overrides: Overrides,
+    ) -> Result<Self, ScenarioError> {
+        parse::parse(text, source, base, overrides)
     }
 
     /// Reads the scenario file at `path`.
@@ -340,19 +366,44 @@ impl Scenario {
     /// [`ScenarioError`] when the file cannot be read or is not a valid
     /// scenario.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        Self::load_with(path, Overrides::default())
+    }
+
+    /// Reads the scenario file at `path` with `overrides`, as
+    /// [`Scenario::parse_with`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`ScenarioError`] when the file cannot be read or is not a valid
+    /// scenario with the overrides.
+    pub fn load_with(path: &Path, overrides: Overrides) -> Result<Self, ScenarioError> {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read {
             source_name: source.clone(),
             error: error.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, &source, base)
+        Self::parse_with(&text, &source, base, overrides)
     }
 
     /// Returns the built-in demo.
     pub fn demo() -> Self {
-        Self::parse(DEMO, DEMO_SOURCE, Path::new(env!("CARGO_MANIFEST_DIR")))
-            .expect("scenarios/demo.toml is checked by the tests")
+        Self::demo_with(Overrides::default()).expect("scenarios/demo.toml is checked by the tests")
+    }
+
+    /// Returns the built-in demo with `overrides`.
+    ///
+    /// # Errors
+    ///
+    /// [`ScenarioError`] when an override contradicts the demo, such as a
+    /// CPU count that leaves out a device's CPU.
+    pub fn demo_with(overrides: Overrides) -> Result<Self, ScenarioError> {
+        Self::parse_with(
+            DEMO,
+            DEMO_SOURCE,
+            Path::new(env!("CARGO_MANIFEST_DIR")),
+            overrides,
+        )
     }
 
     /// Returns the names of all queues the scenario uses, system queues

@@ -12,8 +12,8 @@ use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 
 use super::{
-    ArrivalSpec, CpuMode, DeviceKind, DeviceSpec, LineSpec, MachineSpec, SYSTEM_QUEUES, Scenario,
-    TimerKind, TimerSpec, Trigger, WorkqueueSpec,
+    ArrivalSpec, CpuMode, DeviceKind, DeviceSpec, LineSpec, MachineSpec, Overrides, SYSTEM_QUEUES,
+    Scenario, TimerKind, TimerSpec, Trigger, WorkqueueSpec,
 };
 use crate::record::ftrace::Trace;
 
@@ -143,7 +143,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         return Err(not_a_duration());
     }
     if text.starts_with('-') {
-        return Err(rejected("a negative duration; durations start at 0"));
+        return Err(rejected("a negative duration"));
     }
     let mut seconds = 0.0;
     let mut rest = text;
@@ -344,7 +344,7 @@ impl Checker<'_> {
                 value.span(),
                 key,
                 format!(
-                    "\"{}\" is out of range; expected longer than zero and at most 24 hours",
+                    "\"{}\" is out of range; expected a duration longer than 0s and at most 24h",
                     value.get_ref()
                 ),
             ));
@@ -372,10 +372,10 @@ impl Checker<'_> {
             value.span(),
             key,
             format!(
-                "\"{}\" is out of range; it must be from {:?} to {:?}",
+                "\"{}\" is out of range; expected a duration from {} to {}",
                 value.get_ref(),
-                range.start(),
-                range.end()
+                crate::report::format_duration(*range.start()),
+                crate::report::format_duration(*range.end())
             ),
         ))
     }
@@ -460,9 +460,120 @@ impl Checker<'_> {
     }
 }
 
+/// Returns the key path of the key or value at `offset` in the form the
+/// other messages use (`device[0].arrival.rate`): the table from the
+/// headers above it, the key of its line and, inside an inline table, the
+/// inner key at or before it. An offset on a table header gives the
+/// table.
+fn key_path_at(text: &str, offset: usize) -> String {
+    let offset = (0..=offset.min(text.len()))
+        .rev()
+        .find(|at| text.is_char_boundary(*at))
+        .unwrap_or(0);
+    let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
+    let line_end = text[offset..]
+        .find('\n')
+        .map_or(text.len(), |at| offset + at);
+
+    let mut table = String::new();
+    let mut arrays: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in text[..line_end].lines() {
+        let line = line.trim();
+        if let Some(name) = line
+            .strip_prefix("[[")
+            .and_then(|rest| rest.split("]]").next())
+        {
+            let count = arrays.entry(name.trim()).or_default();
+            table = format!("{}[{count}]", name.trim());
+            *count += 1;
+        } else if let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.split(']').next())
+        {
+            table = name.trim().to_owned();
+        }
+    }
+    let line = &text[line_start..line_end];
+    if line.trim_start().starts_with('[') {
+        return table;
+    }
+
+    let is_key = |key: &str| {
+        !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    let mut keys: Vec<&str> = Vec::new();
+    if let Some((key, _)) = line.split_once('=')
+        && is_key(key.trim())
+    {
+        keys.push(key.trim());
+    }
+    let before = &text[line_start..offset];
+    if let Some(open) = before.find('{') {
+        // The entry of the inline table that the offset is in: its key is
+        // written before the offset, or starts at it.
+        let entry = before[open + 1..].rsplit([',', '{']).next().unwrap_or("");
+        let inner = match entry.split_once('=') {
+            Some((key, _)) => key.trim(),
+            None => text[offset..line_end]
+                .split(|c: char| c == '=' || c.is_whitespace())
+                .next()
+                .unwrap_or(""),
+        };
+        if is_key(inner) {
+            keys.push(inner);
+        }
+    }
+    std::iter::once(table.as_str())
+        .chain(keys)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Rewords serde's complaint about an unknown key: the closest allowed key
+/// when one is close, then all of them.
+fn unknown_key(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let allowed: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    // A typo changes a character or two, about one in three at most.
+    let closest = allowed
+        .iter()
+        .map(|key| (strsim::damerau_levenshtein(field, key), *key))
+        .filter(|(edits, key)| *edits <= (key.len() / 3).max(1))
+        .min_by_key(|(edits, _)| *edits);
+    let hint = closest.map_or(String::new(), |(_, key)| format!("; did you mean `{key}`?"));
+    let listing = if allowed.is_empty() {
+        "this table takes no keys".to_owned()
+    } else {
+        format!("the keys here are {}", allowed.join(", "))
+    };
+    Some(format!("unknown key `{field}`{hint} ({listing})"))
+}
+
 /// Rewords serde's messages in the words of a scenario file: TOML types
-/// rather than Rust ones, and the table syntax a sequence needs.
+/// rather than Rust ones, keys rather than fields, and the table syntax a
+/// sequence needs.
 fn plain_message(message: &str) -> String {
+    if let Some(text) = unknown_key(message) {
+        return text;
+    }
+    if let Some(number) = message
+        .strip_prefix("invalid type: integer `")
+        .and_then(|rest| rest.split_once("` as i128"))
+        .map(|(number, _)| number)
+    {
+        return format!("{number} is out of range; integers here are at most 2^63-1");
+    }
+    if let Some(key) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        return format!("missing key `{key}`");
+    }
     let mut text = message
         .replace("expected i64", "expected an integer")
         .replace("expected u64", "expected an integer")
@@ -483,11 +594,17 @@ fn plain_message(message: &str) -> String {
     text
 }
 
-pub(super) fn parse(text: &str, source: &str, base: &Path) -> Result<Scenario, ScenarioError> {
+pub(super) fn parse(
+    text: &str,
+    source: &str,
+    base: &Path,
+    overrides: Overrides,
+) -> Result<Scenario, ScenarioError> {
     let checker = Checker { text, source };
     let raw: RawScenario = toml::from_str(text).map_err(|error| {
         let span = error.span().unwrap_or(0..0);
-        checker.error(span, "", plain_message(error.message().trim_end()))
+        let key = key_path_at(text, span.start);
+        checker.error(span, key, plain_message(error.message().trim_end()))
     })?;
 
     let name = raw
@@ -506,11 +623,21 @@ pub(super) fn parse(text: &str, source: &str, base: &Path) -> Result<Scenario, S
         None => Duration::from_secs(5),
     };
     let seed = match &raw.seed {
-        Some(value) => u64::try_from(*value.get_ref())
-            .map_err(|_| checker.error(value.span(), "seed", "must not be negative"))?,
+        Some(value) => u64::try_from(*value.get_ref()).map_err(|_| {
+            checker.error(
+                value.span(),
+                "seed",
+                format!("{} is out of range; expected 0 to 2^63-1", value.get_ref()),
+            )
+        })?,
         None => 1,
     };
-    let machine = machine(&checker, raw.machine.as_ref())?;
+    let mut machine = machine(&checker, raw.machine.as_ref())?;
+    let cpus = CpuCount {
+        count: overrides.cpus.unwrap_or(machine.cpus),
+        from_command_line: overrides.cpus.is_some(),
+    };
+    machine.cpus = cpus.count;
     let workqueues = workqueues(&checker, &raw.workqueue)?;
     let queue_names: Vec<&str> = SYSTEM_QUEUES
         .iter()
@@ -522,7 +649,7 @@ pub(super) fn parse(text: &str, source: &str, base: &Path) -> Result<Scenario, S
         let key = |field: &str| format!("timer[{index}].{field}");
         let timer = timer.get_ref();
         let irq = line_number(&checker, &timer.irq, &key("irq"), machine.irqs)?;
-        let cpu = cpu_number(&checker, timer.cpu.as_ref(), &key("cpu"), machine.cpus)?;
+        let cpu = cpu_number(&checker, timer.cpu.as_ref(), &key("cpu"), cpus)?;
         let kind = match (&timer.period, &timer.at) {
             (Some(period), None) => {
                 let period = checker.duration(period, &key("period"))?;
@@ -607,6 +734,7 @@ pub(super) fn parse(text: &str, source: &str, base: &Path) -> Result<Scenario, S
             index,
             device.get_ref(),
             &machine,
+            cpus,
             base,
             &queue_names,
         )?);
@@ -747,28 +875,41 @@ fn line_number(
     }
 }
 
+/// The machine's CPU count and where it comes from.
+#[derive(Clone, Copy)]
+struct CpuCount {
+    count: usize,
+    /// Set by `--cpus` rather than by the file.
+    from_command_line: bool,
+}
+
 fn cpu_number(
     checker: &Checker<'_>,
     value: Option<&S<i64>>,
     key: &str,
-    cpus: usize,
+    cpus: CpuCount,
 ) -> Result<usize, ScenarioError> {
     let Some(value) = value else {
         return Ok(0);
     };
     let cpu = *value.get_ref();
-    if (0..cpus as i64).contains(&cpu) {
-        Ok(cpu as usize)
-    } else {
-        Err(checker.error(
-            value.span(),
-            key,
-            format!(
-                "CPU {cpu} does not exist; the machine has CPUs 0 to {}",
-                cpus - 1
-            ),
-        ))
+    if (0..cpus.count as i64).contains(&cpu) {
+        return Ok(cpu as usize);
     }
+    let has = match cpus.count {
+        1 => "CPU 0 only".to_owned(),
+        count => format!("CPUs 0 to {}", count - 1),
+    };
+    let machine = if cpus.from_command_line {
+        format!("--cpus {} gives the machine {has}", cpus.count)
+    } else {
+        format!("the machine has {has}")
+    };
+    Err(checker.error(
+        value.span(),
+        key,
+        format!("CPU {cpu} does not exist; {machine}"),
+    ))
 }
 
 /// The keys each device kind takes besides the common ones.
@@ -785,6 +926,7 @@ fn device(
     index: usize,
     device: &RawDevice,
     machine: &MachineSpec,
+    cpus: CpuCount,
     base: &Path,
     queue_names: &[&str],
 ) -> Result<DeviceSpec, ScenarioError> {
@@ -834,8 +976,8 @@ fn device(
                 span,
                 key(field),
                 format!(
-                    "is a key of {owner} devices, and device \"{name}\" is a {kind_name}; \
-                     a {kind_name} takes {}",
+                    "only {owner} devices take `{field}`; device \"{name}\" is a {kind_name}, \
+                     which takes {}",
                     if own.is_empty() {
                         "no extra keys".to_owned()
                     } else {
@@ -973,7 +1115,7 @@ fn device(
     Ok(DeviceSpec {
         name: name.clone(),
         irq: line_number(checker, &device.irq, &key("irq"), machine.irqs)?,
-        cpu: cpu_number(checker, device.cpu.as_ref(), &key("cpu"), machine.cpus)?,
+        cpu: cpu_number(checker, device.cpu.as_ref(), &key("cpu"), cpus)?,
         trigger,
         shared,
         workqueue: checker.queue(device.workqueue.as_ref(), &key("workqueue"), queue_names)?,
@@ -1123,8 +1265,16 @@ fn arrival(
                 ));
             };
             let irq = match &raw.irq {
-                Some(value) => u32::try_from(*value.get_ref())
-                    .map_err(|_| checker.error(value.span(), key("irq"), "must not be negative"))?,
+                Some(value) => u32::try_from(*value.get_ref()).map_err(|_| {
+                    checker.error(
+                        value.span(),
+                        key("irq"),
+                        format!(
+                            "{} is out of range; a line number is 0 or more",
+                            value.get_ref()
+                        ),
+                    )
+                })?,
                 None => u32::try_from(device_irq).unwrap_or(0),
             };
             let path = base.join(file.get_ref());
@@ -1145,11 +1295,22 @@ fn arrival(
             let entries = trace.irq_entries();
             let Some(recorded) = entries.get(&irq) else {
                 let lines: Vec<String> = entries.keys().map(u32::to_string).collect();
+                let (span, at, line) = match &raw.irq {
+                    Some(value) => (value.span(), key("irq"), format!("line {irq}")),
+                    None => (
+                        file.span(),
+                        key("file"),
+                        format!(
+                            "line {irq}, the device's own (set `irq` in the arrival to replay \
+                             another)"
+                        ),
+                    ),
+                };
                 return Err(checker.error(
-                    raw.irq.as_ref().map_or_else(|| file.span(), Spanned::span),
-                    key("irq"),
+                    span,
+                    at,
                     format!(
-                        "{} records no irq_handler_entry for line {irq}; it records lines: {}",
+                        "{} records no irq_handler_entry for {line}; it records lines: {}",
                         path.display(),
                         if lines.is_empty() {
                             "none".to_owned()
