@@ -125,16 +125,15 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
     // Progress goes to standard error, so that standard output carries
     // only the report.
     let report = measure(args, |line| output::stderr_line(format_args!("{line}")))?;
-    let mut text = String::new();
-    for table in [
+    // A blank line between tables, none before the first, so that a
+    // saved report starts with its first table.
+    let mut text = [
         report.summary_table(),
         report.counts_table(),
         report.histogram_table(),
         report.ratio_table(),
-    ] {
-        text.push('\n');
-        text.push_str(&table);
-    }
+    ]
+    .join("\n");
     if report
         .noise_floor
         .as_ref()
@@ -205,13 +204,14 @@ pub fn measure(
     let noise_floor = (!args.noise_probe.is_zero()).then(|| {
         let floor = probe_noise_floor(args.noise_probe);
         progress(&format!(
-            "noise floor: {} % of each vCPU lost in gaps over 1 us",
+            "noise floor: lost in gaps over 1 us: {}",
             floor
                 .lost_percent
                 .iter()
-                .map(|percent| format!("{percent:.2}"))
+                .enumerate()
+                .map(|(cpu, percent)| format!("vCPU {cpu} {percent:.2} %"))
                 .collect::<Vec<_>>()
-                .join(" / ")
+                .join(", ")
         ));
         floor
     });

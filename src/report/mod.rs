@@ -363,11 +363,18 @@ impl Report {
         let mut header: Vec<&str> = vec!["IRQ"];
         header.extend(cpu_names.iter().map(String::as_str));
         header.extend(["type", "raised", "coalesced", "unhandled", "handlers"]);
+        // Line numbers right-aligned, as /proc/interrupts prints them.
+        let digits = self
+            .irqs
+            .iter()
+            .map(|irq| irq.irq.to_string().len())
+            .max()
+            .unwrap_or(1);
         let rows: Vec<Vec<String>> = self
             .irqs
             .iter()
             .map(|irq| {
-                let mut row = vec![format!("{}:", irq.irq)];
+                let mut row = vec![format!("{:>digits$}:", irq.irq)];
                 row.extend(irq.per_cpu.iter().map(u64::to_string));
                 row.extend([
                     irq.trigger.clone(),

@@ -823,7 +823,7 @@ fn device_row(
                 processed,
                 0,
                 "",
-                counters([("unfinished", unclaimed)]),
+                counters([("unfinished at exit", unclaimed)]),
             )
         }
         Unit::Nic(bound) => {
@@ -899,7 +899,7 @@ fn device_row(
                 processed,
                 0,
                 "",
-                counters([("unfinished", unclaimed)]),
+                counters([("unfinished at exit", unclaimed)]),
             )
         }
     }

@@ -634,9 +634,9 @@ fn note_interrupt(
         unhandled,
         window = config.window,
         ?handlers,
-        "irq {irq}: nobody cared ({unhandled} of {} interrupts unhandled); handlers: {}; disabling the line and polling it every {} ms",
+        "irq {irq}: nobody cared ({unhandled} of {} interrupts unhandled); handlers: {}; disabling the line and polling it every {:?}",
         config.window,
         handlers.join(", "),
-        config.poll_interval.as_millis()
+        config.poll_interval
     );
 }

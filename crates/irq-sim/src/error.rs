@@ -344,11 +344,17 @@ pub enum ContractViolation {
     },
 }
 
-/// Returns whole microseconds, rounded up, so that a measured time over a
-/// budget never reads as equal to it (100.4 us is "101 us" beside a
-/// budget of "100 us").
-fn micros_rounded_up(duration: Duration) -> u128 {
-    duration.as_nanos().div_ceil(1_000)
+/// Formats a handler's time. Below 10 us it is in nanoseconds, so that a
+/// budget of a microsecond or two reads exactly. Above, it is in whole
+/// microseconds rounded up, so that a time over a budget never reads as
+/// equal to it (100.4 us is "101 us" beside a budget of "100 us").
+fn handler_time(duration: Duration) -> String {
+    let nanos = duration.as_nanos();
+    if nanos < 10_000 {
+        format!("{nanos} ns")
+    } else {
+        format!("{} us", nanos.div_ceil(1_000))
+    }
 }
 
 impl fmt::Display for ContractViolation {
@@ -362,11 +368,11 @@ impl fmt::Display for ContractViolation {
                 budget,
             } => write!(
                 f,
-                "irq {irq}: handler {handler:?} took {} us (CPU time {} us), budget {} us; \
+                "irq {irq}: handler {handler:?} took {} (CPU time {}), budget {}; \
                  move the work to a bottom half",
-                micros_rounded_up(*wall),
-                micros_rounded_up(*cpu),
-                budget.as_micros()
+                handler_time(*wall),
+                handler_time(*cpu),
+                handler_time(*budget)
             ),
             Self::Panic {
                 irq,
@@ -408,6 +414,22 @@ mod tests {
         let message = violation.to_string();
         assert!(
             message.contains("took 101 us (CPU time 101 us), budget 100 us"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn overrun_of_a_short_budget_reads_in_nanoseconds() {
+        let violation = ContractViolation::BudgetOverrun {
+            irq: 40,
+            handler: "sensor",
+            wall: Duration::from_nanos(1_040),
+            cpu: Duration::from_nanos(1_012),
+            budget: Duration::from_micros(1),
+        };
+        let message = violation.to_string();
+        assert!(
+            message.contains("took 1040 ns (CPU time 1012 ns), budget 1000 ns"),
             "{message}"
         );
     }
