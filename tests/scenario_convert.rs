@@ -265,7 +265,7 @@ fn help_gives_units_and_defaults() {
     let help = String::from_utf8(output.stdout).unwrap();
     for text in [
         "--interval <SECS>",
-        "Seconds between the two reads",
+        "Time between the two reads: seconds, such as 10 or 0.5, or a",
         "[default: 5s]",
         "ns, us, ms, s, min or h",
         "at most 64",
@@ -396,4 +396,24 @@ fn arm_replay_example_is_current() {
     })
     .unwrap();
     assert_eq!(generated_part("scenarios/arm-timer-replay.toml"), text);
+}
+
+#[test]
+fn interval_takes_seconds_or_a_duration_with_a_unit() {
+    let convert = |interval: &str| {
+        let output = irqlab(&[
+            "scenario",
+            "from-proc-interrupts",
+            LISA_BEFORE,
+            LISA_AFTER,
+            "--interval",
+            interval,
+        ]);
+        assert!(output.status.success(), "{interval}: {}", stderr(&output));
+        output.stdout
+    };
+    let seconds = convert("2");
+    assert_eq!(convert("2s"), seconds);
+    assert_eq!(convert("2000ms"), seconds);
+    assert_ne!(convert("1s"), seconds);
 }

@@ -75,7 +75,8 @@ pub enum ScenarioCommand {
         before: PathBuf,
         /// The later snapshot of the same machine.
         after: PathBuf,
-        /// Seconds between the two reads, such as 10 or 0.5 (required).
+        /// Time between the two reads: seconds, such as 10 or 0.5, or a
+        /// duration with a unit, such as 10s or 500ms (required).
         #[arg(long, value_name = "SECS", value_parser = parse_interval, allow_hyphen_values = true)]
         interval: f64,
         /// Write the scenario to FILE instead of standard output.
@@ -457,13 +458,20 @@ fn relative_path(path: &Path, folder: &Path) -> PathBuf {
 /// would need periods no run can reach.
 const MAX_INTERVAL_SECS: f64 = 365.0 * 86_400.0;
 
-/// Parses `--interval`: seconds, positive and at most a year.
+/// Parses `--interval`: seconds (`10`, `0.5`) or a duration with a unit
+/// (`10s`, `500ms`), positive and at most a year.
 fn parse_interval(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_INTERVAL_SECS => Ok(secs),
+    let text = text.trim();
+    let secs = text.parse::<f64>().ok().or_else(|| {
+        parse_duration(text)
+            .ok()
+            .map(|duration| duration.as_secs_f64())
+    });
+    match secs {
+        Some(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_INTERVAL_SECS => Ok(secs),
         _ => Err(format!(
             "expected a positive number of seconds up to {MAX_INTERVAL_SECS} (a year), such as \
-             10 or 0.5 (no unit)"
+             10 or 0.5, or a duration with a unit, such as 10s or 500ms"
         )),
     }
 }
