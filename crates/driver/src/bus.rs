@@ -21,7 +21,6 @@ use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use async_trait::async_trait;
 use irq_sim::Controller;
 
 use crate::error::{BusError, ProbeError};
@@ -131,7 +130,10 @@ impl fmt::Debug for Device {
 }
 
 /// A driver: probes the devices it is compatible with and removes them.
-#[async_trait]
+///
+/// Implement `probe` and `remove` as `async fn`; their futures must be
+/// `Send`, as they are when they hold no `Rc` or `std::sync` guard across
+/// an `.await`.
 pub trait Driver: Send + Sync + 'static {
     /// The driver's name, for reports.
     const NAME: &'static str;
@@ -153,7 +155,11 @@ pub trait Driver: Send + Sync + 'static {
     /// # Context
     ///
     /// Task context, in async code; may sleep.
-    async fn probe(&self, device: &Device, ctx: &ModuleContext) -> Result<Self::State, ProbeError>;
+    fn probe(
+        &self,
+        device: &Device,
+        ctx: &ModuleContext,
+    ) -> impl Future<Output = Result<Self::State, ProbeError>> + Send;
 
     /// Tears `device` down: frees its IRQ and cancels its work before the
     /// state is dropped.
@@ -161,7 +167,12 @@ pub trait Driver: Send + Sync + 'static {
     /// # Context
     ///
     /// Task context, in async code; may sleep.
-    async fn remove(&self, device: &Device, state: Self::State, ctx: &ModuleContext);
+    fn remove(
+        &self,
+        device: &Device,
+        state: Self::State,
+        ctx: &ModuleContext,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// The devices of a simulated machine, for drivers to bind.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use async_trait::async_trait;
 use driver::bus::{Bus, Device, Driver};
 use driver::irq::IrqRegistration;
 use driver::module::{self, InitResult, Leftover, LoadedModule, Module, ModuleContext};
@@ -39,7 +38,6 @@ struct NicState {
     interrupts: Arc<AtomicU32>,
 }
 
-#[async_trait]
 impl Driver for CountingNic {
     const NAME: &'static str = "counting_nic";
     const COMPATIBLE: &'static str = "irqlab,nic";
@@ -165,7 +163,6 @@ fn bind_probes_compatible_devices() {
 /// A driver whose probe wants a NIC, bound to a device that is not one.
 struct WrongType;
 
-#[async_trait]
 impl Driver for WrongType {
     const NAME: &'static str = "wrong_type";
     const COMPATIBLE: &'static str = "irqlab,uart";

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use async_trait::async_trait;
 use irq_sim::device::{BlockDevice, BlockRequestError, Completion};
 use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 use tokio::sync::oneshot;
@@ -197,7 +196,6 @@ impl BlockState {
     }
 }
 
-#[async_trait]
 impl Driver for BlockDriver {
     const NAME: &'static str = "irqlab_block";
     const COMPATIBLE: &'static str = "irqlab,block";

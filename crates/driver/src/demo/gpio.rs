@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use irq_sim::device::GpioButton;
 use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 use wq::{DelayedWork, Workqueue};
@@ -110,7 +109,6 @@ impl ButtonState {
     }
 }
 
-#[async_trait]
 impl Driver for ButtonDriver {
     const NAME: &'static str = "irqlab_gpio_button";
     const COMPATIBLE: &'static str = "irqlab,gpio-button";

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
 use irq_sim::device::Nic;
 use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 use wq::Workqueue;
@@ -133,7 +132,6 @@ impl NicState {
     }
 }
 
-#[async_trait]
 impl Driver for NicDriver {
     const NAME: &'static str = "irqlab_nic";
     const COMPATIBLE: &'static str = "irqlab,nic";

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use irq_sim::timer::LocalTimer;
 use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 use wq::{DelayedWork, Workqueue};
@@ -100,7 +99,6 @@ impl TickState {
     }
 }
 
-#[async_trait]
 impl Driver for TickDriver {
     const NAME: &'static str = "irqlab_tick";
     const COMPATIBLE: &'static str = "irqlab,local-timer";

@@ -15,7 +15,6 @@
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_trait::async_trait;
 use irq_sim::device::Uart;
 use irq_sim::{Controller, HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 use wq::{Work, Workqueue};
@@ -220,7 +219,6 @@ impl UartState {
     }
 }
 
-#[async_trait]
 impl Driver for UartDriver {
     const NAME: &'static str = "irqlab_uart";
     const COMPATIBLE: &'static str = "irqlab,uart";
