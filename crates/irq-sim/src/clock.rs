@@ -90,6 +90,26 @@ pub fn thread_cpu_time() -> Duration {
     Duration::from_nanos(read_clock(libc::CLOCK_THREAD_CPUTIME_ID))
 }
 
+/// Returns how many times the calling thread has blocked: its voluntary
+/// context switches (`ru_nvcsw` of `getrusage(RUSAGE_THREAD)`), which a
+/// sleep, a wait on a futex or blocking I/O adds to, and preemption or
+/// `sched_yield` do not.
+///
+/// This is a system call (hundreds of nanoseconds).
+///
+/// # Context
+///
+/// Any; never sleeps, never allocates.
+pub fn thread_voluntary_switches() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage for the duration of the
+    // call, and RUSAGE_THREAD exists on every Linux since 2.6.26.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    debug_assert_eq!(rc, 0, "getrusage(RUSAGE_THREAD) failed");
+    u64::try_from(usage.ru_nvcsw).unwrap_or(0)
+}
+
 /// Sleeps until the monotonic clock reaches `deadline` (an absolute sleep,
 /// so that a periodic caller does not drift).
 ///

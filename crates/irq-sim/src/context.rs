@@ -62,6 +62,10 @@ thread_local! {
 
     /// Wake-ups recorded by the running handler chain.
     static DEFERRED: RefCell<DeferredWakes> = const { RefCell::new(DeferredWakes::new()) };
+
+    /// The first `might_sleep()` failure of the running handler chain, for
+    /// the simulated CPU to record as a contract violation.
+    static FIRST_INVALID: Cell<Option<InvalidContext>> = const { Cell::new(None) };
 }
 
 /// Count of `might_sleep()` calls made in hard-IRQ context, process-wide.
@@ -133,6 +137,11 @@ pub fn might_sleep(api: &'static str) -> Result<(), InvalidContext> {
         irq: frame.irq,
         handler: frame.handler,
     };
+    FIRST_INVALID.with(|first| {
+        if first.get().is_none() {
+            first.set(Some(error));
+        }
+    });
     // Relaxed: the counter orders nothing, it is only read for reports.
     let count = SLEEP_VIOLATIONS.fetch_add(1, Ordering::Relaxed) + 1;
     if count <= 10 || count.is_power_of_two() {
@@ -146,6 +155,16 @@ pub fn might_sleep(api: &'static str) -> Result<(), InvalidContext> {
         );
     }
     Err(error)
+}
+
+/// Returns the first `might_sleep()` failure since the current handler
+/// chain entered hard-IRQ context, and clears it.
+///
+/// # Context
+///
+/// Any; never sleeps.
+pub fn take_invalid_context() -> Option<InvalidContext> {
+    FIRST_INVALID.with(Cell::take)
 }
 
 /// Returns how many times `might_sleep()` failed in this process.
@@ -208,6 +227,7 @@ pub fn enter_hardirq(irq: u32, handler: &'static str) -> HardIrqGuard {
         }
         current.set(Some(IrqFrame { irq, handler }));
     });
+    FIRST_INVALID.with(|first| first.set(None));
     HardIrqGuard {
         _not_send: std::marker::PhantomData,
     }

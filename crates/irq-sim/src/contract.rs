@@ -24,6 +24,16 @@
 //!    preempted handler, for one system call per overrun instead of two per
 //!    interrupt. The bound is loose when the host preempted the thread
 //!    elsewhere in the window: a marginal overrun can then go unreported.
+//! 3. Off-CPU time is either the host's preemption or the handler's own
+//!    sleep (`std::thread::sleep`, a contended lock, blocking I/O), which a
+//!    top half must never do. The two differ in the thread's voluntary
+//!    context switches: blocking adds one, preemption does not. So the
+//!    check of a call over budget in wall time also reads them, and a count
+//!    above what the CPU's own idle waits explain is reported as a
+//!    [`crate::ContractViolation::Slept`], the kernel's "scheduling while
+//!    atomic". In window mode the count covers the window, so a short
+//!    sleep of another handler in it is blamed on the call checked. A
+//!    sleep that keeps a call within its budget goes unseen.
 //!
 //! # Default budget
 //!
@@ -111,9 +121,30 @@ pub(crate) struct CpuClock {
     accounting: CpuTimeAccounting,
     anchor_wall: Timestamp,
     anchor_cpu: Duration,
+    /// The thread's voluntary context switches at the anchor.
+    anchor_switches: u64,
     /// Wall time spent in idle waits since the anchor: off-CPU, but not
     /// preemption.
     idle: Duration,
+    /// Idle waits since the anchor; each may block the thread once.
+    idle_waits: u64,
+}
+
+/// The CPU time of a call, and how often its thread blocked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CallTime {
+    /// Exact (per-call mode) or an upper bound (window mode).
+    pub(crate) cpu: Duration,
+    /// Voluntary context switches that no idle wait explains: the call's
+    /// own (per-call mode), or its window's (window mode).
+    pub(crate) blocked: u64,
+}
+
+/// The readings taken before a call in per-call mode.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CallStart {
+    cpu: Duration,
+    switches: u64,
 }
 
 impl CpuClock {
@@ -122,7 +153,9 @@ impl CpuClock {
             accounting,
             anchor_wall: clock::now(),
             anchor_cpu: clock::thread_cpu_time(),
+            anchor_switches: clock::thread_voluntary_switches(),
             idle: Duration::ZERO,
+            idle_waits: 0,
         }
     }
 
@@ -130,12 +163,15 @@ impl CpuClock {
     pub(crate) fn refresh(&mut self) {
         self.anchor_wall = clock::now();
         self.anchor_cpu = clock::thread_cpu_time();
+        self.anchor_switches = clock::thread_voluntary_switches();
         self.idle = Duration::ZERO;
+        self.idle_waits = 0;
     }
 
     /// Adds the wall time of one idle wait.
     pub(crate) fn add_idle(&mut self, slept: Duration) {
         self.idle += slept;
+        self.idle_waits += 1;
     }
 
     /// Refreshes the anchor if it is older than a millisecond at `now`.
@@ -145,39 +181,54 @@ impl CpuClock {
         }
     }
 
-    /// Returns the thread CPU time before a call, or `None` in window mode.
+    /// Returns the readings before a call, or `None` in window mode.
     #[inline]
-    pub(crate) fn call_start(&self) -> Option<Duration> {
+    pub(crate) fn call_start(&self) -> Option<CallStart> {
         match self.accounting {
             CpuTimeAccounting::Window => None,
-            CpuTimeAccounting::PerCall => Some(clock::thread_cpu_time()),
+            CpuTimeAccounting::PerCall => Some(CallStart {
+                cpu: clock::thread_cpu_time(),
+                switches: clock::thread_voluntary_switches(),
+            }),
         }
     }
 
     /// Returns the CPU time of a call that took `wall` and ended at `end`,
-    /// exactly (per-call mode) or as an upper bound (window mode).
-    pub(crate) fn call_cpu_time(
+    /// exactly (per-call mode) or as an upper bound (window mode), and the
+    /// times its thread blocked.
+    pub(crate) fn call_time(
         &mut self,
-        start_cpu: Option<Duration>,
+        start: Option<CallStart>,
         wall: Duration,
         end: Timestamp,
-    ) -> Duration {
+    ) -> CallTime {
         let cpu_now = clock::thread_cpu_time();
-        let cpu = match start_cpu {
-            Some(start) => cpu_now.saturating_sub(start),
+        let switches_now = clock::thread_voluntary_switches();
+        let time = match start {
+            Some(start) => CallTime {
+                cpu: cpu_now.saturating_sub(start.cpu),
+                blocked: switches_now.saturating_sub(start.switches),
+            },
             None => {
                 let window_wall = end.saturating_since(self.anchor_wall);
                 let window_cpu = cpu_now.saturating_sub(self.anchor_cpu);
                 let preempted = window_wall
                     .saturating_sub(window_cpu)
                     .saturating_sub(self.idle);
-                wall.saturating_sub(preempted)
+                CallTime {
+                    cpu: wall.saturating_sub(preempted),
+                    blocked: switches_now
+                        .saturating_sub(self.anchor_switches)
+                        .saturating_sub(self.idle_waits),
+                }
             }
         };
         self.anchor_wall = end;
         self.anchor_cpu = cpu_now;
+        self.anchor_switches = switches_now;
         self.idle = Duration::ZERO;
-        cpu
+        self.idle_waits = 0;
+        time
     }
 }
 
@@ -268,19 +319,24 @@ mod tests {
     }
 
     #[test]
-    fn window_excludes_preemption() {
-        // A sleep inside the call stands for host preemption: off-CPU time
-        // that is not an idle wait of the CPU thread.
+    fn window_excludes_off_cpu_time_and_counts_a_sleep() {
+        // A sleep inside the call is off-CPU time that is not an idle wait
+        // of the CPU thread. Unlike preemption, it also blocks the thread.
         let mut cpu_clock = CpuClock::new(CpuTimeAccounting::Window);
         let start = clock::now();
         std::thread::sleep(Duration::from_millis(5));
         let end = clock::now();
-        let cpu = cpu_clock.call_cpu_time(None, end.saturating_since(start), end);
-        assert!(cpu < Duration::from_millis(2), "cpu time {cpu:?}");
+        let time = cpu_clock.call_time(None, end.saturating_since(start), end);
+        assert!(
+            time.cpu < Duration::from_millis(2),
+            "cpu time {:?}",
+            time.cpu
+        );
+        assert!(time.blocked >= 1, "{time:?}");
     }
 
     #[test]
-    fn window_idle_is_not_preemption() {
+    fn window_idle_is_neither_preemption_nor_blocking() {
         let mut cpu_clock = CpuClock::new(CpuTimeAccounting::Window);
         let idle_start = clock::now();
         std::thread::sleep(Duration::from_millis(5));
@@ -288,18 +344,35 @@ mod tests {
         let start = clock::now();
         burn_cpu(Duration::from_millis(2));
         let end = clock::now();
-        let cpu = cpu_clock.call_cpu_time(None, end.saturating_since(start), end);
-        assert!(cpu >= Duration::from_micros(1500), "cpu time {cpu:?}");
+        let time = cpu_clock.call_time(None, end.saturating_since(start), end);
+        assert!(
+            time.cpu >= Duration::from_micros(1500),
+            "cpu time {:?}",
+            time.cpu
+        );
+        assert_eq!(time.blocked, 0, "{time:?}");
     }
 
     #[test]
-    fn per_call_counts_spinning() {
+    fn per_call_counts_spinning_and_sleeping() {
         let mut cpu_clock = CpuClock::new(CpuTimeAccounting::PerCall);
-        let start_cpu = cpu_clock.call_start();
+        let start_time = cpu_clock.call_start();
         let start = clock::now();
         burn_cpu(Duration::from_millis(2));
         let end = clock::now();
-        let cpu = cpu_clock.call_cpu_time(start_cpu, end.saturating_since(start), end);
-        assert!(cpu >= Duration::from_millis(2), "cpu time {cpu:?}");
+        let time = cpu_clock.call_time(start_time, end.saturating_since(start), end);
+        assert!(
+            time.cpu >= Duration::from_millis(2),
+            "cpu time {:?}",
+            time.cpu
+        );
+        assert_eq!(time.blocked, 0, "{time:?}");
+
+        let start_time = cpu_clock.call_start();
+        let start = clock::now();
+        std::thread::sleep(Duration::from_millis(1));
+        let end = clock::now();
+        let time = cpu_clock.call_time(start_time, end.saturating_since(start), end);
+        assert!(time.blocked >= 1, "{time:?}");
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::clock::{self, Timestamp};
 use crate::context;
 use crate::contract::{
-    Budget, CpuClock, FIRST_CALL_ALLOWANCE, OverrunPolicy, Throttle, panic_message,
+    Budget, CallTime, CpuClock, FIRST_CALL_ALLOWANCE, OverrunPolicy, Throttle, panic_message,
 };
 use crate::controller::{Action, Chain, Controller, CpuShared, Line, QueueEntry, lock};
 use crate::error::ContractViolation;
@@ -412,13 +412,18 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
                 budget,
                 allowance,
                 wall,
-                local.clock.call_cpu_time(cpu_start, wall, end),
+                local.clock.call_time(cpu_start, wall, end),
             );
         }
         start = end;
     }
     me.running_since.store(0, Ordering::Release);
     let end = start;
+    if let Some(error) = context::take_invalid_context() {
+        controller
+            .shared
+            .record_violation(ContractViolation::InvalidContext(error));
+    }
 
     // Step 4: statistics and spurious detection.
     bump(&line.counters.per_cpu[cpu]);
@@ -543,7 +548,7 @@ fn handle_panic(
 }
 
 /// Judges a call whose wall time exceeded the budget (plus `allowance`,
-/// for a first call) by its CPU time.
+/// for a first call) by whether its thread blocked, then by its CPU time.
 #[allow(clippy::too_many_arguments)]
 fn check_budget(
     controller: &Controller,
@@ -553,8 +558,38 @@ fn check_budget(
     budget: Budget,
     allowance: Duration,
     wall: Duration,
-    cpu_time: Duration,
+    time: CallTime,
 ) {
+    let cpu_time = time.cpu;
+    if time.blocked > 0 {
+        // Sleeping in hard-IRQ context is a bug whatever the policy, as
+        // the kernel's "scheduling while atomic" is.
+        bump(&line.counters.overruns);
+        let violation = ContractViolation::Slept {
+            irq,
+            handler,
+            wall,
+            cpu: cpu_time,
+            switches: time.blocked,
+        };
+        if let Throttle::Report { suppressed } = line.reports.check(clock::now()) {
+            tracing::error!(
+                target: "irq",
+                irq,
+                handler,
+                wall_ns = wall.as_nanos() as u64,
+                cpu_ns = cpu_time.as_nanos() as u64,
+                switches = time.blocked,
+                suppressed,
+                "{violation}"
+            );
+        }
+        controller.shared.record_violation(violation);
+        if budget.policy != OverrunPolicy::Warn && line.state.disable() == Some(1) {
+            tracing::warn!(target: "irq", irq, handler, "irq {irq}: disabled after handler {handler:?} slept");
+        }
+        return;
+    }
     if cpu_time <= budget.limit + allowance {
         bump(&line.counters.preempted);
         tracing::debug!(target: "irq", irq, handler, wall_ns = wall.as_nanos() as u64, cpu_ns = cpu_time.as_nanos() as u64, "irq {irq}: handler {handler:?} over budget in wall time only; the CPU thread was preempted");

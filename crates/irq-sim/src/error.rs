@@ -331,6 +331,24 @@ pub enum ContractViolation {
         /// The panic payload, if it was a string.
         message: String,
     },
+    /// A top half called an API that may sleep (`might_sleep()` failed).
+    InvalidContext(InvalidContext),
+    /// A top half blocked its CPU thread (a voluntary context switch
+    /// outside the CPU's idle waits) during a call over its budget in wall
+    /// time: it slept, as `std::thread::sleep`, a contended lock or
+    /// blocking I/O do. The kernel says "scheduling while atomic".
+    Slept {
+        /// The line.
+        irq: u32,
+        /// The handler.
+        handler: &'static str,
+        /// Wall time of the call.
+        wall: Duration,
+        /// CPU time of the call (an upper bound, see `contract`).
+        cpu: Duration,
+        /// Voluntary context switches that no idle wait explains.
+        switches: u64,
+    },
     /// A CPU stayed in one top half past the lockup threshold.
     Lockup {
         /// The stuck CPU.
@@ -381,6 +399,27 @@ impl fmt::Display for ContractViolation {
             } => write!(
                 f,
                 "irq {irq}: handler {handler:?} panicked: {message}; the line is disabled"
+            ),
+            Self::InvalidContext(error) => write!(f, "BUG: {error}"),
+            Self::Slept {
+                irq,
+                handler,
+                wall,
+                cpu,
+                switches,
+            } => write!(
+                f,
+                "BUG: scheduling while atomic: irq {irq}: handler {handler:?} blocked its CPU \
+                 thread ({}) and took {} with {} of CPU time; a top half must not sleep \
+                 (std::thread::sleep, a contended lock, blocking I/O): move the waiting to a \
+                 bottom half",
+                if *switches == 1 {
+                    "1 voluntary context switch".to_owned()
+                } else {
+                    format!("{switches} voluntary context switches")
+                },
+                handler_time(*wall),
+                handler_time(*cpu)
             ),
             Self::Lockup {
                 cpu,

@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -202,36 +202,121 @@ fn overrun_disable_policy_disables() {
     assert!(machine.check().is_ok());
 }
 
-/// A top half whose thread was off the CPU (preempted) is not blamed for
-/// the wall time it lost, in either CPU-time accounting mode.
+/// Pins the calling thread, and every thread it spawns from now on, to
+/// the first CPU it may run on.
+fn pin_to_one_cpu() {
+    // SAFETY: an all-zero cpu_set_t is an empty set; the calls read and
+    // write only the set given, whose size is passed.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
+        let first = (0..libc::CPU_SETSIZE as usize)
+            .find(|cpu| libc::CPU_ISSET(*cpu, &set))
+            .expect("the thread may run on some CPU");
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(first, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, size, &set), 0);
+    }
+}
+
+/// A top half whose thread the kernel preempts is not blamed for the wall
+/// time it lost, in either CPU-time accounting mode. A busy thread pinned
+/// to the same CPU takes turns with it, so the handler's 20 ms of wall
+/// time hold well under its 15 ms budget of CPU time.
 #[test]
 fn preempted_handler_not_blamed() {
+    for accounting in [CpuTimeAccounting::Window, CpuTimeAccounting::PerCall] {
+        // A thread of its own, so that the pinning stays out of other tests.
+        std::thread::spawn(move || {
+            pin_to_one_cpu();
+            let machine = machine(Config {
+                nr_cpus: 1,
+                cpu_time: accounting,
+                ..Config::default()
+            });
+            let stop = Arc::new(AtomicBool::new(false));
+            let burner = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            };
+            let budget = Budget {
+                limit: Duration::from_millis(15),
+                policy: OverrunPolicy::Fail,
+            };
+            run_once(
+                &machine,
+                "preempted",
+                budget,
+                |_: &mut HardIrqContext<'_>| {
+                    let end = clock::now() + Duration::from_millis(20);
+                    while clock::now() < end {
+                        std::hint::spin_loop();
+                    }
+                    IrqReturn::Handled
+                },
+            );
+            stop.store(true, Ordering::Relaxed);
+            burner.join().unwrap();
+
+            let stats = machine.controller().line_stats(LINE).unwrap();
+            assert_eq!(stats.overruns, 0, "{accounting:?}");
+            assert_eq!(stats.preempted, 1, "{accounting:?}");
+            let report = machine.shutdown();
+            assert!(report.is_clean(), "{accounting:?}: {:?}", report.violations);
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+/// A top half that sleeps is caught by the voluntary context switch its
+/// thread makes, as the kernel catches "scheduling while atomic", in
+/// either CPU-time accounting mode and under the default warn policy.
+#[test]
+fn sleeping_top_half_is_reported() {
     for accounting in [CpuTimeAccounting::Window, CpuTimeAccounting::PerCall] {
         let machine = machine(Config {
             nr_cpus: 1,
             cpu_time: accounting,
             ..Config::default()
         });
-        let budget = Budget {
-            limit: Duration::from_millis(1),
-            policy: OverrunPolicy::Fail,
-        };
-        // Sleeping stands for host preemption: off the CPU, through no fault
-        // of the handler's own code.
         run_once(
             &machine,
-            "preempted",
-            budget,
+            "napper",
+            Budget::default(),
             |_: &mut HardIrqContext<'_>| {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(2));
                 IrqReturn::Handled
             },
         );
 
         let stats = machine.controller().line_stats(LINE).unwrap();
-        assert_eq!(stats.overruns, 0, "{accounting:?}");
-        assert_eq!(stats.preempted, 1, "{accounting:?}");
-        assert!(machine.shutdown().is_clean(), "{accounting:?}");
+        assert_eq!((stats.overruns, stats.preempted), (1, 0), "{accounting:?}");
+        let report = machine.shutdown();
+        let [
+            ContractViolation::Slept {
+                irq,
+                handler,
+                switches,
+                ..
+            },
+        ] = report.violations.as_slice()
+        else {
+            panic!("{accounting:?}: {:?}", report.violations);
+        };
+        assert_eq!((*irq, *handler), (LINE, "napper"));
+        assert!(*switches >= 1);
+        let message = report.violations[0].to_string();
+        assert!(
+            message.starts_with("BUG: scheduling while atomic: irq 40: handler \"napper\" blocked"),
+            "{message}"
+        );
+        assert!(log_text().contains("scheduling while atomic"));
     }
 }
 
@@ -292,6 +377,19 @@ fn might_sleep_in_top_half_fails() {
         .collect();
     assert_eq!(apis, ["disable_irq", "synchronize_irq"]);
     assert_eq!(machine.controller().line_state(LINE).unwrap().depth, 0);
+
+    // The first such call of the chain is a contract violation, so that a
+    // test of the driver fails.
+    let violations = machine.shutdown().violations;
+    let [ContractViolation::InvalidContext(recorded)] = violations.as_slice() else {
+        panic!("{violations:?}");
+    };
+    assert_eq!(recorded.api, "msleep");
+    assert!(
+        violations[0]
+            .to_string()
+            .starts_with("BUG: sleeping function called")
+    );
 }
 
 /// A panicking top half is caught: its line is disabled, the panic is
