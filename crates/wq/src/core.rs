@@ -408,6 +408,9 @@ pub(crate) struct Node {
     queued_at: Option<Stamp>,
     /// When a delayed item is due, while it is on a timer list.
     deadline: Option<tokio::time::Instant>,
+    /// The timer was armed while its queue drained, which only the queue's
+    /// own work may do: see `expire_timers`.
+    armed_while_draining: bool,
     /// The queue the item is running on, and the run's ticket.
     running: Option<(NonNull<QueueCore>, u64)>,
     /// Ticket of a period cancelled while an earlier run was in progress;
@@ -431,6 +434,7 @@ impl Node {
             held: None,
             queued_at: None,
             deadline: None,
+            armed_while_draining: false,
             running: None,
             cancelled_ticket: 0,
         }
@@ -1042,9 +1046,11 @@ fn link_timer(
     list.push_back(guard, core);
     guard.queue(queue).timers = list;
 
+    let draining = guard.queue(queue).phase == Phase::Draining;
     let node = guard.node(core);
     node.place = Place::Timer(NonNull::from(queue));
     node.deadline = Some(deadline);
+    node.armed_while_draining = draining;
     guard.queue(queue).tallies.queued += 1;
 
     kick_timer(guard.queue(queue), deadline)
@@ -1378,15 +1384,32 @@ fn activate_unlinked(
     wake
 }
 
+/// A delayed item that came due while its queue drained and was not
+/// queued; drop `released` after unlocking.
+pub(crate) struct Refused {
+    /// The item's name.
+    pub(crate) name: Cow<'static, str>,
+    /// The reference the timer list held.
+    pub(crate) released: Option<ItemRef>,
+}
+
 /// Moves every item of `queue`'s timer list that is due at `now` to its
 /// worklist, pushing the workers to wake into `wake`. Returns the earliest
 /// deadline left, and arms the timer to it.
+///
+/// An item whose timer its own work re-armed while the queue drains is
+/// cancelled instead, into `refused`, as Linux refuses a queueing from a
+/// timer on a draining queue (`__queue_work` takes only chained work then).
+/// Without that, an item that re-arms itself on every run would keep the
+/// drain going forever.
 pub(crate) fn expire_timers(
     guard: &mut PoolGuard<'_>,
     queue: &QueueCore,
     now: tokio::time::Instant,
     wake: &mut Vec<Waker>,
+    refused: &mut Vec<Refused>,
 ) -> Option<tokio::time::Instant> {
+    let draining = guard.queue(queue).phase == Phase::Draining;
     let mut next_deadline: Option<tokio::time::Instant> = None;
     let mut cursor = guard.queue(queue).timers.head;
     while let Some(link) = cursor {
@@ -1395,7 +1418,13 @@ pub(crate) fn expire_timers(
         let node = guard.node(core);
         cursor = node.next;
         let deadline = node.deadline.expect("a timer-list item has a deadline");
-        if deadline <= now {
+        if deadline <= now && draining && node.armed_while_draining {
+            let cancelled = cancel(guard, core);
+            refused.push(Refused {
+                name: core.name.clone(),
+                released: cancelled.released,
+            });
+        } else if deadline <= now {
             unlink(guard, core);
             wake.extend(activate_unlinked(guard, core, queue));
         } else if next_deadline.is_none_or(|next| deadline < next) {

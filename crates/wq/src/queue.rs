@@ -768,15 +768,34 @@ async fn timer_task(shared: Arc<Shared>) {
         return;
     }
     let mut wake = Vec::new();
+    let mut refused = Vec::new();
     loop {
         let next_deadline = {
             let mut pool = lock_pool();
             if core::timer_done(&mut pool, queue) {
                 return;
             }
-            core::expire_timers(&mut pool, queue, tokio::time::Instant::now(), &mut wake)
+            core::expire_timers(
+                &mut pool,
+                queue,
+                tokio::time::Instant::now(),
+                &mut wake,
+                &mut refused,
+            )
         };
         wake.drain(..).for_each(Waker::wake);
+        for core::Refused { name, released } in refused.drain(..) {
+            tracing::warn!(
+                target: "workqueue",
+                workqueue = %queue.name,
+                work = %name,
+                "delayed work {name:?} came due while workqueue {:?} drains, re-armed by its \
+                 own run during the drain; it is cancelled, as Linux refuses it: cancel an item \
+                 that re-arms itself before draining or destroying its queue",
+                queue.name
+            );
+            drop(released);
+        }
 
         let mut sleep = next_deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline)));
         poll_fn(|cx| {

@@ -324,6 +324,50 @@ impl DelayedWork {
         })
     }
 
+    /// Allocates a delayed work item whose function gets a handle to the
+    /// item itself, for an item that re-arms itself, such as a poll. In C
+    /// the function finds its item with
+    /// `container_of(to_delayed_work(work), ...)`; here `make` receives a
+    /// weak reference to the item and returns the function, so that the
+    /// item does not keep itself alive.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use wq::DelayedWork;
+    ///
+    /// let poll = DelayedWork::from_fn_cyclic("poll", |me| {
+    ///     let me = me.clone();
+    ///     move || {
+    ///         // ... read the device ...
+    ///         if let Some(me) = me.upgrade() {
+    ///             // Re-arm. A cancel disables the item first, so this
+    ///             // returns false instead of escaping it.
+    ///             let _ = wq::schedule_delayed_work(&me, Duration::from_millis(5));
+    ///         }
+    ///     }
+    /// });
+    /// wq::schedule_delayed_work(&poll, Duration::from_millis(5)).unwrap();
+    /// wq::cancel_delayed_work_sync(&poll).await.unwrap();
+    /// # }
+    /// ```
+    pub fn from_fn_cyclic<F>(
+        name: impl Into<Cow<'static, str>>,
+        make: impl FnOnce(&Weak<DelayedWork>) -> F,
+    ) -> Arc<Self>
+    where
+        F: Fn() + Send + Sync + 'static,
+    {
+        let name = name.into();
+        Arc::new_cyclic(|me| Self {
+            work: Work {
+                core: WorkCore::new(name),
+                func: WorkFn::SyncClosure(Box::new(make(me))),
+            },
+        })
+    }
+
     /// Allocates a delayed work item that runs the future `func` returns.
     pub fn from_async_fn<F, Fut>(name: impl Into<Cow<'static, str>>, func: F) -> Arc<Self>
     where

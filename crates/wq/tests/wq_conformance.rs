@@ -671,6 +671,54 @@ async fn drain_accepts_only_own_work() {
         .unwrap();
 }
 
+/// A delayed item that re-arms itself on every run does not keep a drain
+/// or a destroy going forever. The timer it armed during the drain is
+/// refused when it comes due, as Linux refuses a non-chained queueing on a
+/// draining queue, and the item is left idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_refuses_a_delayed_self_rearm() {
+    for destroy in [false, true] {
+        let queue = test_queue("w14-rearm", 4);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let poll = {
+            let (queue, runs) = (queue.clone(), runs.clone());
+            DelayedWork::from_fn_cyclic("poll", move |me| {
+                let me = me.clone();
+                move || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    if let Some(me) = me.upgrade() {
+                        let _ = wq::queue_delayed_work(&queue, &me, Duration::from_millis(2));
+                    }
+                }
+            })
+        };
+        wq::queue_delayed_work(&queue, &poll, Duration::from_millis(2)).unwrap();
+        let started = runs.load(Ordering::SeqCst);
+        guarded("the first run", async {
+            while runs.load(Ordering::SeqCst) == started {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+
+        if destroy {
+            guarded("destroy", wq::destroy_workqueue(queue.clone()))
+                .await
+                .unwrap();
+        } else {
+            guarded("drain", wq::drain_workqueue(&queue)).await.unwrap();
+        }
+        assert!(!poll.is_pending(), "destroy {destroy}");
+        if !destroy {
+            // The item is idle, not stuck: it can be queued again.
+            assert!(wq::queue_delayed_work(&queue, &poll, Duration::from_millis(2)).unwrap());
+            guarded("cancel", wq::cancel_delayed_work_sync(&poll))
+                .await
+                .unwrap();
+        }
+    }
+}
+
 /// destroy_workqueue drains first, then rejects any later queueing with an
 /// error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

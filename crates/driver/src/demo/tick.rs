@@ -109,14 +109,13 @@ impl Driver for TickDriver {
         let counters = Arc::new(Counters::default());
 
         // The bottom half: read jiffies, then re-arm for the next period.
-        // `new_cyclic` lets the item name itself for the re-arm.
         let housekeeping = {
             let (counters, queue, period) =
                 (counters.clone(), self.queue.clone(), self.housekeeping);
-            Arc::new_cyclic(|item: &std::sync::Weak<DelayedWork>| {
+            let name = format!("{}/housekeeping", device.name());
+            DelayedWork::from_fn_cyclic(name, |item| {
                 let item = item.clone();
-                let name = format!("{}/housekeeping", device.name());
-                Arc::into_inner(DelayedWork::from_fn(name, move || {
+                move || {
                     let jiffies = counters.jiffies.load(Ordering::Relaxed);
                     counters
                         .jiffies_at_housekeeping
@@ -127,8 +126,7 @@ impl Driver for TickDriver {
                         // then returns false instead of escaping it.
                         let _ = wq::queue_delayed_work(&queue, &item, period);
                     }
-                }))
-                .expect("a new item has one reference")
+                }
             })
         };
         ctx.queue_delayed_work(&self.queue, &housekeeping, self.housekeeping)?;
