@@ -33,7 +33,9 @@
 //!    [`crate::ContractViolation::Slept`], the kernel's "scheduling while
 //!    atomic". In window mode the count covers the window, so a short
 //!    sleep of another handler in it is blamed on the call checked. A
-//!    sleep that keeps a call within its budget goes unseen.
+//!    sleep that keeps a call within its budget goes unseen, and so does
+//!    one in a handler's first call, which may block on one-time costs
+//!    that are not its own (see [`FIRST_CALL_ALLOWANCE`]).
 //!
 //! # Default budget
 //!

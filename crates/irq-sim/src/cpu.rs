@@ -561,7 +561,10 @@ fn check_budget(
     time: CallTime,
 ) {
     let cpu_time = time.cpu;
-    if time.blocked > 0 {
+    // A first call may block on one-time costs that are not the handler's
+    // doing, such as the lazy start of system_wq's runtime; it is judged
+    // by its CPU time alone, as the allowance already says.
+    if time.blocked > 0 && allowance.is_zero() {
         // Sleeping in hard-IRQ context is a bug whatever the policy, as
         // the kernel's "scheduling while atomic" is.
         bump(&line.counters.overruns);

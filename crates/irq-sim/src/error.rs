@@ -344,7 +344,9 @@ pub enum ContractViolation {
         handler: &'static str,
         /// Wall time of the call.
         wall: Duration,
-        /// CPU time of the call (an upper bound, see `contract`).
+        /// CPU time of the call: exact with per-call accounting, an
+        /// estimate from above in window mode (see `contract`), which may
+        /// read as zero after a long sleep. Left out of the message.
         cpu: Duration,
         /// Voluntary context switches that no idle wait explains.
         switches: u64,
@@ -405,21 +407,19 @@ impl fmt::Display for ContractViolation {
                 irq,
                 handler,
                 wall,
-                cpu,
                 switches,
+                ..
             } => write!(
                 f,
                 "BUG: scheduling while atomic: irq {irq}: handler {handler:?} blocked its CPU \
-                 thread ({}) and took {} with {} of CPU time; a top half must not sleep \
-                 (std::thread::sleep, a contended lock, blocking I/O): move the waiting to a \
-                 bottom half",
+                 thread ({}) in a call of {}; a top half must not sleep (std::thread::sleep, a \
+                 contended lock, blocking I/O): move the waiting to a bottom half",
                 if *switches == 1 {
                     "1 voluntary context switch".to_owned()
                 } else {
                     format!("{switches} voluntary context switches")
                 },
-                handler_time(*wall),
-                handler_time(*cpu)
+                handler_time(*wall)
             ),
             Self::Lockup {
                 cpu,
