@@ -1,5 +1,6 @@
 //! Raise -> top-half entry on another thread, against a bare hand-off with
-//! the same thread placement.
+//! the same thread placement: the raiser pinned to one vCPU, the thread it
+//! wakes (the simulated CPU, or the baseline's waiter) to another.
 //!
 //! - Blocking CPU mode against a bare condvar wake: a thread sleeping on a
 //!   condvar, woken by `notify_one` after the waker stores a timestamp.
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use common::{Side, env_or, histogram};
+use common::{Placement, Side, env_or, histogram};
 use hdrhistogram::Histogram;
 use irq_sim::clock;
 use irq_sim::{
@@ -37,18 +38,26 @@ fn pace(events: u64, period: Duration, mut fire: impl FnMut()) {
     }
 }
 
-fn candidate(mode: CpuMode, events: u64, period: Duration) -> Histogram<u64> {
-    let machine = Machine::new(Config {
-        nr_irqs: 64,
-        nr_cpus: 1,
-        cpu_mode: mode,
-        watchdog: WatchdogConfig {
-            enabled: false,
-            ..WatchdogConfig::default()
-        },
-        ..Config::default()
-    })
-    .expect("valid config");
+fn candidate(
+    mode: CpuMode,
+    events: u64,
+    period: Duration,
+    placement: Option<&Placement>,
+) -> Histogram<u64> {
+    let start = || {
+        Machine::new(Config {
+            nr_irqs: 64,
+            nr_cpus: 1,
+            cpu_mode: mode,
+            watchdog: WatchdogConfig {
+                enabled: false,
+                ..WatchdogConfig::default()
+            },
+            ..Config::default()
+        })
+        .expect("valid config")
+    };
+    let machine = placement.map_or_else(start, |placement| placement.start_woken(start));
     let irq = machine.controller();
     let recorded = Arc::new(Mutex::new(histogram()));
     let done = Arc::new(AtomicU64::new(0));
@@ -90,9 +99,13 @@ fn candidate(mode: CpuMode, events: u64, period: Duration) -> Histogram<u64> {
     recorded.lock().unwrap().clone()
 }
 
-fn condvar_baseline(events: u64, period: Duration) -> Histogram<u64> {
+fn condvar_baseline(
+    events: u64,
+    period: Duration,
+    placement: Option<&Placement>,
+) -> Histogram<u64> {
     let shared = Arc::new((Mutex::new((0u64, 0u64)), Condvar::new()));
-    let waiter = {
+    let spawn = || {
         let shared = shared.clone();
         std::thread::spawn(move || {
             let mut recorded = histogram();
@@ -110,6 +123,7 @@ fn condvar_baseline(events: u64, period: Duration) -> Histogram<u64> {
             recorded
         })
     };
+    let waiter = placement.map_or_else(spawn, |placement| placement.start_woken(spawn));
     pace(events, period, || {
         let (lock, condvar) = &*shared;
         let stamp = clock::now().as_nanos();
@@ -122,10 +136,10 @@ fn condvar_baseline(events: u64, period: Duration) -> Histogram<u64> {
     waiter.join().unwrap()
 }
 
-fn spin_baseline(events: u64, period: Duration) -> Histogram<u64> {
+fn spin_baseline(events: u64, period: Duration, placement: Option<&Placement>) -> Histogram<u64> {
     let stamp = Arc::new(AtomicU64::new(0));
     let finished = Arc::new(AtomicBool::new(false));
-    let spinner = {
+    let spawn = || {
         let (stamp, finished) = (stamp.clone(), finished.clone());
         std::thread::spawn(move || {
             let mut recorded = histogram();
@@ -145,6 +159,7 @@ fn spin_baseline(events: u64, period: Duration) -> Histogram<u64> {
             recorded
         })
     };
+    let spinner = placement.map_or_else(spawn, |placement| placement.start_woken(spawn));
     pace(events, period, || {
         stamp.store(clock::now().as_nanos(), Ordering::Release)
     });
@@ -163,19 +178,30 @@ fn main() {
     println!("raise -> top-half entry: {rounds} rounds of {events} events, one every {period:?}");
     let mut json = String::from("{");
     common::print_noise_floor(&mut json);
+    let placement = Placement::new();
+    match &placement {
+        Some(placement) => println!("{}", placement.describe()),
+        None => println!("threads not pinned: fewer than two vCPUs"),
+    }
     json.push_str(",\"results\":[");
 
     let (mut blocking, mut condvar) = (Side::default(), Side::default());
     let (mut busy, mut spin) = (Side::default(), Side::default());
     for round in 0..rounds {
+        let placed = placement.as_ref();
         blocking
             .rounds
-            .push(candidate(CpuMode::Blocking, events, period));
-        condvar.rounds.push(condvar_baseline(events, period));
+            .push(candidate(CpuMode::Blocking, events, period, placed));
+        condvar
+            .rounds
+            .push(condvar_baseline(events, period, placed));
         busy.rounds
-            .push(candidate(CpuMode::BusyPoll, events, period));
-        spin.rounds.push(spin_baseline(events, period));
+            .push(candidate(CpuMode::BusyPoll, events, period, placed));
+        spin.rounds.push(spin_baseline(events, period, placed));
         println!("round {} of {rounds} done", round + 1);
+    }
+    if let Some(placement) = &placement {
+        placement.release();
     }
     common::report(
         &mut json,

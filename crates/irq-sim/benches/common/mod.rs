@@ -159,3 +159,77 @@ pub fn write_json(name: &str, json: &str) {
         Err(error) => println!("\nfailed to write {}: {error}", path.display()),
     }
 }
+
+/// The vCPUs a hand-off bench pins its threads to: the raiser on one, and
+/// the thread it wakes on another, for the candidate and its baseline
+/// alike, so that neither side's wake-up depends on where the scheduler
+/// happened to put it.
+pub struct Placement {
+    raiser: usize,
+    woken: usize,
+    allowed: libc::cpu_set_t,
+}
+
+impl Placement {
+    /// Returns the first two vCPUs the process may run on, or `None` with
+    /// fewer than two.
+    pub fn new() -> Option<Self> {
+        // SAFETY: an all-zero cpu_set_t is an empty set, and the call
+        // writes only the set whose size it is given.
+        let allowed = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            if libc::sched_getaffinity(0, size, &mut set) != 0 {
+                return None;
+            }
+            set
+        };
+        // SAFETY: CPU_ISSET reads the set within its size.
+        let mut cpus = (0..libc::CPU_SETSIZE as usize)
+            .filter(|cpu| unsafe { libc::CPU_ISSET(*cpu, &allowed) });
+        let (raiser, woken) = (cpus.next()?, cpus.next()?);
+        Some(Self {
+            raiser,
+            woken,
+            allowed,
+        })
+    }
+
+    /// Describes the placement for the bench's header.
+    pub fn describe(&self) -> String {
+        format!(
+            "threads pinned: raiser on vCPU {}, woken thread on vCPU {}",
+            self.raiser, self.woken
+        )
+    }
+
+    /// Runs `start` pinned to the woken thread's vCPU, so that every
+    /// thread it spawns stays there, then pins the caller to the raiser's.
+    pub fn start_woken<T>(&self, start: impl FnOnce() -> T) -> T {
+        pin(&single(self.woken));
+        let started = start();
+        pin(&single(self.raiser));
+        started
+    }
+
+    /// Lets the caller run on every vCPU it could before.
+    pub fn release(&self) {
+        pin(&self.allowed);
+    }
+}
+
+fn single(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: an all-zero cpu_set_t is an empty set; CPU_SET writes within
+    // its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        set
+    }
+}
+
+fn pin(set: &libc::cpu_set_t) {
+    // SAFETY: the call reads only the set whose size it is given.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+    assert_eq!(rc, 0, "sched_setaffinity failed");
+}
