@@ -128,6 +128,13 @@ pub enum Leftover {
         /// The item's name.
         work: String,
     },
+    /// A delayed work item whose own run re-armed it while its queue
+    /// drained (a queue the module destroyed, say), so that the drain
+    /// cancelled it: the module did not cancel it first.
+    RearmedDuringDrain {
+        /// The item's name.
+        work: String,
+    },
     /// A handler still registered; it was freed.
     Handler {
         /// The line.
@@ -148,6 +155,13 @@ impl fmt::Display for Leftover {
             }
             Self::RunningWork { work } => {
                 write!(f, "work {work:?} still running; waited for it")
+            }
+            Self::RearmedDuringDrain { work } => {
+                write!(
+                    f,
+                    "delayed work {work:?} re-armed itself while its queue drained, and the \
+                     drain cancelled it; cancel it before destroying or draining its queue"
+                )
             }
             Self::Handler { irq, handler } => {
                 write!(
@@ -203,6 +217,8 @@ mod tracked {
         fn flush(&self) -> FlushFuture;
         /// `wq::blocking::flush_work`.
         fn flush_blocking(&self) -> Result<bool, wq::WaitError>;
+        /// `wq::take_drain_refusal`.
+        fn take_drain_refusal(&self) -> bool;
     }
 }
 
@@ -255,6 +271,11 @@ macro_rules! track {
                 let $this = self;
                 wq::blocking::flush_work($ref)
             }
+
+            fn take_drain_refusal(&self) -> bool {
+                let $this = self;
+                wq::take_drain_refusal($ref)
+            }
         }
     };
 }
@@ -291,6 +312,10 @@ impl<T: Send + Sync + 'static> TrackedWork for TrackedRef<Arc<DataWork<T>>> {
 
     fn flush_blocking(&self) -> Result<bool, wq::WaitError> {
         wq::blocking::flush_work(&self.0)
+    }
+
+    fn take_drain_refusal(&self) -> bool {
+        wq::take_drain_refusal(&self.0)
     }
 }
 
@@ -611,8 +636,14 @@ impl ModuleContext {
         }
 
         // Step 2: disable every item, cancelling the pending ones, so that
-        // no item can queue another any more.
+        // no item can queue another any more. An item a drain had to
+        // cancel was left re-arming itself too.
         for item in &work {
+            if item.take_drain_refusal() {
+                report(Leftover::RearmedDuringDrain {
+                    work: item.name().to_string(),
+                });
+            }
             if item.disable() {
                 let work = item.name().to_string();
                 report(if item.is_delayed() {

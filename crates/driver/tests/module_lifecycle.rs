@@ -452,3 +452,67 @@ fn wait_until(condition: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// A module with its own queue and a poll that re-arms itself, whose exit
+/// destroys the queue without cancelling the poll first.
+struct ForgetsPoll {
+    queue: Workqueue,
+}
+
+impl Module for ForgetsPoll {
+    const NAME: &'static str = "forgets_poll";
+    type Params = Arc<AtomicU32>;
+
+    fn init(ctx: &ModuleContext, runs: Arc<AtomicU32>) -> InitResult<Self> {
+        let queue = Workqueue::builder("poll_wq").build();
+        let poll = {
+            let queue = queue.clone();
+            DelayedWork::from_fn_cyclic("sensor/poll", move |me| {
+                let me = me.clone();
+                move || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    if let Some(me) = me.upgrade() {
+                        let _ = wq::queue_delayed_work(&queue, &me, Duration::from_millis(1));
+                    }
+                }
+            })
+        };
+        ctx.queue_delayed_work(&queue, &poll, Duration::from_millis(1))?;
+        Ok(ForgetsPoll { queue })
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {
+        // Wrong: the poll re-arms itself during the drain.
+        wq::blocking::destroy_workqueue(&self.queue).expect("exit runs in task context");
+    }
+}
+
+/// The destroy ends, as the drain cancels the re-armed poll, and the
+/// unload reports the poll that the exit should have cancelled.
+#[test]
+fn rearm_cancelled_by_a_drain_reported() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let loaded = module::load::<ForgetsPoll>(runs.clone()).expect("init succeeds");
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while runs.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poll never ran twice"
+        );
+        std::thread::yield_now();
+    }
+    let report = loaded.unload().expect("unload from a plain thread");
+
+    assert_eq!(
+        report.leftovers,
+        [Leftover::RearmedDuringDrain {
+            work: "sensor/poll".into()
+        }]
+    );
+    assert!(!report.is_clean());
+    assert_eq!(
+        report.leftovers[0].to_string(),
+        "delayed work \"sensor/poll\" re-armed itself while its queue drained, and the drain \
+         cancelled it; cancel it before destroying or draining its queue"
+    );
+}

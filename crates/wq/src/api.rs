@@ -697,6 +697,19 @@ pub fn alloc_ordered_workqueue(
     Workqueue::builder(name).flags(flags).ordered().build()
 }
 
+/// Returns true, once, if a drain cancelled `work` since the last call: its
+/// own run re-armed its timer while its queue drained, and the timer came
+/// due before the drain ended (see [`drain_workqueue`]). That is a bug of
+/// the item's owner, who should have cancelled it first; a module's unload
+/// reports it.
+///
+/// # Context
+///
+/// Task context; takes the pool lock.
+pub fn take_drain_refusal(work: impl WorkRef) -> bool {
+    core::take_drain_refusal(&mut lock_pool(), work.work_core())
+}
+
 /// Disables `work` (`disable_work`): raises its disable depth and cancels it
 /// if pending. Until [`enable_work`] brings the depth back to zero,
 /// queueing it returns false. Returns true when the item was pending.

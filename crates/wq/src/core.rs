@@ -411,6 +411,9 @@ pub(crate) struct Node {
     /// The timer was armed while its queue drained, which only the queue's
     /// own work may do: see `expire_timers`.
     armed_while_draining: bool,
+    /// A drain cancelled the item when such a timer came due; cleared by
+    /// `take_drain_refusal`.
+    refused_by_drain: bool,
     /// The queue the item is running on, and the run's ticket.
     running: Option<(NonNull<QueueCore>, u64)>,
     /// Ticket of a period cancelled while an earlier run was in progress;
@@ -435,6 +438,7 @@ impl Node {
             queued_at: None,
             deadline: None,
             armed_while_draining: false,
+            refused_by_drain: false,
             running: None,
             cancelled_ticket: 0,
         }
@@ -1419,6 +1423,7 @@ pub(crate) fn expire_timers(
         cursor = node.next;
         let deadline = node.deadline.expect("a timer-list item has a deadline");
         if deadline <= now && draining && node.armed_while_draining {
+            node.refused_by_drain = true;
             let cancelled = cancel(guard, core);
             refused.push(Refused {
                 name: core.name.clone(),
@@ -1436,6 +1441,12 @@ pub(crate) fn expire_timers(
     timer.armed_until = next_deadline;
     timer.kicked = false;
     next_deadline
+}
+
+/// Returns whether a drain cancelled `core` (see `expire_timers`) since the
+/// last call, and clears the mark.
+pub(crate) fn take_drain_refusal(guard: &mut PoolGuard<'_>, core: &WorkCore) -> bool {
+    std::mem::take(&mut guard.node(core).refused_by_drain)
 }
 
 /// Registers the timer task's waker. Returns true if a kick arrived since
