@@ -282,6 +282,12 @@ impl RateLimit {
             Throttle::Suppress
         }
     }
+
+    /// Returns the reports suppressed since the last one made, and resets
+    /// the count; for the summary at shutdown.
+    pub(crate) fn take_suppressed(&self) -> u64 {
+        self.suppressed.swap(0, Ordering::Relaxed)
+    }
 }
 
 /// Returns the message of a panic payload.

@@ -337,6 +337,15 @@ impl Machine {
         if let Some(thread) = self.housekeeping.take() {
             let _ = thread.join();
         }
+        // A run shorter than the rate limit's interval would never print
+        // the count of the reports it held back, as the kernel's
+        // "callbacks suppressed" does at the next report.
+        for (irq, line) in shared.lines.iter().enumerate() {
+            let suppressed = line.reports.take_suppressed();
+            if suppressed > 0 {
+                tracing::warn!(target: "irq", irq, suppressed, "irq {irq}: {suppressed} more reports of its handlers were suppressed by the rate limit ({} per line per {} s); the line's counters hold them all", crate::contract::REPORTS_PER_INTERVAL, crate::contract::REPORT_INTERVAL.as_secs());
+            }
+        }
         report.violations = self.controller.violations();
         tracing::debug!(target: "irq", hung = report.hung.len(), violations = report.violations.len(), "machine stopped");
         report

@@ -182,6 +182,50 @@ fn overrun_warn_policy_logs() {
     assert!(line.contains("budget 100 us"), "{line}");
 }
 
+/// Overruns beyond the rate limit are counted, and the reports held back
+/// are summed up at shutdown, as a run may end before the limit's
+/// interval does.
+#[test]
+fn suppressed_reports_summed_at_shutdown() {
+    const RATE_LIMITED: u32 = 41;
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let irq = machine.controller();
+    irq.request_irq(
+        RATE_LIMITED,
+        IrqRequest::new(
+            "chatty",
+            IrqFlags::EDGE,
+            spinner(Duration::from_micros(500)),
+        ),
+    )
+    .unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+    for _ in 0..8 {
+        let _ = irq.raise(RATE_LIMITED).unwrap();
+        flush_cpu(&irq, PROBE, &probe_calls);
+    }
+    assert_eq!(irq.line_stats(RATE_LIMITED).unwrap().overruns, 8);
+    let reported = |text: &str| {
+        text.lines()
+            .filter(|line| line.contains("handler \"chatty\" took"))
+            .count()
+    };
+    assert_eq!(reported(&log_text()), 5);
+
+    assert!(machine.shutdown().is_clean());
+    let text = log_text();
+    assert!(
+        text.contains(
+            "irq 41: 3 more reports of its handlers were suppressed by the rate limit (5 per \
+             line per 5 s); the line's counters hold them all"
+        ),
+        "{text}"
+    );
+}
+
 /// An overrun under the disable policy disables the line.
 #[test]
 fn overrun_disable_policy_disables() {
