@@ -20,7 +20,8 @@
 //! 1. each handler still registered is freed, which waits for its running
 //!    top half and thread function;
 //! 2. each work item is disabled, which cancels it if pending, so that no
-//!    item can queue another one any more;
+//!    item can queue another one any more; an item that a drain had to
+//!    cancel, because the module left it re-arming itself, is reported too;
 //! 3. each item still running is waited for;
 //! 4. the module's state is dropped;
 //! 5. the items' disable depths are restored, so that a static item can be
@@ -159,8 +160,9 @@ impl fmt::Display for Leftover {
             Self::RearmedDuringDrain { work } => {
                 write!(
                     f,
-                    "delayed work {work:?} re-armed itself while its queue drained, and the \
-                     drain cancelled it; cancel it before destroying or draining its queue"
+                    "delayed work {work:?} was armed by its queue's own work while the queue \
+                     drained, and the drain cancelled it; cancel it before destroying or \
+                     draining its queue"
                 )
             }
             Self::Handler { irq, handler } => {
@@ -217,8 +219,8 @@ mod tracked {
         fn flush(&self) -> FlushFuture;
         /// `wq::blocking::flush_work`.
         fn flush_blocking(&self) -> Result<bool, wq::WaitError>;
-        /// `wq::take_drain_refusal`.
-        fn take_drain_refusal(&self) -> bool;
+        /// `wq::take_cancelled_by_drain`.
+        fn take_cancelled_by_drain(&self) -> bool;
     }
 }
 
@@ -272,9 +274,9 @@ macro_rules! track {
                 wq::blocking::flush_work($ref)
             }
 
-            fn take_drain_refusal(&self) -> bool {
+            fn take_cancelled_by_drain(&self) -> bool {
                 let $this = self;
-                wq::take_drain_refusal($ref)
+                wq::take_cancelled_by_drain($ref)
             }
         }
     };
@@ -314,8 +316,8 @@ impl<T: Send + Sync + 'static> TrackedWork for TrackedRef<Arc<DataWork<T>>> {
         wq::blocking::flush_work(&self.0)
     }
 
-    fn take_drain_refusal(&self) -> bool {
-        wq::take_drain_refusal(&self.0)
+    fn take_cancelled_by_drain(&self) -> bool {
+        wq::take_cancelled_by_drain(&self.0)
     }
 }
 
@@ -425,6 +427,8 @@ impl ModuleContext {
             .iter()
             .any(|known| std::ptr::eq(known.address(), item.address()))
         {
+            // A mark left by an earlier owner's drain is not this module's.
+            let _ = item.take_cancelled_by_drain();
             tracked.work.push(item);
         }
         Ok(())
@@ -639,7 +643,7 @@ impl ModuleContext {
         // no item can queue another any more. An item a drain had to
         // cancel was left re-arming itself too.
         for item in &work {
-            if item.take_drain_refusal() {
+            if item.take_cancelled_by_drain() {
                 report(Leftover::RearmedDuringDrain {
                     work: item.name().to_string(),
                 });

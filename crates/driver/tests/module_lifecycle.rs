@@ -512,7 +512,7 @@ fn rearm_cancelled_by_a_drain_reported() {
     assert!(!report.is_clean());
     assert_eq!(
         report.leftovers[0].to_string(),
-        "delayed work \"sensor/poll\" re-armed itself while its queue drained, and the drain \
-         cancelled it; cancel it before destroying or draining its queue"
+        "delayed work \"sensor/poll\" was armed by its queue's own work while the queue \
+         drained, and the drain cancelled it; cancel it before destroying or draining its queue"
     );
 }

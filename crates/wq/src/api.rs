@@ -587,8 +587,12 @@ async fn flush_queue(wq: &Workqueue, with_timers: bool) {
 /// Flushes `wq` until it is empty (`drain_workqueue`).
 ///
 /// While it drains, only work functions of `wq` may queue on it; other
-/// queueing fails with [`QueueError::Draining`]. Delayed items are waited
-/// for until they have run. Draining an idle queue returns at once.
+/// queueing fails with [`QueueError::Draining`]. Delayed items armed before
+/// the drain are waited for until they have run. A delayed item that the
+/// queue's own work arms during the drain is cancelled with a warning, as
+/// Linux turns it away when its timer fires, and [`take_cancelled_by_drain`]
+/// reports it. Draining an idle queue returns at once. Drains may overlap;
+/// the queue is live again when the last one ends.
 ///
 /// # Errors
 ///
@@ -608,27 +612,44 @@ pub fn drain_workqueue(
     }
 }
 
-/// Drains `wq`, then leaves it in `after`.
+/// Counts a drain out when it ends, or when its future is dropped first.
+struct DrainEnd<'a> {
+    queue: &'a core::QueueCore,
+    after: core::Phase,
+}
+
+impl Drop for DrainEnd<'_> {
+    fn drop(&mut self) {
+        let wake = core::end_drain(&mut lock_pool(), self.queue, self.after);
+        wake.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Drains `wq`, then leaves it in `after` (live once no other drain runs).
 async fn drain(wq: &Workqueue, after: core::Phase) {
     let queue = &wq.shared().core;
-    let wake = core::set_phase(&mut lock_pool(), queue, core::Phase::Draining);
+    let wake = core::begin_drain(&mut lock_pool(), queue);
     wake.into_iter().for_each(Waker::wake);
+    let _end = DrainEnd { queue, after };
 
     let mut rounds = 0_u64;
     loop {
         flush_queue(wq, true).await;
-        let (finished, leftovers) = {
+        let mut cancels = Vec::new();
+        let (empty, leftovers) = {
             let mut pool = lock_pool();
             let leftovers = core::drain_intake(&mut pool, queue);
-            let finished =
-                core::is_empty(&mut pool, queue).then(|| core::set_phase(&mut pool, queue, after));
-            (finished, leftovers)
+            core::cancel_drain_rearms(&mut pool, queue, &mut cancels);
+            (core::is_empty(&mut pool, queue), leftovers)
         };
         leftovers.settle();
-        if let Some(wake) = finished {
-            wake.into_iter().for_each(Waker::wake);
+        crate::queue::report_drain_cancels(queue, cancels.into_iter());
+        if empty {
             return;
         }
+        // An item being cancelled elsewhere may still sit on the timer
+        // list, with nothing to wait for: let the canceller run.
+        tokio::task::yield_now().await;
         rounds += 1;
         if rounds.is_power_of_two() && rounds >= 16 {
             tracing::warn!(
@@ -697,17 +718,16 @@ pub fn alloc_ordered_workqueue(
     Workqueue::builder(name).flags(flags).ordered().build()
 }
 
-/// Returns true, once, if a drain cancelled `work` since the last call: its
-/// own run re-armed its timer while its queue drained, and the timer came
-/// due before the drain ended (see [`drain_workqueue`]). That is a bug of
-/// the item's owner, who should have cancelled it first; a module's unload
-/// reports it.
+/// Returns true, once, if a drain cancelled `work` since the last call: the
+/// queue's own work, usually the item itself, armed its timer while the
+/// queue drained (see [`drain_workqueue`]). That is a bug of the item's
+/// owner, who should have cancelled it first; a module's unload reports it.
 ///
 /// # Context
 ///
 /// Task context; takes the pool lock.
-pub fn take_drain_refusal(work: impl WorkRef) -> bool {
-    core::take_drain_refusal(&mut lock_pool(), work.work_core())
+pub fn take_cancelled_by_drain(work: impl WorkRef) -> bool {
+    core::take_cancelled_by_drain(&mut lock_pool(), work.work_core())
 }
 
 /// Disables `work` (`disable_work`): raises its disable depth and cancels it

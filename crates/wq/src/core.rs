@@ -411,9 +411,8 @@ pub(crate) struct Node {
     /// The timer was armed while its queue drained, which only the queue's
     /// own work may do: see `expire_timers`.
     armed_while_draining: bool,
-    /// A drain cancelled the item when such a timer came due; cleared by
-    /// `take_drain_refusal`.
-    refused_by_drain: bool,
+    /// A drain cancelled such a timer; cleared by `take_cancelled_by_drain`.
+    cancelled_by_drain: bool,
     /// The queue the item is running on, and the run's ticket.
     running: Option<(NonNull<QueueCore>, u64)>,
     /// Ticket of a period cancelled while an earlier run was in progress;
@@ -438,7 +437,7 @@ impl Node {
             queued_at: None,
             deadline: None,
             armed_while_draining: false,
-            refused_by_drain: false,
+            cancelled_by_drain: false,
             running: None,
             cancelled_ticket: 0,
         }
@@ -620,6 +619,9 @@ unsafe impl Send for QueueCore {}
 
 struct QueueState {
     phase: Phase,
+    /// Drains running now (`nr_drainers`): the phase goes back to live
+    /// when the last one ends.
+    drainers: usize,
     worklist: List,
     timers: List,
     /// Items running now, with their run tickets.
@@ -698,6 +700,7 @@ impl QueueCore {
             phase_hint: std::sync::atomic::AtomicU8::new(Phase::Live as u8),
             state: CachePadded::new(UnsafeCell::new(QueueState {
                 phase: Phase::Live,
+                drainers: 0,
                 worklist: List::default(),
                 timers: List::default(),
                 running: Vec::new(),
@@ -1388,30 +1391,76 @@ fn activate_unlinked(
     wake
 }
 
-/// A delayed item that came due while its queue drained and was not
-/// queued; drop `released` after unlocking.
-pub(crate) struct Refused {
-    /// The item's name.
-    pub(crate) name: Cow<'static, str>,
+/// A delayed item that its queue's own work armed while the queue
+/// drained, cancelled by the drain. Drop it after unlocking.
+pub(crate) struct DrainCancel {
+    /// The item, for its name.
+    pub(crate) item: ItemRef,
     /// The reference the timer list held.
     pub(crate) released: Option<ItemRef>,
+}
+
+/// Returns true when `core` was armed during a drain of a queue that
+/// still drains, and may be cancelled for it: an item that is being
+/// disabled is left to the cancel in progress, which must find it pending.
+fn cancellable_by_drain(guard: &mut PoolGuard<'_>, core: &WorkCore, draining: bool) -> bool {
+    draining
+        && guard.node(core).armed_while_draining
+        && disable_depth_of(core.state.load(Ordering::Acquire)) == 0
+}
+
+/// Cancels the timer-list item `core` for a drain (see `expire_timers`).
+fn cancel_for_drain(guard: &mut PoolGuard<'_>, core: &WorkCore) -> DrainCancel {
+    let node = guard.node(core);
+    node.cancelled_by_drain = true;
+    let item = node
+        .held
+        .clone()
+        .expect("a linked item holds its reference");
+    let cancelled = cancel(guard, core);
+    DrainCancel {
+        item,
+        released: cancelled.released,
+    }
+}
+
+/// Cancels every item on `queue`'s timer list that the queue's own work
+/// armed during the drain that runs now, into `cancels`, so that the drain
+/// need not wait out their delays. Linux's drain does not wait for timers
+/// either; it turns their queueing away when they fire.
+pub(crate) fn cancel_drain_rearms(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+    cancels: &mut Vec<DrainCancel>,
+) {
+    let draining = guard.queue(queue).phase == Phase::Draining;
+    let mut cursor = guard.queue(queue).timers.head;
+    while let Some(link) = cursor {
+        // SAFETY: `link` was read from the timer list under the held lock.
+        let core = unsafe { item(link) };
+        cursor = guard.node(core).next;
+        if cancellable_by_drain(guard, core, draining) {
+            cancels.push(cancel_for_drain(guard, core));
+        }
+    }
 }
 
 /// Moves every item of `queue`'s timer list that is due at `now` to its
 /// worklist, pushing the workers to wake into `wake`. Returns the earliest
 /// deadline left, and arms the timer to it.
 ///
-/// An item whose timer its own work re-armed while the queue drains is
-/// cancelled instead, into `refused`, as Linux refuses a queueing from a
+/// An item whose timer the queue's own work armed while the queue drains
+/// is cancelled instead, into `cancels`, as Linux turns away a queueing from a
 /// timer on a draining queue (`__queue_work` takes only chained work then).
 /// Without that, an item that re-arms itself on every run would keep the
-/// drain going forever.
+/// drain going forever. The drain itself cancels such items after each of
+/// its rounds (`cancel_drain_rearms`); this catches a timer that fires first.
 pub(crate) fn expire_timers(
     guard: &mut PoolGuard<'_>,
     queue: &QueueCore,
     now: tokio::time::Instant,
     wake: &mut Vec<Waker>,
-    refused: &mut Vec<Refused>,
+    cancels: &mut Vec<DrainCancel>,
 ) -> Option<tokio::time::Instant> {
     let draining = guard.queue(queue).phase == Phase::Draining;
     let mut next_deadline: Option<tokio::time::Instant> = None;
@@ -1422,13 +1471,8 @@ pub(crate) fn expire_timers(
         let node = guard.node(core);
         cursor = node.next;
         let deadline = node.deadline.expect("a timer-list item has a deadline");
-        if deadline <= now && draining && node.armed_while_draining {
-            node.refused_by_drain = true;
-            let cancelled = cancel(guard, core);
-            refused.push(Refused {
-                name: core.name.clone(),
-                released: cancelled.released,
-            });
+        if deadline <= now && cancellable_by_drain(guard, core, draining) {
+            cancels.push(cancel_for_drain(guard, core));
         } else if deadline <= now {
             unlink(guard, core);
             wake.extend(activate_unlinked(guard, core, queue));
@@ -1443,10 +1487,10 @@ pub(crate) fn expire_timers(
     next_deadline
 }
 
-/// Returns whether a drain cancelled `core` (see `expire_timers`) since the
+/// Returns whether a drain cancelled `core` (see `cancel_drain_rearms`) since the
 /// last call, and clears the mark.
-pub(crate) fn take_drain_refusal(guard: &mut PoolGuard<'_>, core: &WorkCore) -> bool {
-    std::mem::take(&mut guard.node(core).refused_by_drain)
+pub(crate) fn take_cancelled_by_drain(guard: &mut PoolGuard<'_>, core: &WorkCore) -> bool {
+    std::mem::take(&mut guard.node(core).cancelled_by_drain)
 }
 
 /// Registers the timer task's waker. Returns true if a kick arrived since
@@ -1558,6 +1602,10 @@ pub(crate) fn flush_targets(
             let core = unsafe { item(link) };
             let node = guard.node(core);
             cursor = node.next;
+            if node.place == Place::Timer(NonNull::from(queue)) && node.armed_while_draining {
+                // The drain cancels it instead of waiting out its delay.
+                continue;
+            }
             let item = node
                 .held
                 .clone()
@@ -1587,6 +1635,31 @@ pub(crate) fn set_phase(guard: &mut PoolGuard<'_>, queue: &QueueCore, phase: Pha
     state.timer.kicked = true;
     wake.extend(state.timer.waker.take());
     wake
+}
+
+/// Counts a drain in, and moves a live queue to `Draining`. Returns the
+/// tasks to wake, as `set_phase` does.
+pub(crate) fn begin_drain(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec<Waker> {
+    let state = guard.queue(queue);
+    state.drainers += 1;
+    match state.phase {
+        Phase::Live | Phase::Orphaned => set_phase(guard, queue, Phase::Draining),
+        Phase::Draining | Phase::Destroyed => Vec::new(),
+    }
+}
+
+/// Counts a drain out. A destroy leaves the queue destroyed at once; a
+/// drain leaves it live again once no other drain runs. Returns the tasks
+/// to wake.
+pub(crate) fn end_drain(guard: &mut PoolGuard<'_>, queue: &QueueCore, after: Phase) -> Vec<Waker> {
+    let state = guard.queue(queue);
+    state.drainers -= 1;
+    match (after, state.phase) {
+        (_, Phase::Destroyed) => Vec::new(),
+        (Phase::Destroyed, _) => set_phase(guard, queue, Phase::Destroyed),
+        (_, Phase::Draining) if state.drainers == 0 => set_phase(guard, queue, after),
+        _ => Vec::new(),
+    }
 }
 
 pub(crate) fn phase(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Phase {

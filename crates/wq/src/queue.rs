@@ -768,7 +768,7 @@ async fn timer_task(shared: Arc<Shared>) {
         return;
     }
     let mut wake = Vec::new();
-    let mut refused = Vec::new();
+    let mut cancels = Vec::new();
     loop {
         let next_deadline = {
             let mut pool = lock_pool();
@@ -780,22 +780,11 @@ async fn timer_task(shared: Arc<Shared>) {
                 queue,
                 tokio::time::Instant::now(),
                 &mut wake,
-                &mut refused,
+                &mut cancels,
             )
         };
         wake.drain(..).for_each(Waker::wake);
-        for core::Refused { name, released } in refused.drain(..) {
-            tracing::warn!(
-                target: "workqueue",
-                workqueue = %queue.name,
-                work = %name,
-                "delayed work {name:?} came due while workqueue {:?} drains, re-armed by its \
-                 own run during the drain; it is cancelled, as Linux refuses it: cancel an item \
-                 that re-arms itself before draining or destroying its queue",
-                queue.name
-            );
-            drop(released);
-        }
+        report_drain_cancels(queue, cancels.drain(..));
 
         let mut sleep = next_deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline)));
         poll_fn(|cx| {
@@ -811,6 +800,27 @@ async fn timer_task(shared: Arc<Shared>) {
             }
         })
         .await;
+    }
+}
+
+/// Logs each delayed item a drain of `queue` cancelled, then drops the
+/// references; call it after unlocking.
+pub(crate) fn report_drain_cancels(
+    queue: &QueueCore,
+    cancels: impl Iterator<Item = core::DrainCancel>,
+) {
+    for core::DrainCancel { item, released } in cancels {
+        let name = item.core().name();
+        tracing::warn!(
+            target: "workqueue",
+            workqueue = %queue.name,
+            work = name,
+            "delayed work {name:?} was armed by its queue's own work while workqueue {:?} \
+             drains; the drain cancels it, as Linux turns it away when its timer fires: cancel \
+             an item that re-arms itself before draining or destroying its queue",
+            queue.name
+        );
+        drop(released);
     }
 }
 

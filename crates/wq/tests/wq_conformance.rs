@@ -672,9 +672,9 @@ async fn drain_accepts_only_own_work() {
 }
 
 /// A delayed item that re-arms itself on every run does not keep a drain
-/// or a destroy going forever. The timer it armed during the drain is
-/// refused when it comes due, as Linux refuses a non-chained queueing on a
-/// draining queue, and the item is left idle.
+/// or a destroy going, nor make it wait out the delay: the drain cancels
+/// the timer armed during it, as Linux refuses a non-chained queueing on a
+/// draining queue, marks the item, and leaves it idle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_refuses_a_delayed_self_rearm() {
     for destroy in [false, true] {
@@ -685,9 +685,15 @@ async fn drain_refuses_a_delayed_self_rearm() {
             DelayedWork::from_fn_cyclic("poll", move |me| {
                 let me = me.clone();
                 move || {
-                    runs.fetch_add(1, Ordering::SeqCst);
+                    // The first run is soon; the re-arm waits an hour, which
+                    // the drain must not wait out.
+                    let delay = if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        Duration::from_millis(1)
+                    } else {
+                        Duration::from_secs(3600)
+                    };
                     if let Some(me) = me.upgrade() {
-                        let _ = wq::queue_delayed_work(&queue, &me, Duration::from_millis(2));
+                        let _ = wq::queue_delayed_work(&queue, &me, delay);
                     }
                 }
             })
@@ -709,6 +715,8 @@ async fn drain_refuses_a_delayed_self_rearm() {
             guarded("drain", wq::drain_workqueue(&queue)).await.unwrap();
         }
         assert!(!poll.is_pending(), "destroy {destroy}");
+        assert!(wq::take_cancelled_by_drain(&poll), "destroy {destroy}");
+        assert!(!wq::take_cancelled_by_drain(&poll), "the mark is read once");
         if !destroy {
             // The item is idle, not stuck: it can be queued again.
             assert!(wq::queue_delayed_work(&queue, &poll, Duration::from_millis(2)).unwrap());
@@ -717,6 +725,47 @@ async fn drain_refuses_a_delayed_self_rearm() {
                 .unwrap();
         }
     }
+}
+
+/// Drains may overlap: the queue is live again only when the last one
+/// ends, and a drain whose future is dropped half-way still ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_and_dropped_drains_end() {
+    let queue = test_queue("w14-overlap", 4);
+    let gate = Gate::new();
+    let held = {
+        let gate = gate.clone();
+        DataWork::new_async("held", (), move |_| {
+            let gate = gate.clone();
+            async move { gate.pass().await }
+        })
+    };
+    let outsider = Work::from_fn("outsider", || {});
+
+    // A drain dropped while it waits for the held item.
+    wq::queue_work(&queue, &held).unwrap();
+    gate.wait_arrivals(1).await;
+    let dropped = tokio::time::timeout(Duration::from_millis(20), wq::drain_workqueue(&queue));
+    assert!(dropped.await.is_err(), "the drain waits for the held item");
+    assert!(
+        wq::queue_work(&queue, &outsider).unwrap(),
+        "live again after the dropped drain"
+    );
+    gate.open(1);
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+
+    // Two drains at once: the first to end leaves the queue draining.
+    wq::queue_work(&queue, &held).unwrap();
+    gate.wait_arrivals(2).await;
+    let first = tokio::spawn(wq::drain_workqueue(&queue));
+    let second = tokio::spawn(wq::drain_workqueue(&queue));
+    gate.open(1);
+    guarded("first drain", first).await.unwrap().unwrap();
+    guarded("second drain", second).await.unwrap().unwrap();
+    assert!(
+        wq::queue_work(&queue, &outsider).unwrap(),
+        "live again after both drains"
+    );
 }
 
 /// destroy_workqueue drains first, then rejects any later queueing with an
