@@ -29,13 +29,14 @@
 //!    top half must never do. The two differ in the thread's voluntary
 //!    context switches: blocking adds one, preemption does not. So the
 //!    check of a call over budget in wall time also reads them, and a count
-//!    above what the CPU's own idle waits explain is reported as a
-//!    [`crate::ContractViolation::Slept`], the kernel's "scheduling while
-//!    atomic". In window mode the count covers the window, so a short
-//!    sleep of another handler in it is blamed on the call checked. A
-//!    sleep that keeps a call within its budget goes unseen, and so does
-//!    one in a handler's first call, which may block on one-time costs
-//!    that are not its own (see [`FIRST_CALL_ALLOWANCE`]).
+//!    above what the CPU's own idle waits and irq-sim's contended locks
+//!    explain is reported as a [`crate::ContractViolation::Slept`], the
+//!    kernel's "scheduling while atomic". The count covers the window
+//!    since the anchor in either accounting mode, so a short sleep of
+//!    another handler in it is blamed on the call checked. A sleep that
+//!    keeps a call within its budget goes unseen, and so does one in a
+//!    handler's first call, which may block on one-time costs that are not
+//!    its own (see [`FIRST_CALL_ALLOWANCE`]).
 //!
 //! # Default budget
 //!
@@ -123,7 +124,8 @@ pub(crate) struct CpuClock {
     accounting: CpuTimeAccounting,
     anchor_wall: Timestamp,
     anchor_cpu: Duration,
-    /// The thread's voluntary context switches at the anchor.
+    /// The thread's voluntary context switches at the anchor, less the
+    /// locks it had found taken by then (see `controller::lock`).
     anchor_switches: u64,
     /// Wall time spent in idle waits since the anchor: off-CPU, but not
     /// preemption.
@@ -137,16 +139,15 @@ pub(crate) struct CpuClock {
 pub(crate) struct CallTime {
     /// Exact (per-call mode) or an upper bound (window mode).
     pub(crate) cpu: Duration,
-    /// Voluntary context switches that no idle wait explains: the call's
-    /// own (per-call mode), or its window's (window mode).
+    /// Voluntary context switches since the anchor that no idle wait and
+    /// no contended lock of irq-sim explains.
     pub(crate) blocked: u64,
 }
 
-/// The readings taken before a call in per-call mode.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct CallStart {
-    cpu: Duration,
-    switches: u64,
+/// Returns the thread's voluntary context switches less the locks it found
+/// taken: the switches that irq-sim's own locks do not explain.
+fn unexplained_switches() -> u64 {
+    clock::thread_voluntary_switches().saturating_sub(crate::controller::contended_locks())
 }
 
 impl CpuClock {
@@ -155,7 +156,7 @@ impl CpuClock {
             accounting,
             anchor_wall: clock::now(),
             anchor_cpu: clock::thread_cpu_time(),
-            anchor_switches: clock::thread_voluntary_switches(),
+            anchor_switches: unexplained_switches(),
             idle: Duration::ZERO,
             idle_waits: 0,
         }
@@ -165,7 +166,7 @@ impl CpuClock {
     pub(crate) fn refresh(&mut self) {
         self.anchor_wall = clock::now();
         self.anchor_cpu = clock::thread_cpu_time();
-        self.anchor_switches = clock::thread_voluntary_switches();
+        self.anchor_switches = unexplained_switches();
         self.idle = Duration::ZERO;
         self.idle_waits = 0;
     }
@@ -183,54 +184,53 @@ impl CpuClock {
         }
     }
 
-    /// Returns the readings before a call, or `None` in window mode.
+    /// Returns the thread CPU time before a call, or `None` in window mode.
     #[inline]
-    pub(crate) fn call_start(&self) -> Option<CallStart> {
+    pub(crate) fn call_start(&self) -> Option<Duration> {
         match self.accounting {
             CpuTimeAccounting::Window => None,
-            CpuTimeAccounting::PerCall => Some(CallStart {
-                cpu: clock::thread_cpu_time(),
-                switches: clock::thread_voluntary_switches(),
-            }),
+            CpuTimeAccounting::PerCall => Some(clock::thread_cpu_time()),
         }
     }
 
     /// Returns the CPU time of a call that took `wall` and ended at `end`,
     /// exactly (per-call mode) or as an upper bound (window mode), and the
-    /// times its thread blocked.
+    /// times its thread blocked since the anchor (in either mode, so that
+    /// per-call mode pays no more system calls per call).
     pub(crate) fn call_time(
         &mut self,
-        start: Option<CallStart>,
+        start_cpu: Option<Duration>,
         wall: Duration,
         end: Timestamp,
     ) -> CallTime {
         let cpu_now = clock::thread_cpu_time();
-        let switches_now = clock::thread_voluntary_switches();
-        let time = match start {
-            Some(start) => CallTime {
-                cpu: cpu_now.saturating_sub(start.cpu),
-                blocked: switches_now.saturating_sub(start.switches),
-            },
+        let switches_now = unexplained_switches();
+        let cpu = match start_cpu {
+            Some(start) => cpu_now.saturating_sub(start),
             None => {
                 let window_wall = end.saturating_since(self.anchor_wall);
                 let window_cpu = cpu_now.saturating_sub(self.anchor_cpu);
                 let preempted = window_wall
                     .saturating_sub(window_cpu)
                     .saturating_sub(self.idle);
-                CallTime {
-                    cpu: wall.saturating_sub(preempted),
-                    blocked: switches_now
-                        .saturating_sub(self.anchor_switches)
-                        .saturating_sub(self.idle_waits),
-                }
+                wall.saturating_sub(preempted)
             }
         };
+        let blocked = switches_now
+            .saturating_sub(self.anchor_switches)
+            .saturating_sub(self.idle_waits);
         self.anchor_wall = end;
         self.anchor_cpu = cpu_now;
         self.anchor_switches = switches_now;
         self.idle = Duration::ZERO;
         self.idle_waits = 0;
-        time
+        CallTime { cpu, blocked }
+    }
+
+    /// Moves the switch anchor to now, after a report that may have blocked
+    /// the thread on its output.
+    pub(crate) fn rebase_switches(&mut self) {
+        self.anchor_switches = unexplained_switches();
     }
 }
 

@@ -45,8 +45,9 @@
 //! assert!(report.hung.is_empty());
 //! ```
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use crate::clock::{self, Timestamp};
@@ -67,8 +68,29 @@ pub const DEFAULT_PRIORITY: u8 = 128;
 /// Locks `mutex`, ignoring poison: a top half's panic is caught inside the
 /// lock scope, so poison only follows a bug in irq-sim itself, and the data
 /// stays consistent either way.
+///
+/// A lock found taken may block the thread, a voluntary context switch
+/// that is irq-sim's own and not a top half's sleep, so it is counted for
+/// the sleep check (see `contract`).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    match mutex.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => {
+            CONTENDED.with(|count| count.set(count.get() + 1));
+            mutex.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+}
+
+thread_local! {
+    /// Locks this thread found taken, through [`lock`].
+    static CONTENDED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Returns how many locks this thread found taken so far.
+pub(crate) fn contended_locks() -> u64 {
+    CONTENDED.with(Cell::get)
 }
 
 /// A handle to the simulated interrupt controller.
@@ -291,8 +313,29 @@ impl Shared {
         }
     }
 
+    /// Records `violation`. A sleep or a waiting call repeats on every
+    /// interrupt of a line whatever its policy, so only the first of each
+    /// (line, handler, kind) is kept; the log and the line's counters count
+    /// them all.
     pub(crate) fn record_violation(&self, violation: ContractViolation) {
-        lock(&self.violations).push(violation);
+        let mut violations = lock(&self.violations);
+        let repeated = |known: &ContractViolation| match (known, &violation) {
+            (
+                ContractViolation::Slept { irq, handler, .. },
+                ContractViolation::Slept {
+                    irq: new_irq,
+                    handler: new_handler,
+                    ..
+                },
+            ) => irq == new_irq && handler == new_handler,
+            (ContractViolation::InvalidContext(known), ContractViolation::InvalidContext(new)) => {
+                known == new
+            }
+            _ => false,
+        };
+        if !violations.iter().any(repeated) {
+            violations.push(violation);
+        }
     }
 }
 

@@ -414,6 +414,13 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
                 wall,
                 local.clock.call_time(cpu_start, wall, end),
             );
+            // A report written meanwhile may have blocked on its output.
+            local.clock.rebase_switches();
+        } else if !allowance.is_zero() {
+            // A first call within its allowance may still have blocked on
+            // one-time costs: restart the window, so that a later call is
+            // not blamed for them.
+            let _ = local.clock.call_time(cpu_start, wall, end);
         }
         start = end;
     }
