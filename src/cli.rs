@@ -94,8 +94,8 @@ fn parse_seed(value: &str) -> Result<u64, String> {
         .ok_or_else(|| "expected a whole number from 0 to 2^63-1".to_owned())
 }
 
-/// Parses `--cpus`: a whole number from 1 to 64. `main` checks it against
-/// the CPUs that the scenario places timers and devices on.
+/// Parses `--cpus`: a whole number from 1 to 64. The scenario's checks
+/// then hold its timers and devices against it (`Scenario::load_with`).
 fn parse_cpus(value: &str) -> Result<usize, String> {
     let max = irq_sim::machine::MAX_CPUS;
     value

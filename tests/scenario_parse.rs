@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use irqlab::scenario::{
-    ArrivalSpec, DeviceKind, Scenario, ScenarioError, TimerKind, parse_duration,
+    ArrivalSpec, DeviceKind, Overrides, Scenario, ScenarioError, TimerKind, parse_duration,
 };
 
 fn parse(text: &str) -> Result<Scenario, ScenarioError> {
@@ -140,6 +140,15 @@ fn misspelt_keys_get_the_closest_one() {
         ),
         ("dration = \"1s\"\n".to_owned(), 1, "dration", "duration"),
         ("[machine]\ncpu = 2\n".to_owned(), 2, "machine.cpu", "cpus"),
+        (
+            NIC.replace(
+                "arrival = { process = \"poisson\", rate = 1000 }",
+                "[device.arrival]\nprocess = \"poisson\"\nrat = 1000",
+            ),
+            8,
+            "device[0].arrival.rat",
+            "rate",
+        ),
     ];
     for (text, want_line, want_key, closest) in cases {
         let (line, key, message) = rejected(&text);
@@ -186,6 +195,12 @@ fn type_errors_name_the_key() {
             2,
             "machine.cpus",
             "99999999999999999999 is out of range; integers here are at most 2^63-1",
+        ),
+        (
+            "[machine]\ncpus = -99999999999999999999\n".to_owned(),
+            2,
+            "machine.cpus",
+            "-99999999999999999999 is out of range; integers here are at least -2^63",
         ),
     ];
     for (text, want_line, want_key, want_message) in cases {
@@ -343,4 +358,21 @@ fn type_errors_speak_toml() {
     assert!(message.contains("expected an integer"), "{message}");
     let (_, _, message) = rejected("[device]\nname = \"a\"\n");
     assert!(message.contains("[[device]]"), "{message}");
+}
+
+#[test]
+fn cpus_override_out_of_range_is_an_error() {
+    for cpus in [0, 65] {
+        let error = Scenario::parse_with(
+            NIC,
+            "test.toml",
+            Path::new(env!("CARGO_MANIFEST_DIR")),
+            Overrides { cpus: Some(cpus) },
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("--cpus {cpus}: out of range; expected 1 to 64")
+        );
+    }
 }

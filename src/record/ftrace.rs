@@ -174,7 +174,8 @@ pub struct Trace {
     /// The marks of lost events, in file order.
     pub lost: Vec<LostEvents>,
     /// The CPU count from a `trace-cmd report` preamble (`cpus=4`), which
-    /// includes CPUs that recorded nothing.
+    /// includes CPUs that recorded nothing; the converter names it and
+    /// simulates only the CPUs with events.
     pub cpus: Option<u32>,
 }
 

@@ -42,12 +42,13 @@ fn bucket(value: u64) -> usize {
 }
 
 /// Counts per bucket of `histogram`. A sample counts in the bucket of the
-/// lowest value its histogram bucket stands for.
+/// middle of the values its HDR bucket stands for: with 3 significant
+/// digits, a sample within 0.1 % of a bound may land on its other side.
 fn counts(histogram: &Histogram<u64>) -> [u64; BUCKETS] {
     let mut counts = [0u64; BUCKETS];
     for value in histogram.iter_recorded() {
-        let lowest = histogram.lowest_equivalent(value.value_iterated_to());
-        counts[bucket(lowest)] += value.count_at_value();
+        let middle = histogram.median_equivalent(value.value_iterated_to());
+        counts[bucket(middle)] += value.count_at_value();
     }
     counts
 }
@@ -210,10 +211,18 @@ mod tests {
     }
 
     #[test]
-    fn samples_at_a_bound_count_above_it() {
-        let counts = counts(&histogram(&[1_999, 2_000, 19_999, 20_000, 4_999_999]));
-        for value in [1_999, 2_000, 19_999, 20_000, 4_999_999] {
-            assert_eq!(counts[bucket(value)], 1, "{value} ns");
+    fn samples_near_a_bound_count_on_their_side() {
+        // Exact up to 2,048 ns: a sample at a bound counts above it.
+        let counts_exact = counts(&histogram(&[1_999, 2_000]));
+        assert_eq!((counts_exact[9], counts_exact[10]), (1, 1));
+        // Above, the histogram keeps 3 significant digits: a sample 0.2 %
+        // from a bound counts on its own side.
+        for bound in [20_000u64, 50_000, 200_000, 500_000, 2_000_000, 5_000_000] {
+            let below = bound - bound / 500;
+            let above = bound + bound / 500;
+            let counts = counts(&histogram(&[below, above]));
+            assert_eq!(counts[bucket(below)], 1, "{below} ns");
+            assert_eq!(counts[bucket(above)], 1, "{above} ns");
         }
     }
 }

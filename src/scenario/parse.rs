@@ -53,6 +53,15 @@ pub enum ScenarioError {
         /// The operating system's error message.
         error: String,
     },
+    /// An override from the command line is out of range.
+    Override {
+        /// The option, as `--cpus`.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// The values that are allowed.
+        allowed: String,
+    },
     /// The text is not a valid scenario.
     Invalid {
         /// The path, or the built-in demo's name.
@@ -77,6 +86,11 @@ impl fmt::Display for ScenarioError {
             Self::Read { source_name, error } => {
                 write!(f, "cannot read scenario {source_name}: {error}")
             }
+            Self::Override {
+                option,
+                value,
+                allowed,
+            } => write!(f, "{option} {value}: out of range; expected {allowed}"),
             Self::Invalid {
                 source_name,
                 line,
@@ -490,7 +504,15 @@ fn key_path_at(text: &str, offset: usize) -> String {
             .strip_prefix('[')
             .and_then(|rest| rest.split(']').next())
         {
-            table = name.trim().to_owned();
+            // `[device.arrival]` is a table of the last `[[device]]`.
+            let name = name.trim();
+            let (first, rest) = name.split_once('.').unwrap_or((name, ""));
+            table = match arrays.get(first) {
+                Some(count) if *count > 0 && !rest.is_empty() => {
+                    format!("{first}[{}].{rest}", count - 1)
+                }
+                _ => name.to_owned(),
+            };
         }
     }
     let line = &text[line_start..line_end];
@@ -566,7 +588,12 @@ fn plain_message(message: &str) -> String {
         .and_then(|rest| rest.split_once("` as i128"))
         .map(|(number, _)| number)
     {
-        return format!("{number} is out of range; integers here are at most 2^63-1");
+        let bound = if number.starts_with('-') {
+            "at least -2^63"
+        } else {
+            "at most 2^63-1"
+        };
+        return format!("{number} is out of range; integers here are {bound}");
     }
     if let Some(key) = message
         .strip_prefix("missing field `")
@@ -632,6 +659,15 @@ pub(super) fn parse(
         })?,
         None => 1,
     };
+    if let Some(cpus) = overrides.cpus
+        && !(1..=irq_sim::machine::MAX_CPUS).contains(&cpus)
+    {
+        return Err(ScenarioError::Override {
+            option: "--cpus",
+            value: cpus.to_string(),
+            allowed: format!("1 to {}", irq_sim::machine::MAX_CPUS),
+        });
+    }
     let mut machine = machine(&checker, raw.machine.as_ref())?;
     let cpus = CpuCount {
         count: overrides.cpus.unwrap_or(machine.cpus),

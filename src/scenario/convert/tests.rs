@@ -632,8 +632,12 @@ CPU:1 [EVENTS DROPPED]
 ";
     let path = temporary_trace("trace-cmd.txt", text);
     let (generated, scenario) = convert_trace(text, "trace-cmd.txt", path.parent().unwrap());
-    // The preamble's CPU count covers CPUs that recorded nothing.
-    assert_eq!(scenario.machine.cpus, 4);
+    // The CPUs that recorded nothing are named, not simulated.
+    assert_eq!(scenario.machine.cpus, 2);
+    assert!(
+        generated.contains("The trace's host had 4 CPUs; events were recorded on the first 2"),
+        "{generated}"
+    );
     let ArrivalSpec::Replay { offsets, .. } = &scenario.devices[0].arrival else {
         panic!("{generated}");
     };

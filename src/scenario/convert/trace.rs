@@ -63,7 +63,6 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
         .events
         .iter()
         .map(|event| event.cpu as usize + 1)
-        .chain(trace.cpus.map(|cpus| cpus as usize))
         .max()
         .unwrap_or(1);
     let cpus = input.cpus.unwrap_or(recorded_cpus.min(MAX_CPUS));
@@ -168,6 +167,12 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
             .to_owned(),
         "trace's first event. The rules are in docs/scenarios-from-recordings.md.".to_owned(),
     ];
+    if let Some(host_cpus) = trace.cpus.filter(|cpus| *cpus as usize > recorded_cpus) {
+        header.push(format!(
+            "The trace's host had {host_cpus} CPUs; events were recorded on the first \
+             {recorded_cpus}, and the scenario simulates those."
+        ));
+    }
     if let Some(lost) = lost_summary(trace) {
         header.push(format!(
             "The trace lost events ({lost}): the interrupts among them are not replayed."
