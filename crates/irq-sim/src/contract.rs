@@ -27,16 +27,20 @@
 //! 3. Off-CPU time is either the host's preemption or the handler's own
 //!    sleep (`std::thread::sleep`, a contended lock, blocking I/O), which a
 //!    top half must never do. The two differ in the thread's voluntary
-//!    context switches: blocking adds one, preemption does not. So the
-//!    check of a call over budget in wall time also reads them, and a count
-//!    above what the CPU's own idle waits and irq-sim's contended locks
-//!    explain is reported as a [`crate::ContractViolation::Slept`], the
-//!    kernel's "scheduling while atomic". The count covers the window
-//!    since the anchor in either accounting mode, so a short sleep of
-//!    another handler in it is blamed on the call checked. A sleep that
-//!    keeps a call within its budget goes unseen, and so does one in a
-//!    handler's first call, which may block on one-time costs that are not
-//!    its own (see [`FIRST_CALL_ALLOWANCE`]).
+//!    context switches: blocking adds one, preemption does not. The check
+//!    of a call over budget in wall time also reads them. In window mode
+//!    the count covers the window since the anchor, where the CPU thread
+//!    may also have blocked on its own account (a wake-up it performed,
+//!    say), so a count above what its idle waits and irq-sim's contended
+//!    locks explain only puts the handler under watch: from then on the
+//!    switches are read around each of its calls, two more system calls a
+//!    call, until a suspect call shows none. A watched call over budget
+//!    that blocked, or any such call in per-call mode, where every call is
+//!    watched, is reported as a [`crate::ContractViolation::Slept`], the
+//!    kernel's "scheduling while atomic". A sleep that keeps a call within
+//!    its budget goes unseen, and so does one in a handler's first call,
+//!    which may block on one-time costs that are not its own (see
+//!    [`FIRST_CALL_ALLOWANCE`]).
 //!
 //! # Default budget
 //!
@@ -139,14 +143,17 @@ pub(crate) struct CpuClock {
 pub(crate) struct CallTime {
     /// Exact (per-call mode) or an upper bound (window mode).
     pub(crate) cpu: Duration,
-    /// Voluntary context switches since the anchor that no idle wait and
-    /// no contended lock of irq-sim explains.
+    /// Voluntary context switches that no idle wait and no contended lock
+    /// of irq-sim explains: the call's own when `exact`, else those of the
+    /// window since the anchor.
     pub(crate) blocked: u64,
+    /// `blocked` was read around the call itself.
+    pub(crate) exact: bool,
 }
 
 /// Returns the thread's voluntary context switches less the locks it found
 /// taken: the switches that irq-sim's own locks do not explain.
-fn unexplained_switches() -> u64 {
+pub(crate) fn unexplained_switches() -> u64 {
     clock::thread_voluntary_switches().saturating_sub(crate::controller::contended_locks())
 }
 
@@ -182,6 +189,12 @@ impl CpuClock {
         if now.saturating_since(self.anchor_wall) > ANCHOR_MAX_AGE {
             self.refresh();
         }
+    }
+
+    /// Returns true in per-call mode, where every call is watched for
+    /// blocking.
+    pub(crate) fn per_call(&self) -> bool {
+        self.accounting == CpuTimeAccounting::PerCall
     }
 
     /// Returns the thread CPU time before a call, or `None` in window mode.
@@ -224,7 +237,11 @@ impl CpuClock {
         self.anchor_switches = switches_now;
         self.idle = Duration::ZERO;
         self.idle_waits = 0;
-        CallTime { cpu, blocked }
+        CallTime {
+            cpu,
+            blocked,
+            exact: false,
+        }
     }
 
     /// Moves the switch anchor to now, after a report that may have blocked

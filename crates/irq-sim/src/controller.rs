@@ -169,6 +169,10 @@ pub(crate) struct Action {
     /// The top half has been called once: later calls get no
     /// `FIRST_CALL_ALLOWANCE`.
     pub(crate) called: bool,
+    /// The thread's voluntary switches are read around each call, as the
+    /// window around a suspect call showed some that nothing explains
+    /// (see `contract`).
+    pub(crate) watched: bool,
 }
 
 /// The spurious-detection counts of a line, as Linux's `note_interrupt`.
@@ -457,6 +461,7 @@ impl Controller {
             top_half,
             wake_thread,
             called: false,
+            watched: false,
         });
         if first {
             chain.trigger = flags.trigger;

@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::clock::{self, Timestamp};
 use crate::context;
 use crate::contract::{
-    Budget, CallTime, CpuClock, FIRST_CALL_ALLOWANCE, OverrunPolicy, Throttle, panic_message,
+    self, Budget, CallTime, CpuClock, FIRST_CALL_ALLOWANCE, OverrunPolicy, Throttle, panic_message,
 };
 use crate::controller::{Action, Chain, Controller, CpuShared, Line, QueueEntry, lock};
 use crate::error::ContractViolation;
@@ -377,6 +377,8 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
         tracing::trace!(name: "irq_handler_entry", target: "irq", irq, handler = action.name, "irq_handler_entry");
 
         let cpu_start = local.clock.call_start();
+        let watched = action.watched || local.clock.per_call();
+        let switches_start = watched.then(contract::unexplained_switches);
         let call = Call {
             controller,
             line,
@@ -404,7 +406,12 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
         };
         action.called = true;
         if wall > budget.limit + allowance {
-            check_budget(
+            let mut time = local.clock.call_time(cpu_start, wall, end);
+            if let Some(start) = switches_start {
+                time.blocked = contract::unexplained_switches().saturating_sub(start);
+                time.exact = true;
+            }
+            action.watched = check_budget(
                 controller,
                 line,
                 irq,
@@ -412,7 +419,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
                 budget,
                 allowance,
                 wall,
-                local.clock.call_time(cpu_start, wall, end),
+                time,
             );
             // A report written meanwhile may have blocked on its output.
             local.clock.rebase_switches();
@@ -556,6 +563,8 @@ fn handle_panic(
 
 /// Judges a call whose wall time exceeded the budget (plus `allowance`,
 /// for a first call) by whether its thread blocked, then by its CPU time.
+/// Returns whether the handler's next calls are to be watched for
+/// blocking (see `contract`).
 #[allow(clippy::too_many_arguments)]
 fn check_budget(
     controller: &Controller,
@@ -566,12 +575,17 @@ fn check_budget(
     allowance: Duration,
     wall: Duration,
     time: CallTime,
-) {
+) -> bool {
     let cpu_time = time.cpu;
     // A first call may block on one-time costs that are not the handler's
     // doing, such as the lazy start of system_wq's runtime; it is judged
-    // by its CPU time alone, as the allowance already says.
-    if time.blocked > 0 && allowance.is_zero() {
+    // by its CPU time alone, as the allowance already says. A window
+    // count is only a suspicion: the handler is watched from now on.
+    let blocked = time.blocked > 0 && allowance.is_zero();
+    if blocked && !time.exact {
+        tracing::debug!(target: "irq", irq, handler, switches = time.blocked, "irq {irq}: handler {handler:?} may have blocked; watching its calls");
+    }
+    if blocked && time.exact {
         // Sleeping in hard-IRQ context is a bug whatever the policy, as
         // the kernel's "scheduling while atomic" is.
         bump(&line.counters.overruns);
@@ -598,12 +612,12 @@ fn check_budget(
         if budget.policy != OverrunPolicy::Warn && line.state.disable() == Some(1) {
             tracing::warn!(target: "irq", irq, handler, "irq {irq}: disabled after handler {handler:?} slept");
         }
-        return;
+        return true;
     }
     if cpu_time <= budget.limit + allowance {
         bump(&line.counters.preempted);
         tracing::debug!(target: "irq", irq, handler, wall_ns = wall.as_nanos() as u64, cpu_ns = cpu_time.as_nanos() as u64, "irq {irq}: handler {handler:?} over budget in wall time only; the CPU thread was preempted");
-        return;
+        return blocked;
     }
 
     bump(&line.counters.overruns);
@@ -639,6 +653,7 @@ fn check_budget(
             controller.shared.record_violation(violation);
         }
     }
+    blocked
 }
 
 /// Feeds one delivery to spurious detection and disables the line when

@@ -324,7 +324,7 @@ fn preempted_handler_not_blamed() {
 /// thread makes, as the kernel catches "scheduling while atomic", in
 /// either CPU-time accounting mode and under the default warn policy. Its
 /// first call is judged by CPU time alone, as it may block on one-time
-/// costs.
+/// costs; in window mode a suspicion puts it under watch first.
 #[test]
 fn sleeping_top_half_is_reported() {
     for accounting in [CpuTimeAccounting::Window, CpuTimeAccounting::PerCall] {
@@ -349,9 +349,20 @@ fn sleeping_top_half_is_reported() {
             flush_cpu(&irq, PROBE, &probe_calls);
         }
 
-        // Both later calls count; the first of them is recorded.
+        // Per-call mode reads the switches around every call, so both later
+        // calls are sleeps. Window mode only suspects the second, whose
+        // window may hold the CPU thread's own blocking, and watches the
+        // third. Either way one violation is recorded.
         let stats = irq.line_stats(LINE).unwrap();
-        assert_eq!((stats.overruns, stats.preempted), (2, 1), "{accounting:?}");
+        let expected = match accounting {
+            CpuTimeAccounting::PerCall => (2, 1),
+            CpuTimeAccounting::Window => (1, 2),
+        };
+        assert_eq!(
+            (stats.overruns, stats.preempted),
+            expected,
+            "{accounting:?}"
+        );
         let report = machine.shutdown();
         let [
             ContractViolation::Slept {
@@ -373,6 +384,48 @@ fn sleeping_top_half_is_reported() {
         );
         assert!(log_text().contains("scheduling while atomic"));
     }
+}
+
+/// In window mode a suspicion alone records nothing: a watched call that
+/// does not block clears it, whatever else it costs.
+#[test]
+fn window_suspicion_alone_records_nothing() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let probe_calls = run_once(
+        &machine,
+        "once-napper",
+        Budget::default(),
+        move |_: &mut HardIrqContext<'_>| {
+            match counter.fetch_add(1, Ordering::SeqCst) {
+                // The second call sleeps once: a suspicion.
+                1 => std::thread::sleep(Duration::from_millis(2)),
+                // The third spins over its budget without blocking.
+                2 => {
+                    let target = clock::thread_cpu_time() + Duration::from_millis(1);
+                    while clock::thread_cpu_time() < target {
+                        std::hint::spin_loop();
+                    }
+                }
+                _ => {}
+            }
+            IrqReturn::Handled
+        },
+    );
+    let irq = machine.controller();
+    for _ in 0..2 {
+        let _ = irq.raise(LINE).unwrap();
+        flush_cpu(&irq, PROBE, &probe_calls);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let stats = irq.line_stats(LINE).unwrap();
+    assert_eq!((stats.overruns, stats.preempted), (1, 1));
+    let report = machine.shutdown();
+    assert!(report.is_clean(), "{:?}", report.violations);
 }
 
 /// A waiting API called in a top half fails with the kernel's message,
