@@ -377,6 +377,17 @@ fn binary_plot_rejects_what_it_cannot_draw() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("wrote"), "{stdout}");
 
+    // A run report, the likely mix-up, is named as one.
+    let (code, _, stderr) = plot(
+        "run.json",
+        &serde_json::json!({"scenario": "demo", "irqs": [], "latency": {}}),
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("it is a run report of `irqlab --json`"),
+        "{stderr}"
+    );
+
     let mut empty = result.clone();
     empty["column_sets"] = serde_json::json!([]);
     let (code, _, stderr) = plot("empty.json", &empty);

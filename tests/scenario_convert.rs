@@ -417,3 +417,26 @@ fn interval_takes_seconds_or_a_duration_with_a_unit() {
     assert_eq!(convert("2000ms"), seconds);
     assert_ne!(convert("1s"), seconds);
 }
+
+#[test]
+fn interval_that_clamps_rates_is_warned_about() {
+    let convert = |interval: &str| {
+        irqlab(&[
+            "scenario",
+            "from-proc-interrupts",
+            LISA_BEFORE,
+            LISA_AFTER,
+            "--interval",
+            interval,
+        ])
+    };
+    let slipped = convert("1us");
+    assert!(slipped.status.success(), "{}", stderr(&slipped));
+    assert!(
+        stderr(&slipped).contains("irqlab: warning: --interval 1us: 15 lines counted faster"),
+        "{}",
+        stderr(&slipped)
+    );
+    let right = convert("10");
+    assert!(!stderr(&right).contains("warning"), "{}", stderr(&right));
+}

@@ -376,3 +376,19 @@ fn cpus_override_out_of_range_is_an_error() {
         );
     }
 }
+
+#[test]
+fn misspelt_queue_and_slipped_budget_are_named() {
+    let text = format!(
+        "[[workqueue]]\nname = \"net_rx\"\n{}",
+        NIC.replace("irq = 40", "irq = 40\nworkqueue = \"net-rx\"")
+    );
+    let (_, key, message) = rejected(&text);
+    assert_eq!(key, "device[0].workqueue");
+    assert!(message.contains("(did you mean \"net_rx\"?)"), "{message}");
+    assert!(message.contains("net_rx, or declare it"), "{message}");
+
+    let (_, key, message) = rejected(&format!("{NIC}[[line]]\nirq = 40\nbudget = \"2s\"\n"));
+    assert_eq!(key, "line[0].budget");
+    assert!(message.contains("did you mean us or ms?"), "{message}");
+}

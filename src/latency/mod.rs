@@ -101,6 +101,18 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
             path: result.clone(),
             source,
         })?;
+        // A run report (`irqlab --json`) is the likely mix-up: name it.
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(&text)
+            && !fields.contains_key("format")
+            && fields.contains_key("scenario")
+        {
+            return Err(LatencyError::NotAResult {
+                path: result.clone(),
+                reason: "it is a run report of `irqlab --json`; plot the JSON that `irqlab \
+                         latency --json FILE` writes"
+                    .to_owned(),
+            });
+        }
         let report: LatencyReport =
             serde_json::from_str(&text).map_err(|source| LatencyError::ParseJson {
                 path: result.clone(),

@@ -45,7 +45,9 @@ use std::time::Duration;
 use crate::record::ftrace::Trace;
 use crate::record::proc_interrupts::Snapshot;
 use crate::record::{DiffError, FtraceError, ProcInterruptsError};
-use crate::scenario::{MAX_DURATION, Scenario, ScenarioError, parse_duration};
+use crate::scenario::{
+    ArrivalSpec, MAX_DURATION, Scenario, ScenarioError, TimerKind, parse_duration,
+};
 
 pub use proc::{ProcInterruptsInput, is_local_timer};
 pub use trace::FtraceInput;
@@ -352,6 +354,34 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
         base
     };
     let scenario = Scenario::parse(&text, &source, &base).map_err(ConvertError::Generated)?;
+    if let ScenarioCommand::FromProcInterrupts { interval, .. } = command {
+        let fastest = Duration::from_secs_f64(1.0 / crate::scenario::MAX_RATE_HZ);
+        let clamped = scenario
+            .devices
+            .iter()
+            .filter(|device| match device.arrival {
+                ArrivalSpec::Poisson { rate_hz } => rate_hz >= crate::scenario::MAX_RATE_HZ,
+                ArrivalSpec::Periodic { period } => period <= fastest,
+                _ => false,
+            })
+            .count()
+            + scenario
+                .timers
+                .iter()
+                .filter(|timer| {
+                    matches!(timer.kind, TimerKind::Periodic { period, .. } if period <= fastest)
+                })
+                .count();
+        if clamped > 0 {
+            warnings.push(format!(
+                "--interval {}: {} counted faster than the 1 MHz a device or timer may ask \
+                 for, and were clamped (the scenario's comments name them); is the interval \
+                 right?",
+                crate::report::format_duration(Duration::from_secs_f64(*interval)),
+                render::counted(clamped, "line")
+            ));
+        }
+    }
     Ok(Generated {
         text,
         out,

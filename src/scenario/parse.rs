@@ -30,6 +30,11 @@ pub const MIN_RATE_HZ: f64 = 1.0 / 86_400.0;
 /// Longest CPU time a generic device's bottom half may spend per run.
 const MAX_WORK: Duration = Duration::from_secs(1);
 
+/// Largest top-half budget of a line: a thousand times the default, far
+/// beyond any top half, so that a larger value is a unit slip ("2s" for
+/// "2us").
+const MAX_BUDGET: Duration = Duration::from_millis(100);
+
 /// Shortest housekeeping period of a tick, the kernel's jiffy at HZ=1000.
 const MIN_HOUSEKEEPING: Duration = Duration::from_millis(1);
 
@@ -439,14 +444,22 @@ impl Checker<'_> {
         if names.contains(&value.get_ref().as_str()) {
             return Ok(value.get_ref().clone());
         }
+        let given = value.get_ref().as_str();
+        let closest = names
+            .iter()
+            .map(|name| (strsim::damerau_levenshtein(given, name), *name))
+            .filter(|(edits, name)| *edits <= (name.len() / 3).max(1))
+            .min_by_key(|(edits, _)| *edits)
+            .map_or(String::new(), |(_, name)| {
+                format!(" (did you mean \"{name}\"?)")
+            });
         Err(self.error(
             value.span(),
             key,
             format!(
-                "no workqueue is named \"{}\"; use a system queue ({}) or declare it in a \
-                 [[workqueue]] table",
-                value.get_ref(),
-                SYSTEM_QUEUES.join(", ")
+                "no workqueue is named \"{given}\"{closest}; use one of {}, or declare it \
+                 in a [[workqueue]] table",
+                names.join(", ")
             ),
         ))
     }
@@ -1522,6 +1535,19 @@ fn lines(
             &key("budget"),
             irq_sim::DEFAULT_BUDGET,
         )?;
+        if let Some(value) = &line.budget
+            && budget > MAX_BUDGET
+        {
+            return Err(checker.error(
+                value.span(),
+                key("budget"),
+                format!(
+                    "\"{}\" is out of range; a top half's budget is at most 100ms (the \
+                     default is 100us; did you mean us or ms?)",
+                    value.get_ref()
+                ),
+            ));
+        }
         let overrun = match &line.overrun {
             Some(value) => {
                 match checker.choice(value, &key("overrun"), &["warn", "disable", "fail"])? {
