@@ -182,7 +182,7 @@ fn type_errors_name_the_key() {
             NIC.replace("{ process = \"poisson\", rate = 1000 }", "{ rate = 1000 }"),
             6,
             "device[0].arrival",
-            "missing key `process`",
+            "missing key `process`: one of \"periodic\", \"poisson\", \"bursts\", \"replay\"",
         ),
         (
             NIC.replace("irq = 40\n", ""),

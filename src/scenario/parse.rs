@@ -30,6 +30,9 @@ pub const MIN_RATE_HZ: f64 = 1.0 / 86_400.0;
 /// Longest CPU time a generic device's bottom half may spend per run.
 const MAX_WORK: Duration = Duration::from_secs(1);
 
+/// The arrival processes a device may use.
+const PROCESSES: [&str; 4] = ["periodic", "poisson", "bursts", "replay"];
+
 /// Largest top-half budget of a line: a thousand times the default, far
 /// beyond any top half, so that a larger value is a unit slip ("2s" for
 /// "2us").
@@ -612,7 +615,13 @@ fn plain_message(message: &str) -> String {
         .strip_prefix("missing field `")
         .and_then(|rest| rest.strip_suffix('`'))
     {
-        return format!("missing key `{key}`");
+        return match key {
+            "process" => format!(
+                "missing key `process`: one of \"{}\"",
+                PROCESSES.join("\", \"")
+            ),
+            _ => format!("missing key `{key}`"),
+        };
     }
     let mut text = message
         .replace("expected i64", "expected an integer")
@@ -1240,11 +1249,7 @@ fn arrival(
     let key = |field: &str| format!("device[{index}].arrival.{field}");
     let span = raw.span();
     let raw = raw.get_ref();
-    let process = checker.choice(
-        &raw.process,
-        &key("process"),
-        &["periodic", "poisson", "bursts", "replay"],
-    )?;
+    let process = checker.choice(&raw.process, &key("process"), &PROCESSES)?;
     let allowed: &[&str] = match process {
         "periodic" => &["rate", "period"],
         "poisson" => &["rate"],
