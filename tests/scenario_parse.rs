@@ -170,7 +170,13 @@ fn type_errors_name_the_key() {
             "[machine]\ncpus = \"2\"\n".to_owned(),
             2,
             "machine.cpus",
-            "expected an integer",
+            "expected an integer (1 to 64, written without quotes)",
+        ),
+        (
+            "seed = 1.5\n".to_owned(),
+            1,
+            "seed",
+            "floating point `1.5`, expected an integer (0 to 2^63-1)",
         ),
         (
             NIC.replace("rate = 1000", "rate = \"x\""),

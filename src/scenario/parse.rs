@@ -571,6 +571,23 @@ fn key_path_at(text: &str, offset: usize) -> String {
         .join(".")
 }
 
+/// Returns the range of an integer key, by the last part of its path, for
+/// a message about a value of the wrong type.
+fn allowed_integers(key: &str) -> Option<String> {
+    let last = key.rsplit('.').next()?;
+    Some(match last {
+        "cpus" => format!("1 to {}", irq_sim::machine::MAX_CPUS),
+        "irqs" => format!("1 to {}", irq_sim::machine::MAX_IRQS),
+        "cpu" => "a CPU number from 0".to_owned(),
+        "irq" => "a line number from 0".to_owned(),
+        "seed" => "0 to 2^63-1".to_owned(),
+        "max_active" | "ring" | "napi_budget" | "line_length" | "depth" | "bounces" => {
+            "a whole number".to_owned()
+        }
+        _ => return None,
+    })
+}
+
 /// Rewords serde's complaint about an unknown key: the closest allowed key
 /// when one is close, then all of them.
 fn unknown_key(message: &str) -> Option<String> {
@@ -653,7 +670,18 @@ pub(super) fn parse(
     let raw: RawScenario = toml::from_str(text).map_err(|error| {
         let span = error.span().unwrap_or(0..0);
         let key = key_path_at(text, span.start);
-        checker.error(span, key, plain_message(error.message().trim_end()))
+        let mut message = plain_message(error.message().trim_end());
+        if message.starts_with("invalid type")
+            && let Some(allowed) = allowed_integers(&key)
+        {
+            let quotes = if message.starts_with("invalid type: string") {
+                ", written without quotes"
+            } else {
+                ""
+            };
+            message.push_str(&format!(" ({allowed}{quotes})"));
+        }
+        checker.error(span, key, message)
     })?;
 
     let name = raw
