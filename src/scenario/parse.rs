@@ -386,7 +386,9 @@ impl Checker<'_> {
         let Some(value) = value else {
             return Ok(default);
         };
-        let duration = self.duration(value, key)?;
+        // One range in the message, whichever bound the value breaks.
+        let duration = parse_duration(value.get_ref())
+            .map_err(|error| self.error(value.span(), key, error.to_string()))?;
         if range.contains(&duration) {
             return Ok(duration);
         }
