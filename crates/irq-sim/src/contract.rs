@@ -34,7 +34,7 @@
 //!    say), so a count above what its idle waits and irq-sim's contended
 //!    locks explain only puts the handler under watch: from then on the
 //!    switches are read around each of its calls, two more system calls a
-//!    call, until a suspect call shows none. A watched call over budget
+//!    call, until a watched call shows none. A watched call over budget
 //!    that blocked, or any such call in per-call mode, where every call is
 //!    watched, is reported as a [`crate::ContractViolation::Slept`], the
 //!    kernel's "scheduling while atomic". A sleep that keeps a call within

@@ -428,6 +428,13 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
             // one-time costs: restart the window, so that a later call is
             // not blamed for them.
             let _ = local.clock.call_time(cpu_start, wall, end);
+        } else if let Some(start) = switches_start
+            && action.watched
+            && contract::unexplained_switches() == start
+        {
+            // A watched call that did not block ends the watch, so that a
+            // handler suspected once does not pay for it on every call.
+            action.watched = false;
         }
         start = end;
     }
