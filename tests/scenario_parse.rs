@@ -23,6 +23,15 @@ fn rejected(text: &str) -> (usize, String, String) {
     }
 }
 
+/// Checks that `text` is rejected at `want_line` and `want_key`, with a
+/// message that contains `want_message`.
+fn assert_rejected(text: &str, want_line: usize, want_key: &str, want_message: &str) {
+    let (line, key, message) = rejected(text);
+    assert_eq!(line, want_line, "{text}");
+    assert_eq!(key, want_key, "{text}");
+    assert!(message.contains(want_message), "{message}");
+}
+
 const NIC: &str = r#"
 [[device]]
 name = "eth0"
@@ -150,13 +159,8 @@ fn misspelt_keys_get_the_closest_one() {
             "rate",
         ),
     ];
-    for (text, want_line, want_key, closest) in cases {
-        let (line, key, message) = rejected(&text);
-        assert_eq!((line, key.as_str()), (want_line, want_key), "{text}");
-        assert!(
-            message.contains(&format!("; did you mean `{closest}`?")),
-            "{message}"
-        );
+    for (text, line, key, closest) in cases {
+        assert_rejected(&text, line, key, &format!("; did you mean `{closest}`?"));
     }
     // A key far from every allowed one gets the list only.
     let (_, _, message) = rejected(&format!("{NIC}bogus = 1\n"));
@@ -209,10 +213,8 @@ fn type_errors_name_the_key() {
             "-99999999999999999999 is out of range; integers here are at least -2^63",
         ),
     ];
-    for (text, want_line, want_key, want_message) in cases {
-        let (line, key, message) = rejected(&text);
-        assert_eq!((line, key.as_str()), (want_line, want_key), "{text}");
-        assert!(message.contains(want_message), "{message}");
+    for (text, line, key, message) in cases {
+        assert_rejected(&text, line, key, message);
     }
 }
 

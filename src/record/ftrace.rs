@@ -187,11 +187,12 @@ pub struct LostEvents {
     pub line: usize,
     /// The CPU whose buffer lost them.
     pub cpu: u32,
-    /// How many, when the mark says (`CPU:1 [EVENTS DROPPED]` does not).
+    /// The number of events lost, when the mark gives it
+    /// (`CPU:1 [EVENTS DROPPED]` does not).
     pub count: Option<u64>,
 }
 
-/// What one line of a trace holds.
+/// The content of one line of a trace.
 enum Line {
     /// An event.
     Event(Event),
@@ -388,11 +389,7 @@ fn parse_status(line: usize, text: &str) -> Option<Line> {
         return is_decimal(version).then_some(Line::Skipped);
     }
     if let Some(count) = text.strip_prefix("cpus=") {
-        return count
-            .parse()
-            .ok()
-            .filter(|_| is_decimal(count))
-            .map(Line::Cpus);
+        return parse_decimal(count).map(Line::Cpus);
     }
     if let Some(cpu) = text
         .strip_prefix("CPU ")
@@ -401,7 +398,7 @@ fn parse_status(line: usize, text: &str) -> Option<Line> {
         return is_decimal(cpu).then_some(Line::Skipped);
     }
     let (cpu, mark) = text.strip_prefix("CPU:")?.split_once(" [")?;
-    let cpu = cpu.parse().ok().filter(|_| is_decimal(cpu))?;
+    let cpu = parse_decimal(cpu)?;
     let mark = mark.strip_suffix(']')?;
     let count = if mark == "EVENTS DROPPED" {
         None
@@ -410,7 +407,7 @@ fn parse_status(line: usize, text: &str) -> Option<Line> {
             .strip_prefix("LOST ")
             .and_then(|rest| rest.strip_suffix(" EVENTS"))
             .or_else(|| mark.strip_suffix(" EVENTS DROPPED"))?;
-        Some(digits.parse().ok().filter(|_| is_decimal(digits))?)
+        Some(parse_decimal(digits)?)
     };
     Some(Line::Lost(LostEvents { line, cpu, count }))
 }
@@ -533,7 +530,7 @@ fn parse_event(line: usize, text: &str) -> Result<EventKind, FtraceError> {
             let (irq, name) = fields
                 .strip_prefix("irq=")
                 .and_then(|rest| rest.split_once(" name="))
-                .and_then(|(irq, name)| Some((parse_u32(irq)?, name)))
+                .and_then(|(irq, name)| Some((parse_decimal(irq)?, name)))
                 .ok_or_else(|| invalid("`irq=N name=NAME`"))?;
             EventKind::IrqHandlerEntry {
                 irq,
@@ -546,7 +543,7 @@ fn parse_event(line: usize, text: &str) -> Result<EventKind, FtraceError> {
                 .strip_prefix("irq=")
                 .and_then(|rest| rest.split_once(" ret="))
                 .ok_or_else(|| invalid(expected))?;
-            let irq = parse_u32(irq).ok_or_else(|| invalid(expected))?;
+            let irq = parse_decimal(irq).ok_or_else(|| invalid(expected))?;
             let ret = match ret {
                 "handled" => IrqReturn::Handled,
                 "unhandled" => IrqReturn::Unhandled,
@@ -614,7 +611,7 @@ fn parse_softirq(fields: &str) -> Option<(u32, Option<String>)> {
         }
         None => (rest, None),
     };
-    Some((parse_u32(vec)?, action))
+    Some((parse_decimal(vec)?, action))
 }
 
 /// Parses the `key=value` fields of `workqueue_queue_work`.
@@ -627,8 +624,8 @@ fn parse_queue_work(fields: &str) -> Option<EventKind> {
         match key {
             "function" => function = Some(value.to_owned()),
             "workqueue" => workqueue = Some(value.to_owned()),
-            "req_cpu" => req_cpu = Some(parse_u32(value)?),
-            "cpu" => cpu = Some(parse_u32(value)?),
+            "req_cpu" => req_cpu = Some(parse_decimal(value)?),
+            "cpu" => cpu = Some(parse_decimal(value)?),
             _ => {}
         }
     }
@@ -650,7 +647,9 @@ fn parse_address(text: &str) -> Option<u64> {
     u64::from_str_radix(digits, 16).ok()
 }
 
-fn parse_u32(text: &str) -> Option<u32> {
+/// Parses a number written in decimal digits only, with no sign or
+/// spaces.
+fn parse_decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
     if is_decimal(text) {
         text.parse().ok()
     } else {

@@ -449,20 +449,14 @@ impl Checker<'_> {
         if names.contains(&value.get_ref().as_str()) {
             return Ok(value.get_ref().clone());
         }
-        let given = value.get_ref().as_str();
-        let closest = names
-            .iter()
-            .map(|name| (strsim::damerau_levenshtein(given, name), *name))
-            .filter(|(edits, name)| *edits <= (name.len() / 3).max(1))
-            .min_by_key(|(edits, _)| *edits)
-            .map_or(String::new(), |(_, name)| {
-                format!(" (did you mean \"{name}\"?)")
-            });
+        let queue = value.get_ref().as_str();
+        let hint = closest_name(queue, names)
+            .map_or(String::new(), |name| format!(" (did you mean \"{name}\"?)"));
         Err(self.error(
             value.span(),
             key,
             format!(
-                "no workqueue is named \"{given}\"{closest}; use one of {}, or declare it \
+                "no workqueue is named \"{queue}\"{hint}; use one of {}, or declare it \
                  in a [[workqueue]] table",
                 names.join(", ")
             ),
@@ -492,11 +486,11 @@ impl Checker<'_> {
     }
 }
 
-/// Returns the key path of the key or value at `offset` in the form the
-/// other messages use (`device[0].arrival.rate`): the table from the
-/// headers above it, the key of its line and, inside an inline table, the
-/// inner key at or before it. An offset on a table header gives the
-/// table.
+/// Returns the key path of the key or value at `offset`, in the form the
+/// other messages use (`device[0].arrival.rate`). The path joins the table
+/// from the headers above it, the key of its line and, inside an inline
+/// table, the inner key at or before it. An offset on a table header gives
+/// the table.
 fn key_path_at(text: &str, offset: usize) -> String {
     let offset = (0..=offset.min(text.len()))
         .rev()
@@ -590,19 +584,25 @@ fn allowed_integers(key: &str) -> Option<String> {
     })
 }
 
+/// Returns the name in `names` that a typo of `written` could explain: the
+/// nearest, within one edit in three characters (at least one edit).
+fn closest_name<'a>(written: &str, names: &[&'a str]) -> Option<&'a str> {
+    names
+        .iter()
+        .map(|name| (strsim::damerau_levenshtein(written, name), *name))
+        .filter(|(edits, name)| *edits <= (name.len() / 3).max(1))
+        .min_by_key(|(edits, _)| *edits)
+        .map(|(_, name)| name)
+}
+
 /// Rewords serde's complaint about an unknown key: the closest allowed key
 /// when one is close, then all of them.
 fn unknown_key(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (field, rest) = rest.split_once('`')?;
     let allowed: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    // A typo changes a character or two, about one in three at most.
-    let closest = allowed
-        .iter()
-        .map(|key| (strsim::damerau_levenshtein(field, key), *key))
-        .filter(|(edits, key)| *edits <= (key.len() / 3).max(1))
-        .min_by_key(|(edits, _)| *edits);
-    let hint = closest.map_or(String::new(), |(_, key)| format!("; did you mean `{key}`?"));
+    let hint = closest_name(field, &allowed)
+        .map_or(String::new(), |key| format!("; did you mean `{key}`?"));
     let listing = if allowed.is_empty() {
         "this table takes no keys".to_owned()
     } else {

@@ -28,19 +28,21 @@
 //!    sleep (`std::thread::sleep`, a contended lock, blocking I/O), which a
 //!    top half must never do. The two differ in the thread's voluntary
 //!    context switches: blocking adds one, preemption does not. The check
-//!    of a call over budget in wall time also reads them. In window mode
-//!    the count covers the window since the anchor, where the CPU thread
-//!    may also have blocked on its own account (a wake-up it performed,
-//!    say), so a count above what its idle waits and irq-sim's contended
-//!    locks explain only puts the handler under watch: from then on the
-//!    switches are read around each of its calls, two more system calls a
-//!    call, until a watched call shows none. A watched call over budget
-//!    that blocked, or any such call in per-call mode, where every call is
-//!    watched, is reported as a [`crate::ContractViolation::Slept`], the
-//!    kernel's "scheduling while atomic". A sleep that keeps a call within
-//!    its budget goes unseen, and so does one in a handler's first call,
-//!    which may block on one-time costs that are not its own (see
-//!    [`FIRST_CALL_ALLOWANCE`]).
+//!    of a call over budget in wall time also reads them.
+//!
+//!    In window mode the count covers the window since the anchor, where
+//!    the CPU thread may also have blocked on its own account, in a
+//!    wake-up it performed for example. So a count above what its idle
+//!    waits and irq-sim's contended locks explain only puts the handler
+//!    under watch. From then on the switches are read around each of its
+//!    calls, at two more system calls a call, until a watched call shows
+//!    none. In per-call mode every call is watched.
+//!
+//!    A watched call over budget that blocked is reported as a
+//!    [`crate::ContractViolation::Slept`], the kernel's "scheduling while
+//!    atomic". A sleep that keeps a call within its budget goes unseen.
+//!    So does one in a handler's first call, which may block on one-time
+//!    costs that are not its own (see [`FIRST_CALL_ALLOWANCE`]).
 //!
 //! # Default budget
 //!
@@ -141,13 +143,14 @@ pub(crate) struct CpuClock {
 /// The CPU time of a call, and how often its thread blocked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CallTime {
-    /// Exact (per-call mode) or an upper bound (window mode).
+    /// The call's CPU time: exact in per-call mode, an upper bound in
+    /// window mode.
     pub(crate) cpu: Duration,
     /// Voluntary context switches that no idle wait and no contended lock
     /// of irq-sim explains: the call's own when `exact`, else those of the
     /// window since the anchor.
     pub(crate) blocked: u64,
-    /// `blocked` was read around the call itself.
+    /// Flag: `blocked` was counted around the call itself.
     pub(crate) exact: bool,
 }
 
@@ -208,11 +211,13 @@ impl CpuClock {
 
     /// Returns the CPU time of a call that took `wall` and ended at `end`,
     /// exactly (per-call mode) or as an upper bound (window mode), and the
-    /// times its thread blocked since the anchor (in either mode, so that
-    /// per-call mode pays no more system calls per call).
+    /// times its thread blocked. Those are counted from `start_switches`, a
+    /// reading of [`unexplained_switches`] taken before a watched call, or
+    /// else over the window since the anchor.
     pub(crate) fn call_time(
         &mut self,
         start_cpu: Option<Duration>,
+        start_switches: Option<u64>,
         wall: Duration,
         end: Timestamp,
     ) -> CallTime {
@@ -229,9 +234,12 @@ impl CpuClock {
                 wall.saturating_sub(preempted)
             }
         };
-        let blocked = switches_now
-            .saturating_sub(self.anchor_switches)
-            .saturating_sub(self.idle_waits);
+        let blocked = match start_switches {
+            Some(start) => switches_now.saturating_sub(start),
+            None => switches_now
+                .saturating_sub(self.anchor_switches)
+                .saturating_sub(self.idle_waits),
+        };
         self.anchor_wall = end;
         self.anchor_cpu = cpu_now;
         self.anchor_switches = switches_now;
@@ -240,7 +248,7 @@ impl CpuClock {
         CallTime {
             cpu,
             blocked,
-            exact: false,
+            exact: start_switches.is_some(),
         }
     }
 
@@ -351,7 +359,7 @@ mod tests {
         let start = clock::now();
         std::thread::sleep(Duration::from_millis(5));
         let end = clock::now();
-        let time = cpu_clock.call_time(None, end.saturating_since(start), end);
+        let time = cpu_clock.call_time(None, None, end.saturating_since(start), end);
         assert!(
             time.cpu < Duration::from_millis(2),
             "cpu time {:?}",
@@ -369,7 +377,7 @@ mod tests {
         let start = clock::now();
         burn_cpu(Duration::from_millis(2));
         let end = clock::now();
-        let time = cpu_clock.call_time(None, end.saturating_since(start), end);
+        let time = cpu_clock.call_time(None, None, end.saturating_since(start), end);
         assert!(
             time.cpu >= Duration::from_micros(1500),
             "cpu time {:?}",
@@ -385,7 +393,7 @@ mod tests {
         let start = clock::now();
         burn_cpu(Duration::from_millis(2));
         let end = clock::now();
-        let time = cpu_clock.call_time(start_time, end.saturating_since(start), end);
+        let time = cpu_clock.call_time(start_time, None, end.saturating_since(start), end);
         assert!(
             time.cpu >= Duration::from_millis(2),
             "cpu time {:?}",
@@ -397,7 +405,7 @@ mod tests {
         let start = clock::now();
         std::thread::sleep(Duration::from_millis(1));
         let end = clock::now();
-        let time = cpu_clock.call_time(start_time, end.saturating_since(start), end);
+        let time = cpu_clock.call_time(start_time, None, end.saturating_since(start), end);
         assert!(time.blocked >= 1, "{time:?}");
     }
 }

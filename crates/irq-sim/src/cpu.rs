@@ -406,11 +406,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
         };
         action.called = true;
         if wall > budget.limit + allowance {
-            let mut time = local.clock.call_time(cpu_start, wall, end);
-            if let Some(start) = switches_start {
-                time.blocked = contract::unexplained_switches().saturating_sub(start);
-                time.exact = true;
-            }
+            let time = local.clock.call_time(cpu_start, switches_start, wall, end);
             action.watched = check_budget(
                 controller,
                 line,
@@ -427,7 +423,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
             // A first call within its allowance may still have blocked on
             // one-time costs: restart the window, so that a later call is
             // not blamed for them.
-            let _ = local.clock.call_time(cpu_start, wall, end);
+            let _ = local.clock.call_time(cpu_start, None, wall, end);
         } else if let Some(start) = switches_start
             && action.watched
             && contract::unexplained_switches() == start
@@ -585,9 +581,9 @@ fn check_budget(
 ) -> bool {
     let cpu_time = time.cpu;
     // A first call may block on one-time costs that are not the handler's
-    // doing, such as the lazy start of system_wq's runtime; it is judged
-    // by its CPU time alone, as the allowance already says. A window
-    // count is only a suspicion: the handler is watched from now on.
+    // doing, such as the lazy start of system_wq's runtime, so it is judged
+    // by its CPU time alone, as its allowance is. A window count is only a
+    // suspicion: the handler is watched from now on.
     let blocked = time.blocked > 0 && allowance.is_zero();
     if blocked && !time.exact {
         tracing::debug!(target: "irq", irq, handler, switches = time.blocked, "irq {irq}: handler {handler:?} may have blocked; watching its calls");
