@@ -399,7 +399,7 @@ fn arm_replay_example_is_current() {
 }
 
 #[test]
-fn interval_takes_seconds_or_a_duration_with_a_unit() {
+fn interval_accepts_unit_suffix() {
     let convert = |interval: &str| {
         let output = irqlab(&[
             "scenario",
@@ -419,7 +419,7 @@ fn interval_takes_seconds_or_a_duration_with_a_unit() {
 }
 
 #[test]
-fn interval_that_clamps_rates_is_warned_about() {
+fn interval_clamping_rates_warns() {
     let convert = |interval: &str| {
         irqlab(&[
             "scenario",

@@ -272,8 +272,8 @@ pub struct Generated {
     pub out: Option<PathBuf>,
     /// The scenario as [`Scenario::parse`] reads it back.
     pub scenario: Scenario,
-    /// What the reader should know about the input, such as the events a
-    /// trace lost; the scenario's comments say it too.
+    /// Warnings about the input, such as the events a trace lost, which
+    /// the scenario's comments repeat.
     pub warnings: Vec<String>,
 }
 

@@ -319,7 +319,7 @@ impl Shared {
 
     /// Records `violation`. A sleep or a waiting call repeats on every
     /// interrupt of a line whatever its policy, so only the first of each
-    /// (line, handler, kind) is kept; the log and the line's counters count
+    /// (line, handler, kind) is kept. The log and the line's counters count
     /// them all.
     pub(crate) fn record_violation(&self, violation: ContractViolation) {
         let mut violations = lock(&self.violations);

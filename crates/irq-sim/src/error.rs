@@ -333,10 +333,10 @@ pub enum ContractViolation {
     },
     /// A top half called an API that may sleep (`might_sleep()` failed).
     InvalidContext(InvalidContext),
-    /// A top half blocked its CPU thread (a voluntary context switch
-    /// outside the CPU's idle waits) during a call over its budget in wall
-    /// time: it slept, as `std::thread::sleep`, a contended lock or
-    /// blocking I/O do. The kernel says "scheduling while atomic".
+    /// A sleep in a top half: a voluntary context switch of its CPU thread,
+    /// outside the CPU's idle waits, during a call over its budget in wall
+    /// time. `std::thread::sleep`, a contended lock or blocking I/O cause
+    /// one. The kernel reports it as "scheduling while atomic".
     Slept {
         /// The line.
         irq: u32,

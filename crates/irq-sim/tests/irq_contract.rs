@@ -323,8 +323,8 @@ fn preempted_handler_not_blamed() {
 /// A top half that sleeps is caught by the voluntary context switch its
 /// thread makes, as the kernel catches "scheduling while atomic", in
 /// either CPU-time accounting mode and under the default warn policy. Its
-/// first call is judged by CPU time alone, as it may block on one-time
-/// costs; in window mode a suspicion puts it under watch first.
+/// first call is judged by CPU time alone, because it may block on one-time
+/// costs. In window mode a suspicion puts it under watch first.
 #[test]
 fn sleeping_top_half_is_reported() {
     for accounting in [CpuTimeAccounting::Window, CpuTimeAccounting::PerCall] {

@@ -671,10 +671,10 @@ async fn drain_accepts_only_own_work() {
         .unwrap();
 }
 
-/// A delayed item that re-arms itself on every run does not keep a drain
-/// or a destroy going, nor make it wait out the delay: the drain cancels
-/// the timer armed during it, as Linux refuses a non-chained queueing on a
-/// draining queue, marks the item, and leaves it idle.
+/// A delayed item that re-arms itself on every run neither keeps a drain
+/// or a destroy going nor makes it wait out the delay. The drain cancels
+/// the timer armed during it, as Linux rejects a non-chained queueing on a
+/// draining queue, then marks the item and leaves it idle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_refuses_a_delayed_self_rearm() {
     for destroy in [false, true] {
@@ -733,20 +733,20 @@ async fn drain_refuses_a_delayed_self_rearm() {
 async fn overlapping_and_dropped_drains_end() {
     let queue = test_queue("w14-overlap", 4);
     let gate = Gate::new();
-    let held = {
+    let gated = {
         let gate = gate.clone();
-        DataWork::new_async("held", (), move |_| {
+        DataWork::new_async("gated", (), move |_| {
             let gate = gate.clone();
             async move { gate.pass().await }
         })
     };
     let outsider = Work::from_fn("outsider", || {});
 
-    // A drain dropped while it waits for the held item.
-    wq::queue_work(&queue, &held).unwrap();
+    // A drain dropped while it waits for the gated item.
+    wq::queue_work(&queue, &gated).unwrap();
     gate.wait_arrivals(1).await;
     let dropped = tokio::time::timeout(Duration::from_millis(20), wq::drain_workqueue(&queue));
-    assert!(dropped.await.is_err(), "the drain waits for the held item");
+    assert!(dropped.await.is_err(), "the drain waits for the gated item");
     assert!(
         wq::queue_work(&queue, &outsider).unwrap(),
         "live again after the dropped drain"
@@ -755,7 +755,7 @@ async fn overlapping_and_dropped_drains_end() {
     guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
 
     // Two drains at once: the first to end leaves the queue draining.
-    wq::queue_work(&queue, &held).unwrap();
+    wq::queue_work(&queue, &gated).unwrap();
     gate.wait_arrivals(2).await;
     let first = tokio::spawn(wq::drain_workqueue(&queue));
     let second = tokio::spawn(wq::drain_workqueue(&queue));

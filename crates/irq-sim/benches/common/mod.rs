@@ -161,9 +161,8 @@ pub fn write_json(name: &str, json: &str) {
 }
 
 /// The vCPUs a hand-off bench pins its threads to: the raiser on one, and
-/// the thread it wakes on another, for the candidate and its baseline
-/// alike, so that neither side's wake-up depends on where the scheduler
-/// happened to put it.
+/// the thread it wakes on another. The candidate and its baseline get the
+/// same placement, so neither side's wake-up depends on the scheduler.
 pub struct Placement {
     raiser: usize,
     woken: usize,
