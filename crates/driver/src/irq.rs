@@ -37,7 +37,8 @@ use std::task::{Wake, Waker};
 use std::thread::{self, JoinHandle, Thread, ThreadId};
 
 use irq_sim::{
-    Controller, HandlerId, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LineError, TopHalf,
+    Controller, FreeError, HandlerId, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LineError,
+    TopHalf,
 };
 
 use crate::error::IrqError;
@@ -427,13 +428,15 @@ impl IrqRegistration {
 
     /// Frees the handler (`free_irq`): waits for a running handler chain of
     /// the line and for the thread function, which first serves the
-    /// requests already made. Afterwards neither runs again. Freeing a freed
-    /// registration does nothing.
+    /// requests already made. Afterwards neither runs again. Dropping the
+    /// registration frees it too, so a driver that frees it explicitly
+    /// does so once.
     ///
     /// # Errors
     ///
-    /// [`IrqError::Free`] with the controller's reason (in a top half:
-    /// `InvalidContext`).
+    /// [`IrqError::Free`] with the controller's reason: `InvalidContext` in
+    /// a top half, or `NotRegistered` when the registration was freed
+    /// before (Linux warns "Trying to free already-free IRQ").
     ///
     /// # Context
     ///
@@ -441,7 +444,17 @@ impl IrqRegistration {
     /// function, it cannot wait for that function: the thread stops once
     /// the call's run and the requests still outstanding are done.
     pub fn free(&self) -> Result<(), IrqError> {
-        self.inner.free()
+        match self.inner.free()? {
+            Freed::Now => Ok(()),
+            Freed::Before => Err(IrqError::Free {
+                irq: self.inner.irq,
+                handler: self.inner.name,
+                source: FreeError::NotRegistered {
+                    irq: self.inner.irq,
+                    handler: self.inner.name,
+                },
+            }),
+        }
     }
 
     /// Disables the line and waits for its running handlers (`disable_irq`).
@@ -520,7 +533,8 @@ impl Registration {
         lock(&self.id).is_some()
     }
 
-    pub(crate) fn free(&self) -> Result<(), IrqError> {
+    /// Frees the registration unless it is freed already, and says which.
+    pub(crate) fn free(&self) -> Result<Freed, IrqError> {
         // Held for the whole free, so that a second free returns only when
         // the first has finished.
         let _freeing = lock(&self.free_lock);
@@ -529,7 +543,7 @@ impl Registration {
         // id stays in place if the controller refuses, so that a later free
         // from task context can still succeed.
         let Some(handler) = *lock(&self.id) else {
-            return Ok(());
+            return Ok(Freed::Before);
         };
         self.controller
             .free_irq(handler)
@@ -552,8 +566,17 @@ impl Registration {
                 thread.stop_and_join();
             }
         }
-        Ok(())
+        Ok(Freed::Now)
     }
+}
+
+/// What [`Registration::free`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Freed {
+    /// This call freed the registration.
+    Now,
+    /// An earlier free did.
+    Before,
 }
 
 impl Drop for IrqRegistration {

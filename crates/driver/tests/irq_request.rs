@@ -8,8 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use driver::IrqError;
 use driver::irq::{self, ThreadedIrq};
 use irq_sim::{
-    Config, Controller, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, RequestError,
-    Trigger,
+    Config, Controller, FreeError, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine,
+    RequestError, Trigger,
 };
 
 mod common;
@@ -98,6 +98,43 @@ fn drop_frees_the_handler() {
         ),
     );
     assert!(again.is_ok(), "the line stayed busy: {again:?}");
+}
+
+/// A second explicit free is a double free, as `free_irq` calls it, and
+/// the drop after an explicit free stays silent.
+#[test]
+fn second_free_is_a_double_free() {
+    let machine = machine();
+    let controller = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let registration = irq::request_irq(
+        &controller,
+        6,
+        IrqRequest::new(
+            "twice",
+            IrqFlags::EDGE,
+            counting(&calls, IrqReturn::Handled),
+        ),
+    )
+    .unwrap();
+
+    registration.free().unwrap();
+    let error = registration.free().unwrap_err();
+
+    assert!(
+        matches!(
+            error,
+            IrqError::Free {
+                irq: 6,
+                handler: "twice",
+                source: FreeError::NotRegistered { irq: 6, .. },
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("double free"), "{error}");
+    drop(registration);
+    assert!(controller.line_stats(6).unwrap().handlers.is_empty());
 }
 
 /// Two handlers share a line only if both ask to share with the same
