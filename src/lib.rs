@@ -12,7 +12,7 @@
 //! with real interrupt rates, handler names and work durations.
 //!
 //! [`timeline`] records the `irq` and `workqueue` tracepoints of a run and
-//! writes them as a Chrome trace for Perfetto or `chrome://tracing`.
+//! writes them as a Chrome trace for Chrome's DevTools.
 
 #![warn(missing_docs)]
 

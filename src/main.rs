@@ -30,7 +30,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
 use cli::{Cli, Command, RunArgs};
-use irqlab::output::{self, StdoutError};
+use irqlab::output::{self, PendingFile, StdoutError};
 use irqlab::run::{Progress, RunOptions};
 use irqlab::scenario::{Overrides, Scenario};
 use irqlab::timeline::{self, Timeline};
@@ -199,18 +199,18 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
             "--json and --trace name the same file; give each its own",
         );
     }
-    // Refuse unwritable outputs before the run, not after it.
-    for (option, path) in [("--json", &args.json), ("--trace", &args.trace)] {
-        if let Some(path) = path
-            && path != Path::new("-")
-            && let Err(error) = std::fs::File::create(path)
-        {
-            return fail(
-                EXIT_FAILURE,
-                format!("{option} {}: cannot write it: {error}", path.display()),
-            );
+    // Refuse unwritable outputs before the run, not after it. An existing
+    // file stays as it is until the run's output replaces it whole.
+    let mut outputs = [("--json", &args.json), ("--trace", &args.trace)].map(|(option, path)| {
+        let path = path.as_deref().filter(|path| *path != Path::new("-"))?;
+        Some(PendingFile::create(path).map_err(|error| cannot_write(option, path, &error)))
+    });
+    for output in &mut outputs {
+        if let Some(Err(message)) = output {
+            return fail(EXIT_FAILURE, std::mem::take(message));
         }
     }
+    let [json_out, trace_out] = outputs.map(|output| output.and_then(Result::ok));
 
     let stop = Arc::new(AtomicBool::new(false));
     watch_ctrl_c(stop.clone(), args.quiet);
@@ -244,10 +244,10 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
             Ok(json) => json,
             Err(error) => return fail(EXIT_FAILURE, format!("cannot encode the report: {error}")),
         };
-        let written = if path == Path::new("-") {
-            output::stdout(&(json + "\n")).map_err(|error| error.to_string())
-        } else {
-            std::fs::write(path, json + "\n")
+        let written = match json_out {
+            None => output::stdout(&(json + "\n")).map_err(|error| error.to_string()),
+            Some(out) => out
+                .write_all_and_commit((json + "\n").as_bytes())
                 .map(|()| {
                     if !args.quiet {
                         output::stderr_line(format_args!(
@@ -256,14 +256,14 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
                         ));
                     }
                 })
-                .map_err(|error| format!("--json {}: cannot write it: {error}", path.display()))
+                .map_err(|error| cannot_write("--json", path, &error)),
         };
         if let Err(message) = written {
             return fail(EXIT_FAILURE, message);
         }
     }
-    if let (Some(path), Some(timeline)) = (&args.trace, timeline)
-        && let Err(message) = write_trace(path, timeline, args.quiet, json_to_stdout)
+    if let (Some(path), Some(out), Some(timeline)) = (&args.trace, trace_out, timeline)
+        && let Err(message) = write_trace(path, out, timeline, args.quiet, json_to_stdout)
     {
         return fail(EXIT_FAILURE, message);
     }
@@ -278,22 +278,24 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
 /// of a failed write.
 fn write_trace(
     path: &Path,
+    mut out: PendingFile,
     timeline: &Timeline,
     quiet: bool,
     json_to_stdout: bool,
 ) -> Result<(), String> {
-    let write = || -> std::io::Result<timeline::TraceSummary> {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-        let summary = timeline.write_chrome_trace(&mut out)?;
-        out.flush()?;
+    let mut write = || -> std::io::Result<timeline::TraceSummary> {
+        let mut buffered = std::io::BufWriter::new(out.file());
+        let summary = timeline.write_chrome_trace(&mut buffered)?;
+        buffered.flush()?;
         Ok(summary)
     };
-    let summary =
-        write().map_err(|error| format!("--trace {}: cannot write it: {error}", path.display()))?;
+    let summary = write().map_err(|error| cannot_write("--trace", path, &error))?;
+    out.commit()
+        .map_err(|error| cannot_write("--trace", path, &error))?;
     if !quiet {
         let line = format!(
             "Timeline: {} top halves, {} work runs and {} queue_work arrows written to {}; open it \
-             in Perfetto (ui.perfetto.dev) or chrome://tracing (docs/timeline.md)",
+             in the Performance panel of Chrome's DevTools (docs/timeline.md)",
             summary.top_halves,
             summary.executions,
             summary.flows,
@@ -314,6 +316,11 @@ fn write_trace(
         ));
     }
     Ok(())
+}
+
+/// Returns the message for an output file that cannot be written.
+fn cannot_write(option: &str, path: &Path, error: &std::io::Error) -> String {
+    format!("{option} {}: cannot write it: {error}", path.display())
 }
 
 /// Returns the progress callback: a bar on a terminal, a plain line a

@@ -1,6 +1,6 @@
 //! The timeline: records the `irq` and `workqueue` tracepoints of a run and
-//! writes them as a Chrome trace (the JSON trace event format), which
-//! Perfetto (<https://ui.perfetto.dev>) and `chrome://tracing` open.
+//! writes them as a Chrome trace (the JSON trace event format), for the
+//! Performance panel of Chrome's DevTools (docs/timeline.md).
 //!
 //! # The picture
 //!

@@ -236,6 +236,40 @@ fn binary_short_round_exits_2() {
     );
 }
 
+/// A refused run leaves the result file it would have written as it was,
+/// and names a missing folder.
+#[test]
+fn binary_refused_run_keeps_the_json_file() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("latency_refused_keeps");
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("result.json");
+    std::fs::write(&json, "an earlier result\n").unwrap();
+
+    let (code, _, stderr) = irqlab(&["--rate", "1", "-d", "2s", "--json", json.to_str().unwrap()]);
+
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&json).unwrap(),
+        "an earlier result\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "a partial file stayed"
+    );
+
+    let missing = dir.join("missing");
+    let (code, _, stderr) = irqlab(&["--json", missing.join("r.json").to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.ends_with(&format!(
+            "cannot write it: its folder {} does not exist\n",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn binary_plot_missing_file_exits_2() {
     let (code, _, stderr) = irqlab(&["plot", "/nonexistent/result.json", "--out", "x.svg"]);

@@ -212,7 +212,7 @@ impl std::fmt::Display for LatencyError {
                  the backlog drains"
             ),
             Self::WriteJson { path, source } => {
-                write!(f, "cannot write {}: {source}", path.display())
+                write!(f, "--json {}: cannot write it: {source}", path.display())
             }
             Self::ReadJson { path, source } => {
                 write!(f, "cannot read {}: {source}", path.display())

@@ -35,6 +35,10 @@ const TIMER_IRQ: u32 = 32;
 /// The line of the background NIC.
 const LOAD_IRQ: u32 = 33;
 
+/// How much longer than a period a round waits for the first expiry past
+/// its end, which proves every earlier expiry delivered or skipped.
+const PAST_CUTOFF_GRACE: Duration = Duration::from_millis(100);
+
 /// How long the bottom halves may take to catch up after the timer stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,12 +118,23 @@ struct Probe {
     /// column set counts the periods of its round as the baseline does.
     /// `u64::MAX` until `Session::count_for` sets it.
     cutoff_ns: AtomicU64,
+    /// The last programmed expiry the top half saw, or the one a period
+    /// before the first; written by the top half, then by `finish`.
+    previous_ns: AtomicU64,
+    /// Periods before the cutoff that the timer skipped: the timer
+    /// overruns of the round.
+    skipped: AtomicU64,
+    /// An expiry at or past the cutoff reached the top half, so every
+    /// period before it is counted (`Release`, read with `Acquire`).
+    past_cutoff: AtomicBool,
+    /// Immutable.
+    period_ns: u64,
     /// Immutable.
     work_time: Duration,
 }
 
 impl Probe {
-    fn new(work_time: Duration) -> Arc<Self> {
+    fn new(period: Duration, work_time: Duration) -> Arc<Self> {
         Arc::new(Self {
             irq: Mutex::new(new_histogram()),
             thr: Mutex::new(new_histogram()),
@@ -128,8 +143,25 @@ impl Probe {
             queued: AtomicU64::new(0),
             started: AtomicU64::new(0),
             cutoff_ns: AtomicU64::new(u64::MAX),
+            previous_ns: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            past_cutoff: AtomicBool::new(false),
+            period_ns: clock::duration_nanos(period).max(1),
             work_time,
         })
+    }
+
+    /// Counts the periods the timer skipped between the last expiry seen
+    /// and the one programmed for `expiry_ns`, as far as they lie before
+    /// the cutoff, and makes `expiry_ns` the last one seen.
+    fn count_skipped(&self, expiry_ns: u64) {
+        let previous_ns = self.previous_ns.swap(expiry_ns, Ordering::Relaxed);
+        let first_skipped = previous_ns.saturating_add(self.period_ns);
+        let until = expiry_ns.min(self.cutoff_ns.load(Ordering::Relaxed));
+        if until > first_skipped {
+            let skipped = (until - first_skipped).div_ceil(self.period_ns);
+            self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        }
     }
 
     /// Records the IRQ latency of one delivery and returns its programmed
@@ -137,7 +169,9 @@ impl Probe {
     /// activations.
     fn enter(&self, ctx: &HardIrqContext<'_>) -> Option<Timestamp> {
         let raised = ctx.raise_time()?;
+        self.count_skipped(raised.as_nanos());
         if raised.as_nanos() >= self.cutoff_ns.load(Ordering::Relaxed) {
+            self.past_cutoff.store(true, Ordering::Release);
             return None;
         }
         let latency = ctx.latency().unwrap_or_default();
@@ -353,7 +387,7 @@ impl Session {
     ) -> Result<Self, LatencyError> {
         let bench = Bench::new(settings)?;
         let controller = bench.machine.controller();
-        let probe = Probe::new(settings.work_time);
+        let probe = Probe::new(settings.period, settings.work_time);
         let mut ordered = None;
 
         let registration = match mechanism {
@@ -381,6 +415,10 @@ impl Session {
             .local_timer(0, TIMER_IRQ)
             .map_err(|error| LatencyError::Request(error.to_string()))?;
         let first_expiry = clock::now() + Duration::from_millis(2);
+        probe.previous_ns.store(
+            first_expiry.as_nanos().saturating_sub(probe.period_ns),
+            Ordering::Relaxed,
+        );
         timer.start_periodic(first_expiry, settings.period);
         Ok(Self {
             mechanism,
@@ -404,6 +442,16 @@ impl Session {
         end
     }
 
+    /// Waits until an expiry at or past the end that [`Session::count_for`]
+    /// set has reached the top half, for at most a period and `grace`, so
+    /// that the expiries due before the end are not cut off on their way.
+    pub fn wait_past_cutoff(&self, grace: Duration) {
+        let deadline = Instant::now() + Duration::from_nanos(self.probe.period_ns) + grace;
+        while !self.probe.past_cutoff.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
     /// Returns the activations so far.
     pub fn activations(&self) -> u64 {
         self.probe.activations.load(Ordering::Relaxed)
@@ -419,6 +467,12 @@ impl Session {
     pub fn finish(self) -> Result<ColumnSamples, LatencyError> {
         self.timer.cancel();
         let _ = self.registration.synchronize_irq();
+        let cutoff_ns = self.probe.cutoff_ns.load(Ordering::Relaxed);
+        if cutoff_ns != u64::MAX && !self.probe.past_cutoff.load(Ordering::Acquire) {
+            // The periods since the last expiry seen never fired before the
+            // timer stopped: skipped like any others.
+            self.probe.count_skipped(cutoff_ns);
+        }
 
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         let queued = self.probe.queued.load(Ordering::Relaxed);
@@ -451,7 +505,7 @@ impl Session {
         }
         let counts = Counts {
             activations: self.probe.activations.load(Ordering::Relaxed),
-            timer_overruns: self.timer.overruns(),
+            timer_overruns: self.probe.skipped.load(Ordering::Relaxed),
             lost: self.probe.lost.load(Ordering::Relaxed),
             started: self.probe.started.load(Ordering::Relaxed),
         };
@@ -679,10 +733,15 @@ pub fn run_baseline(
 
                 // Forward past now, counting missed periods, as the
                 // simulated timer (and the kernel's hrtimer_forward) does.
+                // Only periods before the end count, as for the mechanisms.
                 next = next + period;
                 if next <= now {
                     let missed = (now.as_nanos() - next.as_nanos()) / period_ns + 1;
-                    counts.timer_overruns += missed;
+                    let before_end = end
+                        .as_nanos()
+                        .saturating_sub(next.as_nanos())
+                        .div_ceil(period_ns);
+                    counts.timer_overruns += missed.min(before_end);
                     next = next + Duration::from_nanos(missed * period_ns);
                 }
             }
@@ -722,5 +781,6 @@ pub fn run_mechanism(
     let session = Session::start(mechanism, settings, runtimes)?;
     let end = session.count_for(length);
     clock::sleep_until(end);
+    session.wait_past_cutoff(PAST_CUTOFF_GRACE);
     session.finish()
 }

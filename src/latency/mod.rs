@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::output;
+use crate::output::{self, PendingFile};
 
 pub use args::{
     CpuModeArg, DEFAULT_SLOTS, LatencyArgs, LatencyCommand, MAX_DURATION, MAX_ENTRIES, MAX_RATE_HZ,
@@ -49,8 +49,9 @@ pub use measure::{
 };
 pub use plot::plot_svg;
 pub use report::{
-    BASELINE, BASELINE_TAG, Buckets, Column, ColumnSet, FORMAT, LatencyReport, MachineInfo,
-    NoiseFloor, Ratio, Settings, Summary,
+    BASELINE, BASELINE_TAG, Buckets, Column, ColumnSet, FORMAT, LatencyReport, MAX_OVERRUN_PERCENT,
+    MIN_ROUND_SAMPLES_P50, MIN_ROUND_SAMPLES_P99, MachineInfo, NoiseFloor, Ratio, Settings,
+    Summary, Verdict,
 };
 
 /// Goal for the IRQ latency p50 and p99 against the cyclictest baseline.
@@ -127,44 +128,41 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
         return Ok(None);
     }
 
-    // The output file is checked before the minute of measuring, not after.
-    if let Some(path) = &args.json {
-        std::fs::File::create(path).map_err(|source| LatencyError::WriteJson {
-            path: path.clone(),
-            source,
-        })?;
-    }
+    // The options and the output file are checked before the minute of
+    // measuring, not after. An existing file stays as it is until the
+    // new result replaces it whole.
+    args.validate()?;
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LatencyError::WriteJson { path, source }
+    };
+    let json_out = match &args.json {
+        Some(path) => Some(PendingFile::create(path).map_err(write_error(path))?),
+        None => None,
+    };
     // Progress goes to standard error, so that standard output carries
     // only the report.
     let report = measure(args, |line| output::stderr_line(format_args!("{line}")))?;
     // A blank line between tables, none before the first, so that a
     // saved report starts with its first table.
-    let mut text = [
+    let text = [
         report.summary_table(),
         report.counts_table(),
         report.histogram_table(),
         report.ratio_table(),
     ]
     .join("\n");
-    if report
-        .noise_floor
-        .as_ref()
-        .is_some_and(|floor| floor.untrustworthy)
-    {
-        text.push_str(
-            "WARNING: the noise floor lost more than 2 % of a vCPU: tails are untrustworthy\n",
-        );
-    }
     // The JSON file is written even when standard output fails, so that
     // the measurement is not lost.
     let printed = output::stdout(&text).map_err(LatencyError::Stdout);
-    if let Some(path) = &args.json {
+    if let (Some(path), Some(out)) = (&args.json, json_out) {
         let json = serde_json::to_string_pretty(&report).expect("a report always serializes");
-        std::fs::write(path, json + "\n").map_err(|source| LatencyError::WriteJson {
-            path: path.clone(),
-            source,
-        })?;
-        output::stderr_line(format_args!("wrote {}", path.display()));
+        out.write_all_and_commit((json + "\n").as_bytes())
+            .map_err(write_error(path))?;
+        output::stderr_line(format_args!(
+            "irqlab: wrote the JSON result to {}",
+            path.display()
+        ));
     }
     printed?;
     Ok(Some(report))
@@ -181,6 +179,7 @@ pub fn measure(
     mut progress: impl FnMut(&str),
 ) -> Result<LatencyReport, LatencyError> {
     args.validate()?;
+    let started = Instant::now();
     let mechanisms = args.mechanisms();
     let settings = RunSettings {
         period: args.period(),
@@ -258,14 +257,9 @@ pub fn measure(
         .map(|mechanism| (mechanism.name().to_owned(), mechanism.tag()))
         .chain([(BASELINE.to_owned(), BASELINE_TAG)])
         .collect();
-    Ok(build_report(
-        args,
-        machine,
-        noise_floor,
-        &tags,
-        &mechanisms,
-        &rounds,
-    ))
+    let mut report = build_report(args, machine, noise_floor, &tags, &mechanisms, &rounds);
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(report)
 }
 
 fn build_report(
@@ -311,16 +305,11 @@ fn build_report(
         // The spawn mechanism is the comparison, not a part of irqlab.
         let goals = *mechanism != Mechanism::TokioSpawn;
         let tag = mechanism.tag();
-        let pick_irq = |samples: &ColumnSamples| -> Histogram<u64> { samples.irq.clone() };
-        let pick_thr = |samples: &ColumnSamples| -> Histogram<u64> { samples.thr.clone() };
+        let irq_of: fn(&ColumnSamples) -> &Histogram<u64> = |samples| &samples.irq;
+        let thr_of: fn(&ColumnSamples) -> &Histogram<u64> = |samples| &samples.thr;
         for (kind, pick, p50_goal, p99_goal) in [
-            (
-                "IRQ",
-                &pick_irq as &dyn Fn(&ColumnSamples) -> Histogram<u64>,
-                IRQ_GOAL,
-                IRQ_GOAL,
-            ),
-            ("Thr", &pick_thr, THR_P50_GOAL, THR_P99_GOAL),
+            ("IRQ", irq_of, IRQ_GOAL, IRQ_GOAL),
+            ("Thr", thr_of, THR_P50_GOAL, THR_P99_GOAL),
         ] {
             let per_round = |quantile: f64| -> Vec<f64> {
                 rounds
@@ -334,6 +323,11 @@ fn build_report(
                     .collect()
             };
             let (p50_rounds, p99_rounds) = (per_round(0.50), per_round(0.99));
+            let round_samples = rounds
+                .iter()
+                .map(|round| pick(&round[index]).len().min(pick(&round[baseline]).len()))
+                .min()
+                .unwrap_or(0);
             ratios.push(Ratio {
                 column: format!("{kind}-{tag}"),
                 baseline: format!("{kind}-{BASELINE_TAG}"),
@@ -343,11 +337,14 @@ fn build_report(
                 p99_rounds,
                 p50_goal: goals.then_some(p50_goal),
                 p99_goal: goals.then_some(p99_goal),
+                round_samples,
+                p50_verdict: None,
+                p99_verdict: None,
             });
         }
     }
 
-    LatencyReport {
+    let mut report = LatencyReport {
         format: FORMAT.to_owned(),
         machine,
         settings: Settings {
@@ -369,7 +366,11 @@ fn build_report(
         noise_floor,
         column_sets,
         ratios,
-    }
+        warnings: Vec::new(),
+        elapsed_s: 0.0,
+    };
+    report.judge();
+    report
 }
 
 /// Returns the CPU count and the first `model name` of /proc/cpuinfo.

@@ -34,6 +34,14 @@ pub struct LatencyReport {
     pub column_sets: Vec<ColumnSet>,
     /// Each mechanism column's p50 and p99 against its baseline column.
     pub ratios: Vec<Ratio>,
+    /// Warnings about the run's figures, one sentence each, as the text
+    /// report prints them after the ratios.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Wall time of the whole measurement, noise probe included, in
+    /// seconds; 0 in results written before it was recorded.
+    #[serde(default)]
+    pub elapsed_s: f64,
 }
 
 /// The host the run measured.
@@ -134,6 +142,9 @@ pub struct Summary {
     pub avg_ns: f64,
     /// Median.
     pub p50_ns: u64,
+    /// 90th percentile; 0 in results written before it was recorded.
+    #[serde(default)]
+    pub p90_ns: u64,
     /// 99th percentile.
     pub p99_ns: u64,
     /// 99.9th percentile.
@@ -175,7 +186,45 @@ pub struct Ratio {
     pub p50_goal: Option<f64>,
     /// The goal for p99.
     pub p99_goal: Option<f64>,
+    /// The minimum over rounds of the samples in the column or its
+    /// baseline.
+    #[serde(default)]
+    pub round_samples: u64,
+    /// Whether the p50 meets its goal; `None` without a goal, and in
+    /// results written before verdicts were recorded.
+    #[serde(default)]
+    pub p50_verdict: Option<Verdict>,
+    /// Whether the p99 meets its goal.
+    #[serde(default)]
+    pub p99_verdict: Option<Verdict>,
 }
+
+/// Whether a ratio meets its goal, as [`LatencyReport::judge`] decides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// At most the goal.
+    Met,
+    /// Over the goal.
+    Missed,
+    /// The run cannot support a verdict, for `reason`.
+    NotJudged {
+        /// Why, e.g. "12 lost".
+        reason: String,
+    },
+}
+
+/// Samples a round must have in both columns for its p50 to be judged.
+pub const MIN_ROUND_SAMPLES_P50: u64 = 100;
+
+/// Samples a round must have in both columns for its p99 to be judged:
+/// ten beyond the percentile.
+pub const MIN_ROUND_SAMPLES_P99: u64 = 1_000;
+
+/// Share of a column set's periods, in percent, past which its timer
+/// overruns leave its ratios unjudged: the periods the timer skipped are
+/// the late ones a percentile would have counted.
+pub const MAX_OVERRUN_PERCENT: f64 = 1.0;
 
 impl Summary {
     /// Summarizes a histogram of nanoseconds; all zeros when it is empty.
@@ -193,6 +242,7 @@ impl Summary {
                 histogram.mean()
             },
             p50_ns: summary.p50,
+            p90_ns: summary.p90,
             p99_ns: summary.p99,
             p999_ns: summary.p999,
             max_ns: summary.max,
@@ -203,14 +253,15 @@ impl Summary {
 impl Buckets {
     /// Buckets a histogram of nanoseconds into `entries` buckets of
     /// `bucket_ns`. A sample goes to bucket `value / bucket_ns`, where the
-    /// value is the lowest of the HDR histogram's equivalent range (exact
-    /// below 2,048 ns, within 0.1 % above).
+    /// value is the middle of the HDR histogram's equivalent range (exact
+    /// below 2,048 ns, within 0.05 % above), as in [`Summary`], so that the
+    /// minimum and the maximum fall in the buckets that hold them.
     pub fn of(histogram: &Histogram<u64>, bucket_ns: u64, entries: u64) -> Self {
         let bucket_ns = bucket_ns.max(1);
         let mut nonzero: Vec<[u64; 2]> = Vec::new();
         let mut over = 0;
         for value in histogram.iter_recorded() {
-            let nanos = histogram.lowest_equivalent(value.value_iterated_to());
+            let nanos = histogram.median_equivalent(value.value_iterated_to());
             let index = nanos / bucket_ns;
             let count = value.count_at_value();
             if index >= entries {
@@ -260,9 +311,10 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Returns `nanos` in the unit, rounded to a whole number.
-fn rounded(nanos: f64, unit_ns: u64) -> u64 {
-    (nanos / unit_ns as f64).round() as u64
+/// Returns `nanos` in whole units, truncated as rtla truncates, so that a
+/// value reads as the index of the bucket it falls in.
+fn truncated(nanos: f64, unit_ns: u64) -> u64 {
+    (nanos / unit_ns as f64) as u64
 }
 
 fn in_unit(nanos: f64, unit_ns: u64) -> String {
@@ -300,26 +352,36 @@ impl LatencyReport {
         self.column_sets.iter().flat_map(|set| [&set.irq, &set.thr])
     }
 
-    /// Renders the summary: count, min, avg, p50, p99, p99.9 and max of
-    /// every column, in the report's unit.
+    /// Renders the summary: count, min, avg, p50, p90, p99, p99.9 and max
+    /// of every column, in the report's unit.
     pub fn summary_table(&self) -> String {
         let unit = self.unit_ns();
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<11}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}   ({})",
-            "column", "count", "min", "avg", "p50", "p99", "p99.9", "max", self.settings.unit
+            "{:<11}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}   ({})",
+            "column",
+            "count",
+            "min",
+            "avg",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            self.settings.unit
         );
         for column in self.columns() {
             let s = &column.summary;
             let _ = writeln!(
                 out,
-                "{:<11}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+                "{:<11}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
                 column.name,
                 s.count,
                 in_unit(s.min_ns as f64, unit),
                 in_unit(s.avg_ns, unit),
                 in_unit(s.p50_ns as f64, unit),
+                in_unit(s.p90_ns as f64, unit),
                 in_unit(s.p99_ns as f64, unit),
                 in_unit(s.p999_ns as f64, unit),
                 in_unit(s.max_ns as f64, unit),
@@ -392,11 +454,9 @@ impl LatencyReport {
         };
         let _ = writeln!(out, "# irqlab latency histogram");
         let _ = writeln!(out, "# Time unit is {unit_name}");
-        let _ = writeln!(
-            out,
-            "# Duration: {}",
-            rtla_duration(self.settings.duration_s)
-        );
+        // rtla's Duration is the whole run; the measuring time of each
+        // column set follows in the settings.
+        let _ = writeln!(out, "# Duration: {}", rtla_duration(self.elapsed_s));
         let legend: Vec<String> = self
             .column_sets
             .iter()
@@ -404,8 +464,12 @@ impl LatencyReport {
             .collect();
         let _ = writeln!(
             out,
-            "# Settings: {} Hz timer, {} CPU, background load {} Hz, work time {}, {}, {}",
+            "# Settings: {} Hz timer, {} per column set, {} CPU, background load {} Hz, work time \
+             {}, {}, {}",
             self.settings.rate_hz,
+            crate::report::format_duration(
+                Duration::try_from_secs_f64(self.settings.duration_s).unwrap_or_default()
+            ),
             self.settings.cpu_mode,
             self.settings.load_hz,
             crate::report::format_duration(Duration::from_nanos(self.settings.work_ns)),
@@ -448,26 +512,25 @@ impl LatencyReport {
                 columns.iter().map(|c| c.histogram.over).collect::<Vec<_>>(),
             ),
             ("count:", columns.iter().map(|c| c.summary.count).collect()),
-            // Rounded, as the summary table rounds them.
             (
                 "min:",
                 columns
                     .iter()
-                    .map(|c| rounded(c.summary.min_ns as f64, unit))
+                    .map(|c| truncated(c.summary.min_ns as f64, unit))
                     .collect(),
             ),
             (
                 "avg:",
                 columns
                     .iter()
-                    .map(|c| rounded(c.summary.avg_ns, unit))
+                    .map(|c| truncated(c.summary.avg_ns, unit))
                     .collect(),
             ),
             (
                 "max:",
                 columns
                     .iter()
-                    .map(|c| rounded(c.summary.max_ns as f64, unit))
+                    .map(|c| truncated(c.summary.max_ns as f64, unit))
                     .collect(),
             ),
         ];
@@ -481,7 +544,133 @@ impl LatencyReport {
         out
     }
 
-    /// Renders the ratios to the baseline with their goals.
+    /// Judges every ratio against its goal, and collects the run's
+    /// warnings. A verdict needs figures that can carry it:
+    ///
+    /// - a Thr ratio, no lost activation (the ratio leaves them out) and a
+    ///   baseline task that keeps up with the timer;
+    /// - [`MIN_ROUND_SAMPLES_P50`] or [`MIN_ROUND_SAMPLES_P99`] samples in
+    ///   each round of both columns;
+    /// - timer overruns in at most [`MAX_OVERRUN_PERCENT`] of the periods
+    ///   of either column set;
+    /// - a p99, a noise floor under 2 %.
+    ///
+    /// Otherwise the verdict is [`Verdict::NotJudged`] with the reason.
+    pub fn judge(&mut self) {
+        let mut warnings = Vec::new();
+        let noisy = self
+            .noise_floor
+            .as_ref()
+            .is_some_and(|floor| floor.untrustworthy);
+        if noisy {
+            warnings.push(
+                "the noise floor lost more than 2 % of a vCPU: tails are untrustworthy, and no \
+                 p99 ratio is judged"
+                    .to_owned(),
+            );
+        }
+        // A baseline whose bottom half runs far behind the timer measures its
+        // own backlog, and a Thr ratio against it judges nothing.
+        let period_ns = 1e9 / f64::from(self.settings.rate_hz.max(1));
+        let baseline = self
+            .column_sets
+            .iter()
+            .find(|set| set.mechanism == BASELINE);
+        let backlogged = baseline
+            .map(|set| set.thr.summary.p50_ns)
+            .filter(|&p50_ns| p50_ns as f64 > (BACKLOG_PERIODS * period_ns).max(BACKLOG_MIN_NS));
+        if let Some(p50_ns) = backlogged {
+            warnings.push(format!(
+                "the baseline's bottom half ran {} behind its expiries at the median, over \
+                 {BACKLOG_PERIODS} timer periods and 1 ms: its task cannot keep up, so Thr-base \
+                 measures its backlog and no Thr ratio is judged",
+                crate::report::format_ns(p50_ns)
+            ));
+        }
+        let overrun_share = |set: &ColumnSet| {
+            let periods = set.counts.activations + set.counts.timer_overruns;
+            100.0 * set.counts.timer_overruns as f64 / periods.max(1) as f64
+        };
+        let baseline_overruns = baseline.map_or(0.0, overrun_share);
+        if baseline_overruns > MAX_OVERRUN_PERCENT {
+            warnings.push(format!(
+                "the baseline's timer overran {baseline_overruns:.1} % of its periods: the host \
+                 cannot keep this rate, and no ratio is judged"
+            ));
+        }
+        for set in &self.column_sets {
+            let share = overrun_share(set);
+            if set.mechanism != BASELINE && share > MAX_OVERRUN_PERCENT {
+                warnings.push(format!(
+                    "{}'s timer overran {share:.1} % of its periods, so its ratios are not judged",
+                    set.mechanism
+                ));
+            }
+        }
+        // A ratio covers only the activations whose bottom half ran.
+        for set in self.column_sets.iter().filter(|set| set.counts.lost > 0) {
+            warnings.push(format!(
+                "{} lost {} of {} activations: they started no bottom half of their own, so its \
+                 Thr ratios leave them out",
+                set.mechanism, set.counts.lost, set.counts.activations
+            ));
+        }
+
+        for ratio in &mut self.ratios {
+            let Some(set) = self
+                .column_sets
+                .iter()
+                .find(|set| ratio.column == set.irq.name || ratio.column == set.thr.name)
+            else {
+                continue;
+            };
+            let thr = ratio.column == set.thr.name;
+            let share = overrun_share(set);
+            let reason = |minimum: u64, tail: bool| -> Option<String> {
+                if thr && set.counts.lost > 0 {
+                    Some(format!("{} lost", set.counts.lost))
+                } else if thr && backlogged.is_some() {
+                    Some("the baseline fell behind".to_owned())
+                } else if ratio.round_samples < minimum {
+                    Some(format!(
+                        "{} in a round, under {minimum}",
+                        crate::report::counted(ratio.round_samples as usize, "sample")
+                    ))
+                } else if baseline_overruns > MAX_OVERRUN_PERCENT {
+                    Some(format!(
+                        "the baseline overran {baseline_overruns:.1} % of periods"
+                    ))
+                } else if share > MAX_OVERRUN_PERCENT {
+                    Some(format!("{share:.1} % of periods overran"))
+                } else if tail && noisy {
+                    Some("noisy host".to_owned())
+                } else {
+                    None
+                }
+            };
+            let verdict = |value: f64, goal: Option<f64>, reason: Option<String>| {
+                goal.map(|goal| match reason {
+                    Some(reason) => Verdict::NotJudged { reason },
+                    None if value <= goal => Verdict::Met,
+                    None => Verdict::Missed,
+                })
+            };
+            ratio.p50_verdict = verdict(
+                ratio.p50,
+                ratio.p50_goal,
+                reason(MIN_ROUND_SAMPLES_P50, false),
+            );
+            ratio.p99_verdict = verdict(
+                ratio.p99,
+                ratio.p99_goal,
+                reason(MIN_ROUND_SAMPLES_P99, true),
+            );
+        }
+        self.warnings = warnings;
+    }
+
+    /// Renders the ratios to the baseline with their verdicts, then the
+    /// warnings.
     pub fn ratio_table(&self) -> String {
         let mut out = String::new();
         if self.settings.rounds == 1 {
@@ -493,68 +682,40 @@ impl LatencyReport {
                 self.settings.rounds
             );
         }
-        // A baseline whose bottom half runs far behind the timer measures its
-        // own backlog, and a Thr ratio against it judges nothing.
-        let period_ns = 1e9 / f64::from(self.settings.rate_hz.max(1));
-        let backlogged_p50_ns = self
-            .column_sets
-            .iter()
-            .find(|set| set.mechanism == BASELINE)
-            .map(|set| set.thr.summary.p50_ns)
-            .filter(|&p50_ns| p50_ns as f64 > (BACKLOG_PERIODS * period_ns).max(BACKLOG_MIN_NS));
         for ratio in &self.ratios {
-            let spread = |rounds: &[f64]| {
-                let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
-                let max = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                format!("{min:.2}..{max:.2}")
-            };
-            // A Thr ratio leaves out the activations that never reached a
-            // bottom half, so it judges no goal when there were any.
-            let lost = self
-                .column_sets
-                .iter()
-                .find(|set| ratio.column == set.thr.name)
-                .map_or(0, |set| set.counts.lost);
-            let thr = ratio.column.starts_with("Thr-");
-            let verdict = |value: f64, goal: Option<f64>| match goal {
-                Some(goal) if lost > 0 => format!(", goal {goal}x not judged: {lost} lost"),
-                Some(goal) if thr && backlogged_p50_ns.is_some() => {
-                    format!(", goal {goal}x not judged: the baseline fell behind")
+            // The parenthesis after a ratio: its spread over rounds, if
+            // more than one, and its verdict.
+            let note = |rounds: &[f64], goal: Option<f64>, verdict: &Option<Verdict>| {
+                let mut parts = Vec::new();
+                if rounds.len() > 1 {
+                    let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+                    let max = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    parts.push(format!("{min:.2}..{max:.2}"));
                 }
-                Some(goal) if value <= goal => format!(", goal {goal}x met"),
-                Some(goal) => format!(", goal {goal}x MISSED"),
-                None => String::new(),
+                parts.push(match (goal, verdict) {
+                    (None, _) => "no goal".to_owned(),
+                    (Some(goal), Some(Verdict::Met)) => format!("goal {goal}x met"),
+                    (Some(goal), Some(Verdict::Missed)) => format!("goal {goal}x MISSED"),
+                    (Some(goal), Some(Verdict::NotJudged { reason })) => {
+                        format!("goal {goal}x not judged: {reason}")
+                    }
+                    (Some(goal), None) => format!("goal {goal}x"),
+                });
+                parts.join(", ")
             };
             let _ = writeln!(
                 out,
-                "  {:<10} / {:<9} p50 {:>6.2}x ({}{})   p99 {:>6.2}x ({}{})",
+                "  {:<10} / {:<9} p50 {:>6.2}x ({})   p99 {:>6.2}x ({})",
                 ratio.column,
                 ratio.baseline,
                 ratio.p50,
-                spread(&ratio.p50_rounds),
-                verdict(ratio.p50, ratio.p50_goal),
+                note(&ratio.p50_rounds, ratio.p50_goal, &ratio.p50_verdict),
                 ratio.p99,
-                spread(&ratio.p99_rounds),
-                verdict(ratio.p99, ratio.p99_goal),
+                note(&ratio.p99_rounds, ratio.p99_goal, &ratio.p99_verdict),
             );
         }
-        if let Some(p50_ns) = backlogged_p50_ns {
-            let _ = writeln!(
-                out,
-                "  WARNING: the baseline's bottom half ran {} behind its expiries at the \
-                 median, over {BACKLOG_PERIODS} timer periods and 1 ms: its task cannot keep up, so \
-                 Thr-base measures its backlog and no Thr ratio is judged",
-                crate::report::format_ns(p50_ns)
-            );
-        }
-        // A ratio covers only the activations whose bottom half ran.
-        for set in self.column_sets.iter().filter(|set| set.counts.lost > 0) {
-            let _ = writeln!(
-                out,
-                "  WARNING: {} lost {} of {} activations: they started no bottom half of \
-                 their own, so its Thr ratios leave them out",
-                set.mechanism, set.counts.lost, set.counts.activations
-            );
+        for warning in &self.warnings {
+            let _ = writeln!(out, "  WARNING: {warning}");
         }
         out
     }
