@@ -76,7 +76,8 @@ pub fn schedule_work(work: impl WorkRef) -> Result<bool, QueueError> {
 ///
 /// Returns `Ok(false)`, changing nothing, when the item is already pending
 /// (use [`mod_delayed_work`] to change its delay). A zero delay queues at
-/// once.
+/// once, and a delay over [`MAX_DELAY`] waits [`MAX_DELAY`], as Linux cuts
+/// a delay to `MAX_JIFFY_OFFSET`.
 ///
 /// # Errors
 ///
@@ -113,7 +114,8 @@ pub fn schedule_delayed_work(
 /// pending (`mod_delayed_work`).
 ///
 /// Returns `Ok(true)` when the item was pending and only its delay changed,
-/// and `Ok(false)` when it was idle and is now queued (or is disabled).
+/// and `Ok(false)` when it was idle and is now queued (or is disabled). A
+/// delay over [`MAX_DELAY`] waits [`MAX_DELAY`].
 ///
 /// # Errors
 ///
@@ -140,8 +142,9 @@ pub fn mod_delayed_work(
             core::modify_deadline(&mut pool, core_ref, queue, deadline)
         };
         match modified {
-            Modified::Moved(wake) => {
+            Modified::Moved(wake, leftovers) => {
                 wake.into_iter().for_each(context::wake_or_defer);
+                leftovers.settle();
                 return Ok(true);
             }
             Modified::NotPending => match queue_at(wq, &dwork, deadline, None)? {
@@ -156,11 +159,15 @@ pub fn mod_delayed_work(
     }
 }
 
+/// The maximum delay of delayed work: 100 years. A longer one, up to
+/// `Duration::MAX`, waits this long.
+pub const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 fn deadline_after(delay: Duration) -> Option<tokio::time::Instant> {
     if delay.is_zero() {
         None
     } else {
-        Some(tokio::time::Instant::now() + delay)
+        Some(tokio::time::Instant::now() + delay.min(MAX_DELAY))
     }
 }
 
@@ -309,7 +316,10 @@ fn link_locked(
         }
     };
     match linked? {
-        Linked::Queued(wake) => Ok(wake),
+        Linked::Queued(wake, leftovers) => {
+            leftovers.settle();
+            Ok(wake)
+        }
         // Dropped here, after unlocking: it may be the last reference.
         Linked::Cancelled(item) => {
             drop(item);
@@ -532,7 +542,9 @@ pub fn flush_delayed_work(
 ) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
     let checked = check_may_wait("flush_delayed_work", dwork.work_core()).map(|()| {
         // Cut the delay short now, at the call.
-        let wake = core::activate(&mut lock_pool(), dwork.work_core());
+        let mut leftovers = core::Leftovers::default();
+        let wake = core::activate(&mut lock_pool(), dwork.work_core(), &mut leftovers);
+        leftovers.settle();
         if let Some(waker) = wake {
             waker.wake();
         }

@@ -674,8 +674,9 @@ pub(crate) struct Started {
 /// Outcome of `link_pending`.
 #[derive(Debug)]
 pub(crate) enum Linked {
-    /// Linked; wake this worker or timer task (after unlocking).
-    Queued(Option<Waker>),
+    /// Linked; wake this worker or timer task, and settle what draining
+    /// the intake stack left (after unlocking).
+    Queued(Option<Waker>, Leftovers),
     /// The period was cancelled before it could be linked; the reference is
     /// handed back, to be dropped after unlocking.
     Cancelled(ItemRef),
@@ -762,6 +763,7 @@ pub(crate) fn link_pending(
     node.held = Some(item);
     let running_on = node.running.map(|(running_queue, _)| running_queue);
 
+    let mut leftovers = Leftovers::default();
     let wake = match deadline {
         Some(deadline) => link_timer(guard, core, queue, deadline),
         None => {
@@ -770,10 +772,25 @@ pub(crate) fn link_pending(
                 Some(running_queue) => unsafe { queue_of(running_queue) },
                 None => queue,
             };
-            link_worklist(guard, core, target)
+            link_worklist_in_order(guard, core, target, &mut leftovers)
         }
     };
-    Linked::Queued(wake)
+    Linked::Queued(wake, leftovers)
+}
+
+/// Puts `core` on `queue`'s worklist behind the queueings already pushed
+/// on its intake stack, which it moves there first, and picks an idle
+/// worker to wake. An item linked under the lock (an expired timer,
+/// `mod_delayed_work`, `flush_delayed_work`) thus keeps the queueing
+/// order that an ordered queue promises, as Linux appends it to the tail.
+fn link_worklist_in_order(
+    guard: &mut PoolGuard<'_>,
+    core: &WorkCore,
+    queue: &QueueCore,
+    leftovers: &mut Leftovers,
+) -> Option<Waker> {
+    leftovers.absorb(drain_intake(guard, queue));
+    link_worklist(guard, core, queue)
 }
 
 /// Puts `core` on `queue`'s worklist and picks an idle worker to wake.
@@ -932,7 +949,7 @@ pub(crate) fn recall_destroyed(
 /// waking runs scheduler code, and dropping a last reference runs the item's
 /// destructor, neither of which may run under the pool lock.
 #[must_use = "call `settle` after unlocking"]
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Leftovers {
     wake: Vec<Waker>,
     released: Vec<ItemRef>,
@@ -1360,14 +1377,18 @@ fn end_period(guard: &mut PoolGuard<'_>, core: &WorkCore, ticket: u64) -> Option
 
 /// Moves `core` from a timer list to the worklist it is due on, now.
 /// Returns a worker to wake. Used by `flush_delayed_work`.
-pub(crate) fn activate(guard: &mut PoolGuard<'_>, core: &WorkCore) -> Option<Waker> {
+pub(crate) fn activate(
+    guard: &mut PoolGuard<'_>,
+    core: &WorkCore,
+    leftovers: &mut Leftovers,
+) -> Option<Waker> {
     let Place::Timer(queue_link) = guard.node(core).place else {
         return None;
     };
     unlink(guard, core);
     // SAFETY: the item was on this queue's timer list until just now.
     let queue = unsafe { queue_of(queue_link) };
-    activate_unlinked(guard, core, queue)
+    activate_unlinked(guard, core, queue, leftovers)
 }
 
 /// Puts an item just taken off `queue`'s timer list on the right worklist.
@@ -1375,6 +1396,7 @@ fn activate_unlinked(
     guard: &mut PoolGuard<'_>,
     core: &WorkCore,
     queue: &QueueCore,
+    leftovers: &mut Leftovers,
 ) -> Option<Waker> {
     let running_on = guard
         .node(core)
@@ -1386,7 +1408,7 @@ fn activate_unlinked(
         None => queue,
     };
     // `link_worklist` counts a queueing; the timer link already did.
-    let wake = link_worklist(guard, core, target);
+    let wake = link_worklist_in_order(guard, core, target, leftovers);
     guard.queue(target).tallies.queued -= 1;
     wake
 }
@@ -1461,6 +1483,7 @@ pub(crate) fn expire_timers(
     now: tokio::time::Instant,
     wake: &mut Vec<Waker>,
     cancels: &mut Vec<DrainCancel>,
+    leftovers: &mut Leftovers,
 ) -> Option<tokio::time::Instant> {
     let draining = guard.queue(queue).phase == Phase::Draining;
     let mut next_deadline: Option<tokio::time::Instant> = None;
@@ -1475,7 +1498,7 @@ pub(crate) fn expire_timers(
             cancels.push(cancel_for_drain(guard, core));
         } else if deadline <= now {
             unlink(guard, core);
-            wake.extend(activate_unlinked(guard, core, queue));
+            wake.extend(activate_unlinked(guard, core, queue, leftovers));
         } else if next_deadline.is_none_or(|next| deadline < next) {
             next_deadline = Some(deadline);
         }
@@ -1517,8 +1540,8 @@ pub(crate) fn timer_done(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> bool {
 /// Outcome of `modify_deadline`.
 pub(crate) enum Modified {
     /// The pending item now waits for the new deadline (or is on the
-    /// worklist if none); wake this task.
-    Moved(Option<Waker>),
+    /// worklist if none); wake this task and settle the leftovers.
+    Moved(Option<Waker>, Leftovers),
     /// The item is not pending: queue it as usual.
     NotPending,
     /// A queuer owns the period but has not linked it yet: retry.
@@ -1558,6 +1581,7 @@ pub(crate) fn modify_deadline(
     let old_queue = unsafe { queue_of(old_queue) };
     guard.queue(old_queue).tallies.queued -= 1;
 
+    let mut leftovers = Leftovers::default();
     let wake = match deadline {
         Some(deadline) => link_timer(guard, core, queue, deadline),
         None => {
@@ -1567,10 +1591,10 @@ pub(crate) fn modify_deadline(
                 Some(running_queue) => unsafe { queue_of(running_queue) },
                 None => queue,
             };
-            link_worklist(guard, core, target)
+            link_worklist_in_order(guard, core, target, &mut leftovers)
         }
     };
-    Modified::Moved(wake)
+    Modified::Moved(wake, leftovers)
 }
 
 /// Returns the items pending on `queue`'s worklist or running on it, each

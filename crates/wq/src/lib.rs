@@ -75,11 +75,11 @@ mod system;
 mod work;
 
 pub use api::{
-    alloc_ordered_workqueue, alloc_workqueue, cancel_delayed_work, cancel_delayed_work_sync,
-    cancel_work, cancel_work_sync, destroy_workqueue, disable_work, disable_work_sync,
-    drain_workqueue, enable_work, flush_delayed_work, flush_work, flush_workqueue,
-    mod_delayed_work, queue_delayed_work, queue_work, queue_work_on, schedule_delayed_work,
-    schedule_work, take_cancelled_by_drain, work_pending,
+    MAX_DELAY, alloc_ordered_workqueue, alloc_workqueue, cancel_delayed_work,
+    cancel_delayed_work_sync, cancel_work, cancel_work_sync, destroy_workqueue, disable_work,
+    disable_work_sync, drain_workqueue, enable_work, flush_delayed_work, flush_work,
+    flush_workqueue, mod_delayed_work, queue_delayed_work, queue_work, queue_work_on,
+    schedule_delayed_work, schedule_work, take_cancelled_by_drain, work_pending,
 };
 pub use core::WorkCore;
 pub use error::{InitError, InvalidContext, QueueError, WaitError};

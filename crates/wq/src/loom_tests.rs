@@ -48,7 +48,10 @@ fn queue_item(item: &ItemRef, queue: &QueueCore) -> bool {
                 queue,
                 None,
             );
-            matches!(linked, Linked::Queued(_) | Linked::Cancelled(_))
+            if let Linked::Queued(_, leftovers) = linked {
+                leftovers.settle();
+            }
+            true
         }
         IntakeClaim::AlreadyPending | IntakeClaim::Disabled => false,
     }

@@ -770,6 +770,7 @@ async fn timer_task(shared: Arc<Shared>) {
     let mut wake = Vec::new();
     let mut cancels = Vec::new();
     loop {
+        let mut leftovers = core::Leftovers::default();
         let next_deadline = {
             let mut pool = lock_pool();
             if core::timer_done(&mut pool, queue) {
@@ -781,8 +782,10 @@ async fn timer_task(shared: Arc<Shared>) {
                 tokio::time::Instant::now(),
                 &mut wake,
                 &mut cancels,
+                &mut leftovers,
             )
         };
+        leftovers.settle();
         wake.drain(..).for_each(Waker::wake);
         report_drain_cancels(queue, cancels.drain(..));
 

@@ -199,6 +199,75 @@ async fn ordered_queue_runs_fifo_one_at_a_time() {
     assert_eq!(queue.max_active(), 1);
 }
 
+/// How a test makes a delayed item due while an ordered queue's worker is
+/// busy.
+#[derive(Clone, Copy, Debug)]
+enum Release {
+    /// `mod_delayed_work` with no delay.
+    ModifyToZero,
+    /// `flush_delayed_work`, which queues the item at once.
+    Flush,
+    /// The item's own timer, which expires.
+    Expiry,
+}
+
+/// A delayed item that becomes due goes behind the items queued before it,
+/// however it becomes due: Linux appends it to the tail of the worklist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_queue_keeps_order_of_due_delayed_work() {
+    for release in [Release::ModifyToZero, Release::Flush, Release::Expiry] {
+        let queue = ordered_queue("w4-delayed");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let gate = Gate::new();
+        let blocker = {
+            let gate = gate.clone();
+            Work::from_async_fn("blocker", move || {
+                let gate = gate.clone();
+                async move { gate.pass().await }
+            })
+        };
+        let plain = {
+            let order = order.clone();
+            Work::from_fn("plain", move || order.lock().unwrap().push("plain"))
+        };
+        let delayed = {
+            let order = order.clone();
+            DelayedWork::from_fn("delayed", move || order.lock().unwrap().push("delayed"))
+        };
+
+        wq::queue_work(&queue, &blocker).unwrap();
+        gate.wait_arrivals(1).await;
+        wq::queue_work(&queue, &plain).unwrap();
+        let delay = match release {
+            Release::Expiry => Duration::from_millis(1),
+            Release::ModifyToZero | Release::Flush => Duration::from_secs(60),
+        };
+        wq::queue_delayed_work(&queue, &delayed, delay).unwrap();
+        let flush = match release {
+            Release::ModifyToZero => {
+                assert!(wq::mod_delayed_work(&queue, &delayed, Duration::ZERO).unwrap());
+                None
+            }
+            Release::Flush => Some(tokio::spawn(wq::flush_delayed_work(&delayed))),
+            Release::Expiry => None,
+        };
+        // Due means off the timer list, whichever way it went.
+        guarded("the delayed item falls due", async {
+            while queue.stats().delayed > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        gate.open(1);
+        guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+        if let Some(flush) = flush {
+            guarded("flush_delayed_work", flush).await.unwrap().unwrap();
+        }
+
+        assert_eq!(*order.lock().unwrap(), ["plain", "delayed"], "{release:?}");
+    }
+}
+
 /// A queue with max_active 1 starts its items in queueing order too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_active_queue_starts_fifo() {

@@ -110,6 +110,22 @@ async fn zero_delay_queues_at_once() {
     assert_eq!(runs.lock().unwrap()[0], start);
 }
 
+/// A delay too long for the clock waits `MAX_DELAY` instead of failing,
+/// from `queue_delayed_work` and from `mod_delayed_work` alike.
+#[tokio::test(start_paused = true)]
+async fn longest_delay_is_capped() {
+    let queue = test_queue("delay-max", 4);
+    let (item, runs) = recording_item("never");
+
+    assert!(wq::queue_delayed_work(&queue, &item, Duration::MAX).unwrap());
+    assert!(wq::mod_delayed_work(&queue, &item, Duration::from_secs(u64::MAX)).unwrap());
+    assert_eq!(queue.stats().delayed, 1);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+
+    assert!(runs.lock().unwrap().is_empty());
+    assert!(wq::cancel_delayed_work(&item));
+}
+
 /// Items with different delays run in deadline order, whatever the order in
 /// which they were queued.
 #[tokio::test(start_paused = true)]
