@@ -32,7 +32,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Wake, Waker};
 use std::thread::{self, JoinHandle, Thread, ThreadId};
 
@@ -86,10 +86,18 @@ struct IrqThread {
 
 /// State shared by the wake-thread hook and the IRQ thread.
 struct ThreadShared {
-    /// `WakeThread` returns not yet served by a run of the thread function.
-    /// Atomic. The hook adds with `Release` and the thread takes them all
-    /// with an `AcqRel` swap, so that the run sees what the top half wrote.
-    requests: AtomicU32,
+    /// `WakeThread` returns so far. Atomic. The hook adds with `Release`
+    /// and the thread reads with `Acquire`, so that the run reads what the
+    /// top half wrote.
+    requests: AtomicU64,
+    /// Requests whose run of the thread function has finished; written by
+    /// the thread. `SeqCst`, paired with `waiters` (see `wait_served`).
+    served: AtomicU64,
+    /// Threads in `wait_served`; `SeqCst`. Changed under `served_lock`.
+    waiters: AtomicU32,
+    /// Guards the wait for `served`, with `served_changed`.
+    served_lock: Mutex<()>,
+    served_changed: Condvar,
     /// Set once by the free; `Release`, paired with the thread's `Acquire`.
     stop: AtomicBool,
     /// Completed runs of the thread function. Added with `Release` after
@@ -235,7 +243,11 @@ pub fn request_threaded_irq(
 
     // The thread first, so that the hook can hold its waker.
     let shared = Arc::new(ThreadShared {
-        requests: AtomicU32::new(0),
+        requests: AtomicU64::new(0),
+        served: AtomicU64::new(0),
+        waiters: AtomicU32::new(0),
+        served_lock: Mutex::new(()),
+        served_changed: Condvar::new(),
         stop: AtomicBool::new(false),
         runs: AtomicU64::new(0),
         oneshot: flags.oneshot,
@@ -297,10 +309,14 @@ fn spawn_irq_thread(
     thread::Builder::new()
         .name(format!("irq/{irq}-{name}"))
         .spawn(move || {
+            // Requests served or being served by a run.
+            let mut taken = 0;
             loop {
                 // Step 1: serve every request made so far with one run.
-                let requests = shared.requests.swap(0, Ordering::AcqRel);
-                if requests > 0 {
+                let requested = shared.requests.load(Ordering::Acquire);
+                if requested > taken {
+                    let requests = requested - taken;
+                    taken = requested;
                     run_thread_fn(irq, name, &mut *thread_fn);
                     if shared.oneshot {
                         finalize_oneshot(&controller, irq, name, requests);
@@ -308,6 +324,7 @@ fn spawn_irq_thread(
                     // Counted once the ONESHOT masking has ended, so that a
                     // reader of the count finds the line unmasked.
                     shared.runs.fetch_add(1, Ordering::Release);
+                    shared.mark_served(taken);
                     continue;
                 }
 
@@ -339,7 +356,7 @@ fn run_thread_fn(irq: u32, name: &'static str, thread_fn: &mut dyn ThreadFn) {
 }
 
 /// Ends the ONESHOT masking of each served request.
-fn finalize_oneshot(controller: &Controller, irq: u32, name: &'static str, requests: u32) {
+fn finalize_oneshot(controller: &Controller, irq: u32, name: &'static str, requests: u64) {
     for _ in 0..requests {
         if let Err(error) = controller.unmask_oneshot(irq) {
             printk!(
@@ -348,6 +365,36 @@ fn finalize_oneshot(controller: &Controller, irq: u32, name: &'static str, reque
             );
             return;
         }
+    }
+}
+
+impl ThreadShared {
+    /// Records that the requests up to `served` are served, and wakes the
+    /// threads waiting for them.
+    fn mark_served(&self, served: u64) {
+        self.served.store(served, Ordering::SeqCst);
+        // SeqCst: a waiter counts itself and then reads `served`, and this
+        // thread writes `served` and then reads the count, so at least one
+        // of the two reads the other's write and the waiter cannot miss it.
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _locked = lock(&self.served_lock);
+            self.served_changed.notify_all();
+        }
+    }
+
+    /// Waits until every request made before the call has been served by a
+    /// finished run of the thread function.
+    fn wait_served(&self) {
+        let target = self.requests.load(Ordering::Acquire);
+        let mut locked = lock(&self.served_lock);
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        while self.served.load(Ordering::SeqCst) < target {
+            locked = self
+                .served_changed
+                .wait(locked)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -457,8 +504,9 @@ impl IrqRegistration {
         }
     }
 
-    /// Disables the line and waits for its running handlers (`disable_irq`).
-    /// Returns the new disable depth.
+    /// Disables the line and waits for its running handlers (`disable_irq`),
+    /// as [`IrqRegistration::synchronize_irq`] waits. Returns the new
+    /// disable depth.
     ///
     /// # Errors
     ///
@@ -468,7 +516,9 @@ impl IrqRegistration {
     ///
     /// Task context; may sleep.
     pub fn disable_irq(&self) -> Result<u8, IrqError> {
-        self.line_op(self.inner.controller.disable_irq(self.inner.irq))
+        let depth = self.line_op(self.inner.controller.disable_irq(self.inner.irq))?;
+        self.inner.wait_thread();
+        Ok(depth)
     }
 
     /// Disables the line without waiting (`disable_irq_nosync`). Returns the
@@ -498,7 +548,14 @@ impl IrqRegistration {
         self.line_op(self.inner.controller.enable_irq(self.inner.irq))
     }
 
-    /// Waits until no handler of the line runs (`synchronize_irq`).
+    /// Waits until no top half of the line runs and, for a threaded
+    /// registration, until its thread function has served every request
+    /// made before the call (`synchronize_irq`, which waits for the IRQ
+    /// threads too).
+    ///
+    /// NOTE: on a shared line this waits for this registration's thread
+    /// only. The other handlers' threads belong to their registrations, and
+    /// Linux would wait for them too.
     ///
     /// # Errors
     ///
@@ -506,9 +563,13 @@ impl IrqRegistration {
     ///
     /// # Context
     ///
-    /// Task context; may sleep.
+    /// Task context; may sleep. Called by the registration's own thread
+    /// function, it does not wait for that function, which could never
+    /// finish.
     pub fn synchronize_irq(&self) -> Result<(), IrqError> {
-        self.line_op(self.inner.controller.synchronize_irq(self.inner.irq))
+        self.line_op(self.inner.controller.synchronize_irq(self.inner.irq))?;
+        self.inner.wait_thread();
+        Ok(())
     }
 
     fn line_op<T>(&self, result: Result<T, LineError>) -> Result<T, IrqError> {
@@ -529,11 +590,21 @@ impl Registration {
         self.name
     }
 
+    /// Waits for the thread function to serve the requests made so far,
+    /// unless the registration has no thread or the caller is the thread.
+    fn wait_thread(&self) {
+        if let Some(thread) = &self.thread
+            && thread.id != thread::current().id()
+        {
+            thread.shared.wait_served();
+        }
+    }
+
     pub(crate) fn is_registered(&self) -> bool {
         lock(&self.id).is_some()
     }
 
-    /// Frees the registration unless it is freed already, and says which.
+    /// Frees the registration unless it is freed already, and returns which.
     pub(crate) fn free(&self) -> Result<Freed, IrqError> {
         // Held for the whole free, so that a second free returns only when
         // the first has finished.
@@ -570,7 +641,7 @@ impl Registration {
     }
 }
 
-/// What [`Registration::free`] found.
+/// The outcome of [`Registration::free`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Freed {
     /// This call freed the registration.

@@ -453,6 +453,59 @@ fn free_waits_for_thread_fn() {
     assert!(!registration.is_registered());
 }
 
+/// `synchronize_irq` and `disable_irq` of a threaded registration return
+/// only after the thread function has served the request made before
+/// them, as Linux waits for the IRQ threads.
+#[test]
+fn synchronize_and_disable_wait_for_thread_fn() {
+    for op in ["synchronize_irq", "disable_irq"] {
+        let machine = machine();
+        let controller = machine.controller();
+        let calls = Arc::new(AtomicU32::new(0));
+        let gate = Gate::default();
+        let (started_tx, started_rx) = mpsc::channel();
+        let started_tx = Mutex::new(started_tx);
+        let registration = {
+            let gate = gate.clone();
+            irq::request_threaded_irq(
+                &controller,
+                15,
+                ThreadedIrq::new("slow_thread", IrqFlags::EDGE, move || {
+                    let _ = started_tx.lock().unwrap().send(());
+                    gate.wait();
+                    IrqReturn::Handled
+                })
+                .top_half(counting(&calls, IrqReturn::WakeThread)),
+            )
+            .unwrap()
+        };
+        raise(&controller, 15);
+        started_rx.recv_timeout(HANG_GUARD).expect("the thread ran");
+
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            entered_tx.send(()).unwrap();
+            match op {
+                "synchronize_irq" => registration.synchronize_irq().unwrap(),
+                _ => assert_eq!(registration.disable_irq().unwrap(), 1),
+            }
+            // The run is counted before the wait ends, so a wait that
+            // returned early reads 0.
+            (registration.thread_runs(), registration)
+        });
+        entered_rx.recv_timeout(HANG_GUARD).unwrap();
+        gate.open();
+        let (runs_at_return, registration) = waiter.join().unwrap();
+
+        assert_eq!(
+            runs_at_return, 1,
+            "{op} returned before the thread function"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "{op}");
+        drop(registration);
+    }
+}
+
 /// A thread function that panics is reported, and the thread serves the
 /// next interrupt.
 #[test]
