@@ -241,6 +241,7 @@ impl Bus {
             match bound.driver.probe(&device, ctx).await {
                 Ok(state) => {
                     printk!(KernLevel::Info, "{}: bound to {}", D::NAME, device.name);
+                    ctx.track_bound(D::NAME, &device.name);
                     bound.devices.push((device, state));
                 }
                 Err(error) => {
@@ -274,7 +275,8 @@ fn claim(device: &Device, driver: &'static str) -> bool {
 ///
 /// NOTE: dropping it without `unbind` cannot run the async removes. It
 /// logs a warning and drops the states, which frees their IRQ
-/// registrations. The module's unload cancels the work they left.
+/// registrations. The module's unload reports each device still bound
+/// ([`crate::module::Leftover::Bound`]) and cancels the work they left.
 pub struct BoundDriver<D: Driver> {
     driver: D,
     ctx: ModuleContext,
@@ -319,6 +321,7 @@ impl<D: Driver> BoundDriver<D> {
     pub async fn unbind(mut self) {
         while let Some((device, state)) = self.devices.pop() {
             self.driver.remove(&device, state, &self.ctx).await;
+            self.ctx.untrack_bound(D::NAME, &device.name);
             *lock(&device.driver) = None;
             printk!(KernLevel::Info, "{}: unbound from {}", D::NAME, device.name);
         }
@@ -330,8 +333,9 @@ impl<D: Driver> Drop for BoundDriver<D> {
         for (device, _) in &self.devices {
             printk!(
                 KernLevel::Warning,
-                "{}: dropped while bound to {} without unbind; its module's unload \
-                 releases what the probe requested",
+                "{}: dropped while bound to {} without unbind, so its remove never runs; \
+                 its module's unload reports the binding and releases what the probe \
+                 requested",
                 D::NAME,
                 device.name
             );

@@ -143,6 +143,14 @@ pub enum Leftover {
         /// The handler's name.
         handler: &'static str,
     },
+    /// A driver still bound to a device: its `BoundDriver` was dropped, or
+    /// kept, without `unbind`, so the driver's `remove` never ran for it.
+    Bound {
+        /// `Driver::NAME`.
+        driver: &'static str,
+        /// The device's name.
+        device: String,
+    },
 }
 
 impl fmt::Display for Leftover {
@@ -171,6 +179,11 @@ impl fmt::Display for Leftover {
                     "handler {handler:?} still registered on irq {irq}; freed"
                 )
             }
+            Self::Bound { driver, device } => write!(
+                f,
+                "driver {driver:?} still bound to device {device:?}, so its remove never ran; \
+                 unbind the driver before unloading its module"
+            ),
         }
     }
 }
@@ -365,6 +378,9 @@ struct Tracked {
     work: Vec<Box<dyn TrackedWork>>,
     /// In request order.
     irqs: Vec<Arc<Registration>>,
+    /// The devices the module's drivers are bound to, as (driver, device),
+    /// in bind order.
+    bound: Vec<(&'static str, String)>,
 }
 
 /// The handle a module gets in its init and exit: it tracks the module's
@@ -392,6 +408,24 @@ impl ModuleContext {
     /// Returns the module's name.
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// Records that `driver` is bound to `device`, until
+    /// [`ModuleContext::untrack_bound`].
+    pub(crate) fn track_bound(&self, driver: &'static str, device: &str) {
+        lock(&self.tracked).bound.push((driver, device.to_owned()));
+    }
+
+    /// Records that `driver` was unbound from `device`.
+    pub(crate) fn untrack_bound(&self, driver: &'static str, device: &str) {
+        let mut tracked = lock(&self.tracked);
+        if let Some(index) = tracked
+            .bound
+            .iter()
+            .position(|(bound, name)| *bound == driver && name == device)
+        {
+            tracked.bound.remove(index);
+        }
     }
 
     /// Tracks `work`: at unload, the tracker reports and cancels it if
@@ -611,12 +645,13 @@ impl ModuleContext {
         &self,
         found: &mut dyn FnMut(&Leftover),
     ) -> (Vec<Leftover>, Vec<Box<dyn TrackedWork>>) {
-        let (work, irqs) = {
+        let (work, irqs, bound) = {
             let mut tracked = lock(&self.tracked);
             tracked.closed = true;
             (
                 std::mem::take(&mut tracked.work),
                 std::mem::take(&mut tracked.irqs),
+                std::mem::take(&mut tracked.bound),
             )
         };
         let mut leftovers = Vec::new();
@@ -625,6 +660,11 @@ impl ModuleContext {
             printk!(KernLevel::Warning, "{}: {leftover}", self.name);
             leftovers.push(leftover);
         };
+
+        // Bindings first: what follows releases what their removes left.
+        for (driver, device) in bound {
+            report(Leftover::Bound { driver, device });
+        }
 
         // Step 1: free the handlers, which may queue work, first.
         for registration in &irqs {

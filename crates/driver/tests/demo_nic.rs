@@ -182,8 +182,8 @@ fn napi_mitigates_burst_and_counts_drops() {
 }
 
 /// A module unloaded in the middle of a burst, its driver still bound:
-/// the unload reports the handler and the pending poll by name, frees and
-/// cancels them, and no poll runs after it returns.
+/// the unload reports the binding, the handler and the pending poll by
+/// name, frees and cancels them, and no poll runs after it returns.
 #[test]
 fn unload_mid_burst_stops_polling() {
     let Rig {
@@ -212,6 +212,10 @@ fn unload_mid_burst_stops_polling() {
     assert_eq!(
         report.leftovers,
         [
+            driver::module::Leftover::Bound {
+                driver: "irqlab_nic",
+                device: "nic1".into()
+            },
             driver::module::Leftover::Handler {
                 irq: 41,
                 handler: "nic_rx"

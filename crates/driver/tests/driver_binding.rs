@@ -246,7 +246,7 @@ fn duplicate_device_rejected() {
 }
 
 /// Unloading the module while its driver is still bound reports each
-/// handler the probes requested and frees it.
+/// binding, and each handler the probes requested, which it frees.
 #[test]
 fn unload_frees_bound_driver_irqs() {
     let Fixture {
@@ -262,6 +262,14 @@ fn unload_frees_bound_driver_irqs() {
     assert_eq!(
         report.leftovers,
         [
+            Leftover::Bound {
+                driver: "counting_nic",
+                device: "nic0".into()
+            },
+            Leftover::Bound {
+                driver: "counting_nic",
+                device: "nic1".into()
+            },
             Leftover::Handler {
                 irq: 30,
                 handler: "counting_nic"
@@ -275,4 +283,44 @@ fn unload_frees_bound_driver_irqs() {
     let controller = machine.controller();
     assert!(controller.line_stats(30).unwrap().handlers.is_empty());
     assert!(!bound.state("nic0").unwrap().registration.is_registered());
+}
+
+/// A driver dropped without `unbind` never ran its removes: the unload
+/// lists the bindings, so the report is not clean, though the handlers
+/// were freed with the dropped states.
+#[test]
+fn dropped_binding_makes_unload_unclean() {
+    let Fixture {
+        machine,
+        bus,
+        host,
+        runtime,
+    } = fixture();
+    let bound = runtime.block_on(bus.bind(CountingNic, host.context()));
+
+    drop(bound);
+    let report = host.unload().unwrap();
+
+    assert!(!report.is_clean());
+    assert_eq!(
+        report.leftovers,
+        [
+            Leftover::Bound {
+                driver: "counting_nic",
+                device: "nic0".into()
+            },
+            Leftover::Bound {
+                driver: "counting_nic",
+                device: "nic1".into()
+            },
+        ]
+    );
+    assert!(
+        machine
+            .controller()
+            .line_stats(30)
+            .unwrap()
+            .handlers
+            .is_empty()
+    );
 }
