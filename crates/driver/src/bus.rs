@@ -41,6 +41,8 @@ pub struct Device {
     irq: u32,
     /// The device model, for the driver to downcast. Immutable.
     resource: Arc<dyn Any + Send + Sync>,
+    /// The model's type, as `std::any::type_name` gives it. Immutable.
+    resource_type: &'static str,
     /// The driver bound to the device, if any. Under its mutex.
     driver: Mutex<Option<&'static str>>,
 }
@@ -70,6 +72,7 @@ impl Device {
             controller: controller.clone(),
             irq,
             resource,
+            resource_type: std::any::type_name::<T>(),
             driver: Mutex::new(None),
         }
     }
@@ -105,6 +108,7 @@ impl Device {
             .map_err(|_| ProbeError::MissingResource {
                 device: self.name.clone(),
                 expected: std::any::type_name::<T>(),
+                found: self.resource_type,
             })
     }
 

@@ -86,14 +86,12 @@ impl fmt::Display for IrqError {
                 f,
                 "failed to spawn the IRQ thread of handler {handler:?} on irq {irq}: {reason}"
             ),
-            Self::Free {
-                irq,
-                handler,
-                source,
-            } => write!(
-                f,
-                "free_irq of handler {handler:?} on irq {irq} failed: {source}"
-            ),
+            // These reasons name the call, the handler and the line.
+            Self::Free { source, .. } => source.fmt(f),
+            Self::Line {
+                source: LineError::InvalidContext(source),
+                ..
+            } => source.fmt(f),
             Self::Line {
                 irq,
                 handler,
@@ -220,6 +218,8 @@ pub enum ProbeError {
         device: String,
         /// The type the driver expected, as `std::any::type_name` gives it.
         expected: &'static str,
+        /// The type of the device's model, the same way.
+        found: &'static str,
     },
     /// A request through the module's context failed: an IRQ or a
     /// queueing.
@@ -231,9 +231,14 @@ pub enum ProbeError {
 impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MissingResource { device, expected } => write!(
+            Self::MissingResource {
+                device,
+                expected,
+                found,
+            } => write!(
                 f,
-                "device {device:?} has no resource of type {expected}; register it with one"
+                "device {device:?} has a model of type {found}, but the driver asks for \
+                 {expected}; bind the driver to devices with that model"
             ),
             Self::Module(error) => error.fmt(f),
             Self::Other(error) => error.fmt(f),

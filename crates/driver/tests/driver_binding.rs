@@ -199,6 +199,11 @@ fn failed_probe_leaves_device_unbound() {
         matches!(error, ProbeError::MissingResource { device, .. } if device == "uart0"),
         "unexpected error: {error:?}"
     );
+    assert_eq!(
+        error.to_string(),
+        "device \"uart0\" has a model of type driver_binding::NotANic, but the driver asks \
+         for irq_sim::device::nic::Nic; bind the driver to devices with that model"
+    );
     assert_eq!(bus.devices()[2].driver(), None);
     runtime.block_on(bound.unbind());
 }
