@@ -66,6 +66,10 @@ thread_local! {
     /// The first `might_sleep()` failure of the running handler chain, for
     /// the simulated CPU to record as a contract violation.
     static FIRST_INVALID: Cell<Option<InvalidContext>> = const { Cell::new(None) };
+
+    /// A one-time cost paid by the running top half's call, which its
+    /// budget does not count; see [`excuse_one_time_cost`].
+    static EXCUSED: Cell<Option<&'static str>> = const { Cell::new(None) };
 }
 
 /// Count of `might_sleep()` calls made in hard-IRQ context, process-wide.
@@ -165,6 +169,31 @@ pub fn might_sleep(api: &'static str) -> Result<(), InvalidContext> {
 /// Any; never sleeps.
 pub fn take_invalid_context() -> Option<InvalidContext> {
     FIRST_INVALID.with(Cell::take)
+}
+
+/// Marks the running top half's call as paying `cost`, a one-time cost
+/// that is not the handler's work, such as the start of a runtime on the
+/// first use of a queue. If the call runs over its budget, it is logged
+/// with the cost at debug level, not reported as an overrun. Outside a
+/// top half it does nothing.
+///
+/// NOTE: the mark is read only when a call runs over its budget. A mark
+/// set by a call within its budget stays until the next call over it,
+/// which it then excuses. The costs it is for run over any budget.
+///
+/// # Context
+///
+/// Any; never sleeps.
+pub fn excuse_one_time_cost(cost: &'static str) {
+    if in_hardirq() {
+        EXCUSED.with(|excused| excused.set(Some(cost)));
+    }
+}
+
+/// Returns the cost marked by [`excuse_one_time_cost`] since the last
+/// call, and clears it.
+pub(crate) fn take_excused_cost() -> Option<&'static str> {
+    EXCUSED.with(Cell::take)
 }
 
 /// Returns how many times `might_sleep()` failed in this process.

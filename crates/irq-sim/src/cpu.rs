@@ -405,7 +405,12 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
             FIRST_CALL_ALLOWANCE
         };
         action.called = true;
-        if wall > budget.limit + allowance {
+        if wall > budget.limit + allowance
+            && let Some(cost) = context::take_excused_cost()
+        {
+            tracing::debug!(target: "irq", irq, handler = action.name, wall_ns = wall.as_nanos() as u64, "irq {irq}: handler {:?} over budget in a call that paid {cost}; not counted", action.name);
+            let _ = local.clock.call_time(cpu_start, None, wall, end);
+        } else if wall > budget.limit + allowance {
             let time = local.clock.call_time(cpu_start, switches_start, wall, end);
             action.watched = check_budget(
                 controller,

@@ -85,6 +85,50 @@ fn run_once(
     probe_calls
 }
 
+/// A call that pays a one-time cost it names, such as a runtime's start,
+/// is not reported as an overrun, even under the fail policy. The mark
+/// lasts for that call only.
+#[test]
+fn excused_one_time_cost_not_an_overrun() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let budget = Budget {
+        limit: Duration::from_micros(100),
+        policy: OverrunPolicy::Fail,
+    };
+    let mut slow = spinner(Duration::from_millis(3));
+    let mut first = true;
+    let probe_calls = run_once(
+        &machine,
+        "first_use",
+        budget,
+        move |ctx: &mut HardIrqContext<'_>| {
+            if std::mem::take(&mut first) {
+                irq_sim::context::excuse_one_time_cost("a test's one-time cost");
+            }
+            slow(ctx)
+        },
+    );
+
+    assert_eq!(machine.check(), Ok(()));
+    let controller = machine.controller();
+    assert_eq!(controller.line_stats(LINE).unwrap().overruns, 0);
+    assert_eq!(controller.line_state(LINE).unwrap().depth, 0);
+
+    let _ = controller.raise(LINE).unwrap();
+    flush_cpu(&controller, PROBE, &probe_calls);
+    assert!(
+        matches!(
+            machine.check(),
+            Err(ContractViolation::BudgetOverrun { .. })
+        ),
+        "the second call was excused too: {:?}",
+        machine.check()
+    );
+}
+
 /// An overrun under the fail policy is recorded with the line, handler,
 /// measured time and budget, and the line is disabled.
 #[test]
