@@ -184,7 +184,8 @@ pub struct LineSnapshot {
     pub in_progress: bool,
     /// The line sits on a CPU queue.
     pub queued: bool,
-    /// Masked at the controller.
+    /// Masked at the controller: by `mask_irq`, or while a ONESHOT thread
+    /// runs (`oneshot` above 0), as Linux masks a ONESHOT line.
     pub masked: bool,
     /// Disabled as spurious and polled.
     pub spurious: bool,
@@ -461,7 +462,7 @@ impl LineState {
             pending: word & PENDING != 0,
             in_progress: word & IN_PROGRESS != 0,
             queued: word & QUEUED != 0,
-            masked: word & MASKED != 0,
+            masked: word & MASKED != 0 || oneshot_of(word) > 0,
             spurious: word & SPURIOUS != 0,
             level: word & LEVEL != 0,
             depth: depth_of(word),
@@ -564,7 +565,9 @@ mod tests {
         assert!(matches!(state.begin_dispatch(), Dispatch::Run { .. }));
         assert!(state.hold_oneshot());
         assert_eq!(state.end_dispatch(20), Rearm::Idle);
+        assert!(state.snapshot().masked, "a ONESHOT hold reads as masked");
         assert_eq!(state.unmask_oneshot(30), Some(Rearm::Queue));
+        assert!(!state.snapshot().masked);
         assert_eq!(state.unmask_oneshot(40), None);
     }
 

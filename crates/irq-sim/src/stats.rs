@@ -253,7 +253,7 @@ pub struct LineStats {
     pub spurious: bool,
     /// Disable depth.
     pub depth: u8,
-    /// Masked at the controller.
+    /// Masked at the controller, by `mask_irq` or a ONESHOT thread's run.
     pub masked: bool,
     /// Latency and duration histograms, if the line was ever requested.
     pub histograms: Option<LatencyHistograms>,
