@@ -97,6 +97,9 @@ pub struct IrqRow {
     pub unhandled: u64,
     /// Edges folded into a delivery already pending.
     pub coalesced: u64,
+    /// Raises of a level line that was already high, which add no
+    /// delivery.
+    pub already_asserted: u64,
     /// Deliveries dropped before dispatch because the line was lowered,
     /// masked or disabled.
     pub skipped: u64,

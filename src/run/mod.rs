@@ -961,6 +961,7 @@ fn collect_lines(report: &mut Report, controller: &Controller, lines: &[irq_sim:
             handled: line.handled,
             unhandled: line.unhandled,
             coalesced: line.coalesced,
+            already_asserted: line.already_asserted,
             skipped: line.skipped,
             budget_overruns: line.overruns,
             budget_ns: clock::duration_nanos(budget),

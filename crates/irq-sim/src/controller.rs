@@ -551,7 +551,8 @@ impl Controller {
         match outcome {
             RaiseOutcome::Queue => self.shared.enqueue(irq),
             RaiseOutcome::Coalesced => stats::bump(&line.counters.coalesced),
-            RaiseOutcome::Latched | RaiseOutcome::AlreadyAsserted => {}
+            RaiseOutcome::AlreadyAsserted => stats::bump(&line.counters.already_asserted),
+            RaiseOutcome::Latched => {}
         }
         Ok(outcome)
     }

@@ -157,6 +157,8 @@ pub(crate) struct LineCounters {
     pub(crate) raised: AtomicU64,
     /// Edges folded into an already pending delivery.
     pub(crate) coalesced: AtomicU64,
+    /// Raises of a level line that found it already asserted.
+    pub(crate) already_asserted: AtomicU64,
     /// Deliveries with at least one handler returning handled.
     pub(crate) handled: AtomicU64,
     /// Deliveries no handler claimed.
@@ -185,6 +187,7 @@ impl LineCounters {
         Self {
             raised: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
+            already_asserted: AtomicU64::new(0),
             handled: AtomicU64::new(0),
             unhandled: AtomicU64::new(0),
             per_cpu: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
@@ -230,6 +233,9 @@ pub struct LineStats {
     pub unhandled: u64,
     /// Edges folded into an already pending delivery.
     pub coalesced: u64,
+    /// Raises of a level line that was already asserted: the line stays
+    /// high until a top half clears the device, so they add no delivery.
+    pub already_asserted: u64,
     /// Queued deliveries dropped because the line was lowered, masked or
     /// disabled before dispatch.
     pub skipped: u64,
@@ -275,6 +281,7 @@ impl LineStats {
             handled: read(&counters.handled),
             unhandled: read(&counters.unhandled),
             coalesced: read(&counters.coalesced),
+            already_asserted: read(&counters.already_asserted),
             skipped: read(&counters.skipped),
             polls: read(&counters.polls),
             overruns: read(&counters.overruns),
@@ -436,16 +443,18 @@ pub fn render_interrupts_json(lines: &[LineStats]) -> String {
             .unwrap_or_default();
         let _ = write!(
             out,
-            "{{\"irq\":{},\"trigger\":\"{}\",\"handlers\":[{}],\"per_cpu\":[{}],\"handled\":{},\"unhandled\":{},\
-             \"coalesced\":{},\"skipped\":{},\"polls\":{},\"overruns\":{},\"preempted\":{},\"panics\":{},\
+            "{{\"irq\":{},\"trigger\":\"{}\",\"handlers\":[{}],\"per_cpu\":[{}],\"raised\":{},\"handled\":{},\
+             \"unhandled\":{},\"coalesced\":{},\"already_asserted\":{},\"skipped\":{},\"polls\":{},\"overruns\":{},\"preempted\":{},\"panics\":{},\
              \"wake_thread\":{},\"spurious\":{},\"depth\":{},\"masked\":{},\"latency_ns\":{},\"duration_ns\":{}}}",
             line.irq,
             line.trigger,
             handlers.join(","),
             per_cpu.join(","),
+            line.raised,
             line.handled,
             line.unhandled,
             line.coalesced,
+            line.already_asserted,
             line.skipped,
             line.polls,
             line.overruns,

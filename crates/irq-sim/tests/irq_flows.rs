@@ -146,6 +146,8 @@ fn masked_level_fires_on_unmask() {
 
     irq.mask_irq(LINE).unwrap();
     assert_eq!(irq.raise(LINE).unwrap(), RaiseOutcome::Latched);
+    // The line is already high: the raise adds nothing, and is counted.
+    assert_eq!(irq.raise(LINE).unwrap(), RaiseOutcome::AlreadyAsserted);
     flush_cpu(&irq, PROBE, &probe_calls);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
@@ -153,6 +155,10 @@ fn masked_level_fires_on_unmask() {
     wait_until("the delivery on unmask", || {
         calls.load(Ordering::SeqCst) == 1
     });
+    let stats = irq.line_stats(LINE).unwrap();
+    assert_eq!(stats.raised, 2);
+    assert_eq!(stats.already_asserted, 1);
+    assert_eq!(stats.total(), 1);
 }
 
 /// A level line lowered before its CPU takes it is not delivered.
