@@ -235,7 +235,7 @@ fn bad_options_name_value_and_range() {
         ),
         (
             &["--duration", "0s"],
-            "invalid value '0s' for '--duration <DURATION>': expected a duration longer than 0s and at most 24h",
+            "invalid value '0s' for '--duration <DURATION>': out of range; expected a duration longer than 0s and at most 24h",
         ),
         (
             &["--cpus", "0"],
@@ -247,7 +247,7 @@ fn bad_options_name_value_and_range() {
         ),
         (
             &["--duration", "-1s"],
-            "invalid value '-1s' for '--duration <DURATION>': a negative duration",
+            "invalid value '-1s' for '--duration <DURATION>': a negative duration; expected a duration longer than 0s and at most 24h",
         ),
         (
             &["--seed", "-1"],

@@ -224,6 +224,14 @@ fn binary_bad_duration_exits_2() {
         stderr.contains("invalid value 'fast' for '--duration <DURATION>': not a duration"),
         "{stderr}"
     );
+
+    // A negative duration is out of range, and the message gives the range.
+    let (code, _, stderr) = irqlab(&["--duration", "-5s"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("'-5s' for '--duration <DURATION>': a negative duration; expected a duration from 1ms to 24h"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -419,6 +427,17 @@ fn binary_plot_rejects_what_it_cannot_draw() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("it is a run report of `irqlab --json`"),
+        "{stderr}"
+    );
+
+    // JSON of another shape is named by its kind, not serde's struct.
+    let (code, _, stderr) = plot("array.json", &serde_json::json!([]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "array.json: it holds an array, not the object that `irqlab latency --json FILE` \
+             writes"
+        ),
         "{stderr}"
     );
 

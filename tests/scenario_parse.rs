@@ -106,6 +106,10 @@ fn durations_need_a_unit() {
     assert!(parse_duration("1s5").is_err());
     assert!(parse_duration("250").unwrap_err().problem.contains("unit"));
     assert!(parse_duration("fast").is_err());
+    assert_eq!(
+        parse_duration("1,5s").unwrap_err().problem,
+        "not a duration; write decimals with a dot, as in \"1.5s\""
+    );
     let negative = parse_duration("-1s").unwrap_err();
     assert_eq!(negative.value, "-1s");
     assert_eq!(negative.to_string(), "\"-1s\" is a negative duration");
@@ -168,6 +172,22 @@ fn misspelt_keys_get_the_closest_one() {
 }
 
 #[test]
+fn misspelt_choices_get_the_closest_one() {
+    assert_rejected(
+        &NIC.replace("\"poisson\"", "\"poison\""),
+        6,
+        "device[0].arrival.process",
+        "\"poison\" is not allowed (did you mean \"poisson\"?); use one of \"periodic\"",
+    );
+    assert_rejected(
+        &NIC.replace("kind = \"nic\"", "kind = \"nik\""),
+        4,
+        "device[0].kind",
+        "\"nik\" is not allowed (did you mean \"nic\"?); use one of",
+    );
+}
+
+#[test]
 fn type_errors_name_the_key() {
     let cases = [
         (
@@ -183,10 +203,10 @@ fn type_errors_name_the_key() {
             "floating point `1.5`, expected an integer (0 to 2^63-1)",
         ),
         (
-            NIC.replace("rate = 1000", "rate = \"x\""),
+            NIC.replace("rate = 1000", "rate = \"1000\""),
             6,
             "device[0].arrival.rate",
-            "expected a number",
+            "expected a number, written without quotes",
         ),
         (
             NIC.replace("{ process = \"poisson\", rate = 1000 }", "{ rate = 1000 }"),

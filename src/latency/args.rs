@@ -243,7 +243,17 @@ fn parse_duration_in(
         crate::scenario::parse_duration(value).map_err(|error| LatencyError::InvalidDuration {
             option,
             value: value.to_owned(),
-            problem: error.problem,
+            // A negative value is a number out of range: give the range.
+            problem: if value.trim_start().starts_with('-') {
+                format!(
+                    "{}; expected a duration from {} to {}",
+                    error.problem,
+                    crate::report::format_duration(min),
+                    crate::report::format_duration(max)
+                )
+            } else {
+                error.problem
+            },
         })?;
     if duration < min || duration > max {
         return Err(LatencyError::DurationOutOfRange {

@@ -103,16 +103,34 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
             source,
         })?;
         // A run report (`irqlab --json`) is the likely mix-up: name it.
-        if let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(&text)
-            && !fields.contains_key("format")
-            && fields.contains_key("scenario")
-        {
-            return Err(LatencyError::NotAResult {
-                path: result.clone(),
-                reason: "it is a run report of `irqlab --json`; plot the JSON that `irqlab \
-                         latency --json FILE` writes"
-                    .to_owned(),
-            });
+        match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Object(fields))
+                if !fields.contains_key("format") && fields.contains_key("scenario") =>
+            {
+                return Err(LatencyError::NotAResult {
+                    path: result.clone(),
+                    reason: "it is a run report of `irqlab --json`; plot the JSON that \
+                             `irqlab latency --json FILE` writes"
+                        .to_owned(),
+                });
+            }
+            Ok(serde_json::Value::Object(_)) | Err(_) => {}
+            // Serde would name its struct and field count here.
+            Ok(other) => {
+                let kind = match other {
+                    serde_json::Value::Array(_) => "an array",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    _ => "null",
+                };
+                return Err(LatencyError::NotAResult {
+                    path: result.clone(),
+                    reason: format!(
+                        "it holds {kind}, not the object that `irqlab latency --json FILE` writes"
+                    ),
+                });
+            }
         }
         let report: LatencyReport =
             serde_json::from_str(&text).map_err(|source| LatencyError::ParseJson {

@@ -510,9 +510,16 @@ fn parse_interval(text: &str) -> Result<f64, String> {
 /// a unit, longer than 0s and at most 24h. The error leaves out the
 /// value, which clap prints before it.
 pub fn parse_run_duration(text: &str) -> Result<Duration, String> {
-    let duration = parse_duration(text).map_err(|error| error.problem)?;
+    const RANGE: &str = "expected a duration longer than 0s and at most 24h";
+    let duration = parse_duration(text).map_err(|error| {
+        if text.trim_start().starts_with('-') {
+            format!("{}; {RANGE}", error.problem)
+        } else {
+            error.problem
+        }
+    })?;
     if duration.is_zero() || duration > MAX_DURATION {
-        return Err("expected a duration longer than 0s and at most 24h".to_owned());
+        return Err(format!("out of range; {RANGE}"));
     }
     Ok(duration)
 }

@@ -167,6 +167,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if text.starts_with('-') {
         return Err(rejected("a negative duration"));
     }
+    if text.contains(',') {
+        return Err(rejected(
+            "not a duration; write decimals with a dot, as in \"1.5s\"",
+        ));
+    }
     let mut seconds = 0.0;
     let mut rest = text;
     while !rest.is_empty() {
@@ -359,8 +364,9 @@ impl Checker<'_> {
     }
 
     fn duration(&self, value: &S<String>, key: &str) -> Result<Duration, ScenarioError> {
-        let duration = parse_duration(value.get_ref())
-            .map_err(|error| self.error(value.span(), key, error.to_string()))?;
+        let duration = parse_duration(value.get_ref()).map_err(|error| {
+            self.duration_error(value, key, &error, "longer than 0s and at most 24h")
+        })?;
         if duration.is_zero() || duration > MAX_DURATION {
             return Err(self.error(
                 value.span(),
@@ -372,6 +378,22 @@ impl Checker<'_> {
             ));
         }
         Ok(duration)
+    }
+
+    /// Returns the error for a value that is no duration. A negative one is
+    /// a number out of range, so its message gives the `range`.
+    fn duration_error(
+        &self,
+        value: &S<String>,
+        key: &str,
+        error: &DurationError,
+        range: &str,
+    ) -> ScenarioError {
+        let mut message = error.to_string();
+        if value.get_ref().trim_start().starts_with('-') {
+            message.push_str(&format!("; expected a duration {range}"));
+        }
+        self.error(value.span(), key, message)
     }
 
     /// Reads an optional duration that must lie in `range`; no value means
@@ -387,8 +409,14 @@ impl Checker<'_> {
             return Ok(default);
         };
         // One range in the message, whichever bound the value breaks.
-        let duration = parse_duration(value.get_ref())
-            .map_err(|error| self.error(value.span(), key, error.to_string()))?;
+        let duration = parse_duration(value.get_ref()).map_err(|error| {
+            let range = format!(
+                "from {} to {}",
+                crate::report::format_duration(*range.start()),
+                crate::report::format_duration(*range.end())
+            );
+            self.duration_error(value, key, &error, &range)
+        })?;
         if range.contains(&duration) {
             return Ok(duration);
         }
@@ -473,12 +501,14 @@ impl Checker<'_> {
         if allowed.contains(&text) {
             Ok(text)
         } else {
+            let hint = closest_name(text, allowed)
+                .map_or(String::new(), |name| format!(" (did you mean \"{name}\"?)"));
             let allowed: Vec<String> = allowed.iter().map(|name| format!("\"{name}\"")).collect();
             Err(self.error(
                 value.span(),
                 key,
                 format!(
-                    "\"{text}\" is not allowed; use one of {}",
+                    "\"{text}\" is not allowed{hint}; use one of {}",
                     allowed.join(", ")
                 ),
             ))
@@ -682,6 +712,8 @@ pub(super) fn parse(
                 ""
             };
             message.push_str(&format!(" ({allowed}{quotes})"));
+        } else if message.starts_with("invalid type: string") && message.ends_with("a number") {
+            message.push_str(", written without quotes");
         }
         checker.error(span, key, message)
     })?;
