@@ -102,6 +102,12 @@ impl Intake {
             return;
         }
         let first = out.len();
+        // The newest line's first cache line is fetched for writing while
+        // the swap below takes the head, not after it.
+        let newest = self.head.load(Ordering::Relaxed);
+        if newest != 0 {
+            crate::sync::prefetch_for_write(link_of(newest - 1));
+        }
         let mut next = self.head.swap(0, Ordering::Acquire);
         while next != 0 {
             let irq = next - 1;

@@ -82,4 +82,5 @@ pub use machine::{
     Config, CpuMode, HungCpu, Machine, ShutdownReport, SpuriousConfig, WatchdogConfig,
 };
 pub use stats::{CpuStats, LatencyHistograms, LineStats, Summary};
+pub use sync::prefetch_for_write;
 pub use timer::LocalTimer;

@@ -168,42 +168,12 @@ macro_rules! const_unless_loom {
 pub(crate) use const_unless_loom;
 
 /// Asks the CPU to fetch the cache line of `target` for writing, without
-/// waiting for it, so that its transfer overlaps with the work before the
-/// write. A hint only: it changes no value, and it does nothing on a CPU
-/// without the PREFETCHW instruction.
+/// waiting for it: irq-sim's hint ([`irq_sim::prefetch_for_write`]), left
+/// out of the loom build.
 #[inline]
 pub(crate) fn prefetch_for_write<T>(target: &T) {
-    #[cfg(all(target_arch = "x86_64", not(wq_loom)))]
-    if has_prefetchw() {
-        // SAFETY: the CPU has PREFETCHW (checked above), which Intel's manual
-        // describes as a hint that does not affect program behavior. The
-        // asm writes no register or flag.
-        unsafe {
-            std::arch::asm!(
-                "prefetchw [{line}]",
-                line = in(reg) std::ptr::from_ref(target),
-                options(nostack, preserves_flags, readonly),
-            );
-        }
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(wq_loom))))]
+    #[cfg(not(wq_loom))]
+    irq_sim::prefetch_for_write(target);
+    #[cfg(wq_loom)]
     let _ = target;
-}
-
-/// Returns true when the CPU has PREFETCHW: CPUID leaf 0x8000_0001, bit 8
-/// of ECX (AMD's 3DNowPrefetch, Intel's PRFCHW). Stable Rust has no
-/// target feature for it yet.
-#[cfg(all(target_arch = "x86_64", not(wq_loom)))]
-fn has_prefetchw() -> bool {
-    use std::arch::x86_64::__cpuid;
-    static HAS_PREFETCHW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    // `__cpuid` is an unsafe function in Rust 1.93 and a safe one in 1.95,
-    // the toolchain here: the block serves both.
-    #[allow(unused_unsafe)]
-    // SAFETY: every x86_64 CPU has CPUID, and leaf 0x8000_0001 is read only
-    // when the highest extended leaf reaches it.
-    *HAS_PREFETCHW.get_or_init(|| unsafe {
-        let highest_extended_leaf = __cpuid(0x8000_0000).eax;
-        highest_extended_leaf >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
-    })
 }
