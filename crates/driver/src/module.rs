@@ -23,9 +23,15 @@
 //!    item can queue another one any more; an item that a drain had to
 //!    cancel, because the module left it re-arming itself, is reported too;
 //! 3. each item still running is waited for;
-//! 4. the module's state is dropped;
-//! 5. the items' disable depths are restored, so that a static item can be
+//! 4. each workqueue allocated through the context
+//!    ([`ModuleContext::alloc_workqueue`]) and not destroyed is destroyed,
+//!    which runs what is still on it;
+//! 5. the module's state is dropped;
+//! 6. the items' disable depths are restored, so that a static item can be
 //!    queued again by the next load.
+//!
+//! A driver still bound to its devices is reported first
+//! ([`Leftover::Bound`]): its `remove` never ran.
 //!
 //! So the classic bug of unloading a module with work still queued neither
 //! crashes nor passes silently. No tracked item or handler runs after
@@ -143,6 +149,12 @@ pub enum Leftover {
         /// The handler's name.
         handler: &'static str,
     },
+    /// A workqueue the module allocated through its context and did not
+    /// destroy; the tracker destroyed it, which ran what it held.
+    Workqueue {
+        /// The queue's name.
+        queue: String,
+    },
     /// A driver still bound to a device: its `BoundDriver` was dropped, or
     /// kept, without `unbind`, so the driver's `remove` never ran for it.
     Bound {
@@ -179,6 +191,11 @@ impl fmt::Display for Leftover {
                     "handler {handler:?} still registered on irq {irq}; freed"
                 )
             }
+            Self::Workqueue { queue } => write!(
+                f,
+                "workqueue {queue:?} not destroyed; destroyed it, which ran the work still on \
+                 it: call destroy_workqueue in the module's exit"
+            ),
             Self::Bound { driver, device } => write!(
                 f,
                 "driver {driver:?} still bound to device {device:?}, so its remove never ran; \
@@ -381,6 +398,8 @@ struct Tracked {
     /// The devices the module's drivers are bound to, as (driver, device),
     /// in bind order.
     bound: Vec<(&'static str, String)>,
+    /// The workqueues allocated through the context, in allocation order.
+    queues: Vec<Workqueue>,
 }
 
 /// The handle a module gets in its init and exit: it tracks the module's
@@ -616,6 +635,61 @@ impl ModuleContext {
         Ok(())
     }
 
+    /// Allocates a workqueue (`alloc_workqueue`, see [`wq::alloc_workqueue`])
+    /// that the tracker watches: a queue the module's exit leaves
+    /// undestroyed is reported as [`Leftover::Workqueue`] and destroyed.
+    ///
+    /// # Errors
+    ///
+    /// [`ModuleError::Unloaded`] once the unload has started.
+    ///
+    /// # Context
+    ///
+    /// Task context; allocates and spawns tasks.
+    pub fn alloc_workqueue(
+        &self,
+        name: &'static str,
+        flags: wq::WqFlags,
+        max_active: usize,
+    ) -> Result<Workqueue, ModuleError> {
+        self.track_queue(name, || wq::alloc_workqueue(name, flags, max_active))
+    }
+
+    /// Allocates an ordered workqueue (`alloc_ordered_workqueue`) that the
+    /// tracker watches, as [`ModuleContext::alloc_workqueue`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`ModuleContext::alloc_workqueue`].
+    ///
+    /// # Context
+    ///
+    /// Task context; allocates and spawns tasks.
+    pub fn alloc_ordered_workqueue(
+        &self,
+        name: &'static str,
+        flags: wq::WqFlags,
+    ) -> Result<Workqueue, ModuleError> {
+        self.track_queue(name, || wq::alloc_ordered_workqueue(name, flags))
+    }
+
+    fn track_queue(
+        &self,
+        name: &'static str,
+        alloc: impl FnOnce() -> Workqueue,
+    ) -> Result<Workqueue, ModuleError> {
+        let mut tracked = lock(&self.tracked);
+        if tracked.closed {
+            return Err(ModuleError::Unloaded {
+                module: self.name,
+                what: name.to_owned(),
+            });
+        }
+        let queue = alloc();
+        tracked.queues.push(queue.clone());
+        Ok(queue)
+    }
+
     /// Adds `registration` to the tracker. If the unload started while the
     /// request was made, the registration is dropped, which frees it.
     fn track_registration(&self, registration: &IrqRegistration) -> Result<(), ModuleError> {
@@ -645,13 +719,14 @@ impl ModuleContext {
         &self,
         found: &mut dyn FnMut(&Leftover),
     ) -> (Vec<Leftover>, Vec<Box<dyn TrackedWork>>) {
-        let (work, irqs, bound) = {
+        let (work, irqs, bound, queues) = {
             let mut tracked = lock(&self.tracked);
             tracked.closed = true;
             (
                 std::mem::take(&mut tracked.work),
                 std::mem::take(&mut tracked.irqs),
                 std::mem::take(&mut tracked.bound),
+                std::mem::take(&mut tracked.queues),
             )
         };
         let mut leftovers = Vec::new();
@@ -717,6 +792,19 @@ impl ModuleContext {
                     work: item.name().to_string(),
                 });
                 if let Err(error) = item.flush_blocking() {
+                    printk!(KernLevel::Err, "{}: {error}", self.name);
+                }
+            }
+        }
+
+        // Step 4: destroy the queues the exit left, which drains them.
+        // Steps 5 and 6 are the caller's.
+        for queue in queues {
+            if !queue.is_destroyed() {
+                report(Leftover::Workqueue {
+                    queue: queue.name().to_owned(),
+                });
+                if let Err(error) = wq::blocking::destroy_workqueue(&queue) {
                     printk!(KernLevel::Err, "{}: {error}", self.name);
                 }
             }

@@ -516,3 +516,58 @@ fn rearm_cancelled_by_a_drain_reported() {
          drained, and the drain cancelled it; cancel it before destroying or draining its queue"
     );
 }
+
+/// A module that allocates a queue through its context, queues an
+/// untracked item on it, and destroys the queue in its exit only when
+/// `tidy` is set.
+struct QueueOwner {
+    queue: Workqueue,
+    tidy: bool,
+}
+
+impl Module for QueueOwner {
+    const NAME: &'static str = "queue_owner";
+    type Params = (bool, Arc<Work>);
+
+    fn init(ctx: &ModuleContext, (tidy, work): (bool, Arc<Work>)) -> InitResult<Self> {
+        let queue = ctx.alloc_ordered_workqueue("owned", wq::WqFlags::NONE)?;
+        wq::queue_work(&queue, &work).expect("a new queue accepts work");
+        Ok(QueueOwner { queue, tidy })
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {
+        if self.tidy {
+            wq::blocking::destroy_workqueue(&self.queue).expect("exit runs in task context");
+        }
+    }
+}
+
+/// A queue the exit forgot is reported and destroyed, which runs what it
+/// still held; one the exit destroyed leaves the report clean.
+#[test]
+fn undestroyed_queue_reported_and_destroyed() {
+    for tidy in [false, true] {
+        let runs = Arc::new(AtomicU32::new(0));
+        let counter = runs.clone();
+        let work = Work::from_fn("on_owned_queue", move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        let loaded = module::load::<QueueOwner>((tidy, work)).expect("init succeeds");
+        let queue = loaded.state().queue.clone();
+
+        let report = loaded.unload().expect("unload from a plain thread");
+
+        assert!(queue.is_destroyed(), "tidy: {tidy}");
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "tidy: {tidy}");
+        if tidy {
+            assert!(report.is_clean(), "{report:?}");
+        } else {
+            assert_eq!(
+                report.leftovers,
+                [Leftover::Workqueue {
+                    queue: "owned".into()
+                }]
+            );
+        }
+    }
+}

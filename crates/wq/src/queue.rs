@@ -308,6 +308,12 @@ impl Workqueue {
         self.shared().core.max_active
     }
 
+    /// Returns true once [`crate::destroy_workqueue`] has destroyed the
+    /// queue (or started to: a destroy in progress counts).
+    pub fn is_destroyed(&self) -> bool {
+        core::phase(&mut lock_pool(), &self.shared().core) == core::Phase::Destroyed
+    }
+
     /// Returns true for an ordered queue.
     pub fn is_ordered(&self) -> bool {
         self.shared().ordered
