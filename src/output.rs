@@ -51,51 +51,79 @@ pub fn stderr_line(line: fmt::Arguments<'_>) {
 /// fails, or is refused, leaves an existing file as it was.
 ///
 /// Creating one before a long run checks that the folder takes the file,
-/// without touching what the file holds.
+/// without touching what the file holds. A symbolic link is followed, so
+/// that the file it names is replaced and the link stays. A path that is
+/// no regular file, such as a pipe or `/dev/null`, is written directly.
 #[derive(Debug)]
 pub struct PendingFile {
-    path: PathBuf,
-    partial: PathBuf,
     file: File,
+    /// Where the content goes on commit: `(hidden file, target)`; `None`
+    /// for a pipe or a device, written directly.
+    rename: Option<(PathBuf, PathBuf)>,
     committed: bool,
 }
 
 impl PendingFile {
-    /// Creates the hidden file beside `path`.
+    /// Creates the hidden file beside `path`, or opens `path` itself when
+    /// it is a pipe or a device.
     ///
     /// # Errors
     ///
-    /// The I/O error of creating it, `NotFound` when its folder does not
-    /// exist, or `InvalidInput` when `path` names a folder or no file.
+    /// The I/O error of creating or opening it, `NotFound` when its folder
+    /// does not exist, or `InvalidInput` when `path` names a folder or no
+    /// file, or its folder is a file.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let invalid = |reason: &str| io::Error::new(io::ErrorKind::InvalidInput, reason);
-        if path.is_dir() {
-            return Err(invalid("it is a folder; give a file name"));
+        let invalid = |reason: String| io::Error::new(io::ErrorKind::InvalidInput, reason);
+        // Follows symbolic links.
+        match std::fs::metadata(path) {
+            Ok(metadata) if metadata.is_dir() => {
+                return Err(invalid("it is a folder; give a file name".to_owned()));
+            }
+            Ok(metadata) if !metadata.is_file() => {
+                let file = std::fs::OpenOptions::new().write(true).open(path)?;
+                return Ok(Self {
+                    file,
+                    rename: None,
+                    committed: false,
+                });
+            }
+            _ => {}
         }
-        let name = path
+        let target = resolve_links(path)?;
+        let name = target
             .file_name()
-            .ok_or_else(|| invalid("it names no file; give a file name"))?;
-        if let Some(folder) = path
+            .ok_or_else(|| invalid("it names no file; give a file name".to_owned()))?;
+        if let Some(folder) = target
             .parent()
             .filter(|folder| !folder.as_os_str().is_empty())
-            && !folder.is_dir()
         {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("its folder {} does not exist", folder.display()),
-            ));
+            if folder.is_file() {
+                return Err(invalid(format!(
+                    "{} is a file, not a folder",
+                    folder.display()
+                )));
+            }
+            if !folder.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("its folder {} does not exist", folder.display()),
+                ));
+            }
         }
-        let partial = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+        let partial = target.with_file_name(format!(".{}.partial", name.to_string_lossy()));
         let file = File::create(&partial)?;
+        // The replacement keeps the permissions of the file it replaces.
+        if let Ok(metadata) = std::fs::metadata(&target) {
+            let _ = file.set_permissions(metadata.permissions());
+        }
         Ok(Self {
-            path: path.to_path_buf(),
-            partial,
             file,
+            rename: Some((partial, target)),
             committed: false,
         })
     }
 
-    /// Returns the hidden file, to write the content to.
+    /// Returns the file to write the content to.
     pub fn file(&mut self) -> &mut File {
         &mut self.file
     }
@@ -108,7 +136,9 @@ impl PendingFile {
     /// was.
     pub fn commit(mut self) -> io::Result<()> {
         self.file.flush()?;
-        std::fs::rename(&self.partial, &self.path)?;
+        if let Some((partial, target)) = &self.rename {
+            std::fs::rename(partial, target)?;
+        }
         self.committed = true;
         Ok(())
     }
@@ -126,10 +156,35 @@ impl PendingFile {
 
 impl Drop for PendingFile {
     fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.partial);
+        if !self.committed
+            && let Some((partial, _)) = &self.rename
+        {
+            let _ = std::fs::remove_file(partial);
         }
     }
+}
+
+/// Returns the file that `path` names once its symbolic links are
+/// followed, even to a file that does not exist yet. Gives up after 40
+/// links, as Linux does.
+fn resolve_links(path: &Path) -> io::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&path) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                let link = std::fs::read_link(&path)?;
+                path = match path.parent() {
+                    Some(folder) => folder.join(link),
+                    None => link,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "too many levels of symbolic links",
+    ))
 }
 
 #[cfg(test)]
@@ -190,6 +245,51 @@ mod tests {
             error.to_string(),
             format!("its folder {} does not exist", missing.display())
         );
+        let file = dir.join("run.sh");
+        std::fs::write(&file, "").unwrap();
+        let error = PendingFile::create(&file.join("r.json")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("{} is a file, not a folder", file.display())
+        );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn pending_file_follows_links_and_keeps_mode() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = folder("linked");
+        let target = dir.join("target.json");
+        std::fs::write(&target, "old").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink("target.json", &link).unwrap();
+
+        PendingFile::create(&link)
+            .unwrap()
+            .write_all_and_commit(b"new")
+            .unwrap();
+
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn pending_file_writes_devices_directly() {
+        PendingFile::create(std::path::Path::new("/dev/null"))
+            .unwrap()
+            .write_all_and_commit(b"gone")
+            .unwrap();
+        let metadata = std::fs::metadata("/dev/null").unwrap();
+        assert!(!metadata.is_file(), "/dev/null was replaced");
     }
 }
