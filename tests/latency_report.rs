@@ -202,6 +202,12 @@ fn few_samples_a_round_not_judged() {
         reason(&report.ratios[0].p50_verdict),
         "50 samples in a round, under 100"
     );
+    assert!(
+        report.warnings[0].starts_with("a round had as few as 50 samples in a column"),
+        "{:?}",
+        report.warnings
+    );
+    assert!(report.warnings[0].ends_with("or fewer --rounds"));
 }
 
 /// Skipped periods are the late ones a percentile would have counted: past

@@ -171,6 +171,17 @@ fn misspelt_keys_get_the_closest_one() {
     assert!(!message.contains("did you mean"), "{message}");
 }
 
+/// An unclosed table header still names its table.
+#[test]
+fn unclosed_header_names_its_table() {
+    assert_rejected(
+        "[[device]\nkind = \"nic\"\n",
+        1,
+        "device[0]",
+        "unclosed array table",
+    );
+}
+
 #[test]
 fn misspelt_choices_get_the_closest_one() {
     assert_rejected(

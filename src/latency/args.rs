@@ -243,8 +243,8 @@ fn parse_duration_in(
         crate::scenario::parse_duration(value).map_err(|error| LatencyError::InvalidDuration {
             option,
             value: value.to_owned(),
-            // A negative value is a number out of range: give the range.
-            problem: if value.trim_start().starts_with('-') {
+            // A negative or overlong value is out of range: give the range.
+            problem: if error.out_of_range {
                 format!(
                     "{}; expected a duration from {} to {}",
                     error.problem,

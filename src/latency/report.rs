@@ -666,6 +666,15 @@ impl LatencyReport {
                 reason(MIN_ROUND_SAMPLES_P99, true),
             );
         }
+        // A run too short for its verdicts says how to lengthen it.
+        let fewest = self.ratios.iter().map(|ratio| ratio.round_samples).min();
+        if let Some(fewest) = fewest.filter(|&fewest| fewest < MIN_ROUND_SAMPLES_P99) {
+            warnings.push(format!(
+                "a round had as few as {fewest} samples in a column; a p99 verdict needs \
+                 {MIN_ROUND_SAMPLES_P99} and a p50 verdict {MIN_ROUND_SAMPLES_P50}: give each \
+                 round more periods with a longer --duration, a higher --rate or fewer --rounds"
+            ));
+        }
         self.warnings = warnings;
     }
 

@@ -512,7 +512,7 @@ fn parse_interval(text: &str) -> Result<f64, String> {
 pub fn parse_run_duration(text: &str) -> Result<Duration, String> {
     const RANGE: &str = "expected a duration longer than 0s and at most 24h";
     let duration = parse_duration(text).map_err(|error| {
-        if text.trim_start().starts_with('-') {
+        if error.out_of_range {
             format!("{}; {RANGE}", error.problem)
         } else {
             error.problem

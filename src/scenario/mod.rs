@@ -185,9 +185,11 @@ pub enum DeviceKind {
     /// A block device: each event submits a request that completes after
     /// the service time.
     Block {
-        /// Time from submission to completion.
+        /// Time each request takes; the device serves one at a time, so a
+        /// request waits for those queued before it.
         service_time: Duration,
-        /// Requests in flight at most; more are rejected and counted.
+        /// Requests queued, in service or completed and not yet read, at
+        /// most; more are rejected and counted.
         depth: usize,
     },
     /// A GPIO button: each event is a press or a release, which bounces.

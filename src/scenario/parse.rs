@@ -131,6 +131,9 @@ pub struct DurationError {
     /// The fault and the accepted forms, without the value. A command-line
     /// parser that names the value prints this part alone.
     pub problem: String,
+    /// The text is a duration, but a negative one or one too long for any
+    /// clock: a caller gives the range it accepts.
+    pub out_of_range: bool,
 }
 
 impl fmt::Display for DurationError {
@@ -154,6 +157,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let rejected = |problem: &str| DurationError {
         value: text.to_owned(),
         problem: problem.to_owned(),
+        out_of_range: false,
+    };
+    let out_of_range = |problem: &str| DurationError {
+        out_of_range: true,
+        ..rejected(problem)
     };
     let not_a_duration = || {
         rejected(
@@ -165,7 +173,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         return Err(not_a_duration());
     }
     if text.starts_with('-') {
-        return Err(rejected("a negative duration"));
+        return Err(out_of_range("a negative duration"));
     }
     if text.contains(',') {
         return Err(rejected(
@@ -196,7 +204,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         seconds += value * scale;
         rest = tail;
     }
-    Duration::try_from_secs_f64(seconds).map_err(|_| rejected("too long a duration"))
+    Duration::try_from_secs_f64(seconds).map_err(|_| out_of_range("too long a duration"))
 }
 
 /// A number that TOML may write as an integer or a float.
@@ -380,8 +388,9 @@ impl Checker<'_> {
         Ok(duration)
     }
 
-    /// Returns the error for a value that is no duration. A negative one is
-    /// a number out of range, so its message gives the `range`.
+    /// Returns the error for a value that is no duration. A negative or
+    /// overlong one is a number out of range, so its message gives the
+    /// `range`.
     fn duration_error(
         &self,
         value: &S<String>,
@@ -390,7 +399,7 @@ impl Checker<'_> {
         range: &str,
     ) -> ScenarioError {
         let mut message = error.to_string();
-        if value.get_ref().trim_start().starts_with('-') {
+        if error.out_of_range {
             message.push_str(&format!("; expected a duration {range}"));
         }
         self.error(value.span(), key, message)
@@ -535,9 +544,11 @@ fn key_path_at(text: &str, offset: usize) -> String {
     let mut arrays: BTreeMap<&str, usize> = BTreeMap::new();
     for line in text[..line_end].lines() {
         let line = line.trim();
+        // Up to the first `]`, so that an unclosed header still names its
+        // table.
         if let Some(name) = line
             .strip_prefix("[[")
-            .and_then(|rest| rest.split("]]").next())
+            .and_then(|rest| rest.split(']').next())
         {
             let count = arrays.entry(name.trim()).or_default();
             table = format!("{}[{count}]", name.trim());
@@ -1165,7 +1176,7 @@ fn device(
             work: match &device.work {
                 Some(value) => {
                     let work = parse_duration(value.get_ref()).map_err(|error| {
-                        checker.error(value.span(), key("work"), error.to_string())
+                        checker.duration_error(value, &key("work"), &error, "from 0s to 1s")
                     })?;
                     if work > MAX_WORK {
                         return Err(checker.error(
