@@ -18,10 +18,10 @@
 //!   `queue_work` slice inside the slice that queued the item (a top half,
 //!   a work execution, or none on a plain thread). An arrow starts there
 //!   and ends at the start of the execution that the queueing caused. A
-//!   queueing is paired with an execution by
-//!   the item's address (`work_struct`): the next `workqueue_execute_start`
-//!   of that address. A queueing that coalesced emits no event, so every
-//!   arrow stands for one run.
+//!   queueing is paired with an execution by the item's address
+//!   (`work_struct`) and the pending period's `ticket`, which both events
+//!   carry. A queueing that coalesced emits no event, so every arrow
+//!   stands for one run.
 //!
 //! # Usage
 //!
@@ -200,8 +200,10 @@ struct Record {
     at_ns: u64,
     /// The recording thread's number.
     thread: u32,
-    /// The IRQ line (`irq` events).
-    irq: u32,
+    /// The IRQ line (`irq` events), or the low 32 bits of the pending
+    /// period's ticket (`workqueue` events), which pairs a queueing with
+    /// the run it caused.
+    number: u32,
     /// The item's address (`workqueue` events).
     work_struct: u64,
     /// The handler (`irq`) or the work item (`workqueue`).
@@ -252,6 +254,7 @@ impl fmt::Write for InlineName {
 struct Fields {
     message: InlineName,
     irq: u32,
+    ticket: u32,
     work_struct: u64,
     name: InlineName,
     detail: InlineName,
@@ -274,6 +277,9 @@ impl Visit for Fields {
         match field.name() {
             "irq" => self.irq = u32::try_from(value).unwrap_or(u32::MAX),
             "work_struct" => self.work_struct = value,
+            // Truncated: a queueing and its run are never 2^32 periods
+            // apart.
+            "ticket" => self.ticket = value as u32,
             _ => {}
         }
     }
@@ -432,6 +438,7 @@ impl<S: Subscriber> Layer<S> for Recorder {
         let mut fields = Fields {
             message: InlineName::EMPTY,
             irq: 0,
+            ticket: 0,
             work_struct: 0,
             name: InlineName::EMPTY,
             detail: InlineName::EMPTY,
@@ -444,7 +451,11 @@ impl<S: Subscriber> Layer<S> for Recorder {
             kind,
             at_ns: at.saturating_since(inner.origin).as_nanos() as u64,
             thread: inner.register_thread(),
-            irq: fields.irq,
+            number: if fields.irq != 0 {
+                fields.irq
+            } else {
+                fields.ticket
+            },
             work_struct: fields.work_struct,
             name: fields.name,
             detail: fields.detail,
@@ -559,9 +570,12 @@ fn build(records: &[Record]) -> Built {
     let mut open_top_half: HashMap<u32, usize> = HashMap::new();
     let mut open_on_thread: HashMap<u32, Vec<usize>> = HashMap::new();
     // Per item: the execution in progress (an item never runs concurrently
-    // with itself), and the last queueing not yet run.
+    // with itself). Per pending period, (item, ticket): the queueing not
+    // yet run. The ticket, not the order, pairs them: a queueing made
+    // just as the previous run starts may be recorded before that run's
+    // start.
     let mut running: HashMap<u64, usize> = HashMap::new();
-    let mut queued: HashMap<u64, (u64, Source)> = HashMap::new();
+    let mut queued: HashMap<(u64, u32), (u64, Source)> = HashMap::new();
     // Entries whose exit has not come: (thread) -> (entry record).
     let mut entries: HashMap<u32, &Record> = HashMap::new();
 
@@ -577,7 +591,7 @@ fn build(records: &[Record]) -> Built {
                     thread: record.thread,
                     start_ns: record.at_ns,
                     end_ns: record.at_ns,
-                    irq: record.irq,
+                    irq: record.number,
                     handler: record.name.as_str().to_owned(),
                     ret: String::new(),
                 });
@@ -586,7 +600,7 @@ fn build(records: &[Record]) -> Built {
                 let index = open_top_half.remove(&record.thread);
                 match (entries.remove(&record.thread), index) {
                     (Some(entry), Some(index))
-                        if entry.irq == record.irq
+                        if entry.number == record.number
                             && entry.name.as_str() == record.name.as_str() =>
                     {
                         let top_half = &mut top_halves[index];
@@ -604,7 +618,7 @@ fn build(records: &[Record]) -> Built {
                         None => Source::Plain(record.thread),
                     },
                 };
-                queued.insert(record.work_struct, (record.at_ns, source));
+                queued.insert((record.work_struct, record.number), (record.at_ns, source));
             }
             Kind::ExecuteStart => {
                 let index = executions.len();
@@ -617,7 +631,7 @@ fn build(records: &[Record]) -> Built {
                     }
                 }
                 open_on_thread.entry(record.thread).or_default().push(index);
-                if let Some((at_ns, source)) = queued.remove(&record.work_struct) {
+                if let Some((at_ns, source)) = queued.remove(&(record.work_struct, record.number)) {
                     flows.push(Flow {
                         at_ns,
                         source,
@@ -1020,6 +1034,34 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A queueing recorded just before the start of the run of the
+    /// previous queueing pairs with its own run, by ticket, so that each run
+    /// gets the arrow of the queueing that caused it.
+    #[test]
+    fn early_queueing_pairs_by_ticket() {
+        let timeline = Timeline::new(16);
+        let subscriber = tracing_subscriber::registry().with(timeline.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            for ticket in [1u64, 2] {
+                tracing::trace!(target: "workqueue", work = "w", work_struct = 9u64, ticket, workqueue = "q", cpu = 0u64, "workqueue_queue_work");
+            }
+            for ticket in [1u64, 2] {
+                tracing::trace!(target: "workqueue", work = "w", work_struct = 9u64, ticket, workqueue = "q", "workqueue_execute_start");
+                execute(9, false);
+            }
+        });
+
+        let (summary, trace) = write(&timeline);
+        assert_eq!(summary.executions, 2);
+        assert_eq!(summary.flows, 2);
+        // Each arrow starts at its own queueing: two distinct start times.
+        let starts: Vec<&Value> = events_with_phase(&trace, "s")
+            .iter()
+            .map(|event| &event["ts"])
+            .collect();
+        assert_ne!(starts[0], starts[1]);
     }
 
     /// An execution that ends on another thread than it started is drawn

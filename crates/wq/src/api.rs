@@ -223,6 +223,7 @@ fn queue_at(
         target: "workqueue",
         work = core_ref.name(),
         work_struct = core_ref.trace_id(),
+        ticket,
         workqueue = %queue.name,
         cpu,
         "workqueue_queue_work"

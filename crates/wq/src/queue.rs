@@ -611,6 +611,7 @@ async fn run(shared: &Arc<Shared>, started: Started, started_at: Stamp) -> Finis
         target: "workqueue",
         work = item.core().name(),
         work_struct = item.core().trace_id(),
+        ticket,
         workqueue = %queue.name,
         "workqueue_execute_start"
     );
