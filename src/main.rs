@@ -124,6 +124,7 @@ fn latency(args: &irqlab::latency::LatencyArgs) -> ExitCode {
         output::stderr_line(format_args!(
             "irqlab: interrupted; a stopped latency run reports nothing"
         ));
+        output::remove_partial_files();
         std::process::exit(130);
     });
     match irqlab::latency::run(args) {
@@ -396,6 +397,7 @@ fn on_ctrl_c(first: impl FnOnce() + Send + 'static) {
                 }
                 first();
                 if interrupts.recv().await.is_some() {
+                    output::remove_partial_files();
                     std::process::exit(130);
                 }
             });

@@ -11,6 +11,8 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// A failed write to standard output.
 #[derive(Debug)]
@@ -57,10 +59,30 @@ pub fn stderr_line(line: fmt::Arguments<'_>) {
 #[derive(Debug)]
 pub struct PendingFile {
     file: File,
-    /// Where the content goes on commit: `(hidden file, target)`; `None`
-    /// for a pipe or a device, written directly.
+    /// The rename that commits the content: `(hidden file, target)`;
+    /// `None` for a pipe or a device, written directly.
     rename: Option<(PathBuf, PathBuf)>,
     committed: bool,
+}
+
+/// The hidden files not yet committed or removed, for
+/// [`remove_partial_files`].
+static PARTIAL_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Numbers the hidden files of this process, so that two outputs, or two
+/// runs, writing the same file never share one.
+static NEXT_PARTIAL: AtomicU64 = AtomicU64::new(0);
+
+fn partial_files() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    PARTIAL_FILES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Removes the hidden files of every [`PendingFile`] still open: for a
+/// process about to exit without running destructors, on Ctrl-C.
+pub fn remove_partial_files() {
+    for partial in partial_files().drain(..) {
+        let _ = std::fs::remove_file(partial);
+    }
 }
 
 impl PendingFile {
@@ -74,6 +96,9 @@ impl PendingFile {
     /// file, or its folder is a file.
     pub fn create(path: &Path) -> io::Result<Self> {
         let invalid = |reason: String| io::Error::new(io::ErrorKind::InvalidInput, reason);
+        if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+            return Err(invalid("it names a folder; give a file name".to_owned()));
+        }
         // Follows symbolic links.
         match std::fs::metadata(path) {
             Ok(metadata) if metadata.is_dir() => {
@@ -110,8 +135,14 @@ impl PendingFile {
                 ));
             }
         }
-        let partial = target.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+        let partial = target.with_file_name(format!(
+            ".{}.{}-{}.partial",
+            name.to_string_lossy(),
+            std::process::id(),
+            NEXT_PARTIAL.fetch_add(1, Ordering::Relaxed)
+        ));
         let file = File::create(&partial)?;
+        partial_files().push(partial.clone());
         // The replacement keeps the permissions of the file it replaces.
         if let Ok(metadata) = std::fs::metadata(&target) {
             let _ = file.set_permissions(metadata.permissions());
@@ -138,6 +169,7 @@ impl PendingFile {
         self.file.flush()?;
         if let Some((partial, target)) = &self.rename {
             std::fs::rename(partial, target)?;
+            forget_partial(partial);
         }
         self.committed = true;
         Ok(())
@@ -160,8 +192,14 @@ impl Drop for PendingFile {
             && let Some((partial, _)) = &self.rename
         {
             let _ = std::fs::remove_file(partial);
+            forget_partial(partial);
         }
     }
+}
+
+/// Takes `partial` off the list of hidden files to remove on Ctrl-C.
+fn forget_partial(partial: &Path) {
+    partial_files().retain(|listed| listed != partial);
 }
 
 /// Returns the file that `path` names once its symbolic links are
@@ -280,6 +318,23 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
         let mode = std::fs::metadata(&target).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn pending_files_never_share_a_hidden_file() {
+        let dir = folder("shared");
+        let path = dir.join("same.json");
+        let first = PendingFile::create(&path).unwrap();
+        let second = PendingFile::create(&path).unwrap();
+
+        second.write_all_and_commit(b"second").unwrap();
+        first.write_all_and_commit(b"first").unwrap();
+
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let error = PendingFile::create(&dir.join("sub/")).unwrap_err();
+        assert_eq!(error.to_string(), "it names a folder; give a file name");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

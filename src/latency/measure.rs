@@ -153,15 +153,20 @@ impl Probe {
 
     /// Counts the periods the timer skipped between the last expiry seen
     /// and the one programmed for `expiry_ns`, as far as they lie before
-    /// the cutoff, and makes `expiry_ns` the last one seen.
-    fn count_skipped(&self, expiry_ns: u64) {
-        let previous_ns = self.previous_ns.swap(expiry_ns, Ordering::Relaxed);
+    /// the cutoff, and makes `expiry_ns` the last one seen. Returns false
+    /// for an expiry already counted, as skipped by `finish`.
+    fn count_skipped(&self, expiry_ns: u64) -> bool {
+        let previous_ns = self.previous_ns.fetch_max(expiry_ns, Ordering::Relaxed);
+        if expiry_ns <= previous_ns {
+            return false;
+        }
         let first_skipped = previous_ns.saturating_add(self.period_ns);
         let until = expiry_ns.min(self.cutoff_ns.load(Ordering::Relaxed));
         if until > first_skipped {
             let skipped = (until - first_skipped).div_ceil(self.period_ns);
             self.skipped.fetch_add(skipped, Ordering::Relaxed);
         }
+        true
     }
 
     /// Records the IRQ latency of one delivery and returns its programmed
@@ -169,7 +174,10 @@ impl Probe {
     /// activations.
     fn enter(&self, ctx: &HardIrqContext<'_>) -> Option<Timestamp> {
         let raised = ctx.raise_time()?;
-        self.count_skipped(raised.as_nanos());
+        if !self.count_skipped(raised.as_nanos()) {
+            // Late past the round's end: counted as skipped already.
+            return None;
+        }
         if raised.as_nanos() >= self.cutoff_ns.load(Ordering::Relaxed) {
             self.past_cutoff.store(true, Ordering::Release);
             return None;
@@ -466,12 +474,14 @@ impl Session {
     /// 10 s after the timer stopped.
     pub fn finish(self) -> Result<ColumnSamples, LatencyError> {
         self.timer.cancel();
-        let _ = self.registration.synchronize_irq();
+        // The controller's wait, for the top half only: the drain below
+        // bounds the wait for the bottom halves, IRQ thread included.
+        let _ = self.bench.machine.controller().synchronize_irq(TIMER_IRQ);
         let cutoff_ns = self.probe.cutoff_ns.load(Ordering::Relaxed);
         if cutoff_ns != u64::MAX && !self.probe.past_cutoff.load(Ordering::Acquire) {
             // The periods since the last expiry seen never fired before the
             // timer stopped: skipped like any others.
-            self.probe.count_skipped(cutoff_ns);
+            let _ = self.probe.count_skipped(cutoff_ns);
         }
 
         let deadline = Instant::now() + DRAIN_TIMEOUT;

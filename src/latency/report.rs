@@ -312,7 +312,8 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// Returns `nanos` in whole units, truncated as rtla truncates, so that a
-/// value reads as the index of the bucket it falls in.
+/// value falls in the bucket whose row index is at or below it (the same
+/// index when a bucket is one unit wide).
 fn truncated(nanos: f64, unit_ns: u64) -> u64 {
     (nanos / unit_ns as f64) as u64
 }

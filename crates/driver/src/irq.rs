@@ -69,7 +69,11 @@ pub(crate) struct Registration {
     /// The controller's handle; `None` once freed. Under its mutex.
     id: Mutex<Option<HandlerId>>,
     /// Serializes frees; held across a whole free, thread join included.
+    /// It guards `freed_by_owner` too.
     free_lock: Mutex<()>,
+    /// The owner has freed the registration ([`Freer::Owner`]); a module's
+    /// tracker freeing it first does not count.
+    freed_by_owner: AtomicBool,
     /// The IRQ thread of a threaded registration. Immutable after
     /// construction, apart from the join handle under its own mutex.
     thread: Option<IrqThread>,
@@ -309,10 +313,16 @@ fn spawn_irq_thread(
     thread::Builder::new()
         .name(format!("irq/{irq}-{name}"))
         .spawn(move || {
+            // Releases the waiters when the thread ends, a panic included.
+            let _release_waiters = ReleaseWaiters(&shared);
             // Requests served or being served by a run.
             let mut taken = 0;
             loop {
-                // Step 1: serve every request made so far with one run.
+                // Step 1: serve every request made so far with one run. The
+                // stop flag is read first: a free sets it after the top half
+                // is gone, so every request made before the stop is seen
+                // below, and served before the thread ends.
+                let stopping = shared.stop.load(Ordering::Acquire);
                 let requested = shared.requests.load(Ordering::Acquire);
                 if requested > taken {
                     let requests = requested - taken;
@@ -330,7 +340,7 @@ fn spawn_irq_thread(
 
                 // Step 2: stop only with no request left, so a free serves
                 // the requests made before it.
-                if shared.stop.load(Ordering::Acquire) {
+                if stopping {
                     return;
                 }
                 thread::park();
@@ -365,6 +375,16 @@ fn finalize_oneshot(controller: &Controller, irq: u32, name: &'static str, reque
             );
             return;
         }
+    }
+}
+
+/// Marks every request served when the IRQ thread ends, so that a wait
+/// for it returns.
+struct ReleaseWaiters<'a>(&'a ThreadShared);
+
+impl Drop for ReleaseWaiters<'_> {
+    fn drop(&mut self) {
+        self.0.mark_served(u64::MAX);
     }
 }
 
@@ -432,6 +452,7 @@ impl IrqRegistration {
                 name: id.name(),
                 id: Mutex::new(Some(id)),
                 free_lock: Mutex::new(()),
+                freed_by_owner: AtomicBool::new(false),
                 thread,
             }),
         }
@@ -476,8 +497,9 @@ impl IrqRegistration {
     /// Frees the handler (`free_irq`): waits for a running handler chain of
     /// the line and for the thread function, which first serves the
     /// requests already made. Afterwards neither runs again. Dropping the
-    /// registration frees it too, so a driver that frees it explicitly
-    /// does so once.
+    /// registration frees it too, silently; call `free` to see errors, and
+    /// call it once. A free by the module's tracker at unload does not
+    /// count: the driver's own free after it succeeds.
     ///
     /// # Errors
     ///
@@ -491,7 +513,7 @@ impl IrqRegistration {
     /// function, it cannot wait for that function: the thread stops once
     /// the call's run and the requests still outstanding are done.
     pub fn free(&self) -> Result<(), IrqError> {
-        match self.inner.free()? {
+        match self.inner.free(Freer::Owner)? {
             Freed::Now => Ok(()),
             Freed::Before => Err(IrqError::Free {
                 irq: self.inner.irq,
@@ -604,12 +626,28 @@ impl Registration {
         lock(&self.id).is_some()
     }
 
-    /// Frees the registration unless it is freed already, and returns which.
-    pub(crate) fn free(&self) -> Result<Freed, IrqError> {
+    /// Frees the registration for `by` unless it is freed already, and
+    /// returns which. The owner's first free is [`Freed::Now`] even after
+    /// the module's tracker freed the registration at unload, so that a
+    /// driver's `remove` after the unload is no double free.
+    pub(crate) fn free(&self, by: Freer) -> Result<Freed, IrqError> {
         // Held for the whole free, so that a second free returns only when
         // the first has finished.
         let _freeing = lock(&self.free_lock);
+        if by == Freer::Owner && self.freed_by_owner.load(Ordering::Relaxed) {
+            return Ok(Freed::Before);
+        }
+        let freed = self.free_registered()?;
+        if by == Freer::Owner {
+            self.freed_by_owner.store(true, Ordering::Relaxed);
+            return Ok(Freed::Now);
+        }
+        Ok(freed)
+    }
 
+    /// Frees the registration unless it is freed already, under the free
+    /// lock.
+    fn free_registered(&self) -> Result<Freed, IrqError> {
         // Step 1: remove the top half, which waits for a running chain. The
         // id stays in place if the controller refuses, so that a later free
         // from task context can still succeed.
@@ -641,6 +679,15 @@ impl Registration {
     }
 }
 
+/// The party that frees a registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Freer {
+    /// Its `IrqRegistration`: an explicit free or the drop.
+    Owner,
+    /// A module's tracker, at unload.
+    Tracker,
+}
+
 /// The outcome of [`Registration::free`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Freed {
@@ -652,7 +699,7 @@ pub(crate) enum Freed {
 
 impl Drop for IrqRegistration {
     fn drop(&mut self) {
-        if let Err(error) = self.inner.free() {
+        if let Err(error) = self.inner.free(Freer::Owner) {
             printk!(KernLevel::Err, "dropping an IRQ registration: {error}");
         }
     }

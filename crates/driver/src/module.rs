@@ -79,7 +79,7 @@ use irq_sim::{Controller, IrqRequest};
 use wq::{DataWork, DelayedWork, Work, Workqueue};
 
 use crate::error::ModuleError;
-use crate::irq::{self, IrqRegistration, Registration, ThreadedIrq};
+use crate::irq::{self, Freer, IrqRegistration, Registration, ThreadedIrq};
 use crate::printk;
 use crate::printk::KernLevel;
 
@@ -748,7 +748,7 @@ impl ModuleContext {
                     irq: registration.irq(),
                     handler: registration.name(),
                 });
-                if let Err(error) = registration.free() {
+                if let Err(error) = registration.free(Freer::Tracker) {
                     printk!(KernLevel::Err, "{}: {error}", self.name);
                 }
             }

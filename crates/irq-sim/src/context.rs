@@ -177,10 +177,6 @@ pub fn take_invalid_context() -> Option<InvalidContext> {
 /// with the cost at debug level, not reported as an overrun. Outside a
 /// top half it does nothing.
 ///
-/// NOTE: the mark is read only when a call runs over its budget. A mark
-/// set by a call within its budget stays until the next call over it,
-/// which it then excuses. The costs it is for run over any budget.
-///
 /// # Context
 ///
 /// Any; never sleeps.
@@ -190,8 +186,8 @@ pub fn excuse_one_time_cost(cost: &'static str) {
     }
 }
 
-/// Returns the cost marked by [`excuse_one_time_cost`] since the last
-/// call, and clears it.
+/// Returns the cost marked by [`excuse_one_time_cost`] in the call that
+/// just ended, and clears it.
 pub(crate) fn take_excused_cost() -> Option<&'static str> {
     EXCUSED.with(Cell::take)
 }

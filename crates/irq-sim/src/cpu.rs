@@ -405,10 +405,19 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
             FIRST_CALL_ALLOWANCE
         };
         action.called = true;
+        // Taken after every call, so that a mark never outlives its call.
+        let excused = context::take_excused_cost();
         if wall > budget.limit + allowance
-            && let Some(cost) = context::take_excused_cost()
+            && let Some(cost) = excused
         {
-            tracing::debug!(target: "irq", irq, handler = action.name, wall_ns = wall.as_nanos() as u64, "irq {irq}: handler {:?} over budget in a call that paid {cost}; not counted", action.name);
+            tracing::debug!(
+                target: "irq",
+                irq,
+                handler = action.name,
+                wall_ns = wall.as_nanos() as u64,
+                cost,
+                "over budget in a call that paid a one-time cost; not counted"
+            );
             let _ = local.clock.call_time(cpu_start, None, wall, end);
         } else if wall > budget.limit + allowance {
             let time = local.clock.call_time(cpu_start, switches_start, wall, end);

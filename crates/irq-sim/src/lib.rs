@@ -82,5 +82,7 @@ pub use machine::{
     Config, CpuMode, HungCpu, Machine, ShutdownReport, SpuriousConfig, WatchdogConfig,
 };
 pub use stats::{CpuStats, LatencyHistograms, LineStats, Summary};
+// Shared with the workspace's `wq` crate; not part of the simulation.
+#[doc(hidden)]
 pub use sync::prefetch_for_write;
 pub use timer::LocalTimer;

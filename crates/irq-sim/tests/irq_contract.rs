@@ -129,6 +129,48 @@ fn excused_one_time_cost_not_an_overrun() {
     );
 }
 
+/// A mark set by a call that stayed within its budget ends with that call:
+/// it does not excuse a later overrun of another handler.
+#[test]
+fn excuse_mark_ends_with_its_call() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let controller = machine.controller();
+    let cheap = LINE + 10;
+    controller
+        .request_irq(
+            cheap,
+            IrqRequest::new("cheap", IrqFlags::EDGE, |_: &mut HardIrqContext<'_>| {
+                irq_sim::context::excuse_one_time_cost("a start that was fast");
+                IrqReturn::Handled
+            }),
+        )
+        .unwrap();
+    let _ = controller.raise(cheap).unwrap();
+    let budget = Budget {
+        limit: Duration::from_micros(100),
+        policy: OverrunPolicy::Fail,
+    };
+
+    run_once(
+        &machine,
+        "slowpoke",
+        budget,
+        spinner(Duration::from_millis(3)),
+    );
+
+    assert!(
+        matches!(
+            machine.check(),
+            Err(ContractViolation::BudgetOverrun { .. })
+        ),
+        "{:?}",
+        machine.check()
+    );
+}
+
 /// An overrun under the fail policy is recorded with the line, handler,
 /// measured time and budget, and the line is disabled.
 #[test]
