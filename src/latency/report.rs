@@ -667,7 +667,7 @@ impl LatencyReport {
                 reason(MIN_ROUND_SAMPLES_P99, true),
             );
         }
-        // A run too short for its verdicts says how to lengthen it.
+        // A run too short for its verdicts gets a hint to lengthen it.
         let fewest = self.ratios.iter().map(|ratio| ratio.round_samples).min();
         if let Some(fewest) = fewest.filter(|&fewest| fewest < MIN_ROUND_SAMPLES_P99) {
             warnings.push(format!(
