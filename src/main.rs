@@ -63,6 +63,23 @@ impl Write for LogWriter {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        // `irqlab my.toml` is the likely slip for `--scenario my.toml`.
+        Err(error) if error.kind() == clap::error::ErrorKind::InvalidSubcommand => {
+            match std::env::args()
+                .nth(1)
+                .filter(|first| first.ends_with(".toml"))
+            {
+                Some(file) => {
+                    return fail(
+                        EXIT_BAD_INPUT,
+                        format!(
+                            "{file} is not a command; run a scenario file with --scenario {file}"
+                        ),
+                    );
+                }
+                None => return clap_exit(&error),
+            }
+        }
         Err(error) => return clap_exit(&error),
     };
     if matches!(cli.command, Some(Command::Classic)) {

@@ -82,6 +82,15 @@ fn check_report(json: &Value, what: &str) {
             number(device, "dropped"),
         );
         assert_eq!(arrived, processed + dropped, "{what}: {device}");
+        let counters = device["counters"]
+            .as_object()
+            .expect("counters is an object");
+        for key in counters.keys() {
+            assert!(
+                key.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{what}: counter key {key:?} is not in snake case"
+            );
+        }
     }
     let latency = json["latency"].as_object().expect("latency is an object");
     for measure in [
@@ -220,7 +229,11 @@ fn bad_scenario_rejected_before_run() {
 
 #[test]
 fn bad_options_name_value_and_range() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
+        (
+            &["my.toml"],
+            "my.toml is not a command; run a scenario file with --scenario my.toml",
+        ),
         (
             &["--trace", "-"],
             "--trace -: a timeline is a file for a viewer",

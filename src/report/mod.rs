@@ -155,7 +155,9 @@ pub struct DeviceRow {
     pub dropped: u64,
     /// The cause of a drop for this device.
     pub dropped_as: String,
-    /// The device's own counters.
+    /// The device's own counters, by the label the text report prints. The
+    /// JSON writes each label in snake case (`unfinished_at_exit`).
+    #[serde(serialize_with = "snake_case_keys")]
     pub counters: BTreeMap<String, u64>,
     /// How far its arrival feeder fell behind the intended times at most,
     /// in nanoseconds; 0 for timers.
@@ -163,6 +165,19 @@ pub struct DeviceRow {
     /// Events its feeder handed over more than 1 ms after their intended
     /// time.
     pub late_arrivals: u64,
+}
+
+/// Serializes `counters` with each label in snake case, the form of the
+/// report's other JSON keys.
+fn snake_case_keys<S: serde::Serializer>(
+    counters: &BTreeMap<String, u64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(
+        counters
+            .iter()
+            .map(|(label, value)| (label.replace([' ', '-'], "_"), value)),
+    )
 }
 
 /// A latency summary in nanoseconds.
