@@ -65,20 +65,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         // `irqlab my.toml` is the likely slip for `--scenario my.toml`.
         Err(error) if error.kind() == clap::error::ErrorKind::InvalidSubcommand => {
-            match std::env::args()
-                .nth(1)
-                .filter(|first| first.ends_with(".toml"))
-            {
-                Some(file) => {
-                    return fail(
-                        EXIT_BAD_INPUT,
-                        format!(
-                            "{file} is not a command; run a scenario file with --scenario {file}"
-                        ),
-                    );
+            let file = match error.get(clap::error::ContextKind::InvalidSubcommand) {
+                Some(clap::error::ContextValue::String(value)) if value.ends_with(".toml") => {
+                    value.clone()
                 }
-                None => return clap_exit(&error),
-            }
+                _ => return clap_exit(&error),
+            };
+            return fail(
+                EXIT_BAD_INPUT,
+                format!("{file} is not a command; run a scenario file with --scenario {file}"),
+            );
         }
         Err(error) => return clap_exit(&error),
     };
@@ -211,7 +207,9 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
             "--trace -: a timeline is a file for a viewer; give a file name",
         );
     }
-    if args.json.is_some() && args.json == args.trace {
+    if let (Some(json), Some(trace)) = (&args.json, &args.trace)
+        && output::same_file(json, trace)
+    {
         return fail(
             EXIT_BAD_INPUT,
             "--json and --trace name the same file; give each its own",

@@ -99,22 +99,27 @@ impl PendingFile {
         if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
             return Err(invalid("it names a folder; give a file name".to_owned()));
         }
+        let (target, through_system) = resolve_links(path)?;
+
         // Follows symbolic links.
-        match std::fs::metadata(path) {
-            Ok(metadata) if metadata.is_dir() => {
-                return Err(invalid("it is a folder; give a file name".to_owned()));
-            }
-            Ok(metadata) if !metadata.is_file() => {
-                let file = std::fs::OpenOptions::new().write(true).open(path)?;
-                return Ok(Self {
-                    file,
-                    rename: None,
-                    committed: false,
-                });
-            }
-            _ => {}
+        let metadata = std::fs::metadata(path);
+        if metadata.as_ref().is_ok_and(std::fs::Metadata::is_dir) {
+            return Err(invalid("it is a folder; give a file name".to_owned()));
         }
-        let target = resolve_links(path)?;
+        // A pipe or a device, or a file reached through /dev or /proc, such
+        // as the file that /dev/stdout stands for, is written directly and
+        // appended to: replacing it would unlink what the shell opened.
+        if through_system || metadata.is_ok_and(|metadata| !metadata.is_file()) {
+            let file = std::fs::OpenOptions::new().append(true).open(path)?;
+            return Ok(Self {
+                file,
+                rename: None,
+                committed: false,
+            });
+        }
+
+        // A regular file, or none yet: the hidden file goes beside the
+        // target of the links.
         let name = target
             .file_name()
             .ok_or_else(|| invalid("it names no file; give a file name".to_owned()))?;
@@ -135,6 +140,7 @@ impl PendingFile {
                 ));
             }
         }
+
         let partial = target.with_file_name(format!(
             ".{}.{}-{}.partial",
             name.to_string_lossy(),
@@ -197,16 +203,40 @@ impl Drop for PendingFile {
     }
 }
 
+/// Returns true when `a` and `b` name one file, once their links are
+/// followed and their folders resolved, whether the file exists or not.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let resolve = |path: &Path| -> Option<PathBuf> {
+        let (target, _) = resolve_links(path).ok()?;
+        let folder = match target.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Some(
+            std::fs::canonicalize(folder)
+                .ok()?
+                .join(target.file_name()?),
+        )
+    };
+    match (resolve(a), resolve(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// Takes `partial` off the list of hidden files to remove on Ctrl-C.
 fn forget_partial(partial: &Path) {
     partial_files().retain(|listed| listed != partial);
 }
 
 /// Returns the file that `path` names once its symbolic links are
-/// followed, even to a file that does not exist yet. Gives up after 40
-/// links, as Linux does.
-fn resolve_links(path: &Path) -> io::Result<PathBuf> {
+/// followed, even to a file that does not exist yet, and whether the way
+/// there passes through /dev or /proc (`/dev/stdout`, `/dev/fd/N`). Gives
+/// up after 40 links, as Linux does.
+fn resolve_links(path: &Path) -> io::Result<(PathBuf, bool)> {
+    let system = |path: &Path| path.starts_with("/dev") || path.starts_with("/proc");
     let mut path = path.to_path_buf();
+    let mut through_system = system(&path);
     for _ in 0..40 {
         match std::fs::symlink_metadata(&path) {
             Ok(metadata) if metadata.file_type().is_symlink() => {
@@ -215,8 +245,9 @@ fn resolve_links(path: &Path) -> io::Result<PathBuf> {
                     Some(folder) => folder.join(link),
                     None => link,
                 };
+                through_system |= system(&path);
             }
-            _ => return Ok(path),
+            _ => return Ok((path, through_system)),
         }
     }
     Err(io::Error::new(

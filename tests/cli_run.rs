@@ -286,6 +286,54 @@ fn bad_options_name_value_and_range() {
     assert!(text(&output.stderr).contains("cannot read scenario /nonexistent/x.toml"));
 }
 
+/// `--json /dev/stdout` with standard output appended to a file adds the
+/// JSON to that file, keeping what it held, instead of replacing it.
+#[test]
+fn json_to_dev_stdout_appends_to_redirected_file() {
+    let path = scratch("appended.log");
+    std::fs::write(&path, "earlier line\n").unwrap();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+
+    let status = irqlab()
+        .args(["--duration", "100ms", "-q", "--json", "/dev/stdout"])
+        .stdout(log)
+        .status()
+        .expect("irqlab runs");
+
+    assert!(status.success());
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.starts_with("earlier line\n{"), "{written}");
+    let json: serde_json::Value = serde_json::from_str(&written["earlier line\n".len()..]).unwrap();
+    assert_eq!(json["scenario"], "demo");
+}
+
+/// Two spellings of one file, or a link to it, are refused as the same
+/// output before the run.
+#[test]
+fn json_and_trace_spelt_differently_refused() {
+    let json = scratch("same-output.json");
+    let link = scratch("same-output-link.json");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&json, &link).unwrap();
+    let dotted = json.parent().unwrap().join(".").join("same-output.json");
+    for trace in [&dotted, &link] {
+        let output = run(&[
+            "--json",
+            json.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{trace:?}");
+        assert!(
+            text(&output.stderr).contains("--json and --trace name the same file"),
+            "{trace:?}"
+        );
+    }
+}
+
 #[test]
 fn unwritable_output_fails_before_run() {
     let output = run(&["--json", "/nonexistent/dir/report.json"]);

@@ -176,7 +176,7 @@ fn snake_case_keys<S: serde::Serializer>(
     serializer.collect_map(
         counters
             .iter()
-            .map(|(label, value)| (label.replace([' ', '-'], "_"), value)),
+            .map(|(label, value)| (label.to_lowercase().replace([' ', '-'], "_"), value)),
     )
 }
 

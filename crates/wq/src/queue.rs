@@ -309,7 +309,12 @@ impl Workqueue {
     }
 
     /// Returns true once [`crate::destroy_workqueue`] has destroyed the
-    /// queue (or started to: a destroy in progress counts).
+    /// queue. A destroy still draining it reads false, though the queue
+    /// already refuses new work.
+    ///
+    /// # Context
+    ///
+    /// Any but a top half; takes the pool lock briefly.
     pub fn is_destroyed(&self) -> bool {
         core::phase(&mut lock_pool(), &self.shared().core) == core::Phase::Destroyed
     }
