@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use driver::IrqError;
 use driver::irq::{self, ThreadedIrq};
@@ -482,18 +483,24 @@ fn synchronize_and_disable_wait_for_thread_fn() {
         raise(&controller, 15);
         started_rx.recv_timeout(HANG_GUARD).expect("the thread ran");
 
-        let (entered_tx, entered_rx) = mpsc::channel();
+        let (returned_tx, returned_rx) = mpsc::channel();
         let waiter = std::thread::spawn(move || {
-            entered_tx.send(()).unwrap();
             match op {
                 "synchronize_irq" => registration.synchronize_irq().unwrap(),
                 _ => assert_eq!(registration.disable_irq().unwrap(), 1),
             }
+            returned_tx.send(()).unwrap();
             // The run is counted before the wait ends, so a wait that
             // returned early reads 0.
             (registration.thread_runs(), registration)
         });
-        entered_rx.recv_timeout(HANG_GUARD).unwrap();
+        // A wait that does not wait for the thread function returns at
+        // once; one that does cannot return before the gate opens.
+        let early = returned_rx.recv_timeout(Duration::from_millis(100));
+        assert!(
+            early.is_err(),
+            "{op} returned while the thread function ran"
+        );
         gate.open();
         let (runs_at_return, registration) = waiter.join().unwrap();
 
