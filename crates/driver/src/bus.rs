@@ -244,8 +244,23 @@ impl Bus {
             }
             match bound.driver.probe(&device, ctx).await {
                 Ok(state) => {
+                    if let Err(error) = ctx.track_bound(D::NAME, &device.name) {
+                        // The module began to unload during the probe: undo
+                        // the binding, which its unload could not report.
+                        bound.driver.remove(&device, state, ctx).await;
+                        *lock(&device.driver) = None;
+                        printk!(
+                            KernLevel::Err,
+                            "{}: probe of {}: {error}",
+                            D::NAME,
+                            device.name
+                        );
+                        bound
+                            .probe_failures
+                            .push((device.name.clone(), ProbeError::Module(error)));
+                        continue;
+                    }
                     printk!(KernLevel::Info, "{}: bound to {}", D::NAME, device.name);
-                    ctx.track_bound(D::NAME, &device.name);
                     bound.devices.push((device, state));
                 }
                 Err(error) => {

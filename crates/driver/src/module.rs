@@ -431,8 +431,25 @@ impl ModuleContext {
 
     /// Records that `driver` is bound to `device`, until
     /// [`ModuleContext::untrack_bound`].
-    pub(crate) fn track_bound(&self, driver: &'static str, device: &str) {
-        lock(&self.tracked).bound.push((driver, device.to_owned()));
+    ///
+    /// # Errors
+    ///
+    /// [`ModuleError::Unloaded`] once the unload has started: it would not
+    /// report the binding any more.
+    pub(crate) fn track_bound(
+        &self,
+        driver: &'static str,
+        device: &str,
+    ) -> Result<(), ModuleError> {
+        let mut tracked = lock(&self.tracked);
+        if tracked.closed {
+            return Err(ModuleError::Unloaded {
+                module: self.name,
+                what: format!("the binding of {driver} to {device}"),
+            });
+        }
+        tracked.bound.push((driver, device.to_owned()));
+        Ok(())
     }
 
     /// Records that `driver` was unbound from `device`.

@@ -334,3 +334,54 @@ fn dropped_binding_makes_unload_unclean() {
             .is_empty()
     );
 }
+
+/// A driver whose probe requests nothing, and which counts its removes.
+struct Passive {
+    removes: Arc<AtomicU32>,
+}
+
+impl Driver for Passive {
+    const NAME: &'static str = "passive";
+    const COMPATIBLE: &'static str = "irqlab,nic";
+    type State = ();
+
+    async fn probe(&self, _device: &Device, _ctx: &ModuleContext) -> Result<(), ProbeError> {
+        Ok(())
+    }
+
+    async fn remove(&self, _device: &Device, _state: (), _ctx: &ModuleContext) {
+        self.removes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A bind through the context of an unloaded module is undone: the unload
+/// could not report it, so each probe that succeeded is removed again and
+/// listed as failed.
+#[test]
+fn bind_after_unload_undone() {
+    let Fixture {
+        machine: _machine,
+        bus,
+        host,
+        runtime,
+    } = fixture();
+    let ctx = host.context().clone();
+    assert!(host.unload().unwrap().is_clean());
+    let removes = Arc::new(AtomicU32::new(0));
+
+    let bound = runtime.block_on(bus.bind(
+        Passive {
+            removes: removes.clone(),
+        },
+        &ctx,
+    ));
+
+    assert_eq!(bound.devices().count(), 0);
+    assert_eq!(bound.probe_failures().len(), 2);
+    assert!(matches!(
+        bound.probe_failures()[0].1,
+        ProbeError::Module(driver::ModuleError::Unloaded { .. })
+    ));
+    assert_eq!(removes.load(Ordering::SeqCst), 2);
+    assert_eq!(bus.devices()[0].driver(), None);
+}
