@@ -761,21 +761,32 @@ pub(crate) fn link_pending(
     let node = guard.node(core);
     debug_assert_eq!(node.place, Place::Unlinked);
     node.held = Some(item);
-    let running_on = node.running.map(|(running_queue, _)| running_queue);
 
     let mut leftovers = Leftovers::default();
     let wake = match deadline {
         Some(deadline) => link_timer(guard, core, queue, deadline),
         None => {
-            let target = match running_on {
-                // SAFETY: `running` was read under the held pool lock.
-                Some(running_queue) => unsafe { queue_of(running_queue) },
-                None => queue,
-            };
+            let target = worklist_for(guard, core, queue);
             link_worklist_in_order(guard, core, target, &mut leftovers)
         }
     };
     Linked::Queued(wake, leftovers)
+}
+
+/// Returns the queue on whose worklist `core`, queued on `queue`, goes:
+/// the queue it runs on if it runs, so that it never runs concurrently
+/// with itself, else `queue`.
+fn worklist_for<'q>(
+    guard: &mut PoolGuard<'_>,
+    core: &WorkCore,
+    queue: &'q QueueCore,
+) -> &'q QueueCore {
+    match guard.node(core).running {
+        // SAFETY: `running` was read under the held pool lock, and a queue
+        // with an item running lives until the run ends.
+        Some((running_queue, _)) => unsafe { queue_of(running_queue) },
+        None => queue,
+    }
 }
 
 /// Puts `core` on `queue`'s worklist behind the queueings already pushed
@@ -1041,13 +1052,8 @@ pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Left
             continue;
         }
 
-        let node = guard.node(core);
-        node.held = Some(item_ref);
-        let target = match node.running {
-            // SAFETY: `running` was read under the held pool lock.
-            Some((running_queue, _)) => unsafe { queue_of(running_queue) },
-            None => queue,
-        };
+        guard.node(core).held = Some(item_ref);
+        let target = worklist_for(guard, core, queue);
         // The pusher already woke a worker of `queue` if one slept; only an
         // item redirected to the queue it runs on needs a wake-up here.
         let redirected = !std::ptr::eq(target, queue);
@@ -1398,15 +1404,7 @@ fn activate_unlinked(
     queue: &QueueCore,
     leftovers: &mut Leftovers,
 ) -> Option<Waker> {
-    let running_on = guard
-        .node(core)
-        .running
-        .map(|(running_queue, _)| running_queue);
-    let target = match running_on {
-        // SAFETY: `running` was read under the held pool lock.
-        Some(running_queue) => unsafe { queue_of(running_queue) },
-        None => queue,
-    };
+    let target = worklist_for(guard, core, queue);
     // `link_worklist` counts a queueing; the timer link already did.
     let wake = link_worklist_in_order(guard, core, target, leftovers);
     guard.queue(target).tallies.queued -= 1;
@@ -1585,12 +1583,7 @@ pub(crate) fn modify_deadline(
     let wake = match deadline {
         Some(deadline) => link_timer(guard, core, queue, deadline),
         None => {
-            let running_on = guard.node(core).running.map(|(q, _)| q);
-            let target = match running_on {
-                // SAFETY: `running` was read under the held pool lock.
-                Some(running_queue) => unsafe { queue_of(running_queue) },
-                None => queue,
-            };
+            let target = worklist_for(guard, core, queue);
             link_worklist_in_order(guard, core, target, &mut leftovers)
         }
     };
