@@ -388,6 +388,11 @@ impl LatencyReport {
                 in_unit(s.max_ns as f64, unit),
             );
         }
+        let _ = writeln!(
+            out,
+            "IRQ: programmed expiry to top-half entry; Thr: to the start of the bottom \
+             half (as rtla timerlat's columns); base: the same-run baselines"
+        );
         out
     }
 
