@@ -309,18 +309,19 @@ fn write_trace(
     out.commit()
         .map_err(|error| cannot_write("--trace", path, &error))?;
     if !quiet {
-        let line = format!(
-            "Timeline: {} top halves, {} work runs and {} queue_work arrows written to {}; open it \
-             in the Performance panel of Chrome's DevTools (docs/timeline.md)",
+        let counts = format!(
+            "{} top halves, {} work runs and {} queue_work arrows written to {}; open it in the \
+             Performance panel of Chrome's DevTools (docs/timeline.md)",
             summary.top_halves,
             summary.executions,
             summary.flows,
             path.display()
         );
         if json_to_stdout {
-            output::stderr_line(format_args!("irqlab: {line}"));
+            output::stderr_line(format_args!("irqlab: timeline: {counts}"));
         } else {
-            output::stdout(&format!("\n{line}\n")).map_err(|error| error.to_string())?;
+            output::stdout(&format!("\nTimeline: {counts}\n"))
+                .map_err(|error| error.to_string())?;
         }
     }
     if summary.dropped > 0 {
@@ -413,6 +414,9 @@ fn on_ctrl_c(first: impl FnOnce() + Send + 'static) {
                 first();
                 if interrupts.recv().await.is_some() {
                     output::remove_partial_files();
+                    output::stderr_line(format_args!(
+                        "irqlab: quitting at once; an output not yet written keeps what it held"
+                    ));
                     std::process::exit(130);
                 }
             });

@@ -97,7 +97,9 @@ impl PendingFile {
     pub fn create(path: &Path) -> io::Result<Self> {
         let invalid = |reason: String| io::Error::new(io::ErrorKind::InvalidInput, reason);
         if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
-            return Err(invalid("it names a folder; give a file name".to_owned()));
+            return Err(invalid(
+                "a path ending in / names a folder; give a file name".to_owned(),
+            ));
         }
         let (target, through_system) = resolve_links(path)?;
 
@@ -365,7 +367,10 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "first");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         let error = PendingFile::create(&dir.join("sub/")).unwrap_err();
-        assert_eq!(error.to_string(), "it names a folder; give a file name");
+        assert_eq!(
+            error.to_string(),
+            "a path ending in / names a folder; give a file name"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

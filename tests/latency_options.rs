@@ -508,7 +508,7 @@ fn binary_plot_rejects_what_it_cannot_draw() {
         serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
     assert_eq!(unchanged, result);
     assert!(!png.exists());
-    // A folder that does not exist gets the system's message, once.
+    // A folder that does not exist is named as such, before any drawing.
     let nowhere = dir.join("missing").join("plot.svg");
     let (code, _, stderr) = irqlab(&[
         "plot",
@@ -516,9 +516,9 @@ fn binary_plot_rejects_what_it_cannot_draw() {
         "--out",
         nowhere.to_str().unwrap(),
     ]);
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.ends_with("plot.svg: No such file or directory (os error 2)\n"),
+        stderr.ends_with("plot.svg: its folder does not exist; create it first\n"),
         "{stderr}"
     );
     let svg_named = dir.join("result.svg");
