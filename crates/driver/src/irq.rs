@@ -68,12 +68,10 @@ pub(crate) struct Registration {
     name: &'static str,
     /// The controller's handle; `None` once freed. Under its mutex.
     id: Mutex<Option<HandlerId>>,
-    /// Serializes frees; held across a whole free, thread join included.
-    /// It guards `freed_by_owner` too.
-    free_lock: Mutex<()>,
-    /// The owner has freed the registration ([`Freer::Owner`]); a module's
-    /// tracker freeing it first does not count.
-    freed_by_owner: AtomicBool,
+    /// Serializes frees, held across a whole free, thread join included.
+    /// It contains whether the owner ([`Freer::Owner`]) has freed the
+    /// registration: a free by a module's tracker does not count.
+    freed_by_owner: Mutex<bool>,
     /// The IRQ thread of a threaded registration. Immutable after
     /// construction, apart from the join handle under its own mutex.
     thread: Option<IrqThread>,
@@ -316,7 +314,7 @@ fn spawn_irq_thread(
             // Releases the waiters when the thread ends, a panic included.
             let _release_waiters = ReleaseWaiters(&shared);
             // Requests served or being served by a run.
-            let mut taken = 0;
+            let mut seen_requests = 0;
             loop {
                 // Step 1: serve every request made so far with one run. The
                 // stop flag is read first: a free sets it after the top half
@@ -324,9 +322,9 @@ fn spawn_irq_thread(
                 // below, and served before the thread ends.
                 let stopping = shared.stop.load(Ordering::Acquire);
                 let requested = shared.requests.load(Ordering::Acquire);
-                if requested > taken {
-                    let requests = requested - taken;
-                    taken = requested;
+                if requested > seen_requests {
+                    let requests = requested - seen_requests;
+                    seen_requests = requested;
                     run_thread_fn(irq, name, &mut *thread_fn);
                     if shared.oneshot {
                         finalize_oneshot(&controller, irq, name, requests);
@@ -334,7 +332,7 @@ fn spawn_irq_thread(
                     // Counted once the ONESHOT masking has ended, so that a
                     // reader of the count finds the line unmasked.
                     shared.runs.fetch_add(1, Ordering::Release);
-                    shared.mark_served(taken);
+                    shared.mark_served(seen_requests);
                     continue;
                 }
 
@@ -451,8 +449,7 @@ impl IrqRegistration {
                 irq: id.irq(),
                 name: id.name(),
                 id: Mutex::new(Some(id)),
-                free_lock: Mutex::new(()),
-                freed_by_owner: AtomicBool::new(false),
+                freed_by_owner: Mutex::new(false),
                 thread,
             }),
         }
@@ -633,13 +630,13 @@ impl Registration {
     pub(crate) fn free(&self, by: Freer) -> Result<Freed, IrqError> {
         // Held for the whole free, so that a second free returns only when
         // the first has finished.
-        let _freeing = lock(&self.free_lock);
-        if by == Freer::Owner && self.freed_by_owner.load(Ordering::Relaxed) {
+        let mut freed_by_owner = lock(&self.freed_by_owner);
+        if by == Freer::Owner && *freed_by_owner {
             return Ok(Freed::Before);
         }
         let freed = self.free_registered()?;
         if by == Freer::Owner {
-            self.freed_by_owner.store(true, Ordering::Relaxed);
+            *freed_by_owner = true;
             return Ok(Freed::Now);
         }
         Ok(freed)

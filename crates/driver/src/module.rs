@@ -441,13 +441,7 @@ impl ModuleContext {
         driver: &'static str,
         device: &str,
     ) -> Result<(), ModuleError> {
-        let mut tracked = lock(&self.tracked);
-        if tracked.closed {
-            return Err(ModuleError::Unloaded {
-                module: self.name,
-                what: format!("the binding of {driver} to {device}"),
-            });
-        }
+        let mut tracked = self.open_tracker(|| format!("the binding of {driver} to {device}"))?;
         tracked.bound.push((driver, device.to_owned()));
         Ok(())
     }
@@ -485,13 +479,7 @@ impl ModuleContext {
             source,
         })?;
         let item = work.tracked();
-        let mut tracked = lock(&self.tracked);
-        if tracked.closed {
-            return Err(ModuleError::Unloaded {
-                module: self.name,
-                what: item.name().to_string(),
-            });
-        }
+        let mut tracked = self.open_tracker(|| item.name().to_string())?;
         if !tracked
             .work
             .iter()
@@ -643,13 +631,23 @@ impl ModuleContext {
     }
 
     fn check_open(&self, what: &str) -> Result<(), ModuleError> {
-        if lock(&self.tracked).closed {
+        self.open_tracker(|| what.to_string()).map(drop)
+    }
+
+    /// Locks the tracker, unless the unload has started: then returns
+    /// [`ModuleError::Unloaded`] for the request that `what` names.
+    fn open_tracker(
+        &self,
+        what: impl FnOnce() -> String,
+    ) -> Result<MutexGuard<'_, Tracked>, ModuleError> {
+        let tracked = lock(&self.tracked);
+        if tracked.closed {
             return Err(ModuleError::Unloaded {
                 module: self.name,
-                what: what.to_string(),
+                what: what(),
             });
         }
-        Ok(())
+        Ok(tracked)
     }
 
     /// Allocates a workqueue (`alloc_workqueue`, see [`wq::alloc_workqueue`])
@@ -695,13 +693,7 @@ impl ModuleContext {
         name: &'static str,
         alloc: impl FnOnce() -> Workqueue,
     ) -> Result<Workqueue, ModuleError> {
-        let mut tracked = lock(&self.tracked);
-        if tracked.closed {
-            return Err(ModuleError::Unloaded {
-                module: self.name,
-                what: name.to_owned(),
-            });
-        }
+        let mut tracked = self.open_tracker(|| name.to_owned())?;
         let queue = alloc();
         tracked.queues.push(queue.clone());
         Ok(queue)
@@ -710,13 +702,7 @@ impl ModuleContext {
     /// Adds `registration` to the tracker. If the unload started while the
     /// request was made, the registration is dropped, which frees it.
     fn track_registration(&self, registration: &IrqRegistration) -> Result<(), ModuleError> {
-        let mut tracked = lock(&self.tracked);
-        if tracked.closed {
-            return Err(ModuleError::Unloaded {
-                module: self.name,
-                what: registration.name().to_string(),
-            });
-        }
+        let mut tracked = self.open_tracker(|| registration.name().to_string())?;
         tracked.irqs.push(registration.shared());
         Ok(())
     }
