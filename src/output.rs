@@ -50,19 +50,18 @@ pub fn stderr_line(line: fmt::Arguments<'_>) {
 
 /// A file written whole or not at all. The bytes go to a hidden file
 /// beside it, which replaces it on [`PendingFile::commit`], so a run that
-/// fails, or is refused, leaves an existing file as it was.
+/// fails, or is rejected, leaves an existing file as it was.
 ///
 /// Creating one before a long run checks that the folder takes the file,
 /// without touching what the file holds. A symbolic link is followed, so
 /// that the file it names is replaced and the link stays. A path that is
-/// no regular file, such as a pipe or `/dev/null`, is written directly.
+/// no regular file, such as a pipe or `/dev/null`, is appended to directly.
 #[derive(Debug)]
 pub struct PendingFile {
     file: File,
-    /// The rename that commits the content: `(hidden file, target)`;
-    /// `None` for a pipe or a device, written directly.
+    /// The rename that commits the content, `(hidden file, target)`, until
+    /// it is done. `None` for a pipe or a device, written directly.
     rename: Option<(PathBuf, PathBuf)>,
-    committed: bool,
 }
 
 /// The hidden files not yet committed or removed, for
@@ -103,7 +102,7 @@ impl PendingFile {
         }
         let (target, through_system) = resolve_links(path)?;
 
-        // Follows symbolic links.
+        // `metadata` follows symbolic links.
         let metadata = std::fs::metadata(path);
         if metadata.as_ref().is_ok_and(std::fs::Metadata::is_dir) {
             return Err(invalid("it is a folder; give a file name".to_owned()));
@@ -113,11 +112,7 @@ impl PendingFile {
         // appended to: replacing it would unlink what the shell opened.
         if through_system || metadata.is_ok_and(|metadata| !metadata.is_file()) {
             let file = std::fs::OpenOptions::new().append(true).open(path)?;
-            return Ok(Self {
-                file,
-                rename: None,
-                committed: false,
-            });
+            return Ok(Self { file, rename: None });
         }
 
         // A regular file, or none yet: the hidden file goes beside the
@@ -158,7 +153,6 @@ impl PendingFile {
         Ok(Self {
             file,
             rename: Some((partial, target)),
-            committed: false,
         })
     }
 
@@ -178,8 +172,8 @@ impl PendingFile {
         if let Some((partial, target)) = &self.rename {
             std::fs::rename(partial, target)?;
             forget_partial(partial);
+            self.rename = None;
         }
-        self.committed = true;
         Ok(())
     }
 
@@ -196,9 +190,8 @@ impl PendingFile {
 
 impl Drop for PendingFile {
     fn drop(&mut self) {
-        if !self.committed
-            && let Some((partial, _)) = &self.rename
-        {
+        // A rename still to do means no commit: the hidden file goes.
+        if let Some((partial, _)) = &self.rename {
             let _ = std::fs::remove_file(partial);
             forget_partial(partial);
         }
@@ -306,8 +299,8 @@ mod tests {
     }
 
     #[test]
-    fn pending_file_refuses_bad_folders() {
-        let dir = folder("refused");
+    fn pending_file_rejects_bad_folders() {
+        let dir = folder("rejected");
         let error = PendingFile::create(&dir).unwrap_err();
         assert_eq!(error.to_string(), "it is a folder; give a file name");
         let missing = dir.join("missing");
