@@ -6,9 +6,9 @@
 //!   (nothing is consumed while the producer runs), and the consumer
 //!   consuming at the same time (a busy-poll worker, and a task spinning on
 //!   `try_recv`), which moves cache lines between the cores on both sides.
-//!   Each sample makes 512 calls: criterion's time is that of 512 calls,
-//!   and its throughput the calls per second; divide the time by 512 for
-//!   the ns per call that docs/benchmarks.md quotes.
+//!   Each sample makes 512 calls, so criterion's time is that of 512 calls
+//!   and its throughput is in calls per second. docs/benchmarks.md quotes
+//!   the time divided by 512: the ns per call.
 //! - `queue_work_pending_ns`: `queue_work` of an item that is already
 //!   pending: the coalesced path.
 //! - `work_items_per_s`: trivial work items queued from a plain thread and

@@ -215,7 +215,7 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
             "--json and --trace name the same file; give each its own",
         );
     }
-    // Refuse unwritable outputs before the run, not after it. An existing
+    // Reject unwritable outputs before the run, not after it. An existing
     // file stays as it is until the run's output replaces it whole.
     let mut outputs = [("--json", &args.json), ("--trace", &args.trace)].map(|(option, path)| {
         let path = path.as_deref().filter(|path| *path != Path::new("-"))?;

@@ -310,10 +310,10 @@ fn json_to_dev_stdout_appends_to_redirected_file() {
     assert_eq!(json["scenario"], "demo");
 }
 
-/// Two spellings of one file, or a link to it, are refused as the same
+/// Two spellings of one file, or a link to it, are rejected as the same
 /// output before the run.
 #[test]
-fn json_and_trace_spelt_differently_refused() {
+fn same_output_spelt_differently_rejected() {
     let json = scratch("same-output.json");
     let link = scratch("same-output-link.json");
     let _ = std::fs::remove_file(&link);

@@ -244,11 +244,11 @@ fn binary_short_round_exits_2() {
     );
 }
 
-/// A refused run leaves the result file it would have written as it was,
+/// A rejected run leaves the result file it would have written as it was,
 /// and names a missing folder.
 #[test]
-fn binary_refused_run_keeps_the_json_file() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("latency_refused_keeps");
+fn rejected_run_keeps_json_file() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("latency_rejected_keeps");
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("result.json");
     std::fs::write(&json, "an earlier result\n").unwrap();

@@ -54,6 +54,15 @@ fn machine(config: Config) -> Machine {
     Machine::new(config).unwrap()
 }
 
+/// The default 100 us budget under the fail policy, so that an overrun is
+/// recorded for `Machine::check`.
+fn strict_budget() -> Budget {
+    Budget {
+        limit: Duration::from_micros(100),
+        policy: OverrunPolicy::Fail,
+    }
+}
+
 /// A top half that burns `cpu` of CPU time (however long the host keeps
 /// its thread off the vCPU), then returns.
 fn spinner(cpu: Duration) -> impl FnMut(&mut HardIrqContext<'_>) -> IrqReturn + Send + 'static {
@@ -94,10 +103,7 @@ fn excused_one_time_cost_not_an_overrun() {
         nr_cpus: 1,
         ..Config::default()
     });
-    let budget = Budget {
-        limit: Duration::from_micros(100),
-        policy: OverrunPolicy::Fail,
-    };
+    let budget = strict_budget();
     let mut slow = spinner(Duration::from_millis(3));
     let mut first = true;
     let probe_calls = run_once(
@@ -149,10 +155,7 @@ fn excuse_mark_ends_with_its_call() {
         )
         .unwrap();
     let _ = controller.raise(cheap).unwrap();
-    let budget = Budget {
-        limit: Duration::from_micros(100),
-        policy: OverrunPolicy::Fail,
-    };
+    let budget = strict_budget();
 
     run_once(
         &machine,
@@ -179,10 +182,7 @@ fn overrun_fail_policy_records() {
         nr_cpus: 1,
         ..Config::default()
     });
-    let budget = Budget {
-        limit: Duration::from_micros(100),
-        policy: OverrunPolicy::Fail,
-    };
+    let budget = strict_budget();
     run_once(
         &machine,
         "slowpoke",

@@ -310,7 +310,7 @@ impl Workqueue {
 
     /// Returns true once [`crate::destroy_workqueue`] has destroyed the
     /// queue. A destroy still draining it reads false, though the queue
-    /// already refuses new work.
+    /// already rejects new work.
     ///
     /// # Context
     ///
