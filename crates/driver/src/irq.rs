@@ -31,8 +31,8 @@
 //! returns, neither the top half nor the thread function runs again.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Wake, Waker};
 use std::thread::{self, JoinHandle, Thread, ThreadId};
 
@@ -44,6 +44,7 @@ use irq_sim::{
 use crate::error::IrqError;
 use crate::printk;
 use crate::printk::KernLevel;
+use crate::sync::{self, AtomicBool, AtomicU32, AtomicU64, Condvar};
 
 /// A registered handler: the kernel's `(irq, dev_id)` pair.
 ///
@@ -98,7 +99,7 @@ struct ThreadShared {
     /// Threads in `wait_served`; `SeqCst`. Changed under `served_lock`.
     waiters: AtomicU32,
     /// Guards the wait for `served`, with `served_changed`.
-    served_lock: Mutex<()>,
+    served_lock: sync::Mutex<()>,
     served_changed: Condvar,
     /// Set once by the free; `Release`, paired with the thread's `Acquire`.
     stop: AtomicBool,
@@ -244,16 +245,7 @@ pub fn request_threaded_irq(
     }
 
     // The thread first, so that the hook can hold its waker.
-    let shared = Arc::new(ThreadShared {
-        requests: AtomicU64::new(0),
-        served: AtomicU64::new(0),
-        waiters: AtomicU32::new(0),
-        served_lock: Mutex::new(()),
-        served_changed: Condvar::new(),
-        stop: AtomicBool::new(false),
-        runs: AtomicU64::new(0),
-        oneshot: flags.oneshot,
-    });
+    let shared = Arc::new(ThreadShared::new(flags.oneshot));
     let handle = spawn_irq_thread(controller.clone(), irq, name, shared.clone(), thread_fn)?;
     let thread = IrqThread {
         shared: shared.clone(),
@@ -271,7 +263,7 @@ pub fn request_threaded_irq(
     let hook_shared = shared;
     let request = IrqRequest::new(name, flags, BoxedTopHalf(top_half)).on_wake_thread(
         move |ctx: &mut HardIrqContext<'_>| {
-            hook_shared.requests.fetch_add(1, Ordering::Release);
+            hook_shared.request();
             // Cloning the waker bumps a reference count; it does not
             // allocate.
             ctx.wake_deferred(waker.clone());
@@ -311,38 +303,12 @@ fn spawn_irq_thread(
     thread::Builder::new()
         .name(format!("irq/{irq}-{name}"))
         .spawn(move || {
-            // Releases the waiters when the thread ends, a panic included.
-            let _release_waiters = ReleaseWaiters(&shared);
-            // Requests served or being served by a run.
-            let mut seen_requests = 0;
-            loop {
-                // Step 1: serve every request made so far with one run. The
-                // stop flag is read first: a free sets it after the top half
-                // is gone, so every request made before the stop is seen
-                // below, and served before the thread ends.
-                let stopping = shared.stop.load(Ordering::Acquire);
-                let requested = shared.requests.load(Ordering::Acquire);
-                if requested > seen_requests {
-                    let requests = requested - seen_requests;
-                    seen_requests = requested;
-                    run_thread_fn(irq, name, &mut *thread_fn);
-                    if shared.oneshot {
-                        finalize_oneshot(&controller, irq, name, requests);
-                    }
-                    // Counted once the ONESHOT masking has ended, so that a
-                    // reader of the count finds the line unmasked.
-                    shared.runs.fetch_add(1, Ordering::Release);
-                    shared.mark_served(seen_requests);
-                    continue;
+            shared.serve_until_stopped(|requests| {
+                run_thread_fn(irq, name, &mut *thread_fn);
+                if shared.oneshot {
+                    finalize_oneshot(&controller, irq, name, requests);
                 }
-
-                // Step 2: stop only with no request left, so a free serves
-                // the requests made before it.
-                if stopping {
-                    return;
-                }
-                thread::park();
-            }
+            });
         })
         .map_err(|error| IrqError::ThreadSpawn {
             irq,
@@ -387,6 +353,66 @@ impl Drop for ReleaseWaiters<'_> {
 }
 
 impl ThreadShared {
+    fn new(oneshot: bool) -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            waiters: AtomicU32::new(0),
+            served_lock: sync::Mutex::new(()),
+            served_changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+            runs: AtomicU64::new(0),
+            oneshot,
+        }
+    }
+
+    /// Requests a run of the thread function: the wake-thread hook's part,
+    /// in hard-IRQ context. The caller then wakes the thread.
+    fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Release);
+    }
+
+    /// Asks the thread to stop once it has served every request made so
+    /// far. The caller then wakes the thread.
+    fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// The IRQ thread's loop: serves the requests with runs of `serve`,
+    /// which gets how many requests the run serves, and returns once a stop
+    /// is requested and no request is left.
+    fn serve_until_stopped(&self, mut serve: impl FnMut(u64)) {
+        // Releases the waiters when the thread ends, a panic included.
+        let _release_waiters = ReleaseWaiters(self);
+        // Requests served or being served by a run.
+        let mut seen_requests = 0;
+        loop {
+            // Step 1: serve every request made so far with one run. The
+            // stop flag is read first: a free sets it after the top half is
+            // gone, so every request made before the stop is seen below,
+            // and served before the thread ends.
+            let stopping = self.stop.load(Ordering::Acquire);
+            let requested = self.requests.load(Ordering::Acquire);
+            if requested > seen_requests {
+                serve(requested - seen_requests);
+                seen_requests = requested;
+                // Counted once the run, and with it the ONESHOT masking,
+                // has ended, so that a reader of the count finds the line
+                // unmasked.
+                self.runs.fetch_add(1, Ordering::Release);
+                self.mark_served(seen_requests);
+                continue;
+            }
+
+            // Step 2: stop only with no request left, so a free serves the
+            // requests made before it.
+            if stopping {
+                return;
+            }
+            sync::park();
+        }
+    }
+
     /// Records that the requests up to `served` are served, and wakes the
     /// threads waiting for them.
     fn mark_served(&self, served: u64) {
@@ -394,8 +420,9 @@ impl ThreadShared {
         // SeqCst: a waiter counts itself and then reads `served`, and this
         // thread writes `served` and then reads the count, so at least one
         // of the two reads the other's write and the waiter cannot miss it.
+        sync::dekker_fence();
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _locked = lock(&self.served_lock);
+            let _locked = sync::lock(&self.served_lock);
             self.served_changed.notify_all();
         }
     }
@@ -404,8 +431,9 @@ impl ThreadShared {
     /// finished run of the thread function.
     fn wait_served(&self) {
         let target = self.requests.load(Ordering::Acquire);
-        let mut locked = lock(&self.served_lock);
+        let mut locked = sync::lock(&self.served_lock);
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        sync::dekker_fence();
         while self.served.load(Ordering::SeqCst) < target {
             locked = self
                 .served_changed
@@ -426,7 +454,7 @@ impl IrqThread {
     /// Stops the thread after it has served the requests already made, and
     /// waits for it.
     fn stop_and_join(&self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.request_stop();
         let handle = lock(&self.handle).take();
         if let Some(handle) = handle {
             handle.thread().unpark();
@@ -667,7 +695,7 @@ impl Registration {
                 // NOTE: the thread function is freeing its own registration.
                 // It cannot wait for itself, so the thread stops after this
                 // run and the requests still outstanding, without a join.
-                thread.shared.stop.store(true, Ordering::Release);
+                thread.shared.request_stop();
             } else {
                 thread.stop_and_join();
             }
@@ -711,3 +739,6 @@ impl std::fmt::Debug for IrqRegistration {
             .finish()
     }
 }
+
+#[cfg(all(test, driver_loom))]
+mod loom_tests;

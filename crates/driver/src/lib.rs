@@ -29,5 +29,6 @@ pub mod irq;
 pub mod module;
 pub mod napi;
 pub mod printk;
+mod sync;
 
 pub use error::{BlockError, BusError, IrqError, ModuleError, ProbeError};
