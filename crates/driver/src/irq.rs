@@ -260,15 +260,21 @@ pub fn request_threaded_irq(
         Some(top_half) => top_half,
         None => Box::new(|_: &mut HardIrqContext<'_>| IrqReturn::WakeThread),
     };
-    let hook_shared = shared;
-    let request = IrqRequest::new(name, flags, BoxedTopHalf(top_half)).on_wake_thread(
-        move |ctx: &mut HardIrqContext<'_>| {
+    let hook_shared = shared.clone();
+    let thread_id = thread.id;
+    let request = IrqRequest::new(name, flags, BoxedTopHalf(top_half))
+        .on_wake_thread(move |ctx: &mut HardIrqContext<'_>| {
             hook_shared.request();
             // Cloning the waker bumps a reference count; it does not
             // allocate.
             ctx.wake_deferred(waker.clone());
-        },
-    );
+        })
+        .on_synchronize(move || {
+            // The thread function cannot wait for itself.
+            if thread::current().id() != thread_id {
+                shared.wait_served();
+            }
+        });
 
     match controller.request_irq(irq, request) {
         Ok(id) => Ok(IrqRegistration::new(controller, id, Some(thread))),
@@ -563,9 +569,7 @@ impl IrqRegistration {
     ///
     /// Task context; may sleep.
     pub fn disable_irq(&self) -> Result<u8, IrqError> {
-        let depth = self.line_op(self.inner.controller.disable_irq(self.inner.irq))?;
-        self.inner.wait_thread();
-        Ok(depth)
+        self.line_op(self.inner.controller.disable_irq(self.inner.irq))
     }
 
     /// Disables the line without waiting (`disable_irq_nosync`). Returns the
@@ -595,14 +599,10 @@ impl IrqRegistration {
         self.line_op(self.inner.controller.enable_irq(self.inner.irq))
     }
 
-    /// Waits until no top half of the line runs and, for a threaded
-    /// registration, until its thread function has served every request
-    /// made before the call (`synchronize_irq`, which waits for the IRQ
-    /// threads too).
-    ///
-    /// NOTE: on a shared line this waits for this registration's thread
-    /// only. The other handlers' threads belong to their registrations, and
-    /// Linux would wait for them too.
+    /// Waits until no top half of the line runs and until the thread
+    /// function of each threaded handler of the line has served every
+    /// request made before the call (`synchronize_irq`, which waits for the
+    /// IRQ threads too). `Controller::synchronize_irq` waits the same way.
     ///
     /// # Errors
     ///
@@ -614,9 +614,7 @@ impl IrqRegistration {
     /// function, it does not wait for that function, which could never
     /// finish.
     pub fn synchronize_irq(&self) -> Result<(), IrqError> {
-        self.line_op(self.inner.controller.synchronize_irq(self.inner.irq))?;
-        self.inner.wait_thread();
-        Ok(())
+        self.line_op(self.inner.controller.synchronize_irq(self.inner.irq))
     }
 
     fn line_op<T>(&self, result: Result<T, LineError>) -> Result<T, IrqError> {
@@ -635,16 +633,6 @@ impl Registration {
 
     pub(crate) fn name(&self) -> &'static str {
         self.name
-    }
-
-    /// Waits for the thread function to serve the requests made so far,
-    /// unless the registration has no thread or the caller is the thread.
-    fn wait_thread(&self) {
-        if let Some(thread) = &self.thread
-            && thread.id != thread::current().id()
-        {
-            thread.shared.wait_served();
-        }
     }
 
     pub(crate) fn is_registered(&self) -> bool {

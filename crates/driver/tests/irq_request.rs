@@ -323,7 +323,8 @@ fn oneshot_masks_until_thread_returns() {
     started_rx.recv_timeout(HANG_GUARD).expect("the thread ran");
     assert_eq!(controller.line_state(11).unwrap().oneshot, 1);
     raise(&controller, 11);
-    controller.synchronize_irq(11).unwrap();
+    // The top halves only: the thread function waits for the gate.
+    controller.synchronize_hardirq(11).unwrap();
 
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -454,46 +455,80 @@ fn free_waits_for_thread_fn() {
     assert!(!registration.is_registered());
 }
 
-/// `synchronize_irq` and `disable_irq` of a threaded registration return
-/// only after the thread function has served the request made before
-/// them, as Linux waits for the IRQ threads.
+/// `synchronize_irq` and `disable_irq` return only after the thread
+/// function has served the request made before them, as Linux waits for
+/// the IRQ threads of a line. That holds on the threaded registration, on
+/// the controller, and on another handler of the shared line.
 #[test]
 fn synchronize_and_disable_wait_for_thread_fn() {
-    for op in ["synchronize_irq", "disable_irq"] {
+    let ops = [
+        "registration.synchronize_irq",
+        "registration.disable_irq",
+        "controller.synchronize_irq",
+        "controller.disable_irq",
+        "co-sharer.synchronize_irq",
+        "co-sharer.disable_irq",
+    ];
+    for op in ops {
         let machine = machine();
         let controller = machine.controller();
         let calls = Arc::new(AtomicU32::new(0));
+        let served = Arc::new(AtomicU32::new(0));
         let gate = Gate::default();
         let (started_tx, started_rx) = mpsc::channel();
         let started_tx = Mutex::new(started_tx);
         let registration = {
             let gate = gate.clone();
+            let served = served.clone();
             irq::request_threaded_irq(
                 &controller,
                 15,
-                ThreadedIrq::new("slow_thread", IrqFlags::EDGE, move || {
+                ThreadedIrq::new("slow_thread", IrqFlags::EDGE.shared(), move || {
                     let _ = started_tx.lock().unwrap().send(());
                     gate.wait();
+                    served.fetch_add(1, Ordering::SeqCst);
                     IrqReturn::Handled
                 })
                 .top_half(counting(&calls, IrqReturn::WakeThread)),
             )
             .unwrap()
         };
+        let co_sharer = irq::request_irq(
+            &controller,
+            15,
+            IrqRequest::new(
+                "co_sharer",
+                IrqFlags::EDGE.shared(),
+                |_: &mut HardIrqContext<'_>| IrqReturn::None,
+            ),
+        )
+        .unwrap();
         raise(&controller, 15);
         started_rx.recv_timeout(HANG_GUARD).expect("the thread ran");
 
         let (returned_tx, returned_rx) = mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            match op {
-                "synchronize_irq" => registration.synchronize_irq().unwrap(),
-                _ => assert_eq!(registration.disable_irq().unwrap(), 1),
-            }
-            returned_tx.send(()).unwrap();
-            // The run is counted before the wait ends, so a wait that
-            // returned early reads 0.
-            (registration.thread_runs(), registration)
-        });
+        let waiter = {
+            let controller = controller.clone();
+            let served = served.clone();
+            std::thread::spawn(move || {
+                match op {
+                    "registration.synchronize_irq" => registration.synchronize_irq().unwrap(),
+                    "registration.disable_irq" => {
+                        assert_eq!(registration.disable_irq().unwrap(), 1);
+                    }
+                    "controller.synchronize_irq" => controller.synchronize_irq(15).unwrap(),
+                    "controller.disable_irq" => {
+                        assert_eq!(controller.disable_irq(15).unwrap(), 1);
+                    }
+                    "co-sharer.synchronize_irq" => co_sharer.synchronize_irq().unwrap(),
+                    _ => assert_eq!(co_sharer.disable_irq().unwrap(), 1),
+                }
+                returned_tx.send(()).unwrap();
+                // The thread function counts its run before it returns, so
+                // a wait that returned early reads 0.
+                (served.load(Ordering::SeqCst), registration, co_sharer)
+            })
+        };
         // A wait that does not wait for the thread function returns at
         // once; one that does cannot return before the gate opens.
         let early = returned_rx.recv_timeout(Duration::from_millis(100));
@@ -502,13 +537,14 @@ fn synchronize_and_disable_wait_for_thread_fn() {
             "{op} returned while the thread function ran"
         );
         gate.open();
-        let (runs_at_return, registration) = waiter.join().unwrap();
+        let (served_at_return, registration, co_sharer) = waiter.join().unwrap();
 
         assert_eq!(
-            runs_at_return, 1,
+            served_at_return, 1,
             "{op} returned before the thread function"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1, "{op}");
+        drop(co_sharer);
         drop(registration);
     }
 }

@@ -54,7 +54,9 @@ use crate::clock::{self, Timestamp};
 use crate::context::{self, InvalidContext};
 use crate::contract::{Budget, RateLimit};
 use crate::error::{ContractViolation, FreeError, LineError, RequestError, RequestRejected};
-use crate::handler::{HandlerId, IrqFlags, IrqRequest, TopHalf, Trigger, WakeThreadHook};
+use crate::handler::{
+    HandlerId, IrqFlags, IrqRequest, SynchronizeHook, TopHalf, Trigger, WakeThreadHook,
+};
 use crate::intake::{Intake, IntakeLink};
 use crate::line_state::{EnableOutcome, LineSnapshot, LineState, RaiseOutcome, Rearm};
 use crate::machine::Config;
@@ -166,6 +168,7 @@ pub(crate) struct Action {
     pub(crate) flags: IrqFlags,
     pub(crate) top_half: Box<dyn TopHalf>,
     pub(crate) wake_thread: Option<WakeThreadHook>,
+    pub(crate) synchronize: Option<SynchronizeHook>,
     /// The top half has been called once: later calls get no
     /// `FIRST_CALL_ALLOWANCE`.
     pub(crate) called: bool,
@@ -452,6 +455,7 @@ impl Controller {
             flags,
             top_half,
             wake_thread,
+            synchronize,
         } = request;
         chain.actions.push(Action {
             serial,
@@ -460,6 +464,7 @@ impl Controller {
             flags,
             top_half,
             wake_thread,
+            synchronize,
             called: false,
             watched: false,
         });
@@ -571,8 +576,8 @@ impl Controller {
         Ok(self.line(irq)?.state.lower())
     }
 
-    /// Disables line `irq` and waits for its running handlers
-    /// (`disable_irq`). Disables nest: the depth rises by one, and the line
+    /// Disables line `irq` and waits for its running handlers, IRQ threads
+    /// included, as `synchronize_irq` does (`disable_irq`). Disables nest: the depth rises by one, and the line
     /// is masked when it goes from 0 to 1. Returns the new depth.
     ///
     /// # Errors
@@ -587,7 +592,7 @@ impl Controller {
     pub fn disable_irq(&self, irq: u32) -> Result<u8, LineError> {
         Self::check_sleep("disable_irq").map_err(LineError::InvalidContext)?;
         let depth = self.disable_irq_nosync(irq)?;
-        self.wait_not_in_progress(irq)?;
+        self.wait_handlers(irq)?;
         Ok(depth)
     }
 
@@ -633,8 +638,11 @@ impl Controller {
         }
     }
 
-    /// Waits until no handler of line `irq` runs (`synchronize_irq`). It
-    /// does not disable the line.
+    /// Waits until no handler of line `irq` runs (`synchronize_irq`), top
+    /// halves and IRQ threads: after the handler chain, it calls each
+    /// handler's synchronize hook ([`IrqRequest::on_synchronize`]), in
+    /// which a threaded driver waits for its thread function. It does not
+    /// disable the line.
     ///
     /// # Errors
     ///
@@ -647,7 +655,41 @@ impl Controller {
     /// wait forever, as in Linux; the watchdog reports it.
     pub fn synchronize_irq(&self, irq: u32) -> Result<(), LineError> {
         Self::check_sleep("synchronize_irq").map_err(LineError::InvalidContext)?;
+        self.wait_handlers(irq)
+    }
+
+    /// Waits until no top half of line `irq` runs, without waiting for IRQ
+    /// threads (`synchronize_hardirq`). It does not disable the line.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`], or [`LineError::InvalidContext`] in a top
+    /// half.
+    ///
+    /// # Context
+    ///
+    /// Task context; may sleep.
+    pub fn synchronize_hardirq(&self, irq: u32) -> Result<(), LineError> {
+        Self::check_sleep("synchronize_hardirq").map_err(LineError::InvalidContext)?;
         self.wait_not_in_progress(irq)
+    }
+
+    /// Waits for a running handler chain of line `irq`, then calls the
+    /// synchronize hooks of its handlers: the waits for their IRQ threads.
+    fn wait_handlers(&self, irq: u32) -> Result<(), LineError> {
+        self.wait_not_in_progress(irq)?;
+        // The hooks may sleep, so they run outside the chain lock. The
+        // list is cloned under it; this path is task context and may
+        // allocate.
+        let hooks: Vec<SynchronizeHook> = lock(&self.line(irq)?.chain)
+            .actions
+            .iter()
+            .filter_map(|action| action.synchronize.clone())
+            .collect();
+        for hook in hooks {
+            hook();
+        }
+        Ok(())
     }
 
     fn wait_not_in_progress(&self, irq: u32) -> Result<(), LineError> {

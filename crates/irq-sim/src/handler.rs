@@ -6,6 +6,7 @@
 //! return within its line's budget (see `contract`).
 
 use std::fmt;
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -131,12 +132,18 @@ where
 /// after the handler chain.
 pub type WakeThreadHook = Box<dyn FnMut(&mut HardIrqContext<'_>) + Send + 'static>;
 
+/// Called in task context by `synchronize_irq` and `disable_irq` once the
+/// line's handler chain has returned. The driver layer waits there for its
+/// IRQ thread.
+pub type SynchronizeHook = Arc<dyn Fn() + Send + Sync + 'static>;
+
 /// A request for a line: the handler's name, flags, top half and hooks.
 pub struct IrqRequest {
     pub(crate) name: &'static str,
     pub(crate) flags: IrqFlags,
     pub(crate) top_half: Box<dyn TopHalf>,
     pub(crate) wake_thread: Option<WakeThreadHook>,
+    pub(crate) synchronize: Option<SynchronizeHook>,
 }
 
 impl IrqRequest {
@@ -151,6 +158,7 @@ impl IrqRequest {
             flags,
             top_half: Box::new(top_half),
             wake_thread: None,
+            synchronize: None,
         }
     }
 
@@ -166,6 +174,19 @@ impl IrqRequest {
         hook: impl FnMut(&mut HardIrqContext<'_>) + Send + 'static,
     ) -> Self {
         self.wake_thread = Some(Box::new(hook));
+        self
+    }
+
+    /// Installs the hook that `synchronize_irq` and `disable_irq` of the
+    /// line call after its handler chain has returned. A threaded driver
+    /// waits there for its thread function, so that these calls wait for
+    /// the line's IRQ threads as they do in Linux.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps. The hook runs in task context and may sleep.
+    pub fn on_synchronize(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.synchronize = Some(Arc::new(hook));
         self
     }
 
@@ -186,6 +207,7 @@ impl fmt::Debug for IrqRequest {
             .field("name", &self.name)
             .field("flags", &self.flags)
             .field("wake_thread", &self.wake_thread.is_some())
+            .field("synchronize", &self.synchronize.is_some())
             .finish()
     }
 }
