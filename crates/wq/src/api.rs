@@ -16,7 +16,7 @@ use irq_sim::context::{self, might_sleep};
 
 use crate::core::{self, Claim, IntakeClaim, Linked, Modified, Rejected, WorkCore, lock_pool};
 use crate::error::{QueueError, WaitError};
-use crate::queue::{self, Workqueue, WqFlags};
+use crate::queue::{self, RunId, Workqueue, WqFlags};
 use crate::system::system_wq;
 use crate::work::{DelayedWorkRef, ItemRef, WorkRef};
 
@@ -435,7 +435,7 @@ fn cancel_and_wait(
     item: ItemRef,
     enable_after: bool,
 ) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
-    let started = check_may_wait(api, item.core()).map(|()| {
+    let started = check_not_self_wait(api, item.core()).map(|_| {
         let core_ref = item.core();
         let disabled = core_ref.disable();
         let enable = enable_after.then(|| EnableOnDrop {
@@ -814,18 +814,34 @@ pub fn work_pending(work: impl WorkRef) -> bool {
     work.work_core().is_pending()
 }
 
-/// Checks that the caller may wait for `item`.
-fn check_may_wait(api: &'static str, item: &WorkCore) -> Result<(), WaitError> {
+/// Checks that the caller may wait for the run of `item` that a cancel
+/// leaves: not in a top half, and not from `item`'s own function. Returns
+/// the caller's run, if it is a work function.
+///
+/// A cancel takes an item pending behind the caller off its list, so it
+/// does not wait for it to start, and needs no more checks. Linux's
+/// `start_flush_work` likewise skips its one-at-a-time check for a cancel.
+fn check_not_self_wait(api: &'static str, item: &WorkCore) -> Result<Option<RunId>, WaitError> {
     might_sleep(api)?;
-    let Some(run) = queue::current_run() else {
-        return Ok(());
-    };
-    if ptr::eq(run.item, item) {
+    let run = queue::current_run();
+    if let Some(run) = run
+        && ptr::eq(run.item, item)
+    {
         return Err(WaitError::SelfWait {
             api,
             work: item.name().to_string(),
         });
     }
+    Ok(run)
+}
+
+/// Checks that the caller may wait for `item` to be started and finished:
+/// as `check_not_self_wait`, and not while `item` is pending behind the
+/// caller on a queue that runs one item at a time.
+fn check_may_wait(api: &'static str, item: &WorkCore) -> Result<(), WaitError> {
+    let Some(run) = check_not_self_wait(api, item)? else {
+        return Ok(());
+    };
 
     // On a queue that runs one item at a time, an item pending behind the
     // caller cannot start before the caller returns.

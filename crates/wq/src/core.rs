@@ -1405,9 +1405,10 @@ fn activate_unlinked(
     leftovers: &mut Leftovers,
 ) -> Option<Waker> {
     let target = worklist_for(guard, core, queue);
-    // `link_worklist` counts a queueing; the timer link already did.
+    // `link_worklist` counts the queueing on `target`, where it will run.
+    // The timer link counted it on `queue`, which gives it up.
     let wake = link_worklist_in_order(guard, core, target, leftovers);
-    guard.queue(target).tallies.queued -= 1;
+    guard.queue(queue).tallies.queued -= 1;
     wake
 }
 
@@ -1604,8 +1605,11 @@ pub(crate) fn flush_targets(
 ) -> Vec<(ItemRef, u64)> {
     let mut targets = Vec::new();
     let state = guard.queue(queue);
-    for (item, _) in &state.running {
-        targets.push((item.clone(), item.core().latest_ticket()));
+    // The run's own ticket: a queueing that the run made since is waited
+    // for where it is linked (this worklist), and not at all when it is
+    // on a timer, as the doc of `flush_workqueue` promises.
+    for (item, run_ticket) in &state.running {
+        targets.push((item.clone(), *run_ticket));
     }
 
     let lists = [

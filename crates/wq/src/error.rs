@@ -80,8 +80,9 @@ pub enum WaitError {
         /// Name of the work item that made the call.
         work: String,
     },
-    /// A work function of a queue that runs one item at a time waited for
-    /// an item pending behind it on that queue, which cannot start first.
+    /// A work function of a queue that runs one item at a time flushed an
+    /// item pending behind it on that queue, which cannot start first. A
+    /// cancel of that item is no error: it takes the item off the queue.
     QueuedBehind {
         /// The waiting API, e.g. `"flush_work"`.
         api: &'static str,

@@ -29,6 +29,10 @@ use crate::work::{Call, ItemRef};
 
 /// Maximum `max_active` of a queue (`WQ_MAX_ACTIVE`). Larger requests are
 /// clamped with a warning.
+///
+/// 512 and half of it for the default are Linux's values from 2010 until
+/// October 2024, when it raised them to 2048 and 1024. The kernels of
+/// the classic module examples, and of most courses, have the old ones.
 pub const WQ_MAX_ACTIVE: usize = 512;
 
 /// `max_active` of a queue allocated with 0 (`WQ_DFL_ACTIVE`).

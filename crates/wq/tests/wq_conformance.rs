@@ -1208,3 +1208,108 @@ async fn wait_for_item_behind_is_error() {
     );
     assert!(error.to_string().contains("would wait forever"));
 }
+
+/// A work function may cancel_work_sync an item pending behind it on its
+/// one-at-a-time queue: the cancel takes the item off the list, so there is
+/// no start to wait for, and it never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_sync_of_item_behind() {
+    let queue = ordered_queue("cancel-behind");
+    let gate = Gate::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let second = counting_item("second", &runs);
+    let result = Arc::new(Mutex::new(None));
+    let first = {
+        let (gate, second, result) = (gate.clone(), second.clone(), result.clone());
+        Work::from_async_fn("first", move || {
+            let (gate, second, result) = (gate.clone(), second.clone(), result.clone());
+            async move {
+                // Wait until "second" is queued behind this item.
+                gate.pass().await;
+                *result.lock().unwrap() = Some(wq::cancel_work_sync(&second).await);
+            }
+        })
+    };
+
+    wq::queue_work(&queue, &first).unwrap();
+    gate.wait_arrivals(1).await;
+    wq::queue_work(&queue, &second).unwrap();
+    gate.open(1);
+    guarded("flush", wq::flush_workqueue(&queue)).await.unwrap();
+
+    let result = result.lock().unwrap().take().expect("first ran");
+    assert_eq!(result, Ok(true), "the cancel found the item pending");
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the cancelled item ran");
+}
+
+/// flush_workqueue waits for the run of a running item, not for a delayed
+/// queueing of that item still on its timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_workqueue_skips_rearmed_timer() {
+    let queue = test_queue("w13-rearm", 4);
+    let gate = Gate::new();
+    let dwork = {
+        let gate = gate.clone();
+        DelayedWork::from_async_fn("poll", move || {
+            let gate = gate.clone();
+            async move { gate.pass().await }
+        })
+    };
+    wq::queue_work(&queue, &dwork).unwrap();
+    gate.wait_arrivals(1).await;
+    // Re-armed while it runs, as a polling item re-arms itself.
+    let hour = Duration::from_secs(3600);
+    assert!(wq::queue_delayed_work(&queue, &dwork, hour).unwrap());
+
+    let flush = tokio::spawn(wq::flush_workqueue(&queue));
+    gate.open(1);
+    guarded("flush past a re-armed timer", flush)
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(queue.stats().delayed, 1, "the re-armed timer was lost");
+    assert!(wq::cancel_delayed_work_sync(&dwork).await.unwrap());
+}
+
+/// A delayed item that falls due while it runs on another queue runs again
+/// on that queue, and each queue's counts add up: every queueing ends
+/// executed or cancelled, and is counted once, on the queue that ran it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirected_due_item_counted_once() {
+    let runner = test_queue("w18-runner", 4);
+    let timer = test_queue("w18-timer", 4);
+    let gate = Gate::new();
+    let dwork = {
+        let gate = gate.clone();
+        DelayedWork::from_async_fn("gated", move || {
+            let gate = gate.clone();
+            async move { gate.pass().await }
+        })
+    };
+    wq::queue_work(&runner, &dwork).unwrap();
+    gate.wait_arrivals(1).await;
+    assert!(wq::queue_delayed_work(&timer, &dwork, Duration::from_millis(1)).unwrap());
+    guarded("the expiry", async {
+        while timer.stats().delayed != 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    gate.open(2);
+    guarded("the second run", wq::flush_work(&dwork))
+        .await
+        .unwrap();
+
+    for queue in [&runner, &timer] {
+        let stats = queue.stats();
+        assert_eq!(
+            stats.queued,
+            stats.executed + stats.cancelled,
+            "{}: {stats:?}",
+            stats.name
+        );
+    }
+    assert_eq!(runner.stats().executed, 2);
+    assert_eq!(timer.stats().queued, 0);
+}
