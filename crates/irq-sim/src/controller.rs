@@ -468,15 +468,25 @@ impl Controller {
             called: false,
             watched: false,
         });
+        // As Linux's `__setup_irq`, every new handler restarts spurious
+        // detection, and one joining a line disabled as spurious enables
+        // it again: the new handler may be the one that was missing.
+        chain.spurious = SpuriousWindow::default();
+        let mut rearm = None;
         if first {
             chain.trigger = flags.trigger;
-            chain.spurious = SpuriousWindow::default();
             chain
                 .histograms
                 .get_or_insert_with(LatencyHistograms::for_line);
             line.state.startup(flags.trigger == Trigger::Level);
+        } else {
+            rearm = line.state.end_spurious(clock::now().as_nanos());
         }
         drop(chain);
+        if let Some(rearm) = rearm {
+            tracing::info!(target: "irq", irq, handler = name, "irq {irq}: handler {name:?} joined the line disabled as spurious; enabling it again");
+            self.apply(irq, rearm);
+        }
 
         tracing::debug!(target: "irq", irq, handler = name, ?flags, "request_irq");
         Ok(HandlerId { irq, serial, name })

@@ -30,14 +30,16 @@ pub enum ConfigError {
         /// Largest accepted count.
         max: usize,
     },
-    /// The spurious threshold is larger than its window, so it could never
-    /// trip.
+    /// The spurious threshold is 0, which would trip on handled interrupts,
+    /// or larger than its window, so that it could never trip.
     SpuriousThreshold {
         /// Unhandled interrupts that trip detection.
         threshold: u32,
         /// Interrupts per window.
         window: u32,
     },
+    /// The spurious-detection window is 0 interrupts.
+    SpuriousWindow,
     /// A CPU thread could not be spawned.
     Spawn {
         /// The CPU whose thread failed.
@@ -72,8 +74,13 @@ impl fmt::Display for ConfigError {
             }
             Self::SpuriousThreshold { threshold, window } => write!(
                 f,
-                "invalid config: spurious threshold {threshold} exceeds the window of {window} interrupts; \
-                 use a threshold at most the window"
+                "invalid config: spurious threshold {threshold} with a window of {window} interrupts; \
+                 use a threshold from 1 to the window (0 would disable lines whose interrupts \
+                 were all handled)"
+            ),
+            Self::SpuriousWindow => write!(
+                f,
+                "invalid config: spurious window of 0 interrupts; use at least 1 (Linux's is 100000)"
             ),
             Self::Spawn { cpu, reason } => {
                 write!(f, "failed to spawn the thread of CPU {cpu}: {reason}")

@@ -420,6 +420,26 @@ impl LineState {
         })
     }
 
+    /// Ends a disable as spurious because a handler joined the line, as
+    /// Linux's `__setup_irq` does for a shared line: clears the flag and
+    /// undoes the depth it added. At depth zero a latched delivery becomes
+    /// due. Returns `None` if the line was not disabled as spurious.
+    pub fn end_spurious(&self, now_nanos: u64) -> Option<Rearm> {
+        self.update(|old| {
+            if old & SPURIOUS == 0 {
+                return (None, None);
+            }
+            // A spurious line has a depth of at least one: the enable that
+            // takes the depth to zero also clears the flag.
+            let word = (old & !SPURIOUS) - DEPTH_ONE;
+            if depth_of(word) > 0 {
+                return (Some(word), Some(Rearm::Idle));
+            }
+            let (new, rearm) = rearm(restamp_if_due(word, now_nanos));
+            (Some(new), Some(rearm))
+        })
+    }
+
     /// Asks for one poll of a line disabled as spurious.
     pub fn request_poll(&self) -> Rearm {
         self.update(|old| {
@@ -581,6 +601,25 @@ mod tests {
         assert_eq!(state.end_dispatch(5), Rearm::Idle);
         assert_eq!(state.enable(6), EnableOutcome::Enabled(Rearm::Idle));
         assert!(!state.snapshot().spurious);
+    }
+
+    #[test]
+    fn end_spurious_undoes_its_depth() {
+        let state = started(false);
+        assert_eq!(state.end_spurious(1), None);
+        assert!(state.disable_spurious());
+        assert_eq!(state.end_spurious(2), Some(Rearm::Idle));
+        let snapshot = state.snapshot();
+        assert!(!snapshot.spurious);
+        assert_eq!(snapshot.depth, 0);
+
+        // A disable on top of the spurious one stays.
+        assert!(state.disable_spurious());
+        assert_eq!(state.disable(), Some(2));
+        assert_eq!(state.end_spurious(3), Some(Rearm::Idle));
+        let snapshot = state.snapshot();
+        assert!(!snapshot.spurious);
+        assert_eq!(snapshot.depth, 1);
     }
 
     #[test]

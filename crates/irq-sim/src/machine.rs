@@ -148,7 +148,10 @@ impl Config {
                 max: MAX_CPUS,
             });
         }
-        if self.spurious.threshold > self.spurious.window {
+        if self.spurious.window == 0 {
+            return Err(ConfigError::SpuriousWindow);
+        }
+        if self.spurious.threshold == 0 || self.spurious.threshold > self.spurious.window {
             return Err(ConfigError::SpuriousThreshold {
                 threshold: self.spurious.threshold,
                 window: self.spurious.window,

@@ -333,4 +333,24 @@ fn invalid_config_rejected() {
         Machine::new(config).unwrap_err(),
         ConfigError::SpuriousThreshold { .. }
     ));
+    // A threshold of 0 would disable lines whose interrupts were all
+    // handled.
+    config.spurious.threshold = 0;
+    let error = Machine::new(config).unwrap_err();
+    assert_eq!(
+        error,
+        ConfigError::SpuriousThreshold {
+            threshold: 0,
+            window: 100_000
+        }
+    );
+    assert!(
+        error.to_string().contains("from 1 to the window"),
+        "{error}"
+    );
+    config.spurious.window = 0;
+    assert_eq!(
+        Machine::new(config).unwrap_err(),
+        ConfigError::SpuriousWindow
+    );
 }

@@ -164,3 +164,42 @@ fn enable_clears_spurious() {
         calls.load(Ordering::SeqCst) == 1001
     });
 }
+
+/// A handler that joins a shared line disabled as spurious enables it
+/// again and restarts the detection, as Linux does: it may be the handler
+/// that was missing.
+#[test]
+fn joining_handler_enables_spurious_line() {
+    let _ = log();
+    let machine = spurious_machine();
+    let (calls, _) = register(&machine, 0);
+    storm(&machine, &calls, 1000);
+    let irq = machine.controller();
+    assert!(irq.line_state(LINE).unwrap().spurious);
+
+    let joined = Arc::new(AtomicU32::new(0));
+    let counter = joined.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "dev-c",
+            IrqFlags::EDGE.shared(),
+            move |ctx: &mut HardIrqContext<'_>| {
+                if !ctx.is_poll() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+
+    let state = irq.line_state(LINE).unwrap();
+    assert!(!state.spurious);
+    assert_eq!(state.depth, 0);
+    assert_eq!(irq.line_stats(LINE).unwrap().spurious_window_count, 0);
+    let _ = irq.raise(LINE).unwrap();
+    wait_until("a delivery to the joined handler", || {
+        joined.load(Ordering::SeqCst) == 1
+    });
+}
