@@ -549,6 +549,77 @@ fn synchronize_and_disable_wait_for_thread_fn() {
     }
 }
 
+/// A ONESHOT hold outlives the free of its handler until the thread
+/// function returns: the line stays masked for the next handler meanwhile,
+/// and the old thread's end of its hold does not end the new handler's.
+#[test]
+fn oneshot_hold_survives_free_and_request() {
+    let machine = machine();
+    let controller = machine.controller();
+    let (old_gate, new_gate) = (Gate::default(), Gate::default());
+    let (started_tx, started_rx) = mpsc::channel();
+    let old_started = Mutex::new(started_tx.clone());
+    let new_started = Mutex::new(started_tx);
+    let old = {
+        let gate = old_gate.clone();
+        irq::request_threaded_irq(
+            &controller,
+            20,
+            ThreadedIrq::new("old", IrqFlags::EDGE.oneshot(), move || {
+                let _ = old_started.lock().unwrap().send("old");
+                gate.wait();
+                IrqReturn::Handled
+            }),
+        )
+        .unwrap()
+    };
+    raise(&controller, 20);
+    assert_eq!(started_rx.recv_timeout(HANG_GUARD), Ok("old"));
+    // The free removes the top half, then waits for the thread function.
+    let freer = std::thread::spawn(move || old.free());
+    wait_until("the old handler is removed", || {
+        controller.line_stats(20).unwrap().handlers.is_empty()
+    });
+    assert_eq!(controller.line_state(20).unwrap().oneshot, 1);
+
+    let new_calls = Arc::new(AtomicU32::new(0));
+    let _new = {
+        let gate = new_gate.clone();
+        irq::request_threaded_irq(
+            &controller,
+            20,
+            ThreadedIrq::new("new", IrqFlags::EDGE.oneshot(), move || {
+                let _ = new_started.lock().unwrap().send("new");
+                gate.wait();
+                IrqReturn::Handled
+            })
+            .top_half(counting(&new_calls, IrqReturn::WakeThread)),
+        )
+        .unwrap()
+    };
+    raise(&controller, 20);
+    controller.synchronize_hardirq(20).unwrap();
+    assert_eq!(
+        new_calls.load(Ordering::SeqCst),
+        0,
+        "the line fired while the old thread function held it"
+    );
+
+    old_gate.open();
+    freer.join().unwrap().unwrap();
+    assert_eq!(started_rx.recv_timeout(HANG_GUARD), Ok("new"));
+    assert_eq!(new_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        controller.line_state(20).unwrap().oneshot,
+        1,
+        "the old thread ended the new handler's hold"
+    );
+    new_gate.open();
+    wait_until("the new hold ends", || {
+        controller.line_state(20).unwrap().oneshot == 0
+    });
+}
+
 /// A thread function that panics is reported, and the thread serves the
 /// next interrupt.
 #[test]

@@ -453,19 +453,24 @@ impl LineState {
 
     /// Starts a line for its first handler: depth zero, unmasked, nothing
     /// latched from before, with the given trigger type.
+    ///
+    /// ONESHOT holds are kept, as `shutdown` keeps them: each belongs to a
+    /// thread of a freed handler that is still finishing its run, and that
+    /// thread ends it. Clearing one would let that thread end a hold of the
+    /// new handler's instead.
     pub fn startup(&self, level: bool) {
         self.update(|old| {
-            let keep = old & (IN_PROGRESS | QUEUED);
+            let keep = old & (IN_PROGRESS | QUEUED | ONESHOT_MASK);
             let trigger = if level { LEVEL } else { 0 };
             (Some(keep | trigger), ())
         })
     }
 
     /// Shuts a line down after its last handler left: depth one, nothing
-    /// pending.
+    /// pending, ONESHOT holds kept for the threads still ending them.
     pub fn shutdown(&self) {
         self.update(|old| {
-            let keep = old & (IN_PROGRESS | QUEUED | LEVEL);
+            let keep = old & (IN_PROGRESS | QUEUED | LEVEL | ONESHOT_MASK);
             (Some(keep | DEPTH_ONE), ())
         })
     }
