@@ -228,6 +228,13 @@ impl Bus {
     /// device whose probe fails stays unbound. The failure is logged and
     /// listed in [`BoundDriver::probe_failures`].
     ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future during a probe (a timeout, a `select!`) leaves
+    /// that device unbound, with a warning. The devices already bound are
+    /// left as a dropped [`BoundDriver`] leaves them: unbound without their
+    /// remove, and reported by the module's unload.
+    ///
     /// # Context
     ///
     /// Task context, in async code; sleeps.
@@ -239,16 +246,21 @@ impl Bus {
             probe_failures: Vec::new(),
         };
         for device in self.devices() {
-            if device.compatible != D::COMPATIBLE || !claim(&device, D::NAME) {
+            if device.compatible != D::COMPATIBLE {
                 continue;
             }
+            // Released on every path but a kept binding, a cancelled bind
+            // (the future dropped during the probe) included.
+            let Some(claim) = Claim::take(&device, D::NAME) else {
+                continue;
+            };
             match bound.driver.probe(&device, ctx).await {
                 Ok(state) => {
                     if let Err(error) = ctx.track_bound(D::NAME, &device.name) {
                         // The module began to unload during the probe: undo
                         // the binding, which its unload could not report.
                         bound.driver.remove(&device, state, ctx).await;
-                        *lock(&device.driver) = None;
+                        claim.release();
                         printk!(
                             KernLevel::Err,
                             "{}: probe of {}: {error}",
@@ -261,10 +273,11 @@ impl Bus {
                         continue;
                     }
                     printk!(KernLevel::Info, "{}: bound to {}", D::NAME, device.name);
+                    claim.keep();
                     bound.devices.push((device, state));
                 }
                 Err(error) => {
-                    *lock(&device.driver) = None;
+                    claim.release();
                     printk!(
                         KernLevel::Err,
                         "{}: probe of {} failed: {error}",
@@ -279,14 +292,56 @@ impl Bus {
     }
 }
 
-/// Marks `device` bound to `driver` unless another driver has it.
-fn claim(device: &Device, driver: &'static str) -> bool {
-    let mut bound_to = lock(&device.driver);
-    if bound_to.is_some() {
-        return false;
+/// A device marked bound to a driver whose probe has not finished. Unless
+/// kept, it is unmarked when dropped, so that a bind cancelled during the
+/// probe leaves the device free for the next bind.
+struct Claim<'a> {
+    device: &'a Device,
+    driver: &'static str,
+    /// Whether the probe finished: the claim was kept or released.
+    settled: bool,
+}
+
+impl<'a> Claim<'a> {
+    /// Marks `device` bound to `driver` unless another driver has it.
+    fn take(device: &'a Device, driver: &'static str) -> Option<Self> {
+        let mut bound_to = lock(&device.driver);
+        if bound_to.is_some() {
+            return None;
+        }
+        *bound_to = Some(driver);
+        Some(Self {
+            device,
+            driver,
+            settled: false,
+        })
     }
-    *bound_to = Some(driver);
-    true
+
+    /// Keeps the mark: the probe bound the device. Forgetting the claim
+    /// skips the drop that would unmark it; the claim owns nothing else.
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+
+    /// Unmarks the device: its probe failed or was undone.
+    fn release(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        *lock(&self.device.driver) = None;
+        if !self.settled {
+            printk!(
+                KernLevel::Warning,
+                "{}: bind cancelled during the probe of {}; the device stays unbound, \
+                 and the module's unload releases what the probe requested",
+                self.driver,
+                self.device.name
+            );
+        }
+    }
 }
 
 /// A driver bound to its devices. Unbind it with [`BoundDriver::unbind`]

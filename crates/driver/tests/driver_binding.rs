@@ -1,8 +1,10 @@
 //! Binding drivers to devices: probe, remove, and what a module's unload
 //! releases when a driver is still bound.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Waker};
 
 use driver::bus::{Bus, Device, Driver};
 use driver::irq::IrqRegistration;
@@ -384,4 +386,47 @@ fn bind_after_unload_undone() {
     ));
     assert_eq!(removes.load(Ordering::SeqCst), 2);
     assert_eq!(bus.devices()[0].driver(), None);
+}
+
+/// A driver whose probe never finishes.
+struct StuckProbe;
+
+impl Driver for StuckProbe {
+    const NAME: &'static str = "stuck_probe";
+    const COMPATIBLE: &'static str = "irqlab,nic";
+    type State = ();
+
+    async fn probe(&self, _device: &Device, _ctx: &ModuleContext) -> Result<(), ProbeError> {
+        std::future::pending().await
+    }
+
+    async fn remove(&self, _device: &Device, _state: (), _ctx: &ModuleContext) {}
+}
+
+/// A bind cancelled during a probe (its future dropped, as a timeout does)
+/// leaves the device unbound, and the next driver binds it.
+#[test]
+fn cancelled_bind_releases_device() {
+    // The machine must outlive the test: dropping it shuts it down.
+    let Fixture {
+        machine: _machine,
+        bus,
+        host,
+        runtime,
+    } = fixture();
+    let mut bind = Box::pin(bus.bind(StuckProbe, host.context()));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(
+        bind.as_mut().poll(&mut cx).is_pending(),
+        "the stuck probe finished"
+    );
+    assert_eq!(bus.devices()[0].driver(), Some("stuck_probe"));
+    drop(bind);
+
+    assert_eq!(bus.devices()[0].driver(), None, "nic0 is still claimed");
+    let bound = runtime.block_on(bus.bind(CountingNic, host.context()));
+    let names: Vec<&str> = bound.devices().map(|(device, _)| device.name()).collect();
+    assert_eq!(names, ["nic0", "nic1"]);
+    runtime.block_on(bound.unbind());
+    assert!(host.unload().unwrap().is_clean());
 }
