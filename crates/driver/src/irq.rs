@@ -126,7 +126,10 @@ impl Wake for ThreadWaker {
 /// The thread function of a threaded request: runs in task context, where
 /// it may sleep.
 pub trait ThreadFn: Send + 'static {
-    /// Serves the requests made since its last run.
+    /// Serves the requests made since its last run. Returns `Handled` if
+    /// it found work for its device and `None` if not: as in Linux, a line
+    /// whose interrupts only wake threads that return `None` is disabled as
+    /// spurious ("nobody cared").
     fn run(&mut self) -> IrqReturn;
 }
 
@@ -310,7 +313,13 @@ fn spawn_irq_thread(
         .name(format!("irq/{irq}-{name}"))
         .spawn(move || {
             shared.serve_until_stopped(|requests| {
-                run_thread_fn(irq, name, &mut *thread_fn);
+                // Counted before the ONESHOT unmask, as Linux counts
+                // `threads_handled`, so that the delivery the unmask lets
+                // through finds the count raised.
+                if run_thread_fn(irq, name, &mut *thread_fn) == Some(IrqReturn::Handled) {
+                    // The line exists: the handler was registered on it.
+                    let _ = controller.note_thread_handled(irq);
+                }
                 if shared.oneshot {
                     finalize_oneshot(&controller, irq, name, requests);
                 }
@@ -323,15 +332,19 @@ fn spawn_irq_thread(
         })
 }
 
-/// Runs the thread function once, containing a panic: it is reported and
-/// the thread goes on.
-fn run_thread_fn(irq: u32, name: &'static str, thread_fn: &mut dyn ThreadFn) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| thread_fn.run())) {
-        let message = crate::module::panic_message(payload.as_ref());
-        printk!(
-            KernLevel::Err,
-            "irq {irq}: thread function of handler {name:?} panicked: {message}"
-        );
+/// Runs the thread function once and returns its result, containing a
+/// panic: it is reported, the thread goes on, and the result is `None`.
+fn run_thread_fn(irq: u32, name: &'static str, thread_fn: &mut dyn ThreadFn) -> Option<IrqReturn> {
+    match catch_unwind(AssertUnwindSafe(|| thread_fn.run())) {
+        Ok(ret) => Some(ret),
+        Err(payload) => {
+            let message = crate::module::panic_message(payload.as_ref());
+            printk!(
+                KernLevel::Err,
+                "irq {irq}: thread function of handler {name:?} panicked: {message}"
+            );
+            None
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use driver::IrqError;
 use driver::irq::{self, ThreadedIrq};
 use irq_sim::{
     Config, Controller, FreeError, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine,
-    RequestError, Trigger,
+    RequestError, SpuriousConfig, Trigger,
 };
 
 mod common;
@@ -789,4 +789,51 @@ fn shared_oneshot_waits_for_every_thread() {
         controller.line_state(19).unwrap().oneshot == 0
     });
     assert_eq!(registrations[1].thread_runs(), 1);
+}
+
+/// A line whose interrupts only wake a thread function that never handles
+/// them is disabled as spurious, because Linux judges such interrupts by
+/// the thread functions' results. One whose thread function handles them
+/// stays enabled.
+#[test]
+fn deaf_thread_fn_makes_line_spurious() {
+    for (returns, spurious) in [(IrqReturn::None, true), (IrqReturn::Handled, false)] {
+        let machine = Machine::new(Config {
+            nr_cpus: 1,
+            spurious: SpuriousConfig {
+                window: 100,
+                threshold: 99,
+                quiet: Duration::from_secs(10),
+                poll_interval: Duration::from_secs(10),
+            },
+            ..Config::default()
+        })
+        .unwrap();
+        let controller = machine.controller();
+        let runs = Arc::new(AtomicU32::new(0));
+        let counter = runs.clone();
+        let registration = irq::request_threaded_irq(
+            &controller,
+            21,
+            ThreadedIrq::new("deaf", IrqFlags::LEVEL.oneshot(), move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                returns
+            }),
+        )
+        .unwrap();
+        // The level stays high, so each run unmasks a line that fires
+        // again, as an unserviced device's line does.
+        let _ = controller.raise(21).unwrap();
+        wait_until("200 thread runs or a spurious disable", || {
+            runs.load(Ordering::SeqCst) >= 200 || controller.line_state(21).unwrap().spurious
+        });
+
+        assert_eq!(
+            controller.line_state(21).unwrap().spurious,
+            spurious,
+            "thread function returning {returns:?}"
+        );
+        controller.lower(21).unwrap();
+        drop(registration);
+    }
 }

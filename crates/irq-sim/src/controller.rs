@@ -188,6 +188,10 @@ pub(crate) struct SpuriousWindow {
     pub(crate) unhandled: u32,
     /// When the last unhandled delivery happened.
     pub(crate) last_unhandled: Option<Timestamp>,
+    /// The line's `threads_handled` count at the last delivery that only
+    /// woke threads; `None` until one has been deferred (Linux's
+    /// `threads_handled_last` with its `SPURIOUS_DEFERRED` bit).
+    pub(crate) threads_handled_last: Option<u64>,
 }
 
 /// One entry of a CPU's pending queue.
@@ -741,6 +745,28 @@ impl Controller {
     pub fn unmask_irq(&self, irq: u32) -> Result<(), LineError> {
         let rearm = self.line(irq)?.state.unmask(clock::now().as_nanos());
         self.apply(irq, rearm);
+        Ok(())
+    }
+
+    /// Records that a thread function of line `irq` returned
+    /// [`IrqReturn::Handled`](crate::IrqReturn::Handled), as Linux's IRQ
+    /// thread counts `threads_handled`. Spurious detection judges a
+    /// delivery whose handlers only returned `WakeThread` by this count: it
+    /// was handled if some thread function handled an interrupt since the
+    /// previous such delivery. The driver layer calls it after each run.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`].
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn note_thread_handled(&self, irq: u32) -> Result<(), LineError> {
+        let line = self.line(irq)?;
+        line.counters
+            .threads_handled
+            .fetch_add(1, Ordering::Release);
         Ok(())
     }
 

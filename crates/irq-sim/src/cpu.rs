@@ -347,20 +347,20 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
     };
 
     // Step 2: enter hard-IRQ context.
-    let mut chain = lock(&line.chain);
-    if chain.actions.is_empty() {
+    let mut chain_lock = lock(&line.chain);
+    if chain_lock.actions.is_empty() {
         // The last handler was freed after the line was queued.
-        drop(chain);
+        drop(chain_lock);
         let rearm = line.state.end_dispatch(clock::now().as_nanos());
         controller.apply(irq, rearm);
         return;
     }
     let entry = clock::now();
     let latency_ns = stamp.map(|stamp| stamp_latency(stamp, entry.as_nanos()));
-    let guard = context::enter_hardirq(irq, chain.actions[0].name);
+    let guard = context::enter_hardirq(irq, chain_lock.actions[0].name);
 
     // Step 3: the handler chain.
-    let chain = &mut *chain;
+    let chain = &mut *chain_lock;
     let budget = chain.budget;
     let mut outcome = ChainOutcome::default();
     let mut start = entry;
@@ -461,7 +461,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
     bump(&me.counters.chains);
     if poll {
         bump(&line.counters.polls);
-    } else if outcome.handled {
+    } else if outcome.handled() {
         bump(&line.counters.handled);
     } else {
         bump(&line.counters.unhandled);
@@ -474,14 +474,17 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
         local.samples.push(me, latency_ns, duration_ns);
     }
     if !poll {
-        note_interrupt(controller, line, irq, chain, outcome.handled, end);
+        note_interrupt(controller, line, irq, chain, &outcome, end);
     }
 
     // Step 5: unmask; requeue what arrived meanwhile.
     let rearm = line.state.end_dispatch(end.as_nanos());
     controller.apply(irq, rearm);
 
-    // Step 6: leave hard-IRQ context; deferred wake-ups run here.
+    // Step 6: release the chain lock, then leave hard-IRQ context, which
+    // runs the deferred wake-ups. No free or request of the line waits
+    // behind their system calls.
+    drop(chain_lock);
     drop(guard);
 }
 
@@ -537,17 +540,30 @@ impl Call<'_> {
 /// The combined result of the handlers of one delivery.
 #[derive(Default)]
 struct ChainOutcome {
-    /// Some handler returned `Handled` or `WakeThread`.
-    handled: bool,
+    /// Some handler returned `Handled`.
+    claimed: bool,
+    /// Some handler returned `WakeThread`.
+    woke: bool,
 }
 
 impl ChainOutcome {
+    /// Returns true if some handler returned `Handled` or `WakeThread`.
+    fn handled(&self) -> bool {
+        self.claimed || self.woke
+    }
+
+    /// Returns true if the handlers only woke threads: spurious detection
+    /// then judges by the thread functions' results.
+    fn only_woke(&self) -> bool {
+        self.woke && !self.claimed
+    }
+
     fn note(&mut self, ret: IrqReturn, action: &Action, line: &Line, irq: u32) {
         match ret {
             IrqReturn::None => {}
-            IrqReturn::Handled => self.handled = true,
+            IrqReturn::Handled => self.claimed = true,
             IrqReturn::WakeThread => {
-                self.handled = true;
+                self.woke = true;
                 bump(&line.counters.wake_thread);
                 if action.wake_thread.is_none()
                     && let Throttle::Report { suppressed } = line.reports.check(clock::now())
@@ -680,11 +696,24 @@ fn note_interrupt(
     line: &Line,
     irq: u32,
     chain: &mut Chain,
-    handled: bool,
+    outcome: &ChainOutcome,
     now: Timestamp,
 ) {
     let config = controller.shared.config.spurious;
     let window = &mut chain.spurious;
+    // A delivery that only woke threads is judged as Linux's
+    // `note_interrupt` judges it: handled if a thread function handled an
+    // interrupt since the previous such delivery. The first is not counted,
+    // because no thread has run for it yet.
+    let handled = if outcome.only_woke() {
+        let threads_handled = line.counters.threads_handled.load(Ordering::Acquire);
+        let Some(last) = window.threads_handled_last.replace(threads_handled) else {
+            return;
+        };
+        threads_handled != last
+    } else {
+        outcome.handled()
+    };
     if !handled {
         let recent = window
             .last_unhandled

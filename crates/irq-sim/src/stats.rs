@@ -178,6 +178,10 @@ pub(crate) struct LineCounters {
     pub(crate) panics: AtomicU64,
     /// `WakeThread` returns.
     pub(crate) wake_thread: AtomicU64,
+    /// Thread-function runs that returned `Handled` (Linux's
+    /// `threads_handled`), reported by the driver layer; spurious
+    /// detection judges by it the deliveries that only woke threads.
+    pub(crate) threads_handled: AtomicU64,
     /// Times the line was disabled as spurious.
     pub(crate) spurious_disables: AtomicU64,
 }
@@ -197,6 +201,7 @@ impl LineCounters {
             preempted: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             wake_thread: AtomicU64::new(0),
+            threads_handled: AtomicU64::new(0),
             spurious_disables: AtomicU64::new(0),
         }
     }
