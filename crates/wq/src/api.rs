@@ -280,8 +280,8 @@ fn push(
         }
         core::Pushed::Queued => Ok(core::claim_idle(queue)),
         core::Pushed::Destroyed => {
-            let leftovers = core::recall_destroyed(&mut lock_pool(), core_ref, ticket, queue);
-            leftovers.settle();
+            let released = core::withdraw_push(&mut lock_pool(), core_ref, ticket);
+            drop(released);
             Err(rejection(Rejected::Destroyed, queue, core_ref))
         }
     }
@@ -633,16 +633,16 @@ struct DrainEnd<'a> {
 
 impl Drop for DrainEnd<'_> {
     fn drop(&mut self) {
-        let wake = core::end_drain(&mut lock_pool(), self.queue, self.after);
-        wake.into_iter().for_each(Waker::wake);
+        let leftovers = core::end_drain(&mut lock_pool(), self.queue, self.after);
+        leftovers.settle();
     }
 }
 
 /// Drains `wq`, then leaves it in `after` (live once no other drain runs).
 async fn drain(wq: &Workqueue, after: core::Phase) {
     let queue = &wq.shared().core;
-    let wake = core::begin_drain(&mut lock_pool(), queue);
-    wake.into_iter().for_each(Waker::wake);
+    let leftovers = core::begin_drain(&mut lock_pool(), queue);
+    leftovers.settle();
     let _end = DrainEnd { queue, after };
 
     let mut rounds = 0_u64;

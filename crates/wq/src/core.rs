@@ -63,6 +63,12 @@
 //! A pusher that finds a worker parked claims and wakes it through the
 //! queue's idle set (`crate::idle`), without the lock too.
 //!
+//! A destroy closes the stack for good (`close_intake`): under the lock it
+//! drains the stack and swaps in a closed mark, which a push's
+//! compare-exchange then finds. So the push alone decides a queueing that
+//! races with the destroy: one that lands is drained and runs, and one that
+//! finds the mark is rejected and never runs.
+//!
 //! # The claim race
 //!
 //! Claiming happens before the pool lock is taken, so a cancel can end a
@@ -605,7 +611,8 @@ pub(crate) struct QueueCore {
     /// Written under the pool lock, read without it.
     pub(crate) worklist_hint: CachePadded<std::sync::atomic::AtomicUsize>,
     /// Head of the intake stack: queueings pushed without the pool lock,
-    /// moved to the worklist by `drain_intake`. Atomic.
+    /// moved to the worklist by `drain_intake`; [`CLOSED`] once the queue
+    /// is destroyed. Atomic.
     intake: CachePadded<crate::sync::AtomicPtr<WorkCore>>,
     /// Lists, workers, tallies and histograms. Pool lock.
     state: CachePadded<UnsafeCell<QueueState>>,
@@ -874,8 +881,8 @@ pub(crate) enum Pushed {
     /// Queued. Call `claim_idle` next, at once or after a top half returns:
     /// a parked worker may need a wake-up.
     Queued,
-    /// The queue was destroyed while the item was pushed: call
-    /// `recall_destroyed`.
+    /// The queue is destroyed: its intake stack is closed, and the item
+    /// was not pushed. Call `withdraw_push`.
     Destroyed,
 }
 
@@ -911,6 +918,9 @@ pub(crate) fn push_intake(
     let node = std::ptr::from_ref(core).cast_mut();
     let mut head = queue.intake.load(Ordering::Relaxed);
     loop {
+        if head == CLOSED {
+            return Pushed::Destroyed;
+        }
         core.intake_next.store(head, Ordering::Relaxed);
         // SeqCst: a release for the slot written above, which the drainer's
         // swap acquires, and the write of the pairing described above.
@@ -922,15 +932,25 @@ pub(crate) fn push_intake(
             Err(actual) => head = actual,
         }
     }
-    // Pairs with `park_worker` (see above), and with `set_phase` for
-    // `phase_hint`.
+    // Pairs with `park_worker` (see above).
     dekker_fence();
+    Pushed::Queued
+}
 
-    if queue.phase_hint.load(Ordering::SeqCst) == Phase::Destroyed as u8 {
-        Pushed::Destroyed
-    } else {
-        Pushed::Queued
-    }
+/// Undoes a push that found the intake stack closed: takes the item's
+/// reference back out of the slot, gives up `IN_INTAKE` and ends the
+/// period `ticket`, which never reached a list. Returns the reference, to
+/// be dropped after unlocking.
+pub(crate) fn withdraw_push(
+    guard: &mut PoolGuard<'_>,
+    core: &WorkCore,
+    ticket: u64,
+) -> Option<ItemRef> {
+    // SAFETY: the caller still owns `IN_INTAKE` and the push published
+    // nothing, so no drainer reads the slot.
+    let item = core.slot.with_mut(|slot| unsafe { (*slot).item.take() });
+    abandon_intake(core, ticket, guard);
+    item
 }
 
 /// Claims one parked worker of `queue` and returns its waker; the second
@@ -940,20 +960,36 @@ pub(crate) fn claim_idle(queue: &QueueCore) -> Option<Waker> {
     queue.idle.claim()
 }
 
-/// Undoes a push that raced with `destroy_workqueue`: drains the stack and
-/// cancels the period `ticket` if it is still pending.
-pub(crate) fn recall_destroyed(
-    guard: &mut PoolGuard<'_>,
-    core: &WorkCore,
-    ticket: u64,
-    queue: &QueueCore,
-) -> Leftovers {
-    let mut leftovers = drain_intake(guard, queue);
-    let state = core.state.load(Ordering::Acquire);
-    if state & PENDING != 0 && ticket_of(state) == ticket {
-        leftovers.released.extend(cancel(guard, core).released);
+/// The head of a destroyed queue's intake stack: a push that finds it
+/// fails. An address no allocation has, and never dereferenced.
+const CLOSED: *mut WorkCore = NonNull::<WorkCore>::dangling().as_ptr();
+
+/// Returns true when an intake head read without the lock stands for an
+/// empty stack: null, or closed.
+fn intake_is_empty(head: *mut WorkCore) -> bool {
+    head.is_null() || head == CLOSED
+}
+
+/// Closes `queue`'s intake stack for good: drains it, then swaps in the
+/// closed mark, draining again whenever a push landed in between. A later
+/// push finds the mark and fails; every push that landed is linked. Does
+/// nothing on a closed stack.
+fn close_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Leftovers {
+    let mut leftovers = Leftovers::default();
+    loop {
+        leftovers.absorb(drain_intake(guard, queue));
+        match queue.intake.compare_exchange(
+            std::ptr::null_mut(),
+            CLOSED,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return leftovers,
+            Err(head) if head == CLOSED => return leftovers,
+            // A push landed after the drain: drain it too.
+            Err(_) => {}
+        }
     }
-    leftovers
 }
 
 /// Wake-ups and references left by a drain, to be handled after unlocking:
@@ -991,7 +1027,7 @@ impl Leftovers {
 pub(crate) fn has_work_hint(queue: &QueueCore) -> bool {
     // Relaxed: the worker re-checks under the pool lock before it sleeps.
     queue.worklist_hint.load(Ordering::Relaxed) != 0
-        || !queue.intake.load(Ordering::Relaxed).is_null()
+        || !intake_is_empty(queue.intake.load(Ordering::Relaxed))
 }
 
 /// Moves every item of `queue`'s intake stack to the worklist it belongs
@@ -1003,8 +1039,9 @@ pub(crate) fn has_work_hint(queue: &QueueCore) -> bool {
 pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Leftovers {
     // A look before the swap spares a worker that finds the stack empty a
     // locked instruction. A push that the look misses is caught as a push
-    // after the swap would be.
-    if queue.intake.load(Ordering::Relaxed).is_null() {
+    // after the swap would be. A closed stack stays closed: only
+    // `close_intake` writes the mark, under the lock held here.
+    if intake_is_empty(queue.intake.load(Ordering::Relaxed)) {
         return Leftovers::default();
     }
     let mut wake = Vec::new();
@@ -1212,7 +1249,7 @@ pub(crate) fn park_worker(
     slot: usize,
     waker: &Waker,
 ) -> Park {
-    let intake_empty = queue.intake.load(Ordering::SeqCst).is_null();
+    let intake_empty = intake_is_empty(queue.intake.load(Ordering::SeqCst));
     let state = guard.queue(queue);
     let shutting_down = matches!(state.phase, Phase::Destroyed | Phase::Orphaned);
     if shutting_down && intake_empty && state.worklist.len == 0 && state.timers.len == 0 {
@@ -1224,7 +1261,7 @@ pub(crate) fn park_worker(
     // The other half of the pairing in `push_intake`: a push that missed our
     // park is visible here.
     dekker_fence();
-    if queue.intake.load(Ordering::SeqCst).is_null() {
+    if intake_is_empty(queue.intake.load(Ordering::SeqCst)) {
         Park::Parked
     } else {
         unpark_worker(queue, slot);
@@ -1643,43 +1680,48 @@ pub(crate) fn is_empty(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> bool {
     state.worklist.len == 0 && state.timers.len == 0 && state.running.is_empty()
 }
 
-/// Moves `queue` to `phase` and returns every parked worker and the timer
-/// task, to be woken so that they notice.
-pub(crate) fn set_phase(guard: &mut PoolGuard<'_>, queue: &QueueCore, phase: Phase) -> Vec<Waker> {
+/// Moves `queue` to `phase`, closing its intake stack when the phase is
+/// `Destroyed`, and returns every parked worker and the timer task, to be
+/// woken so that they notice, with what the close drained. Settle them
+/// after unlocking.
+pub(crate) fn set_phase(guard: &mut PoolGuard<'_>, queue: &QueueCore, phase: Phase) -> Leftovers {
+    let mut leftovers = Leftovers::default();
+    if phase == Phase::Destroyed {
+        // The close links what was pushed before it, so the workers woken
+        // below still run it.
+        leftovers = close_intake(guard, queue);
+    }
     let state = guard.queue(queue);
     state.phase = phase;
     queue.phase_hint.store(phase as u8, Ordering::SeqCst);
-    // Pairs with `push_intake`: a push that missed this store is on the
-    // stack for the drain that follows every phase change.
-    dekker_fence();
-    let mut wake = queue.idle.claim_all();
+    leftovers.wake.extend(queue.idle.claim_all());
     state.timer.kicked = true;
-    wake.extend(state.timer.waker.take());
-    wake
+    leftovers.wake.extend(state.timer.waker.take());
+    leftovers
 }
 
 /// Counts a drain in, and moves a live queue to `Draining`. Returns the
 /// tasks to wake, as `set_phase` does.
-pub(crate) fn begin_drain(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec<Waker> {
+pub(crate) fn begin_drain(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Leftovers {
     let state = guard.queue(queue);
     state.drainers += 1;
     match state.phase {
         Phase::Live | Phase::Orphaned => set_phase(guard, queue, Phase::Draining),
-        Phase::Draining | Phase::Destroyed => Vec::new(),
+        Phase::Draining | Phase::Destroyed => Leftovers::default(),
     }
 }
 
 /// Counts a drain out. A destroy leaves the queue destroyed at once; a
 /// drain leaves it live again once no other drain runs. Returns the tasks
-/// to wake.
-pub(crate) fn end_drain(guard: &mut PoolGuard<'_>, queue: &QueueCore, after: Phase) -> Vec<Waker> {
+/// to wake, as `set_phase` does.
+pub(crate) fn end_drain(guard: &mut PoolGuard<'_>, queue: &QueueCore, after: Phase) -> Leftovers {
     let state = guard.queue(queue);
     state.drainers -= 1;
     match (after, state.phase) {
-        (_, Phase::Destroyed) => Vec::new(),
+        (_, Phase::Destroyed) => Leftovers::default(),
         (Phase::Destroyed, _) => set_phase(guard, queue, Phase::Destroyed),
         (_, Phase::Draining) if state.drainers == 0 => set_phase(guard, queue, after),
-        _ => Vec::new(),
+        _ => Leftovers::default(),
     }
 }
 

@@ -286,3 +286,45 @@ fn loom_two_pushers_and_a_parking_worker() {
         pushers.drain(..).for_each(|pusher| pusher.join().unwrap());
     });
 }
+
+/// A queueing that races with a destroy is either accepted and runs once,
+/// or rejected as destroyed and never runs: the push alone decides, by
+/// finding the intake stack open or closed.
+#[test]
+fn loom_push_races_destroy() {
+    loom::model(|| {
+        let queue = Arc::new(QueueCore::new("loom".into(), 1));
+        let item = new_item();
+
+        let pusher = {
+            let (queue, item) = (queue.clone(), item.clone());
+            thread::spawn(move || {
+                let IntakeClaim::Push(ticket) = item.core().claim_for_intake() else {
+                    panic!("a fresh item is idle");
+                };
+                match core::push_intake(item.core(), item.clone(), ticket, &queue) {
+                    core::Pushed::Queued => true,
+                    core::Pushed::Destroyed => {
+                        let released = core::withdraw_push(&mut lock_pool(), item.core(), ticket);
+                        drop(released);
+                        false
+                    }
+                }
+            })
+        };
+
+        // The destroy: a drain whose end moves the queue to Destroyed, with
+        // a worker running what it finds before and after.
+        core::begin_drain(&mut lock_pool(), &queue).settle();
+        let mut runs = work(&queue);
+        core::end_drain(&mut lock_pool(), &queue, core::Phase::Destroyed).settle();
+        runs += work(&queue);
+        let accepted = pusher.join().unwrap();
+        runs += work(&queue);
+
+        assert_eq!(runs, usize::from(accepted), "accepted: {accepted}");
+        assert!(!item.core().is_pending());
+        let tallies = core::snapshot(&mut lock_pool(), &queue).tallies;
+        assert_eq!(tallies.queued, tallies.executed + tallies.cancelled);
+    });
+}

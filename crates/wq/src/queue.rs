@@ -106,14 +106,14 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let wake = {
+        let leftovers = {
             let mut guard = lock_pool();
             if core::phase(&mut guard, &self.shared.core) == core::Phase::Destroyed {
                 return;
             }
             core::set_phase(&mut guard, &self.shared.core, core::Phase::Orphaned)
         };
-        wake.into_iter().for_each(Waker::wake);
+        leftovers.settle();
     }
 }
 
