@@ -48,7 +48,9 @@
 //! and is skipped by `take_next` until that run finishes, so an item never
 //! runs concurrently with itself. An item that is running on queue X when
 //! its queueing is linked (or drained from an intake stack) goes on X,
-//! whatever queue was asked for, as the kernel does.
+//! whatever queue was asked for; the queue asked notes it, so that its
+//! flushes wait for it. The kernel moves an item only within one
+//! workqueue: irqlab keeps it from running twice at once across queues too.
 //!
 //! # The intake stack
 //!
@@ -639,9 +641,13 @@ struct QueueState {
     free_slots: Vec<usize>,
     timer: TimerState,
     tallies: Tallies,
-    /// References to items whose intake queueing was cancelled, to be
-    /// dropped after unlocking.
+    /// References to items whose intake queueing was cancelled, or whose
+    /// redirected queueing finished, to be dropped after unlocking.
     graveyard: Vec<ItemRef>,
+    /// Queueings made on this queue that went to the worklist of another
+    /// queue, where their item was running, with their tickets. Flushes of
+    /// this queue wait for them too.
+    redirected: Vec<(ItemRef, u64)>,
     /// Queue-to-start latency, nanoseconds.
     latency: Histogram<u64>,
     /// Work function run time, nanoseconds.
@@ -717,6 +723,7 @@ impl QueueCore {
                 timer: TimerState::default(),
                 tallies: Tallies::default(),
                 graveyard: Vec::new(),
+                redirected: Vec::new(),
                 latency: new_histogram(),
                 run_time: new_histogram(),
             })),
@@ -782,17 +789,40 @@ pub(crate) fn link_pending(
 
 /// Returns the queue on whose worklist `core`, queued on `queue`, goes:
 /// the queue it runs on if it runs, so that it never runs concurrently
-/// with itself, else `queue`.
+/// with itself, else `queue`. A queueing sent to another queue is noted on
+/// `queue`, whose flushes wait for it too.
 fn worklist_for<'q>(
     guard: &mut PoolGuard<'_>,
     core: &WorkCore,
     queue: &'q QueueCore,
 ) -> &'q QueueCore {
-    match guard.node(core).running {
-        // SAFETY: `running` was read under the held pool lock, and a queue
-        // with an item running lives until the run ends.
-        Some((running_queue, _)) => unsafe { queue_of(running_queue) },
-        None => queue,
+    let Some((running_queue, _)) = guard.node(core).running else {
+        return queue;
+    };
+    // SAFETY: `running` was read under the held pool lock, and a queue with
+    // an item running lives until the run ends.
+    let target = unsafe { queue_of(running_queue) };
+    if !std::ptr::eq(target, queue)
+        && let Some(item) = guard.node(core).held.clone()
+    {
+        let state = guard.queue(queue);
+        prune_redirected(state);
+        state.redirected.push((item, core.latest_ticket()));
+    }
+    target
+}
+
+/// Moves the finished queueings out of `state.redirected`, to the
+/// graveyard, so that the list holds only those a flush must wait for.
+fn prune_redirected(state: &mut QueueState) {
+    let mut index = 0;
+    while let Some((item, ticket)) = state.redirected.get(index) {
+        if item.core().is_done(*ticket) {
+            let (item, _) = state.redirected.swap_remove(index);
+            state.graveyard.push(item);
+        } else {
+            index += 1;
+        }
     }
 }
 
@@ -1628,8 +1658,9 @@ pub(crate) fn modify_deadline(
     Modified::Moved(wake, leftovers)
 }
 
-/// Returns the items pending on `queue`'s worklist or running on it, each
-/// with the ticket a flush must wait for. Timer-list items are left out
+/// Returns the items pending on `queue`'s worklist or running on it, and
+/// those queued on it but moved to another queue's worklist, each with the
+/// ticket a flush must wait for. Timer-list items are left out
 /// unless `with_timers`, as `flush_workqueue` does not wait for delays.
 ///
 /// NOTE: this walks the whole worklist under the pool lock, about 10 ns an
@@ -1642,6 +1673,8 @@ pub(crate) fn flush_targets(
 ) -> Vec<(ItemRef, u64)> {
     let mut targets = Vec::new();
     let state = guard.queue(queue);
+    prune_redirected(state);
+    targets.extend(state.redirected.iter().cloned());
     // The run's own ticket: a queueing that the run made since is waited
     // for where it is linked (this worklist), and not at all when it is
     // on a timer, as the doc of `flush_workqueue` promises.

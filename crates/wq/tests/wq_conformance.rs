@@ -1313,3 +1313,33 @@ async fn redirected_due_item_counted_once() {
     assert_eq!(runner.stats().executed, 2);
     assert_eq!(timer.stats().queued, 0);
 }
+
+/// flush_workqueue waits for an item queued on the queue even when the item
+/// still runs on another queue, and its next run goes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_workqueue_waits_for_moved_item() {
+    let running_on = test_queue("w13-running-on", 4);
+    let flushed = test_queue("w13-flushed", 4);
+    let gate = Gate::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = gated_item("moved", &gate, &runs);
+    wq::queue_work(&running_on, &item).unwrap();
+    gate.wait_arrivals(1).await;
+    assert!(wq::queue_work(&flushed, &item).unwrap());
+
+    // The runs finished when the flush returned: 0 if it did not wait.
+    let flush = {
+        let (flush, runs) = (wq::flush_workqueue(&flushed), runs.clone());
+        tokio::spawn(async move {
+            flush.await.unwrap();
+            runs.load(Ordering::SeqCst)
+        })
+    };
+    gate.open(2);
+    let runs_at_return = guarded("flush", flush).await.unwrap();
+
+    assert_eq!(
+        runs_at_return, 2,
+        "the flush returned before the moved queueing ran"
+    );
+}
