@@ -573,15 +573,23 @@ pub fn flush_delayed_work(
 pub fn flush_workqueue(
     wq: &Workqueue,
 ) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
-    let checked = check_may_wait_queue("flush_workqueue", wq).map(|()| wq.clone());
+    let api = "flush_workqueue";
+    let checked = check_may_wait_queue(api, wq).map(|caller| (wq.clone(), caller));
     async move {
-        let wq = checked?;
-        flush_queue(&wq, false).await;
-        Ok(())
+        let (wq, caller) = checked?;
+        flush_queue(&wq, false, api, caller).await
     }
 }
 
-async fn flush_queue(wq: &Workqueue, with_timers: bool) {
+/// Waits for what is queued on `wq` now, as `flush_workqueue` does, timer lists
+/// included if `with_timers`. `caller` is the run that waits, if a work
+/// function does.
+async fn flush_queue(
+    wq: &Workqueue,
+    with_timers: bool,
+    api: &'static str,
+    caller: Option<RunId>,
+) -> Result<(), WaitError> {
     let queue = &wq.shared().core;
     let (targets, leftovers) = {
         let mut pool = lock_pool();
@@ -592,9 +600,24 @@ async fn flush_queue(wq: &Workqueue, with_timers: bool) {
         )
     };
     leftovers.settle();
+    // A work function that queued its own item on `wq` (moved to the queue
+    // it runs on, or on a timer) would wait for a run that cannot start
+    // before it returns.
+    if let Some(run) = caller
+        && let Some((item, _)) = targets
+            .iter()
+            .find(|(item, ticket)| ptr::eq(item.core(), run.item) && !item.core().is_done(*ticket))
+    {
+        return Err(WaitError::SelfQueued {
+            api,
+            queue: queue.name.to_string(),
+            work: item.core().name().to_string(),
+        });
+    }
     for (item, ticket) in targets {
         item.core().wait_done(ticket).await;
     }
+    Ok(())
 }
 
 /// Flushes `wq` until it is empty (`drain_workqueue`).
@@ -617,11 +640,11 @@ async fn flush_queue(wq: &Workqueue, with_timers: bool) {
 pub fn drain_workqueue(
     wq: &Workqueue,
 ) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
-    let checked = check_may_wait_queue("drain_workqueue", wq).map(|()| wq.clone());
+    let api = "drain_workqueue";
+    let checked = check_may_wait_queue(api, wq).map(|caller| (wq.clone(), caller));
     async move {
-        let wq = checked?;
-        drain(&wq, core::Phase::Live).await;
-        Ok(())
+        let (wq, caller) = checked?;
+        drain(&wq, core::Phase::Live, api, caller).await
     }
 }
 
@@ -638,8 +661,14 @@ impl Drop for DrainEnd<'_> {
     }
 }
 
-/// Drains `wq`, then leaves it in `after` (live once no other drain runs).
-async fn drain(wq: &Workqueue, after: core::Phase) {
+/// Drains `wq`, then leaves it in `after` (live once no other drain runs),
+/// also when it fails. `caller` as in `flush_queue`.
+async fn drain(
+    wq: &Workqueue,
+    after: core::Phase,
+    api: &'static str,
+    caller: Option<RunId>,
+) -> Result<(), WaitError> {
     let queue = &wq.shared().core;
     let leftovers = core::begin_drain(&mut lock_pool(), queue);
     leftovers.settle();
@@ -647,7 +676,7 @@ async fn drain(wq: &Workqueue, after: core::Phase) {
 
     let mut rounds = 0_u64;
     loop {
-        flush_queue(wq, true).await;
+        flush_queue(wq, true, api, caller).await?;
         let mut cancels = Vec::new();
         let (empty, leftovers) = {
             let mut pool = lock_pool();
@@ -658,7 +687,7 @@ async fn drain(wq: &Workqueue, after: core::Phase) {
         leftovers.settle();
         crate::queue::report_drain_cancels(queue, cancels.into_iter());
         if empty {
-            return;
+            return Ok(());
         }
         // An item being cancelled elsewhere may still sit on the timer
         // list, with nothing to wait for: let the canceller run.
@@ -688,10 +717,11 @@ async fn drain(wq: &Workqueue, after: core::Phase) {
 pub fn destroy_workqueue(
     wq: Workqueue,
 ) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
-    let checked = check_may_wait_queue("destroy_workqueue", &wq).map(|()| wq);
+    let api = "destroy_workqueue";
+    let checked = check_may_wait_queue(api, &wq).map(|caller| (wq, caller));
     async move {
-        let wq = checked?;
-        drain(&wq, core::Phase::Destroyed).await;
+        let (wq, caller) = checked?;
+        drain(&wq, core::Phase::Destroyed, api, caller).await?;
         tracing::debug!(target: "workqueue", workqueue = wq.name(), "workqueue destroyed");
         Ok(())
     }
@@ -859,8 +889,9 @@ fn check_may_wait(api: &'static str, item: &WorkCore) -> Result<(), WaitError> {
     Ok(())
 }
 
-/// Checks that the caller may wait for all of `wq`.
-fn check_may_wait_queue(api: &'static str, wq: &Workqueue) -> Result<(), WaitError> {
+/// Checks that the caller may wait for all of `wq`, and returns the
+/// caller's run if a work function calls.
+fn check_may_wait_queue(api: &'static str, wq: &Workqueue) -> Result<Option<RunId>, WaitError> {
     might_sleep(api)?;
     let queue = &wq.shared().core;
     match queue::current_run() {
@@ -874,6 +905,6 @@ fn check_may_wait_queue(api: &'static str, wq: &Workqueue) -> Result<(), WaitErr
                 work,
             })
         }
-        _ => Ok(()),
+        run => Ok(run),
     }
 }

@@ -94,7 +94,7 @@ use crate::stats::{Counters, Tallies};
 use crate::sync::{
     AtomicU64, Ordering, RawLock, RawLockGuard, UnsafeCell, const_unless_loom, dekker_fence,
 };
-use crate::work::ItemRef;
+use crate::work::{ItemRef, WeakItemRef};
 
 /// The item is pending: queued or on a timer, not started.
 const PENDING: u64 = 1;
@@ -641,13 +641,14 @@ struct QueueState {
     free_slots: Vec<usize>,
     timer: TimerState,
     tallies: Tallies,
-    /// References to items whose intake queueing was cancelled, or whose
-    /// redirected queueing finished, to be dropped after unlocking.
+    /// References to items whose intake queueing was cancelled, to be
+    /// dropped after unlocking.
     graveyard: Vec<ItemRef>,
     /// Queueings made on this queue that went to the worklist of another
-    /// queue, where their item was running, with their tickets. Flushes of
-    /// this queue wait for them too.
-    redirected: Vec<(ItemRef, u64)>,
+    /// queue, where their item was running: one entry per item, with the
+    /// latest such ticket. Flushes and drains of this queue wait for them
+    /// too.
+    redirected: Vec<(WeakItemRef, u64)>,
     /// Queue-to-start latency, nanoseconds.
     latency: Histogram<u64>,
     /// Work function run time, nanoseconds.
@@ -802,28 +803,26 @@ fn worklist_for<'q>(
     // SAFETY: `running` was read under the held pool lock, and a queue with
     // an item running lives until the run ends.
     let target = unsafe { queue_of(running_queue) };
+    // A second reference: the node keeps its own, so the drop of this one
+    // below runs no destructor under the lock.
     if !std::ptr::eq(target, queue)
-        && let Some(item) = guard.node(core).held.clone()
+        && let Some(held) = guard.node(core).held.clone()
     {
-        let state = guard.queue(queue);
-        prune_redirected(state);
-        state.redirected.push((item, core.latest_ticket()));
-    }
-    target
-}
-
-/// Moves the finished queueings out of `state.redirected`, to the
-/// graveyard, so that the list holds only those a flush must wait for.
-fn prune_redirected(state: &mut QueueState) {
-    let mut index = 0;
-    while let Some((item, ticket)) = state.redirected.get(index) {
-        if item.core().is_done(*ticket) {
-            let (item, _) = state.redirected.swap_remove(index);
-            state.graveyard.push(item);
-        } else {
-            index += 1;
+        let ticket = core.latest_ticket();
+        let redirected = &mut guard.queue(queue).redirected;
+        // A dropped item's queueings are over. An item keeps one entry,
+        // with its latest ticket, so the list has at most one entry per
+        // live item. Weak references keep no item alive.
+        redirected.retain(|(known, _)| !known.is_dead());
+        match redirected
+            .iter_mut()
+            .find(|(known, _)| known.refers_to(&held))
+        {
+            Some(entry) => entry.1 = ticket,
+            None => redirected.push((held.downgrade(), ticket)),
         }
     }
+    target
 }
 
 /// Puts `core` on `queue`'s worklist behind the queueings already pushed
@@ -1673,8 +1672,21 @@ pub(crate) fn flush_targets(
 ) -> Vec<(ItemRef, u64)> {
     let mut targets = Vec::new();
     let state = guard.queue(queue);
-    prune_redirected(state);
-    targets.extend(state.redirected.iter().cloned());
+    // The caller drops the references after unlocking. An entry whose
+    // item is gone, or whose queueing is done, is pruned.
+    state
+        .redirected
+        .retain(|(known, ticket)| match known.upgrade() {
+            Some(item) if !item.core().is_done(*ticket) => {
+                targets.push((item, *ticket));
+                true
+            }
+            Some(item) => {
+                targets.push((item, *ticket));
+                false
+            }
+            None => false,
+        });
     // The run's own ticket: a queueing that the run made since is waited
     // for where it is linked (this worklist), and not at all when it is
     // on a timer, as the doc of `flush_workqueue` promises.
@@ -1710,7 +1722,13 @@ pub(crate) fn flush_targets(
 /// Returns true when nothing is pending or running on `queue`.
 pub(crate) fn is_empty(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> bool {
     let state = guard.queue(queue);
-    state.worklist.len == 0 && state.timers.len == 0 && state.running.is_empty()
+    // A queueing moved to another queue counts until `flush_targets` finds
+    // it done and prunes it.
+    state.redirected.retain(|(known, _)| !known.is_dead());
+    state.worklist.len == 0
+        && state.timers.len == 0
+        && state.running.is_empty()
+        && state.redirected.is_empty()
 }
 
 /// Moves `queue` to `phase`, closing its intake stack when the phase is

@@ -70,6 +70,17 @@ pub enum WaitError {
         /// Work item name.
         work: String,
     },
+    /// A work function flushed, drained or destroyed a queue on which its
+    /// own item is queued again (moved behind its run, or on a timer): the
+    /// wait would need a run that cannot start before the caller returns.
+    SelfQueued {
+        /// The waiting API, e.g. `"flush_workqueue"`.
+        api: &'static str,
+        /// Queue name.
+        queue: String,
+        /// Name of the work item that made the call.
+        work: String,
+    },
     /// A work function waited for the queue it runs on, which would never
     /// return.
     SelfFlush {
@@ -109,6 +120,12 @@ impl fmt::Display for WaitError {
                 f,
                 "{api} called by work item {work:?} on itself would wait forever; \
                  return from the work function instead, or re-queue the item"
+            ),
+            WaitError::SelfQueued { api, queue, work } => write!(
+                f,
+                "{api} of workqueue {queue:?} called by work item {work:?} would wait forever: \
+                 {work:?} is queued there again and cannot run before the caller returns; \
+                 wait from outside, or re-queue the item after the wait"
             ),
             WaitError::SelfFlush { api, queue, work } => write!(
                 f,

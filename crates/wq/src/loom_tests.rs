@@ -302,6 +302,11 @@ fn loom_push_races_destroy() {
                 let IntakeClaim::Push(ticket) = item.core().claim_for_intake() else {
                     panic!("a fresh item is idle");
                 };
+                // As `queue_work`: the unlocked phase check, then the push.
+                if core::accepts_unlocked(&queue, || false).is_err() {
+                    core::abandon_intake(item.core(), ticket, &mut lock_pool());
+                    return false;
+                }
                 match core::push_intake(item.core(), item.clone(), ticket, &queue) {
                     core::Pushed::Queued => true,
                     core::Pushed::Destroyed => {
@@ -314,14 +319,19 @@ fn loom_push_races_destroy() {
         };
 
         // The destroy: a drain whose end moves the queue to Destroyed, with
-        // a worker running what it finds before and after.
-        core::begin_drain(&mut lock_pool(), &queue).settle();
+        // a worker running what it finds before and after. Each settle
+        // comes after the unlock, as in `drain`.
+        let begun = core::begin_drain(&mut lock_pool(), &queue);
+        begun.settle();
         let mut runs = work(&queue);
-        core::end_drain(&mut lock_pool(), &queue, core::Phase::Destroyed).settle();
+        let ended = core::end_drain(&mut lock_pool(), &queue, core::Phase::Destroyed);
+        ended.settle();
         runs += work(&queue);
         let accepted = pusher.join().unwrap();
-        runs += work(&queue);
 
+        // Nothing can reach the queue after the close: a pass of a worker
+        // that the destroy would have let exit finds no work.
+        assert_eq!(work(&queue), 0, "a queueing landed after the close");
         assert_eq!(runs, usize::from(accepted), "accepted: {accepted}");
         assert!(!item.core().is_pending());
         let tallies = core::snapshot(&mut lock_pool(), &queue).tallies;

@@ -1342,4 +1342,125 @@ async fn flush_workqueue_waits_for_moved_item() {
         runs_at_return, 2,
         "the flush returned before the moved queueing ran"
     );
+    // The queue keeps no reference to the item once its queueing ran.
+    guarded("the queues' references released", async {
+        while Arc::strong_count(&item) > 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+/// A work function that queues its own item on another queue, and then
+/// flushes that queue, gets an error instead of a hang: the queueing moves
+/// behind the caller's run, which the flush would wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_after_own_requeue_is_error() {
+    let home = test_queue("home", 4);
+    let other = test_queue("other", 4);
+    let result = Arc::new(Mutex::new(None));
+    let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
+    let item = {
+        let (other, result, me) = (other.clone(), result.clone(), me.clone());
+        Work::from_async_fn("mover", move || {
+            let (other, result, me) = (other.clone(), result.clone(), me.clone());
+            async move {
+                let Some(me) = me.get() else { return };
+                if result.lock().unwrap().is_some() {
+                    return;
+                }
+                wq::queue_work(&other, me).unwrap();
+                let flushed = wq::flush_workqueue(&other).await;
+                *result.lock().unwrap() = Some(flushed);
+            }
+        })
+    };
+    me.set(item.clone()).unwrap();
+
+    wq::queue_work(&home, &item).unwrap();
+    guarded("the runs", wq::flush_workqueue(&home))
+        .await
+        .unwrap();
+    guarded("the runs", wq::flush_workqueue(&home))
+        .await
+        .unwrap();
+
+    let result = result.lock().unwrap().take().expect("the item ran");
+    let error = result.unwrap_err();
+    assert_eq!(
+        error,
+        WaitError::SelfQueued {
+            api: "flush_workqueue",
+            queue: "other".into(),
+            work: "mover".into(),
+        }
+    );
+    assert!(error.to_string().contains("would wait forever"), "{error}");
+}
+
+/// drain_workqueue waits for a queueing that the queue's own work made on
+/// it while the item ran on another queue, and that moved there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_item_moved_during_drain() {
+    let elsewhere = test_queue("elsewhere", 4);
+    let drained = test_queue("drained", 4);
+    let (moved_gate, requeuer_gate) = (Gate::new(), Gate::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let moved = gated_item("moved", &moved_gate, &runs);
+    let requeued = Arc::new(AtomicBool::new(false));
+    let requeuer = {
+        let (drained, moved, gate, requeued) = (
+            drained.clone(),
+            moved.clone(),
+            requeuer_gate.clone(),
+            requeued.clone(),
+        );
+        Work::from_async_fn("requeuer", move || {
+            let (drained, moved, gate, requeued) = (
+                drained.clone(),
+                moved.clone(),
+                gate.clone(),
+                requeued.clone(),
+            );
+            async move {
+                gate.pass().await;
+                wq::queue_work(&drained, &moved).unwrap();
+                requeued.store(true, Ordering::SeqCst);
+            }
+        })
+    };
+    wq::queue_work(&elsewhere, &moved).unwrap();
+    moved_gate.wait_arrivals(1).await;
+    wq::queue_work(&drained, &requeuer).unwrap();
+    requeuer_gate.wait_arrivals(1).await;
+
+    // The runs of "moved" that had finished when the drain returned.
+    let drain = {
+        let (drain, runs) = (wq::drain_workqueue(&drained), runs.clone());
+        tokio::spawn(async move {
+            drain.await.unwrap();
+            runs.load(Ordering::SeqCst)
+        })
+    };
+    let probe = Work::from_fn("probe", || {});
+    guarded("the drain starts", async {
+        while wq::queue_work(&drained, &probe).is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    requeuer_gate.open(1);
+    guarded("the requeue", async {
+        while !requeued.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    moved_gate.open(2);
+    let runs_at_return = guarded("the drain", drain).await.unwrap();
+
+    assert_eq!(
+        runs_at_return, 2,
+        "the drain returned before the moved queueing ran"
+    );
 }
