@@ -476,7 +476,11 @@ impl Session {
         self.timer.cancel();
         // The controller's wait, for the top half only: the drain below
         // bounds the wait for the bottom halves, IRQ thread included.
-        let _ = self.bench.machine.controller().synchronize_irq(TIMER_IRQ);
+        let _ = self
+            .bench
+            .machine
+            .controller()
+            .synchronize_hardirq(TIMER_IRQ);
         let cutoff_ns = self.probe.cutoff_ns.load(Ordering::Relaxed);
         if cutoff_ns != u64::MAX && !self.probe.past_cutoff.load(Ordering::Acquire) {
             // The periods since the last expiry seen never fired before the

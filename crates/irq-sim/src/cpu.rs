@@ -542,7 +542,7 @@ impl Call<'_> {
 struct ChainOutcome {
     /// Some handler returned `Handled`.
     claimed: bool,
-    /// Some handler returned `WakeThread`.
+    /// Some handler with a wake-thread hook returned `WakeThread`.
     woke: bool,
 }
 
@@ -563,11 +563,14 @@ impl ChainOutcome {
             IrqReturn::None => {}
             IrqReturn::Handled => self.claimed = true,
             IrqReturn::WakeThread => {
-                self.woke = true;
                 bump(&line.counters.wake_thread);
-                if action.wake_thread.is_none()
-                    && let Throttle::Report { suppressed } = line.reports.check(clock::now())
-                {
+                if action.wake_thread.is_some() {
+                    self.woke = true;
+                    return;
+                }
+                // No thread to judge it: counted as handled, as the warning reports.
+                self.claimed = true;
+                if let Throttle::Report { suppressed } = line.reports.check(clock::now()) {
                     tracing::warn!(target: "irq", irq, handler = action.name, suppressed, "irq {irq}: handler {:?} returned WakeThread but has no wake-thread hook; treated as handled", action.name);
                 }
             }

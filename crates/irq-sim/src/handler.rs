@@ -166,6 +166,13 @@ impl IrqRequest {
     /// [`IrqReturn::WakeThread`]. Without one, such a return is logged
     /// (rate-limited) and counted as handled.
     ///
+    /// With a hook, spurious detection judges a delivery whose handlers
+    /// only woke threads by the thread functions' results, as Linux does:
+    /// the thread that the hook wakes must call
+    /// [`Controller::note_thread_handled`] after each run that handled an
+    /// interrupt, or the line is disabled as spurious once nearly all of a
+    /// window went unhandled. The driver crate's threaded IRQs do.
+    ///
     /// # Context
     ///
     /// Any; never sleeps.

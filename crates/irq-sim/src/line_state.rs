@@ -451,8 +451,9 @@ impl LineState {
         })
     }
 
-    /// Starts a line for its first handler: depth zero, unmasked, nothing
-    /// latched from before, with the given trigger type.
+    /// Starts a line for its first handler: depth zero, unmasked unless a
+    /// ONESHOT hold remains, nothing latched from before, with the given
+    /// trigger type.
     ///
     /// ONESHOT holds are kept, as `shutdown` keeps them: each belongs to a
     /// thread of a freed handler that is still finishing its run, and that
