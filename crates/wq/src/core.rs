@@ -287,6 +287,7 @@ impl WorkCore {
     /// Starts a pending period for a queueing through the intake stack:
     /// like `claim`, and also takes `IN_INTAKE` when the node is free to be
     /// pushed.
+    #[inline]
     pub(crate) fn claim_for_intake(&self) -> IntakeClaim {
         // As in `claim`: one fetch of the line, for writing.
         crate::sync::prefetch_for_write(&self.state);
@@ -803,26 +804,35 @@ fn worklist_for<'q>(
     // SAFETY: `running` was read under the held pool lock, and a queue with
     // an item running lives until the run ends.
     let target = unsafe { queue_of(running_queue) };
-    // A second reference: the node keeps its own, so the drop of this one
-    // below runs no destructor under the lock.
-    if !std::ptr::eq(target, queue)
-        && let Some(held) = guard.node(core).held.clone()
-    {
-        let ticket = core.latest_ticket();
-        let redirected = &mut guard.queue(queue).redirected;
-        // A dropped item's queueings are over. An item keeps one entry,
-        // with its latest ticket, so the list has at most one entry per
-        // live item. Weak references keep no item alive.
-        redirected.retain(|(known, _)| !known.is_dead());
-        match redirected
-            .iter_mut()
-            .find(|(known, _)| known.refers_to(&held))
-        {
-            Some(entry) => entry.1 = ticket,
-            None => redirected.push((held.downgrade(), ticket)),
-        }
+    if !std::ptr::eq(target, queue) {
+        note_redirected(guard, core, queue);
     }
     target
+}
+
+/// Notes on `queue` that its queueing of `core` went to another queue's
+/// worklist. Kept out of line: the common path of a drain never needs it.
+#[cold]
+#[inline(never)]
+fn note_redirected(guard: &mut PoolGuard<'_>, core: &WorkCore, queue: &QueueCore) {
+    // A second reference: the node keeps its own, so the drop of this one
+    // below runs no destructor under the lock.
+    let Some(held) = guard.node(core).held.clone() else {
+        return;
+    };
+    let ticket = core.latest_ticket();
+    let redirected = &mut guard.queue(queue).redirected;
+    // A dropped item's queueings are over. An item keeps one entry, with
+    // its latest ticket, so the list has at most one entry per live item.
+    // Weak references keep no item alive.
+    redirected.retain(|(known, _)| !known.is_dead());
+    match redirected
+        .iter_mut()
+        .find(|(known, _)| known.refers_to(&held))
+    {
+        Some(entry) => entry.1 = ticket,
+        None => redirected.push((held.downgrade(), ticket)),
+    }
 }
 
 /// Puts `core` on `queue`'s worklist behind the queueings already pushed
@@ -881,12 +891,14 @@ fn link_worklist_at(
 /// Starts fetching the line of `queue`'s intake stack head, which a push
 /// writes, so that its transfer from the worker that last drained the stack
 /// overlaps with the queueing's reference count increment.
+#[inline]
 pub(crate) fn prefetch_intake(queue: &QueueCore) {
     crate::sync::prefetch_for_write(&*queue.intake);
 }
 
 /// Returns true when `queue` accepts a queueing, read without the pool
 /// lock; `from_own_work` as in `check_accepts`.
+#[inline]
 pub(crate) fn accepts_unlocked(
     queue: &QueueCore,
     from_own_work: impl FnOnce() -> bool,
@@ -925,6 +937,7 @@ pub(crate) enum Pushed {
 /// `sync::dekker_fence`), so at least one side finds the other's write:
 /// either the worker finds the item, or the pusher claims the worker.
 /// Neither side takes the pool lock.
+#[inline]
 pub(crate) fn push_intake(
     core: &WorkCore,
     item: ItemRef,
@@ -985,6 +998,7 @@ pub(crate) fn withdraw_push(
 /// Claims one parked worker of `queue` and returns its waker; the second
 /// step of a push. The fence of `push_intake` must come before it in
 /// program order, as it does when the same thread calls the two.
+#[inline]
 pub(crate) fn claim_idle(queue: &QueueCore) -> Option<Waker> {
     queue.idle.claim()
 }
