@@ -560,8 +560,10 @@ pub fn flush_delayed_work(
 ///
 /// # Errors
 ///
-/// [`WaitError::InvalidContext`] in hard-IRQ context and
-/// [`WaitError::SelfFlush`] from a work function of `wq`.
+/// [`WaitError::InvalidContext`] in hard-IRQ context,
+/// [`WaitError::SelfFlush`] from a work function of `wq`, and
+/// [`WaitError::SelfQueued`] from a work function whose own item was
+/// queued on `wq` while it ran (found when the future runs).
 ///
 /// # Cancel safety
 ///
@@ -574,39 +576,37 @@ pub fn flush_workqueue(
     wq: &Workqueue,
 ) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
     let api = "flush_workqueue";
-    let checked = check_may_wait_queue(api, wq).map(|caller| (wq.clone(), caller));
+    let checked = check_may_wait_queue(api, wq).map(|()| wq.clone());
     async move {
-        let (wq, caller) = checked?;
-        flush_queue(&wq, false, api, caller).await
+        let wq = checked?;
+        flush_queue(&wq, false, api).await
     }
 }
 
-/// Waits for what is queued on `wq` now, as `flush_workqueue` does, timer lists
-/// included if `with_timers`. `caller` is the run that waits, if a work
-/// function does.
+/// Waits for what is queued on `wq` now, as `flush_workqueue` does, timer
+/// lists included if `with_timers`.
 async fn flush_queue(
     wq: &Workqueue,
     with_timers: bool,
     api: &'static str,
-    caller: Option<RunId>,
 ) -> Result<(), WaitError> {
     let queue = &wq.shared().core;
     let (targets, leftovers) = {
         let mut pool = lock_pool();
-        let leftovers = core::drain_intake(&mut pool, queue);
-        (
-            core::flush_targets(&mut pool, queue, with_timers),
-            leftovers,
-        )
+        let mut leftovers = core::drain_intake(&mut pool, queue);
+        let targets = core::flush_targets(&mut pool, queue, with_timers, &mut leftovers);
+        (targets, leftovers)
     };
     leftovers.settle();
-    // A work function that queued its own item on `wq` (moved to the queue
-    // it runs on, or on a timer) would wait for a run that cannot start
-    // before it returns.
-    if let Some(run) = caller
+    // A work function whose own item was queued on `wq` while it ran would
+    // wait for a run that cannot end before it returns. That queueing moved
+    // to the queue the caller runs on, or waits on a timer to move there.
+    // The caller is the run that polls this future, which need not be the
+    // one that made it.
+    if let Some(run) = queue::current_run()
         && let Some((item, _)) = targets
             .iter()
-            .find(|(item, ticket)| ptr::eq(item.core(), run.item) && !item.core().is_done(*ticket))
+            .find(|(item, _)| ptr::eq(item.core(), run.item))
     {
         return Err(WaitError::SelfQueued {
             api,
@@ -632,7 +632,8 @@ async fn flush_queue(
 ///
 /// # Errors
 ///
-/// As [`flush_workqueue`].
+/// As [`flush_workqueue`]. After a [`WaitError::SelfQueued`] the drain has
+/// ended and the queue is live.
 ///
 /// # Context
 ///
@@ -641,10 +642,10 @@ pub fn drain_workqueue(
     wq: &Workqueue,
 ) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
     let api = "drain_workqueue";
-    let checked = check_may_wait_queue(api, wq).map(|caller| (wq.clone(), caller));
+    let checked = check_may_wait_queue(api, wq).map(|()| wq.clone());
     async move {
-        let (wq, caller) = checked?;
-        drain(&wq, core::Phase::Live, api, caller).await
+        let wq = checked?;
+        drain(&wq, core::Phase::Live, api).await
     }
 }
 
@@ -662,27 +663,26 @@ impl Drop for DrainEnd<'_> {
 }
 
 /// Drains `wq`, then leaves it in `after` (live once no other drain runs),
-/// also when it fails. `caller` as in `flush_queue`.
-async fn drain(
-    wq: &Workqueue,
-    after: core::Phase,
-    api: &'static str,
-    caller: Option<RunId>,
-) -> Result<(), WaitError> {
+/// or live if the drain fails.
+async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<(), WaitError> {
     let queue = &wq.shared().core;
     let leftovers = core::begin_drain(&mut lock_pool(), queue);
     leftovers.settle();
-    let _end = DrainEnd { queue, after };
+    let mut end = DrainEnd { queue, after };
 
     let mut rounds = 0_u64;
     loop {
-        flush_queue(wq, true, api, caller).await?;
+        if let Err(error) = flush_queue(wq, true, api).await {
+            end.after = core::Phase::Live;
+            return Err(error);
+        }
         let mut cancels = Vec::new();
         let (empty, leftovers) = {
             let mut pool = lock_pool();
-            let leftovers = core::drain_intake(&mut pool, queue);
+            let mut leftovers = core::drain_intake(&mut pool, queue);
             core::cancel_drain_rearms(&mut pool, queue, &mut cancels);
-            (core::is_empty(&mut pool, queue), leftovers)
+            let empty = core::is_empty(&mut pool, queue, &mut leftovers);
+            (empty, leftovers)
         };
         leftovers.settle();
         crate::queue::report_drain_cancels(queue, cancels.into_iter());
@@ -709,7 +709,8 @@ async fn drain(
 ///
 /// # Errors
 ///
-/// As [`flush_workqueue`].
+/// As [`flush_workqueue`]. On an error the queue is not destroyed: it is
+/// live, and the call may be repeated from outside the queue's work.
 ///
 /// # Context
 ///
@@ -718,10 +719,10 @@ pub fn destroy_workqueue(
     wq: Workqueue,
 ) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
     let api = "destroy_workqueue";
-    let checked = check_may_wait_queue(api, &wq).map(|caller| (wq, caller));
+    let checked = check_may_wait_queue(api, &wq).map(|()| wq);
     async move {
-        let (wq, caller) = checked?;
-        drain(&wq, core::Phase::Destroyed, api, caller).await?;
+        let wq = checked?;
+        drain(&wq, core::Phase::Destroyed, api).await?;
         tracing::debug!(target: "workqueue", workqueue = wq.name(), "workqueue destroyed");
         Ok(())
     }
@@ -889,9 +890,8 @@ fn check_may_wait(api: &'static str, item: &WorkCore) -> Result<(), WaitError> {
     Ok(())
 }
 
-/// Checks that the caller may wait for all of `wq`, and returns the
-/// caller's run if a work function calls.
-fn check_may_wait_queue(api: &'static str, wq: &Workqueue) -> Result<Option<RunId>, WaitError> {
+/// Checks that the caller may wait for all of `wq`.
+fn check_may_wait_queue(api: &'static str, wq: &Workqueue) -> Result<(), WaitError> {
     might_sleep(api)?;
     let queue = &wq.shared().core;
     match queue::current_run() {
@@ -905,6 +905,6 @@ fn check_may_wait_queue(api: &'static str, wq: &Workqueue) -> Result<Option<RunI
                 work,
             })
         }
-        run => Ok(run),
+        _ => Ok(()),
     }
 }

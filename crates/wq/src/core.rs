@@ -1683,24 +1683,11 @@ pub(crate) fn flush_targets(
     guard: &mut PoolGuard<'_>,
     queue: &QueueCore,
     with_timers: bool,
+    leftovers: &mut Leftovers,
 ) -> Vec<(ItemRef, u64)> {
-    let mut targets = Vec::new();
+    // The caller drops the references after unlocking.
+    let mut targets = outstanding_redirected(guard, queue, leftovers);
     let state = guard.queue(queue);
-    // The caller drops the references after unlocking. An entry whose
-    // item is gone, or whose queueing is done, is pruned.
-    state
-        .redirected
-        .retain(|(known, ticket)| match known.upgrade() {
-            Some(item) if !item.core().is_done(*ticket) => {
-                targets.push((item, *ticket));
-                true
-            }
-            Some(item) => {
-                targets.push((item, *ticket));
-                false
-            }
-            None => false,
-        });
     // The run's own ticket: a queueing that the run made since is waited
     // for where it is linked (this worklist), and not at all when it is
     // on a timer, as the doc of `flush_workqueue` promises.
@@ -1733,16 +1720,61 @@ pub(crate) fn flush_targets(
     targets
 }
 
-/// Returns true when nothing is pending or running on `queue`.
-pub(crate) fn is_empty(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> bool {
+/// Returns true when nothing is pending or running on `queue`, nor any
+/// queueing made on it and moved to another queue. The references it took
+/// to check go to `leftovers`, to be dropped after unlocking.
+pub(crate) fn is_empty(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+    leftovers: &mut Leftovers,
+) -> bool {
+    let moved = outstanding_redirected(guard, queue, leftovers);
+    let none_moved = moved.is_empty();
+    leftovers
+        .released
+        .extend(moved.into_iter().map(|(item, _)| item));
     let state = guard.queue(queue);
-    // A queueing moved to another queue counts until `flush_targets` finds
-    // it done and prunes it.
-    state.redirected.retain(|(known, _)| !known.is_dead());
-    state.worklist.len == 0
-        && state.timers.len == 0
-        && state.running.is_empty()
-        && state.redirected.is_empty()
+    state.worklist.len == 0 && state.timers.len == 0 && state.running.is_empty() && none_moved
+}
+
+/// Returns the queueings made on `queue` and moved to another queue that
+/// are still pending or running, with references to their items. The
+/// others (executed, cancelled, or of a dropped item) are removed from the
+/// list, and their references go to `leftovers`.
+fn outstanding_redirected(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+    leftovers: &mut Leftovers,
+) -> Vec<(ItemRef, u64)> {
+    let entries = std::mem::take(&mut guard.queue(queue).redirected);
+    let mut kept = Vec::with_capacity(entries.len());
+    let mut outstanding = Vec::new();
+    for (known, ticket) in entries {
+        let Some(item) = known.upgrade() else {
+            continue;
+        };
+        if is_outstanding(guard, item.core(), ticket) {
+            kept.push((known, ticket));
+            outstanding.push((item, ticket));
+        } else {
+            leftovers.released.push(item);
+        }
+    }
+    guard.queue(queue).redirected = kept;
+    outstanding
+}
+
+/// Returns true while the queueing `ticket` of `core` is pending or
+/// running. Unlike `is_done`, it is false as soon as a cancel ends the
+/// period, even while an earlier run of the item goes on.
+fn is_outstanding(guard: &mut PoolGuard<'_>, core: &WorkCore, ticket: u64) -> bool {
+    let state = core.state.load(Ordering::Acquire);
+    let pending = state & PENDING != 0 && ticket_of(state) == ticket;
+    pending
+        || guard
+            .node(core)
+            .running
+            .is_some_and(|(_, run)| run == ticket)
 }
 
 /// Moves `queue` to `phase`, closing its intake stack when the phase is

@@ -71,8 +71,9 @@ pub enum WaitError {
         work: String,
     },
     /// A work function flushed, drained or destroyed a queue on which its
-    /// own item is queued again (moved behind its run, or on a timer): the
-    /// wait would need a run that cannot start before the caller returns.
+    /// own item was queued while it ran. That queueing moved to the queue
+    /// the caller runs on, or waits on a timer to move there, so it cannot
+    /// end before the caller returns.
     SelfQueued {
         /// The waiting API, e.g. `"flush_workqueue"`.
         api: &'static str,
@@ -124,8 +125,8 @@ impl fmt::Display for WaitError {
             WaitError::SelfQueued { api, queue, work } => write!(
                 f,
                 "{api} of workqueue {queue:?} called by work item {work:?} would wait forever: \
-                 {work:?} is queued there again and cannot run before the caller returns; \
-                 wait from outside, or re-queue the item after the wait"
+                 {work:?} was queued on {queue:?} while it ran, and that queueing cannot end \
+                 before the caller returns; wait from outside, or queue the item after the wait"
             ),
             WaitError::SelfFlush { api, queue, work } => write!(
                 f,

@@ -126,7 +126,10 @@ fn loom_queue_work_cancel() {
 
         assert_eq!(queued, runs + cancelled);
         assert!(!item.core().is_pending());
-        assert!(core::is_empty(&mut lock_pool(), &queue));
+        let mut leftovers = core::Leftovers::default();
+        let empty = core::is_empty(&mut lock_pool(), &queue, &mut leftovers);
+        leftovers.settle();
+        assert!(empty);
         let tallies = core::snapshot(&mut lock_pool(), &queue).tallies;
         assert_eq!(tallies.queued, tallies.executed + tallies.cancelled);
     });

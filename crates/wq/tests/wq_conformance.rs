@@ -1464,3 +1464,155 @@ async fn drain_waits_for_item_moved_during_drain() {
         "the drain returned before the moved queueing ran"
     );
 }
+
+/// A work function that queues its own item on another queue, and cancels
+/// that queueing, may flush that queue: nothing of it is queued there any
+/// more, and the flush does not wait for the caller's run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_after_cancelled_own_requeue() {
+    let home = test_queue("home", 4);
+    let other = test_queue("other", 4);
+    let result = Arc::new(Mutex::new(None));
+    let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
+    let item = {
+        let (home, other, result, me) = (home.clone(), other.clone(), result.clone(), me.clone());
+        Work::from_async_fn("mover", move || {
+            let (home, other, result, me) =
+                (home.clone(), other.clone(), result.clone(), me.clone());
+            async move {
+                let Some(me) = me.get() else { return };
+                assert!(wq::queue_work(&other, me).unwrap());
+                // Wait until the queueing has moved to this queue.
+                guarded("the move", async {
+                    while home.stats().pending == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await;
+                assert!(wq::cancel_work(me));
+                *result.lock().unwrap() = Some(wq::flush_workqueue(&other).await);
+            }
+        })
+    };
+    me.set(item.clone()).unwrap();
+
+    wq::queue_work(&home, &item).unwrap();
+    guarded("the run", wq::flush_workqueue(&home))
+        .await
+        .unwrap();
+
+    let result = result.lock().unwrap().take().expect("the item ran");
+    assert_eq!(result, Ok(()));
+    guarded("destroy", wq::destroy_workqueue(other))
+        .await
+        .unwrap();
+}
+
+/// A flush of another queue that a work function hands to a task of its
+/// own, after queueing its item there, waits for that queueing: the task
+/// is not the work function, so no self-wait is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_flush_is_no_self_wait() {
+    let home = test_queue("home", 4);
+    let other = test_queue("other", 4);
+    let gate = Gate::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let flush = Arc::new(Mutex::new(None));
+    let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
+    let item = {
+        let (other, gate, runs, flush, me) = (
+            other.clone(),
+            gate.clone(),
+            runs.clone(),
+            flush.clone(),
+            me.clone(),
+        );
+        Work::from_async_fn("spawner", move || {
+            let (other, gate, runs, flush, me) = (
+                other.clone(),
+                gate.clone(),
+                runs.clone(),
+                flush.clone(),
+                me.clone(),
+            );
+            async move {
+                let Some(me) = me.get() else { return };
+                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    wq::queue_work(&other, me).unwrap();
+                    let task = tokio::spawn(wq::flush_workqueue(&other));
+                    *flush.lock().unwrap() = Some(task);
+                } else {
+                    gate.pass().await;
+                }
+            }
+        })
+    };
+    me.set(item.clone()).unwrap();
+
+    wq::queue_work(&home, &item).unwrap();
+    gate.wait_arrivals(1).await;
+    gate.open(1);
+    let task = flush
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the first run spawned the flush");
+    let flushed = guarded("the spawned flush", task).await.unwrap();
+
+    assert_eq!(flushed, Ok(()));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+/// A destroy that fails because the caller's own item was queued on the
+/// queue leaves the queue live: it still accepts work, and a destroy from
+/// outside then succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_destroy_leaves_queue_live() {
+    let home = test_queue("home", 4);
+    let doomed = test_queue("doomed", 4);
+    let result = Arc::new(Mutex::new(None));
+    let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
+    let item = {
+        let (doomed, result, me) = (doomed.clone(), result.clone(), me.clone());
+        Work::from_async_fn("destroyer", move || {
+            let (doomed, result, me) = (doomed.clone(), result.clone(), me.clone());
+            async move {
+                let Some(me) = me.get() else { return };
+                if result.lock().unwrap().is_some() {
+                    return;
+                }
+                wq::queue_work(&doomed, me).unwrap();
+                let destroyed = wq::destroy_workqueue(doomed.clone()).await;
+                *result.lock().unwrap() = Some(destroyed);
+            }
+        })
+    };
+    me.set(item.clone()).unwrap();
+
+    wq::queue_work(&home, &item).unwrap();
+    guarded("the runs", wq::flush_workqueue(&home))
+        .await
+        .unwrap();
+    guarded("the runs", wq::flush_workqueue(&home))
+        .await
+        .unwrap();
+
+    let result = result.lock().unwrap().take().expect("the item ran");
+    assert!(
+        matches!(
+            result,
+            Err(WaitError::SelfQueued {
+                api: "destroy_workqueue",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(!doomed.is_destroyed());
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert!(wq::queue_work(&doomed, &counting_item("after", &runs)).unwrap());
+    guarded("destroy from outside", wq::destroy_workqueue(doomed))
+        .await
+        .unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
