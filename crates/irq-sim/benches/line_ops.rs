@@ -15,7 +15,7 @@ fn line_ops(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
 
     let state = LineState::new();
-    state.startup(false);
+    let _nothing_due = state.startup(false, 0);
     group.bench_function("raise_dispatch_cycle", |b| {
         b.iter(|| {
             let _ = black_box(state.raise(black_box(1)));

@@ -476,21 +476,23 @@ impl Controller {
         // detection, and one joining a line disabled as spurious enables
         // it again: the new handler may be the one that was missing.
         chain.spurious = SpuriousWindow::default();
-        let mut rearm = None;
-        if first {
+        let now = clock::now().as_nanos();
+        let rearm = if first {
             chain.trigger = flags.trigger;
             chain
                 .histograms
                 .get_or_insert_with(LatencyHistograms::for_line);
-            line.state.startup(flags.trigger == Trigger::Level);
-        } else {
-            rearm = line.state.end_spurious(clock::now().as_nanos());
-        }
-        drop(chain);
-        if let Some(rearm) = rearm {
+            line.state.startup(flags.trigger == Trigger::Level, now)
+        } else if let Some(rearm) = line.state.end_spurious(now) {
             tracing::info!(target: "irq", irq, handler = name, "irq {irq}: handler {name:?} joined the line disabled as spurious; enabling it again");
-            self.apply(irq, rearm);
-        }
+            rearm
+        } else {
+            Rearm::Idle
+        };
+        drop(chain);
+        // A level line held high fires now, as does a spurious line enabled
+        // again with an interrupt latched.
+        self.apply(irq, rearm);
 
         tracing::debug!(target: "irq", irq, handler = name, ?flags, "request_irq");
         Ok(HandlerId { irq, serial, name })

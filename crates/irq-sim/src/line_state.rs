@@ -451,27 +451,39 @@ impl LineState {
         })
     }
 
-    /// Starts a line for its first handler: depth zero, unmasked unless a
-    /// ONESHOT hold remains, nothing latched from before, with the given
-    /// trigger type.
+    /// Starts a line for its first handler at `now_nanos`: depth zero,
+    /// unmasked unless a ONESHOT hold remains, with the given trigger type.
+    /// A level line that a device holds high is due at once, as Linux's
+    /// `irq_startup` unmasks an asserted line and it fires; an edge latched
+    /// before any handler listened is dropped. Returns whether the caller
+    /// must push the line.
     ///
     /// ONESHOT holds are kept, as `shutdown` keeps them: each belongs to a
     /// thread of a freed handler that is still finishing its run, and that
     /// thread ends it. Clearing one would let that thread end a hold of the
     /// new handler's instead.
-    pub fn startup(&self, level: bool) {
+    pub fn startup(&self, level: bool, now_nanos: u64) -> Rearm {
         self.update(|old| {
-            let keep = old & (IN_PROGRESS | QUEUED | ONESHOT_MASK);
-            let trigger = if level { LEVEL } else { 0 };
-            (Some(keep | trigger), ())
+            let mut word = old & (IN_PROGRESS | QUEUED | ONESHOT_MASK);
+            if level {
+                // A raise before the first request set PENDING, whatever
+                // trigger the line had then: the device asserted it.
+                word |= LEVEL | (old & PENDING);
+            }
+            let (new, rearm) = rearm(restamp_if_due(word, now_nanos));
+            (Some(new), rearm)
         })
     }
 
-    /// Shuts a line down after its last handler left: depth one, nothing
-    /// pending, ONESHOT holds kept for the threads still ending them.
+    /// Shuts a line down after its last handler left: depth one, no edge
+    /// latched, a level line held high still high, ONESHOT holds kept for
+    /// the threads still ending them.
     pub fn shutdown(&self) {
         self.update(|old| {
-            let keep = old & (IN_PROGRESS | QUEUED | LEVEL | ONESHOT_MASK);
+            let mut keep = old & (IN_PROGRESS | QUEUED | LEVEL | ONESHOT_MASK);
+            if old & LEVEL != 0 {
+                keep |= old & (PENDING | STAMP_MASK);
+            }
             (Some(keep | DEPTH_ONE), ())
         })
     }
@@ -513,8 +525,38 @@ mod tests {
 
     fn started(level: bool) -> LineState {
         let state = LineState::new();
-        state.startup(level);
+        assert_eq!(state.startup(level, 0), Rearm::Idle);
         state
+    }
+
+    #[test]
+    fn level_high_before_startup_fires() {
+        let state = LineState::new();
+        assert_eq!(state.raise(1), RaiseOutcome::Latched);
+        assert_eq!(state.startup(true, 2), Rearm::Queue);
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 2 });
+        // Still high: it fires again until the device lowers it.
+        assert_eq!(state.end_dispatch(3), Rearm::Queue);
+        assert!(state.lower());
+    }
+
+    #[test]
+    fn edge_before_startup_dropped() {
+        let state = LineState::new();
+        assert_eq!(state.raise(1), RaiseOutcome::Latched);
+        assert_eq!(state.startup(false, 2), Rearm::Idle);
+        assert!(!state.snapshot().pending);
+    }
+
+    #[test]
+    fn level_high_survives_shutdown() {
+        let state = started(true);
+        assert_eq!(state.disable(), Some(1));
+        assert_eq!(state.raise(1), RaiseOutcome::Latched);
+        state.shutdown();
+        assert!(state.snapshot().pending);
+        assert_eq!(state.startup(true, 5), Rearm::Queue);
+        assert_eq!(state.startup(true, 6), Rearm::Idle, "queued once");
     }
 
     #[test]

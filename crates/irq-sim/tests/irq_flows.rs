@@ -406,3 +406,47 @@ fn oneshot_masks_until_thread_done() {
     });
     assert_eq!(irq.line_stats(LINE).unwrap().wake_thread, 2);
 }
+
+/// A level line that a device keeps high before any handler is requested
+/// fires as soon as one is, as Linux's startup unmasks an asserted line.
+/// It also stays high across a free while disabled, for the next handler.
+#[test]
+fn level_held_high_fires_on_request() {
+    let machine = machine(1);
+    let controller = machine.controller();
+    assert_eq!(controller.raise(LINE).unwrap(), RaiseOutcome::Latched);
+
+    // The handler clears the device, as a real one would.
+    let calls = Arc::new(AtomicU32::new(0));
+    let request = |calls: &Arc<AtomicU32>| {
+        let (calls, device) = (calls.clone(), controller.clone());
+        IrqRequest::new(
+            "sensor",
+            IrqFlags::LEVEL,
+            move |_: &mut HardIrqContext<'_>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                device.lower(LINE).unwrap();
+                IrqReturn::Handled
+            },
+        )
+    };
+    let id = controller.request_irq(LINE, request(&calls)).unwrap();
+    wait_until("the delivery of the held level", || {
+        calls.load(Ordering::SeqCst) == 1
+    });
+
+    // Held high while disabled, then the handler leaves: the next one
+    // still finds the line high.
+    controller.disable_irq(LINE).unwrap();
+    assert_eq!(controller.raise(LINE).unwrap(), RaiseOutcome::Latched);
+    controller.free_irq(id).unwrap();
+    let next_calls = Arc::new(AtomicU32::new(0));
+    let _id = controller.request_irq(LINE, request(&next_calls)).unwrap();
+    wait_until("the delivery to the next handler", || {
+        next_calls.load(Ordering::SeqCst) == 1
+    });
+    assert!(
+        !controller.line_state(LINE).unwrap().pending,
+        "the handler lowered it"
+    );
+}

@@ -25,7 +25,7 @@ struct Model {
 impl Model {
     fn new(level: bool) -> Arc<Self> {
         let state = LineState::new();
-        state.startup(level);
+        let _nothing_due = state.startup(level, 0);
         Arc::new(Self {
             state,
             queue: Mutex::new(0),
