@@ -275,6 +275,10 @@ impl Napi {
     /// when no poll runs. The interrupt stays masked if a cycle was cut
     /// short, until [`Napi::enable`].
     ///
+    /// A second disable before the enable logs a warning and only waits
+    /// for a running poll: disables do not nest, and one enable undoes
+    /// them. (Linux's second `napi_disable` would wait forever.)
+    ///
     /// # Errors
     ///
     /// [`wq::WaitError`] in a top half or from the poll itself.
@@ -283,24 +287,51 @@ impl Napi {
     ///
     /// Task context; sleeps. The cancel happens at the call.
     pub fn disable(&self) -> impl Future<Output = Result<(), wq::WaitError>> + Send + 'static {
-        let disabled = irq_sim::might_sleep("napi_disable").map(|()| {
-            self.inner.disabled.store(true, Ordering::Release);
-            wq::disable_work_sync(&self.inner.work)
+        let inner = &self.inner;
+        let waits = irq_sim::might_sleep("napi_disable").map(|()| {
+            if inner.disabled.swap(true, Ordering::AcqRel) {
+                printk!(
+                    KernLevel::Warning,
+                    "napi {}: disabled twice without an enable; Linux's napi_disable would \
+                     wait forever here",
+                    inner.name
+                );
+                (None, Some(wq::flush_work(&inner.work)))
+            } else {
+                (Some(wq::disable_work_sync(&inner.work)), None)
+            }
         });
         async move {
-            disabled?.await?;
+            let (disable, flush) = waits?;
+            if let Some(disable) = disable {
+                disable.await?;
+            }
+            if let Some(flush) = flush {
+                flush.await?;
+            }
             Ok(())
         }
     }
 
     /// Allows polling again after [`Napi::disable`] (`napi_enable`), and
-    /// unmasks the interrupt if the disable cut a cycle short.
+    /// unmasks the interrupt if the disable cut a cycle short. Without a
+    /// disable before it, it logs a warning and changes nothing.
     ///
     /// # Context
     ///
     /// Any; never sleeps.
     pub fn enable(&self) {
         let inner = &self.inner;
+        if !inner.disabled.load(Ordering::Acquire) {
+            printk!(
+                KernLevel::Warning,
+                "napi {}: enabled without a disable; nothing changed",
+                inner.name
+            );
+            return;
+        }
+        // The item first: a schedule that finds the flag cleared must be
+        // able to queue the poll.
         wq::enable_work(&inner.work);
         inner.disabled.store(false, Ordering::Release);
         if inner.scheduled.swap(false, Ordering::AcqRel) {

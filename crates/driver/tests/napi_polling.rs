@@ -222,3 +222,30 @@ fn disabled_napi_does_not_schedule() {
     assert!(napi.schedule(), "an enabled context did not start a cycle");
     wait_until("the cycle completes", || napi.stats().completions == 1);
 }
+
+/// Disables do not nest: after two, one enable lets the next interrupt
+/// start a cycle that polls and unmasks. An enable with no disable before
+/// it changes nothing.
+#[test]
+fn double_disable_one_enable_polls() {
+    let queue = wq::alloc_workqueue("napi_disable_twice", wq::WqFlags::NONE, 1);
+    let mask = Arc::new(MockMask::default());
+    let napi = Napi::new("twice", &queue, 4, mask.clone(), |_| 0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+
+    runtime.block_on(napi.disable()).unwrap();
+    runtime.block_on(napi.disable()).unwrap();
+    napi.enable();
+
+    assert!(napi.schedule(), "an enabled context did not start a cycle");
+    wait_until("the cycle completes", || napi.stats().completions == 1);
+    assert_eq!(napi.stats().polls, 1);
+    assert_eq!(mask.unmasks.load(Ordering::SeqCst), 1);
+
+    // A stray enable: the next cycle runs as before.
+    napi.enable();
+    assert!(napi.schedule());
+    wait_until("the next cycle completes", || napi.stats().completions == 2);
+}
