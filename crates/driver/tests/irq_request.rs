@@ -833,6 +833,14 @@ fn deaf_thread_fn_makes_line_spurious() {
             spurious,
             "thread function returning {returns:?}"
         );
+        // The counters follow the same verdict: all but the first delivery
+        // unhandled, or none.
+        let stats = controller.line_stats(21).unwrap();
+        if spurious {
+            assert_eq!((stats.handled, stats.unhandled), (1, 100), "{stats:?}");
+        } else {
+            assert_eq!(stats.unhandled, 0, "{stats:?}");
+        }
         controller.lower(21).unwrap();
         drop(registration);
     }

@@ -461,10 +461,16 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
     bump(&me.counters.chains);
     if poll {
         bump(&line.counters.polls);
-    } else if outcome.handled() {
-        bump(&line.counters.handled);
     } else {
-        bump(&line.counters.unhandled);
+        // Counted by spurious detection's verdict, so that a delivery
+        // that only woke a thread function returning `None` shows as
+        // unhandled, as the "nobody cared" report counts it.
+        let handled = note_interrupt(controller, line, irq, chain, &outcome, end);
+        bump(if handled {
+            &line.counters.handled
+        } else {
+            &line.counters.unhandled
+        });
     }
     if shared.config.histograms {
         let duration_ns = end.as_nanos().saturating_sub(entry.as_nanos());
@@ -472,9 +478,6 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
             histograms.record(latency_ns, duration_ns);
         }
         local.samples.push(me, latency_ns, duration_ns);
-    }
-    if !poll {
-        note_interrupt(controller, line, irq, chain, &outcome, end);
     }
 
     // Step 5: unmask; requeue what arrived meanwhile.
@@ -693,7 +696,7 @@ fn check_budget(
 }
 
 /// Feeds one delivery to spurious detection and disables the line when
-/// nobody cared.
+/// nobody cared. Returns whether the delivery counts as handled.
 fn note_interrupt(
     controller: &Controller,
     line: &Line,
@@ -701,17 +704,18 @@ fn note_interrupt(
     chain: &mut Chain,
     outcome: &ChainOutcome,
     now: Timestamp,
-) {
+) -> bool {
     let config = controller.shared.config.spurious;
     let window = &mut chain.spurious;
     // A delivery that only woke threads is judged as Linux's
     // `note_interrupt` judges it: handled if a thread function handled an
-    // interrupt since the previous such delivery. The first is not counted,
-    // because no thread has run for it yet.
+    // interrupt since the previous such delivery. The first is not counted
+    // in the window, because no thread has run for it yet; the statistics
+    // count it as handled.
     let handled = if outcome.only_woke() {
         let threads_handled = line.counters.threads_handled.load(Ordering::Acquire);
         let Some(last) = window.threads_handled_last.replace(threads_handled) else {
-            return;
+            return true;
         };
         threads_handled != last
     } else {
@@ -726,14 +730,14 @@ fn note_interrupt(
     }
     window.count += 1;
     if window.count < config.window {
-        return;
+        return handled;
     }
 
     let unhandled = window.unhandled;
     window.count = 0;
     window.unhandled = 0;
     if unhandled < config.threshold || !line.state.disable_spurious() {
-        return;
+        return handled;
     }
     bump(&line.counters.spurious_disables);
     let handlers: Vec<&str> = chain.actions.iter().map(|action| action.name).collect();
@@ -748,4 +752,5 @@ fn note_interrupt(
         handlers.join(", "),
         config.poll_interval
     );
+    handled
 }

@@ -159,7 +159,7 @@ pub(crate) struct LineCounters {
     pub(crate) coalesced: AtomicU64,
     /// Raises of a level line that found it already asserted.
     pub(crate) already_asserted: AtomicU64,
-    /// Deliveries with at least one handler returning handled.
+    /// Deliveries judged handled (see `LineStats::handled`).
     pub(crate) handled: AtomicU64,
     /// Deliveries no handler claimed.
     pub(crate) unhandled: AtomicU64,
@@ -232,9 +232,11 @@ pub struct LineStats {
     pub raised: u64,
     /// Deliveries per CPU.
     pub per_cpu: Vec<u64>,
-    /// Deliveries that some handler claimed.
+    /// Deliveries that some handler claimed. One whose handlers only woke
+    /// threads counts as spurious detection judges it: by whether a thread
+    /// function returned `Handled` since the previous such delivery.
     pub handled: u64,
-    /// Deliveries no handler claimed.
+    /// Deliveries no handler claimed, judged as for `handled`.
     pub unhandled: u64,
     /// Edges folded into an already pending delivery.
     pub coalesced: u64,
