@@ -335,8 +335,8 @@ impl Drop for Claim<'_> {
         if !self.settled {
             printk!(
                 KernLevel::Warning,
-                "{}: bind cancelled during the probe of {}; the device stays unbound, \
-                 and the module's unload releases what the probe requested",
+                "{}: bind cancelled during the probe of {}; the device stays unbound, and \
+                 the module's unload releases what the probe requested and did not free",
                 self.driver,
                 self.device.name
             );

@@ -144,7 +144,8 @@ pub enum ModuleError {
     Unloaded {
         /// The module.
         module: &'static str,
-        /// The work item or handler the request named.
+        /// What the request asked for, e.g. `work item "rx"` or `the
+        /// binding of nic to eth0`.
         what: String,
     },
     /// A queueing through the module's context was rejected by the queue.
@@ -188,8 +189,8 @@ impl fmt::Display for ModuleError {
             ),
             Self::Unloaded { module, what } => write!(
                 f,
-                "module {module} is unloading or unloaded; {what:?} cannot be queued or \
-                 requested through its context"
+                "module {module} is unloading or unloaded, so its context takes nothing new: \
+                 {what} was refused"
             ),
             Self::Queue { module, source } => write!(f, "module {module}: {source}"),
             Self::Irq { module, source } => write!(f, "module {module}: {source}"),

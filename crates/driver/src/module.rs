@@ -479,7 +479,7 @@ impl ModuleContext {
             source,
         })?;
         let item = work.tracked();
-        let mut tracked = self.open_tracker(|| item.name().to_string())?;
+        let mut tracked = self.open_tracker(|| format!("work item {:?}", item.name()))?;
         if !tracked
             .work
             .iter()
@@ -592,7 +592,7 @@ impl ModuleContext {
         request: IrqRequest,
     ) -> Result<IrqRegistration, ModuleError> {
         let name = request.name();
-        self.check_open(name)?;
+        self.check_open(|| format!("IRQ handler {name:?}"))?;
         let registration =
             irq::request_irq(controller, irq, request).map_err(|source| ModuleError::Irq {
                 module: self.name,
@@ -618,7 +618,7 @@ impl ModuleContext {
         irq: u32,
         request: ThreadedIrq,
     ) -> Result<IrqRegistration, ModuleError> {
-        self.check_open(request.name())?;
+        self.check_open(|| format!("IRQ handler {:?}", request.name()))?;
         let registration =
             irq::request_threaded_irq(controller, irq, request).map_err(|source| {
                 ModuleError::Irq {
@@ -630,8 +630,8 @@ impl ModuleContext {
         Ok(registration)
     }
 
-    fn check_open(&self, what: &str) -> Result<(), ModuleError> {
-        self.open_tracker(|| what.to_string()).map(drop)
+    fn check_open(&self, what: impl FnOnce() -> String) -> Result<(), ModuleError> {
+        self.open_tracker(what).map(drop)
     }
 
     /// Locks the tracker, unless the unload has started: then returns
@@ -693,7 +693,7 @@ impl ModuleContext {
         name: &'static str,
         alloc: impl FnOnce() -> Workqueue,
     ) -> Result<Workqueue, ModuleError> {
-        let mut tracked = self.open_tracker(|| name.to_owned())?;
+        let mut tracked = self.open_tracker(|| format!("workqueue {name:?}"))?;
         let queue = alloc();
         tracked.queues.push(queue.clone());
         Ok(queue)
@@ -702,7 +702,7 @@ impl ModuleContext {
     /// Adds `registration` to the tracker. If the unload started while the
     /// request was made, the registration is dropped, which frees it.
     fn track_registration(&self, registration: &IrqRegistration) -> Result<(), ModuleError> {
-        let mut tracked = self.open_tracker(|| registration.name().to_string())?;
+        let mut tracked = self.open_tracker(|| format!("IRQ handler {:?}", registration.name()))?;
         tracked.irqs.push(registration.shared());
         Ok(())
     }

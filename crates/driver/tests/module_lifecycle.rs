@@ -394,9 +394,15 @@ fn context_rejects_after_unload() {
     assert!(
         matches!(
             &error,
-            ModuleError::Unloaded { module: "keeps_context", what } if what == "late_work"
+            ModuleError::Unloaded { module: "keeps_context", what }
+                if what == "work item \"late_work\""
         ),
         "unexpected error: {error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "module keeps_context is unloading or unloaded, so its context takes nothing new: \
+         work item \"late_work\" was refused"
     );
     assert!(!wq::work_pending(&LATE_WORK));
 }
