@@ -144,7 +144,7 @@ pub enum ModuleError {
     Unloaded {
         /// The module.
         module: &'static str,
-        /// What the request asked for, e.g. `work item "rx"` or `the
+        /// The request, e.g. `work item "rx"` or `the
         /// binding of nic to eth0`.
         what: String,
     },
