@@ -542,14 +542,19 @@ pub fn flush_delayed_work(
     dwork: impl DelayedWorkRef,
 ) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
     let checked = check_may_wait("flush_delayed_work", dwork.work_core()).map(|()| {
-        // Cut the delay short now, at the call.
+        // Cut the delay short now, at the call. The target is taken under
+        // the same lock, before any worker is woken: a worker that started
+        // the item first would make the flush find it idle.
         let mut leftovers = core::Leftovers::default();
-        let wake = core::activate(&mut lock_pool(), dwork.work_core(), &mut leftovers);
+        let mut pool = lock_pool();
+        let wake = core::activate(&mut pool, dwork.work_core(), &mut leftovers);
+        let flush = start_flush(dwork.item_ref());
+        drop(pool);
         leftovers.settle();
         if let Some(waker) = wake {
             waker.wake();
         }
-        start_flush(dwork.item_ref())
+        flush
     });
     async move { Ok(checked?.wait().await) }
 }

@@ -1616,3 +1616,22 @@ async fn failed_destroy_leaves_queue_live() {
         .unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+/// flush_delayed_work of an item waiting on its timer returns true every
+/// time: the flush takes its target before the worker that runs the item
+/// is woken, so a fast worker cannot make it look idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_delayed_work_true_when_armed() {
+    let queue = test_queue("flush-delayed-armed", 4);
+    let dwork = DelayedWork::from_fn("quick", || {});
+    let hour = Duration::from_secs(3600);
+
+    let mut idle_results = 0;
+    for _ in 0..2_000 {
+        assert_eq!(wq::queue_delayed_work(&queue, &dwork, hour), Ok(true));
+        if guarded("flush", wq::flush_delayed_work(&dwork)).await == Ok(false) {
+            idle_results += 1;
+        }
+    }
+    assert_eq!(idle_results, 0, "flushes that found the armed item idle");
+}
