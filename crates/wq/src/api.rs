@@ -25,7 +25,7 @@ use crate::work::{DelayedWorkRef, ItemRef, WorkRef};
 /// Returns `Ok(true)` when the item was idle and is now pending, and
 /// `Ok(false)` when it was already pending (it keeps its place and runs
 /// once) or is disabled. An item that is running is queued to run again
-/// after the current run, on the queue it runs on.
+/// after the current run, on `wq`, even when the run is on another queue.
 ///
 /// # Errors
 ///
@@ -598,16 +598,15 @@ async fn flush_queue(
     let queue = &wq.shared().core;
     let (targets, leftovers) = {
         let mut pool = lock_pool();
-        let mut leftovers = core::drain_intake(&mut pool, queue);
-        let targets = core::flush_targets(&mut pool, queue, with_timers, &mut leftovers);
+        let leftovers = core::drain_intake(&mut pool, queue);
+        let targets = core::flush_targets(&mut pool, queue, with_timers);
         (targets, leftovers)
     };
     leftovers.settle();
     // A work function whose own item was queued on `wq` while it ran would
-    // wait for a run that cannot end before it returns. That queueing moved
-    // to the queue the caller runs on, or waits on a timer to move there.
-    // The caller is the run that polls this future, which need not be the
-    // one that made it.
+    // wait for a run that cannot start before it returns: that queueing
+    // waits on `wq` for the caller's run to end. The caller is the run that
+    // polls this future, which need not be the one that made it.
     if let Some(run) = queue::current_run()
         && let Some((item, _)) = targets
             .iter()
@@ -684,10 +683,9 @@ async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<
         let mut cancels = Vec::new();
         let (empty, leftovers) = {
             let mut pool = lock_pool();
-            let mut leftovers = core::drain_intake(&mut pool, queue);
+            let leftovers = core::drain_intake(&mut pool, queue);
             core::cancel_drain_rearms(&mut pool, queue, &mut cancels);
-            let empty = core::is_empty(&mut pool, queue, &mut leftovers);
-            (empty, leftovers)
+            (core::is_empty(&mut pool, queue), leftovers)
         };
         leftovers.settle();
         crate::queue::report_drain_cancels(queue, cancels.into_iter());

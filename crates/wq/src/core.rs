@@ -46,11 +46,11 @@
 //!
 //! A pending item whose previous run has not finished stays on the worklist
 //! and is skipped by `take_next` until that run finishes, so an item never
-//! runs concurrently with itself. An item that is running on queue X when
-//! its queueing is linked (or drained from an intake stack) goes on X,
-//! whatever queue was asked for; the queue asked notes it, so that its
-//! flushes wait for it. The kernel moves an item only within one
-//! workqueue: irqlab keeps it from running twice at once across queues too.
+//! runs concurrently with itself, on one queue or across queues. On a queue
+//! that runs one item at a time it is not skipped but waited for, so the
+//! order holds. When the run ends on another queue, `finish` wakes a worker
+//! of the queue that waits (`release_waiting_elsewhere`). The kernel keeps
+//! an item from running twice at once within one workqueue only.
 //!
 //! # The intake stack
 //!
@@ -94,7 +94,7 @@ use crate::stats::{Counters, Tallies};
 use crate::sync::{
     AtomicU64, Ordering, RawLock, RawLockGuard, UnsafeCell, const_unless_loom, dekker_fence,
 };
-use crate::work::{ItemRef, WeakItemRef};
+use crate::work::ItemRef;
 
 /// The item is pending: queued or on a timer, not started.
 const PENDING: u64 = 1;
@@ -645,11 +645,6 @@ struct QueueState {
     /// References to items whose intake queueing was cancelled, to be
     /// dropped after unlocking.
     graveyard: Vec<ItemRef>,
-    /// Queueings made on this queue that went to the worklist of another
-    /// queue, where their item was running: one entry per item, with the
-    /// latest such ticket. Flushes and drains of this queue wait for them
-    /// too.
-    redirected: Vec<(WeakItemRef, u64)>,
     /// Queue-to-start latency, nanoseconds.
     latency: Histogram<u64>,
     /// Work function run time, nanoseconds.
@@ -725,7 +720,6 @@ impl QueueCore {
                 timer: TimerState::default(),
                 tallies: Tallies::default(),
                 graveyard: Vec::new(),
-                redirected: Vec::new(),
                 latency: new_histogram(),
                 run_time: new_histogram(),
             })),
@@ -781,58 +775,9 @@ pub(crate) fn link_pending(
     let mut leftovers = Leftovers::default();
     let wake = match deadline {
         Some(deadline) => link_timer(guard, core, queue, deadline),
-        None => {
-            let target = worklist_for(guard, core, queue);
-            link_worklist_in_order(guard, core, target, &mut leftovers)
-        }
+        None => link_worklist_in_order(guard, core, queue, &mut leftovers),
     };
     Linked::Queued(wake, leftovers)
-}
-
-/// Returns the queue on whose worklist `core`, queued on `queue`, goes:
-/// the queue it runs on if it runs, so that it never runs concurrently
-/// with itself, else `queue`. A queueing sent to another queue is noted on
-/// `queue`, whose flushes wait for it too.
-fn worklist_for<'q>(
-    guard: &mut PoolGuard<'_>,
-    core: &WorkCore,
-    queue: &'q QueueCore,
-) -> &'q QueueCore {
-    let Some((running_queue, _)) = guard.node(core).running else {
-        return queue;
-    };
-    // SAFETY: `running` was read under the held pool lock, and a queue with
-    // an item running lives until the run ends.
-    let target = unsafe { queue_of(running_queue) };
-    if !std::ptr::eq(target, queue) {
-        note_redirected(guard, core, queue);
-    }
-    target
-}
-
-/// Notes on `queue` that its queueing of `core` went to another queue's
-/// worklist. Kept out of line: the common path of a drain never needs it.
-#[cold]
-#[inline(never)]
-fn note_redirected(guard: &mut PoolGuard<'_>, core: &WorkCore, queue: &QueueCore) {
-    // A second reference: the node keeps its own, so the drop of this one
-    // below runs no destructor under the lock.
-    let Some(held) = guard.node(core).held.clone() else {
-        return;
-    };
-    let ticket = core.latest_ticket();
-    let redirected = &mut guard.queue(queue).redirected;
-    // A dropped item's queueings are over. An item keeps one entry, with
-    // its latest ticket, so the list has at most one entry per live item.
-    // Weak references keep no item alive.
-    redirected.retain(|(known, _)| !known.is_dead());
-    match redirected
-        .iter_mut()
-        .find(|(known, _)| known.refers_to(&held))
-    {
-        Some(entry) => entry.1 = ticket,
-        None => redirected.push((held.downgrade(), ticket)),
-    }
 }
 
 /// Puts `core` on `queue`'s worklist behind the queueings already pushed
@@ -1073,12 +1018,11 @@ pub(crate) fn has_work_hint(queue: &QueueCore) -> bool {
         || !intake_is_empty(queue.intake.load(Ordering::Relaxed))
 }
 
-/// Moves every item of `queue`'s intake stack to the worklist it belongs
-/// on, in push order. A queueing cancelled while on the stack is counted as
-/// queued and cancelled, and its reference goes to the graveyard.
+/// Moves every item of `queue`'s intake stack to its worklist, in push
+/// order. A queueing cancelled while on the stack is counted as queued and
+/// cancelled, and its reference goes to the graveyard.
 ///
-/// Returns workers of other queues to wake (for items running there) and
-/// the graveyard's references.
+/// Returns the graveyard's references, to drop after unlocking.
 pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Leftovers {
     // A look before the swap spares a worker that finds the stack empty a
     // locked instruction. A push that the look misses is caught as a push
@@ -1087,7 +1031,6 @@ pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Left
     if intake_is_empty(queue.intake.load(Ordering::Relaxed)) {
         return Leftovers::default();
     }
-    let mut wake = Vec::new();
     // Acquire pairs with the pushers' SeqCst compare-exchange: their slots
     // are visible.
     let mut head = queue.intake.swap(std::ptr::null_mut(), Ordering::SeqCst);
@@ -1133,15 +1076,15 @@ pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Left
         }
 
         guard.node(core).held = Some(item_ref);
-        let target = worklist_for(guard, core, queue);
-        // The pusher already woke a worker of `queue` if one slept; only an
-        // item redirected to the queue it runs on needs a wake-up here.
-        let redirected = !std::ptr::eq(target, queue);
-        wake.extend(link_worklist_at(guard, core, target, queued_at, redirected));
+        // The pusher already woke a worker of `queue` if one slept.
+        let _no_wake = link_worklist_at(guard, core, queue, queued_at, false);
     }
 
     let released = std::mem::take(&mut guard.queue(queue).graveyard);
-    Leftovers { wake, released }
+    Leftovers {
+        wake: Vec::new(),
+        released,
+    }
 }
 
 /// Puts `core` on `queue`'s timer list and kicks the timer task if the new
@@ -1216,7 +1159,11 @@ pub(crate) fn take_next(
     queue: &QueueCore,
     now: Stamp,
 ) -> Option<Started> {
-    // Step 1: the first item that is not running elsewhere.
+    // Step 1: the first item whose earlier run, if any, has ended. On a
+    // queue that runs one item at a time the order is strict: an item
+    // still running elsewhere holds back the items behind it. The end of
+    // that run wakes a worker here (`finish`).
+    let strict = queue.max_active == 1;
     let mut cursor = guard.queue(queue).worklist.head;
     let core = loop {
         let link = cursor?;
@@ -1225,6 +1172,9 @@ pub(crate) fn take_next(
         let node = guard.node(core);
         if node.running.is_none() {
             break core;
+        }
+        if strict {
+            return None;
         }
         cursor = node.next;
     };
@@ -1354,11 +1304,15 @@ pub(crate) fn finish(
     core: &WorkCore,
     ticket: u64,
     run_time_ns: u64,
+    leftovers: &mut Leftovers,
 ) -> Option<ItemRef> {
     let node = guard.node(core);
     debug_assert_eq!(node.running.map(|(_, t)| t), Some(ticket));
     node.running = None;
     let done = ticket.max(node.cancelled_ticket);
+    leftovers
+        .wake
+        .extend(release_waiting_elsewhere(guard, core, queue));
 
     let state = guard.queue(queue);
     let released = state
@@ -1370,6 +1324,25 @@ pub(crate) fn finish(
 
     core.advance_done(done);
     released
+}
+
+/// Returns a worker to wake on the queue whose worklist has `core`, queued
+/// there while it ran on `ran_on`: now that the run has ended, the item may
+/// start. A worker of `ran_on` itself looks at its worklist anyway.
+fn release_waiting_elsewhere(
+    guard: &mut PoolGuard<'_>,
+    core: &WorkCore,
+    ran_on: &QueueCore,
+) -> Option<Waker> {
+    let Place::Worklist(waiting_on) = guard.node(core).place else {
+        return None;
+    };
+    if std::ptr::eq(waiting_on.as_ptr(), ran_on) {
+        return None;
+    }
+    // SAFETY: read under the held pool lock. A queue with an item on its
+    // worklist is alive, because its workers keep it until the list is empty.
+    unsafe { queue_of(waiting_on) }.idle.claim()
 }
 
 /// Outcome of `cancel`.
@@ -1477,17 +1450,15 @@ pub(crate) fn activate(
     activate_unlinked(guard, core, queue, leftovers)
 }
 
-/// Puts an item just taken off `queue`'s timer list on the right worklist.
+/// Puts an item just taken off `queue`'s timer list on its worklist.
 fn activate_unlinked(
     guard: &mut PoolGuard<'_>,
     core: &WorkCore,
     queue: &QueueCore,
     leftovers: &mut Leftovers,
 ) -> Option<Waker> {
-    let target = worklist_for(guard, core, queue);
-    // `link_worklist` counts the queueing on `target`, where it will run.
-    // The timer link counted it on `queue`, which gives it up.
-    let wake = link_worklist_in_order(guard, core, target, leftovers);
+    // `link_worklist` counts a queueing; the timer link already did.
+    let wake = link_worklist_in_order(guard, core, queue, leftovers);
     guard.queue(queue).tallies.queued -= 1;
     wake
 }
@@ -1663,17 +1634,13 @@ pub(crate) fn modify_deadline(
     let mut leftovers = Leftovers::default();
     let wake = match deadline {
         Some(deadline) => link_timer(guard, core, queue, deadline),
-        None => {
-            let target = worklist_for(guard, core, queue);
-            link_worklist_in_order(guard, core, target, &mut leftovers)
-        }
+        None => link_worklist_in_order(guard, core, queue, &mut leftovers),
     };
     Modified::Moved(wake, leftovers)
 }
 
-/// Returns the items pending on `queue`'s worklist or running on it, and
-/// those queued on it but moved to another queue's worklist, each with the
-/// ticket a flush must wait for. Timer-list items are left out
+/// Returns the items pending on `queue`'s worklist or running on it, each
+/// with the ticket a flush must wait for. Timer-list items are left out
 /// unless `with_timers`, as `flush_workqueue` does not wait for delays.
 ///
 /// NOTE: this walks the whole worklist under the pool lock, about 10 ns an
@@ -1683,10 +1650,8 @@ pub(crate) fn flush_targets(
     guard: &mut PoolGuard<'_>,
     queue: &QueueCore,
     with_timers: bool,
-    leftovers: &mut Leftovers,
 ) -> Vec<(ItemRef, u64)> {
-    // The caller drops the references after unlocking.
-    let mut targets = outstanding_redirected(guard, queue, leftovers);
+    let mut targets = Vec::new();
     let state = guard.queue(queue);
     // The run's own ticket: a queueing that the run made since is waited
     // for where it is linked (this worklist), and not at all when it is
@@ -1720,61 +1685,10 @@ pub(crate) fn flush_targets(
     targets
 }
 
-/// Returns true when nothing is pending or running on `queue`, nor any
-/// queueing made on it and moved to another queue. The references it took
-/// to check go to `leftovers`, to be dropped after unlocking.
-pub(crate) fn is_empty(
-    guard: &mut PoolGuard<'_>,
-    queue: &QueueCore,
-    leftovers: &mut Leftovers,
-) -> bool {
-    let moved = outstanding_redirected(guard, queue, leftovers);
-    let none_moved = moved.is_empty();
-    leftovers
-        .released
-        .extend(moved.into_iter().map(|(item, _)| item));
+/// Returns true when nothing is pending or running on `queue`.
+pub(crate) fn is_empty(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> bool {
     let state = guard.queue(queue);
-    state.worklist.len == 0 && state.timers.len == 0 && state.running.is_empty() && none_moved
-}
-
-/// Returns the queueings made on `queue` and moved to another queue that
-/// are still pending or running, with references to their items. The
-/// others (executed, cancelled, or of a dropped item) are removed from the
-/// list, and their references go to `leftovers`.
-fn outstanding_redirected(
-    guard: &mut PoolGuard<'_>,
-    queue: &QueueCore,
-    leftovers: &mut Leftovers,
-) -> Vec<(ItemRef, u64)> {
-    let entries = std::mem::take(&mut guard.queue(queue).redirected);
-    let mut kept = Vec::with_capacity(entries.len());
-    let mut outstanding = Vec::new();
-    for (known, ticket) in entries {
-        let Some(item) = known.upgrade() else {
-            continue;
-        };
-        if is_outstanding(guard, item.core(), ticket) {
-            kept.push((known, ticket));
-            outstanding.push((item, ticket));
-        } else {
-            leftovers.released.push(item);
-        }
-    }
-    guard.queue(queue).redirected = kept;
-    outstanding
-}
-
-/// Returns true while the queueing `ticket` of `core` is pending or
-/// running. Unlike `is_done`, it is false as soon as a cancel ends the
-/// period, even while an earlier run of the item goes on.
-fn is_outstanding(guard: &mut PoolGuard<'_>, core: &WorkCore, ticket: u64) -> bool {
-    let state = core.state.load(Ordering::Acquire);
-    let pending = state & PENDING != 0 && ticket_of(state) == ticket;
-    pending
-        || guard
-            .node(core)
-            .running
-            .is_some_and(|(_, run)| run == ticket)
+    state.worklist.len == 0 && state.timers.len == 0 && state.running.is_empty()
 }
 
 /// Moves `queue` to `phase`, closing its intake stack when the phase is
@@ -1863,13 +1777,15 @@ pub(crate) fn snapshot(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> QueueSna
 /// runtime stopped its workers: pending items are cancelled, running ones
 /// are marked finished, and flushers of either are released.
 ///
-/// Returns the queue's references to the items, to drop after unlocking.
-pub(crate) fn detach_all(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec<ItemRef> {
+/// Returns the queue's references to the items, and the workers of other
+/// queues to wake for queueings that waited for these runs, to drop and
+/// wake after unlocking.
+pub(crate) fn detach_all(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+) -> (Vec<ItemRef>, Vec<Waker>) {
     let leftovers = drain_intake(guard, queue);
     let mut released = leftovers.released;
-    // Items redirected to other queues are alive there; their wake-ups
-    // are lost with this queue's runtime, and later queueing wakes them.
-    drop(leftovers.wake);
     for head in [
         guard.queue(queue).worklist.head,
         guard.queue(queue).timers.head,
@@ -1886,6 +1802,7 @@ pub(crate) fn detach_all(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec<It
         }
     }
 
+    let mut wake = Vec::new();
     let running = std::mem::take(&mut guard.queue(queue).running);
     for (item, ticket) in running {
         let core = item.core();
@@ -1893,9 +1810,11 @@ pub(crate) fn detach_all(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec<It
         node.running = None;
         let done = ticket.max(node.cancelled_ticket);
         core.advance_done(done);
+        // A queueing of it waiting on another queue may start now.
+        wake.extend(release_waiting_elsewhere(guard, core, queue));
         released.push(item);
     }
-    released
+    (released, wake)
 }
 
 /// Cancels every item on `queue`'s timer list, for a queue whose runtime

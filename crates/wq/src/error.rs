@@ -71,9 +71,8 @@ pub enum WaitError {
         work: String,
     },
     /// A work function flushed, drained or destroyed a queue on which its
-    /// own item was queued while it ran. That queueing moved to the queue
-    /// the caller runs on, or waits on a timer to move there, so it cannot
-    /// end before the caller returns.
+    /// own item was queued while it ran. That queueing cannot start before
+    /// the caller's run ends.
     SelfQueued {
         /// The waiting API, e.g. `"flush_workqueue"`.
         api: &'static str,
@@ -125,7 +124,7 @@ impl fmt::Display for WaitError {
             WaitError::SelfQueued { api, queue, work } => write!(
                 f,
                 "{api} of workqueue {queue:?} called by work item {work:?} would wait forever: \
-                 {work:?} was queued on {queue:?} while it ran, and that queueing cannot end \
+                 {work:?} was queued on {queue:?} while it ran, and that queueing cannot start \
                  before the caller returns; wait from outside, or queue the item after the wait"
             ),
             WaitError::SelfFlush { api, queue, work } => write!(

@@ -79,14 +79,17 @@ fn work(queue: &QueueCore) -> usize {
         let Some(started) = take(queue) else {
             return runs;
         };
+        let mut leftovers = core::Leftovers::default();
         let released = core::finish(
             &mut lock_pool(),
             queue,
             started.item.core(),
             started.ticket,
             1,
+            &mut leftovers,
         );
         drop(released);
+        leftovers.settle();
         runs += 1;
     }
 }
@@ -126,10 +129,7 @@ fn loom_queue_work_cancel() {
 
         assert_eq!(queued, runs + cancelled);
         assert!(!item.core().is_pending());
-        let mut leftovers = core::Leftovers::default();
-        let empty = core::is_empty(&mut lock_pool(), &queue, &mut leftovers);
-        leftovers.settle();
-        assert!(empty);
+        assert!(core::is_empty(&mut lock_pool(), &queue));
         let tallies = core::snapshot(&mut lock_pool(), &queue).tallies;
         assert_eq!(tallies.queued, tallies.executed + tallies.cancelled);
     });
@@ -158,14 +158,17 @@ fn loom_requeue_while_running() {
         };
 
         let overlapped = second_worker.join().unwrap();
+        let mut leftovers = core::Leftovers::default();
         let released = core::finish(
             &mut lock_pool(),
             &queue,
             started.item.core(),
             started.ticket,
             1,
+            &mut leftovers,
         );
         drop(released);
+        leftovers.settle();
         assert!(
             requeuer.join().unwrap(),
             "an item is not pending while it runs"
@@ -195,11 +198,17 @@ fn loom_push_meets_parking_worker() {
         // The worker: look for work, and sleep if there is none.
         let parked = loop {
             let mut pool = lock_pool();
-            let leftovers = core::drain_intake(&mut pool, &queue);
+            let mut leftovers = core::drain_intake(&mut pool, &queue);
             let started = core::take_next(&mut pool, &queue, crate::clock::Stamp::now());
             if let Some(started) = started {
-                let released =
-                    core::finish(&mut pool, &queue, started.item.core(), started.ticket, 1);
+                let released = core::finish(
+                    &mut pool,
+                    &queue,
+                    started.item.core(),
+                    started.ticket,
+                    1,
+                    &mut leftovers,
+                );
                 drop(pool);
                 drop(released);
                 leftovers.settle();
@@ -339,5 +348,91 @@ fn loom_push_races_destroy() {
         assert!(!item.core().is_pending());
         let tallies = core::snapshot(&mut lock_pool(), &queue).tallies;
         assert_eq!(tallies.queued, tallies.executed + tallies.cancelled);
+    });
+}
+
+/// An item queued on one queue while it runs on another waits there for
+/// the run to end. The end of the run wakes the waiting queue's worker if
+/// it went to sleep meanwhile, so the item is not left behind.
+#[test]
+fn loom_queued_while_running_elsewhere() {
+    loom::model(|| {
+        let running_on = Arc::new(QueueCore::new("loom-running".into(), 1));
+        let waiting_on = Arc::new(QueueCore::new("loom-waiting".into(), 1));
+        let slot = core::add_worker(&mut lock_pool(), &waiting_on).expect("room for one worker");
+        let wakes = Arc::new(WakeCount(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&wakes));
+        let item = new_item();
+        assert!(queue_item(&item, &running_on));
+        let started = take(&running_on).expect("the item is queued");
+        assert!(queue_item(&item, &waiting_on));
+
+        // The end of the run on the first queue.
+        let mut finisher = Some({
+            let (running_on, started) = (running_on.clone(), started);
+            thread::spawn(move || {
+                let mut leftovers = core::Leftovers::default();
+                let released = core::finish(
+                    &mut lock_pool(),
+                    &running_on,
+                    started.item.core(),
+                    started.ticket,
+                    1,
+                    &mut leftovers,
+                );
+                drop(released);
+                leftovers.settle();
+            })
+        });
+
+        // The waiting queue's worker: run the item if it may start, else
+        // sleep, and look again once woken.
+        let mut wakes_seen = 0;
+        let ran = loop {
+            let mut pool = lock_pool();
+            let leftovers = core::drain_intake(&mut pool, &waiting_on);
+            if let Some(started) =
+                core::take_next(&mut pool, &waiting_on, crate::clock::Stamp::now())
+            {
+                drop(pool);
+                leftovers.settle();
+                break started;
+            }
+            let park = core::park_worker(&mut pool, &waiting_on, slot, &waker);
+            drop(pool);
+            leftovers.settle();
+            match park {
+                core::Park::Parked => {
+                    // Asleep: only the end of the run can wake it.
+                    let finisher = finisher.take().expect("parked once at most");
+                    finisher.join().unwrap();
+                    let seen = wakes.0.load(Ordering::SeqCst);
+                    assert!(
+                        seen > wakes_seen,
+                        "the item waits behind a finished run and its worker sleeps"
+                    );
+                    wakes_seen = seen;
+                    core::unpark_worker(&waiting_on, slot);
+                }
+                core::Park::Retry => {}
+                core::Park::Exit => unreachable!("the modelled queue is live"),
+            }
+        };
+        if let Some(finisher) = finisher {
+            finisher.join().unwrap();
+        }
+
+        assert_eq!(ran.ticket, item.core().latest_ticket());
+        let mut leftovers = core::Leftovers::default();
+        drop(core::finish(
+            &mut lock_pool(),
+            &waiting_on,
+            ran.item.core(),
+            ran.ticket,
+            1,
+            &mut leftovers,
+        ));
+        leftovers.settle();
+        assert!(item.core().is_done(item.core().latest_ticket()));
     });
 }

@@ -151,7 +151,8 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // Only reached with items still linked when the runtime dropped the
         // queue's tasks; otherwise the tasks exit with empty lists.
-        let released = core::detach_all(&mut lock_pool(), &self.core);
+        let (released, wake) = core::detach_all(&mut lock_pool(), &self.core);
+        wake.into_iter().for_each(Waker::wake);
         if !released.is_empty() {
             tracing::warn!(
                 target: "workqueue",
@@ -523,8 +524,14 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
                 let mut pool = lock_pool();
                 if let Some(done) = finished.take() {
                     let run_time_ns = now.nanos_since(done.started_at);
-                    let queue_ref =
-                        core::finish(&mut pool, queue, done.item.core(), done.ticket, run_time_ns);
+                    let queue_ref = core::finish(
+                        &mut pool,
+                        queue,
+                        done.item.core(),
+                        done.ticket,
+                        run_time_ns,
+                        &mut leftovers,
+                    );
                     released = [queue_ref, Some(done.item)];
                 }
                 core::unpark_worker(queue, slot);
@@ -712,14 +719,17 @@ impl FinishOnDrop<'_> {
 impl Drop for FinishOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
+            let mut leftovers = core::Leftovers::default();
             let released = core::finish(
                 &mut lock_pool(),
                 &self.shared.core,
                 self.item.core(),
                 self.ticket,
                 1,
+                &mut leftovers,
             );
             drop(released);
+            leftovers.settle();
         }
     }
 }

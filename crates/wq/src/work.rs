@@ -73,56 +73,6 @@ impl ItemRef {
     }
 }
 
-impl ItemRef {
-    /// Returns a reference that does not keep the item alive.
-    pub(crate) fn downgrade(&self) -> WeakItemRef {
-        WeakItemRef(match &self.0 {
-            Repr::Static(item) => WeakRepr::Static(*item),
-            Repr::Shared(item) => WeakRepr::Shared(Arc::downgrade(item)),
-        })
-    }
-}
-
-/// A reference to a work item that does not keep it alive.
-pub(crate) struct WeakItemRef(WeakRepr);
-
-enum WeakRepr {
-    Static(&'static dyn Runnable),
-    Shared(Weak<dyn Runnable>),
-}
-
-impl WeakItemRef {
-    /// Returns the item, unless it has been dropped.
-    pub(crate) fn upgrade(&self) -> Option<ItemRef> {
-        match &self.0 {
-            WeakRepr::Static(item) => Some(ItemRef(Repr::Static(*item))),
-            WeakRepr::Shared(item) => item.upgrade().map(|item| ItemRef(Repr::Shared(item))),
-        }
-    }
-
-    /// Returns true once the item has been dropped.
-    pub(crate) fn is_dead(&self) -> bool {
-        match &self.0 {
-            WeakRepr::Static(_) => false,
-            WeakRepr::Shared(item) => item.strong_count() == 0,
-        }
-    }
-
-    /// Returns true when this refers to the same item as `item`: an
-    /// address comparison, which neither reads nor upgrades the item.
-    pub(crate) fn refers_to(&self, item: &ItemRef) -> bool {
-        let this: *const dyn Runnable = match &self.0 {
-            WeakRepr::Static(item) => *item,
-            WeakRepr::Shared(item) => item.as_ptr(),
-        };
-        let other: *const dyn Runnable = match &item.0 {
-            Repr::Static(item) => *item,
-            Repr::Shared(item) => Arc::as_ptr(item),
-        };
-        std::ptr::addr_eq(this, other)
-    }
-}
-
 impl fmt::Debug for ItemRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("ItemRef").field(&self.core().name()).finish()

@@ -1272,11 +1272,11 @@ async fn flush_workqueue_skips_rearmed_timer() {
     assert!(wq::cancel_delayed_work_sync(&dwork).await.unwrap());
 }
 
-/// A delayed item that falls due while it runs on another queue runs again
-/// on that queue, and each queue's counts add up: every queueing ends
-/// executed or cancelled, and is counted once, on the queue that ran it.
+/// A delayed item that falls due while it runs on another queue waits on
+/// its own queue for that run to end, then runs there. Each queue's counts
+/// add up: every queueing ends executed or cancelled, counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redirected_due_item_counted_once() {
+async fn due_item_waits_for_run_elsewhere() {
     let runner = test_queue("w18-runner", 4);
     let timer = test_queue("w18-timer", 4);
     let gate = Gate::new();
@@ -1310,19 +1310,19 @@ async fn redirected_due_item_counted_once() {
             stats.name
         );
     }
-    assert_eq!(runner.stats().executed, 2);
-    assert_eq!(timer.stats().queued, 0);
+    assert_eq!(runner.stats().executed, 1);
+    assert_eq!(timer.stats().executed, 1);
 }
 
-/// flush_workqueue waits for an item queued on the queue even when the item
-/// still runs on another queue, and its next run goes there.
+/// flush_workqueue waits for an item queued on the queue while the item
+/// still runs on another queue: the queueing waits for that run to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flush_workqueue_waits_for_moved_item() {
+async fn flush_workqueue_waits_for_item_running_elsewhere() {
     let running_on = test_queue("w13-running-on", 4);
     let flushed = test_queue("w13-flushed", 4);
     let gate = Gate::new();
     let runs = Arc::new(AtomicUsize::new(0));
-    let item = gated_item("moved", &gate, &runs);
+    let item = gated_item("busy-elsewhere", &gate, &runs);
     wq::queue_work(&running_on, &item).unwrap();
     gate.wait_arrivals(1).await;
     assert!(wq::queue_work(&flushed, &item).unwrap());
@@ -1340,7 +1340,7 @@ async fn flush_workqueue_waits_for_moved_item() {
 
     assert_eq!(
         runs_at_return, 2,
-        "the flush returned before the moved queueing ran"
+        "the flush returned before the queueing ran"
     );
     // The queue keeps no reference to the item once its queueing ran.
     guarded("the queues' references released", async {
@@ -1399,42 +1399,42 @@ async fn flush_after_own_requeue_is_error() {
 }
 
 /// drain_workqueue waits for a queueing that the queue's own work made on
-/// it while the item ran on another queue, and that moved there.
+/// it during the drain, while the item ran on another queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_waits_for_item_moved_during_drain() {
+async fn drain_waits_for_item_running_elsewhere() {
     let elsewhere = test_queue("elsewhere", 4);
     let drained = test_queue("drained", 4);
-    let (moved_gate, requeuer_gate) = (Gate::new(), Gate::new());
+    let (busy_gate, requeuer_gate) = (Gate::new(), Gate::new());
     let runs = Arc::new(AtomicUsize::new(0));
-    let moved = gated_item("moved", &moved_gate, &runs);
+    let busy = gated_item("busy-elsewhere", &busy_gate, &runs);
     let requeued = Arc::new(AtomicBool::new(false));
     let requeuer = {
-        let (drained, moved, gate, requeued) = (
+        let (drained, busy, gate, requeued) = (
             drained.clone(),
-            moved.clone(),
+            busy.clone(),
             requeuer_gate.clone(),
             requeued.clone(),
         );
         Work::from_async_fn("requeuer", move || {
-            let (drained, moved, gate, requeued) = (
+            let (drained, busy, gate, requeued) = (
                 drained.clone(),
-                moved.clone(),
+                busy.clone(),
                 gate.clone(),
                 requeued.clone(),
             );
             async move {
                 gate.pass().await;
-                wq::queue_work(&drained, &moved).unwrap();
+                wq::queue_work(&drained, &busy).unwrap();
                 requeued.store(true, Ordering::SeqCst);
             }
         })
     };
-    wq::queue_work(&elsewhere, &moved).unwrap();
-    moved_gate.wait_arrivals(1).await;
+    wq::queue_work(&elsewhere, &busy).unwrap();
+    busy_gate.wait_arrivals(1).await;
     wq::queue_work(&drained, &requeuer).unwrap();
     requeuer_gate.wait_arrivals(1).await;
 
-    // The runs of "moved" that had finished when the drain returned.
+    // The runs of "busy-elsewhere" that had finished when the drain returned.
     let drain = {
         let (drain, runs) = (wq::drain_workqueue(&drained), runs.clone());
         tokio::spawn(async move {
@@ -1456,12 +1456,12 @@ async fn drain_waits_for_item_moved_during_drain() {
         }
     })
     .await;
-    moved_gate.open(2);
+    busy_gate.open(2);
     let runs_at_return = guarded("the drain", drain).await.unwrap();
 
     assert_eq!(
         runs_at_return, 2,
-        "the drain returned before the moved queueing ran"
+        "the drain returned before the queueing ran"
     );
 }
 
@@ -1475,16 +1475,15 @@ async fn flush_after_cancelled_own_requeue() {
     let result = Arc::new(Mutex::new(None));
     let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
     let item = {
-        let (home, other, result, me) = (home.clone(), other.clone(), result.clone(), me.clone());
+        let (other, result, me) = (other.clone(), result.clone(), me.clone());
         Work::from_async_fn("mover", move || {
-            let (home, other, result, me) =
-                (home.clone(), other.clone(), result.clone(), me.clone());
+            let (other, result, me) = (other.clone(), result.clone(), me.clone());
             async move {
                 let Some(me) = me.get() else { return };
                 assert!(wq::queue_work(&other, me).unwrap());
-                // Wait until the queueing has moved to this queue.
-                guarded("the move", async {
-                    while home.stats().pending == 0 {
+                // Let the other queue's worker take the queueing in.
+                guarded("the intake", async {
+                    while other.stats().pending == 0 {
                         tokio::task::yield_now().await;
                     }
                 })
@@ -1634,4 +1633,41 @@ async fn flush_delayed_work_true_when_armed() {
         }
     }
     assert_eq!(idle_results, 0, "flushes that found the armed item idle");
+}
+
+/// An ordered queue keeps queueing order when its first item still runs on
+/// another queue: the item waits for that run to end, and the items behind
+/// it wait for the item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_order_with_item_running_elsewhere() {
+    let elsewhere = test_queue("order-elsewhere", 4);
+    let ordered = ordered_queue("order-strict");
+    let gate = Gate::new();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let first = {
+        let (gate, order) = (gate.clone(), order.clone());
+        Work::from_async_fn("first", move || {
+            let (gate, order) = (gate.clone(), order.clone());
+            async move {
+                gate.pass().await;
+                order.lock().unwrap().push("first");
+            }
+        })
+    };
+    let second = {
+        let order = order.clone();
+        Work::from_fn("second", move || order.lock().unwrap().push("second"))
+    };
+
+    wq::queue_work(&elsewhere, &first).unwrap();
+    gate.wait_arrivals(1).await;
+    assert!(wq::queue_work(&ordered, &first).unwrap());
+    assert!(wq::queue_work(&ordered, &second).unwrap());
+    gate.open(2);
+    guarded("the ordered queue", wq::flush_workqueue(&ordered))
+        .await
+        .unwrap();
+
+    assert_eq!(*order.lock().unwrap(), ["first", "first", "second"]);
+    assert_eq!(ordered.stats().executed, 2);
 }
