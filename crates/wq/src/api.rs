@@ -712,8 +712,9 @@ async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<
 ///
 /// # Errors
 ///
-/// As [`flush_workqueue`]. On an error the queue is not destroyed: it is
-/// live, and the call may be repeated from outside the queue's work.
+/// As [`flush_workqueue`], and [`WaitError::SystemQueue`] for a system
+/// queue. On an error the queue is not destroyed: it is live, and the call
+/// may be repeated from outside the queue's work.
 ///
 /// # Context
 ///
@@ -722,7 +723,15 @@ pub fn destroy_workqueue(
     wq: Workqueue,
 ) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
     let api = "destroy_workqueue";
-    let checked = check_may_wait_queue(api, &wq).map(|()| wq);
+    let checked = check_may_wait_queue(api, &wq).and_then(|()| {
+        if crate::system::is_system_queue(&wq) {
+            return Err(WaitError::SystemQueue {
+                api,
+                queue: wq.name().to_string(),
+            });
+        }
+        Ok(wq)
+    });
     async move {
         let wq = checked?;
         drain(&wq, core::Phase::Destroyed, api).await?;
@@ -740,7 +749,8 @@ pub fn destroy_workqueue(
 ///
 /// # Context
 ///
-/// Task context; allocates and spawns tasks.
+/// Task context; allocates and spawns tasks. In a top half it is reported
+/// through `might_sleep`, and the queue is made all the same.
 pub fn alloc_workqueue(
     name: impl Into<std::borrow::Cow<'static, str>>,
     flags: WqFlags,
@@ -757,7 +767,8 @@ pub fn alloc_workqueue(
 ///
 /// # Context
 ///
-/// Task context; allocates and spawns tasks.
+/// Task context; allocates and spawns tasks. In a top half it is reported
+/// through `might_sleep`, and the queue is made all the same.
 pub fn alloc_ordered_workqueue(
     name: impl Into<std::borrow::Cow<'static, str>>,
     flags: WqFlags,

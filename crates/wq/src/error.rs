@@ -110,6 +110,14 @@ pub enum WaitError {
         /// The waiting API.
         api: &'static str,
     },
+    /// `destroy_workqueue` of a system queue, which `schedule_work` and
+    /// every user of the queue rely on for the life of the program.
+    SystemQueue {
+        /// The waiting API, `"destroy_workqueue"`.
+        api: &'static str,
+        /// Queue name.
+        queue: String,
+    },
 }
 
 impl fmt::Display for WaitError {
@@ -147,6 +155,11 @@ impl fmt::Display for WaitError {
                 f,
                 "blocking {api} called inside a current-thread tokio runtime would stop it; \
                  use the async {api} instead"
+            ),
+            WaitError::SystemQueue { api, queue } => write!(
+                f,
+                "{api} of system workqueue {queue:?} rejected: the system queues serve every \
+                 user for the life of the program; destroy only queues you allocated"
             ),
         }
     }

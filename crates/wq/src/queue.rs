@@ -220,8 +220,18 @@ impl WorkqueueBuilder {
     ///
     /// # Context
     ///
-    /// Task context; never sleeps, but allocates and spawns tasks.
+    /// Task context: it allocates and spawns tasks. In a top half it is
+    /// reported as a sleeping call (`might_sleep`), because Linux's
+    /// `alloc_workqueue` allocates with `GFP_KERNEL`. The queue is made all
+    /// the same.
     pub fn build(self) -> Workqueue {
+        let _reported = irq_sim::might_sleep("alloc_workqueue");
+        self.build_unchecked()
+    }
+
+    /// Creates the queue, as `build` does, without the context check: the
+    /// system queues are made on their first use, which may be a top half.
+    pub(crate) fn build_unchecked(self) -> Workqueue {
         let max_active = if self.ordered {
             if self.max_active > 1 {
                 tracing::warn!(

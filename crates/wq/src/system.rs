@@ -50,7 +50,7 @@ fn make_system(runtime: tokio::runtime::Handle, highpri_runtime: tokio::runtime:
         Workqueue::builder(name)
             .flags(flags)
             .runtime(runtime.clone())
-            .build()
+            .build_unchecked()
     };
     System {
         wq: queue("events", WqFlags::NONE, &runtime),
@@ -102,6 +102,20 @@ pub(crate) fn default_runtime(highpri: bool) -> tokio::runtime::Handle {
             if highpri { highpri_runtime } else { normal }
         }
     }
+}
+
+/// Returns true when `wq` is one of the system queues.
+pub(crate) fn is_system_queue(wq: &Workqueue) -> bool {
+    SYSTEM.get().is_some_and(|system| {
+        [
+            &system.wq,
+            &system.highpri_wq,
+            &system.long_wq,
+            &system.unbound_wq,
+        ]
+        .into_iter()
+        .any(|known| std::sync::Arc::ptr_eq(known.shared(), wq.shared()))
+    })
 }
 
 /// Returns the system queue `schedule_work` uses (`system_wq`, named

@@ -1671,3 +1671,54 @@ async fn ordered_order_with_item_running_elsewhere() {
     assert_eq!(*order.lock().unwrap(), ["first", "first", "second"]);
     assert_eq!(ordered.stats().executed, 2);
 }
+
+/// destroy_workqueue of a system queue is rejected, naming the queue, and
+/// the queue goes on serving schedule_work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_of_system_queue_rejected() {
+    let error = wq::destroy_workqueue(wq::system_wq().clone())
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        error,
+        WaitError::SystemQueue {
+            api: "destroy_workqueue",
+            queue: "events".into(),
+        }
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("destroy only queues you allocated"),
+        "{error}"
+    );
+    assert!(!wq::system_wq().is_destroyed());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = counting_item("after-destroy", &runs);
+    assert!(wq::schedule_work(&item).unwrap());
+    guarded("the run", wq::flush_work(&item)).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// Allocating a workqueue in a top half is reported as a sleeping call
+/// naming the API, the line and the handler, as Linux's alloc_workqueue
+/// is; the queue is made all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alloc_in_top_half_reported() {
+    let guard = irq_sim::context::enter_hardirq(7, "probe");
+    let queue = wq::alloc_workqueue("made-in-irq", wq::WqFlags::NONE, 1);
+    let reported = irq_sim::context::take_invalid_context();
+    drop(guard);
+
+    let reported = reported.expect("alloc_workqueue was reported");
+    assert_eq!(reported.api, "alloc_workqueue");
+    assert_eq!(reported.irq, 7);
+    assert_eq!(reported.handler, "probe");
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert!(wq::queue_work(&queue, &counting_item("runs", &runs)).unwrap());
+    guarded("the queue works", wq::flush_workqueue(&queue))
+        .await
+        .unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
