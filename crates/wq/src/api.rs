@@ -556,6 +556,17 @@ pub fn flush_delayed_work(
         }
         flush
     });
+    // Moved off its timer, the item may now wait behind the caller's own
+    // item on a queue that runs one item at a time.
+    let checked = checked.and_then(|flush| match queue::current_run() {
+        // SAFETY: `run.item` belongs to the run whose function is on this
+        // thread's stack, so it is alive.
+        Some(run) => check_not_behind_own_item("flush_delayed_work", dwork.work_core(), unsafe {
+            &*run.item
+        })
+        .map(|()| flush),
+        None => Ok(flush),
+    });
     async move { Ok(checked?.wait().await) }
 }
 
@@ -901,7 +912,29 @@ fn check_may_wait(api: &'static str, item: &WorkCore) -> Result<(), WaitError> {
             waiter: waiter.name().to_string(),
         });
     }
-    Ok(())
+    check_not_behind_own_item(api, item, waiter)
+}
+
+/// Checks that `item` does not wait, on another queue that runs one item
+/// at a time, behind a queueing of `waiter`, the item whose function calls:
+/// that queueing cannot start before the caller returns.
+fn check_not_behind_own_item(
+    api: &'static str,
+    item: &WorkCore,
+    waiter: &WorkCore,
+) -> Result<(), WaitError> {
+    let mut leftovers = core::Leftovers::default();
+    let behind = core::waits_behind_item(&mut lock_pool(), item, waiter, &mut leftovers);
+    leftovers.settle();
+    match behind {
+        Some(queue) => Err(WaitError::QueuedBehind {
+            api,
+            work: item.name().to_string(),
+            queue,
+            waiter: waiter.name().to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Checks that the caller may wait for all of `wq`.

@@ -748,8 +748,8 @@ pub(crate) fn check_accepts(
 /// Links the pending period `ticket` of `item`, whose core is `core`, onto
 /// `queue`'s worklist, or onto its timer list when `deadline` is given.
 ///
-/// An item that is running somewhere goes to the worklist of the queue it
-/// runs on, so that it cannot run concurrently with itself.
+/// An item that is running somewhere waits on the worklist until that run
+/// ends, so that it cannot run concurrently with itself.
 pub(crate) fn link_pending(
     guard: &mut PoolGuard<'_>,
     core: &WorkCore,
@@ -826,7 +826,8 @@ fn link_worklist_at(
         .store(state.worklist.len, Ordering::Relaxed);
 
     // An item still running cannot start, so waking a worker for it would
-    // only cost a wake-up; its running worker takes it after finishing.
+    // only cost a wake-up. The end of that run wakes one: the running
+    // worker looks again, or `release_waiting_elsewhere` wakes one here.
     if blocked || !pick_idle {
         return None;
     }
@@ -1831,6 +1832,53 @@ pub(crate) fn cancel_timers(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec
         released.extend(cancel(guard, core).released);
     }
     released
+}
+
+/// Returns the name of the queue on which `target` waits behind a
+/// queueing of `waiter`, when that queue runs one item at a time. That
+/// queueing cannot start before `waiter`'s current run ends, so a wait of
+/// that run for `target` would never end. The intake stack of
+/// `target`'s queue is drained first, into `leftovers`, so that the order
+/// checked is the order the queue will run.
+pub(crate) fn waits_behind_item(
+    guard: &mut PoolGuard<'_>,
+    target: &WorkCore,
+    waiter: &WorkCore,
+    leftovers: &mut Leftovers,
+) -> Option<String> {
+    let state = target.state.load(Ordering::Acquire);
+    if state & PENDING == 0 {
+        return None;
+    }
+    if guard.node(target).place == Place::Unlinked
+        && state & IN_INTAKE != 0
+        && let Some(intake_queue) = NonNull::new(target.intake_queue.load(Ordering::Acquire))
+    {
+        // SAFETY: a queue whose intake holds an item is alive: its workers
+        // hold it until the stack is drained.
+        leftovers.absorb(drain_intake(guard, unsafe { queue_of(intake_queue) }));
+    }
+    let Place::Worklist(queue_link) = guard.node(target).place else {
+        return None;
+    };
+    // SAFETY: read under the held pool lock; the item is on its worklist.
+    let queue = unsafe { queue_of(queue_link) };
+    if queue.max_active != 1 {
+        return None;
+    }
+    let mut cursor = guard.queue(queue).worklist.head;
+    while let Some(link) = cursor {
+        // SAFETY: `link` was read from the worklist under the held lock.
+        let core = unsafe { item(link) };
+        if std::ptr::eq(core, target) {
+            return None;
+        }
+        if std::ptr::eq(core, waiter) {
+            return Some(queue.name.to_string());
+        }
+        cursor = guard.node(core).next;
+    }
+    None
 }
 
 /// Returns true when `core` is pending on `queue`: on its worklist or timer

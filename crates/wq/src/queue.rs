@@ -152,7 +152,7 @@ impl Drop for Shared {
         // Only reached with items still linked when the runtime dropped the
         // queue's tasks; otherwise the tasks exit with empty lists.
         let (released, wake) = core::detach_all(&mut lock_pool(), &self.core);
-        wake.into_iter().for_each(Waker::wake);
+        wake.into_iter().for_each(irq_sim::context::wake_or_defer);
         if !released.is_empty() {
             tracing::warn!(
                 target: "workqueue",
@@ -594,6 +594,12 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
             }
             Step::Spin => {
                 let (since, spin) = *idle.get_or_insert_with(|| (now, spin_policy.spin_time()));
+                // Work that the look left (an item whose earlier run goes on
+                // elsewhere) keeps the hint set: yield once, so that the
+                // runtime's other tasks, that run among them, go on.
+                if core::has_work_hint(queue) {
+                    tokio::task::yield_now().await;
+                }
                 // Poll the hint, not the lock, until work appears or the
                 // spin ends; yield so that other tasks of the runtime run.
                 while !core::has_work_hint(queue) && since.elapsed() < spin {

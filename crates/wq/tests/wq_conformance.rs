@@ -1352,8 +1352,8 @@ async fn flush_workqueue_waits_for_item_running_elsewhere() {
 }
 
 /// A work function that queues its own item on another queue, and then
-/// flushes that queue, gets an error instead of a hang: the queueing moves
-/// behind the caller's run, which the flush would wait for.
+/// flushes that queue, gets an error instead of a hang: the queueing
+/// cannot start before the caller's run ends, and the flush waits for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_after_own_requeue_is_error() {
     let home = test_queue("home", 4);
@@ -1702,8 +1702,8 @@ async fn destroy_of_system_queue_rejected() {
 }
 
 /// Allocating a workqueue in a top half is reported as a sleeping call
-/// naming the API, the line and the handler, as Linux's alloc_workqueue
-/// is; the queue is made all the same.
+/// naming the API, the line and the handler, as Linux reports its
+/// alloc_workqueue. The queue is made all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alloc_in_top_half_reported() {
     let guard = irq_sim::context::enter_hardirq(7, "probe");
@@ -1721,4 +1721,100 @@ async fn alloc_in_top_half_reported() {
         .await
         .unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// A work function that queues its own item and then another item on an
+/// ordered queue, and flushes the second, gets an error instead of a hang:
+/// the second waits behind the caller's own queueing, which waits for the
+/// caller. The same holds for a delayed second item that the flush moves
+/// off its timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_behind_own_requeue_is_error() {
+    for delayed in [false, true] {
+        let home = test_queue("home", 4);
+        let ordered = ordered_queue("ordered-behind");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let second = {
+            let runs = runs.clone();
+            DelayedWork::from_fn("second", move || {
+                runs.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        let result = Arc::new(Mutex::new(None));
+        let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
+        let item = {
+            let (ordered, second, result, me) =
+                (ordered.clone(), second.clone(), result.clone(), me.clone());
+            Work::from_async_fn("first", move || {
+                let (ordered, second, result, me) =
+                    (ordered.clone(), second.clone(), result.clone(), me.clone());
+                async move {
+                    let Some(me) = me.get() else { return };
+                    if result.lock().unwrap().is_some() {
+                        return;
+                    }
+                    wq::queue_work(&ordered, me).unwrap();
+                    let flushed = if delayed {
+                        let hour = Duration::from_secs(3600);
+                        wq::queue_delayed_work(&ordered, &second, hour).unwrap();
+                        wq::flush_delayed_work(&second).await
+                    } else {
+                        wq::queue_work(&ordered, &second).unwrap();
+                        wq::flush_work(&second).await
+                    };
+                    *result.lock().unwrap() = Some(flushed);
+                }
+            })
+        };
+        me.set(item.clone()).unwrap();
+
+        wq::queue_work(&home, &item).unwrap();
+        guarded("the run on home", wq::flush_workqueue(&home))
+            .await
+            .unwrap();
+        guarded("the ordered queue", wq::flush_workqueue(&ordered))
+            .await
+            .unwrap();
+
+        let result = result.lock().unwrap().take().expect("first ran");
+        assert_eq!(
+            result,
+            Err(WaitError::QueuedBehind {
+                api: if delayed {
+                    "flush_delayed_work"
+                } else {
+                    "flush_work"
+                },
+                work: "second".into(),
+                queue: "ordered-behind".into(),
+                waiter: "first".into(),
+            }),
+            "delayed: {delayed}"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "delayed: {delayed}");
+    }
+}
+
+/// A busy-poll worker on a current-thread runtime lets an item's run on
+/// another queue of that runtime go on while the item waits for it: the
+/// spinning worker yields when the only work left cannot start.
+#[tokio::test]
+async fn busy_poll_worker_yields_to_run_elsewhere() {
+    let runtime = tokio::runtime::Handle::current();
+    let elsewhere = Workqueue::builder("spin-elsewhere")
+        .runtime(runtime.clone())
+        .build();
+    let polled = Workqueue::builder("spin-polled")
+        .idle_spin(Duration::MAX)
+        .runtime(runtime)
+        .build();
+    let gate = Gate::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let item = gated_item("busy", &gate, &runs);
+    wq::queue_work(&elsewhere, &item).unwrap();
+    gate.wait_arrivals(1).await;
+    assert!(wq::queue_work(&polled, &item).unwrap());
+    gate.open(2);
+    guarded("both runs", wq::flush_work(&item)).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
