@@ -1011,6 +1011,12 @@ impl Leftovers {
     }
 }
 
+/// Returns the length of `queue`'s worklist as last written under the pool
+/// lock: exact under the lock, a hint without it.
+pub(crate) fn worklist_hint(queue: &QueueCore) -> usize {
+    queue.worklist_hint.load(Ordering::Relaxed)
+}
+
 /// Returns true when `queue` may have work to take: a hint for spinning
 /// workers, read without the pool lock.
 pub(crate) fn has_work_hint(queue: &QueueCore) -> bool {

@@ -558,7 +558,9 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
                         break Poll::Ready(Step::Run(started, started_at));
                     }
                     if !may_park {
-                        break Poll::Ready(Step::Spin);
+                        // What is left on the worklist cannot start yet.
+                        let blocked = core::worklist_hint(queue) != 0;
+                        break Poll::Ready(Step::Spin { blocked });
                     }
                     match core::park_worker(&mut pool, queue, slot, cx.waker()) {
                         core::Park::Parked => break Poll::Pending,
@@ -592,12 +594,12 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
                 }
                 finished = Some(run(&shared, started, started_at).await);
             }
-            Step::Spin => {
+            Step::Spin { blocked } => {
                 let (since, spin) = *idle.get_or_insert_with(|| (now, spin_policy.spin_time()));
-                // Work that the look left (an item whose earlier run goes on
-                // elsewhere) keeps the hint set: yield once, so that the
+                // An item left on the worklist because its earlier run goes
+                // on elsewhere keeps the hint set: yield once, so that the
                 // runtime's other tasks, that run among them, go on.
-                if core::has_work_hint(queue) {
+                if blocked {
                     tokio::task::yield_now().await;
                 }
                 // Poll the hint, not the lock, until work appears or the
@@ -618,7 +620,11 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
 enum Step {
     /// Run an item, taken off the worklist at the given time.
     Run(Started, Stamp),
-    Spin,
+    /// Spin for work; `blocked` when the worklist holds only items that
+    /// cannot start yet.
+    Spin {
+        blocked: bool,
+    },
     Exit,
 }
 
