@@ -478,8 +478,10 @@ impl Drop for EnableOnDrop {
 ///
 /// # Errors
 ///
-/// [`WaitError::InvalidContext`] in hard-IRQ context and
-/// [`WaitError::SelfWait`] from the item's own function.
+/// [`WaitError::InvalidContext`] in hard-IRQ context,
+/// [`WaitError::SelfWait`] from the item's own function, and
+/// [`WaitError::QueuedBehind`] from a work function the item waits behind
+/// on a queue that runs one item at a time.
 ///
 /// # Cancel safety
 ///

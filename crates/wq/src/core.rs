@@ -135,7 +135,12 @@ pub struct WorkCore {
     /// `IN_INTAKE` before its push, read only by the drainer after the
     /// swap that took the node; see `push_intake`.
     slot: UnsafeCell<IntakeSlot>,
-    /// The queue whose intake the node was last pushed on.
+    /// The queue whose intake stack the node is being pushed on or waits
+    /// on, while `IN_INTAKE` is set. It is null otherwise, or until the push
+    /// that set the bit writes it. It is cleared under the pool lock before
+    /// the bit. So a reader under the lock that finds the bit set reads null
+    /// or the current push's queue, which lives, and never the queue of an
+    /// earlier push, which may be freed.
     intake_queue: crate::sync::AtomicPtr<QueueCore>,
     /// Name for diagnostics, statistics and traces. Immutable.
     name: Cow<'static, str>,
@@ -1066,7 +1071,10 @@ pub(crate) fn drain_intake(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Left
             let slot = &mut *slot;
             (slot.item.take(), slot.ticket, slot.queued_at)
         });
-        // Release: the slot is read before another pusher may write it.
+        core.intake_queue
+            .store(std::ptr::null_mut(), Ordering::Relaxed);
+        // Release: the slot is read, and the queue forgotten, before
+        // another pusher may write them.
         core.state.fetch_and(!IN_INTAKE, Ordering::Release);
         let (Some(item_ref), ticket, queued_at) = slot else {
             continue;
@@ -1407,8 +1415,11 @@ pub(crate) fn abandon(guard: &mut PoolGuard<'_>, core: &WorkCore, ticket: u64) {
 /// push that the queue rejected before it happened: clears `IN_INTAKE`,
 /// which the push would have used, and settles the period as `abandon` does.
 pub(crate) fn abandon_intake(core: &WorkCore, ticket: u64, guard: &mut PoolGuard<'_>) {
-    // Release: nothing was written to the slot, but a later pusher's claim
-    // must see the bit cleared before it writes there.
+    // A push that found the stack closed wrote the queue.
+    core.intake_queue
+        .store(std::ptr::null_mut(), Ordering::Relaxed);
+    // Release: a later pusher's claim must see the bit cleared before it
+    // writes the slot.
     core.state.fetch_and(!IN_INTAKE, Ordering::Release);
     abandon(guard, core, ticket);
 }
@@ -1623,8 +1634,9 @@ pub(crate) fn modify_deadline(
         && core.state.load(Ordering::Acquire) & IN_INTAKE != 0
         && let Some(intake_queue) = NonNull::new(core.intake_queue.load(Ordering::Acquire))
     {
-        // SAFETY: a queue whose intake holds an item is alive: its workers
-        // hold it until the stack is drained.
+        // SAFETY: with the bit set, `intake_queue` is null or the current
+        // push's queue (see the field), which its pusher, or its workers
+        // until they drain the stack, keep alive.
         let intake_queue = unsafe { queue_of(intake_queue) };
         let leftovers = drain_intake(guard, intake_queue);
         if !leftovers.is_empty() {
@@ -1843,9 +1855,13 @@ pub(crate) fn cancel_timers(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec
 /// Returns the name of the queue on which `target` waits behind a
 /// queueing of `waiter`, when that queue runs one item at a time. That
 /// queueing cannot start before `waiter`'s current run ends, so a wait of
-/// that run for `target` would never end. The intake stack of
-/// `target`'s queue is drained first, into `leftovers`, so that the order
-/// checked is the order the queue will run.
+/// that run for `target` would never end. A `target` still on an intake
+/// stack is drained onto its worklist first, into `leftovers`, so that the
+/// order checked is the order the queue will run.
+///
+/// NOTE: a `target` whose push has not yet named its queue is not
+/// checked, and neither is a longer chain (the waiter's queueing behind
+/// an item whose run waits for the waiter).
 pub(crate) fn waits_behind_item(
     guard: &mut PoolGuard<'_>,
     target: &WorkCore,
@@ -1860,8 +1876,9 @@ pub(crate) fn waits_behind_item(
         && state & IN_INTAKE != 0
         && let Some(intake_queue) = NonNull::new(target.intake_queue.load(Ordering::Acquire))
     {
-        // SAFETY: a queue whose intake holds an item is alive: its workers
-        // hold it until the stack is drained.
+        // SAFETY: with the bit set, `intake_queue` is null or the current
+        // push's queue (see the field), which its pusher, or its workers
+        // until they drain the stack, keep alive.
         leftovers.absorb(drain_intake(guard, unsafe { queue_of(intake_queue) }));
     }
     let Place::Worklist(queue_link) = guard.node(target).place else {

@@ -91,9 +91,11 @@ pub enum WaitError {
         /// Name of the work item that made the call.
         work: String,
     },
-    /// A work function of a queue that runs one item at a time flushed an
-    /// item pending behind it on that queue, which cannot start first. A
-    /// cancel of that item is no error: it takes the item off the queue.
+    /// A work function flushed an item that cannot start first: on a queue
+    /// that runs one item at a time, it waits behind the caller's run (on
+    /// the caller's own queue) or behind a queueing of the caller's own
+    /// item (on another queue). A cancel of that item is no error, because
+    /// it takes the item off the queue.
     QueuedBehind {
         /// The waiting API, e.g. `"flush_work"`.
         api: &'static str,
