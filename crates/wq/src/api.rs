@@ -543,7 +543,9 @@ impl Flush {
 pub fn flush_delayed_work(
     dwork: impl DelayedWorkRef,
 ) -> impl Future<Output = Result<bool, WaitError>> + Send + 'static {
-    let checked = check_may_wait("flush_delayed_work", dwork.work_core()).map(|()| {
+    let api = "flush_delayed_work";
+    let checked = check_not_self_wait(api, dwork.work_core()).and_then(|run| {
+        check_not_behind_run(api, dwork.work_core(), run)?;
         // Cut the delay short now, at the call. The target is taken under
         // the same lock, before any worker is woken: a worker that started
         // the item first would make the flush find it idle.
@@ -556,18 +558,10 @@ pub fn flush_delayed_work(
         if let Some(waker) = wake {
             waker.wake();
         }
-        flush
-    });
-    // Moved off its timer, the item may now wait behind the caller's own
-    // item on a queue that runs one item at a time.
-    let checked = checked.and_then(|flush| match queue::current_run() {
-        // SAFETY: `run.item` belongs to the run whose function is on this
-        // thread's stack, so it is alive.
-        Some(run) => check_not_behind_own_item("flush_delayed_work", dwork.work_core(), unsafe {
-            &*run.item
-        })
-        .map(|()| flush),
-        None => Ok(flush),
+        // Moved off its timer, the item may now wait behind the caller's
+        // own item on a queue that runs one item at a time.
+        check_not_behind_own_item(api, dwork.work_core(), run)?;
+        Ok(flush)
     });
     async move { Ok(checked?.wait().await) }
 }
@@ -894,48 +888,67 @@ fn check_not_self_wait(api: &'static str, item: &WorkCore) -> Result<Option<RunI
 }
 
 /// Checks that the caller may wait for `item` to be started and finished:
-/// as `check_not_self_wait`, and not while `item` is pending behind the
-/// caller on a queue that runs one item at a time.
+/// as `check_not_self_wait`, and not while `item` waits behind the caller
+/// on a queue that runs one item at a time.
 fn check_may_wait(api: &'static str, item: &WorkCore) -> Result<(), WaitError> {
-    let Some(run) = check_not_self_wait(api, item)? else {
+    let run = check_not_self_wait(api, item)?;
+    check_not_behind_run(api, item, run)?;
+    check_not_behind_own_item(api, item, run)
+}
+
+/// Checks that `item` is not pending behind `run`, the caller's run, on
+/// the caller's queue when that queue runs one item at a time: it could
+/// not start before the caller returns.
+fn check_not_behind_run(
+    api: &'static str,
+    item: &WorkCore,
+    run: Option<RunId>,
+) -> Result<(), WaitError> {
+    let Some(run) = run else {
         return Ok(());
     };
-
-    // On a queue that runs one item at a time, an item pending behind the
-    // caller cannot start before the caller returns.
-    // SAFETY: `run.queue` and `run.item` belong to the run whose function is
-    // on this thread's stack, so both are alive.
-    let (queue, waiter) = unsafe { (&*run.queue, &*run.item) };
+    // SAFETY: `run.queue` belongs to the run whose function is on this
+    // thread's stack, so it is alive.
+    let queue = unsafe { &*run.queue };
     if queue.max_active == 1 && core::is_pending_on(&mut lock_pool(), item, queue) {
-        return Err(WaitError::QueuedBehind {
-            api,
-            work: item.name().to_string(),
-            queue: queue.name.to_string(),
-            waiter: waiter.name().to_string(),
-        });
+        return Err(queued_behind(api, item, queue.name.to_string(), run));
     }
-    check_not_behind_own_item(api, item, waiter)
+    Ok(())
 }
 
 /// Checks that `item` does not wait, on another queue that runs one item
-/// at a time, behind a queueing of `waiter`, the item whose function calls:
+/// at a time, behind a queueing of the item of `run`, the caller's run:
 /// that queueing cannot start before the caller returns.
 fn check_not_behind_own_item(
     api: &'static str,
     item: &WorkCore,
-    waiter: &WorkCore,
+    run: Option<RunId>,
 ) -> Result<(), WaitError> {
+    let Some(run) = run else {
+        return Ok(());
+    };
+    // SAFETY: `run.item` belongs to the run whose function is on this
+    // thread's stack, so it is alive.
+    let waiter = unsafe { &*run.item };
     let mut leftovers = core::Leftovers::default();
     let behind = core::waits_behind_item(&mut lock_pool(), item, waiter, &mut leftovers);
     leftovers.settle();
     match behind {
-        Some(queue) => Err(WaitError::QueuedBehind {
-            api,
-            work: item.name().to_string(),
-            queue,
-            waiter: waiter.name().to_string(),
-        }),
+        Some(queue) => Err(queued_behind(api, item, queue, run)),
         None => Ok(()),
+    }
+}
+
+/// Returns the error of a wait of `run` for `item`, which waits behind it
+/// on `queue`.
+fn queued_behind(api: &'static str, item: &WorkCore, queue: String, run: RunId) -> WaitError {
+    // SAFETY: as in the callers, `run.item` is alive.
+    let waiter = unsafe { &*run.item };
+    WaitError::QueuedBehind {
+        api,
+        work: item.name().to_string(),
+        queue,
+        waiter: waiter.name().to_string(),
     }
 }
 

@@ -1630,18 +1630,9 @@ pub(crate) fn modify_deadline(
     if !core.is_pending() {
         return Modified::NotPending;
     }
-    if guard.node(core).place == Place::Unlinked
-        && core.state.load(Ordering::Acquire) & IN_INTAKE != 0
-        && let Some(intake_queue) = NonNull::new(core.intake_queue.load(Ordering::Acquire))
-    {
-        // SAFETY: with the bit set, `intake_queue` is null or the current
-        // push's queue (see the field), which its pusher, or its workers
-        // until they drain the stack, keep alive.
-        let intake_queue = unsafe { queue_of(intake_queue) };
-        let leftovers = drain_intake(guard, intake_queue);
-        if !leftovers.is_empty() {
-            return Modified::Drained(leftovers);
-        }
+    let leftovers = drain_intake_of(guard, core);
+    if !leftovers.is_empty() {
+        return Modified::Drained(leftovers);
     }
     let Some(old_queue) = unlink(guard, core) else {
         return Modified::Busy;
@@ -1852,6 +1843,23 @@ pub(crate) fn cancel_timers(guard: &mut PoolGuard<'_>, queue: &QueueCore) -> Vec
     released
 }
 
+/// Drains the intake stack that `core` waits on, if it waits on one, so
+/// that its queueing is linked. Returns what the drain left.
+fn drain_intake_of(guard: &mut PoolGuard<'_>, core: &WorkCore) -> Leftovers {
+    if guard.node(core).place != Place::Unlinked
+        || core.state.load(Ordering::Acquire) & IN_INTAKE == 0
+    {
+        return Leftovers::default();
+    }
+    let Some(intake_queue) = NonNull::new(core.intake_queue.load(Ordering::Acquire)) else {
+        return Leftovers::default();
+    };
+    // SAFETY: with the bit set, `intake_queue` is null or the current
+    // push's queue (see the field), which its pusher, or its workers until
+    // they drain the stack, keep alive.
+    drain_intake(guard, unsafe { queue_of(intake_queue) })
+}
+
 /// Returns the name of the queue on which `target` waits behind a
 /// queueing of `waiter`, when that queue runs one item at a time. That
 /// queueing cannot start before `waiter`'s current run ends, so a wait of
@@ -1868,19 +1876,10 @@ pub(crate) fn waits_behind_item(
     waiter: &WorkCore,
     leftovers: &mut Leftovers,
 ) -> Option<String> {
-    let state = target.state.load(Ordering::Acquire);
-    if state & PENDING == 0 {
+    if !target.is_pending() {
         return None;
     }
-    if guard.node(target).place == Place::Unlinked
-        && state & IN_INTAKE != 0
-        && let Some(intake_queue) = NonNull::new(target.intake_queue.load(Ordering::Acquire))
-    {
-        // SAFETY: with the bit set, `intake_queue` is null or the current
-        // push's queue (see the field), which its pusher, or its workers
-        // until they drain the stack, keep alive.
-        leftovers.absorb(drain_intake(guard, unsafe { queue_of(intake_queue) }));
-    }
+    leftovers.absorb(drain_intake_of(guard, target));
     let Place::Worklist(queue_link) = guard.node(target).place else {
         return None;
     };
