@@ -31,6 +31,31 @@ fn counting_item(name: &'static str, runs: &Arc<AtomicUsize>) -> Arc<Work> {
     })
 }
 
+/// An async item whose function gets the item itself, to queue or cancel:
+/// `run(me)` makes each run's future. The function holds the item weakly,
+/// so the item does not keep itself alive.
+fn self_aware_item<F, Fut>(name: &'static str, run: F) -> Arc<Work>
+where
+    F: Fn(Arc<Work>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let me: Arc<std::sync::OnceLock<std::sync::Weak<Work>>> = Arc::default();
+    let item = {
+        let me = me.clone();
+        Work::from_async_fn(name, move || {
+            let run = me.get().and_then(std::sync::Weak::upgrade).map(&run);
+            async move {
+                if let Some(run) = run {
+                    run.await;
+                }
+            }
+        })
+    };
+    me.set(Arc::downgrade(&item))
+        .expect("the item is made once");
+    item
+}
+
 /// Queueing an idle item returns true; queueing it again before it starts
 /// returns false and it runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1359,23 +1384,20 @@ async fn flush_after_own_requeue_is_error() {
     let home = test_queue("home", 4);
     let other = test_queue("other", 4);
     let result = Arc::new(Mutex::new(None));
-    let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
     let item = {
-        let (other, result, me) = (other.clone(), result.clone(), me.clone());
-        Work::from_async_fn("mover", move || {
-            let (other, result, me) = (other.clone(), result.clone(), me.clone());
+        let (other, result) = (other.clone(), result.clone());
+        self_aware_item("mover", move |me| {
+            let (other, result) = (other.clone(), result.clone());
             async move {
-                let Some(me) = me.get() else { return };
                 if result.lock().unwrap().is_some() {
                     return;
                 }
-                wq::queue_work(&other, me).unwrap();
+                wq::queue_work(&other, &me).unwrap();
                 let flushed = wq::flush_workqueue(&other).await;
                 *result.lock().unwrap() = Some(flushed);
             }
         })
     };
-    me.set(item.clone()).unwrap();
 
     wq::queue_work(&home, &item).unwrap();
     guarded("the runs", wq::flush_workqueue(&home))
@@ -1473,14 +1495,12 @@ async fn flush_after_cancelled_own_requeue() {
     let home = test_queue("home", 4);
     let other = test_queue("other", 4);
     let result = Arc::new(Mutex::new(None));
-    let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
     let item = {
-        let (other, result, me) = (other.clone(), result.clone(), me.clone());
-        Work::from_async_fn("mover", move || {
-            let (other, result, me) = (other.clone(), result.clone(), me.clone());
+        let (other, result) = (other.clone(), result.clone());
+        self_aware_item("mover", move |me| {
+            let (other, result) = (other.clone(), result.clone());
             async move {
-                let Some(me) = me.get() else { return };
-                assert!(wq::queue_work(&other, me).unwrap());
+                assert!(wq::queue_work(&other, &me).unwrap());
                 // Let the other queue's worker take the queueing in.
                 guarded("the intake", async {
                     while other.stats().pending == 0 {
@@ -1488,12 +1508,11 @@ async fn flush_after_cancelled_own_requeue() {
                     }
                 })
                 .await;
-                assert!(wq::cancel_work(me));
+                assert!(wq::cancel_work(&me));
                 *result.lock().unwrap() = Some(wq::flush_workqueue(&other).await);
             }
         })
     };
-    me.set(item.clone()).unwrap();
 
     wq::queue_work(&home, &item).unwrap();
     guarded("the run", wq::flush_workqueue(&home))
@@ -1517,27 +1536,14 @@ async fn spawned_flush_is_no_self_wait() {
     let gate = Gate::new();
     let runs = Arc::new(AtomicUsize::new(0));
     let flush = Arc::new(Mutex::new(None));
-    let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
     let item = {
-        let (other, gate, runs, flush, me) = (
-            other.clone(),
-            gate.clone(),
-            runs.clone(),
-            flush.clone(),
-            me.clone(),
-        );
-        Work::from_async_fn("spawner", move || {
-            let (other, gate, runs, flush, me) = (
-                other.clone(),
-                gate.clone(),
-                runs.clone(),
-                flush.clone(),
-                me.clone(),
-            );
+        let (other, gate, runs, flush) = (other.clone(), gate.clone(), runs.clone(), flush.clone());
+        self_aware_item("spawner", move |me| {
+            let (other, gate, runs, flush) =
+                (other.clone(), gate.clone(), runs.clone(), flush.clone());
             async move {
-                let Some(me) = me.get() else { return };
                 if runs.fetch_add(1, Ordering::SeqCst) == 0 {
-                    wq::queue_work(&other, me).unwrap();
+                    wq::queue_work(&other, &me).unwrap();
                     let task = tokio::spawn(wq::flush_workqueue(&other));
                     *flush.lock().unwrap() = Some(task);
                 } else {
@@ -1546,7 +1552,6 @@ async fn spawned_flush_is_no_self_wait() {
             }
         })
     };
-    me.set(item.clone()).unwrap();
 
     wq::queue_work(&home, &item).unwrap();
     gate.wait_arrivals(1).await;
@@ -1570,23 +1575,20 @@ async fn failed_destroy_leaves_queue_live() {
     let home = test_queue("home", 4);
     let doomed = test_queue("doomed", 4);
     let result = Arc::new(Mutex::new(None));
-    let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
     let item = {
-        let (doomed, result, me) = (doomed.clone(), result.clone(), me.clone());
-        Work::from_async_fn("destroyer", move || {
-            let (doomed, result, me) = (doomed.clone(), result.clone(), me.clone());
+        let (doomed, result) = (doomed.clone(), result.clone());
+        self_aware_item("destroyer", move |me| {
+            let (doomed, result) = (doomed.clone(), result.clone());
             async move {
-                let Some(me) = me.get() else { return };
                 if result.lock().unwrap().is_some() {
                     return;
                 }
-                wq::queue_work(&doomed, me).unwrap();
+                wq::queue_work(&doomed, &me).unwrap();
                 let destroyed = wq::destroy_workqueue(doomed.clone()).await;
                 *result.lock().unwrap() = Some(destroyed);
             }
         })
     };
-    me.set(item.clone()).unwrap();
 
     wq::queue_work(&home, &item).unwrap();
     guarded("the runs", wq::flush_workqueue(&home))
@@ -1741,19 +1743,15 @@ async fn flush_behind_own_requeue_is_error() {
             })
         };
         let result = Arc::new(Mutex::new(None));
-        let me: Arc<std::sync::OnceLock<Arc<Work>>> = Arc::default();
         let item = {
-            let (ordered, second, result, me) =
-                (ordered.clone(), second.clone(), result.clone(), me.clone());
-            Work::from_async_fn("first", move || {
-                let (ordered, second, result, me) =
-                    (ordered.clone(), second.clone(), result.clone(), me.clone());
+            let (ordered, second, result) = (ordered.clone(), second.clone(), result.clone());
+            self_aware_item("first", move |me| {
+                let (ordered, second, result) = (ordered.clone(), second.clone(), result.clone());
                 async move {
-                    let Some(me) = me.get() else { return };
                     if result.lock().unwrap().is_some() {
                         return;
                     }
-                    wq::queue_work(&ordered, me).unwrap();
+                    wq::queue_work(&ordered, &me).unwrap();
                     let flushed = if delayed {
                         let hour = Duration::from_secs(3600);
                         wq::queue_delayed_work(&ordered, &second, hour).unwrap();
@@ -1766,7 +1764,6 @@ async fn flush_behind_own_requeue_is_error() {
                 }
             })
         };
-        me.set(item.clone()).unwrap();
 
         wq::queue_work(&home, &item).unwrap();
         guarded("the run on home", wq::flush_workqueue(&home))
