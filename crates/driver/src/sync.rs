@@ -32,7 +32,7 @@ pub(crate) fn park() {
 /// waiter's count.
 ///
 /// The accesses around it are SeqCst in every build, which is all the C++
-/// memory model needs: all SeqCst operations share one total order, so of
+/// memory model needs. All SeqCst operations share one total order, so of
 /// two threads that each write one location and then read the other, at
 /// least one reads the other's write. loom models SeqCst accesses only as
 /// acquire and release, so the model build adds a SeqCst fence, which loom

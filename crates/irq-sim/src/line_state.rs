@@ -453,8 +453,8 @@ impl LineState {
 
     /// Starts a line for its first handler at `now_nanos`: depth zero,
     /// unmasked unless a ONESHOT hold remains, with the given trigger type.
-    /// A level line that a device holds high is due at once, as Linux's
-    /// `irq_startup` unmasks an asserted line and it fires; an edge latched
+    /// A level line that a device keeps high is due at once, as an asserted
+    /// line fires when Linux's `irq_startup` unmasks it. An edge latched
     /// before any handler listened is dropped. Returns whether the caller
     /// must push the line.
     ///
@@ -475,9 +475,9 @@ impl LineState {
         })
     }
 
-    /// Shuts a line down after its last handler left: depth one, no edge
-    /// latched, a level line held high still high, ONESHOT holds kept for
-    /// the threads still ending them.
+    /// Shuts a line down after its last handler left: depth one and no edge
+    /// latched. A level line kept high stays high, and the ONESHOT holds
+    /// stay for the threads that will end them.
     pub fn shutdown(&self) {
         self.update(|old| {
             let mut keep = old & (IN_PROGRESS | QUEUED | LEVEL | ONESHOT_MASK);

@@ -91,11 +91,11 @@ pub enum WaitError {
         /// Name of the work item that made the call.
         work: String,
     },
-    /// A work function flushed an item that cannot start first: on a queue
-    /// that runs one item at a time, it waits behind the caller's run (on
-    /// the caller's own queue) or behind a queueing of the caller's own
-    /// item (on another queue). A cancel of that item is no error, because
-    /// it takes the item off the queue.
+    /// A work function flushed an item that cannot start before the caller
+    /// returns. On a queue that runs one item at a time, the item waits
+    /// behind the caller's run, or behind a queueing of the caller's own
+    /// item. A cancel of that item is no error, because it takes the item
+    /// off the queue.
     QueuedBehind {
         /// The waiting API, e.g. `"flush_work"`.
         api: &'static str,

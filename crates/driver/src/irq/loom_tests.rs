@@ -31,7 +31,7 @@ fn spawn_irq_thread(shared: &Arc<ThreadShared>) -> (JoinHandle<()>, Arc<AtomicU6
     (handle, served)
 }
 
-/// The free's second step: stop the thread and join it.
+/// Stops the thread and joins it, as the free's second step does.
 fn stop_and_join(shared: &ThreadShared, handle: JoinHandle<()>) {
     shared.request_stop();
     handle.join().expect("the IRQ thread does not panic");
