@@ -32,7 +32,7 @@ use tracing_subscriber::prelude::*;
 use cli::{Cli, Command, RunArgs};
 use irqlab::output::{self, PendingFile, StdoutError};
 use irqlab::run::{Progress, RunOptions};
-use irqlab::scenario::{Overrides, Scenario};
+use irqlab::scenario::{ArrivalSpec, Overrides, Scenario};
 use irqlab::timeline::{self, Timeline};
 
 /// Exit status for bad input.
@@ -63,20 +63,12 @@ impl Write for LogWriter {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // `irqlab my.toml` is the likely slip for `--scenario my.toml`.
-        Err(error) if error.kind() == clap::error::ErrorKind::InvalidSubcommand => {
-            let file = match error.get(clap::error::ContextKind::InvalidSubcommand) {
-                Some(clap::error::ContextValue::String(value)) if value.ends_with(".toml") => {
-                    value.clone()
-                }
-                _ => return clap_exit(&error),
+        Err(error) => {
+            return match scenario_without_option(&error) {
+                Some(message) => fail(EXIT_BAD_INPUT, message),
+                None => clap_exit(&error),
             };
-            return fail(
-                EXIT_BAD_INPUT,
-                format!("{file} is not a command; run a scenario file with --scenario {file}"),
-            );
         }
-        Err(error) => return clap_exit(&error),
     };
     if matches!(cli.command, Some(Command::Classic)) {
         // The classic modules print through printk with a subscriber of
@@ -159,6 +151,33 @@ fn classic() -> Result<(), StdoutError> {
     Ok(())
 }
 
+/// Returns the message for a scenario file given without `--scenario`,
+/// the likely slip behind `irqlab my.toml` and `irqlab run my.toml`.
+fn scenario_without_option(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let (context, what) = match error.kind() {
+        ErrorKind::InvalidSubcommand => (ContextKind::InvalidSubcommand, "is not a command"),
+        ErrorKind::UnknownArgument => (ContextKind::InvalidArg, "is not an argument of run"),
+        _ => return None,
+    };
+    // Only the default command and `run` take a scenario.
+    let usage = match error.get(ContextKind::Usage) {
+        Some(ContextValue::StyledStr(usage)) => usage.to_string(),
+        _ => return None,
+    };
+    if !(usage.contains("irqlab [OPTIONS]") || usage.contains("irqlab run ")) {
+        return None;
+    }
+    match error.get(context) {
+        Some(ContextValue::String(file)) if file.ends_with(".toml") && !file.starts_with('-') => {
+            Some(format!(
+                "{file} {what}; run a scenario file with --scenario {file}"
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Prints what clap returned instead of a command line (help, the version
 /// or a usage error) and returns its exit status. Help or a version that
 /// standard output does not take is a failure, as any other output is.
@@ -214,6 +233,9 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
             EXIT_BAD_INPUT,
             "--json and --trace name the same file; give each its own",
         );
+    }
+    if let Some(message) = output_over_input(args, &scenario) {
+        return fail(EXIT_BAD_INPUT, message);
     }
     // Reject unwritable outputs before the run, not after it. An existing
     // file stays as it is until the run's output replaces it whole.
@@ -287,6 +309,40 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(EXIT_FAILURE, error),
     }
+}
+
+/// Returns the error for a `--json` or `--trace` file that is one of the
+/// run's inputs: the scenario file or a recording that it replays, which
+/// the output would replace.
+fn output_over_input(args: &RunArgs, scenario: &Scenario) -> Option<String> {
+    let scenario_file = args
+        .scenario
+        .as_deref()
+        .map(|path| (path, "the scenario file being run".to_owned()));
+    let recordings = scenario
+        .devices
+        .iter()
+        .filter_map(|device| match &device.arrival {
+            ArrivalSpec::Replay { file, .. } => Some((
+                file.as_path(),
+                format!("the recording that device \"{}\" replays", device.name),
+            )),
+            _ => None,
+        });
+    let inputs: Vec<(&Path, String)> = scenario_file.into_iter().chain(recordings).collect();
+    [("--json", &args.json), ("--trace", &args.trace)]
+        .into_iter()
+        .filter_map(|(option, path)| Some((option, path.as_deref()?)))
+        .filter(|(_, path)| *path != Path::new("-"))
+        .find_map(|(option, path)| {
+            let (_, what) = inputs
+                .iter()
+                .find(|(input, _)| output::same_file(path, input))?;
+            Some(format!(
+                "{option} {}: it is {what}, which the output would replace; give another file",
+                path.display()
+            ))
+        })
 }
 
 /// Writes the timeline to `path` and prints a summary of it, on standard

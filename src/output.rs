@@ -200,7 +200,15 @@ impl Drop for PendingFile {
 
 /// Returns true when `a` and `b` name one file, once their links are
 /// followed and their folders resolved, whether the file exists or not.
+/// Two hard links to one regular file are one file too.
 pub fn same_file(a: &Path, b: &Path) -> bool {
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b))
+        && a.is_file()
+        && b.is_file()
+    {
+        use std::os::unix::fs::MetadataExt;
+        return (a.dev(), a.ino()) == (b.dev(), b.ino());
+    }
     let resolve = |path: &Path| -> Option<PathBuf> {
         let (target, _) = resolve_links(path).ok()?;
         let folder = match target.parent() {
@@ -253,7 +261,7 @@ fn resolve_links(path: &Path) -> io::Result<(PathBuf, bool)> {
 
 #[cfg(test)]
 mod tests {
-    use super::PendingFile;
+    use super::{PendingFile, same_file};
 
     fn folder(name: &str) -> std::path::PathBuf {
         let dir =
@@ -344,6 +352,30 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
         let mode = std::fs::metadata(&target).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn same_file_sees_links_and_unresolved_names() {
+        let dir = folder("same");
+        let file = dir.join("trace.txt");
+        std::fs::write(&file, "recorded").unwrap();
+        let hard = dir.join("hard.txt");
+        std::fs::hard_link(&file, &hard).unwrap();
+        let soft = dir.join("soft.txt");
+        std::os::unix::fs::symlink("trace.txt", &soft).unwrap();
+        let roundabout = dir
+            .join("..")
+            .join(dir.file_name().unwrap())
+            .join("trace.txt");
+
+        assert!(same_file(&file, &hard));
+        assert!(same_file(&file, &soft));
+        assert!(same_file(&file, &roundabout));
+        assert!(same_file(&dir.join("new.json"), &dir.join("./new.json")));
+        std::fs::write(dir.join("other.txt"), "recorded").unwrap();
+        assert!(!same_file(&file, &dir.join("other.txt")));
+        assert!(!same_file(&file, &dir.join("new.json")));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -229,10 +229,14 @@ fn bad_scenario_rejected_before_run() {
 
 #[test]
 fn bad_options_name_value_and_range() {
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &["my.toml"],
             "my.toml is not a command; run a scenario file with --scenario my.toml",
+        ),
+        (
+            &["run", "my.toml"],
+            "my.toml is not an argument of run; run a scenario file with --scenario my.toml",
         ),
         (
             &["--trace", "-"],
@@ -281,6 +285,10 @@ fn bad_options_name_value_and_range() {
         let stderr = text(&output.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+    // Other commands take no scenario, so the hint would mislead there.
+    let output = run(&["latency", "my.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!text(&output.stderr).contains("--scenario"));
     let output = run(&["--scenario", "/nonexistent/x.toml"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("cannot read scenario /nonexistent/x.toml"));
@@ -332,6 +340,75 @@ fn same_output_spelt_differently_rejected() {
             "{trace:?}"
         );
     }
+}
+
+/// An output file that is the scenario file, or a recording that the
+/// scenario replays, is rejected before the run and left as it was.
+#[test]
+fn output_over_an_input_rejected() {
+    let folder = scratch("inputs");
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).unwrap();
+    let recording = folder.join("irq.trace");
+    std::fs::copy("data/real/ftrace/catapult-irq-lines.txt", &recording).unwrap();
+    let scenario = folder.join("replay.toml");
+    std::fs::write(
+        &scenario,
+        "duration = \"100ms\"\n\n[[device]]\nkind = \"nic\"\nname = \"eth0\"\nirq = 27\n\
+         arrival = { process = \"replay\", file = \"irq.trace\", irq = 27 }\n",
+    )
+    .unwrap();
+    let spelt_otherwise = folder.join(".").join("irq.trace");
+    let cases = [
+        ("--json", &scenario, "it is the scenario file being run"),
+        (
+            "--trace",
+            &spelt_otherwise,
+            "it is the recording that device \"eth0\" replays",
+        ),
+    ];
+    for (option, out, expected) in cases {
+        let kept = std::fs::read(out).unwrap();
+        let output = run(&[
+            "--scenario",
+            scenario.to_str().unwrap(),
+            option,
+            out.to_str().unwrap(),
+        ]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert_eq!(std::fs::read(out).unwrap(), kept, "{option}");
+    }
+}
+
+/// One-shot expiries past the run's end never fire, and the report says
+/// so instead of passing over them.
+#[test]
+fn late_one_shot_expiries_are_warned_about() {
+    let scenario = scratch("late-expiries.toml");
+    std::fs::write(
+        &scenario,
+        "duration = \"200ms\"\n\n[[timer]]\nname = \"watchdog\"\nirq = 17\n\
+         at = [\"50ms\", \"5s\", \"6s\"]\n",
+    )
+    .unwrap();
+    let output = run(&["--scenario", scenario.to_str().unwrap(), "--json", "-"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let warnings: Vec<&str> = json["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "timer watchdog: 2 of its 3 one-shot expiries came after the run's end at 200ms \
+             (the first at 5s) and never fired; raise --duration to see them"
+        ]
+    );
 }
 
 #[test]

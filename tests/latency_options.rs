@@ -508,7 +508,8 @@ fn binary_plot_rejects_what_it_cannot_draw() {
         serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
     assert_eq!(unchanged, result);
     assert!(!png.exists());
-    // A folder that does not exist is named as such, before any drawing.
+    // A folder that does not exist is named as such, before any drawing,
+    // as for any output that cannot be written.
     let nowhere = dir.join("missing").join("plot.svg");
     let (code, _, stderr) = irqlab(&[
         "plot",
@@ -516,9 +517,12 @@ fn binary_plot_rejects_what_it_cannot_draw() {
         "--out",
         nowhere.to_str().unwrap(),
     ]);
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.ends_with("plot.svg: its folder does not exist; create it first\n"),
+        stderr.ends_with(&format!(
+            "plot.svg: cannot write it: its folder {} does not exist\n",
+            dir.join("missing").display()
+        )),
         "{stderr}"
     );
     let svg_named = dir.join("result.svg");

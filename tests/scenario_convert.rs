@@ -361,10 +361,60 @@ fn unwritable_output_exits_1() {
     ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr(&output).starts_with("irqlab: error: cannot write no-such-folder/replay.toml: "),
+        stderr(&output).starts_with(
+            "irqlab: error: --out no-such-folder/replay.toml: cannot write it: its folder \
+             no-such-folder does not exist"
+        ),
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn out_never_replaces_an_input() {
+    let folder = scratch("out_never_replaces_an_input");
+    let trace = folder.join("irq.trace");
+    std::fs::copy(Path::new(ROOT).join(CATAPULT_IRQ), &trace).unwrap();
+    let linked = folder.join("linked.trace");
+    std::fs::hard_link(&trace, &linked).unwrap();
+    let before = folder.join("before.txt");
+    let after = folder.join("after.txt");
+    std::fs::copy(Path::new(ROOT).join(LISA_BEFORE), &before).unwrap();
+    std::fs::copy(Path::new(ROOT).join(LISA_AFTER), &after).unwrap();
+
+    let cases = [
+        (
+            vec!["from-ftrace", trace.to_str().unwrap(), "--out"],
+            &trace,
+            "it is the trace being read",
+        ),
+        (
+            vec!["from-ftrace", linked.to_str().unwrap(), "--out"],
+            &trace,
+            "it is the trace being read",
+        ),
+        (
+            vec![
+                "from-proc-interrupts",
+                before.to_str().unwrap(),
+                after.to_str().unwrap(),
+                "--interval",
+                "2",
+                "--out",
+            ],
+            &after,
+            "it is the later snapshot being read",
+        ),
+    ];
+    for (args, out, expected) in cases {
+        let kept = std::fs::read(out).unwrap();
+        let mut args = [&["scenario"][..], &args].concat();
+        args.push(out.to_str().unwrap());
+        let output = irqlab(&args);
+        assert_eq!(output.status.code(), Some(EXIT_INVALID_INPUT), "{args:?}");
+        assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+        assert_eq!(std::fs::read(out).unwrap(), kept, "{args:?}");
+    }
 }
 
 #[test]

@@ -235,13 +235,39 @@ fn type_errors_name_the_key() {
             "[machine]\ncpus = 99999999999999999999\n".to_owned(),
             2,
             "machine.cpus",
-            "99999999999999999999 is out of range; integers here are at most 2^63-1",
+            "99999999999999999999 is out of range; expected 1 to 64",
         ),
         (
             "[machine]\ncpus = -99999999999999999999\n".to_owned(),
             2,
             "machine.cpus",
-            "-99999999999999999999 is out of range; integers here are at least -2^63",
+            "-99999999999999999999 is out of range; expected 1 to 64",
+        ),
+        (
+            "seed = 18446744073709551615\n".to_owned(),
+            1,
+            "seed",
+            "18446744073709551615 is out of range; expected 0 to 2^63-1",
+        ),
+        (
+            NIC.replace("irq = 40\n", "irq = 40\nring = 99999999999999999999\n"),
+            6,
+            "device[0].ring",
+            "99999999999999999999 is out of range; integers here are at most 2^63-1",
+        ),
+        (
+            NIC.replace("{ process = \"poisson\", rate = 1000 }", "\"poisson\""),
+            6,
+            "device[0].arrival",
+            "invalid type: string \"poisson\", expected a table of keys: an inline table \
+             such as { process = \"poisson\", rate = 100 }, with `process` one of \
+             \"periodic\", \"poisson\", \"bursts\", \"replay\"",
+        ),
+        (
+            "machine = 2\n".to_owned(),
+            1,
+            "machine",
+            "invalid type: integer `2`, expected a table of keys",
         ),
     ];
     for (text, line, key, message) in cases {
@@ -430,4 +456,18 @@ fn misspelt_queue_and_slipped_budget_are_named() {
     let (_, key, message) = rejected(&format!("{NIC}[[line]]\nirq = 40\nbudget = \"2s\"\n"));
     assert_eq!(key, "line[0].budget");
     assert!(message.contains("did you mean us or ms?"), "{message}");
+    assert!(message.contains("at most 100ms"), "{message}");
+
+    for zero in ["0us", "0s"] {
+        let (_, key, message) =
+            rejected(&format!("{NIC}[[line]]\nirq = 40\nbudget = \"{zero}\"\n"));
+        assert_eq!(key, "line[0].budget");
+        assert_eq!(
+            message,
+            format!(
+                "\"{zero}\" is out of range; a top half's budget is longer than 0s and at \
+                 most 100ms"
+            )
+        );
+    }
 }

@@ -112,7 +112,14 @@ pub enum LatencyError {
         /// Why, and what is allowed.
         reason: &'static str,
     },
-    /// The SVG plot could not be drawn or written.
+    /// `latency plot --out` cannot be written.
+    WritePlot {
+        /// The `--out` path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The SVG plot could not be drawn.
     Plot {
         /// The SVG file.
         path: PathBuf,
@@ -229,6 +236,9 @@ impl std::fmt::Display for LatencyError {
             Self::PlotOut { path, reason } => {
                 write!(f, "invalid --out {}: {reason}", path.display())
             }
+            Self::WritePlot { path, source } => {
+                write!(f, "--out {}: cannot write it: {source}", path.display())
+            }
             Self::Plot { path, message } => {
                 write!(f, "cannot draw {}: {message}", path.display())
             }
@@ -242,6 +252,7 @@ impl std::error::Error for LatencyError {
             Self::Machine(error) => Some(error),
             Self::Runtime(source)
             | Self::WriteJson { source, .. }
+            | Self::WritePlot { source, .. }
             | Self::ReadJson { source, .. } => Some(source),
             Self::ParseJson { source, .. } => Some(source),
             _ => None,

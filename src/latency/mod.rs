@@ -73,19 +73,7 @@ fn check_plot_out(result: &Path, out: &Path) -> Result<(), LatencyError> {
             reason: "the plot is SVG; give a file name ending in .svg",
         });
     }
-    if let Some(folder) = out.parent().filter(|folder| !folder.as_os_str().is_empty())
-        && !folder.is_dir()
-    {
-        return Err(LatencyError::PlotOut {
-            path: out.to_path_buf(),
-            reason: "its folder does not exist; create it first",
-        });
-    }
-    let same = match (std::fs::canonicalize(result), std::fs::canonicalize(out)) {
-        (Ok(result), Ok(out)) => result == out,
-        _ => false,
-    };
-    if same {
+    if output::same_file(result, out) {
         return Err(LatencyError::PlotOut {
             path: out.to_path_buf(),
             reason: "it is the result being plotted; give another file",

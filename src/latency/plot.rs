@@ -7,27 +7,39 @@ use plotters::prelude::*;
 
 use super::error::LatencyError;
 use super::report::{BASELINE, Column, FORMAT, LatencyReport};
+use crate::output::PendingFile;
 
 const PANEL_HEIGHT: u32 = 260;
 const WIDTH: u32 = 900;
 
 /// Draws the IRQ and thread latency histograms of every column set of
-/// `report` into the SVG file `out`.
+/// `report` into the SVG file `out`. An existing file stays as it is
+/// until the drawing replaces it whole.
 ///
 /// # Errors
 ///
-/// [`LatencyError::Plot`] when drawing or writing fails.
+/// [`LatencyError::WritePlot`] when `out` cannot be written, checked
+/// before drawing; [`LatencyError::Plot`] when drawing fails.
 pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> {
+    let write_failed = |source| LatencyError::WritePlot {
+        path: out.to_path_buf(),
+        source,
+    };
+    let file = PendingFile::create(out).map_err(write_failed)?;
+    let mut svg = String::new();
+    draw(report, out, &mut svg)?;
+    file.write_all_and_commit(svg.as_bytes())
+        .map_err(write_failed)
+}
+
+/// Draws the plot of `report` into `svg`. Errors name the file `out`.
+fn draw(report: &LatencyReport, out: &Path, svg: &mut String) -> Result<(), LatencyError> {
     let failed = |error: &dyn std::fmt::Display| LatencyError::Plot {
         path: out.to_path_buf(),
         message: error.to_string(),
     };
-    // The SVG backend would report a file it cannot create only when the
-    // drawing is done, wrapped twice ("backend error: Drawing backend
-    // error: ..."); the system's own message is clearer.
-    std::fs::File::create(out).map_err(|error| failed(&error))?;
     let panels = report.column_sets.len().max(1) as u32;
-    let root = SVGBackend::new(out, (WIDTH, PANEL_HEIGHT * panels)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (WIDTH, PANEL_HEIGHT * panels)).into_drawing_area();
     root.fill(&WHITE).map_err(|error| failed(&error))?;
     let areas = root.split_evenly((panels as usize, 1));
 

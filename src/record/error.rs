@@ -46,6 +46,13 @@ pub enum ProcInterruptsError {
         /// The offending cell, shortened.
         text: String,
     },
+    /// A count is a decimal number past `u64::MAX`.
+    CountTooLarge {
+        /// 1-based line number.
+        line: usize,
+        /// The offending cell, shortened.
+        text: String,
+    },
     /// A row has fewer counts than the header has CPUs, and is not a
     /// single-value row (a named row with one count and no text after it).
     TooFewCounts {
@@ -92,6 +99,12 @@ impl fmt::Display for ProcInterruptsError {
             Self::InvalidCount { line, text } => write!(
                 f,
                 "line {line}: invalid count `{text}`, expected a decimal number"
+            ),
+            Self::CountTooLarge { line, text } => write!(
+                f,
+                "line {line}: count `{text}` is out of range; expected at most {} (Linux \
+                 prints 32-bit counts)",
+                u64::MAX
             ),
             Self::TooFewCounts {
                 line,

@@ -417,9 +417,10 @@ fn parse_row(line: usize, content: &str, cpu_count: usize) -> Result<Row, ProcIn
             }
             break;
         }
+        // `is_decimal` held, so only a count past `u64::MAX` fails.
         let count = token
             .parse::<u64>()
-            .map_err(|_| ProcInterruptsError::InvalidCount {
+            .map_err(|_| ProcInterruptsError::CountTooLarge {
                 line,
                 text: shorten(token),
             })?;

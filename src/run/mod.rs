@@ -393,6 +393,24 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
             ));
         }
     }
+    if !stopped_early {
+        warnings.extend(scenario.timers.iter().filter_map(|timer| {
+            let TimerKind::Oneshot { at } = &timer.kind else {
+                return None;
+            };
+            let past: Vec<_> = at.iter().filter(|at| **at > scenario.duration).collect();
+            let first = past.first()?;
+            Some(format!(
+                "timer {}: {} of its {} one-shot expiries came after the run's end at {} (the \
+                 first at {}) and never fired; raise --duration to see them",
+                timer.name,
+                past.len(),
+                at.len(),
+                crate::report::format_duration(scenario.duration),
+                crate::report::format_duration(**first)
+            ))
+        }));
+    }
     // Timers are arrivals too: they stop with the feeders, so that their
     // counts cover the run's duration and nothing more.
     for entry in &entries {

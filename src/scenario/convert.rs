@@ -42,6 +42,7 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use crate::output::{PendingFile, StdoutError};
 use crate::record::ftrace::Trace;
 use crate::record::proc_interrupts::Snapshot;
 use crate::record::{DiffError, FtraceError, ProcInterruptsError};
@@ -166,6 +167,14 @@ pub enum ConvertError {
         /// The later snapshot's path.
         after: String,
     },
+    /// `--out` names an input of the command, which the scenario would
+    /// replace.
+    OutIsInput {
+        /// The `--out` path.
+        out: String,
+        /// The input it names: "the trace", "the earlier snapshot", ...
+        input: &'static str,
+    },
     /// The scenario could not be written.
     Write {
         /// The path.
@@ -173,6 +182,8 @@ pub enum ConvertError {
         /// The operating system's error.
         error: std::io::Error,
     },
+    /// The scenario could not be written to standard output.
+    Stdout(StdoutError),
     /// The generated scenario does not parse: a bug in the converter.
     Generated(ScenarioError),
 }
@@ -182,7 +193,7 @@ impl ConvertError {
     /// [`EXIT_INVALID_INPUT`] for bad input, [`EXIT_FAILURE`] otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Write { .. } | Self::Generated(_) => EXIT_FAILURE,
+            Self::Write { .. } | Self::Stdout(_) | Self::Generated(_) => EXIT_FAILURE,
             _ => EXIT_INVALID_INPUT,
         }
     }
@@ -211,13 +222,19 @@ impl fmt::Display for ConvertError {
                  tracefs (events/irq/irq_handler_entry and irq_handler_exit) and save the \
                  trace file, as docs/scenarios-from-recordings.md shows"
             ),
-            Self::Write { path, error } => write!(f, "cannot write {path}: {error}"),
+            Self::OutIsInput { out, input } => write!(
+                f,
+                "--out {out}: it is {input} being read, which the scenario would replace; \
+                 give another file"
+            ),
+            Self::Write { path, error } => write!(f, "--out {path}: cannot write it: {error}"),
             Self::NothingToSimulate { before, after } => write!(
                 f,
                 "no device line or local timer counted an interrupt between {before} and {after}; \
                  expected two reads of /proc/interrupts some seconds apart (the same file twice, \
                  or /proc/softirqs, gives nothing to simulate)"
             ),
+            Self::Stdout(error) => write!(f, "{error}"),
             Self::Generated(error) => write!(
                 f,
                 "the generated scenario does not parse, a bug in irqlab: {error}"
@@ -234,7 +251,9 @@ impl std::error::Error for ConvertError {
             Self::Diff { error, .. } => Some(error),
             Self::Ftrace { error, .. } => Some(error),
             Self::Generated(error) => Some(error),
+            Self::Stdout(error) => Some(error),
             Self::InvalidInterval(_)
+            | Self::OutIsInput { .. }
             | Self::NoIrqEntries { .. }
             | Self::NothingToSimulate { .. } => None,
         }
@@ -285,6 +304,7 @@ pub struct Generated {
 /// A [`ConvertError`] naming the file and, for malformed input, the line
 /// and the reason.
 pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
+    check_out(command)?;
     let mut warnings = Vec::new();
     let (text, out) = match command {
         ScenarioCommand::FromProcInterrupts {
@@ -390,23 +410,68 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
     })
 }
 
+/// Returns an error when `--out` names one of the command's inputs.
+fn check_out(command: &ScenarioCommand) -> Result<(), ConvertError> {
+    let (out, inputs) = match command {
+        ScenarioCommand::FromProcInterrupts {
+            before, after, out, ..
+        } => (
+            out,
+            vec![
+                (before, "the earlier snapshot"),
+                (after, "the later snapshot"),
+            ],
+        ),
+        ScenarioCommand::FromFtrace { trace, out, .. } => (out, vec![(trace, "the trace")]),
+    };
+    let Some(out) = out else {
+        return Ok(());
+    };
+    match inputs
+        .into_iter()
+        .find(|(input, _)| crate::output::same_file(out, input))
+    {
+        Some((_, input)) => Err(ConvertError::OutIsInput {
+            out: out.display().to_string(),
+            input,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Runs a `scenario` subcommand: writes the scenario to its `--out` file or
 /// to standard output.
+///
+/// An `--out` file that cannot be written is reported before the inputs
+/// are read, and an existing one stays as it is until the new scenario
+/// replaces it whole.
 ///
 /// # Errors
 ///
 /// A [`ConvertError`]; [`ConvertError::exit_code`] gives the exit status.
 pub fn run(command: &ScenarioCommand) -> Result<(), ConvertError> {
+    let write_error = |path: &Path| {
+        let path = path.display().to_string();
+        move |error| ConvertError::Write { path, error }
+    };
+    let out = match command {
+        ScenarioCommand::FromProcInterrupts { out, .. }
+        | ScenarioCommand::FromFtrace { out, .. } => out,
+    };
+    check_out(command)?;
+    let pending = match out {
+        Some(path) => Some(PendingFile::create(path).map_err(write_error(path))?),
+        None => None,
+    };
     let generated = generate(command)?;
     for warning in &generated.warnings {
         crate::output::stderr_line(format_args!("irqlab: warning: {warning}"));
     }
-    match &generated.out {
-        Some(path) => {
-            std::fs::write(path, &generated.text).map_err(|error| ConvertError::Write {
-                path: path.display().to_string(),
-                error,
-            })?;
+    match (&generated.out, pending) {
+        (Some(path), Some(pending)) => {
+            pending
+                .write_all_and_commit(generated.text.as_bytes())
+                .map_err(write_error(path))?;
             crate::output::stderr_line(format_args!(
                 "irqlab: wrote {}: {} and {}",
                 path.display(),
@@ -414,15 +479,7 @@ pub fn run(command: &ScenarioCommand) -> Result<(), ConvertError> {
                 render::counted(generated.scenario.timers.len(), "timer")
             ));
         }
-        None => {
-            use std::io::Write as _;
-            std::io::stdout()
-                .write_all(generated.text.as_bytes())
-                .map_err(|error| ConvertError::Write {
-                    path: "<standard output>".to_owned(),
-                    error,
-                })?;
-        }
+        _ => crate::output::stdout(&generated.text).map_err(ConvertError::Stdout)?,
     }
     Ok(())
 }

@@ -671,6 +671,21 @@ fn plain_message(message: &str) -> String {
         };
         return format!("{number} is out of range; integers here are {bound}");
     }
+    // An integer past 2^63-1, which TOML cannot hold.
+    if let Some(number) = message
+        .strip_prefix("invalid value: integer `")
+        .and_then(|rest| rest.split_once("`, expected i64"))
+        .map(|(number, _)| number)
+    {
+        return format!("{number} is out of range; integers here are at most 2^63-1");
+    }
+    // A value where a table of keys is expected: serde names our struct.
+    if let Some((found, _)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected struct Raw"))
+    {
+        return format!("invalid type: {found}, expected a table of keys");
+    }
     if let Some(key) = message
         .strip_prefix("missing field `")
         .and_then(|rest| rest.strip_suffix('`'))
@@ -703,6 +718,33 @@ fn plain_message(message: &str) -> String {
     text
 }
 
+/// Reads the top-half budget of a `[[line]]` table.
+fn line_budget(
+    checker: &Checker<'_>,
+    value: &S<String>,
+    key: &str,
+) -> Result<Duration, ScenarioError> {
+    const RANGE: &str = "longer than 0s and at most 100ms";
+    let budget = parse_duration(value.get_ref())
+        .map_err(|error| checker.duration_error(value, key, &error, RANGE))?;
+    if budget.is_zero() || budget > MAX_BUDGET {
+        let hint = if budget.is_zero() {
+            ""
+        } else {
+            "; the default is 100us: did you mean us or ms?"
+        };
+        return Err(checker.error(
+            value.span(),
+            key,
+            format!(
+                "\"{}\" is out of range; a top half's budget is {RANGE}{hint}",
+                value.get_ref()
+            ),
+        ));
+    }
+    Ok(budget)
+}
+
 pub(super) fn parse(
     text: &str,
     source: &str,
@@ -714,7 +756,17 @@ pub(super) fn parse(
         let span = error.span().unwrap_or(0..0);
         let key = key_path_at(text, span.start);
         let mut message = plain_message(error.message().trim_end());
-        if message.starts_with("invalid type")
+        if let Some(allowed) = allowed_integers(&key).filter(|allowed| allowed.contains(" to "))
+            && let Some((number, _)) = message.split_once(" is out of range; integers here")
+        {
+            message = format!("{number} is out of range; expected {allowed}");
+        } else if key.ends_with("arrival") && message.ends_with("expected a table of keys") {
+            message = format!(
+                "{message}: an inline table such as {{ process = \"poisson\", rate = 100 }}, \
+                 with `process` one of \"{}\"",
+                PROCESSES.join("\", \"")
+            );
+        } else if message.starts_with("invalid type")
             && let Some(allowed) = allowed_integers(&key)
         {
             let quotes = if message.starts_with("invalid type: string") {
@@ -1608,24 +1660,10 @@ fn lines(
                 format!("line {irq} has two [[line]] tables; merge them"),
             ));
         }
-        let budget = checker.optional_duration(
-            line.budget.as_ref(),
-            &key("budget"),
-            irq_sim::DEFAULT_BUDGET,
-        )?;
-        if let Some(value) = &line.budget
-            && budget > MAX_BUDGET
-        {
-            return Err(checker.error(
-                value.span(),
-                key("budget"),
-                format!(
-                    "\"{}\" is out of range; a top half's budget is at most 100ms (the \
-                     default is 100us; did you mean us or ms?)",
-                    value.get_ref()
-                ),
-            ));
-        }
+        let budget = match &line.budget {
+            Some(value) => line_budget(checker, value, &key("budget"))?,
+            None => irq_sim::DEFAULT_BUDGET,
+        };
         let overrun = match &line.overrun {
             Some(value) => {
                 match checker.choice(value, &key("overrun"), &["warn", "disable", "fail"])? {

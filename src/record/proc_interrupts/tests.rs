@@ -465,10 +465,6 @@ fn parse_rejects_non_number_count() {
         ("CPU0\n 5: 12x chip a\n", "12x"),
         ("CPU0\n 5: -3 chip a\n", "-3"),
         ("CPU0\nLOC: text only\n", "text"),
-        (
-            "CPU0\n 5: 99999999999999999999 chip a\n",
-            "99999999999999999999",
-        ),
     ] {
         assert_eq!(
             Snapshot::parse(text),
@@ -479,6 +475,23 @@ fn parse_rejects_non_number_count() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn parse_rejects_count_past_u64() {
+    let error = Snapshot::parse("CPU0\n 5: 99999999999999999999 chip a\n").unwrap_err();
+    assert_eq!(
+        error,
+        ProcInterruptsError::CountTooLarge {
+            line: 2,
+            text: "99999999999999999999".to_owned()
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "line 2: count `99999999999999999999` is out of range; expected at most \
+         18446744073709551615 (Linux prints 32-bit counts)"
+    );
 }
 
 #[test]
