@@ -6,6 +6,9 @@
 //!   (nothing is consumed while the producer runs), and the consumer
 //!   consuming at the same time (a busy-poll worker, and a task spinning on
 //!   `try_recv`), which moves cache lines between the cores on both sides.
+//!   The held pair also runs with `&'static` items (`DECLARE_WORK`), which
+//!   take no reference: an `Arc` item's queueing increments its reference
+//!   count, on a cache line of its own that the worker wrote last.
 //!   Each sample makes 512 calls, so criterion's time is that of 512 calls
 //!   and its throughput is in calls per second. docs/benchmarks.md quotes
 //!   the time divided by 512: the ns per call.
@@ -106,6 +109,27 @@ fn bench_queue_idle(c: &mut Criterion) {
             |()| {
                 for item in &items {
                     black_box(wq::queue_work(&busy.queue, item).unwrap());
+                }
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    busy.release();
+
+    // Static items as `DECLARE_WORK` makes them, leaked from the heap so
+    // that there can be 512 of them.
+    let static_items: Vec<&'static Work> = (0..BATCH)
+        .map(|_| &*Box::leak(Box::new(Work::new("trivial", || {}))))
+        .collect();
+    group.bench_function("wq_queue_work_static_worker_held", |b| {
+        b.iter_batched(
+            || {
+                busy.release();
+                busy.occupy();
+            },
+            |()| {
+                for item in &static_items {
+                    black_box(wq::queue_work(&busy.queue, *item).unwrap());
                 }
             },
             BatchSize::PerIteration,
