@@ -434,6 +434,17 @@ fn progress_display(quiet: bool, scenario: &Scenario) -> Option<Box<dyn FnMut(Pr
     }))
 }
 
+/// Returns true when SIGINT was ignored when irqlab started.
+fn interrupt_ignored() -> bool {
+    // SAFETY: `current` is a valid, writable `sigaction`, and a null new
+    // action makes the call only read the current one.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGINT, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// Calls `first` on the first Ctrl-C; a second one exits at once with the
 /// shell's status for it, 130.
 ///
@@ -442,6 +453,13 @@ fn progress_display(quiet: bool, scenario: &Scenario) -> Option<Box<dyn FnMut(Pr
 /// start, which the default action then turned into a kill.
 fn on_ctrl_c(first: impl FnOnce() + Send + 'static) {
     use tokio::signal::unix::{SignalKind, signal};
+
+    // A shell starts the background commands of a script with SIGINT
+    // ignored, so that a Ctrl-C meant for the foreground leaves them
+    // running. Keep it that way, as other Unix tools do.
+    if interrupt_ignored() {
+        return;
+    }
 
     let listener = tokio::runtime::Builder::new_current_thread()
         .enable_io()

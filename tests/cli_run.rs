@@ -1,7 +1,7 @@
 //! The irqlab command end to end: runs of every scenario in scenarios/,
 //! the JSON report's keys and its accounting, bad input, and Ctrl-C.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -488,6 +488,42 @@ fn ctrl_c_stops_early_and_still_reports() {
     assert_eq!(json["stopped_early"], true);
     assert!(json["elapsed_s"].as_f64().unwrap() < 60.0);
     check_report(&json, "stopped demo");
+}
+
+/// A run started with SIGINT ignored, as a shell starts the background
+/// commands of a script, keeps ignoring it.
+#[test]
+fn ignored_ctrl_c_stays_ignored() {
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' INT; exec \"$0\" --duration 1500ms --json -",
+            env!("CARGO_BIN_EXE_irqlab"),
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("events") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "irqlab ended early"
+        );
+    }
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill has no memory effects; the pid is our own child's.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(!rest.contains("stopping"), "{rest}");
+    let json: Value = serde_json::from_slice(&output.stdout).expect("stdout is only the JSON");
+    assert_eq!(json["stopped_early"], false);
 }
 
 #[test]
