@@ -734,6 +734,24 @@ fn replay_handler_not_recorded_rejected() {
 }
 
 #[test]
+fn description_counts_lines_left_out() {
+    let text = "\
+ <idle>-0 [000] d.h1 100.000100: irq_handler_entry: irq=16 name=mmc0
+ <idle>-0 [000] d.h1 100.000104: irq_handler_exit: irq=16 ret=handled
+ <idle>-0 [000] d.h1 100.000200: irq_handler_entry: irq=70000 name=gpio-msi
+ <idle>-0 [000] d.h1 100.000204: irq_handler_exit: irq=70000 ret=handled
+";
+    let path = temporary_trace("left-out.txt", text);
+    let (generated, scenario) = convert_trace(text, "left-out.txt", path.parent().unwrap());
+    assert_eq!(scenario.devices.len(), 1);
+    assert_eq!(
+        scenario.description,
+        "Replay of 1 of the 2 IRQ lines of an ftrace recording of a real machine."
+    );
+    assert!(generated.contains("on 2 IRQ lines"), "{generated}");
+}
+
+#[test]
 fn trace_without_irq_entries_rejected() {
     for file in ["catapult-workqueue-lines.txt", "timerlat-trace-example.txt"] {
         let trace = Trace::parse(&read_data(&format!("ftrace/{file}"))).unwrap();

@@ -201,10 +201,18 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
     }
     Ok(Plan {
         header,
-        description: format!(
-            "Replay of {} from an ftrace recording of a real machine.",
-            counted(devices.len(), "IRQ line")
-        ),
+        description: if devices.len() == entries.len() {
+            format!(
+                "Replay of {} from an ftrace recording of a real machine.",
+                counted(devices.len(), "IRQ line")
+            )
+        } else {
+            format!(
+                "Replay of {} of the {} IRQ lines of an ftrace recording of a real machine.",
+                devices.len(),
+                entries.len()
+            )
+        },
         duration,
         cpus,
         irqs: largest_line + 1,
