@@ -447,6 +447,14 @@ fn binary_plot_rejects_what_it_cannot_draw() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("\"column_sets\" is empty"), "{stderr}");
 
+    // Another format is named as such, not by the first field it lacks.
+    let (code, _, stderr) = plot("other.json", &serde_json::json!({"format": "other/2"}));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"format\" is \"other/2\"; this irqlab reads"),
+        "{stderr}"
+    );
+
     // Hand-edited fields that the plot computes with.
     let edits: [(&str, &str, serde_json::Value, &str); 5] = [
         (

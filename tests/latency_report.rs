@@ -4,7 +4,7 @@
 use clap::Parser;
 use irqlab::latency::{
     Buckets, Column, ColumnSet, Counts, FORMAT, LatencyArgs, LatencyReport, MachineInfo,
-    NoiseFloor, Ratio, Settings, Summary, Verdict, measure, new_histogram,
+    NoiseFloor, Ratio, Settings, Summary, Verdict, measure, new_histogram, plot_svg,
 };
 
 #[derive(Parser, Debug)]
@@ -46,7 +46,11 @@ fn known_report() -> LatencyReport {
             work_ns: 0,
             slots: 1024,
         },
-        noise_floor: None,
+        // A quiet host, so that tails are judged.
+        noise_floor: Some(NoiseFloor {
+            lost_percent: vec![0.5, 0.4],
+            untrustworthy: false,
+        }),
         column_sets: vec![ColumnSet {
             mechanism: "system-wq".to_owned(),
             tag: "a".to_owned(),
@@ -64,6 +68,34 @@ fn known_report() -> LatencyReport {
         warnings: Vec::new(),
         elapsed_s: 75.0,
     }
+}
+
+/// The plot's x axis ends where the histogram does, even when it has
+/// fewer than ten buckets.
+#[test]
+fn plot_axis_stays_within_histogram() {
+    let mut report = known_report();
+    report.settings.entries = 5;
+    for set in &mut report.column_sets {
+        for column in [&mut set.irq, &mut set.thr] {
+            column.histogram.entries = 5;
+            column.histogram.nonzero.retain(|[index, _]| *index < 5);
+        }
+    }
+    let folder = std::env::temp_dir().join(format!("irqlab-plot-axis-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let svg_path = folder.join("axis.svg");
+    plot_svg(&report, &svg_path).unwrap();
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    std::fs::remove_dir_all(&folder).unwrap();
+    // The x tick labels are whole microseconds; the count axis, which
+    // reaches 3 here, gives no label above it.
+    let labels: Vec<u64> = svg
+        .split('>')
+        .filter_map(|piece| piece.split('<').next()?.trim().parse().ok())
+        .collect();
+    assert!(labels.contains(&5), "{labels:?}");
+    assert!(labels.iter().all(|&label| label <= 5), "{labels:?}");
 }
 
 #[test]
@@ -246,7 +278,25 @@ fn noisy_host_judges_only_p50() {
     assert_eq!(reason(&report.ratios[0].p99_verdict), "noisy host");
     let table = report.ratio_table();
     assert!(
-        table.contains("WARNING: the noise floor lost more than 2 % of a vCPU"),
+        table.contains(
+            "WARNING: the noise floor lost more than 2 % of a vCPU (vCPU 0 0.50 %, vCPU 1 3.00 %)"
+        ),
+        "{table}"
+    );
+}
+
+/// A run without a noise-floor probe cannot vouch for its tails either.
+#[test]
+fn missing_probe_judges_only_p50() {
+    let report = judged(|report| report.noise_floor = None);
+    assert_eq!(report.ratios[0].p50_verdict, Some(Verdict::Met));
+    assert_eq!(
+        reason(&report.ratios[0].p99_verdict),
+        "no noise-floor probe"
+    );
+    let table = report.ratio_table();
+    assert!(
+        table.contains("WARNING: no noise-floor probe ran (--noise-probe 0s)"),
         "{table}"
     );
 }
@@ -360,6 +410,38 @@ fn json_keys_stable() {
 
 /// 200 ms at 1 kHz through every mechanism and the baseline: every
 /// activation is accounted for and every column has samples.
+/// The top-half statistics count the activations and the one expiry past
+/// the round that stops the timer, not every expiry until the run ends.
+#[test]
+fn top_half_counts_stop_at_round_end() {
+    let args = parse(&[
+        "--rate",
+        "20000",
+        "-d",
+        "100ms",
+        "--rounds",
+        "1",
+        "--noise-probe",
+        "0s",
+        "-m",
+        "system-wq,threaded-irq",
+    ]);
+    let report = measure(&args, |_| {}).unwrap();
+    for set in report
+        .column_sets
+        .iter()
+        .filter(|set| set.mechanism != "baseline")
+    {
+        let activations = set.counts.activations;
+        let top_halves = set.top_half.count;
+        assert!(
+            (activations..=activations + 2).contains(&top_halves),
+            "{}: {top_halves} top halves for {activations} activations",
+            set.mechanism
+        );
+    }
+}
+
 #[test]
 fn short_run_fills_every_column() {
     let args = parse(&[

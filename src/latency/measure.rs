@@ -15,7 +15,7 @@
 //! fixed bounds, and the locks around them are uncontended.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use driver::irq::{IrqRegistration, ThreadedIrq, request_irq, request_threaded_irq};
@@ -127,6 +127,10 @@ struct Probe {
     /// An expiry at or past the cutoff reached the top half, so every
     /// period before it is counted (`Release`, read with `Acquire`).
     past_cutoff: AtomicBool,
+    /// The timer, which the first top half past the cutoff stops, so that
+    /// the line's top-half statistics count one expiry past the round
+    /// instead of every one until `Session::finish`.
+    timer: OnceLock<Weak<irq_sim::LocalTimer>>,
     /// Immutable.
     period_ns: u64,
     /// Immutable.
@@ -146,6 +150,7 @@ impl Probe {
             previous_ns: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             past_cutoff: AtomicBool::new(false),
+            timer: OnceLock::new(),
             period_ns: clock::duration_nanos(period).max(1),
             work_time,
         })
@@ -179,7 +184,11 @@ impl Probe {
             return None;
         }
         if raised.as_nanos() >= self.cutoff_ns.load(Ordering::Relaxed) {
-            self.past_cutoff.store(true, Ordering::Release);
+            if !self.past_cutoff.swap(true, Ordering::AcqRel)
+                && let Some(timer) = self.timer.get().and_then(Weak::upgrade)
+            {
+                timer.cancel();
+            }
             return None;
         }
         let latency = ctx.latency().unwrap_or_default();
@@ -373,7 +382,7 @@ fn start_load(machine: &Machine, hz: u32) -> Result<Load, LatencyError> {
 pub struct Session {
     mechanism: Mechanism,
     bench: Bench,
-    timer: irq_sim::LocalTimer,
+    timer: Arc<irq_sim::LocalTimer>,
     registration: IrqRegistration,
     probe: Arc<Probe>,
     ordered: Option<Workqueue>,
@@ -421,7 +430,9 @@ impl Session {
 
         let timer = controller
             .local_timer(0, TIMER_IRQ)
+            .map(Arc::new)
             .map_err(|error| LatencyError::Request(error.to_string()))?;
+        let _ = probe.timer.set(Arc::downgrade(&timer));
         let first_expiry = clock::now() + Duration::from_millis(2);
         probe.previous_ns.store(
             first_expiry.as_nanos().saturating_sub(probe.period_ns),

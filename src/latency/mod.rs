@@ -128,6 +128,17 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
                 });
             }
         }
+        // A file of another format is named as such, not by the first
+        // field that it lacks.
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(&text)
+            && let Some(format) = fields.get("format").and_then(serde_json::Value::as_str)
+            && format != report::FORMAT
+        {
+            return Err(LatencyError::NotAResult {
+                path: result.clone(),
+                reason: plot::format_mismatch(format),
+            });
+        }
         let report: LatencyReport =
             serde_json::from_str(&text).map_err(|source| LatencyError::ParseJson {
                 path: result.clone(),

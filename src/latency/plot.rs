@@ -60,9 +60,10 @@ fn draw(report: &LatencyReport, out: &Path, svg: &mut String) -> Result<(), Late
         .max()
         .unwrap_or(1) as f64
         / unit_ns;
+    // Ten buckets at least, and never past the histogram's end.
     let x_max = (2.0 * p99_max)
-        .min(range)
-        .max(10.0 * report.settings.bucket_ns as f64 / unit_ns);
+        .max(10.0 * report.settings.bucket_ns as f64 / unit_ns)
+        .min(range);
     let y_max = report
         .column_sets
         .iter()
@@ -120,11 +121,12 @@ fn draw(report: &LatencyReport, out: &Path, svg: &mut String) -> Result<(), Late
                 ))
                 .map_err(|error| failed(&error))?
                 .label(format!(
-                    "{}: p50 {:.1}, p99 {:.1}, past the axis {}",
+                    "{}: p50 {:.1} {unit}, p99 {:.1} {unit}, past the axis {}",
                     column.name,
                     column.summary.p50_ns as f64 / unit_ns,
                     column.summary.p99_ns as f64 / unit_ns,
-                    beyond(column, unit_ns, x_max)
+                    beyond(column, unit_ns, x_max),
+                    unit = report.settings.unit,
                 ))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
         }
@@ -140,6 +142,13 @@ fn draw(report: &LatencyReport, out: &Path, svg: &mut String) -> Result<(), Late
     Ok(())
 }
 
+/// Returns the reason a result of format `found` is not plotted.
+pub fn format_mismatch(found: &str) -> String {
+    format!(
+        "\"format\" is {found:?}; this irqlab reads {FORMAT:?}, the output of `irqlab latency --json`"
+    )
+}
+
 /// Checks that a result can be plotted: its format, its column sets, and
 /// the fields that the plot computes with, which a hand edit may have
 /// broken (the unit and every histogram's buckets).
@@ -149,10 +158,7 @@ fn draw(report: &LatencyReport, out: &Path, svg: &mut String) -> Result<(), Late
 /// The first invalid field, with its value and what is allowed.
 pub fn check_plottable(report: &LatencyReport) -> Result<(), String> {
     if report.format != FORMAT {
-        return Err(format!(
-            "\"format\" is {:?}; this irqlab reads {FORMAT:?}, the output of `irqlab latency --json`",
-            report.format
-        ));
+        return Err(format_mismatch(&report.format));
     }
     if report.column_sets.is_empty() {
         return Err("\"column_sets\" is empty; a result has at least the baseline's".to_owned());

@@ -327,21 +327,16 @@ fn in_unit(nanos: f64, unit_ns: u64) -> String {
 }
 
 /// Formats a length in seconds as rtla's header does, `DAYS HH:MM:SS`,
-/// with milliseconds after the seconds when there are any.
+/// rounded to whole seconds, so that a parser of rtla's output reads it.
 fn rtla_duration(seconds: f64) -> String {
-    let millis = (seconds * 1e3).round() as u64;
-    let whole = millis / 1_000;
-    let clock = format!(
+    let whole = seconds.round() as u64;
+    format!(
         "{:>3} {:02}:{:02}:{:02}",
         whole / 86_400,
         whole / 3_600 % 24,
         whole / 60 % 60,
         whole % 60
-    );
-    match millis % 1_000 {
-        0 => clock,
-        fraction => format!("{clock}.{fraction:03}"),
-    }
+    )
 }
 
 impl LatencyReport {
@@ -568,10 +563,29 @@ impl LatencyReport {
             .noise_floor
             .as_ref()
             .is_some_and(|floor| floor.untrustworthy);
-        if noisy {
+        // Without a probe, a quiet host cannot be told from a noisy one.
+        let unprobed = self.noise_floor.is_none();
+        if let Some(floor) = self
+            .noise_floor
+            .as_ref()
+            .filter(|floor| floor.untrustworthy)
+        {
+            let lost: Vec<String> = floor
+                .lost_percent
+                .iter()
+                .enumerate()
+                .map(|(cpu, percent)| format!("vCPU {cpu} {percent:.2} %"))
+                .collect();
+            warnings.push(format!(
+                "the noise floor lost more than 2 % of a vCPU ({}): tails are untrustworthy, \
+                 and no p99 ratio is judged",
+                lost.join(", ")
+            ));
+        }
+        if unprobed {
             warnings.push(
-                "the noise floor lost more than 2 % of a vCPU: tails are untrustworthy, and no \
-                 p99 ratio is judged"
+                "no noise-floor probe ran (--noise-probe 0s): nothing shows whether the host \
+                 was quiet, so no p99 ratio is judged"
                     .to_owned(),
             );
         }
@@ -650,6 +664,8 @@ impl LatencyReport {
                     Some(format!("{share:.1} % of periods overran"))
                 } else if tail && noisy {
                     Some("noisy host".to_owned())
+                } else if tail && unprobed {
+                    Some("no noise-floor probe".to_owned())
                 } else {
                     None
                 }
@@ -741,10 +757,11 @@ mod tests {
     use super::rtla_duration;
 
     #[test]
-    fn duration_reads_as_rtla_with_milliseconds_when_any() {
+    fn duration_reads_as_rtla_in_whole_seconds() {
         assert_eq!(rtla_duration(75.0), "  0 00:01:15");
         assert_eq!(rtla_duration(90_061.0), "  1 01:01:01");
-        assert_eq!(rtla_duration(0.5), "  0 00:00:00.500");
-        assert_eq!(rtla_duration(2.25), "  0 00:00:02.250");
+        assert_eq!(rtla_duration(0.4), "  0 00:00:00");
+        assert_eq!(rtla_duration(2.5), "  0 00:00:03");
+        assert_eq!(rtla_duration(13.115), "  0 00:00:13");
     }
 }
