@@ -64,6 +64,7 @@ fn block_on<T>(future: impl Future<Output = Result<T, WaitError>>) -> Result<T, 
 
     if tokio::runtime::Handle::try_current().is_ok() {
         // A multi-threaded runtime's worker: hand its other tasks over first.
+        crate::queue::note_handed_over();
         tokio::task::block_in_place(run)
     } else {
         run()

@@ -84,7 +84,8 @@ pub use api::{
 pub use core::WorkCore;
 pub use error::{InitError, InvalidContext, QueueError, WaitError};
 pub use queue::{
-    DEFAULT_IDLE_SPIN, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE, Workqueue, WorkqueueBuilder, WqFlags,
+    DEFAULT_IDLE_SPIN, HOG_THRESHOLD, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE, Workqueue, WorkqueueBuilder,
+    WqFlags,
 };
 pub use stats::WorkqueueStats;
 pub use system::{

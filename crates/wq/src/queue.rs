@@ -361,6 +361,7 @@ impl Workqueue {
             executed: snapshot.tallies.executed,
             cancelled: snapshot.tallies.cancelled,
             panicked: counters.panicked(),
+            hogged: counters.hogged(),
             in_flight: snapshot.in_flight as u64,
             max_in_flight: snapshot.tallies.max_in_flight,
             pending: snapshot.pending as u64,
@@ -408,6 +409,45 @@ unsafe impl Send for RunId {}
 thread_local! {
     /// The run whose work function is on this thread's stack now.
     static CURRENT_RUN: Cell<Option<RunId>> = const { Cell::new(None) };
+
+    /// Set when a blocking wait of `wq::blocking` handed this runtime
+    /// thread's tasks over to another thread.
+    static HANDED_OVER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Records that a blocking wait handed this runtime thread over, so that
+/// the run it is part of is not reported as holding the thread.
+pub(crate) fn note_handed_over() {
+    HANDED_OVER.with(|handed_over| handed_over.set(true));
+}
+
+/// Maximum time a synchronous work function keeps a runtime thread before
+/// its run is reported: the default of Linux's
+/// `workqueue.cpu_intensive_thresh_us`, past which Linux takes a work item
+/// for CPU-intensive.
+pub const HOG_THRESHOLD: Duration = Duration::from_millis(10);
+
+/// Counts a synchronous run on a runtime thread that lasted `held`, and
+/// warns when it passed [`HOG_THRESHOLD`]: for the first such run of the
+/// queue and then at the 2nd, 4th, 8th ... so that a queue of slow items
+/// does not flood the log.
+fn note_held_thread(queue: &QueueCore, item: &WorkCore, held: Duration) {
+    if held <= HOG_THRESHOLD {
+        return;
+    }
+    let count = queue.counters.count_hogged();
+    if count.is_power_of_two() {
+        tracing::warn!(
+            target: "workqueue",
+            work = item.name(),
+            workqueue = %queue.name,
+            held_ms = held.as_millis() as u64,
+            runs = count,
+            "work function held a runtime thread over 10ms without yielding, which delays \
+             every task on it; put blocking or long work on system_long_wq or a queue with \
+             WqFlags::CPU_INTENSIVE, or await in an async work function"
+        );
+    }
 }
 
 /// Returns the run whose work function is on this thread's stack, if any.
@@ -690,11 +730,17 @@ async fn run(shared: &Arc<Shared>, started: Started, started_at: Stamp) -> Finis
         .await;
         joined.unwrap_or_else(|error| Err(Box::new(error.to_string())))
     } else {
-        catch_unwind(AssertUnwindSafe(|| {
+        HANDED_OVER.with(|handed_over| handed_over.set(false));
+        let called_at = Stamp::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
             with_current_run(run_id, || {
                 let _ = runnable.call();
             })
-        }))
+        }));
+        if !HANDED_OVER.with(Cell::get) {
+            note_held_thread(queue, item.core(), called_at.elapsed());
+        }
+        outcome
     };
 
     if let Err(panic) = outcome {

@@ -11,6 +11,7 @@ pub(crate) struct Counters {
     coalesced: AtomicU64,
     rejected_disabled: AtomicU64,
     panicked: AtomicU64,
+    hogged: AtomicU64,
 }
 
 impl Counters {
@@ -24,6 +25,15 @@ impl Counters {
 
     pub(crate) fn count_panicked(&self) {
         self.panicked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a run that held a runtime thread too long; returns the count.
+    pub(crate) fn count_hogged(&self) -> u64 {
+        self.hogged.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn hogged(&self) -> u64 {
+        self.hogged.load(Ordering::Relaxed)
     }
 
     pub(crate) fn coalesced(&self) -> u64 {
@@ -74,6 +84,10 @@ pub struct WorkqueueStats {
     pub cancelled: u64,
     /// Runs whose work function panicked (also counted in `executed`).
     pub panicked: u64,
+    /// Runs of a synchronous work function that kept a runtime thread over
+    /// [`HOG_THRESHOLD`](crate::HOG_THRESHOLD) without handing it over.
+    /// Each such run belongs on a `CPU_INTENSIVE` queue.
+    pub hogged: u64,
     /// Runs in progress now.
     pub in_flight: u64,
     /// Maximum number of runs in progress at once since the queue was

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use wq::{Work, Workqueue};
+use wq::{HOG_THRESHOLD, Work, Workqueue, WqFlags};
 
 /// How long the queue sits idle with its worker parked before the item is
 /// queued: far longer than a no-op item runs or a wake-up takes.
@@ -42,4 +42,39 @@ fn parked_worker_times_from_queueing() {
         stats.latency_ns.max() > 1,
         "the start was recorded before the queueing"
     );
+}
+
+/// A synchronous work function that keeps a runtime thread past the
+/// threshold is counted, unless its queue runs such functions on blocking
+/// threads, or it handed the thread over in a blocking wait.
+#[test]
+fn runs_holding_a_runtime_thread_counted() {
+    let hold = HOG_THRESHOLD * 3;
+    let normal = Workqueue::builder("stats_hog").build();
+    let intensive = Workqueue::builder("stats_hog_intensive")
+        .flags(WqFlags::CPU_INTENSIVE)
+        .build();
+    let sleeper = Work::from_fn("sleeper", move || std::thread::sleep(hold));
+
+    assert!(wq::queue_work(&normal, &sleeper).unwrap());
+    wq::blocking::flush_work(&sleeper).unwrap();
+    assert_eq!(normal.stats().hogged, 1);
+
+    assert!(wq::queue_work(&intensive, &sleeper).unwrap());
+    wq::blocking::flush_work(&sleeper).unwrap();
+    assert_eq!(intensive.stats().hogged, 0);
+
+    // The waiter's run lasts as long as the sleeper's, in a blocking wait.
+    let waiter = {
+        let sleeper = sleeper.clone();
+        Work::from_fn("waiter", move || {
+            wq::blocking::flush_work(&sleeper).unwrap();
+        })
+    };
+    assert!(wq::queue_work(&intensive, &sleeper).unwrap());
+    assert!(wq::queue_work(&normal, &waiter).unwrap());
+    wq::blocking::flush_work(&waiter).unwrap();
+    let stats = normal.stats();
+    assert_eq!(stats.executed, 2);
+    assert_eq!(stats.hogged, 1);
 }
