@@ -59,9 +59,9 @@ fn self_flush_is_caught() {
 }
 
 #[test]
-fn unload_with_pending_work_reported() {
+fn unload_with_running_work_reported() {
     check_exercise(
         "ex4_unload_pending",
-        "[warn] heartbeat: delayed work \"heartbeat\" still pending; cancelled",
+        "[warn] heartbeat: work \"heartbeat\" still running; waited for it",
     );
 }

@@ -1,11 +1,13 @@
 //! Exercise 4: a module unloaded with its work still pending.
 //!
-//! The `heartbeat` module queues a delayed work item that logs a beat one
-//! second later and then queues itself again. Its exit prints goodbye and
-//! returns, with the next beat still pending. In the kernel the beat would
-//! then run code that `rmmod` has already freed. irqlab's unload finds the
-//! pending item, cancels it, warns, and lists it in the `UnloadReport`,
-//! and this program fails because the report is not clean.
+//! The `heartbeat` module queues a delayed work item that sends a beat to
+//! a slow device, 200 ms of blocking work, and then queues itself again.
+//! The program unloads the module while the first beat runs. Its exit
+//! prints goodbye and returns, and the beat goes on, about to queue the
+//! next one. In the kernel the beat would run code that `rmmod` has
+//! already freed. irqlab's unload finds the running item, warns, waits for
+//! it and lists it in the `UnloadReport`, and this program fails because
+//! the report is not clean.
 //!
 //! Your task: make the exit cancel the heartbeat and wait until it is
 //! neither pending nor running. Then run
@@ -27,17 +29,21 @@ use driver::printk::KernLevel;
 use wq::DelayedWork;
 
 /// Time between two beats.
-const PERIOD: Duration = Duration::from_secs(1);
+const PERIOD: Duration = Duration::from_millis(100);
+
+/// Time a beat takes: the slow device's write.
+const BEAT_TIME: Duration = Duration::from_millis(200);
 
 /// Beats logged so far.
 static BEATS: AtomicU32 = AtomicU32::new(0);
 
-/// The work function: logs a beat, then queues the next one.
+/// The work function: sends a beat, then queues the next one.
 fn beat() {
     let count = BEATS.fetch_add(1, Ordering::SeqCst) + 1;
     printk!(KernLevel::Info, "heartbeat: beat {count}");
+    std::thread::sleep(BEAT_TIME);
     // A disabled item (during a cancel or an unload) is not queued: false.
-    let _ = wq::schedule_delayed_work(&HEARTBEAT, PERIOD);
+    let _ = wq::queue_delayed_work(wq::system_long_wq(), &HEARTBEAT, PERIOD);
 }
 
 /// The heartbeat's work item, made at compile time (`DECLARE_DELAYED_WORK`).
@@ -52,14 +58,14 @@ impl Module for Heartbeat {
 
     fn init(ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
         printk!(KernLevel::Info, "heartbeat: loaded");
-        // The first beat in one period. Queued through the context, so the
-        // unload tracks the item.
-        ctx.queue_delayed_work(wq::system_wq(), &HEARTBEAT, PERIOD)?;
+        // The first beat in one period, on the queue for blocking work.
+        // Queued through the context, so the unload tracks the item.
+        ctx.queue_delayed_work(wq::system_long_wq(), &HEARTBEAT, PERIOD)?;
         Ok(Heartbeat)
     }
 
     fn exit(&mut self, _ctx: &ModuleContext) {
-        // EXERCISE: the next beat is still pending when the module goes.
+        // EXERCISE: a beat may be running, and it queues the next one.
         printk!(KernLevel::Info, "heartbeat: goodbye");
     }
 }
@@ -68,8 +74,11 @@ fn main() -> ExitCode {
     printk::init_console();
     let loaded = module::load::<Heartbeat>(()).expect("heartbeat loads");
 
-    // A module must survive `rmmod` at any moment, even right after
-    // `insmod`: unload it at once, while the first beat waits on its timer.
+    // A module must survive `rmmod` at any moment: unload it while the
+    // first beat runs.
+    while BEATS.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let report = loaded.unload().expect("main may block");
 
     if report.is_clean() {

@@ -16,17 +16,21 @@ use driver::printk::KernLevel;
 use wq::DelayedWork;
 
 /// Time between two beats.
-const PERIOD: Duration = Duration::from_secs(1);
+const PERIOD: Duration = Duration::from_millis(100);
+
+/// Time a beat takes: the slow device's write.
+const BEAT_TIME: Duration = Duration::from_millis(200);
 
 /// Beats logged so far.
 static BEATS: AtomicU32 = AtomicU32::new(0);
 
-/// The work function: logs a beat, then queues the next one.
+/// The work function: sends a beat, then queues the next one.
 fn beat() {
     let count = BEATS.fetch_add(1, Ordering::SeqCst) + 1;
     printk!(KernLevel::Info, "heartbeat: beat {count}");
+    std::thread::sleep(BEAT_TIME);
     // A disabled item (during a cancel or an unload) is not queued: false.
-    let _ = wq::schedule_delayed_work(&HEARTBEAT, PERIOD);
+    let _ = wq::queue_delayed_work(wq::system_long_wq(), &HEARTBEAT, PERIOD);
 }
 
 /// The heartbeat's work item, made at compile time (`DECLARE_DELAYED_WORK`).
@@ -41,9 +45,9 @@ impl Module for Heartbeat {
 
     fn init(ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
         printk!(KernLevel::Info, "heartbeat: loaded");
-        // The first beat in one period. Queued through the context, so the
-        // unload tracks the item.
-        ctx.queue_delayed_work(wq::system_wq(), &HEARTBEAT, PERIOD)?;
+        // The first beat in one period, on the queue for blocking work.
+        // Queued through the context, so the unload tracks the item.
+        ctx.queue_delayed_work(wq::system_long_wq(), &HEARTBEAT, PERIOD)?;
         Ok(Heartbeat)
     }
 
@@ -60,8 +64,11 @@ fn main() -> ExitCode {
     printk::init_console();
     let loaded = module::load::<Heartbeat>(()).expect("heartbeat loads");
 
-    // A module must survive `rmmod` at any moment, even right after
-    // `insmod`: unload it at once, while the first beat waits on its timer.
+    // A module must survive `rmmod` at any moment: unload it while the
+    // first beat runs.
+    while BEATS.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let report = loaded.unload().expect("main may block");
 
     if report.is_clean() {
