@@ -37,15 +37,17 @@ pub enum CpuMode {
 /// `poll_interval`. The unhandled count restarts at one when an unhandled
 /// delivery follows the previous one after more than `quiet`.
 ///
-/// Linux uses 99,900 of 100,000 and 100 ms for both times; those are the
-/// defaults. Tests scale the window down (for example 999 of 1,000), which
+/// Linux disables a line when more than 99,900 of 100,000 are unhandled,
+/// and uses 100 ms for both times. The defaults are the same, so the
+/// threshold is 99,901. Tests scale the window down (for example 999 of 1,000), which
 /// keeps the ratio, so the detector trips after a thousand interrupts
 /// instead of a hundred thousand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpuriousConfig {
     /// Deliveries per window.
     pub window: u32,
-    /// Unhandled deliveries in a window that disable the line.
+    /// Unhandled deliveries in a window that disable the line: at least
+    /// this many.
     pub threshold: u32,
     /// Quiet time after which the unhandled count restarts.
     pub quiet: Duration,
@@ -57,7 +59,7 @@ impl Default for SpuriousConfig {
     fn default() -> Self {
         Self {
             window: 100_000,
-            threshold: 99_900,
+            threshold: 99_901,
             quiet: Duration::from_millis(100),
             poll_interval: Duration::from_millis(100),
         }
