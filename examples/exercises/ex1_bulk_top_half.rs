@@ -5,8 +5,10 @@
 //! milliseconds of CPU time, far over the line's 100 us budget, so the
 //! budget check reports the handler and this program fails.
 //!
-//! Your task: keep the top half short. Acknowledge the interrupt in it, and
-//! move the checksum to a work item that the top half queues. Then run
+//! Your task: keep the top half short. Move the checksum to a work item,
+//! and make the top half only queue that item and return
+//! `IrqReturn::Handled`. The sensor here has no status register to clear,
+//! so queueing is all the top half has to do. Then run
 //!
 //! ```sh
 //! cargo run --example ex1_bulk_top_half

@@ -8,8 +8,10 @@
 //! `WaitError::SelfWait` at once instead; the function logs the error and
 //! returns without logging anything, and this program fails.
 //!
-//! Your task: remove the wait. A work item never runs concurrently with
-//! itself, on any queue, so there is nothing to wait for. Then run
+//! Your task: remove the wait. The logger is queued only on `system_wq`,
+//! and a work item queued on one workqueue never runs concurrently with
+//! itself, so there is nothing to wait for. The kernel promises that within
+//! one workqueue only, but irqlab keeps it across queues too. Then run
 //!
 //! ```sh
 //! cargo run --example ex3_self_flush

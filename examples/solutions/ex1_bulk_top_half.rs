@@ -74,8 +74,8 @@ fn main() -> ExitCode {
     // queueing from the top half finds their workers running.
     let long_wq = wq::system_long_wq();
 
-    // The top half: acknowledge and defer. Queueing never sleeps and does
-    // not allocate.
+    // The top half: only defer; the sensor has no status to clear.
+    // Queueing never sleeps and does not allocate.
     let top_half = move |_: &mut HardIrqContext<'_>| {
         let _ = wq::queue_work(long_wq, &checksum_work);
         IrqReturn::Handled
