@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -461,15 +461,10 @@ fn cpus_option_applies_before_the_file_is_checked() {
     );
 }
 
-#[test]
-fn ctrl_c_stops_early_and_still_reports() {
-    let mut child = irqlab()
-        .args(["--duration", "60s", "--json", "-"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The first progress line shows that arrivals are running.
+/// Waits for the first progress line of `child`, which shows that arrivals
+/// are running, then sends it SIGINT. Returns the rest of its standard
+/// error, still to be read.
+fn interrupt_once_running(child: &mut Child) -> BufReader<ChildStderr> {
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("events") {
@@ -482,6 +477,18 @@ fn ctrl_c_stops_early_and_still_reports() {
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: kill has no memory effects; the pid is our own child's.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    stderr
+}
+
+#[test]
+fn ctrl_c_stops_early_and_still_reports() {
+    let mut child = irqlab()
+        .args(["--duration", "60s", "--json", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stderr = interrupt_once_running(&mut child);
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
     let json: Value = serde_json::from_slice(&output.stdout).expect("stdout is only the JSON");
@@ -505,18 +512,7 @@ fn ignored_ctrl_c_stays_ignored() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("events") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "irqlab ended early"
-        );
-    }
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill has no memory effects; the pid is our own child's.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let mut stderr = interrupt_once_running(&mut child);
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();
     let output = child.wait_with_output().unwrap();

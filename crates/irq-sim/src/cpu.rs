@@ -344,6 +344,8 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
             bump(&line.counters.skipped);
             return;
         }
+        // Counted when the enable or unmask delivers it.
+        Dispatch::Postpone => return,
     };
 
     // Step 2: enter hard-IRQ context.
@@ -363,6 +365,9 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
     let chain = &mut *chain_lock;
     let budget = chain.budget;
     let mut outcome = ChainOutcome::default();
+    // The policies disable the line once a delivery, however many of its
+    // handlers overrun or panic, so that one `enable_irq` undoes it.
+    let mut disabled = DisableOnce::default();
     let mut start = entry;
     for (index, action) in chain.actions.iter_mut().enumerate() {
         if index > 0 {
@@ -396,7 +401,9 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
                 tracing::trace!(name: "irq_handler_exit", target: "irq", irq, handler = action.name, ret = ret.as_str(), "irq_handler_exit");
                 outcome.note(ret, action, line, irq);
             }
-            Err(message) => handle_panic(controller, line, irq, action.name, message),
+            Err(message) => {
+                handle_panic(controller, line, irq, action.name, message, &mut disabled);
+            }
         }
         let wall = end.saturating_since(start);
         let allowance = if action.called {
@@ -430,6 +437,7 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
                 allowance,
                 wall,
                 time,
+                &mut disabled,
             );
             // A report written meanwhile may have blocked on its output.
             local.clock.rebase_switches();
@@ -456,12 +464,13 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
             .record_violation(ContractViolation::InvalidContext(error));
     }
 
-    // Step 4: statistics and spurious detection.
-    bump(&line.counters.per_cpu[cpu]);
+    // Step 4: statistics and spurious detection. A poll is no interrupt:
+    // as in Linux's /proc/interrupts, only deliveries count per CPU.
     bump(&me.counters.chains);
     if poll {
         bump(&line.counters.polls);
     } else {
+        bump(&line.counters.per_cpu[cpu]);
         // Counted by spurious detection's verdict, so that a delivery
         // that only woke a thread function returning `None` shows as
         // unhandled, as the "nobody cared" report counts it.
@@ -581,6 +590,23 @@ impl ChainOutcome {
     }
 }
 
+/// Disables a line at most once during one delivery.
+#[derive(Default)]
+struct DisableOnce {
+    done: bool,
+}
+
+impl DisableOnce {
+    /// Disables `line` unless this delivery did already. Returns true
+    /// when this call took the disable depth from 0 to 1.
+    fn disable(&mut self, line: &Line) -> bool {
+        if std::mem::replace(&mut self.done, true) {
+            return false;
+        }
+        line.state.disable() == Some(1)
+    }
+}
+
 /// Disables the line of a panicking top half, logs, and records it.
 fn handle_panic(
     controller: &Controller,
@@ -588,9 +614,10 @@ fn handle_panic(
     irq: u32,
     handler: &'static str,
     message: String,
+    disabled: &mut DisableOnce,
 ) {
     bump(&line.counters.panics);
-    let _depth = line.state.disable();
+    let _first = disabled.disable(line);
     let violation = ContractViolation::Panic {
         irq,
         handler,
@@ -614,6 +641,7 @@ fn check_budget(
     allowance: Duration,
     wall: Duration,
     time: CallTime,
+    disabled: &mut DisableOnce,
 ) -> bool {
     let cpu_time = time.cpu;
     // A first call may block on one-time costs that are not the handler's
@@ -648,7 +676,7 @@ fn check_budget(
             );
         }
         controller.shared.record_violation(violation);
-        if budget.policy != OverrunPolicy::Warn && line.state.disable() == Some(1) {
+        if budget.policy != OverrunPolicy::Warn && disabled.disable(line) {
             tracing::warn!(target: "irq", irq, handler, "irq {irq}: disabled after handler {handler:?} slept");
         }
         return true;
@@ -683,12 +711,12 @@ fn check_budget(
     match budget.policy {
         OverrunPolicy::Warn => {}
         OverrunPolicy::Disable => {
-            if line.state.disable() == Some(1) {
+            if disabled.disable(line) {
                 tracing::warn!(target: "irq", irq, handler, "irq {irq}: disabled after a budget overrun by handler {handler:?}");
             }
         }
         OverrunPolicy::Fail => {
-            let _depth = line.state.disable();
+            let _first = disabled.disable(line);
             controller.shared.record_violation(violation);
         }
     }

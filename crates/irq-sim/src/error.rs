@@ -40,6 +40,9 @@ pub enum ConfigError {
     },
     /// The spurious-detection window is 0 interrupts.
     SpuriousWindow,
+    /// The lockup watchdog is enabled with a threshold of 0, which would
+    /// report every top half as a lockup.
+    WatchdogThreshold,
     /// A CPU thread could not be spawned.
     Spawn {
         /// The CPU whose thread failed.
@@ -81,6 +84,12 @@ impl fmt::Display for ConfigError {
             Self::SpuriousWindow => write!(
                 f,
                 "invalid config: spurious window of 0 interrupts; use at least 1 (Linux's is 100000)"
+            ),
+            Self::WatchdogThreshold => write!(
+                f,
+                "invalid config: watchdog threshold of 0s would report every top half as a \
+                 lockup; give a threshold above 0, or set `enabled: false` to turn the watchdog \
+                 off (Linux turns it off with watchdog_thresh=0)"
             ),
             Self::Spawn { cpu, reason } => {
                 write!(f, "failed to spawn the thread of CPU {cpu}: {reason}")

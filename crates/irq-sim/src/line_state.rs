@@ -145,9 +145,12 @@ pub enum Dispatch {
     },
     /// Run the handler chain as a poll of a line disabled as spurious.
     Poll,
-    /// Nothing to deliver: the line was lowered, disabled or masked after it
-    /// was queued.
+    /// Nothing to deliver: the level line was lowered after it was queued,
+    /// so its delivery is lost.
     Skip,
+    /// Not now: the line was disabled or masked after it was queued. The
+    /// delivery stays pending, and the enable or unmask queues it again.
+    Postpone,
 }
 
 /// The outcome of a transition that can make a line deliverable again.
@@ -309,6 +312,9 @@ impl LineState {
             }
             if word & POLL != 0 {
                 return (Some((word | IN_PROGRESS) & !POLL), Dispatch::Poll);
+            }
+            if word & PENDING != 0 {
+                return (Some(word), Dispatch::Postpone);
             }
             (Some(word), Dispatch::Skip)
         })
@@ -618,12 +624,21 @@ mod tests {
     }
 
     #[test]
-    fn disable_after_queue_skips() {
+    fn disable_after_queue_postpones() {
         let state = started(false);
         assert_eq!(state.raise(10), RaiseOutcome::Queue);
         assert_eq!(state.disable(), Some(1));
-        assert_eq!(state.begin_dispatch(), Dispatch::Skip);
+        assert_eq!(state.begin_dispatch(), Dispatch::Postpone);
         assert!(state.snapshot().pending);
+    }
+
+    #[test]
+    fn lower_after_queue_skips() {
+        let state = started(true);
+        assert_eq!(state.raise(10), RaiseOutcome::Queue);
+        assert!(state.lower());
+        assert_eq!(state.begin_dispatch(), Dispatch::Skip);
+        assert!(!state.snapshot().pending);
     }
 
     #[test]

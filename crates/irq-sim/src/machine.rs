@@ -153,6 +153,9 @@ impl Config {
         if self.spurious.window == 0 {
             return Err(ConfigError::SpuriousWindow);
         }
+        if self.watchdog.enabled && self.watchdog.threshold.is_zero() {
+            return Err(ConfigError::WatchdogThreshold);
+        }
         if self.spurious.threshold == 0 || self.spurious.threshold > self.spurious.window {
             return Err(ConfigError::SpuriousThreshold {
                 threshold: self.spurious.threshold,

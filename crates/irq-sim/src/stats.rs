@@ -243,8 +243,10 @@ pub struct LineStats {
     /// Raises of a level line that was already asserted: the line stays
     /// high until a top half clears the device, so they add no delivery.
     pub already_asserted: u64,
-    /// Queued deliveries dropped because the line was lowered, masked or
-    /// disabled before dispatch.
+    /// Queued deliveries of a level line dropped because the device
+    /// lowered the line before dispatch. A delivery that finds the line
+    /// masked or disabled stays pending instead, and is counted when it is
+    /// delivered.
     pub skipped: u64,
     /// Polls while disabled as spurious.
     pub polls: u64,
@@ -347,11 +349,13 @@ impl CpuStats {
 ///
 /// Any; never sleeps (allocates the text).
 pub fn render_interrupts(lines: &[LineStats], nr_cpus: usize) -> String {
-    let mut out = String::new();
-    let _ = write!(out, "{:>5} ", "");
+    // As Linux aligns it: each `CPUn` label ends where the counts below it
+    // do, past the six characters of a row's `NNNN: `.
+    let mut out = " ".repeat(12);
     for cpu in 0..nr_cpus {
-        let _ = write!(out, "{:>11}", format!("CPU{cpu}"));
+        let _ = write!(out, "CPU{cpu:<8}");
     }
+    out.truncate(out.trim_end().len());
     out.push('\n');
     for line in lines.iter().filter(|line| !line.handlers.is_empty()) {
         let _ = write!(out, "{:>4}: ", line.irq);
@@ -530,8 +534,12 @@ mod tests {
         let text = render_interrupts(&lines, 2);
         let rows: Vec<&str> = text.lines().collect();
         assert_eq!(rows.len(), 3, "{text}");
-        assert!(rows[0].contains("CPU0"));
-        assert!(rows[0].contains("CPU1"));
+        // Each label ends over the last digit of its column's counts.
+        for (cpu, count) in [("CPU0", "307009"), ("CPU1", "12")] {
+            let label_end = rows[0].find(cpu).unwrap() + cpu.len();
+            let count_end = rows[2].find(count).unwrap() + count.len();
+            assert_eq!(label_end, count_end, "{text}");
+        }
         assert!(rows[1].starts_with("   0:"));
         assert!(rows[1].contains("0-edge"));
         assert!(rows[2].contains("307009"));

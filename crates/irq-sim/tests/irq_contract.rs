@@ -334,6 +334,53 @@ fn overrun_disable_policy_disables() {
     assert!(machine.check().is_ok());
 }
 
+/// The policies disable a shared line once a delivery, however many of
+/// its handlers overrun or panic, so that one `enable_irq` brings it back.
+#[test]
+fn shared_chain_disabled_once_per_delivery() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let irq = machine.controller();
+    let shared = IrqFlags::EDGE.shared();
+    for name in ["slow-a", "slow-b"] {
+        irq.request_irq(
+            LINE,
+            IrqRequest::new(name, shared, spinner(Duration::from_millis(2))),
+        )
+        .unwrap();
+    }
+    for name in ["buggy-a", "buggy-b"] {
+        irq.request_irq(
+            LINE,
+            IrqRequest::new(name, shared, |_: &mut HardIrqContext<'_>| -> IrqReturn {
+                panic!("device register read returned garbage")
+            }),
+        )
+        .unwrap();
+    }
+    irq.set_budget(
+        LINE,
+        Budget {
+            limit: Duration::from_micros(50),
+            policy: OverrunPolicy::Disable,
+        },
+    )
+    .unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+    let _ = irq.raise(LINE).unwrap();
+    flush_cpu(&irq, PROBE, &probe_calls);
+
+    // A panic's unwinding may overrun the budget too.
+    let stats = irq.line_stats(LINE).unwrap();
+    assert!(stats.overruns >= 2, "{stats:?}");
+    assert_eq!(stats.panics, 2);
+    assert_eq!(irq.line_state(LINE).unwrap().depth, 1);
+    irq.enable_irq(LINE).unwrap();
+    assert_eq!(irq.line_state(LINE).unwrap().depth, 0);
+}
+
 /// Pins the calling thread, and every thread it spawns from now on, to
 /// the first CPU it may run on.
 fn pin_to_one_cpu() {

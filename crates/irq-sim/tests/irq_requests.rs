@@ -353,4 +353,14 @@ fn invalid_config_rejected() {
         Machine::new(config).unwrap_err(),
         ConfigError::SpuriousWindow
     );
+
+    // A watchdog threshold of 0 would call every top half a lockup; the
+    // watchdog is turned off with `enabled` instead.
+    let mut config = Config::default();
+    config.watchdog.threshold = std::time::Duration::ZERO;
+    let error = Machine::new(config).unwrap_err();
+    assert_eq!(error, ConfigError::WatchdogThreshold);
+    assert!(error.to_string().contains("enabled: false"), "{error}");
+    config.watchdog.enabled = false;
+    assert!(Machine::new(config).is_ok());
 }

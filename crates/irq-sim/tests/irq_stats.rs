@@ -2,8 +2,18 @@
 
 mod common;
 
-use common::{machine, wait_until};
-use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Summary};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::{Gate, machine, wait_until};
+use irq_sim::{
+    Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, SpuriousConfig, Summary,
+};
+
+/// A line that holds its CPU while the test arranges what comes next.
+const GATE_LINE: u32 = 30;
+const LINE: u32 = 31;
 
 /// The table lists each requested line with per-CPU counts, trigger type
 /// and handler names, as `/proc/interrupts` does.
@@ -103,4 +113,95 @@ fn repeated_reads_accumulate() {
         assert_eq!(histograms.latency.len(), expected);
         assert_eq!(histograms.duration.len(), expected);
     }
+}
+
+/// A delivery that finds its line disabled waits for the enable and is
+/// counted once, as delivered: raised = delivered + coalesced + skipped.
+#[test]
+fn postponed_delivery_counted_once() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let gate = Arc::new(Gate::default());
+    {
+        let gate = gate.clone();
+        irq.request_irq(
+            GATE_LINE,
+            IrqRequest::new("gate", IrqFlags::EDGE, move |_: &mut HardIrqContext<'_>| {
+                gate.hold();
+                IrqReturn::Handled
+            }),
+        )
+        .unwrap();
+    }
+    let calls = Arc::new(AtomicU32::new(0));
+    {
+        let calls = calls.clone();
+        irq.request_irq(
+            LINE,
+            IrqRequest::new("nic", IrqFlags::EDGE, move |_: &mut HardIrqContext<'_>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                IrqReturn::Handled
+            }),
+        )
+        .unwrap();
+    }
+
+    // The line is queued behind the gate, then disabled before its turn.
+    let _ = irq.raise(GATE_LINE).unwrap();
+    gate.wait_entered(1);
+    let _ = irq.raise(LINE).unwrap();
+    irq.disable_irq_nosync(LINE).unwrap();
+    gate.open();
+    wait_until("the queued line to be taken", || {
+        !irq.line_state(LINE).unwrap().queued
+    });
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    irq.enable_irq(LINE).unwrap();
+    wait_until("the postponed delivery", || {
+        calls.load(Ordering::SeqCst) == 1
+    });
+    irq.synchronize_irq(LINE).unwrap();
+
+    let stats = irq.line_stats(LINE).unwrap();
+    assert_eq!(stats.raised, 1);
+    assert_eq!(stats.total(), 1);
+    assert_eq!(stats.skipped, 0);
+}
+
+/// Polls of a line disabled as spurious are no interrupts: they are
+/// counted as polls, not per CPU, as in Linux's /proc/interrupts.
+#[test]
+fn spurious_polls_not_counted_per_cpu() {
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        spurious: SpuriousConfig {
+            window: 10,
+            threshold: 9,
+            quiet: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(5),
+        },
+        ..Config::default()
+    })
+    .unwrap();
+    let irq = machine.controller();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new("deaf", IrqFlags::EDGE, |_: &mut HardIrqContext<'_>| {
+            IrqReturn::None
+        }),
+    )
+    .unwrap();
+    for _ in 0..10 {
+        let _ = irq.raise(LINE).unwrap();
+        wait_until("the delivery", || {
+            let state = irq.line_state(LINE).unwrap();
+            !state.queued && !state.in_progress
+        });
+    }
+    wait_until("two polls", || irq.line_stats(LINE).unwrap().polls >= 2);
+
+    let stats = irq.line_stats(LINE).unwrap();
+    assert!(stats.spurious);
+    assert_eq!(stats.total(), 10);
+    assert_eq!(stats.handled + stats.unhandled, 10);
 }

@@ -81,7 +81,7 @@ impl Model {
                 self.rearm(self.state.end_dispatch(100));
             }
             Dispatch::Poll => panic!("no poll was requested"),
-            Dispatch::Skip => {}
+            Dispatch::Skip | Dispatch::Postpone => {}
         }
         true
     }
