@@ -2,8 +2,8 @@
 //! subcommands.
 //!
 //! Exit status: 0 after a run (warnings included), 2 for bad input (an
-//! option, a scenario file), 1 when the run cannot be set up or its output
-//! cannot be written.
+//! option, a scenario file), 1 when the run cannot be set up, its output
+//! cannot be written, or a line with the `fail` overrun policy overran.
 
 #[path = "../examples/stat_queue.rs"]
 mod stat_queue;
@@ -306,8 +306,16 @@ fn run(args: &RunArgs, timeline: Option<&Timeline>) -> ExitCode {
         return fail(EXIT_FAILURE, message);
     }
     match printed {
-        Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(EXIT_FAILURE, error),
+        Ok(()) if report.failed_budgets > 0 => fail(
+            EXIT_FAILURE,
+            format_args!(
+                "{} on a line whose `overrun` policy is \"fail\"; the report's warnings name \
+                 them",
+                irqlab::report::counted(report.failed_budgets, "budget overrun")
+            ),
+        ),
+        Ok(()) => ExitCode::SUCCESS,
     }
 }
 
@@ -366,7 +374,7 @@ fn write_trace(
         .map_err(|error| cannot_write("--trace", path, &error))?;
     if !quiet {
         let counts = format!(
-            "{} top halves, {} work runs and {} queue_work arrows written to {}; open it in the \
+            "{} top-half calls, {} work runs and {} queue_work arrows written to {}; open it in the \
              Performance panel of Chrome's DevTools (docs/timeline.md)",
             summary.top_halves,
             summary.executions,

@@ -411,6 +411,36 @@ fn late_one_shot_expiries_are_warned_about() {
     );
 }
 
+/// A line whose overrun policy is `fail` fails the run that overran it,
+/// after the report.
+#[test]
+fn fail_policy_fails_the_run() {
+    let scenario = scratch("fail-policy.toml");
+    std::fs::write(
+        &scenario,
+        "duration = \"300ms\"\n\n[[device]]\nname = \"sensor\"\nkind = \"generic\"\n\
+         irq = 40\narrival = { process = \"periodic\", rate = 2000 }\n\n\
+         [[line]]\nirq = 40\nbudget = \"1ns\"\noverrun = \"fail\"\n",
+    )
+    .unwrap();
+    let output = run(&["--scenario", scenario.to_str().unwrap(), "--json", "-"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("on a line whose `overrun` policy is \"fail\""),
+        "{stderr}"
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).expect("the report is written");
+    assert!(
+        json["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|warning| warning.as_str().unwrap().starts_with("contract violation")),
+        "{json}"
+    );
+}
+
 #[test]
 fn unwritable_output_fails_before_run() {
     let output = run(&["--json", "/nonexistent/dir/report.json"]);

@@ -354,6 +354,53 @@ fn shared_line_trigger_mismatch_located() {
     assert!(message.contains("and edge (the default) here"), "{message}");
 }
 
+/// A rate becomes a period rounded up to a whole nanosecond, so that a
+/// run never gets an event more than the rate asks for.
+#[test]
+fn rate_rounds_period_up() {
+    let scenario = parse(&NIC.replace(
+        "{ process = \"poisson\", rate = 1000 }",
+        "{ process = \"periodic\", rate = 3 }",
+    ))
+    .unwrap();
+    let ArrivalSpec::Periodic { period } = scenario.devices[0].arrival else {
+        panic!("{:?}", scenario.devices[0].arrival);
+    };
+    assert_eq!(period, Duration::from_nanos(333_333_334));
+}
+
+/// Devices sharing a line share the CPU it is routed to.
+#[test]
+fn shared_line_cpu_mismatch_located() {
+    let device = |name: &str, cpu: &str| {
+        format!(
+            "[[device]]\nname = \"{name}\"\nkind = \"generic\"\nirq = 16\nshared = true\n\
+             {cpu}arrival = {{ process = \"periodic\", rate = 10 }}\n"
+        )
+    };
+    let machine = "[machine]\ncpus = 2\n";
+    let text = format!(
+        "{machine}{}{}",
+        device("ehci", "cpu = 1\n"),
+        device("mmc0", "")
+    );
+    let (_, key, message) = rejected(&text);
+    assert_eq!(key, "device[1].irq");
+    assert!(
+        message
+            .contains("line 16 goes to CPU 1 for device \"ehci\" and to CPU 0 (the default) here"),
+        "{message}"
+    );
+
+    let text = format!(
+        "{machine}{}{}",
+        device("ehci", ""),
+        device("mmc0", "cpu = 1\n")
+    );
+    let (_, key, _) = rejected(&text);
+    assert_eq!(key, "device[1].cpu");
+}
+
 #[test]
 fn references_are_checked() {
     let (_, key, message) = rejected(&NIC.replace("irq = 40", "irq = 40\nworkqueue = \"fast\""));

@@ -76,6 +76,10 @@ pub struct Report {
     /// The histograms behind `latency`, for the terminal histogram.
     #[serde(skip)]
     pub histograms: BTreeMap<String, Histogram<u64>>,
+    /// Budget overruns on lines whose policy is `fail`: the run fails
+    /// when there is any, as the policy asks.
+    #[serde(skip)]
+    pub failed_budgets: usize,
 }
 
 /// One line, as `/proc/interrupts` shows it, with the flow counters.

@@ -543,6 +543,12 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     for violation in &shutdown.violations {
         warnings.push(format!("contract violation: {violation}"));
     }
+    // Only a line with the `fail` policy records an overrun.
+    let failed_budgets = shutdown
+        .violations
+        .iter()
+        .filter(|violation| matches!(violation, irq_sim::ContractViolation::BudgetOverrun { .. }))
+        .count();
 
     let mut report = Report {
         scenario: scenario.name.clone(),
@@ -563,6 +569,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
         replay,
         warnings,
         histograms: BTreeMap::new(),
+        failed_budgets,
     };
     collect_lines(&mut report, &controller, &lines);
     collect_queues(&mut report, &queue_stats);
@@ -934,7 +941,8 @@ fn replay_rows(entries: &[Entry], devices: &[DeviceRow], duration: Duration) -> 
                 file: file.clone(),
                 recorded_irq: *recorded_irq,
                 irq: entry.irq,
-                recorded: offsets.iter().filter(|at| **at <= duration).count() as u64,
+                // Arrivals stop before the end, as the feeders do.
+                recorded: offsets.iter().filter(|at| **at < duration).count() as u64,
                 simulated_arrived: row.arrived,
                 simulated_handled: row.processed,
             })

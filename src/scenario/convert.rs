@@ -109,8 +109,8 @@ pub enum ScenarioCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// How long the scenario runs, with a unit: ns, us, ms, s, min or h
-        /// (at most 24 hours) [default: the trace's length, rounded up to a
-        /// millisecond].
+        /// (at most 24 hours) [default: the trace's length, rounded up to the
+        /// next millisecond past its last event].
         #[arg(long, value_name = "D", value_parser = parse_run_duration, allow_hyphen_values = true)]
         duration: Option<Duration>,
         /// Simulated CPUs [default: the highest CPU in the trace plus one,

@@ -1337,8 +1337,10 @@ fn period(
     span: Range<usize>,
 ) -> Result<Duration, ScenarioError> {
     match (&raw.rate, &raw.period) {
-        (Some(rate_value), None) => Ok(Duration::from_secs_f64(
-            1.0 / rate(checker, rate_value, &key("rate"))?,
+        // Rounded up to a whole nanosecond: rounded down, a run of length
+        // d would get one event more than rate x d, or one more a burst.
+        (Some(rate_value), None) => Ok(Duration::from_nanos(
+            (1e9 / rate(checker, rate_value, &key("rate"))?).ceil() as u64,
         )),
         (None, Some(period)) => {
             let period = checker.duration(period, &key("period"))?;
@@ -1625,6 +1627,22 @@ fn check_line_users(
                     first.trigger.as_str(),
                     first.name,
                     device.trigger.as_str()
+                ),
+            ));
+        }
+        if first.cpu != device.cpu {
+            // A line is routed to one CPU: the affinity of its devices.
+            let (span, key, default) = match &raw.device[index].get_ref().cpu {
+                Some(cpu) => (cpu.span(), "cpu", ""),
+                None => (span, "irq", " (the default)"),
+            };
+            return Err(checker.error(
+                span,
+                format!("device[{index}].{key}"),
+                format!(
+                    "line {} goes to CPU {} for device \"{}\" and to CPU {}{default} here; \
+                     devices sharing a line share its CPU",
+                    device.irq, first.cpu, first.name, device.cpu
                 ),
             ));
         }

@@ -222,7 +222,8 @@ fn lisa_line_new_in_after_says_so() {
     assert_eq!(
         tick4.arrival,
         ArrivalSpec::Periodic {
-            period: Duration::from_secs_f64(1.0 / 8038.0)
+            // A rate's period rounds up to a whole nanosecond.
+            period: Duration::from_nanos(124_410)
         }
     );
     let comment = text

@@ -15,7 +15,9 @@
 //!    top half. The device's `work` is the median duration of the completed
 //!    executions of those work items (matched by work-struct address).
 //!    Executions the trace cannot tie to a line are listed in a comment.
-//! 5. The scenario lasts as long as the trace, rounded up to a millisecond.
+//! 5. The scenario lasts as long as the trace, rounded up to the next
+//!    millisecond past its last event, which a run replays only before its
+//!    end.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -149,8 +151,9 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
     let notes = notes(trace, &queued, &executions, left_out);
     let last_ns = trace.events.last().map_or(0, |event| event.timestamp_ns);
     let length = Duration::from_nanos(last_ns - trace.start_ns().unwrap_or(last_ns));
+    // Past the last event, which a run replays only before its end.
     let duration = input.duration.unwrap_or_else(|| {
-        let millis = length.as_nanos().div_ceil(1_000_000).max(1);
+        let millis = length.as_nanos() / 1_000_000 + 1;
         Duration::from_millis(millis as u64).min(MAX_DURATION)
     });
 
@@ -186,8 +189,8 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
     }
     if input.duration.is_none() {
         header.push(format!(
-            "The run lasts as long as the trace, rounded up to a millisecond (at most 24 \
-             hours): {}.",
+            "The run lasts as long as the trace, rounded up to the next millisecond past \
+             its last event (at most 24 hours): {}.",
             format_duration(duration)
         ));
     }
