@@ -62,6 +62,12 @@ mod guide {
     #[doc = include_str!("../docs/guide/ru/01-why-split.md")]
     struct WhySplitRu;
 
+    #[doc = include_str!("../docs/guide/ru/02-hardirq.md")]
+    struct HardIrqRu;
+
+    #[doc = include_str!("../docs/guide/ru/03-classic-examples.md")]
+    struct ClassicExamplesRu;
+
     #[doc = include_str!("../docs/guide/ru/cheatsheet.md")]
     struct CheatsheetRu;
 }
