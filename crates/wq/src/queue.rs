@@ -427,21 +427,20 @@ pub(crate) fn note_handed_over() {
 /// for CPU-intensive.
 pub const HOG_THRESHOLD: Duration = Duration::from_millis(10);
 
-/// Counts a synchronous run on a runtime thread that lasted `held`, and
-/// warns when it passed [`HOG_THRESHOLD`]: for the first such run of the
-/// queue and then at the 2nd, 4th, 8th ... so that a queue of slow items
-/// does not flood the log.
-fn note_held_thread(queue: &QueueCore, item: &WorkCore, held: Duration) {
-    if held <= HOG_THRESHOLD {
-        return;
-    }
+/// Counts a synchronous run that held its runtime thread `held_ns`, past
+/// [`HOG_THRESHOLD`], and warns: for the first such run of the queue and
+/// then at the 2nd, 4th, 8th ... so that a queue of slow items does not
+/// flood the log. Out of line, so that the worker loop stays small.
+#[cold]
+#[inline(never)]
+fn report_held_thread(queue: &QueueCore, item: &WorkCore, held_ns: u64) {
     let count = queue.counters.count_hogged();
     if count.is_power_of_two() {
         tracing::warn!(
             target: "workqueue",
             work = item.name(),
             workqueue = %queue.name,
-            held_ms = held.as_millis() as u64,
+            held_ms = held_ns / 1_000_000,
             runs = count,
             "work function held a runtime thread over 10ms without yielding, which delays \
              every task on it; put blocking or long work on system_long_wq or a queue with \
@@ -566,14 +565,23 @@ async fn worker(shared: Arc<Shared>, slot: usize) {
 
     loop {
         let now = Stamp::now();
+        // The clock read ends the last run, if any: its run time.
+        let run_time_ns = finished
+            .as_ref()
+            .map(|done| now.nanos_since(done.started_at));
+        if let (Some(done), Some(run_time_ns)) = (&finished, run_time_ns)
+            && done.held_thread
+            && run_time_ns > HOG_THRESHOLD.as_nanos() as u64
+        {
+            report_held_thread(queue, done.item.core(), run_time_ns);
+        }
         let may_park = idle.is_some_and(|(since, spin)| now.since(since) >= spin);
         let next = poll_fn(|cx| {
             let mut released: [Option<ItemRef>; 2] = [None, None];
             let mut leftovers = core::Leftovers::default();
             let poll = {
                 let mut pool = lock_pool();
-                if let Some(done) = finished.take() {
-                    let run_time_ns = now.nanos_since(done.started_at);
+                if let (Some(done), Some(run_time_ns)) = (finished.take(), run_time_ns) {
                     let queue_ref = core::finish(
                         &mut pool,
                         queue,
@@ -673,6 +681,9 @@ struct Finished {
     item: ItemRef,
     ticket: u64,
     started_at: Stamp,
+    /// A synchronous function ran on the runtime thread and never handed
+    /// it over: its run time is how long it held the thread.
+    held_thread: bool,
 }
 
 /// Runs one item, which `take_next` handed over at `started_at`: traces it
@@ -704,6 +715,7 @@ async fn run(shared: &Arc<Shared>, started: Started, started_at: Stamp) -> Finis
         armed: true,
     };
 
+    let mut held_thread = false;
     let outcome: Result<(), Box<dyn Any + Send>> = if runnable.is_async() {
         match catch_unwind(AssertUnwindSafe(|| {
             with_current_run(run_id, || runnable.call())
@@ -731,15 +743,12 @@ async fn run(shared: &Arc<Shared>, started: Started, started_at: Stamp) -> Finis
         joined.unwrap_or_else(|error| Err(Box::new(error.to_string())))
     } else {
         HANDED_OVER.with(|handed_over| handed_over.set(false));
-        let called_at = Stamp::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             with_current_run(run_id, || {
                 let _ = runnable.call();
             })
         }));
-        if !HANDED_OVER.with(Cell::get) {
-            note_held_thread(queue, item.core(), called_at.elapsed());
-        }
+        held_thread = !HANDED_OVER.with(Cell::get);
         outcome
     };
 
@@ -766,6 +775,7 @@ async fn run(shared: &Arc<Shared>, started: Started, started_at: Stamp) -> Finis
         item,
         ticket,
         started_at,
+        held_thread,
     }
 }
 
