@@ -381,6 +381,31 @@ fn shared_chain_disabled_once_per_delivery() {
     assert_eq!(irq.line_state(LINE).unwrap().depth, 0);
 }
 
+/// A device model made for a line the controller does not have says so,
+/// since its raises fail where no caller sees them.
+#[test]
+fn device_on_missing_line_warned() {
+    let machine = machine(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    });
+    let irq = machine.controller();
+    let nic = irq_sim::device::Nic::new(&irq, 5_000, 4);
+    assert!(
+        nic.receive(64, irq_sim::clock::now()),
+        "the ring still takes the packet"
+    );
+    let text = log_text();
+    assert!(
+        text.contains(
+            "NIC on irq 5000: the controller has lines 0 to 1023; its interrupts go nowhere"
+        ),
+        "{text}"
+    );
+    let _uart = irq_sim::device::Uart::new(&irq, 1_023, 8);
+    assert!(!log_text().contains("UART on irq 1023"));
+}
+
 /// Pins the calling thread, and every thread it spawns from now on, to
 /// the first CPU it may run on.
 fn pin_to_one_cpu() {

@@ -99,6 +99,7 @@ impl BlockDevice {
     ///
     /// Task context; spawns a thread.
     pub fn new(controller: &Controller, irq: u32, service_time: Duration, depth: usize) -> Self {
+        super::check_line(controller, "block device", irq);
         let depth = depth.max(1);
         let inner = Arc::new(Inner {
             controller: controller.clone(),

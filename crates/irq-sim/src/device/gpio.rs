@@ -43,6 +43,7 @@ impl GpioButton {
         bounce_gap: Duration,
         seed: u64,
     ) -> Self {
+        super::check_line(controller, "GPIO button", irq);
         Self {
             controller: controller.clone(),
             irq,

@@ -17,7 +17,24 @@ mod gpio;
 mod nic;
 mod uart;
 
+use crate::controller::Controller;
+
 pub use block::{BlockDevice, BlockRequestError, Completion};
 pub use gpio::{GpioButton, MAX_BOUNCES};
 pub use nic::{Nic, Packet};
 pub use uart::{UART_FIFO_SIZE, Uart};
+
+/// Warns when a device model is made for a line that the controller does
+/// not have: every raise of it fails, and a device has no caller to tell.
+fn check_line(controller: &Controller, device: &'static str, irq: u32) {
+    let lines = controller.nr_irqs();
+    if irq >= lines {
+        tracing::warn!(
+            target: "irq",
+            irq,
+            device,
+            "{device} on irq {irq}: the controller has lines 0 to {}; its interrupts go nowhere",
+            lines - 1
+        );
+    }
+}

@@ -56,6 +56,7 @@ impl Nic {
     ///
     /// Any; never sleeps.
     pub fn new(controller: &Controller, irq: u32, ring_capacity: usize) -> Self {
+        super::check_line(controller, "NIC", irq);
         Self {
             controller: controller.clone(),
             irq,

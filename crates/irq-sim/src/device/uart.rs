@@ -38,6 +38,7 @@ impl Uart {
     ///
     /// Any; never sleeps.
     pub fn new(controller: &Controller, irq: u32, trigger_level: usize) -> Self {
+        super::check_line(controller, "UART", irq);
         Self {
             controller: controller.clone(),
             irq,
