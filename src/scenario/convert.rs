@@ -410,22 +410,26 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
     })
 }
 
+impl ScenarioCommand {
+    /// Returns the `--out` file, if any.
+    fn out(&self) -> Option<&Path> {
+        match self {
+            Self::FromProcInterrupts { out, .. } | Self::FromFtrace { out, .. } => out.as_deref(),
+        }
+    }
+}
+
 /// Returns an error when `--out` names one of the command's inputs.
 fn check_out(command: &ScenarioCommand) -> Result<(), ConvertError> {
-    let (out, inputs) = match command {
-        ScenarioCommand::FromProcInterrupts {
-            before, after, out, ..
-        } => (
-            out,
-            vec![
-                (before, "the earlier snapshot"),
-                (after, "the later snapshot"),
-            ],
-        ),
-        ScenarioCommand::FromFtrace { trace, out, .. } => (out, vec![(trace, "the trace")]),
-    };
-    let Some(out) = out else {
+    let Some(out) = command.out() else {
         return Ok(());
+    };
+    let inputs = match command {
+        ScenarioCommand::FromProcInterrupts { before, after, .. } => vec![
+            (before, "the earlier snapshot"),
+            (after, "the later snapshot"),
+        ],
+        ScenarioCommand::FromFtrace { trace, .. } => vec![(trace, "the trace")],
     };
     match inputs
         .into_iter()
@@ -454,12 +458,9 @@ pub fn run(command: &ScenarioCommand) -> Result<(), ConvertError> {
         let path = path.display().to_string();
         move |error| ConvertError::Write { path, error }
     };
-    let out = match command {
-        ScenarioCommand::FromProcInterrupts { out, .. }
-        | ScenarioCommand::FromFtrace { out, .. } => out,
-    };
-    check_out(command)?;
-    let pending = match out {
+    // The hidden file replaces nothing until its commit, so `generate` may
+    // still reject an `--out` that names an input.
+    let pending = match command.out() {
         Some(path) => Some(PendingFile::create(path).map_err(write_error(path))?),
         None => None,
     };
