@@ -368,7 +368,7 @@ fn output_over_an_input_rejected() {
         ),
     ];
     for (option, out, expected) in cases {
-        let kept = std::fs::read(out).unwrap();
+        let original = std::fs::read(out).unwrap();
         let output = run(&[
             "--scenario",
             scenario.to_str().unwrap(),
@@ -378,12 +378,12 @@ fn output_over_an_input_rejected() {
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
-        assert_eq!(std::fs::read(out).unwrap(), kept, "{option}");
+        assert_eq!(std::fs::read(out).unwrap(), original, "{option}");
     }
 }
 
-/// One-shot expiries past the run's end never fire, and the report says
-/// so instead of passing over them.
+/// One-shot expiries past the run's end never fire, and the report's
+/// warnings count them instead of passing over them.
 #[test]
 fn late_one_shot_expiries_are_warned_about() {
     let scenario = scratch("late-expiries.toml");

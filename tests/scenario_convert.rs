@@ -407,13 +407,13 @@ fn out_never_replaces_an_input() {
         ),
     ];
     for (args, out, expected) in cases {
-        let kept = std::fs::read(out).unwrap();
+        let original = std::fs::read(out).unwrap();
         let mut args = [&["scenario"][..], &args].concat();
         args.push(out.to_str().unwrap());
         let output = irqlab(&args);
         assert_eq!(output.status.code(), Some(EXIT_INVALID_INPUT), "{args:?}");
         assert!(stderr(&output).contains(expected), "{}", stderr(&output));
-        assert_eq!(std::fs::read(out).unwrap(), kept, "{args:?}");
+        assert_eq!(std::fs::read(out).unwrap(), original, "{args:?}");
     }
 }
 

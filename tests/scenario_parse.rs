@@ -355,7 +355,7 @@ fn shared_line_trigger_mismatch_located() {
 }
 
 /// A rate becomes a period rounded up to a whole nanosecond, so that a
-/// run never gets an event more than the rate asks for.
+/// run never gets more events than the rate requests.
 #[test]
 fn rate_rounds_period_up() {
     let scenario = parse(&NIC.replace(

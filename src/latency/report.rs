@@ -563,7 +563,8 @@ impl LatencyReport {
             .noise_floor
             .as_ref()
             .is_some_and(|floor| floor.untrustworthy);
-        // Without a probe, a quiet host cannot be told from a noisy one.
+        // Without a probe, a quiet host cannot be distinguished from a
+        // noisy one.
         let unprobed = self.noise_floor.is_none();
         if let Some(floor) = self
             .noise_floor

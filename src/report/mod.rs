@@ -76,8 +76,8 @@ pub struct Report {
     /// The histograms behind `latency`, for the terminal histogram.
     #[serde(skip)]
     pub histograms: BTreeMap<String, Histogram<u64>>,
-    /// Budget overruns on lines whose policy is `fail`: the run fails
-    /// when there is any, as the policy asks.
+    /// Budget overruns on lines whose policy is `fail`. The run fails
+    /// when there is one, because that policy requests it.
     #[serde(skip)]
     pub failed_budgets: usize,
 }

@@ -11,7 +11,8 @@ use irq_sim::{
     Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, SpuriousConfig, Summary,
 };
 
-/// A line that holds its CPU while the test arranges what comes next.
+/// A line whose handler keeps its CPU busy while the test arranges what
+/// comes next.
 const GATE_LINE: u32 = 30;
 const LINE: u32 = 31;
 

@@ -442,7 +442,7 @@ fn report_held_thread(queue: &QueueCore, item: &WorkCore, held_ns: u64) {
             workqueue = %queue.name,
             held_ms = held_ns / 1_000_000,
             runs = count,
-            "work function held a runtime thread over 10ms without yielding, which delays \
+            "work function held a runtime thread over 10ms without handing it over, which delays \
              every task on it; put blocking or long work on system_long_wq or a queue with \
              WqFlags::CPU_INTENSIVE, or await in an async work function"
         );
