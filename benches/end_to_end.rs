@@ -344,7 +344,7 @@ fn nic_through_work(group: &mut BenchmarkGroup<'_, WallTime>, deferral: Deferral
     .expect("valid machine config");
 
     let controller = machine.controller();
-    let nic = Arc::new(Nic::new(&controller, LINE, RX_RING));
+    let nic = Arc::new(Nic::new(&controller, LINE, RX_RING).expect("the NIC's line exists"));
     // Packets taken off the ring by the bottom half.
     let packets_taken = Arc::new(AtomicU64::new(0));
     let take = {

@@ -62,6 +62,8 @@ pub enum LatencyError {
     Machine(irq_sim::ConfigError),
     /// A handler could not be registered on the timer or load line.
     Request(String),
+    /// The NIC of `--load` could not be made.
+    Load(irq_sim::DeviceError),
     /// A tokio runtime could not be started.
     Runtime(std::io::Error),
     /// Bottom halves were still running long after the timer stopped.
@@ -207,6 +209,7 @@ impl std::fmt::Display for LatencyError {
             ),
             Self::Machine(error) => write!(f, "cannot build the simulated machine: {error}"),
             Self::Request(message) => write!(f, "cannot register a handler: {message}"),
+            Self::Load(error) => write!(f, "cannot set up the --load NIC: {error}"),
             Self::Runtime(error) => write!(f, "cannot start a tokio runtime: {error}"),
             Self::DrainTimedOut {
                 mechanism,

@@ -323,7 +323,7 @@ impl Bench {
 /// pattern in its simplest form.
 fn start_load(machine: &Machine, hz: u32) -> Result<Load, LatencyError> {
     let controller = machine.controller();
-    let nic = Arc::new(Nic::new(&controller, LOAD_IRQ, 256));
+    let nic = Arc::new(Nic::new(&controller, LOAD_IRQ, 256).map_err(LatencyError::Load)?);
     let ring = nic.clone();
     let work = Work::from_fn("nic-rx", move || {
         while ring.pop().is_some() {}

@@ -607,7 +607,10 @@ fn add_device(
         .map_err(|error| setup_error(&spec.name, error))?;
     let unit = match &spec.kind {
         DeviceKind::Nic { ring, napi_budget } => {
-            let model = Arc::new(Nic::new(controller, spec.irq, *ring));
+            let model = Arc::new(
+                Nic::new(controller, spec.irq, *ring)
+                    .map_err(|error| setup_error(&spec.name, error))?,
+            );
             let device = Device::new(spec.name.clone(), "irqlab,nic", controller, spec.irq, model);
             Unit::Nic(bind(
                 runtime,
@@ -618,7 +621,10 @@ fn add_device(
             )?)
         }
         DeviceKind::Uart { .. } => {
-            let model = Arc::new(Uart::new(controller, spec.irq, 1));
+            let model = Arc::new(
+                Uart::new(controller, spec.irq, 1)
+                    .map_err(|error| setup_error(&spec.name, error))?,
+            );
             let device = Device::new(
                 spec.name.clone(),
                 "irqlab,uart",
@@ -632,12 +638,10 @@ fn add_device(
             service_time,
             depth,
         } => {
-            let model = Arc::new(BlockDevice::new(
-                controller,
-                spec.irq,
-                *service_time,
-                *depth,
-            ));
+            let model = Arc::new(
+                BlockDevice::new(controller, spec.irq, *service_time, *depth)
+                    .map_err(|error| setup_error(&spec.name, error))?,
+            );
             let device = Device::new(
                 spec.name.clone(),
                 "irqlab,block",
@@ -658,13 +662,10 @@ fn add_device(
             bounce_gap,
             debounce,
         } => {
-            let model = Arc::new(GpioButton::new(
-                controller,
-                spec.irq,
-                *bounces,
-                *bounce_gap,
-                seed,
-            ));
+            let model = Arc::new(
+                GpioButton::new(controller, spec.irq, *bounces, *bounce_gap, seed)
+                    .map_err(|error| setup_error(&spec.name, error))?,
+            );
             let device = Device::new(
                 spec.name.clone(),
                 "irqlab,gpio-button",

@@ -1182,7 +1182,12 @@ fn device(
     };
     let kind = match kind_name {
         "nic" => {
-            let ring = positive(device.ring.as_ref(), "ring", 256, 65_536)? as usize;
+            let ring = positive(
+                device.ring.as_ref(),
+                "ring",
+                256,
+                irq_sim::device::MAX_RX_RING as i64,
+            )? as usize;
             let napi_budget =
                 positive(device.napi_budget.as_ref(), "napi_budget", 64, 65_536)? as usize;
             DeviceKind::Nic { ring, napi_budget }

@@ -45,7 +45,7 @@ fn fixture(service_time: Duration, depth: usize) -> Fixture {
     .unwrap();
     let controller = machine.controller();
     let bus = Bus::new();
-    let device = Arc::new(BlockDevice::new(&controller, 80, service_time, depth));
+    let device = Arc::new(BlockDevice::new(&controller, 80, service_time, depth).unwrap());
     bus.add_device(Device::new("blk0", "irqlab,block", &controller, 80, device))
         .unwrap();
     Fixture {

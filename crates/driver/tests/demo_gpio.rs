@@ -43,13 +43,8 @@ fn bouncing_press_is_one_event() {
         .unwrap();
     let queue = wq::alloc_workqueue("button_wq", wq::WqFlags::NONE, 1);
     // Bounces 50 us apart, against a debounce time 1,000 times longer.
-    let button = Arc::new(GpioButton::new(
-        &controller,
-        70,
-        8,
-        Duration::from_micros(50),
-        7,
-    ));
+    let button =
+        Arc::new(GpioButton::new(&controller, 70, 8, Duration::from_micros(50), 7).unwrap());
     let bus = Bus::new();
     bus.add_device(Device::new(
         "button0",

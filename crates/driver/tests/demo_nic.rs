@@ -56,7 +56,7 @@ impl Rig {
             .build()
             .unwrap();
         let queue = wq::alloc_ordered_workqueue(queue_name, wq::WqFlags::NONE);
-        let nic = Arc::new(Nic::new(&controller, line, 16));
+        let nic = Arc::new(Nic::new(&controller, line, 16).unwrap());
         let bus = Bus::new();
         bus.add_device(Device::new(
             device,

@@ -84,7 +84,7 @@ fn fixture(driver: impl FnOnce(&wq::Workqueue) -> UartDriver) -> Fixture {
         .worker_threads(1)
         .build()
         .unwrap();
-    let uart = Arc::new(Uart::new(&controller, 90, 1));
+    let uart = Arc::new(Uart::new(&controller, 90, 1).unwrap());
     let bus = Bus::new();
     bus.add_device(Device::new(
         "ttyS0",

@@ -96,7 +96,7 @@ fn fixture() -> Fixture {
     let controller = machine.controller();
     let bus = Bus::new();
     for (name, irq) in [("nic0", 30), ("nic1", 31)] {
-        let nic = Arc::new(Nic::new(&controller, irq, 16));
+        let nic = Arc::new(Nic::new(&controller, irq, 16).unwrap());
         bus.add_device(Device::new(name, "irqlab,nic", &controller, irq, nic))
             .unwrap();
     }

@@ -89,7 +89,7 @@ fn stuck_level_line_disabled_as_spurious() {
 
     // A working NIC on line 40.
     let queue = wq::alloc_workqueue("storm_napi", wq::WqFlags::NONE, 1);
-    let nic = Arc::new(Nic::new(&controller, 40, 16));
+    let nic = Arc::new(Nic::new(&controller, 40, 16).unwrap());
     let bus = Bus::new();
     bus.add_device(Device::new(
         "nic0",

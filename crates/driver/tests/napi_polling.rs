@@ -135,7 +135,7 @@ fn nic_burst_handled_by_polling() {
     .unwrap();
     let controller = machine.controller();
     let queue = wq::alloc_workqueue("napi_nic", wq::WqFlags::NONE, 1);
-    let nic = Arc::new(Nic::new(&controller, 20, 64));
+    let nic = Arc::new(Nic::new(&controller, 20, 64).unwrap());
     let processed = Arc::new(AtomicU32::new(0));
     let interrupts = Arc::new(AtomicU32::new(0));
     let gate = Arc::new((Mutex::new(false), Condvar::new()));

@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::clock::{self, Timestamp};
+use crate::error::ArrivalError;
 
 /// An arrival process.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +52,45 @@ pub enum Arrival {
 }
 
 impl Arrival {
+    /// Checks that this process yields a sequence of events: a period
+    /// above zero, a Poisson rate that is finite and above zero, a burst
+    /// of some length, replay offsets that never decrease.
+    ///
+    /// # Errors
+    ///
+    /// The [`ArrivalError`] naming the first fault.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn check(&self) -> Result<(), ArrivalError> {
+        match self {
+            Self::Periodic { period } | Self::Bursts { period, .. } if period.is_zero() => {
+                Err(ArrivalError::ZeroPeriod)
+            }
+            Self::Bursts { on, .. } if on.is_zero() => Err(ArrivalError::EmptyBurst),
+            Self::Poisson { rate_hz, .. } if !(rate_hz.is_finite() && *rate_hz > 0.0) => {
+                Err(ArrivalError::Rate { rate_hz: *rate_hz })
+            }
+            Self::Replay { offsets } => match offsets.windows(2).position(|pair| pair[1] < pair[0])
+            {
+                Some(index) => Err(ArrivalError::ReplayDecreases {
+                    index: index + 1,
+                    offset: offsets[index + 1],
+                    previous: offsets[index],
+                }),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
     /// Returns the event offsets of this process, from the start.
+    ///
+    /// A process that [`check`](Self::check) rejects still yields
+    /// something: a zero period counts as 1 ns, a rate that is not above
+    /// zero or an empty burst yields no events, and replay offsets come in
+    /// the order given.
     ///
     /// # Context
     ///
@@ -184,13 +223,14 @@ pub struct DriveReport {
 /// Runs `arrival` from `start` on a feeder thread named `name`, calling
 /// `event` with each intended time, until `count` events or `until`.
 ///
+/// # Errors
+///
+/// The fault [`Arrival::check`] finds, or [`ArrivalError::Spawn`] if the
+/// thread cannot be spawned.
+///
 /// # Context
 ///
 /// Task context; spawns a thread.
-///
-/// # Panics
-///
-/// Panics if the thread cannot be spawned.
 pub fn drive<F>(
     name: &str,
     arrival: &Arrival,
@@ -198,10 +238,11 @@ pub fn drive<F>(
     count: u64,
     until: Timestamp,
     mut event: F,
-) -> JoinHandle<DriveReport>
+) -> Result<JoinHandle<DriveReport>, ArrivalError>
 where
     F: FnMut(Timestamp) + Send + 'static,
 {
+    arrival.check()?;
     let offsets = arrival.offsets();
     std::thread::Builder::new()
         .name(name.to_owned())
@@ -221,7 +262,10 @@ where
             }
             report
         })
-        .expect("failed to spawn an arrival feeder thread")
+        .map_err(|error| ArrivalError::Spawn {
+            feeder: name.to_owned(),
+            reason: error.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -287,6 +331,84 @@ mod tests {
     }
 
     #[test]
+    fn check_names_the_fault() {
+        let zero = Duration::ZERO;
+        let ms = Duration::from_millis;
+        let faults = [
+            (Arrival::Periodic { period: zero }, ArrivalError::ZeroPeriod),
+            (
+                Arrival::Bursts {
+                    on: ms(1),
+                    off: ms(1),
+                    period: zero,
+                },
+                ArrivalError::ZeroPeriod,
+            ),
+            (
+                Arrival::Bursts {
+                    on: zero,
+                    off: ms(1),
+                    period: ms(1),
+                },
+                ArrivalError::EmptyBurst,
+            ),
+            (
+                Arrival::Poisson {
+                    rate_hz: -1.0,
+                    seed: 0,
+                },
+                ArrivalError::Rate { rate_hz: -1.0 },
+            ),
+            (
+                Arrival::Replay {
+                    offsets: vec![ms(1), ms(5), ms(5), ms(2)],
+                },
+                ArrivalError::ReplayDecreases {
+                    index: 3,
+                    offset: ms(2),
+                    previous: ms(5),
+                },
+            ),
+        ];
+        for (arrival, fault) in faults {
+            assert_eq!(arrival.check(), Err(fault), "{arrival:?}");
+        }
+        for rate_hz in [0.0, f64::NAN, f64::INFINITY] {
+            let arrival = Arrival::Poisson { rate_hz, seed: 0 };
+            assert!(arrival.check().is_err(), "{arrival:?}");
+        }
+        assert_eq!(
+            ArrivalError::ReplayDecreases {
+                index: 3,
+                offset: ms(2),
+                previous: ms(5)
+            }
+            .to_string(),
+            "replay offset 3 (2ms) is before offset 2 (5ms); offsets must not decrease"
+        );
+        let fine = Arrival::Replay {
+            offsets: vec![ms(1), ms(1), ms(2)],
+        };
+        assert_eq!(fine.check(), Ok(()));
+    }
+
+    #[test]
+    fn drive_rejects_a_faulty_process() {
+        let start = clock::now();
+        let result = drive(
+            "test-feeder",
+            &Arrival::Periodic {
+                period: Duration::ZERO,
+            },
+            start,
+            5,
+            start + Duration::from_secs(1),
+            |_| panic!("no event may be handed over"),
+        );
+        assert_eq!(result.err(), Some(ArrivalError::ZeroPeriod));
+    }
+
+    #[test]
     fn replay_ends() {
         let arrival = Arrival::Replay {
             offsets: [5, 7].map(Duration::from_millis).to_vec(),
@@ -307,7 +429,8 @@ mod tests {
             5,
             start + Duration::from_secs(10),
             move |intended| sender.send(intended).unwrap(),
-        );
+        )
+        .unwrap();
         let report = feeder.join().unwrap();
         assert_eq!(report.events, 5);
         let times: Vec<Timestamp> = receiver.iter().collect();

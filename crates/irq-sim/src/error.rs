@@ -249,6 +249,141 @@ impl fmt::Display for FreeError {
 
 impl std::error::Error for FreeError {}
 
+/// The reason an arrival process cannot drive a device.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArrivalError {
+    /// A periodic or burst process has a period of zero.
+    ZeroPeriod,
+    /// A burst process has bursts of zero length, so it yields no event.
+    EmptyBurst,
+    /// A Poisson process has a rate that is not finite and above zero.
+    Rate {
+        /// The rate given, in events per second.
+        rate_hz: f64,
+    },
+    /// A replay offset is before the one it follows.
+    ReplayDecreases {
+        /// Its place in the list, from 0.
+        index: usize,
+        /// The offset.
+        offset: Duration,
+        /// The offset before it.
+        previous: Duration,
+    },
+    /// The feeder thread could not be spawned.
+    Spawn {
+        /// The feeder's name.
+        feeder: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ArrivalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroPeriod => write!(f, "arrival period is 0; give a period of at least 1 ns"),
+            Self::EmptyBurst => write!(
+                f,
+                "burst length `on` is 0, so no event would arrive; give it at least one period"
+            ),
+            Self::Rate { rate_hz } => write!(
+                f,
+                "Poisson rate {rate_hz} Hz is not a rate; give a finite rate above 0"
+            ),
+            Self::ReplayDecreases {
+                index,
+                offset,
+                previous,
+            } => write!(
+                f,
+                "replay offset {index} ({offset:?}) is before offset {} ({previous:?}); offsets must not decrease",
+                index - 1
+            ),
+            Self::Spawn { feeder, reason } => {
+                write!(f, "cannot spawn the feeder thread {feeder:?}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ArrivalError {}
+
+/// The reason a device model could not be made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceError {
+    /// The line number is not below the controller's line count.
+    NoSuchLine {
+        /// The kind of device ("NIC", "UART", ...).
+        device: &'static str,
+        /// Requested line.
+        irq: u32,
+        /// The controller's line count.
+        nr_irqs: u32,
+    },
+    /// A size or count is outside what the model supports.
+    OutOfRange {
+        /// The kind of device.
+        device: &'static str,
+        /// The device's line.
+        irq: u32,
+        /// The constructor's parameter.
+        parameter: &'static str,
+        /// The value given.
+        value: u64,
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+    },
+    /// The device's thread could not be spawned.
+    Spawn {
+        /// The kind of device.
+        device: &'static str,
+        /// The device's line.
+        irq: u32,
+        /// The operating system's reason.
+        reason: String,
+    },
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSuchLine {
+                device,
+                irq,
+                nr_irqs,
+            } => write!(
+                f,
+                "{device} on irq {irq}: the controller has lines 0 to {}",
+                nr_irqs - 1
+            ),
+            Self::OutOfRange {
+                device,
+                irq,
+                parameter,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "{device} on irq {irq}: {parameter} {value} is out of range; it must be {min} to {max}"
+            ),
+            Self::Spawn {
+                device,
+                irq,
+                reason,
+            } => write!(
+                f,
+                "{device} on irq {irq}: cannot spawn its thread: {reason}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
 /// The reason an operation on a line (disable, enable, mask, affinity,
 /// budget, ...) failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

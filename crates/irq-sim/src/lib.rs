@@ -74,7 +74,8 @@ pub use contract::{
 };
 pub use controller::{Controller, DEFAULT_PRIORITY};
 pub use error::{
-    ConfigError, ContractViolation, FreeError, LineError, RequestError, RequestRejected,
+    ArrivalError, ConfigError, ContractViolation, DeviceError, FreeError, LineError, RequestError,
+    RequestRejected,
 };
 pub use handler::{HandlerId, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, TopHalf, Trigger};
 pub use line_state::{LineSnapshot, RaiseOutcome};

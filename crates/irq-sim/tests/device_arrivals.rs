@@ -17,7 +17,7 @@ use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 fn poisson_feeder_reproducible() {
     let machine = machine(1);
     let irq = machine.controller();
-    let nic = Arc::new(Nic::new(&irq, 11, 1024));
+    let nic = Arc::new(Nic::new(&irq, 11, 1024).unwrap());
     let arrived = Arc::new(Mutex::new(Vec::new()));
     let (device, seen) = (nic.clone(), arrived.clone());
     irq.request_irq(
@@ -47,6 +47,7 @@ fn poisson_feeder_reproducible() {
             assert!(feeder_nic.receive(64, at));
         },
     )
+    .unwrap()
     .join()
     .unwrap();
 
@@ -100,6 +101,7 @@ fn replay_latency_from_intended_time() {
             let _ = raiser.raise_at(12, at).unwrap();
         },
     )
+    .unwrap()
     .join()
     .unwrap();
 

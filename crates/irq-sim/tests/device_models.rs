@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use common::{flush_cpu, machine, probe, wait_until};
 use irq_sim::clock;
-use irq_sim::device::{BlockDevice, BlockRequestError, GpioButton, Nic, UART_FIFO_SIZE, Uart};
-use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
+use irq_sim::device::{
+    BlockDevice, BlockRequestError, GpioButton, MAX_BOUNCES, MAX_QUEUE_DEPTH, MAX_RX_RING, Nic,
+    UART_FIFO_SIZE, Uart,
+};
+use irq_sim::{DeviceError, HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 
 const PROBE: u32 = 99;
 
@@ -20,7 +23,7 @@ const PROBE: u32 = 99;
 fn nic_ring_drops_when_full() {
     let machine = machine(1);
     let irq = machine.controller();
-    let nic = Arc::new(Nic::new(&irq, 11, 4));
+    let nic = Arc::new(Nic::new(&irq, 11, 4).unwrap());
     let popped = Arc::new(Mutex::new(Vec::new()));
     let (device, seen) = (nic.clone(), popped.clone());
     irq.request_irq(
@@ -56,7 +59,7 @@ fn nic_ring_drops_when_full() {
 fn uart_fifo_overruns_and_level() {
     let machine = machine(1);
     let irq = machine.controller();
-    let uart = Arc::new(Uart::new(&irq, 4, 1));
+    let uart = Arc::new(Uart::new(&irq, 4, 1).unwrap());
     let bytes = Arc::new(Mutex::new(Vec::new()));
     let (device, seen) = (uart.clone(), bytes.clone());
     irq.request_irq(
@@ -100,7 +103,7 @@ fn block_device_completes_in_order() {
     // Long enough that the queue is still full when the fourth request
     // arrives, even on a loaded machine that preempts this thread.
     let service = Duration::from_millis(50);
-    let disk = Arc::new(BlockDevice::new(&irq, 14, service, 3));
+    let disk = Arc::new(BlockDevice::new(&irq, 14, service, 3).unwrap());
     let done = Arc::new(Mutex::new(Vec::new()));
     let (device, seen) = (disk.clone(), done.clone());
     irq.request_irq(
@@ -164,8 +167,8 @@ fn gpio_button_bounces() {
     .unwrap();
     let probe_calls = probe(&irq, PROBE, 0);
 
-    let button = GpioButton::new(&irq, 3, 4, Duration::from_micros(20), 7);
-    let twin = GpioButton::new(&irq, 3, 4, Duration::from_micros(20), 7);
+    let button = GpioButton::new(&irq, 3, 4, Duration::from_micros(20), 7).unwrap();
+    let twin = GpioButton::new(&irq, 3, 4, Duration::from_micros(20), 7).unwrap();
     let mut edges = 0;
     for _ in 0..5 {
         let pressed = button.press().unwrap();
@@ -186,13 +189,44 @@ fn gpio_button_bounces() {
     assert_eq!(u64::from(calls.load(Ordering::SeqCst)), stats.total());
 }
 
-/// A bounce count too large to toggle is clamped instead of overflowing.
+/// A size or count a model cannot honour is an error naming the device,
+/// the parameter and its range, not a silent clamp.
 #[test]
-fn gpio_bounces_clamped() {
+fn device_parameters_out_of_range_rejected() {
     let machine = machine(1);
     let irq = machine.controller();
-    let button = GpioButton::new(&irq, 3, u32::MAX, Duration::ZERO, 1);
+    let error = GpioButton::new(&irq, 3, u32::MAX, Duration::ZERO, 1).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "GPIO button on irq 3: max_bounces 4294967295 is out of range; it must be 0 to 1000"
+    );
+    let button = GpioButton::new(&irq, 3, MAX_BOUNCES, Duration::ZERO, 1).unwrap();
     let toggles = button.press().unwrap();
-    assert!(toggles <= 1 + 2 * irq_sim::device::MAX_BOUNCES);
+    assert!(toggles <= 1 + 2 * MAX_BOUNCES);
     assert_eq!(toggles % 2, 1);
+
+    assert_eq!(
+        Nic::new(&irq, 11, 0).unwrap_err().to_string(),
+        "NIC on irq 11: ring_capacity 0 is out of range; it must be 1 to 65536"
+    );
+    assert!(Nic::new(&irq, 11, MAX_RX_RING + 1).is_err());
+    assert_eq!(
+        Uart::new(&irq, 4, 17).unwrap_err(),
+        DeviceError::OutOfRange {
+            device: "UART",
+            irq: 4,
+            parameter: "trigger_level",
+            value: 17,
+            min: 1,
+            max: 16
+        }
+    );
+    assert!(Uart::new(&irq, 4, 0).is_err());
+    assert_eq!(
+        BlockDevice::new(&irq, 14, Duration::from_micros(1), 0)
+            .unwrap_err()
+            .to_string(),
+        "block device on irq 14: depth 0 is out of range; it must be 1 to 65536"
+    );
+    assert!(BlockDevice::new(&irq, 14, Duration::from_micros(1), MAX_QUEUE_DEPTH + 1).is_err());
 }

@@ -9,6 +9,11 @@ use std::time::Duration;
 
 use crate::clock::{self, Timestamp};
 use crate::controller::{Controller, lock};
+use crate::error::DeviceError;
+
+/// The most requests a [`BlockDevice`] keeps in flight, as NVMe's largest
+/// queue.
+pub const MAX_QUEUE_DEPTH: usize = 65_536;
 
 /// A finished request, as the device's completion queue reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,19 +93,34 @@ pub struct BlockDevice {
 }
 
 impl BlockDevice {
-    /// Makes a device on line `irq` with `depth` requests in flight at most
-    /// (at least one), and starts its thread.
+    /// Makes a device on line `irq` with `depth` requests in flight at most,
+    /// and starts its thread.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// Panics if the device thread cannot be spawned.
+    /// [`DeviceError::NoSuchLine`] if the controller has no line `irq`;
+    /// [`DeviceError::OutOfRange`] if `depth` is not 1 to
+    /// [`MAX_QUEUE_DEPTH`]; [`DeviceError::Spawn`] if the device's thread
+    /// cannot be spawned.
     ///
     /// # Context
     ///
     /// Task context; spawns a thread.
-    pub fn new(controller: &Controller, irq: u32, service_time: Duration, depth: usize) -> Self {
-        super::check_line(controller, "block device", irq);
-        let depth = depth.max(1);
+    pub fn new(
+        controller: &Controller,
+        irq: u32,
+        service_time: Duration,
+        depth: usize,
+    ) -> Result<Self, DeviceError> {
+        const DEVICE: &str = "block device";
+        super::check_line(controller, DEVICE, irq)?;
+        super::check_range(
+            DEVICE,
+            irq,
+            "depth",
+            depth as u64,
+            1..=MAX_QUEUE_DEPTH as u64,
+        )?;
         let inner = Arc::new(Inner {
             controller: controller.clone(),
             irq,
@@ -119,11 +139,15 @@ impl BlockDevice {
         let thread = std::thread::Builder::new()
             .name(format!("blk-irq{irq}"))
             .spawn(move || device.serve())
-            .expect("failed to spawn the block device thread");
-        Self {
+            .map_err(|error| DeviceError::Spawn {
+                device: DEVICE,
+                irq,
+                reason: error.to_string(),
+            })?;
+        Ok(Self {
             inner,
             thread: Some(thread),
-        }
+        })
     }
 
     /// Returns the line.

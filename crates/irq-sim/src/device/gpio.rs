@@ -10,9 +10,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::clock;
 use crate::context::{self, InvalidContext};
 use crate::controller::{Controller, lock};
+use crate::error::DeviceError;
 
-/// The maximum bounces a button makes per press or release; larger requests are
-/// clamped to it.
+/// The most bounces a button makes per press or release.
 pub const MAX_BOUNCES: u32 = 1000;
 
 /// A push button on an edge line. Each press or release toggles the pin
@@ -31,7 +31,15 @@ pub struct GpioButton {
 }
 
 impl GpioButton {
-    /// Makes a button on line `irq`.
+    /// Makes a button on line `irq` that bounces up to `max_bounces`
+    /// times per press or release, `bounce_gap` apart, drawn from a
+    /// generator seeded with `seed`.
+    ///
+    /// # Errors
+    ///
+    /// [`DeviceError::NoSuchLine`] if the controller has no line `irq`;
+    /// [`DeviceError::OutOfRange`] if `max_bounces` is over
+    /// [`MAX_BOUNCES`].
     ///
     /// # Context
     ///
@@ -42,17 +50,25 @@ impl GpioButton {
         max_bounces: u32,
         bounce_gap: Duration,
         seed: u64,
-    ) -> Self {
-        super::check_line(controller, "GPIO button", irq);
-        Self {
+    ) -> Result<Self, DeviceError> {
+        const DEVICE: &str = "GPIO button";
+        super::check_line(controller, DEVICE, irq)?;
+        super::check_range(
+            DEVICE,
+            irq,
+            "max_bounces",
+            u64::from(max_bounces),
+            0..=u64::from(MAX_BOUNCES),
+        )?;
+        Ok(Self {
             controller: controller.clone(),
             irq,
-            max_bounces: max_bounces.min(MAX_BOUNCES),
+            max_bounces,
             bounce_gap,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             pressed: AtomicBool::new(false),
             edges: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Returns the line.

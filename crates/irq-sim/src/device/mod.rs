@@ -17,24 +17,49 @@ mod gpio;
 mod nic;
 mod uart;
 
-use crate::controller::Controller;
+use std::ops::RangeInclusive;
 
-pub use block::{BlockDevice, BlockRequestError, Completion};
+use crate::controller::Controller;
+use crate::error::DeviceError;
+
+pub use block::{BlockDevice, BlockRequestError, Completion, MAX_QUEUE_DEPTH};
 pub use gpio::{GpioButton, MAX_BOUNCES};
-pub use nic::{Nic, Packet};
+pub use nic::{MAX_RX_RING, Nic, Packet};
 pub use uart::{UART_FIFO_SIZE, Uart};
 
-/// Warns when a device model is made for a line that the controller does
-/// not have: every raise of it fails, and a device has no caller to tell.
-fn check_line(controller: &Controller, device: &'static str, irq: u32) {
-    let lines = controller.nr_irqs();
-    if irq >= lines {
-        tracing::warn!(
-            target: "irq",
-            irq,
+/// Checks that the controller has line `irq`: a device made for a line it
+/// lacks could raise nothing, and a device has no caller to tell.
+fn check_line(controller: &Controller, device: &'static str, irq: u32) -> Result<(), DeviceError> {
+    let nr_irqs = controller.nr_irqs();
+    if irq < nr_irqs {
+        Ok(())
+    } else {
+        Err(DeviceError::NoSuchLine {
             device,
-            "{device} on irq {irq}: the controller has lines 0 to {}; its interrupts go nowhere",
-            lines - 1
-        );
+            irq,
+            nr_irqs,
+        })
+    }
+}
+
+/// Checks a constructor's size or count against `range`.
+fn check_range(
+    device: &'static str,
+    irq: u32,
+    parameter: &'static str,
+    value: u64,
+    range: RangeInclusive<u64>,
+) -> Result<(), DeviceError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(DeviceError::OutOfRange {
+            device,
+            irq,
+            parameter,
+            value,
+            min: *range.start(),
+            max: *range.end(),
+        })
     }
 }

@@ -7,6 +7,11 @@ use crossbeam_utils::CachePadded;
 
 use crate::clock::Timestamp;
 use crate::controller::Controller;
+use crate::error::DeviceError;
+
+/// The largest RX ring a [`Nic`] accepts, in descriptors; real NICs offer
+/// up to a few thousand.
+pub const MAX_RX_RING: usize = 65_536;
 
 /// A received packet, as its RX descriptor describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,20 +55,37 @@ pub struct Nic {
 
 impl Nic {
     /// Makes a NIC on line `irq` with an RX ring of `ring_capacity`
-    /// descriptors (at least one). Its interrupt starts enabled.
+    /// descriptors. Its interrupt starts enabled.
+    ///
+    /// # Errors
+    ///
+    /// [`DeviceError::NoSuchLine`] if the controller has no line `irq`;
+    /// [`DeviceError::OutOfRange`] if `ring_capacity` is not 1 to
+    /// [`MAX_RX_RING`].
     ///
     /// # Context
     ///
     /// Any; never sleeps.
-    pub fn new(controller: &Controller, irq: u32, ring_capacity: usize) -> Self {
-        super::check_line(controller, "NIC", irq);
-        Self {
+    pub fn new(
+        controller: &Controller,
+        irq: u32,
+        ring_capacity: usize,
+    ) -> Result<Self, DeviceError> {
+        super::check_line(controller, "NIC", irq)?;
+        super::check_range(
+            "NIC",
+            irq,
+            "ring_capacity",
+            ring_capacity as u64,
+            1..=MAX_RX_RING as u64,
+        )?;
+        Ok(Self {
             controller: controller.clone(),
             irq,
-            ring: ArrayQueue::new(ring_capacity.max(1)),
+            ring: ArrayQueue::new(ring_capacity),
             arrivals: CachePadded::new(Arrivals::default()),
             irq_enabled: CachePadded::new(AtomicBool::new(true)),
-        }
+        })
     }
 
     /// Returns the line.
@@ -96,8 +118,7 @@ impl Nic {
         // it polls, and a driver without NAPI finds the ring drained.
         fence(Ordering::SeqCst);
         if self.irq_enabled.load(Ordering::Relaxed) {
-            // The line number was checked when the driver requested it; a
-            // NIC on a line the controller lacks raises nothing.
+            // `new` checked the line, so a raise cannot fail.
             let _ = self.controller.raise_at(self.irq, arrived);
         }
         true

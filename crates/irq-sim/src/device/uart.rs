@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::controller::{Controller, lock};
+use crate::error::DeviceError;
 
 /// Bytes the RX FIFO holds.
 pub const UART_FIFO_SIZE: usize = 16;
@@ -31,18 +32,34 @@ pub struct Uart {
 
 impl Uart {
     /// Makes a UART on line `irq` whose line rises when the FIFO contains
-    /// `trigger_level` bytes (clamped to 1..=16; a 16550 offers 1, 4, 8
-    /// and 14).
+    /// `trigger_level` bytes, 1 to [`UART_FIFO_SIZE`] (a 16550 offers 1, 4,
+    /// 8 and 14).
+    ///
+    /// # Errors
+    ///
+    /// [`DeviceError::NoSuchLine`] if the controller has no line `irq`;
+    /// [`DeviceError::OutOfRange`] if `trigger_level` is not 1 to 16.
     ///
     /// # Context
     ///
     /// Any; never sleeps.
-    pub fn new(controller: &Controller, irq: u32, trigger_level: usize) -> Self {
-        super::check_line(controller, "UART", irq);
-        Self {
+    pub fn new(
+        controller: &Controller,
+        irq: u32,
+        trigger_level: usize,
+    ) -> Result<Self, DeviceError> {
+        super::check_line(controller, "UART", irq)?;
+        super::check_range(
+            "UART",
+            irq,
+            "trigger_level",
+            trigger_level as u64,
+            1..=UART_FIFO_SIZE as u64,
+        )?;
+        Ok(Self {
             controller: controller.clone(),
             irq,
-            trigger_level: trigger_level.clamp(1, UART_FIFO_SIZE),
+            trigger_level,
             fifo: Mutex::new(Fifo {
                 bytes: [0; UART_FIFO_SIZE],
                 head: 0,
@@ -50,7 +67,7 @@ impl Uart {
             }),
             received: AtomicU64::new(0),
             overruns: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Returns the line.
