@@ -518,3 +518,47 @@ fn misspelt_queue_and_slipped_budget_are_named() {
         );
     }
 }
+
+/// A table written with the wrong brackets, or a top-level key below a
+/// table, gets the fix in the file's own syntax.
+#[test]
+fn bracket_and_placement_slips_get_the_fix() {
+    let (_, key, message) = rejected(&format!("[[machine]]\ncpus = 2\n{NIC}"));
+    assert_eq!(key, "machine[0]");
+    assert!(
+        message.contains("write [machine] with single brackets"),
+        "{message}"
+    );
+
+    let (line, key, message) = rejected(&format!("{NIC}\n[device]\nname = \"b\"\n"));
+    assert_eq!((line, key.as_str()), (8, "device"));
+    assert!(
+        message.contains("[device] after [[device]]: write [[device]] with double brackets"),
+        "{message}"
+    );
+
+    let (_, key, message) = rejected(&format!("{NIC}duration = \"1s\"\n"));
+    assert_eq!(key, "device[0].duration");
+    assert!(
+        message.contains("`duration` is a top-level key: put it above the first [table]"),
+        "{message}"
+    );
+
+    let (_, key, message) = rejected(
+        "[[device]]\nname = \"a\"\nkind = \"nic\"\narrival = { process = \"poisson\", rate = 10 }\n",
+    );
+    assert_eq!(key, "device[0]");
+    assert!(
+        message.contains("missing key `irq`: the line number, from 0 to one below `machine.irqs`"),
+        "{message}"
+    );
+    let (_, _, message) = rejected(
+        "[[device]]\nname = \"a\"\nirq = 4\narrival = { process = \"poisson\", rate = 10 }\n",
+    );
+    assert!(
+        message.contains(
+            "missing key `kind`: one of \"nic\", \"uart\", \"block\", \"gpio\", \"generic\""
+        ),
+        "{message}"
+    );
+}

@@ -695,6 +695,17 @@ fn plain_message(message: &str) -> String {
                 "missing key `process`: one of \"{}\"",
                 PROCESSES.join("\", \"")
             ),
+            "kind" => format!(
+                "missing key `kind`: one of \"{}\"",
+                KIND_KEYS.map(|(kind, _)| kind).join("\", \"")
+            ),
+            "irq" => {
+                "missing key `irq`: the line number, from 0 to one below `machine.irqs`".to_owned()
+            }
+            "arrival" => "missing key `arrival`: an inline table such as \
+                          { process = \"poisson\", rate = 100 }"
+                .to_owned(),
+            "name" => "missing key `name`: a name for the report, such as \"eth0\"".to_owned(),
             _ => format!("missing key `{key}`"),
         };
     }
@@ -756,7 +767,26 @@ pub(super) fn parse(
         let span = error.span().unwrap_or(0..0);
         let key = key_path_at(text, span.start);
         let mut message = plain_message(error.message().trim_end());
-        if let Some(allowed) = allowed_integers(&key).filter(|allowed| allowed.contains(" to "))
+        if key.starts_with("machine[") {
+            // serde reads a struct from a sequence too, field by field, so
+            // `[[machine]]` fails on the first field's type.
+            message = "[[machine]] makes an array of tables, and a scenario has one machine: \
+                       write [machine] with single brackets"
+                .to_owned();
+        } else if message.starts_with("duplicate key") && ARRAYS.contains(&key.as_str()) {
+            message = format!(
+                "[{key}] after [[{key}]]: write [[{key}]] with double brackets for every {key}"
+            );
+        } else if let Some(top) = TOP_LEVEL
+            .iter()
+            .find(|top| message.starts_with(&format!("unknown key `{top}`")))
+            .filter(|_| !key.is_empty())
+        {
+            message.push_str(&format!(
+                "; `{top}` is a top-level key: put it above the first [table] or [[table]]"
+            ));
+        } else if let Some(allowed) =
+            allowed_integers(&key).filter(|allowed| allowed.contains(" to "))
             && let Some((number, _)) = message.split_once(" is out of range; integers here")
         {
             message = format!("{number} is out of range; expected {allowed}");
@@ -1094,6 +1124,13 @@ fn cpu_number(
         format!("CPU {cpu} does not exist; {machine}"),
     ))
 }
+
+/// The keys of the file itself, which TOML puts in the last table opened
+/// above them.
+const TOP_LEVEL: [&str; 4] = ["name", "description", "duration", "seed"];
+
+/// The keys that hold arrays of tables.
+const ARRAYS: [&str; 4] = ["workqueue", "timer", "device", "line"];
 
 /// The keys each device kind takes besides the common ones.
 const KIND_KEYS: [(&str, &[&str]); 5] = [
