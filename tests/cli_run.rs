@@ -411,6 +411,44 @@ fn late_one_shot_expiries_are_warned_about() {
     );
 }
 
+/// A debounce still pending when the run ends is said to be, not passed
+/// off as toggles that debouncing merged.
+#[test]
+fn pending_debounce_named_at_exit() {
+    let scenario = scratch("pending-debounce.toml");
+    std::fs::write(
+        &scenario,
+        "duration = \"200ms\"\n\n[[device]]\nname = \"btn\"\nkind = \"gpio\"\nirq = 70\n\
+         debounce = \"60s\"\narrival = { process = \"periodic\", rate = 20 }\n",
+    )
+    .unwrap();
+    let json_file = scratch("pending-debounce.json");
+    let output = run(&[
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--json",
+        json_file.to_str().unwrap(),
+    ]);
+    let report = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // The queue never ran the debounce: no p99s to give.
+    let queue_row = report
+        .lines()
+        .find(|line| line.trim_start().starts_with("events "))
+        .unwrap_or_else(|| panic!("no events row in\n{report}"));
+    let cells: Vec<&str> = queue_row.split_whitespace().collect();
+    assert_eq!(cells[cells.len() - 2..], ["-", "-"], "{queue_row}");
+    let json: Value = serde_json::from_slice(&std::fs::read(&json_file).unwrap()).unwrap();
+    let button = &json["devices"][0];
+    assert_eq!(number(button, "arrived"), 4, "{button}");
+    assert_eq!(number(button, "dropped"), 4, "{button}");
+    assert_eq!(
+        button["dropped_as"],
+        "toggles merged by debouncing, or left undebounced at exit"
+    );
+    assert_eq!(number(&button["counters"], "debounce_pending_at_exit"), 1);
+}
+
 /// A line whose overrun policy is `fail` fails the run that overran it,
 /// after the report.
 #[test]

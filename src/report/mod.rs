@@ -126,6 +126,8 @@ pub struct QueueRow {
     pub queued: u64,
     /// Queueings that found the item already pending.
     pub coalesced: u64,
+    /// `mod_delayed_work` calls that moved a pending item's deadline.
+    pub modified: u64,
     /// Runs started.
     pub executed: u64,
     /// Pending items cancelled before their run.
@@ -201,6 +203,16 @@ pub struct LatencyRow {
     pub p999_ns: u64,
     /// Largest.
     pub max_ns: u64,
+}
+
+/// Formats a row's p99, or a dash when it has no samples, as the latency
+/// table does.
+fn p99_or_dash(row: &LatencyRow) -> String {
+    if row.count == 0 {
+        "-".to_owned()
+    } else {
+        format_ns(row.p99_ns)
+    }
 }
 
 impl LatencyRow {
@@ -456,6 +468,7 @@ impl Report {
             "queue",
             "queued",
             "coalesced",
+            "modified",
             "executed",
             "cancelled",
             "pending at exit",
@@ -471,12 +484,13 @@ impl Report {
                     queue.name.clone(),
                     queue.queued.to_string(),
                     queue.coalesced.to_string(),
+                    queue.modified.to_string(),
                     queue.executed.to_string(),
                     queue.cancelled.to_string(),
                     queue.pending_at_exit.to_string(),
                     queue.max_in_flight.to_string(),
-                    format_ns(queue.queue_to_start.p99_ns),
-                    format_ns(queue.work_duration.p99_ns),
+                    p99_or_dash(&queue.queue_to_start),
+                    p99_or_dash(&queue.work_duration),
                 ]
             })
             .collect();

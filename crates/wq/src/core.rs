@@ -1646,6 +1646,7 @@ pub(crate) fn modify_deadline(
         Some(deadline) => link_timer(guard, core, queue, deadline),
         None => link_worklist_in_order(guard, core, queue, &mut leftovers),
     };
+    guard.queue(queue).tallies.modified += 1;
     Modified::Moved(wake, leftovers)
 }
 

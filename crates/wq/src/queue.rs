@@ -357,6 +357,7 @@ impl Workqueue {
             name: core.name.to_string(),
             queued: snapshot.tallies.queued,
             coalesced: counters.coalesced(),
+            modified: snapshot.tallies.modified,
             rejected_disabled: counters.rejected_disabled(),
             executed: snapshot.tallies.executed,
             cancelled: snapshot.tallies.cancelled,

@@ -54,6 +54,7 @@ impl Counters {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Tallies {
     pub(crate) queued: u64,
+    pub(crate) modified: u64,
     pub(crate) executed: u64,
     pub(crate) cancelled: u64,
     pub(crate) max_in_flight: u64,
@@ -76,6 +77,10 @@ pub struct WorkqueueStats {
     pub queued: u64,
     /// Queueings that returned false because the item was already pending.
     pub coalesced: u64,
+    /// `mod_delayed_work` calls that gave a pending item a new deadline.
+    /// They return true but start no pending period, so they are not in
+    /// `queued`: a debounce that pushes its deadline back shows here.
+    pub modified: u64,
     /// Queueings that returned false because the item was disabled.
     pub rejected_disabled: u64,
     /// Runs started.

@@ -94,6 +94,13 @@ async fn mod_delayed_work_replaces_deadline() {
         second >= Duration::from_millis(14) && second <= Duration::from_millis(15),
         "{second:?}"
     );
+    // Two pending periods, each run once; the four moves are counted apart.
+    let stats = queue.stats();
+    assert_eq!(
+        (stats.queued, stats.executed, stats.modified),
+        (2, 2, 4),
+        "{stats:?}"
+    );
 }
 
 /// A zero delay queues at once, without the timer.
