@@ -73,8 +73,8 @@ pub struct RunArgs {
     pub json: Option<PathBuf>,
 
     /// Write a timeline of the run to FILE in the Chrome trace event
-    /// format, for the Performance panel of Chrome's DevTools
-    /// (docs/timeline.md).
+    /// format, for the Performance panel of Chromium's or Chrome's
+    /// DevTools (docs/timeline.md).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
 

@@ -375,7 +375,7 @@ fn write_trace(
     if !quiet {
         let counts = format!(
             "{} top-half calls, {} work runs and {} queue_work arrows written to {}; open it in the \
-             Performance panel of Chrome's DevTools (docs/timeline.md)",
+             Performance panel of Chromium's or Chrome's DevTools (docs/timeline.md)",
             summary.top_halves,
             summary.executions,
             summary.flows,

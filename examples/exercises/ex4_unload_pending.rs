@@ -1,4 +1,4 @@
-//! Exercise 4: a module unloaded with its work still pending.
+//! Exercise 4: a module unloaded while its work runs.
 //!
 //! The `heartbeat` module queues a delayed work item that sends a beat to
 //! a slow device, 200 ms of blocking work, and then queues itself again.
