@@ -68,6 +68,18 @@ mod guide {
     #[doc = include_str!("../docs/guide/ru/03-classic-examples.md")]
     struct ClassicExamplesRu;
 
+    #[doc = include_str!("../docs/guide/ru/05-delayed-work.md")]
+    struct DelayedWorkRu;
+
+    #[doc = include_str!("../docs/guide/ru/06-flush-cancel.md")]
+    struct FlushCancelRu;
+
+    #[doc = include_str!("../docs/guide/ru/07-reading-the-report.md")]
+    struct ReadingTheReportRu;
+
+    #[doc = include_str!("../docs/guide/ru/exercises.md")]
+    struct ExercisesRu;
+
     #[doc = include_str!("../docs/guide/ru/cheatsheet.md")]
     struct CheatsheetRu;
 }
