@@ -39,7 +39,7 @@ use irq_sim::device::{BlockDevice, GpioButton, Nic, Uart};
 use irq_sim::{Budget, Config, Controller, LocalTimer, Machine};
 use wq::{Workqueue, WqFlags};
 
-use crate::report::{DeviceRow, IrqRow, LatencyRow, QueueRow, ReplayRow, Report};
+use crate::report::{DeviceRow, HandlerRow, IrqRow, LatencyRow, QueueRow, ReplayRow, Report};
 use crate::scenario::{ArrivalSpec, CpuMode, DeviceKind, DeviceSpec, Scenario, TimerKind};
 use feed::FeedStats;
 use generic::{GenericDevice, GenericStats, OneshotTimer};
@@ -1002,6 +1002,15 @@ fn collect_lines(report: &mut Report, controller: &Controller, lines: &[irq_sim:
         report.irqs.push(IrqRow {
             irq: line.irq,
             name: line.handlers.join(", "),
+            handled_by: line
+                .handlers
+                .iter()
+                .zip(&line.claimed_by)
+                .map(|(handler, handled)| HandlerRow {
+                    handler: (*handler).to_owned(),
+                    handled: *handled,
+                })
+                .collect(),
             trigger: match line.trigger {
                 irq_sim::Trigger::Edge => "edge".to_owned(),
                 irq_sim::Trigger::Level => "level".to_owned(),

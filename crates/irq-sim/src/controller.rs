@@ -172,6 +172,8 @@ pub(crate) struct Action {
     /// The top half has been called once: later calls get no
     /// `FIRST_CALL_ALLOWANCE`.
     pub(crate) called: bool,
+    /// Calls that returned `Handled` or `WakeThread`.
+    pub(crate) claimed: u64,
     /// The thread's voluntary switches are read around each call, as the
     /// window around a suspect call showed some that nothing explains
     /// (see `contract`).
@@ -470,6 +472,7 @@ impl Controller {
             wake_thread,
             synchronize,
             called: false,
+            claimed: 0,
             watched: false,
         });
         // As Linux's `__setup_irq`, every new handler restarts spurious
@@ -891,6 +894,7 @@ impl Controller {
         let mut chain = lock(&line.chain);
         stats.trigger = chain.trigger;
         stats.handlers = chain.actions.iter().map(|action| action.name).collect();
+        stats.claimed_by = chain.actions.iter().map(|action| action.claimed).collect();
         stats.spurious_window_count = chain.spurious.count;
         stats.spurious_window_unhandled = chain.spurious.unhandled;
         let recent = match chain.histograms.as_mut() {

@@ -400,6 +400,9 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
             Ok(ret) => {
                 tracing::trace!(name: "irq_handler_exit", target: "irq", irq, handler = action.name, ret = ret.as_str(), "irq_handler_exit");
                 outcome.note(ret, action, line, irq);
+                if ret != IrqReturn::None {
+                    action.claimed += 1;
+                }
             }
             Err(message) => {
                 handle_panic(controller, line, irq, action.name, message, &mut disabled);

@@ -226,6 +226,10 @@ pub struct LineStats {
     pub trigger: Trigger,
     /// Handler names in chain order.
     pub handlers: Vec<&'static str>,
+    /// Calls of each handler, in the order of `handlers`, that returned
+    /// `Handled` or `WakeThread`: on a shared line, how its deliveries
+    /// split among the devices. A freed handler's count goes with it.
+    pub claimed_by: Vec<u64>,
     /// Raises by devices and timers: each one became a delivery, was
     /// coalesced into a pending one, was skipped, or found a level line
     /// already asserted or latched.
@@ -285,6 +289,7 @@ impl LineStats {
             irq,
             trigger: Trigger::Edge,
             handlers: Vec::new(),
+            claimed_by: Vec::new(),
             raised: read(&counters.raised),
             per_cpu: counters.per_cpu.iter().map(read).collect(),
             handled: read(&counters.handled),

@@ -62,6 +62,7 @@ fn shared_line_calls_every_handler() {
     assert_eq!(stats.handled, 2);
     assert_eq!(stats.unhandled, 0);
     assert_eq!(stats.handlers, ["eth0", "uart"]);
+    assert_eq!(stats.claimed_by, [0, 2]);
 }
 
 /// A second handler on a line held without sharing is rejected, naming the
