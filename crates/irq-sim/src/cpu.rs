@@ -557,7 +557,7 @@ impl Call<'_> {
 struct ChainOutcome {
     /// Some handler returned `Handled`.
     claimed: bool,
-    /// Some handler with a wake-thread hook returned `WakeThread`.
+    /// Some handler returned `WakeThread`.
     woke: bool,
 }
 
@@ -579,14 +579,13 @@ impl ChainOutcome {
             IrqReturn::Handled => self.claimed = true,
             IrqReturn::WakeThread => {
                 bump(&line.counters.wake_thread);
-                if action.wake_thread.is_some() {
-                    self.woke = true;
-                    return;
-                }
-                // No thread to judge it: counted as handled, as the warning reports.
-                self.claimed = true;
-                if let Throttle::Report { suppressed } = line.reports.check(clock::now()) {
-                    tracing::warn!(target: "irq", irq, handler = action.name, suppressed, "irq {irq}: handler {:?} returned WakeThread but has no wake-thread hook; treated as handled", action.name);
+                // Without a thread the delivery is judged by threads that
+                // never run, so it counts as unhandled, as in Linux.
+                self.woke = true;
+                if action.wake_thread.is_none()
+                    && let Throttle::Report { suppressed } = line.reports.check(clock::now())
+                {
+                    tracing::warn!(target: "irq", irq, handler = action.name, suppressed, "irq {irq}: handler {:?} returned WakeThread but has no thread function; the delivery counts as unhandled, as in Linux: return Handled or request a threaded IRQ", action.name);
                 }
             }
         }

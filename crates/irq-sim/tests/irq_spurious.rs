@@ -203,3 +203,46 @@ fn joining_handler_enables_spurious_line() {
         joined.load(Ordering::SeqCst) == 1
     });
 }
+
+/// A top half that returns `WakeThread` with no thread function to wake
+/// leaves its deliveries unhandled, as Linux judges them by thread
+/// functions that never run, and says so once.
+#[test]
+fn wake_thread_without_thread_is_unhandled() {
+    let log = log();
+    let machine = spurious_machine();
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    irq.request_irq(
+        LINE + 1,
+        IrqRequest::new(
+            "threadless",
+            IrqFlags::EDGE,
+            move |_: &mut HardIrqContext<'_>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                IrqReturn::WakeThread
+            },
+        ),
+    )
+    .unwrap();
+    for i in 1..=5 {
+        let _ = irq.raise(LINE + 1).unwrap();
+        wait_until("the delivery", || calls.load(Ordering::SeqCst) >= i);
+    }
+    irq.synchronize_irq(LINE + 1).unwrap();
+
+    // The first delivery that only wakes threads is not judged.
+    let stats = irq.line_stats(LINE + 1).unwrap();
+    assert_eq!(stats.wake_thread, 5);
+    assert_eq!(stats.unhandled, 4);
+    assert_eq!(stats.handled, 1);
+    let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains(
+            "irq 31: handler \"threadless\" returned WakeThread but has no thread function; \
+             the delivery counts as unhandled"
+        ),
+        "{text}"
+    );
+}
