@@ -16,12 +16,14 @@
 //!
 //! # Deferred wake-ups
 //!
-//! Waking a sleeping thread is a system call that costs microseconds, far
-//! more than a top half's budget. So in hard-IRQ context [`wake_or_defer`]
-//! only records the [`Waker`]; the CPU thread performs the recorded wake-ups
-//! when the guard is dropped, after the handler chain has returned, as the
-//! kernel runs softirqs on IRQ exit. Recording clones the waker into a fixed
-//! per-thread array and does not allocate.
+//! Waking a sleeping thread is a system call that costs microseconds in
+//! userspace. So in hard-IRQ context [`wake_or_defer`] only records the
+//! [`Waker`]; the CPU thread performs the recorded wake-ups when the guard
+//! is dropped, after the handler chain has returned, which keeps the
+//! system call out of the top half's measured time. Linux has no such
+//! step: waking a task is cheap there and allowed in hard-IRQ context.
+//! Recording clones the waker into a fixed per-thread array and does not
+//! allocate.
 //!
 //! # Example
 //!

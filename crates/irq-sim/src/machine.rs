@@ -39,9 +39,8 @@ pub enum CpuMode {
 ///
 /// Linux disables a line when more than 99,900 of 100,000 are unhandled,
 /// and uses 100 ms for both times. The defaults are the same, so the
-/// threshold is 99,901. Tests scale the window down (for example 999 of 1,000), which
-/// keeps the ratio, so the detector trips after a thousand interrupts
-/// instead of a hundred thousand.
+/// threshold is 99,901. To trip sooner, scale the window down: Linux's
+/// ratio is then 1,000 of 1,000, or 9,991 of 10,000.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpuriousConfig {
     /// Deliveries per window.

@@ -56,7 +56,8 @@
 //!
 //! - Workers are tokio tasks, not per-CPU kernel threads: `queue_work_on`
 //!   records its CPU only in traces, and a high-priority queue is one whose
-//!   tasks run on a separate runtime, not one with a higher OS priority.
+//!   tasks run on a separate runtime (when it gets one: see
+//!   `WqFlags::HIGHPRI`), not one with a higher OS priority.
 //! - One lock protects every queue's lists, as one worker pool's lock does
 //!   in the kernel; queues of many busy simulated CPUs contend on it.
 

@@ -46,13 +46,16 @@ impl WqFlags {
     /// No flags: a per-CPU queue of normal priority, in kernel terms.
     pub const NONE: WqFlags = WqFlags(0);
     /// Runs on the high-priority runtime, whose threads normal work cannot
-    /// occupy (`WQ_HIGHPRI`).
+    /// occupy, unless the queue is given a runtime or is built after
+    /// `init_system_workqueues` (`WQ_HIGHPRI`; docs/workqueue.md).
     pub const HIGHPRI: WqFlags = WqFlags(1);
     /// Not bound to a CPU (`WQ_UNBOUND`). tokio's workers are never bound, so
     /// this only labels the queue.
     pub const UNBOUND: WqFlags = WqFlags(1 << 1);
     /// Synchronous work functions run on tokio's blocking threads, so that
-    /// long or blocking work does not stall the runtime (`WQ_CPU_INTENSIVE`).
+    /// long or blocking work does not stall the runtime. Named after
+    /// `WQ_CPU_INTENSIVE`, which in Linux only leaves the items out of
+    /// their pool's concurrency management.
     pub const CPU_INTENSIVE: WqFlags = WqFlags(1 << 2);
 
     /// Returns true when every flag of `other` is set.
