@@ -57,7 +57,9 @@ fn check_report(json: &Value, what: &str) {
         assert!(irq["name"].is_string(), "{what}: {irq}");
         assert!(irq["per_cpu"].is_array(), "{what}: {irq}");
         // Each claimed delivery was claimed by one handler at least.
-        let handled_by = irq["handled_by"].as_array().expect("handled_by is an array");
+        let handled_by = irq["handled_by"]
+            .as_array()
+            .expect("handled_by is an array");
         assert!(!handled_by.is_empty(), "{what}: {irq}");
         let claims: u64 = handled_by.iter().map(|row| number(row, "handled")).sum();
         assert!(claims >= number(irq, "handled"), "{what}: {irq}");
