@@ -109,8 +109,6 @@ pub(crate) struct Shared {
     pub(crate) lines: Box<[Line]>,
     /// One per CPU; immutable length.
     pub(crate) cpus: Box<[CpuShared]>,
-    /// Source of handler serials; atomic.
-    pub(crate) next_serial: AtomicU64,
     /// Handler names by index, for the watchdog (which cannot take a chain
     /// lock held by a stuck CPU); append-only, under its mutex.
     pub(crate) names: Mutex<Vec<&'static str>>,
@@ -190,10 +188,23 @@ pub(crate) struct SpuriousWindow {
     pub(crate) unhandled: u32,
     /// When the last unhandled delivery happened.
     pub(crate) last_unhandled: Option<Timestamp>,
-    /// The line's `threads_handled` count at the last delivery that only
-    /// woke threads; `None` until one has been deferred (Linux's
-    /// `threads_handled_last` with its `SPURIOUS_DEFERRED` bit).
-    pub(crate) threads_handled_last: Option<u64>,
+    /// A delivery that only woke threads has been seen: Linux's
+    /// `SPURIOUS_DEFERRED` bit.
+    pub(crate) threads_deferred: bool,
+    /// The line's `threads_handled` count when a delivery that only woke
+    /// threads was last judged (Linux's `threads_handled_last`).
+    pub(crate) threads_handled_last: u64,
+}
+
+impl SpuriousWindow {
+    /// Restarts the counts for a new handler, as Linux's `__setup_irq`
+    /// resets `irq_count` and `irqs_unhandled`. The threads' baseline
+    /// stays, as Linux's does.
+    pub(crate) fn restart(&mut self) {
+        self.count = 0;
+        self.unhandled = 0;
+        self.last_unhandled = None;
+    }
 }
 
 /// One entry of a CPU's pending queue.
@@ -301,7 +312,6 @@ impl Shared {
             config,
             lines,
             cpus,
-            next_serial: AtomicU64::new(1),
             names: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
@@ -450,7 +460,10 @@ impl Controller {
         }
 
         let first = chain.actions.is_empty();
-        let serial = self.shared.next_serial.fetch_add(1, Ordering::Relaxed);
+        // One sequence for the process, so that an id of another machine
+        // never matches a handler of this one.
+        static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+        let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
         let name_index = {
             let mut names = lock(&self.shared.names);
             names.push(request.name);
@@ -478,7 +491,7 @@ impl Controller {
         // As Linux's `__setup_irq`, every new handler restarts spurious
         // detection, and one joining a line disabled as spurious enables
         // it again: the new handler may be the one that was missing.
-        chain.spurious = SpuriousWindow::default();
+        chain.spurious.restart();
         let now = clock::now().as_nanos();
         let rearm = if first {
             chain.trigger = flags.trigger;

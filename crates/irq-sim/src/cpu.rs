@@ -740,14 +740,18 @@ fn note_interrupt(
     // A delivery that only woke threads is judged as Linux's
     // `note_interrupt` judges it: handled if a thread function handled an
     // interrupt since the previous such delivery. The first is not counted
-    // in the window, because no thread has run for it yet; the statistics
-    // count it as handled.
+    // in the window, and the statistics count it as handled. As in Linux
+    // it leaves the baseline alone: its thread may already have run, and
+    // that run answers for it at the next delivery.
     let handled = if outcome.only_woke() {
-        let threads_handled = line.counters.threads_handled.load(Ordering::Acquire);
-        let Some(last) = window.threads_handled_last.replace(threads_handled) else {
+        if !window.threads_deferred {
+            window.threads_deferred = true;
             return true;
-        };
-        threads_handled != last
+        }
+        let threads_handled = line.counters.threads_handled.load(Ordering::Acquire);
+        let handled = threads_handled != window.threads_handled_last;
+        window.threads_handled_last = threads_handled;
+        handled
     } else {
         outcome.handled()
     };

@@ -23,7 +23,8 @@ pub enum IrqReturn {
     Handled,
     /// The handler serviced its device and requests its threaded handler
     /// (`IRQ_WAKE_THREAD`). The registration's wake-thread hook is
-    /// called; counts as handled.
+    /// called, and the delivery is judged by the thread functions' results
+    /// (see [`IrqRequest::on_wake_thread`]).
     WakeThread,
 }
 
@@ -164,7 +165,8 @@ impl IrqRequest {
 
     /// Installs the hook called after the top half returns
     /// [`IrqReturn::WakeThread`]. Without one, such a return is logged
-    /// (rate-limited) and counted as handled.
+    /// (rate-limited), and the delivery counts as unhandled, as in Linux:
+    /// no thread function runs to handle it.
     ///
     /// With a hook, spurious detection judges a delivery whose handlers
     /// only woke threads by the thread functions' results, as Linux does:

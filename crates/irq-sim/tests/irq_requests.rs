@@ -365,3 +365,28 @@ fn invalid_config_rejected() {
     config.watchdog.enabled = false;
     assert!(Machine::new(config).is_ok());
 }
+
+/// A handler id of another machine frees nothing here, even where the
+/// line and the handler's place in its chain are the same.
+#[test]
+fn id_from_another_machine_rejected() {
+    let (first, second) = (machine(1), machine(1));
+    let mine = first
+        .controller()
+        .request_irq(LINE, request("dev", IrqFlags::EDGE))
+        .unwrap();
+    let theirs = second
+        .controller()
+        .request_irq(LINE, request("dev", IrqFlags::EDGE))
+        .unwrap();
+    assert_ne!(mine, theirs);
+    assert!(matches!(
+        first.controller().free_irq(theirs),
+        Err(FreeError::NotRegistered { irq: LINE, .. })
+    ));
+    assert_eq!(
+        first.controller().line_stats(LINE).unwrap().handlers,
+        ["dev"]
+    );
+    first.controller().free_irq(mine).unwrap();
+}

@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -245,4 +245,49 @@ fn wake_thread_without_thread_is_unhandled() {
         ),
         "{text}"
     );
+}
+
+/// The first delivery that only wakes threads leaves the baseline alone,
+/// as Linux's `SPURIOUS_DEFERRED` does, so a thread that ran before that
+/// delivery was judged still answers for the next one.
+#[test]
+fn early_first_thread_run_counts_once() {
+    const THREADED: u32 = 32;
+    let machine = spurious_machine();
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let early = irq.clone();
+    let ran_early = AtomicBool::new(false);
+    irq.request_irq(
+        THREADED,
+        IrqRequest::new(
+            "threaded",
+            IrqFlags::EDGE,
+            move |_: &mut HardIrqContext<'_>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                IrqReturn::WakeThread
+            },
+        )
+        .on_wake_thread(move |_: &mut HardIrqContext<'_>| {
+            // The thread of the first delivery runs before its judgement,
+            // as a new IRQ thread that has not parked yet may.
+            if !ran_early.swap(true, Ordering::SeqCst) {
+                early.note_thread_handled(THREADED).unwrap();
+            }
+        }),
+    )
+    .unwrap();
+    for i in 1..=4 {
+        let _ = irq.raise(THREADED).unwrap();
+        wait_until("the delivery", || calls.load(Ordering::SeqCst) >= i);
+        irq.synchronize_irq(THREADED).unwrap();
+        // The later threads run after their delivery was judged.
+        if i > 1 {
+            irq.note_thread_handled(THREADED).unwrap();
+        }
+    }
+
+    let stats = irq.line_stats(THREADED).unwrap();
+    assert_eq!((stats.handled, stats.unhandled), (4, 0));
 }
