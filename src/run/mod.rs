@@ -525,7 +525,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
                 warnings.push(format!("unload found a leftover: {leftover:?}"));
             }
         }
-        Err((error, _host)) => warnings.push(format!("unloading the drivers: {error}")),
+        Err(rejected) => warnings.push(format!("unloading the drivers: {}", rejected.error)),
     }
     let shutdown = machine.shutdown();
     for hung in &shutdown.hung {

@@ -838,6 +838,36 @@ pub struct LoadedModule<M: Module> {
     ctx: ModuleContext,
 }
 
+/// A rejected unload: the reason, and the module handed back still
+/// loaded, to unload from a context that may block.
+pub struct UnloadError<M: Module> {
+    /// The reason for the rejection.
+    pub error: ModuleError,
+    /// The module, still loaded.
+    pub module: LoadedModule<M>,
+}
+
+impl<M: Module> fmt::Debug for UnloadError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnloadError")
+            .field("error", &self.error)
+            .field("module", &M::NAME)
+            .finish()
+    }
+}
+
+impl<M: Module> fmt::Display for UnloadError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<M: Module> Error for UnloadError<M> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
 /// Checks that the caller may block for a load or an unload.
 fn check_may_block(module: &'static str, api: &'static str) -> Result<(), ModuleError> {
     use tokio::runtime::{Handle, RuntimeFlavor};
@@ -909,12 +939,13 @@ impl<M: Module> LoadedModule<M> {
     ///
     /// [`ModuleError::InvalidContext`] in a top half;
     /// [`ModuleError::BlockingInRuntime`] on the thread of a current-thread
-    /// tokio runtime. The module is handed back, still loaded.
+    /// tokio runtime, in an [`UnloadError`] that hands the module back,
+    /// still loaded.
     ///
     /// # Context
     ///
     /// Task context; sleeps.
-    pub fn unload(self) -> Result<UnloadReport, (ModuleError, Self)> {
+    pub fn unload(self) -> Result<UnloadReport, UnloadError<M>> {
         self.unload_with(|_| {})
     }
 
@@ -932,9 +963,12 @@ impl<M: Module> LoadedModule<M> {
     pub fn unload_with(
         mut self,
         mut found: impl FnMut(&Leftover),
-    ) -> Result<UnloadReport, (ModuleError, Self)> {
+    ) -> Result<UnloadReport, UnloadError<M>> {
         if let Err(error) = check_may_block(M::NAME, "module unload") {
-            return Err((error, self));
+            return Err(UnloadError {
+                error,
+                module: self,
+            });
         }
         Ok(self.unload_now(&mut found))
     }

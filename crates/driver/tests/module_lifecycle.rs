@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use driver::ModuleError;
 use driver::irq::IrqRegistration;
-use driver::module::{self, InitResult, Leftover, Module, ModuleContext};
+use driver::module::{self, InitResult, Leftover, Module, ModuleContext, UnloadError};
 use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
 use wq::{DelayedWork, Work, Workqueue};
 
@@ -413,7 +413,10 @@ fn context_rejects_after_unload() {
 fn unload_in_top_half_rejected() {
     let loaded = module::load::<Tidy>(tidy_work()).expect("init succeeds");
 
-    let (error, loaded) = {
+    let UnloadError {
+        error,
+        module: loaded,
+    } = {
         let _irq = irq_sim::context::enter_hardirq(4, "sleepy");
         loaded.unload().unwrap_err()
     };
@@ -436,7 +439,15 @@ fn unload_in_current_thread_runtime_rejected() {
         .build()
         .unwrap();
 
-    let (error, loaded) = runtime.block_on(async move { loaded.unload().unwrap_err() });
+    let rejected = runtime.block_on(async move { loaded.unload().unwrap_err() });
+    assert_eq!(
+        rejected.to_string(),
+        ModuleError::BlockingInRuntime { module: "tidy" }.to_string()
+    );
+    let UnloadError {
+        error,
+        module: loaded,
+    } = rejected;
 
     assert!(
         matches!(error, ModuleError::BlockingInRuntime { module: "tidy" }),
