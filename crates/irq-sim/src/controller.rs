@@ -674,7 +674,9 @@ impl Controller {
     /// halves and IRQ threads: after the handler chain, it calls each
     /// handler's synchronize hook ([`IrqRequest::on_synchronize`]), in
     /// which a threaded driver waits for its thread function. It does not
-    /// disable the line.
+    /// disable the line, and, as in Linux, it does not wait for a delivery
+    /// still queued on its CPU: a test that raises and then wants the top
+    /// half to have run waits for a sign from the top half first.
     ///
     /// # Errors
     ///

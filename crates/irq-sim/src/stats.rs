@@ -31,13 +31,24 @@ fn new_histogram(sigfig: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, max, sigfig).expect("histogram bounds are valid constants")
 }
 
-/// Raise-to-entry latency and top-half duration, in nanoseconds.
-#[derive(Clone, Debug)]
+/// Raise-to-entry latency and top-half duration, in nanoseconds. Its
+/// `Debug` form gives each histogram's [`Summary`], not its buckets, so
+/// that a failed assertion on a [`LineStats`] stays readable.
+#[derive(Clone)]
 pub struct LatencyHistograms {
     /// Raise (or programmed timer expiry) to top-half entry.
     pub latency: Histogram<u64>,
     /// Top-half duration: the whole handler chain of one delivery.
     pub duration: Histogram<u64>,
+}
+
+impl fmt::Debug for LatencyHistograms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatencyHistograms")
+            .field("latency", &Summary::of(&self.latency))
+            .field("duration", &Summary::of(&self.duration))
+            .finish()
+    }
 }
 
 impl LatencyHistograms {
