@@ -65,8 +65,11 @@ impl Arrival {
     /// Any; never sleeps.
     pub fn check(&self) -> Result<(), ArrivalError> {
         match self {
-            Self::Periodic { period } | Self::Bursts { period, .. } if period.is_zero() => {
-                Err(ArrivalError::ZeroPeriod)
+            Self::Periodic { period } if period.is_zero() => Err(ArrivalError::ZeroPeriod {
+                process: "periodic",
+            }),
+            Self::Bursts { period, .. } if period.is_zero() => {
+                Err(ArrivalError::ZeroPeriod { process: "bursts" })
             }
             Self::Bursts { on, .. } if on.is_zero() => Err(ArrivalError::EmptyBurst),
             Self::Poisson { rate_hz, .. } if !(rate_hz.is_finite() && *rate_hz > 0.0) => {
@@ -335,14 +338,19 @@ mod tests {
         let zero = Duration::ZERO;
         let ms = Duration::from_millis;
         let faults = [
-            (Arrival::Periodic { period: zero }, ArrivalError::ZeroPeriod),
+            (
+                Arrival::Periodic { period: zero },
+                ArrivalError::ZeroPeriod {
+                    process: "periodic",
+                },
+            ),
             (
                 Arrival::Bursts {
                     on: ms(1),
                     off: ms(1),
                     period: zero,
                 },
-                ArrivalError::ZeroPeriod,
+                ArrivalError::ZeroPeriod { process: "bursts" },
             ),
             (
                 Arrival::Bursts {
@@ -405,7 +413,11 @@ mod tests {
             start + Duration::from_secs(1),
             |_| panic!("no event may be handed over"),
         );
-        assert_eq!(result.err(), Some(ArrivalError::ZeroPeriod));
+        let error = result.err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "periodic arrivals: the period is 0; give a period of at least 1 ns"
+        );
     }
 
     #[test]

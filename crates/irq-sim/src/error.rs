@@ -253,7 +253,10 @@ impl std::error::Error for FreeError {}
 #[derive(Clone, Debug, PartialEq)]
 pub enum ArrivalError {
     /// A periodic or burst process has a period of zero.
-    ZeroPeriod,
+    ZeroPeriod {
+        /// `"periodic"` or `"bursts"`.
+        process: &'static str,
+    },
     /// A burst process has bursts of zero length, so it yields no event.
     EmptyBurst,
     /// A Poisson process has a rate that is not finite and above zero.
@@ -282,7 +285,10 @@ pub enum ArrivalError {
 impl fmt::Display for ArrivalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ZeroPeriod => write!(f, "arrival period is 0; give a period of at least 1 ns"),
+            Self::ZeroPeriod { process } => write!(
+                f,
+                "{process} arrivals: the period is 0; give a period of at least 1 ns"
+            ),
             Self::EmptyBurst => write!(
                 f,
                 "burst length `on` is 0, so no event would arrive; give it at least one period"
