@@ -210,7 +210,12 @@ impl fmt::Debug for RequestRejected {
 
 impl fmt::Display for RequestRejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.error.fmt(f)
+        write!(
+            f,
+            "request_irq for handler {:?}: {}",
+            self.request.name(),
+            self.error
+        )
     }
 }
 
