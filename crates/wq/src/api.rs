@@ -721,23 +721,25 @@ async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<
 ///
 /// As [`flush_workqueue`], and [`WaitError::SystemQueue`] for a system
 /// queue. On an error the queue is not destroyed: it is live, and the call
-/// may be repeated from outside the queue's work.
+/// may be repeated from outside the queue's work. It takes the queue by
+/// reference, as the blocking form does, so that the caller still holds
+/// it to retry; every handle of the queue sees it destroyed.
 ///
 /// # Context
 ///
 /// Task context; sleeps.
 pub fn destroy_workqueue(
-    wq: Workqueue,
+    wq: &Workqueue,
 ) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
     let api = "destroy_workqueue";
-    let checked = check_may_wait_queue(api, &wq).and_then(|()| {
-        if crate::system::is_system_queue(&wq) {
+    let checked = check_may_wait_queue(api, wq).and_then(|()| {
+        if crate::system::is_system_queue(wq) {
             return Err(WaitError::SystemQueue {
                 api,
                 queue: wq.name().to_string(),
             });
         }
-        Ok(wq)
+        Ok(wq.clone())
     });
     async move {
         let wq = checked?;

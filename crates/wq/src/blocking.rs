@@ -146,11 +146,7 @@ pub fn drain_workqueue(wq: &Workqueue) -> Result<(), WaitError> {
 /// # Errors
 ///
 /// As the async form, plus [`WaitError::BlockingInRuntime`].
-///
-/// It takes the queue by reference, so that a caller whose call failed
-/// still holds the queue and can retry; every handle of the queue sees it
-/// destroyed.
 pub fn destroy_workqueue(wq: &Workqueue) -> Result<(), WaitError> {
     check_may_block("destroy_workqueue")?;
-    block_on(crate::destroy_workqueue(wq.clone()))
+    block_on(crate::destroy_workqueue(wq))
 }

@@ -636,10 +636,7 @@ async fn waiting_in_hardirq_fails() {
                 >,
         ),
         ("drain_workqueue", Box::pin(wq::drain_workqueue(&queue))),
-        (
-            "destroy_workqueue",
-            Box::pin(wq::destroy_workqueue(queue.clone())),
-        ),
+        ("destroy_workqueue", Box::pin(wq::destroy_workqueue(&queue))),
     ];
     let blocking = wq::blocking::flush_work(&item);
     // Queueing is allowed in a top half.
@@ -802,7 +799,7 @@ async fn drain_refuses_a_delayed_self_rearm() {
         .await;
 
         if destroy {
-            guarded("destroy", wq::destroy_workqueue(queue.clone()))
+            guarded("destroy", wq::destroy_workqueue(&queue))
                 .await
                 .unwrap();
         } else {
@@ -881,7 +878,7 @@ async fn destroy_drains_then_rejects() {
     wq::queue_delayed_work(&queue, &dwork, Duration::from_millis(20)).unwrap();
     let handle = queue.clone();
 
-    guarded("destroy", wq::destroy_workqueue(queue))
+    guarded("destroy", wq::destroy_workqueue(&queue))
         .await
         .unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 11);
@@ -1521,7 +1518,7 @@ async fn flush_after_cancelled_own_requeue() {
 
     let result = result.lock().unwrap().take().expect("the item ran");
     assert_eq!(result, Ok(()));
-    guarded("destroy", wq::destroy_workqueue(other))
+    guarded("destroy", wq::destroy_workqueue(&other))
         .await
         .unwrap();
 }
@@ -1584,7 +1581,7 @@ async fn failed_destroy_leaves_queue_live() {
                     return;
                 }
                 wq::queue_work(&doomed, &me).unwrap();
-                let destroyed = wq::destroy_workqueue(doomed.clone()).await;
+                let destroyed = wq::destroy_workqueue(&doomed).await;
                 *result.lock().unwrap() = Some(destroyed);
             }
         })
@@ -1612,7 +1609,7 @@ async fn failed_destroy_leaves_queue_live() {
     assert!(!doomed.is_destroyed());
     let runs = Arc::new(AtomicUsize::new(0));
     assert!(wq::queue_work(&doomed, &counting_item("after", &runs)).unwrap());
-    guarded("destroy from outside", wq::destroy_workqueue(doomed))
+    guarded("destroy from outside", wq::destroy_workqueue(&doomed))
         .await
         .unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -1678,9 +1675,7 @@ async fn ordered_order_with_item_running_elsewhere() {
 /// the queue goes on serving schedule_work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_of_system_queue_rejected() {
-    let error = wq::destroy_workqueue(wq::system_wq().clone())
-        .await
-        .unwrap_err();
+    let error = wq::destroy_workqueue(wq::system_wq()).await.unwrap_err();
 
     assert_eq!(
         error,
