@@ -676,7 +676,7 @@ impl Controller {
     /// which a threaded driver waits for its thread function. It does not
     /// disable the line, and, as in Linux, it does not wait for a delivery
     /// still queued on its CPU: a test that raises and then wants the top
-    /// half to have run waits for a sign from the top half first.
+    /// half to have run calls [`Controller::wait_delivered`].
     ///
     /// # Errors
     ///
@@ -706,6 +706,53 @@ impl Controller {
     pub fn synchronize_hardirq(&self, irq: u32) -> Result<(), LineError> {
         Self::check_sleep("synchronize_hardirq").map_err(LineError::InvalidContext)?;
         self.wait_not_in_progress(irq)
+    }
+
+    /// Waits until line `irq` has no delivery pending, queued or running,
+    /// then for its IRQ threads as [`Controller::synchronize_irq`] does.
+    /// After `raise`, it returns once the top half that the raise caused
+    /// has run, which `synchronize_irq` does not promise. Linux has no such
+    /// call: it is for tests, which otherwise poll a flag of their own.
+    ///
+    /// # Errors
+    ///
+    /// - [`LineError::OutOfRange`].
+    /// - [`LineError::Undeliverable`], at once, if a delivery is pending on
+    ///   a line disabled, or masked by `mask_irq`: only an `enable_irq` or
+    ///   an `unmask_irq` lets it through.
+    /// - [`LineError::TimedOut`] if the line is still busy after
+    ///   `timeout`, as a level line that no top half lowers stays.
+    /// - [`LineError::InvalidContext`] in a top half.
+    ///
+    /// # Context
+    ///
+    /// Task context; sleeps, polling the line's state every 50 us.
+    pub fn wait_delivered(&self, irq: u32, timeout: Duration) -> Result<(), LineError> {
+        const POLL: Duration = Duration::from_micros(50);
+        Self::check_sleep("wait_delivered").map_err(LineError::InvalidContext)?;
+        let line = self.line(irq)?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let state = line.state.snapshot();
+            if !(state.pending || state.queued || state.in_progress) {
+                break;
+            }
+            // A ONESHOT thread's mask ends when its thread does; the others
+            // need a call that this wait would never make.
+            let held_back = state.depth > 0 || (state.masked && state.oneshot == 0);
+            if held_back && !state.in_progress {
+                return Err(LineError::Undeliverable {
+                    irq,
+                    depth: state.depth,
+                    masked: state.masked,
+                });
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(LineError::TimedOut { irq, timeout });
+            }
+            std::thread::sleep(POLL);
+        }
+        self.wait_handlers(irq)
     }
 
     /// Waits for a running handler chain of line `irq`, then calls the

@@ -430,6 +430,23 @@ pub enum LineError {
         /// The machine's CPU count.
         nr_cpus: usize,
     },
+    /// `wait_delivered` found a delivery pending on a line that is
+    /// disabled or masked, which only an enable or unmask releases.
+    Undeliverable {
+        /// The line.
+        irq: u32,
+        /// Its disable depth.
+        depth: u8,
+        /// Masked at the controller.
+        masked: bool,
+    },
+    /// `wait_delivered` gave up: the line was still busy.
+    TimedOut {
+        /// The line.
+        irq: u32,
+        /// How long it waited.
+        timeout: Duration,
+    },
     /// A waiting API was called in a top half.
     InvalidContext(InvalidContext),
 }
@@ -460,6 +477,26 @@ impl fmt::Display for LineError {
                 f,
                 "irq {irq}: CPU {cpu} does not exist; the machine has CPUs 0 to {}",
                 nr_cpus - 1
+            ),
+            Self::Undeliverable { irq, depth, masked } => {
+                let (state, fix) = match (*depth > 0, *masked) {
+                    (true, true) => (
+                        format!("disabled (depth {depth}) and masked"),
+                        "enable_irq and unmask_irq",
+                    ),
+                    (true, false) => (format!("disabled (depth {depth})"), "enable_irq"),
+                    (false, _) => ("masked".to_owned(), "unmask_irq"),
+                };
+                write!(
+                    f,
+                    "irq {irq}: a delivery is pending but the line is {state}; \
+                     call {fix} to let it through"
+                )
+            }
+            Self::TimedOut { irq, timeout } => write!(
+                f,
+                "irq {irq}: still pending or running after {timeout:?}; a level line \
+                 stays pending until a top half lowers it"
             ),
             Self::InvalidContext(error) => error.fmt(f),
         }

@@ -35,29 +35,23 @@
 //! # Example
 //!
 //! ```
-//! use std::sync::Arc;
-//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use std::time::Duration;
 //!
 //! use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
 //!
 //! let machine = Machine::new(Config { nr_cpus: 1, ..Config::default() }).unwrap();
 //! let irq = machine.controller();
-//! let ran = Arc::new(AtomicBool::new(false));
-//! let seen = ran.clone();
-//! irq.request_irq(3, IrqRequest::new("button", IrqFlags::EDGE, move |ctx: &mut HardIrqContext<'_>| {
+//! irq.request_irq(3, IrqRequest::new("button", IrqFlags::EDGE, |ctx: &mut HardIrqContext<'_>| {
 //!     assert!(irq_sim::in_hardirq());
 //!     assert!(ctx.latency().is_some());
-//!     seen.store(true, Ordering::Release);
 //!     IrqReturn::Handled
 //! }))
 //! .unwrap();
 //! let _ = irq.raise(3).unwrap();
-//! // As in Linux, `synchronize_irq` waits for a top half that is running,
-//! // not for a delivery still on its way: wait for the delivery first.
-//! while !ran.load(Ordering::Acquire) {
-//!     std::thread::yield_now();
-//! }
-//! irq.synchronize_irq(3).unwrap();
+//! // `synchronize_irq` waits only for a top half that is running, as in
+//! // Linux; this waits for the delivery the raise caused.
+//! irq.wait_delivered(3, Duration::from_secs(10)).unwrap();
+//! assert_eq!(irq.line_stats(3).unwrap().handled, 1);
 //! // A failed assertion in the top half is a caught panic, which the
 //! // shutdown report lists.
 //! assert!(machine.shutdown().is_clean());

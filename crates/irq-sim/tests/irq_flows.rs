@@ -4,8 +4,9 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
 
-use common::{Gate, flush_cpu, machine, probe, wait_until};
+use common::{Gate, TIMEOUT, flush_cpu, machine, probe, wait_until};
 use irq_sim::{HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LineError, RaiseOutcome};
 
 const LINE: u32 = 10;
@@ -449,4 +450,65 @@ fn level_held_high_fires_on_request() {
         !controller.line_state(LINE).unwrap().pending,
         "the handler lowered it"
     );
+}
+
+/// `wait_delivered` returns once the raise's top half has run, names a
+/// pending delivery that a disable holds back, and gives up on a level
+/// line that no top half lowers.
+#[test]
+fn wait_delivered_after_raise() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    irq.request_irq(
+        LINE,
+        IrqRequest::new("edge", IrqFlags::EDGE, counting(&calls)),
+    )
+    .unwrap();
+    for round in 1..=200 {
+        let _ = irq.raise(LINE).unwrap();
+        irq.wait_delivered(LINE, TIMEOUT).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), round);
+    }
+
+    irq.disable_irq(LINE).unwrap();
+    let _ = irq.raise(LINE).unwrap();
+    let error = irq.wait_delivered(LINE, TIMEOUT).unwrap_err();
+    assert_eq!(
+        error,
+        LineError::Undeliverable {
+            irq: LINE,
+            depth: 1,
+            masked: false
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "irq 10: a delivery is pending but the line is disabled (depth 1); \
+         call enable_irq to let it through"
+    );
+    irq.enable_irq(LINE).unwrap();
+    irq.wait_delivered(LINE, TIMEOUT).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 201);
+
+    // A level line whose top half never lowers it stays pending.
+    const STUCK: u32 = 11;
+    irq.request_irq(
+        STUCK,
+        IrqRequest::new("stuck", IrqFlags::LEVEL, |_: &mut HardIrqContext<'_>| {
+            IrqReturn::Handled
+        }),
+    )
+    .unwrap();
+    let _ = irq.raise(STUCK).unwrap();
+    let timeout = Duration::from_millis(20);
+    assert_eq!(
+        irq.wait_delivered(STUCK, timeout),
+        Err(LineError::TimedOut {
+            irq: STUCK,
+            timeout
+        })
+    );
+    irq.lower(STUCK).unwrap();
+    irq.wait_delivered(STUCK, TIMEOUT).unwrap();
 }
