@@ -170,7 +170,8 @@ pub(crate) struct Action {
     /// The top half has been called once: later calls get no
     /// `FIRST_CALL_ALLOWANCE`.
     pub(crate) called: bool,
-    /// Calls that returned `Handled` or `WakeThread`.
+    /// Deliveries (not polls) whose call returned `Handled` or
+    /// `WakeThread`.
     pub(crate) claimed: u64,
     /// The thread's voluntary switches are read around each call, as the
     /// window around a suspect call showed some that nothing explains
@@ -720,8 +721,13 @@ impl Controller {
     /// - [`LineError::Undeliverable`], at once, if a delivery is pending on
     ///   a line disabled, or masked by `mask_irq`: only an `enable_irq` or
     ///   an `unmask_irq` lets it through.
+    /// - [`LineError::Unrequested`], at once, if a delivery is pending on
+    ///   a line with no handler.
     /// - [`LineError::TimedOut`] if the line is still busy after
-    ///   `timeout`, as a level line that no top half lowers stays.
+    ///   `timeout`, as a level line that no top half lowers stays, or one
+    ///   whose handler raises it again. A ONESHOT thread counts as busy,
+    ///   since the line stays masked until it returns. The final wait for
+    ///   other IRQ threads has no bound, as `synchronize_irq`'s has none.
     /// - [`LineError::InvalidContext`] in a top half.
     ///
     /// # Context
@@ -731,23 +737,29 @@ impl Controller {
         const POLL: Duration = Duration::from_micros(50);
         Self::check_sleep("wait_delivered").map_err(LineError::InvalidContext)?;
         let line = self.line(irq)?;
-        let deadline = std::time::Instant::now() + timeout;
+        // `Duration::MAX` and the like: no deadline.
+        let deadline = std::time::Instant::now().checked_add(timeout);
         loop {
             let state = line.state.snapshot();
-            if !(state.pending || state.queued || state.in_progress) {
+            // The line stays masked until its ONESHOT threads return, so
+            // waiting for the mask bounds the wait for those threads too.
+            if !(state.pending || state.queued || state.in_progress || state.oneshot > 0) {
                 break;
             }
             // A ONESHOT thread's mask ends when its thread does; the others
             // need a call that this wait would never make.
             let held_back = state.depth > 0 || (state.masked && state.oneshot == 0);
-            if held_back && !state.in_progress {
+            if held_back && !state.in_progress && state.oneshot == 0 {
+                if lock(&line.chain).actions.is_empty() {
+                    return Err(LineError::Unrequested { irq });
+                }
                 return Err(LineError::Undeliverable {
                     irq,
                     depth: state.depth,
                     masked: state.masked,
                 });
             }
-            if std::time::Instant::now() >= deadline {
+            if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
                 return Err(LineError::TimedOut { irq, timeout });
             }
             std::thread::sleep(POLL);

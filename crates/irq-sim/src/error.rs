@@ -219,11 +219,9 @@ impl fmt::Display for RequestRejected {
     }
 }
 
-impl std::error::Error for RequestRejected {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
+// The message contains the reason's, so the reason is no `source` as
+// well: a report that walks the chain would print it twice.
+impl std::error::Error for RequestRejected {}
 
 /// The reason `free_irq` failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,7 +262,8 @@ pub enum ArrivalError {
     },
     /// A burst process has bursts of zero length, so it yields no event.
     EmptyBurst,
-    /// A Poisson process has a rate that is not finite and above zero.
+    /// A Poisson process has a rate that is not finite and above zero, or
+    /// so small that its mean gap overflows.
     Rate {
         /// The rate given, in events per second.
         rate_hz: f64,
@@ -300,7 +299,8 @@ impl fmt::Display for ArrivalError {
             ),
             Self::Rate { rate_hz } => write!(
                 f,
-                "Poisson rate {rate_hz} Hz is not a rate; give a finite rate above 0"
+                "Poisson rate {rate_hz} Hz is out of range; give a finite rate of at least \
+                 1e-299 Hz"
             ),
             Self::ReplayDecreases {
                 index,
@@ -440,6 +440,12 @@ pub enum LineError {
         /// Masked at the controller.
         masked: bool,
     },
+    /// `wait_delivered` found a delivery pending on a line with no
+    /// handler.
+    Unrequested {
+        /// The line.
+        irq: u32,
+    },
     /// `wait_delivered` gave up: the line was still busy.
     TimedOut {
         /// The line.
@@ -493,10 +499,16 @@ impl fmt::Display for LineError {
                      call {fix} to let it through"
                 )
             }
+            Self::Unrequested { irq } => write!(
+                f,
+                "irq {irq}: a delivery is pending but no handler is registered; \
+                 request_irq first"
+            ),
             Self::TimedOut { irq, timeout } => write!(
                 f,
                 "irq {irq}: still pending or running after {timeout:?}; a level line \
-                 stays pending until a top half lowers it"
+                 stays pending until a top half lowers it, and a handler that raises \
+                 its own line keeps it busy"
             ),
             Self::InvalidContext(error) => error.fmt(f),
         }

@@ -510,5 +510,36 @@ fn wait_delivered_after_raise() {
         })
     );
     irq.lower(STUCK).unwrap();
-    irq.wait_delivered(STUCK, TIMEOUT).unwrap();
+    irq.wait_delivered(STUCK, Duration::MAX).unwrap();
+
+    // A raise of a line with no handler waits for a request_irq.
+    const UNREQUESTED: u32 = 12;
+    let _ = irq.raise(UNREQUESTED).unwrap();
+    assert_eq!(
+        irq.wait_delivered(UNREQUESTED, TIMEOUT),
+        Err(LineError::Unrequested { irq: UNREQUESTED })
+    );
+
+    // An edge line's ONESHOT thread, still out, keeps the line busy.
+    const ONESHOT: u32 = 13;
+    irq.request_irq(
+        ONESHOT,
+        IrqRequest::new(
+            "threaded",
+            IrqFlags::EDGE.oneshot(),
+            |_: &mut HardIrqContext<'_>| IrqReturn::WakeThread,
+        )
+        .on_wake_thread(|_: &mut HardIrqContext<'_>| {}),
+    )
+    .unwrap();
+    let _ = irq.raise(ONESHOT).unwrap();
+    assert_eq!(
+        irq.wait_delivered(ONESHOT, timeout),
+        Err(LineError::TimedOut {
+            irq: ONESHOT,
+            timeout
+        })
+    );
+    irq.unmask_oneshot(ONESHOT).unwrap();
+    irq.wait_delivered(ONESHOT, TIMEOUT).unwrap();
 }
