@@ -57,11 +57,11 @@ fn check_report(json: &Value, what: &str) {
         assert!(irq["name"].is_string(), "{what}: {irq}");
         assert!(irq["per_cpu"].is_array(), "{what}: {irq}");
         // Each claimed delivery was claimed by one handler at least.
-        let handled_by = irq["handled_by"]
+        let claimed_by = irq["claimed_by"]
             .as_array()
-            .expect("handled_by is an array");
-        assert!(!handled_by.is_empty(), "{what}: {irq}");
-        let claims: u64 = handled_by.iter().map(|row| number(row, "handled")).sum();
+            .expect("claimed_by is an array");
+        assert!(!claimed_by.is_empty(), "{what}: {irq}");
+        let claims: u64 = claimed_by.iter().map(|row| number(row, "claimed")).sum();
         assert!(claims >= number(irq, "handled"), "{what}: {irq}");
     }
     let queues = json["workqueues"]

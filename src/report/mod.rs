@@ -82,13 +82,13 @@ pub struct Report {
     pub failed_budgets: usize,
 }
 
-/// One handler of a line, and the deliveries it claimed.
+/// One handler of a line, and the deliveries its top half claimed.
 #[derive(Clone, Debug, Serialize)]
 pub struct HandlerRow {
     /// The handler's name.
     pub handler: String,
-    /// Its calls that returned `Handled` or `WakeThread`.
-    pub handled: u64,
+    /// Deliveries whose call returned `Handled` or `WakeThread`.
+    pub claimed: u64,
 }
 
 /// One line, as `/proc/interrupts` shows it, with the flow counters.
@@ -98,9 +98,9 @@ pub struct IrqRow {
     pub irq: u32,
     /// Handler names in chain order, comma-separated.
     pub name: String,
-    /// Each handler in chain order, with the deliveries it claimed: on a
-    /// shared line, how they split among the devices.
-    pub handled_by: Vec<HandlerRow>,
+    /// Each handler in chain order, with the deliveries its top half
+    /// claimed: on a shared line, how they split among the devices.
+    pub claimed_by: Vec<HandlerRow>,
     /// `edge` or `level`.
     pub trigger: String,
     /// Deliveries per CPU.
@@ -160,13 +160,13 @@ impl IrqRow {
     /// Returns the handler names, each followed on a shared line by the
     /// deliveries it claimed: `ahci (1520), snd_hda (3010)`.
     fn handlers_cell(&self) -> String {
-        if self.handled_by.len() < 2 {
+        if self.claimed_by.len() < 2 {
             return self.name.clone();
         }
         let handlers: Vec<String> = self
-            .handled_by
+            .claimed_by
             .iter()
-            .map(|row| format!("{} ({})", row.handler, row.handled))
+            .map(|row| format!("{} ({})", row.handler, row.claimed))
             .collect();
         handlers.join(", ")
     }

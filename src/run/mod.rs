@@ -1002,13 +1002,13 @@ fn collect_lines(report: &mut Report, controller: &Controller, lines: &[irq_sim:
         report.irqs.push(IrqRow {
             irq: line.irq,
             name: line.handlers.join(", "),
-            handled_by: line
+            claimed_by: line
                 .handlers
                 .iter()
                 .zip(&line.claimed_by)
-                .map(|(handler, handled)| HandlerRow {
+                .map(|(handler, claimed)| HandlerRow {
                     handler: (*handler).to_owned(),
-                    handled: *handled,
+                    claimed: *claimed,
                 })
                 .collect(),
             trigger: match line.trigger {

@@ -400,7 +400,8 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
             Ok(ret) => {
                 tracing::trace!(name: "irq_handler_exit", target: "irq", irq, handler = action.name, ret = ret.as_str(), "irq_handler_exit");
                 outcome.note(ret, action, line, irq);
-                if ret != IrqReturn::None {
+                // A poll is no delivery, so it claims nothing.
+                if !poll && ret != IrqReturn::None {
                     action.claimed += 1;
                 }
             }

@@ -237,9 +237,12 @@ pub struct LineStats {
     pub trigger: Trigger,
     /// Handler names in chain order.
     pub handlers: Vec<&'static str>,
-    /// Calls of each handler, in the order of `handlers`, that returned
-    /// `Handled` or `WakeThread`: on a shared line, how its deliveries
-    /// split among the devices. A freed handler's count goes with it.
+    /// Deliveries each handler's top half claimed, in the order of
+    /// `handlers`: its calls, polls aside, that returned `Handled` or
+    /// `WakeThread`. On a shared line, how the deliveries split among the
+    /// devices. A thread function's own verdict, which spurious detection
+    /// uses, is the line's, not a handler's, so a `WakeThread` counts here
+    /// whatever its thread returns. A freed handler's count goes with it.
     pub claimed_by: Vec<u64>,
     /// Raises by devices and timers: each one became a delivery, was
     /// coalesced into a pending one, was skipped, or found a level line
