@@ -72,7 +72,10 @@ impl Arrival {
                 Err(ArrivalError::ZeroPeriod { process: "bursts" })
             }
             Self::Bursts { on, .. } if on.is_zero() => Err(ArrivalError::EmptyBurst),
-            Self::Poisson { rate_hz, .. } if !(rate_hz.is_finite() && *rate_hz > 0.0) => {
+            // The mean gap, 1e9 / rate nanoseconds, must be finite too.
+            Self::Poisson { rate_hz, .. }
+                if !(rate_hz.is_finite() && *rate_hz > 0.0 && (1e9 / rate_hz).is_finite()) =>
+            {
                 Err(ArrivalError::Rate { rate_hz: *rate_hz })
             }
             Self::Replay { offsets } => match offsets.windows(2).position(|pair| pair[1] < pair[0])
@@ -92,8 +95,8 @@ impl Arrival {
     ///
     /// A process that [`check`](Self::check) rejects still yields
     /// something: a zero period counts as 1 ns, a rate that is not above
-    /// zero or an empty burst yields no events, and replay offsets come in
-    /// the order given.
+    /// zero (or so small that its mean gap overflows) or an empty burst
+    /// yields no events, and replay offsets come in the order given.
     ///
     /// # Context
     ///
@@ -115,7 +118,7 @@ impl Arrival {
             },
             Self::Bursts { on, off, period } => State::Bursts {
                 on: *on,
-                cycle: *on + *off,
+                cycle: on.saturating_add(*off),
                 period: nonzero(*period),
                 burst_start: Duration::ZERO,
                 next: Duration::ZERO,
@@ -169,8 +172,13 @@ impl Iterator for Offsets {
     fn next(&mut self) -> Option<Duration> {
         match &mut self.state {
             State::Periodic { period, next } => {
+                // Offsets saturate at `Duration::MAX`, which ends the
+                // sequence: no run lasts that long.
                 let at = *next;
-                *next += *period;
+                if at == Duration::MAX {
+                    return None;
+                }
+                *next = next.saturating_add(*period);
                 Some(at)
             }
             State::Poisson {
@@ -197,12 +205,15 @@ impl Iterator for Offsets {
                 if on.is_zero() {
                     return None;
                 }
-                if *next >= *burst_start + *on {
-                    *burst_start += (*cycle).max(*period);
+                if *next >= burst_start.saturating_add(*on) {
+                    *burst_start = burst_start.saturating_add((*cycle).max(*period));
                     *next = *burst_start;
                 }
                 let at = *next;
-                *next += *period;
+                if at == Duration::MAX {
+                    return None;
+                }
+                *next = next.saturating_add(*period);
                 Some(at)
             }
             State::Replay { offsets, index } => {
@@ -246,6 +257,12 @@ where
     F: FnMut(Timestamp) + Send + 'static,
 {
     arrival.check()?;
+    if name.contains('\0') {
+        return Err(ArrivalError::Spawn {
+            feeder: name.escape_default().to_string(),
+            reason: "a thread name cannot contain a NUL byte".to_owned(),
+        });
+    }
     let offsets = arrival.offsets();
     std::thread::Builder::new()
         .name(name.to_owned())
@@ -381,7 +398,7 @@ mod tests {
         for (arrival, fault) in faults {
             assert_eq!(arrival.check(), Err(fault), "{arrival:?}");
         }
-        for rate_hz in [0.0, f64::NAN, f64::INFINITY] {
+        for rate_hz in [0.0, f64::NAN, f64::INFINITY, 1e-300] {
             let arrival = Arrival::Poisson { rate_hz, seed: 0 };
             assert!(arrival.check().is_err(), "{arrival:?}");
         }
@@ -401,6 +418,28 @@ mod tests {
     }
 
     #[test]
+    fn offsets_end_instead_of_overflowing() {
+        let long = Arrival::Periodic {
+            period: Duration::MAX,
+        };
+        assert_eq!(first(&long, 5), [Duration::ZERO]);
+        let endless_burst = Arrival::Bursts {
+            on: Duration::MAX,
+            off: Duration::MAX,
+            period: Duration::from_secs(u64::MAX / 2),
+        };
+        assert_eq!(first(&endless_burst, 5).len(), 3);
+        assert!(
+            Arrival::Poisson {
+                rate_hz: 1e-299,
+                seed: 1
+            }
+            .check()
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn drive_rejects_a_faulty_process() {
         let start = clock::now();
         let result = drive(
@@ -413,6 +452,17 @@ mod tests {
             start + Duration::from_secs(1),
             |_| panic!("no event may be handed over"),
         );
+        let named = drive(
+            "feeder\0",
+            &Arrival::Periodic {
+                period: Duration::from_millis(1),
+            },
+            start,
+            5,
+            start + Duration::from_secs(1),
+            |_| panic!("no event may be handed over"),
+        );
+        assert!(matches!(named, Err(ArrivalError::Spawn { .. })));
         let error = result.err().unwrap();
         assert_eq!(
             error.to_string(),
