@@ -533,9 +533,25 @@ fn bracket_and_placement_slips_get_the_fix() {
     let (line, key, message) = rejected(&format!("{NIC}\n[device]\nname = \"b\"\n"));
     assert_eq!((line, key.as_str()), (8, "device"));
     assert!(
-        message.contains("[device] after [[device]]: write [[device]] with double brackets"),
+        message.contains("[device] and [[device]] mixed: write [[device]] with double brackets"),
         "{message}"
     );
+    let (_, key, message) = rejected(&format!("[device]\nname = \"b\"\n{NIC}"));
+    assert_eq!(key, "device[0]");
+    assert!(
+        message.contains("[device] and [[device]] mixed"),
+        "{message}"
+    );
+    let (_, _, message) = rejected(&format!(
+        "[machine]\ncpus = 1\n[[machine]]\ncpus = 2\n{NIC}"
+    ));
+    assert_eq!(
+        message,
+        "the file has two machine tables; keep one [machine]"
+    );
+    let (_, key, message) = rejected(&format!("[[workqueue]]\nmax_active = 1\n{NIC}"));
+    assert_eq!(key, "workqueue[0]");
+    assert!(message.ends_with("such as \"nic_rx\""), "{message}");
 
     let (_, key, message) = rejected(&format!("{NIC}duration = \"1s\"\n"));
     assert_eq!(key, "device[0].duration");

@@ -705,7 +705,6 @@ fn plain_message(message: &str) -> String {
             "arrival" => "missing key `arrival`: an inline table such as \
                           { process = \"poisson\", rate = 100 }"
                 .to_owned(),
-            "name" => "missing key `name`: a name for the report, such as \"eth0\"".to_owned(),
             _ => format!("missing key `{key}`"),
         };
     }
@@ -767,16 +766,30 @@ pub(super) fn parse(
         let span = error.span().unwrap_or(0..0);
         let key = key_path_at(text, span.start);
         let mut message = plain_message(error.message().trim_end());
-        if key.starts_with("machine[") {
+        let table = key.split(['[', '.']).next().unwrap_or_default();
+        if message.starts_with("duplicate key") && table == "machine" {
+            message = "the file has two machine tables; keep one [machine]".to_owned();
+        } else if key.starts_with("machine[") {
             // serde reads a struct from a sequence too, field by field, so
             // `[[machine]]` fails on the first field's type.
             message = "[[machine]] makes an array of tables, and a scenario has one machine: \
                        write [machine] with single brackets"
                 .to_owned();
-        } else if message.starts_with("duplicate key") && ARRAYS.contains(&key.as_str()) {
+        } else if message.starts_with("duplicate key")
+            && ARRAYS.contains(&table)
+            && !key.contains('.')
+        {
             message = format!(
-                "[{key}] after [[{key}]]: write [[{key}]] with double brackets for every {key}"
+                "[{table}] and [[{table}]] mixed: write [[{table}]] with double brackets for \
+                 every {table}"
             );
+        } else if message.starts_with("missing key `name`") {
+            let example = match table {
+                "workqueue" => "nic_rx",
+                "timer" => "tick",
+                _ => "eth0",
+            };
+            message = format!("missing key `name`: a name for the report, such as \"{example}\"");
         } else if let Some(top) = TOP_LEVEL
             .iter()
             .find(|top| message.starts_with(&format!("unknown key `{top}`")))

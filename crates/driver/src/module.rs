@@ -839,12 +839,26 @@ pub struct LoadedModule<M: Module> {
 }
 
 /// A rejected unload: the reason, and the module handed back still
-/// loaded, to unload from a context that may block.
+/// loaded, to unload from a context that may block. It is `Send` and
+/// `Sync` for every module, so that `?` turns it into a
+/// `Box<dyn Error + Send + Sync>`.
 pub struct UnloadError<M: Module> {
     /// The reason for the rejection.
     pub error: ModuleError,
-    /// The module, still loaded.
-    pub module: LoadedModule<M>,
+    /// The module, behind a mutex that nothing locks but `into_parts`, so
+    /// that a module that is not `Sync` leaves the error `Sync`.
+    module: Mutex<LoadedModule<M>>,
+}
+
+impl<M: Module> UnloadError<M> {
+    /// Returns the reason and the module, still loaded.
+    pub fn into_parts(self) -> (ModuleError, LoadedModule<M>) {
+        let module = self
+            .module
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        (self.error, module)
+    }
 }
 
 impl<M: Module> fmt::Debug for UnloadError<M> {
@@ -856,17 +870,15 @@ impl<M: Module> fmt::Debug for UnloadError<M> {
     }
 }
 
+// The message is the reason's, so the reason is no `source` as well: a
+// report that walks the chain would print it twice.
 impl<M: Module> fmt::Display for UnloadError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.error.fmt(f)
     }
 }
 
-impl<M: Module> Error for UnloadError<M> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
+impl<M: Module> Error for UnloadError<M> {}
 
 /// Checks that the caller may block for a load or an unload.
 fn check_may_block(module: &'static str, api: &'static str) -> Result<(), ModuleError> {
@@ -967,7 +979,7 @@ impl<M: Module> LoadedModule<M> {
         if let Err(error) = check_may_block(M::NAME, "module unload") {
             return Err(UnloadError {
                 error,
-                module: self,
+                module: Mutex::new(self),
             });
         }
         Ok(self.unload_now(&mut found))

@@ -413,12 +413,9 @@ fn context_rejects_after_unload() {
 fn unload_in_top_half_rejected() {
     let loaded = module::load::<Tidy>(tidy_work()).expect("init succeeds");
 
-    let UnloadError {
-        error,
-        module: loaded,
-    } = {
+    let (error, loaded) = {
         let _irq = irq_sim::context::enter_hardirq(4, "sleepy");
-        loaded.unload().unwrap_err()
+        loaded.unload().unwrap_err().into_parts()
     };
 
     let ModuleError::InvalidContext { module, source } = &error else {
@@ -444,10 +441,7 @@ fn unload_in_current_thread_runtime_rejected() {
         rejected.to_string(),
         ModuleError::BlockingInRuntime { module: "tidy" }.to_string()
     );
-    let UnloadError {
-        error,
-        module: loaded,
-    } = rejected;
+    let (error, loaded) = rejected.into_parts();
 
     assert!(
         matches!(error, ModuleError::BlockingInRuntime { module: "tidy" }),
@@ -587,4 +581,34 @@ fn undestroyed_queue_reported_and_destroyed() {
             );
         }
     }
+}
+
+/// A rejected unload converts with `?` into the boxed error that anyhow
+/// and most applications use, even for a module that is not `Sync`.
+#[test]
+fn unload_error_is_send_and_sync() {
+    fn boxed<M: Module>(error: UnloadError<M>) -> Box<dyn std::error::Error + Send + Sync> {
+        error.into()
+    }
+    struct Unshared(std::cell::Cell<u32>);
+    impl Module for Unshared {
+        const NAME: &'static str = "unshared";
+        type Params = ();
+        fn init(_ctx: &ModuleContext, _params: ()) -> InitResult<Self> {
+            Ok(Unshared(std::cell::Cell::new(0)))
+        }
+        fn exit(&mut self, _ctx: &ModuleContext) {
+            self.0.set(1);
+        }
+    }
+    let loaded = module::load::<Unshared>(()).expect("init succeeds");
+    let rejected = {
+        let _irq = irq_sim::context::enter_hardirq(4, "sleepy");
+        loaded.unload().unwrap_err()
+    };
+    let message = rejected.error.to_string();
+    let boxed = boxed(rejected);
+    assert_eq!(boxed.to_string(), message);
+    assert!(boxed.source().is_none());
+    // Dropping the box drops the module, which unloads it.
 }
