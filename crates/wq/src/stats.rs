@@ -77,9 +77,11 @@ pub struct WorkqueueStats {
     pub queued: u64,
     /// Queueings that returned false because the item was already pending.
     pub coalesced: u64,
-    /// `mod_delayed_work` calls that gave a pending item a new deadline.
-    /// They return true but start no pending period, so they are not in
-    /// `queued`: a debounce that pushes its deadline back shows here.
+    /// `mod_delayed_work` calls that gave a pending item a new deadline
+    /// on this queue. They return true but start no pending period, so
+    /// they add nothing to `queued`; a move from another queue takes the
+    /// period over, from that queue's `queued` to this one's. A debounce
+    /// that pushes its deadline back shows here.
     pub modified: u64,
     /// Queueings that returned false because the item was disabled.
     pub rejected_disabled: u64,
