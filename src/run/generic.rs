@@ -96,6 +96,11 @@ pub(crate) struct GenericDevice {
     trigger: Trigger,
     /// The status register: events not yet claimed by the top half.
     status: AtomicU64,
+    /// The status registers of every generic device on this line, summed:
+    /// a level line is the wired OR of its devices' outputs, high while
+    /// any of them holds an event, so a top half that lowers the line
+    /// raises it again while this is above zero.
+    line_status: Arc<AtomicU64>,
     /// Raise time (ns) of the oldest unclaimed event; 0 when none.
     oldest: AtomicU64,
     arrived: AtomicU64,
@@ -125,6 +130,7 @@ impl GenericDevice {
         irq: u32,
         trigger: Trigger,
         shared: bool,
+        line_status: Arc<AtomicU64>,
         queue: &Workqueue,
         work: Duration,
     ) -> Result<Arc<Self>, ModuleError> {
@@ -142,6 +148,7 @@ impl GenericDevice {
             irq,
             trigger,
             status: AtomicU64::new(0),
+            line_status,
             oldest: AtomicU64::new(0),
             arrived: AtomicU64::new(0),
             handoff,
@@ -175,6 +182,7 @@ impl GenericDevice {
             Ordering::Acquire,
         );
         self.status.fetch_add(1, Ordering::AcqRel);
+        self.line_status.fetch_add(1, Ordering::SeqCst);
         let _ = self.controller.raise_at(self.irq, at);
     }
 
@@ -184,22 +192,33 @@ impl GenericDevice {
     fn top_half(&self, queue: &Workqueue) -> IrqReturn {
         // Lower first, then read: an event between the two raises the line
         // again, so it is never left unannounced.
-        if self.trigger == Trigger::Level {
+        let level = self.trigger == Trigger::Level;
+        if level {
             let _ = self.controller.lower(self.irq);
         }
         let events = self.status.load(Ordering::Acquire);
-        if events == 0 {
-            return IrqReturn::None;
+        if events > 0 {
+            let oldest = self.oldest.swap(0, Ordering::AcqRel);
+            // Hand the events over before clearing them from the status
+            // register: `is_idle` reads the register first, so it finds them
+            // in one place or the other. Only this top half lowers the
+            // register, and an event arriving meanwhile stays in it.
+            self.handoff.data().give(events, oldest);
+            self.status.fetch_sub(events, Ordering::AcqRel);
+            self.line_status.fetch_sub(events, Ordering::SeqCst);
+            let _ = wq::queue_work(queue, &self.handoff);
         }
-        let oldest = self.oldest.swap(0, Ordering::AcqRel);
-        // Hand the events over before clearing them from the status
-        // register: `is_idle` reads the register first, so it finds them in
-        // one place or the other. Only this top half lowers the register,
-        // and an event arriving meanwhile stays in it.
-        self.handoff.data().give(events, oldest);
-        self.status.fetch_sub(events, Ordering::AcqRel);
-        let _ = wq::queue_work(queue, &self.handoff);
-        IrqReturn::Handled
+        // The lower above also dropped another device's output on a shared
+        // line. An event of that device counted before this read is raised
+        // again here; one counted after it raised the line after the lower.
+        if level && self.line_status.load(Ordering::SeqCst) > 0 {
+            let _ = self.controller.raise(self.irq);
+        }
+        if events == 0 {
+            IrqReturn::None
+        } else {
+            IrqReturn::Handled
+        }
     }
 
     /// Frees the line (`free_irq`).
@@ -352,6 +371,67 @@ impl OneshotTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A level device on `irq` with no handler requested, whose top half
+    /// a test calls by hand.
+    fn level_device(
+        controller: &Controller,
+        irq: u32,
+        line_status: Arc<AtomicU64>,
+    ) -> GenericDevice {
+        GenericDevice {
+            controller: controller.clone(),
+            irq,
+            trigger: Trigger::Level,
+            status: AtomicU64::new(0),
+            line_status,
+            oldest: AtomicU64::new(0),
+            arrived: AtomicU64::new(0),
+            handoff: DataWork::new("test/work", Handoff::default(), |item| item.take()),
+            registration: Registration::default(),
+        }
+    }
+
+    /// On a shared level line, a top half that finds nothing of its own
+    /// still lowers the line, and must raise it again while the other
+    /// device holds an event, or that event would wait for the next one.
+    #[test]
+    fn shared_level_line_stays_high_for_the_other_device() {
+        const LINE: u32 = 19;
+        let machine = irq_sim::Machine::new(irq_sim::Config {
+            nr_cpus: 1,
+            ..irq_sim::Config::default()
+        })
+        .expect("valid config");
+        let controller = machine.controller();
+        // A level handler makes the line level; the disable keeps the CPU
+        // from delivering, so the test alone runs the top halves.
+        controller
+            .request_irq(
+                LINE,
+                IrqRequest::new(
+                    "idle",
+                    IrqFlags::LEVEL.shared(),
+                    |_: &mut HardIrqContext<'_>| IrqReturn::None,
+                ),
+            )
+            .unwrap();
+        controller.disable_irq(LINE).unwrap();
+        let line_status = Arc::new(AtomicU64::new(0));
+        let first = level_device(&controller, LINE, line_status.clone());
+        let second = level_device(&controller, LINE, line_status);
+        let queue = Workqueue::builder("test").build();
+
+        first.event(clock::now());
+        assert!(controller.line_state(LINE).unwrap().pending);
+        assert_eq!(second.top_half(&queue), IrqReturn::None);
+        assert!(
+            controller.line_state(LINE).unwrap().pending,
+            "the first device's event lost its line"
+        );
+        assert_eq!(first.top_half(&queue), IrqReturn::Handled);
+        assert!(!controller.line_state(LINE).unwrap().pending);
+    }
 
     #[test]
     fn handoff_without_raise_time_records_nothing() {

@@ -23,7 +23,7 @@ mod generic;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use driver::bus::{BoundDriver, Bus, Device, Driver};
@@ -297,6 +297,8 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
             replay: None,
         });
     }
+    // The summed status registers of the generic devices on each line.
+    let mut line_status: BTreeMap<u32, Arc<AtomicU64>> = BTreeMap::new();
     for (index, spec) in scenario.devices.iter().enumerate() {
         entries.push(add_device(
             &runtime,
@@ -305,6 +307,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
             &host,
             &queues,
             spec,
+            line_status.entry(spec.irq).or_default().clone(),
             scenario.seed.wrapping_add(index as u64),
         )?);
     }
@@ -607,6 +610,8 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Makes the model of `spec`, adds it to the bus and binds its driver.
+/// `line_status` is shared by the generic devices of `spec`'s line.
+#[allow(clippy::too_many_arguments)]
 fn add_device(
     runtime: &tokio::runtime::Runtime,
     controller: &Controller,
@@ -614,6 +619,7 @@ fn add_device(
     host: &LoadedModule<Host>,
     queues: &BTreeMap<String, Workqueue>,
     spec: &DeviceSpec,
+    line_status: Arc<AtomicU64>,
     seed: u64,
 ) -> Result<Entry, RunError> {
     let queue = &queues[&spec.workqueue];
@@ -708,6 +714,7 @@ fn add_device(
                     crate::scenario::Trigger::Level => irq_sim::Trigger::Level,
                 },
                 spec.shared,
+                line_status,
                 queue,
                 *work,
             )
