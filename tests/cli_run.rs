@@ -89,6 +89,11 @@ fn check_report(json: &Value, what: &str) {
             number(device, "dropped"),
         );
         assert_eq!(arrived, processed + dropped, "{what}: {device}");
+        assert_eq!(
+            dropped == 0,
+            device["dropped_as"] == "",
+            "a cause exactly where something was dropped; {what}: {device}"
+        );
         let counters = device["counters"]
             .as_object()
             .expect("counters is an object");

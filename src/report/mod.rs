@@ -187,7 +187,7 @@ pub struct DeviceRow {
     pub processed: u64,
     /// Events lost, each counted by the device or driver (see `dropped_as`).
     pub dropped: u64,
-    /// The cause of a drop for this device.
+    /// The cause of this device's drops; empty when it dropped nothing.
     pub dropped_as: String,
     /// The device's own counters, by the label the text report prints. The
     /// JSON writes each label in snake case (`unfinished_at_exit`).

@@ -841,7 +841,12 @@ fn device_row(
         arrived,
         processed,
         dropped,
-        dropped_as: dropped_as.to_owned(),
+        // A cause only where something was lost.
+        dropped_as: if dropped > 0 {
+            dropped_as.to_owned()
+        } else {
+            String::new()
+        },
         counters,
         max_arrival_lateness_ns: entry.fed.max_lateness_ns.load(Ordering::Relaxed),
         late_arrivals: entry.fed.late_events.load(Ordering::Relaxed),
