@@ -423,8 +423,8 @@ fn late_one_shot_expiries_are_warned_about() {
     );
 }
 
-/// A debounce still pending when the run ends is said to be, not passed
-/// off as toggles that debouncing merged.
+/// A debounce still pending when the run ends is reported as pending, not
+/// as toggles that debouncing merged.
 #[test]
 fn pending_debounce_named_at_exit() {
     let scenario = scratch("pending-debounce.toml");
@@ -434,6 +434,7 @@ fn pending_debounce_named_at_exit() {
          debounce = \"60s\"\narrival = { process = \"periodic\", rate = 20 }\n",
     )
     .unwrap();
+
     let json_file = scratch("pending-debounce.json");
     let output = run(&[
         "--scenario",
@@ -443,6 +444,7 @@ fn pending_debounce_named_at_exit() {
     ]);
     let report = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
+
     // The queue never ran the debounce: no p99s to give.
     let queue_row = report
         .lines()
@@ -450,6 +452,7 @@ fn pending_debounce_named_at_exit() {
         .unwrap_or_else(|| panic!("no events row in\n{report}"));
     let cells: Vec<&str> = queue_row.split_whitespace().collect();
     assert_eq!(cells[cells.len() - 2..], ["-", "-"], "{queue_row}");
+
     let json: Value = serde_json::from_slice(&std::fs::read(&json_file).unwrap()).unwrap();
     let button = &json["devices"][0];
     assert_eq!(number(button, "arrived"), 4, "{button}");

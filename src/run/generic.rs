@@ -98,8 +98,8 @@ pub(crate) struct GenericDevice {
     status: AtomicU64,
     /// The status registers of every generic device on this line, summed:
     /// a level line is the wired OR of its devices' outputs, high while
-    /// any of them holds an event, so a top half that lowers the line
-    /// raises it again while this is above zero.
+    /// any of them has an event. A top half that lowers the line raises
+    /// it again while this is above zero.
     line_status: Arc<AtomicU64>,
     /// Raise time (ns) of the oldest unclaimed event; 0 when none.
     oldest: AtomicU64,
@@ -393,10 +393,10 @@ mod tests {
     }
 
     /// On a shared level line, a top half that finds nothing of its own
-    /// still lowers the line, and must raise it again while the other
-    /// device holds an event, or that event would wait for the next one.
+    /// still lowers the line, so it must raise it again while the other
+    /// device has an event, or that event would wait for the next one.
     #[test]
-    fn shared_level_line_stays_high_for_the_other_device() {
+    fn shared_level_line_stays_high() {
         const LINE: u32 = 19;
         let machine = irq_sim::Machine::new(irq_sim::Config {
             nr_cpus: 1,

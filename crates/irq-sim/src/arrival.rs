@@ -442,32 +442,26 @@ mod tests {
     #[test]
     fn drive_rejects_a_faulty_process() {
         let start = clock::now();
-        let result = drive(
-            "test-feeder",
-            &Arrival::Periodic {
-                period: Duration::ZERO,
-            },
-            start,
-            5,
-            start + Duration::from_secs(1),
-            |_| panic!("no event may be handed over"),
-        );
-        let named = drive(
-            "feeder\0",
-            &Arrival::Periodic {
-                period: Duration::from_millis(1),
-            },
-            start,
-            5,
-            start + Duration::from_secs(1),
-            |_| panic!("no event may be handed over"),
-        );
-        assert!(matches!(named, Err(ArrivalError::Spawn { .. })));
-        let error = result.err().unwrap();
+        let rejected = |name: &str, period: Duration| {
+            drive(
+                name,
+                &Arrival::Periodic { period },
+                start,
+                5,
+                start + Duration::from_secs(1),
+                |_| panic!("no event may be handed over"),
+            )
+            .expect_err("drive rejects the feeder")
+        };
+
+        let zero_period = rejected("test-feeder", Duration::ZERO);
         assert_eq!(
-            error.to_string(),
+            zero_period.to_string(),
             "periodic arrivals: the period is 0; give a period of at least 1 ns"
         );
+
+        let bad_name = rejected("feeder\0", Duration::from_millis(1));
+        assert!(matches!(bad_name, ArrivalError::Spawn { .. }));
     }
 
     #[test]

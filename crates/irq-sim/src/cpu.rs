@@ -743,7 +743,7 @@ fn note_interrupt(
     // interrupt since the previous such delivery. The first is not counted
     // in the window, and the statistics count it as handled. As in Linux
     // it leaves the baseline alone: its thread may already have run, and
-    // that run answers for it at the next delivery.
+    // that run counts for the next delivery.
     let handled = if outcome.only_woke() {
         if !window.threads_deferred {
             window.threads_deferred = true;

@@ -206,7 +206,7 @@ fn joining_handler_enables_spurious_line() {
 
 /// A top half that returns `WakeThread` with no thread function to wake
 /// leaves its deliveries unhandled, as Linux judges them by thread
-/// functions that never run, and says so once.
+/// functions that never run, and logs a warning once.
 #[test]
 fn wake_thread_without_thread_is_unhandled() {
     let log = log();
@@ -249,7 +249,7 @@ fn wake_thread_without_thread_is_unhandled() {
 
 /// The first delivery that only wakes threads leaves the baseline alone,
 /// as Linux's `SPURIOUS_DEFERRED` does, so a thread that ran before that
-/// delivery was judged still answers for the next one.
+/// delivery was judged still counts for the next one.
 #[test]
 fn early_first_thread_run_counts_once() {
     const THREADED: u32 = 32;

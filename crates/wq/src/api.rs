@@ -722,8 +722,8 @@ async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<
 /// As [`flush_workqueue`], and [`WaitError::SystemQueue`] for a system
 /// queue. On an error the queue is not destroyed: it is live, and the call
 /// may be repeated from outside the queue's work. It takes the queue by
-/// reference, as the blocking form does, so that the caller still holds
-/// it to retry; every handle of the queue sees it destroyed.
+/// reference, as the blocking form does, so that the caller keeps it to
+/// retry. Once it is destroyed, queueing through any handle fails.
 ///
 /// # Context
 ///

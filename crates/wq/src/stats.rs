@@ -79,7 +79,7 @@ pub struct WorkqueueStats {
     pub coalesced: u64,
     /// `mod_delayed_work` calls that gave a pending item a new deadline
     /// on this queue. They return true but start no pending period, so
-    /// they add nothing to `queued`; a move from another queue takes the
+    /// they add nothing to `queued`. A move from another queue carries the
     /// period over, from that queue's `queued` to this one's. A debounce
     /// that pushes its deadline back shows here.
     pub modified: u64,

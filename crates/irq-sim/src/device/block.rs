@@ -11,8 +11,8 @@ use crate::clock::{self, Timestamp};
 use crate::controller::{Controller, lock};
 use crate::error::DeviceError;
 
-/// The most requests a [`BlockDevice`] keeps in flight, as NVMe's largest
-/// queue.
+/// The maximum number of requests a [`BlockDevice`] keeps in flight, the
+/// size of NVMe's largest queue.
 pub const MAX_QUEUE_DEPTH: usize = 65_536;
 
 /// A finished request, as the device's completion queue reports it.

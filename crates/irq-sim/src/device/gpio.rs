@@ -12,7 +12,7 @@ use crate::context::{self, InvalidContext};
 use crate::controller::{Controller, lock};
 use crate::error::DeviceError;
 
-/// The most bounces a button makes per press or release.
+/// The maximum number of bounces a button makes per press or release.
 pub const MAX_BOUNCES: u32 = 1000;
 
 /// A push button on an edge line. Each press or release toggles the pin

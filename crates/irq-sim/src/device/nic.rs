@@ -118,7 +118,7 @@ impl Nic {
         // it polls, and a driver without NAPI finds the ring drained.
         fence(Ordering::SeqCst);
         if self.irq_enabled.load(Ordering::Relaxed) {
-            // `new` checked the line, so a raise cannot fail.
+            // `new` checked the line, the only cause of a failed raise.
             let _ = self.controller.raise_at(self.irq, arrived);
         }
         true
