@@ -68,6 +68,9 @@ mod guide {
     #[doc = include_str!("../docs/guide/ru/03-classic-examples.md")]
     struct ClassicExamplesRu;
 
+    #[doc = include_str!("../docs/guide/ru/04-threaded-napi.md")]
+    struct ThreadedNapiRu;
+
     #[doc = include_str!("../docs/guide/ru/05-delayed-work.md")]
     struct DelayedWorkRu;
 
