@@ -464,6 +464,65 @@ fn pending_debounce_named_at_exit() {
     assert_eq!(number(&button["counters"], "debounce_pending_at_exit"), 1);
 }
 
+/// Bytes below a UART's trigger level reach the driver by the character
+/// timeout: each lone byte of a slow line is one timeout interrupt.
+#[test]
+fn uart_char_timeout_delivers_lone_bytes() {
+    let scenario = scratch("uart-timeout.toml");
+    std::fs::write(
+        &scenario,
+        "duration = \"300ms\"\n\n[[device]]\nname = \"ttyS1\"\nkind = \"uart\"\nirq = 3\n\
+         trigger_level = 14\nbaud = 9600\nline_length = 3\n\
+         arrival = { process = \"periodic\", rate = 10 }\n",
+    )
+    .unwrap();
+
+    let json_file = scratch("uart-timeout.json");
+    let output = run(&[
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--json",
+        json_file.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let json: Value = serde_json::from_slice(&std::fs::read(&json_file).unwrap()).unwrap();
+    let uart = &json["devices"][0];
+    assert_eq!(number(uart, "arrived"), 3, "{uart}");
+    assert_eq!(number(uart, "processed"), 3, "{uart}");
+    let counters = &uart["counters"];
+    assert_eq!(number(counters, "char_timeouts"), 3, "{uart}");
+    assert_eq!(number(counters, "interrupts"), 3, "{uart}");
+    assert_eq!(number(counters, "lines"), 1, "{uart}");
+}
+
+/// A UART's trigger level and baud rate are checked against the 16550's
+/// FIFO and the speeds a serial line runs at.
+#[test]
+fn uart_parameters_out_of_range_rejected() {
+    let cases = [
+        ("trigger_level = 17", "device[0].trigger_level", "1 to 16"),
+        ("trigger_level = 0", "device[0].trigger_level", "1 to 16"),
+        ("baud = 49", "device[0].baud", "50 to 12000000"),
+    ];
+    for (line, key, allowed) in cases {
+        let scenario = scratch("uart-bad.toml");
+        std::fs::write(
+            &scenario,
+            format!(
+                "[[device]]\nname = \"ttyS0\"\nkind = \"uart\"\nirq = 4\n{line}\n\
+                 arrival = {{ process = \"periodic\", rate = 10 }}\n"
+            ),
+        )
+        .unwrap();
+        let output = run(&["--scenario", scenario.to_str().unwrap()]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{line}: {stderr}");
+        assert!(stderr.contains(key), "{line}: {stderr}");
+        assert!(stderr.contains(allowed), "{line}: {stderr}");
+    }
+}
+
 /// A line whose overrun policy is `fail` fails the run that overran it,
 /// after the report.
 #[test]

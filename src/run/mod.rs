@@ -641,9 +641,13 @@ fn add_device(
                 NicDriver::new(queue, *napi_budget),
             )?)
         }
-        DeviceKind::Uart { .. } => {
+        DeviceKind::Uart {
+            trigger_level,
+            baud,
+            ..
+        } => {
             let model = Arc::new(
-                Uart::new(controller, spec.irq, 1)
+                Uart::with_baud(controller, spec.irq, *trigger_level, *baud)
                     .map_err(|error| setup_error(&spec.name, error))?,
             );
             let device = Device::new(
@@ -771,7 +775,7 @@ fn event_fn(
         Unit::Uart(bound) => {
             let uart: Arc<Uart> = model(bound);
             let line_length = match spec.kind {
-                DeviceKind::Uart { line_length } => line_length as u64,
+                DeviceKind::Uart { line_length, .. } => line_length as u64,
                 _ => 64,
             };
             let mut sent = 0u64;
@@ -907,6 +911,7 @@ fn device_row(
                 counters([
                     ("interrupts", stats.interrupts),
                     ("lines", stats.lines),
+                    ("char timeouts", stats.char_timeouts),
                     ("fifo overruns", stats.fifo_overruns),
                     ("ring overruns", stats.ring_overruns),
                 ]),

@@ -181,6 +181,11 @@ pub enum DeviceKind {
     Uart {
         /// Bytes per line; the last one is a newline.
         line_length: usize,
+        /// FIFO bytes that raise the line, 1 to 16.
+        trigger_level: usize,
+        /// Line speed, which sets the character timeout (four character
+        /// times of 10 bits).
+        baud: u32,
     },
     /// A block device: each event submits a request that completes after
     /// the service time.

@@ -304,6 +304,8 @@ struct RawDevice {
     napi_budget: Option<S<i64>>,
     // uart
     line_length: Option<S<i64>>,
+    trigger_level: Option<S<i64>>,
+    baud: Option<S<i64>>,
     // block
     service_time: Option<S<String>>,
     depth: Option<S<i64>>,
@@ -618,9 +620,8 @@ fn allowed_integers(key: &str) -> Option<String> {
         "cpu" => "a CPU number from 0".to_owned(),
         "irq" => "a line number from 0".to_owned(),
         "seed" => "0 to 2^63-1".to_owned(),
-        "max_active" | "ring" | "napi_budget" | "line_length" | "depth" | "bounces" => {
-            "a whole number".to_owned()
-        }
+        "max_active" | "ring" | "napi_budget" | "line_length" | "trigger_level" | "baud"
+        | "depth" | "bounces" => "a whole number".to_owned(),
         _ => return None,
     })
 }
@@ -1148,7 +1149,7 @@ const ARRAYS: [&str; 4] = ["workqueue", "timer", "device", "line"];
 /// The keys each device kind takes besides the common ones.
 const KIND_KEYS: [(&str, &[&str]); 5] = [
     ("nic", &["ring", "napi_budget"]),
-    ("uart", &["line_length"]),
+    ("uart", &["line_length", "trigger_level", "baud"]),
     ("block", &["service_time", "depth"]),
     ("gpio", &["bounces", "bounce_gap", "debounce"]),
     ("generic", &["handler", "work"]),
@@ -1172,7 +1173,7 @@ fn device(
     let kind_name = checker.choice(&device.kind, &key("kind"), &kinds)?;
 
     // A key of another kind is a mistake worth naming.
-    let present: [(&str, Option<Range<usize>>); 10] = [
+    let present: [(&str, Option<Range<usize>>); 12] = [
         ("ring", device.ring.as_ref().map(Spanned::span)),
         (
             "napi_budget",
@@ -1182,6 +1183,11 @@ fn device(
             "line_length",
             device.line_length.as_ref().map(Spanned::span),
         ),
+        (
+            "trigger_level",
+            device.trigger_level.as_ref().map(Spanned::span),
+        ),
+        ("baud", device.baud.as_ref().map(Spanned::span)),
         (
             "service_time",
             device.service_time.as_ref().map(Spanned::span),
@@ -1244,6 +1250,21 @@ fn device(
         }
         "uart" => DeviceKind::Uart {
             line_length: positive(device.line_length.as_ref(), "line_length", 64, 4096)? as usize,
+            trigger_level: positive(
+                device.trigger_level.as_ref(),
+                "trigger_level",
+                1,
+                irq_sim::device::UART_FIFO_SIZE as i64,
+            )? as usize,
+            baud: match &device.baud {
+                Some(value) => checker.integer(
+                    value,
+                    &key("baud"),
+                    i64::from(irq_sim::device::MIN_BAUD)..i64::from(irq_sim::device::MAX_BAUD) + 1,
+                    "baud",
+                )? as u32,
+                None => 115_200,
+            },
         },
         "block" => DeviceKind::Block {
             service_time: checker.bounded_duration(

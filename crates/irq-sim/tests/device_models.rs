@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::{flush_cpu, machine, probe, wait_until};
 use irq_sim::clock;
 use irq_sim::device::{
-    BlockDevice, BlockRequestError, GpioButton, MAX_BOUNCES, MAX_QUEUE_DEPTH, MAX_RX_RING, Nic,
-    UART_FIFO_SIZE, Uart,
+    BlockDevice, BlockRequestError, GpioButton, MAX_BAUD, MAX_BOUNCES, MAX_QUEUE_DEPTH,
+    MAX_RX_RING, MIN_BAUD, Nic, UART_FIFO_SIZE, Uart,
 };
 use irq_sim::{DeviceError, HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 
@@ -92,6 +92,96 @@ fn uart_fifo_overruns_and_level() {
     assert_eq!(uart.fifo_len(), 0);
     assert!(!irq.line_state(4).unwrap().pending);
     assert_eq!(irq.line_stats(4).unwrap().handled, 16);
+}
+
+/// A UART with a baud rate delivers bytes below its trigger level once they
+/// have sat four character times unread, and each read clears the timeout.
+#[test]
+fn uart_char_timeout_delivers_tail() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let uart = Arc::new(Uart::with_baud(&irq, 4, 8, 115_200).unwrap());
+    let timeout = uart.char_timeout().unwrap();
+    assert_eq!(timeout, Duration::from_nanos(347_222));
+    let entries = Arc::new(Mutex::new(Vec::new()));
+    let bytes = Arc::new(Mutex::new(Vec::new()));
+    let (device, seen, entered) = (uart.clone(), bytes.clone(), entries.clone());
+    irq.request_irq(
+        4,
+        IrqRequest::new(
+            "ttyS0",
+            IrqFlags::LEVEL,
+            move |_: &mut HardIrqContext<'_>| {
+                entered.lock().unwrap().push(clock::now());
+                let mut seen = seen.lock().unwrap();
+                while let Some(byte) = device.read() {
+                    seen.push(byte);
+                }
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+
+    for round in 1..=2u8 {
+        for byte in 0..4 {
+            assert!(uart.receive(round * 10 + byte));
+        }
+        let before_last = clock::now();
+        assert!(uart.receive(round * 10 + 4));
+        wait_until("the timeout to deliver the bytes", || {
+            bytes.lock().unwrap().len() == 5 * usize::from(round)
+        });
+        irq.wait_delivered(4, Duration::from_secs(10)).unwrap();
+        let entered = *entries.lock().unwrap().last().unwrap();
+        assert!(
+            entered >= before_last + timeout,
+            "round {round}: the top half ran {:?} after the last byte, before the timeout",
+            entered.saturating_since(before_last)
+        );
+        assert_eq!(uart.timeouts(), u64::from(round));
+        assert_eq!(uart.fifo_len(), 0);
+        assert!(!irq.line_state(4).unwrap().pending);
+    }
+    let expected: Vec<u8> = [10, 11, 12, 13, 14, 20, 21, 22, 23, 24].into();
+    assert_eq!(*bytes.lock().unwrap(), expected);
+}
+
+/// Bytes that reach the trigger level raise the line at once, with no
+/// character timeout.
+#[test]
+fn uart_trigger_level_raises_without_timeout() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    // 50 baud: a timeout would take 0.8 s, far longer than the drain.
+    let uart = Arc::new(Uart::with_baud(&irq, 4, 8, 50).unwrap());
+    let bytes = Arc::new(Mutex::new(Vec::new()));
+    let (device, seen) = (uart.clone(), bytes.clone());
+    irq.request_irq(
+        4,
+        IrqRequest::new(
+            "ttyS0",
+            IrqFlags::LEVEL,
+            move |_: &mut HardIrqContext<'_>| {
+                let mut seen = seen.lock().unwrap();
+                while let Some(byte) = device.read() {
+                    seen.push(byte);
+                }
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+
+    for byte in 0..8 {
+        assert!(uart.receive(byte));
+    }
+    wait_until("the trigger level to deliver the bytes", || {
+        bytes.lock().unwrap().len() == 8
+    });
+    irq.wait_delivered(4, Duration::from_secs(10)).unwrap();
+    assert_eq!(uart.timeouts(), 0);
+    assert_eq!(irq.line_stats(4).unwrap().handled, 1);
 }
 
 /// A block device completes each request one service time after the
@@ -222,6 +312,14 @@ fn device_parameters_out_of_range_rejected() {
         }
     );
     assert!(Uart::new(&irq, 4, 0).is_err());
+    assert_eq!(
+        Uart::with_baud(&irq, 4, 8, MIN_BAUD - 1)
+            .unwrap_err()
+            .to_string(),
+        "UART on irq 4: baud 49 is out of range; it must be 50 to 12000000"
+    );
+    assert!(Uart::with_baud(&irq, 4, 8, MAX_BAUD + 1).is_err());
+    assert!(Uart::with_baud(&irq, 4, 0, 9600).is_err());
     assert_eq!(
         BlockDevice::new(&irq, 14, Duration::from_micros(1), 0)
             .unwrap_err()

@@ -2,7 +2,8 @@
 //! assembles lines.
 //!
 //! The UART's 16-byte FIFO raises its level line while it contains at least
-//! the trigger level. The top half reads the FIFO empty into a ring buffer,
+//! the trigger level, or when bytes below it sat unread for four character
+//! times (a character timeout). The top half reads the FIFO empty into a ring buffer,
 //! which lowers the line, and queues the line-assembly work item. The item
 //! takes the bytes off the ring in task context and splits them into lines
 //! at `\n`.
@@ -90,6 +91,9 @@ pub struct UartStats {
     pub lines: u64,
     /// Interrupts the top half handled.
     pub interrupts: u64,
+    /// Character timeouts the UART signalled: interrupts for bytes below
+    /// its trigger level that sat unread for four character times.
+    pub char_timeouts: u64,
     /// Top halves that ran over the line's budget, as irq-sim counted them.
     pub budget_overruns: u64,
 }
@@ -214,6 +218,7 @@ impl UartState {
             ring_overruns: shared.ring_overruns.load(Ordering::Relaxed),
             lines: shared.line_count.load(Ordering::Relaxed),
             interrupts: shared.interrupts.load(Ordering::Relaxed),
+            char_timeouts: self.uart.timeouts(),
             budget_overruns,
         }
     }

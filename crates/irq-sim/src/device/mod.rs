@@ -3,7 +3,7 @@
 //! | device | line | what it models |
 //! |---|---|---|
 //! | [`Nic`] | edge (MSI-like) | a bounded RX ring; packets arriving to a full ring are dropped and counted |
-//! | [`Uart`] | level | a 16-byte RX FIFO; the line is high while the FIFO holds at least the trigger level; bytes arriving to a full FIFO are overruns |
+//! | [`Uart`] | level | a 16-byte RX FIFO; the line is high while the FIFO holds at least the trigger level, or after a character timeout; bytes arriving to a full FIFO are overruns |
 //! | [`BlockDevice`] | edge | requests complete after a service time, one at a time, and each completion raises the line |
 //! | [`GpioButton`] | edge | a press or release bounces: several edges a few microseconds apart |
 //!
@@ -25,7 +25,7 @@ use crate::error::DeviceError;
 pub use block::{BlockDevice, BlockRequestError, Completion, MAX_QUEUE_DEPTH};
 pub use gpio::{GpioButton, MAX_BOUNCES};
 pub use nic::{MAX_RX_RING, Nic, Packet};
-pub use uart::{UART_FIFO_SIZE, Uart};
+pub use uart::{MAX_BAUD, MIN_BAUD, UART_FIFO_SIZE, Uart};
 
 /// Checks that the controller has line `irq`: a device made for a line it
 /// lacks could raise nothing, and a device has no caller to tell.

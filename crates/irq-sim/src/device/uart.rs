@@ -1,39 +1,88 @@
 //! A UART with a 16-byte RX FIFO, like a 16550.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
+use crate::clock::{self, Timestamp};
 use crate::controller::{Controller, lock};
 use crate::error::DeviceError;
 
 /// Bytes the RX FIFO holds.
 pub const UART_FIFO_SIZE: usize = 16;
 
+/// The lowest line speed [`Uart::with_baud`] accepts, in baud.
+pub const MIN_BAUD: u32 = 50;
+
+/// The highest line speed [`Uart::with_baud`] accepts, in baud (USB serial
+/// adapters reach 12 Mbaud).
+pub const MAX_BAUD: u32 = 12_000_000;
+
+/// Bits on the wire per received byte: a start bit, 8 data bits and a stop
+/// bit (8N1).
+const BITS_PER_CHAR: u64 = 10;
+
+/// Character times without FIFO activity before a 16550 signals a
+/// character timeout.
+const TIMEOUT_CHARS: u64 = 4;
+
 #[derive(Debug)]
 struct Fifo {
     bytes: [u8; UART_FIFO_SIZE],
     head: usize,
     len: usize,
+    /// A character timeout is signalled: it keeps the line high until the
+    /// driver reads a byte.
+    timeout_pending: bool,
+    /// The last byte received or read; the timeout counts from here.
+    last_activity: Timestamp,
+    /// The timeout thread waits with no deadline, for a byte to arrive.
+    watcher_idle: bool,
+    /// The timeout thread must exit.
+    stop: bool,
 }
 
-/// A UART: received bytes fill a 16-byte FIFO; the (level) line is high
-/// while the FIFO contains at least the trigger level, and reading below it
-/// lowers the line. A byte arriving to a full FIFO is lost and counted as
-/// an overrun.
 #[derive(Debug)]
-pub struct Uart {
+struct Inner {
     controller: Controller,
     irq: u32,
     trigger_level: usize,
+    /// Four character times, or `None` for a UART without the timeout.
+    char_timeout: Option<Duration>,
     fifo: Mutex<Fifo>,
+    /// Wakes the timeout thread when a byte reaches an empty FIFO, or to
+    /// stop it.
+    byte_arrived: Condvar,
     received: AtomicU64,
     overruns: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+/// A UART: received bytes fill a 16-byte FIFO, and the (level) line is high
+/// while the FIFO contains at least the trigger level. A byte arriving to a
+/// full FIFO is lost and counted as an overrun.
+///
+/// A UART made with [`Uart::with_baud`] also signals a character timeout,
+/// as a 16550 does: when bytes below the trigger level have sat in the FIFO
+/// for four character times with none received or read, it raises the
+/// line, which stays high until the driver reads a byte. So the tail of a
+/// burst reaches the driver without waiting for more bytes. A UART made
+/// with [`Uart::new`] has no timeout: with a trigger level above 1, the
+/// last bytes of a burst wait in the FIFO until more arrive.
+///
+/// The timeout thread of a UART with a baud rate stops when the `Uart` is
+/// dropped.
+#[derive(Debug)]
+pub struct Uart {
+    inner: Arc<Inner>,
+    watcher: Option<JoinHandle<()>>,
 }
 
 impl Uart {
     /// Makes a UART on line `irq` whose line rises when the FIFO contains
     /// `trigger_level` bytes, 1 to [`UART_FIFO_SIZE`] (a 16550 offers 1, 4,
-    /// 8 and 14).
+    /// 8 and 14). It has no character timeout; see [`Uart::with_baud`].
     ///
     /// # Errors
     ///
@@ -48,6 +97,171 @@ impl Uart {
         irq: u32,
         trigger_level: usize,
     ) -> Result<Self, DeviceError> {
+        let inner = Inner::new(controller, irq, trigger_level, None)?;
+        Ok(Self {
+            inner: Arc::new(inner),
+            watcher: None,
+        })
+    }
+
+    /// Makes a UART as [`Uart::new`] does, receiving at `baud` with 10 bits
+    /// per byte, that signals a character timeout after four character
+    /// times (347 us at 115,200 baud). The baud rate sets only the timeout:
+    /// bytes reach the FIFO when [`Uart::receive`] is called.
+    ///
+    /// With a trigger level of 1 a byte in the FIFO always keeps the line
+    /// high, so no timeout can occur and no thread is started.
+    ///
+    /// # Errors
+    ///
+    /// [`DeviceError::NoSuchLine`] if the controller has no line `irq`;
+    /// [`DeviceError::OutOfRange`] if `trigger_level` is not 1 to 16 or
+    /// `baud` is not [`MIN_BAUD`] to [`MAX_BAUD`];
+    /// [`DeviceError::Spawn`] if the timeout thread cannot be spawned.
+    ///
+    /// # Context
+    ///
+    /// Task context; spawns a thread.
+    pub fn with_baud(
+        controller: &Controller,
+        irq: u32,
+        trigger_level: usize,
+        baud: u32,
+    ) -> Result<Self, DeviceError> {
+        super::check_range(
+            "UART",
+            irq,
+            "baud",
+            u64::from(baud),
+            u64::from(MIN_BAUD)..=u64::from(MAX_BAUD),
+        )?;
+        let char_timeout =
+            Duration::from_nanos(TIMEOUT_CHARS * BITS_PER_CHAR * 1_000_000_000 / u64::from(baud));
+        let inner = Arc::new(Inner::new(
+            controller,
+            irq,
+            trigger_level,
+            Some(char_timeout),
+        )?);
+        if trigger_level == 1 {
+            return Ok(Self {
+                inner,
+                watcher: None,
+            });
+        }
+        let watched = inner.clone();
+        let watcher = std::thread::Builder::new()
+            .name(format!("uart-irq{irq}"))
+            .spawn(move || watched.watch(char_timeout))
+            .map_err(|error| DeviceError::Spawn {
+                device: "UART",
+                irq,
+                reason: error.to_string(),
+            })?;
+        Ok(Self {
+            inner,
+            watcher: Some(watcher),
+        })
+    }
+
+    /// Returns the line.
+    pub fn irq(&self) -> u32 {
+        self.inner.irq
+    }
+
+    /// Returns the time without FIFO activity after which the UART signals
+    /// a character timeout, or `None` if it has none.
+    pub fn char_timeout(&self) -> Option<Duration> {
+        self.inner.char_timeout
+    }
+
+    /// Receives a byte from the wire (device side). Returns false on an
+    /// overrun (FIFO full, byte lost).
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps. On a UART with a timeout thread, the first byte
+    /// into an empty FIFO may wake that thread (a system call).
+    pub fn receive(&self, byte: u8) -> bool {
+        let inner = &*self.inner;
+        let mut fifo = lock(&inner.fifo);
+        if fifo.len == UART_FIFO_SIZE {
+            drop(fifo);
+            inner.overruns.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let tail = (fifo.head + fifo.len) % UART_FIFO_SIZE;
+        fifo.bytes[tail] = byte;
+        fifo.len += 1;
+        inner.received.fetch_add(1, Ordering::Relaxed);
+        if fifo.len >= inner.trigger_level {
+            let _ = inner.controller.raise(inner.irq);
+        }
+        if inner.char_timeout.is_some() {
+            fifo.last_activity = clock::now();
+            if fifo.watcher_idle {
+                fifo.watcher_idle = false;
+                inner.byte_arrived.notify_one();
+            }
+        }
+        true
+    }
+
+    /// Reads one byte from the FIFO (the driver reads the RX register).
+    /// Clears a pending character timeout, and lowers the line when the
+    /// FIFO falls below the trigger level.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn read(&self) -> Option<u8> {
+        let inner = &*self.inner;
+        let mut fifo = lock(&inner.fifo);
+        if fifo.len == 0 {
+            return None;
+        }
+        let byte = fifo.bytes[fifo.head];
+        fifo.head = (fifo.head + 1) % UART_FIFO_SIZE;
+        fifo.len -= 1;
+        fifo.timeout_pending = false;
+        if inner.char_timeout.is_some() {
+            fifo.last_activity = clock::now();
+        }
+        if fifo.len < inner.trigger_level {
+            let _ = inner.controller.lower(inner.irq);
+        }
+        Some(byte)
+    }
+
+    /// Returns the bytes in the FIFO.
+    pub fn fifo_len(&self) -> usize {
+        lock(&self.inner.fifo).len
+    }
+
+    /// Returns the bytes received into the FIFO.
+    pub fn received(&self) -> u64 {
+        self.inner.received.load(Ordering::Relaxed)
+    }
+
+    /// Returns the bytes lost because the FIFO was full.
+    pub fn overruns(&self) -> u64 {
+        self.inner.overruns.load(Ordering::Relaxed)
+    }
+
+    /// Returns the character timeouts signalled: each raised the line for
+    /// bytes below the trigger level.
+    pub fn timeouts(&self) -> u64 {
+        self.inner.timeouts.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    fn new(
+        controller: &Controller,
+        irq: u32,
+        trigger_level: usize,
+        char_timeout: Option<Duration>,
+    ) -> Result<Self, DeviceError> {
         super::check_line(controller, "UART", irq)?;
         super::check_range(
             "UART",
@@ -60,76 +274,78 @@ impl Uart {
             controller: controller.clone(),
             irq,
             trigger_level,
+            char_timeout,
             fifo: Mutex::new(Fifo {
                 bytes: [0; UART_FIFO_SIZE],
                 head: 0,
                 len: 0,
+                timeout_pending: false,
+                last_activity: clock::now(),
+                watcher_idle: false,
+                stop: false,
             }),
+            byte_arrived: Condvar::new(),
             received: AtomicU64::new(0),
             overruns: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
         })
     }
 
-    /// Returns the line.
-    pub fn irq(&self) -> u32 {
-        self.irq
-    }
-
-    /// Receives a byte from the wire (device side). Returns false on an overrun (FIFO full,
-    /// byte lost).
+    /// Runs the timeout thread: signals a character timeout when bytes
+    /// below the trigger level have sat `char_timeout` since the last byte
+    /// received or read.
     ///
-    /// # Context
-    ///
-    /// Any; never sleeps.
-    pub fn receive(&self, byte: u8) -> bool {
+    /// While bytes wait, the thread sleeps to that deadline and looks
+    /// again, so a read never has to wake it: a top half reads, and must
+    /// not make a wake-up system call.
+    fn watch(&self, char_timeout: Duration) {
+        clock::set_timer_slack(Duration::from_nanos(1));
+        // The last look that found no timeout to signal; the next look
+        // comes one timeout after it or after the last activity.
+        let mut last_look: Option<Timestamp> = None;
         let mut fifo = lock(&self.fifo);
-        if fifo.len == UART_FIFO_SIZE {
-            drop(fifo);
-            self.overruns.fetch_add(1, Ordering::Relaxed);
-            return false;
+        loop {
+            if fifo.stop {
+                return;
+            }
+            if fifo.len == 0 {
+                fifo.watcher_idle = true;
+                fifo = self
+                    .byte_arrived
+                    .wait(fifo)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            let since = last_look.map_or(fifo.last_activity, |look| look.max(fifo.last_activity));
+            let deadline = since + char_timeout;
+            let now = clock::now();
+            if now < deadline {
+                fifo = self
+                    .byte_arrived
+                    .wait_timeout(fifo, deadline.saturating_since(now))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
+            }
+            if !fifo.timeout_pending && fifo.len < self.trigger_level {
+                fifo.timeout_pending = true;
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+                // Raise as of the deadline: the interrupt latency counts
+                // from when the UART signalled the timeout.
+                let _ = self.controller.raise_at(self.irq, deadline);
+            }
+            last_look = Some(now);
         }
-        let tail = (fifo.head + fifo.len) % UART_FIFO_SIZE;
-        fifo.bytes[tail] = byte;
-        fifo.len += 1;
-        self.received.fetch_add(1, Ordering::Relaxed);
-        if fifo.len >= self.trigger_level {
-            let _ = self.controller.raise(self.irq);
-        }
-        true
     }
+}
 
-    /// Reads one byte from the FIFO (the driver reads the RX register);
-    /// lowers the line when the FIFO falls below the trigger level.
-    ///
-    /// # Context
-    ///
-    /// Any; never sleeps.
-    pub fn read(&self) -> Option<u8> {
-        let mut fifo = lock(&self.fifo);
-        if fifo.len == 0 {
-            return None;
-        }
-        let byte = fifo.bytes[fifo.head];
-        fifo.head = (fifo.head + 1) % UART_FIFO_SIZE;
-        fifo.len -= 1;
-        if fifo.len < self.trigger_level {
-            let _ = self.controller.lower(self.irq);
-        }
-        Some(byte)
-    }
-
-    /// Returns the bytes in the FIFO.
-    pub fn fifo_len(&self) -> usize {
-        lock(&self.fifo).len
-    }
-
-    /// Returns the bytes received into the FIFO.
-    pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-
-    /// Returns the bytes lost because the FIFO was full.
-    pub fn overruns(&self) -> u64 {
-        self.overruns.load(Ordering::Relaxed)
+impl Drop for Uart {
+    fn drop(&mut self) {
+        let Some(watcher) = self.watcher.take() else {
+            return;
+        };
+        lock(&self.inner.fifo).stop = true;
+        self.inner.byte_arrived.notify_one();
+        let _ = watcher.join();
     }
 }
