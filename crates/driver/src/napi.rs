@@ -8,6 +8,7 @@
 //! | `poll(napi, budget)` returning `work_done` | the poll function given to [`Napi::new`] |
 //! | `napi_complete_done` + re-enabling the device interrupt | done by [`Napi`] when a poll returns less than the budget |
 //! | `napi_disable`, `napi_enable` | [`Napi::disable`], [`Napi::enable`] |
+//! | `napi_synchronize` | [`Napi::synchronize`] |
 //!
 //! # The cycle
 //!
@@ -308,6 +309,42 @@ impl Napi {
             }
             if let Some(flush) = flush {
                 flush.await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Waits until no polling cycle runs (`napi_synchronize`): until the
+    /// poll that completes the cycle has returned, through every full poll
+    /// before it. A flush of [`Napi::work`] waits only for the poll queued
+    /// or running at the call, so it may return in mid-cycle.
+    ///
+    /// As in Linux, a device that keeps interrupting can start a new cycle
+    /// at once, so call it after stopping the device or masking its
+    /// interrupt. On a disabled context it resolves once no poll runs,
+    /// where Linux's would wait until `napi_enable`.
+    ///
+    /// # Errors
+    ///
+    /// [`wq::WaitError`] in a top half or from the poll itself.
+    ///
+    /// # Context
+    ///
+    /// Task context; sleeps.
+    pub fn synchronize(&self) -> impl Future<Output = Result<(), wq::WaitError>> + Send + 'static {
+        let first_flush =
+            irq_sim::might_sleep("napi_synchronize").map(|()| wq::flush_work(&self.inner.work));
+        let inner = self.inner.clone();
+        async move {
+            first_flush?.await?;
+            // Each full poll queues the next before it returns, so the item
+            // is pending again whenever the cycle goes on.
+            while inner.scheduled.load(Ordering::Acquire) && !inner.disabled.load(Ordering::Acquire)
+            {
+                // A top half between its swap of `scheduled` and its
+                // `queue_work` leaves nothing to flush for a moment.
+                tokio::task::yield_now().await;
+                wq::flush_work(&inner.work).await?;
             }
             Ok(())
         }

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use driver::irq;
 use driver::napi::{IrqMask, Napi};
@@ -248,4 +249,72 @@ fn double_disable_one_enable_polls() {
     napi.enable();
     assert!(napi.schedule());
     wait_until("the next cycle completes", || napi.stats().completions == 2);
+}
+
+/// `synchronize` returns once the whole cycle has ended, through every
+/// full poll, where one flush of the poll item waits for one poll only.
+#[test]
+fn synchronize_waits_for_whole_cycle() {
+    let queue = wq::alloc_workqueue("napi_sync", wq::WqFlags::NONE, 1);
+    let mask = Arc::new(MockMask::default());
+    let remaining = Arc::new(AtomicUsize::new(40));
+    let napi = {
+        let remaining = remaining.clone();
+        Napi::new("sync", &queue, 4, mask.clone(), move |budget| {
+            // Each poll takes a while, so a wait that ends after the first
+            // poll finds the cycle unfinished.
+            irq_sim::clock::spin_until(irq_sim::clock::now() + Duration::from_micros(500));
+            let handled = remaining.load(Ordering::SeqCst).min(budget);
+            remaining.fetch_sub(handled, Ordering::SeqCst);
+            handled
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+
+    assert!(napi.schedule());
+    runtime.block_on(napi.synchronize()).unwrap();
+
+    assert!(!napi.is_scheduled(), "the cycle still runs");
+    let stats = napi.stats();
+    assert_eq!(stats.events, 40);
+    // Ten full polls of 4, then one that finds nothing and completes.
+    assert_eq!(stats.polls, 11);
+    assert_eq!(stats.completions, 1);
+    assert!(!mask.masked.load(Ordering::SeqCst));
+
+    // An idle context returns at once, and so does one disabled in a
+    // cycle, whose interrupt stays masked until the enable.
+    runtime.block_on(napi.synchronize()).unwrap();
+    remaining.store(40, Ordering::SeqCst);
+    assert!(napi.schedule());
+    runtime.block_on(napi.disable()).unwrap();
+    let waited =
+        runtime.block_on(async { tokio::time::timeout(HANG_GUARD, napi.synchronize()).await });
+    assert!(
+        waited.is_ok(),
+        "synchronize on a disabled context still waits"
+    );
+}
+
+/// `synchronize` in a top half is rejected through `might_sleep`, naming
+/// the NAPI call, the line and the handler.
+#[test]
+fn synchronize_in_top_half_rejected() {
+    let queue = wq::alloc_workqueue("napi_sync_irq", wq::WqFlags::NONE, 1);
+    let napi = Napi::new("sync", &queue, 4, Arc::new(MockMask::default()), |_| 0);
+    let waiting = {
+        let _irq = irq_sim::context::enter_hardirq(9, "eth0");
+        napi.synchronize()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+
+    let error = runtime.block_on(waiting).unwrap_err().to_string();
+    assert!(error.contains("napi_synchronize"), "{error}");
+    assert!(error.contains("irq 9"), "{error}");
+    assert!(error.contains("eth0"), "{error}");
 }
