@@ -73,6 +73,11 @@ pub(crate) struct Registration {
     /// It contains whether the owner ([`Freer::Owner`]) has freed the
     /// registration: a free by a module's tracker does not count.
     freed_by_owner: Mutex<bool>,
+    /// The thread inside [`Registration::free`], if any. Freeing drops the
+    /// handler, and the handler may own the `IrqRegistration` itself, whose
+    /// drop then frees again on the same thread; that free must not wait
+    /// for the lock its own thread holds. Under its mutex.
+    freeing: Mutex<Option<ThreadId>>,
     /// The IRQ thread of a threaded registration. Immutable after
     /// construction, apart from the join handle under its own mutex.
     thread: Option<IrqThread>,
@@ -497,6 +502,7 @@ impl IrqRegistration {
                 name: id.name(),
                 id: Mutex::new(Some(id)),
                 freed_by_owner: Mutex::new(false),
+                freeing: Mutex::new(None),
                 thread,
             }),
         }
@@ -657,13 +663,22 @@ impl Registration {
     /// the module's tracker freed the registration at unload, so that a
     /// driver's `remove` after the unload is no double free.
     pub(crate) fn free(&self, by: Freer) -> Result<Freed, IrqError> {
+        let current = thread::current().id();
+        if *lock(&self.freeing) == Some(current) {
+            // A drop that this thread's free caused: the free in progress
+            // below it on the stack finishes the job.
+            return Ok(Freed::Before);
+        }
         // Held for the whole free, so that a second free returns only when
         // the first has finished.
         let mut freed_by_owner = lock(&self.freed_by_owner);
         if by == Freer::Owner && *freed_by_owner {
             return Ok(Freed::Before);
         }
-        let freed = self.free_registered()?;
+        *lock(&self.freeing) = Some(current);
+        let freed = self.free_registered();
+        *lock(&self.freeing) = None;
+        let freed = freed?;
         if by == Freer::Owner {
             *freed_by_owner = true;
             return Ok(Freed::Now);

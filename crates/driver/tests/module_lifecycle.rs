@@ -281,6 +281,79 @@ fn registered_handler_reported_and_freed() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "a freed handler ran");
 }
 
+/// A device whose only owner is its own top half: the registration lives
+/// in the device, and the handler holds the device.
+struct SelfOwnedDevice {
+    registration: Mutex<Option<IrqRegistration>>,
+}
+
+/// A module that leaves a handler whose drop frees its own registration.
+struct HandlerOwnsIrq;
+
+impl Module for HandlerOwnsIrq {
+    const NAME: &'static str = "handler_owns_irq";
+    type Params = Arc<Machine>;
+
+    fn init(ctx: &ModuleContext, machine: Arc<Machine>) -> InitResult<Self> {
+        let device = Arc::new(SelfOwnedDevice {
+            registration: Mutex::new(None),
+        });
+        let held = device.clone();
+        let registration = ctx.request_irq(
+            &machine.controller(),
+            11,
+            IrqRequest::new(
+                "self_owned",
+                IrqFlags::EDGE,
+                move |_: &mut HardIrqContext<'_>| {
+                    let _ = &held;
+                    IrqReturn::Handled
+                },
+            ),
+        )?;
+        *device.registration.lock().unwrap() = Some(registration);
+        Ok(HandlerOwnsIrq)
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// The tracker's free of a leftover handler drops the handler, which drops
+/// the last owner of the registration being freed: that nested free must
+/// not wait for the one in progress.
+#[test]
+fn leftover_handler_owning_its_registration_freed() {
+    let machine = Arc::new(
+        Machine::new(Config {
+            nr_cpus: 1,
+            ..Config::default()
+        })
+        .unwrap(),
+    );
+    let loaded = module::load::<HandlerOwnsIrq>(machine.clone()).expect("init succeeds");
+
+    let (done, unloaded) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(loaded.unload().map(|report| report.leftovers));
+    });
+    let leftovers = unloaded
+        .recv_timeout(HANG_GUARD)
+        .expect("the unload deadlocked")
+        .expect("unload from a plain thread");
+
+    assert_eq!(
+        leftovers,
+        [Leftover::Handler {
+            irq: 11,
+            handler: "self_owned"
+        }]
+    );
+    assert_eq!(
+        machine.controller().line_stats(11).unwrap().handlers,
+        Vec::<&str>::new()
+    );
+}
+
 /// A module whose init arms a timer and then fails.
 struct FailsInit;
 
