@@ -578,3 +578,24 @@ fn bracket_and_placement_slips_get_the_fix() {
         "{message}"
     );
 }
+
+/// Each device runs an arrival thread, so a scenario takes at most
+/// `MAX_DEVICES` of them; the first device over the limit is named.
+#[test]
+fn too_many_devices_rejected() {
+    let device = |index: usize| {
+        format!(
+            "[[device]]\nname = \"d{index}\"\nkind = \"generic\"\nirq = {}\n\
+             arrival = {{ process = \"periodic\", rate = 10 }}\n",
+            index % 1000
+        )
+    };
+    let limit = irqlab::scenario::MAX_DEVICES;
+    let text: String = (0..=limit).map(device).collect();
+    let (line, key, message) = rejected(&format!("[machine]\nirqs = 1024\n{text}"));
+
+    assert_eq!(key, format!("device[{limit}]"));
+    assert_eq!(line, 3 + 5 * limit);
+    assert!(message.contains("4097 devices"), "{message}");
+    assert!(message.contains("at most 4096"), "{message}");
+}

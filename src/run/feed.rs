@@ -36,9 +36,9 @@ pub(crate) const LATE: Duration = Duration::from_millis(1);
 /// Spawns a feeder named `name` that runs `arrival` from `start` until
 /// `until` or `stop`, counting events and lateness in `fed`.
 ///
-/// # Panics
+/// # Errors
 ///
-/// Panics if the thread cannot be spawned.
+/// The error of a thread that cannot be spawned.
 pub(super) fn spawn(
     name: &str,
     arrival: &Arrival,
@@ -47,7 +47,7 @@ pub(super) fn spawn(
     stop: Arc<AtomicBool>,
     fed: Arc<FeedStats>,
     mut event: Box<dyn FnMut(Timestamp) + Send>,
-) -> JoinHandle<()> {
+) -> std::io::Result<JoinHandle<()>> {
     let offsets = arrival.offsets();
     std::thread::Builder::new()
         .name(name.to_owned())
@@ -83,5 +83,4 @@ pub(super) fn spawn(
                 fed.events.fetch_add(1, Ordering::Relaxed);
             }
         })
-        .expect("failed to spawn an arrival feeder thread")
 }

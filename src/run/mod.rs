@@ -331,7 +331,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
             .arrival
             .to_arrival(arrival_seed(scenario, spec.irq, &spec.name));
         let event = event_fn(entry, &runtime, spec);
-        feeders.push(feed::spawn(
+        let spawned = feed::spawn(
             &format!("feed-{}", spec.name),
             &arrival,
             start,
@@ -339,7 +339,25 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
             stop.clone(),
             entry.fed.clone(),
             event,
-        ));
+        );
+        match spawned {
+            Ok(feeder) => feeders.push(feeder),
+            Err(error) => {
+                // The feeders already running stop before the error
+                // returns, so no thread feeds a machine being torn down.
+                stop.store(true, Ordering::Relaxed);
+                for feeder in feeders {
+                    let _ = feeder.join();
+                }
+                return Err(RunError::Setup {
+                    what: spec.name.clone(),
+                    error: format!(
+                        "cannot spawn its arrival feeder thread: {error}; the host may limit \
+                         threads (ulimit -u, /proc/sys/kernel/threads-max)"
+                    ),
+                });
+            }
+        }
     }
 
     // Arrivals run; the main thread reports progress and watches for a stop.

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use parse::{
-    DurationError, MAX_DURATION, MAX_RATE_HZ, MIN_RATE_HZ, ScenarioError, parse_duration,
+    DurationError, MAX_DEVICES, MAX_DURATION, MAX_RATE_HZ, MIN_RATE_HZ, ScenarioError,
+    parse_duration,
 };
 
 /// The text of the built-in demo scenario, `scenarios/demo.toml`.

@@ -23,6 +23,11 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Highest event rate of one timer or device, per second.
 pub const MAX_RATE_HZ: f64 = 1_000_000.0;
 
+/// Most devices in one scenario. Each runs an arrival thread and has its
+/// line's histograms, about 370 KB of memory in all, and a large server's
+/// `/proc/interrupts` lists a few thousand lines at most.
+pub const MAX_DEVICES: usize = 4096;
+
 /// Lowest event rate of one device, per second: one event a day, so that
 /// every gap fits a run.
 pub const MIN_RATE_HZ: f64 = 1.0 / 86_400.0;
@@ -620,8 +625,15 @@ fn allowed_integers(key: &str) -> Option<String> {
         "cpu" => "a CPU number from 0".to_owned(),
         "irq" => "a line number from 0".to_owned(),
         "seed" => "0 to 2^63-1".to_owned(),
-        "max_active" | "ring" | "napi_budget" | "line_length" | "trigger_level" | "baud"
-        | "depth" | "bounces" => "a whole number".to_owned(),
+        "trigger_level" => format!("1 to {}", irq_sim::device::UART_FIFO_SIZE),
+        "baud" => format!(
+            "{} to {}",
+            irq_sim::device::MIN_BAUD,
+            irq_sim::device::MAX_BAUD
+        ),
+        "max_active" | "ring" | "napi_budget" | "line_length" | "depth" | "bounces" => {
+            "a whole number".to_owned()
+        }
         _ => return None,
     })
 }
@@ -954,6 +966,17 @@ pub(super) fn parse(
         });
     }
 
+    if let Some(first_over) = raw.device.get(MAX_DEVICES) {
+        return Err(checker.error(
+            first_over.span(),
+            format!("device[{MAX_DEVICES}]"),
+            format!(
+                "{} devices, but a scenario takes at most {MAX_DEVICES}: each device runs an \
+                 arrival thread of its own",
+                raw.device.len()
+            ),
+        ));
+    }
     let mut devices = Vec::new();
     for (index, device) in raw.device.iter().enumerate() {
         devices.push(self::device(
