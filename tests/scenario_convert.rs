@@ -490,3 +490,84 @@ fn interval_clamping_rates_warns() {
     let right = convert("10");
     assert!(!stderr(&right).contains("warning"), "{}", stderr(&right));
 }
+
+/// A row found only in the earlier snapshot, such as `LOC` missing from a
+/// later snapshot cut short, is left out and named in a warning: its raw
+/// count since boot is not the interval's.
+#[test]
+fn row_missing_from_later_snapshot_left_out() {
+    let folder = scratch("row_missing_from_later_snapshot_left_out");
+    let before = folder.join("before.txt");
+    let after = folder.join("after.txt");
+    std::fs::write(
+        &before,
+        "           CPU0       CPU1\n 24:       1000       2000   PCI-MSI 1-edge      eth0\n\
+         LOC:    6417516    6000000   Local timer interrupts\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &after,
+        "           CPU0       CPU1\n 24:       1500       2000   PCI-MSI 1-edge      eth0\n",
+    )
+    .unwrap();
+
+    let output = irqlab(&[
+        "scenario",
+        "from-proc-interrupts",
+        before.to_str().unwrap(),
+        after.to_str().unwrap(),
+        "--interval",
+        "5",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("lacks 1 row of the earlier snapshot (LOC)"),
+        "{}",
+        stderr(&output)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let scenario = Scenario::parse(&text, "generated", Path::new(".")).unwrap();
+    assert!(scenario.timers.is_empty(), "LOC became timers:\n{text}");
+    assert_eq!(scenario.devices.len(), 1, "{text}");
+    assert!(
+        text.contains("#   LOC (Local timer interrupts): only in the earlier snapshot"),
+        "{text}"
+    );
+}
+
+/// A 32-bit counter that wrapped between the snapshots counts the
+/// interrupts past the wrap, with a comment saying so.
+#[test]
+fn wrapped_counter_counted_once() {
+    let folder = scratch("wrapped_counter_counted_once");
+    let before = folder.join("before.txt");
+    let after = folder.join("after.txt");
+    std::fs::write(
+        &before,
+        "           CPU0\n 24: 4294967290   PCI-MSI 1-edge      eth0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &after,
+        "           CPU0\n 24:         94   PCI-MSI 1-edge      eth0\n",
+    )
+    .unwrap();
+
+    let output = irqlab(&[
+        "scenario",
+        "from-proc-interrupts",
+        before.to_str().unwrap(),
+        after.to_str().unwrap(),
+        "--interval",
+        "1",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let scenario = Scenario::parse(&text, "generated", Path::new(".")).unwrap();
+    assert_eq!(
+        scenario.devices[0].arrival,
+        ArrivalSpec::Poisson { rate_hz: 100.0 },
+        "{text}"
+    );
+    assert!(text.contains("wrapped between the snapshots"), "{text}");
+}

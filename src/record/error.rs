@@ -12,7 +12,19 @@ pub const MAX_SHOWN_CHARS: usize = 40;
 /// when it was cut.
 pub(crate) fn shorten(text: &str) -> String {
     let mut chars = text.chars();
-    let kept: String = chars.by_ref().take(MAX_SHOWN_CHARS).collect();
+    // Control characters (a NUL of a binary file, an escape sequence) are
+    // shown escaped, so that they reach the terminal as text.
+    let kept: String = chars
+        .by_ref()
+        .take(MAX_SHOWN_CHARS)
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
     if chars.next().is_some() {
         format!("{kept}...")
     } else {
@@ -102,8 +114,8 @@ impl fmt::Display for ProcInterruptsError {
             ),
             Self::CountTooLarge { line, text } => write!(
                 f,
-                "line {line}: count `{text}` is out of range; expected at most {} (Linux \
-                 prints 32-bit counts)",
+                "line {line}: count `{text}` is out of range; expected at most {}, though \
+                 Linux prints 32-bit counts",
                 u64::MAX
             ),
             Self::TooFewCounts {
@@ -161,8 +173,9 @@ pub enum DiffError {
         /// 1-based line number in the later snapshot.
         line: usize,
     },
-    /// A counter is lower in the later snapshot: the snapshots are swapped,
-    /// come from different boots, or the counter wrapped.
+    /// A counter is lower in the later snapshot, by less than a wrap of its
+    /// 32 bits explains: the snapshots are swapped or come from different
+    /// boots.
     CounterWentBackwards {
         /// The row's label.
         label: String,
@@ -206,7 +219,8 @@ impl fmt::Display for DiffError {
                 }
                 write!(
                     f,
-                    ": counter went backwards from {before} to {after}, expected the earlier snapshot first"
+                    ": counter went backwards from {before} to {after}, by less than a 32-bit \
+                     wrap; expected the earlier snapshot first, both from one boot"
                 )
             }
         }

@@ -210,14 +210,19 @@ impl Snapshot {
         let mut rows = Vec::with_capacity(later.rows.len());
         for after in &later.rows {
             let diff = match earlier_by_label.get(&after.label) {
-                Some(before) => RowDiff {
-                    presence: Presence::Both,
-                    counts: subtract(before, after)?,
-                    row: after.clone(),
-                },
+                Some(before) => {
+                    let (counts, wrapped) = subtract(before, after)?;
+                    RowDiff {
+                        presence: Presence::Both,
+                        counts,
+                        wrapped,
+                        row: after.clone(),
+                    }
+                }
                 None => RowDiff {
                     presence: Presence::OnlyAfter,
                     counts: after.counts.clone(),
+                    wrapped: false,
                     row: after.clone(),
                 },
             };
@@ -231,6 +236,7 @@ impl Snapshot {
                 rows.push(RowDiff {
                     presence: Presence::OnlyBefore,
                     counts: before.counts.clone(),
+                    wrapped: false,
                     row: before.clone(),
                 });
             }
@@ -260,6 +266,9 @@ pub struct RowDiff {
     pub presence: Presence,
     /// Deltas for [`Presence::Both`], raw counts otherwise.
     pub counts: Counts,
+    /// A 32-bit counter of the row wrapped between the snapshots, and its
+    /// delta assumes one wrap; see [`COUNTER_WRAP`].
+    pub wrapped: bool,
     /// The row as parsed from the later snapshot, or from the earlier one
     /// for [`Presence::OnlyBefore`].
     pub row: Row,
@@ -326,7 +335,28 @@ impl SnapshotDiff {
 
 /// Returns `after - before` per counter, or an error naming the first
 /// counter that went backwards.
-fn subtract(before: &Row, after: &Row) -> Result<Counts, DiffError> {
+/// The range of the counters Linux prints in `/proc/interrupts`: each is a
+/// 32-bit `unsigned int`, so a busy line wraps it within hours (2^32
+/// interrupts at 100,000 a second take 12 hours).
+pub const COUNTER_WRAP: u64 = 1 << 32;
+
+/// Returns the delta of one counter, and whether it wrapped.
+///
+/// A 32-bit counter that is lower in the later snapshot wrapped if it fell
+/// by more than half its range: its delta is then under 2^31. A smaller
+/// fall is an error, because swapped snapshots or snapshots of two boots
+/// show one.
+fn counter_delta(old: u64, new: u64) -> Option<(u64, bool)> {
+    if let Some(delta) = new.checked_sub(old) {
+        return Some((delta, false));
+    }
+    let wrapped = (new + COUNTER_WRAP).checked_sub(old)?;
+    (old < COUNTER_WRAP && wrapped < COUNTER_WRAP / 2).then_some((wrapped, true))
+}
+
+/// Returns the deltas of a row present in both snapshots, and whether a
+/// counter wrapped.
+fn subtract(before: &Row, after: &Row) -> Result<(Counts, bool), DiffError> {
     let backwards = |cpu: Option<usize>, old: u64, new: u64| DiffError::CounterWentBackwards {
         label: after.label.to_string(),
         line: after.line,
@@ -337,14 +367,17 @@ fn subtract(before: &Row, after: &Row) -> Result<Counts, DiffError> {
     match (&before.counts, &after.counts) {
         (Counts::PerCpu(old), Counts::PerCpu(new)) => {
             let mut deltas = Vec::with_capacity(new.len());
+            let mut any_wrapped = false;
             for (cpu, (&o, &n)) in old.iter().zip(new).enumerate() {
-                deltas.push(n.checked_sub(o).ok_or_else(|| backwards(Some(cpu), o, n))?);
+                let (delta, wrapped) =
+                    counter_delta(o, n).ok_or_else(|| backwards(Some(cpu), o, n))?;
+                deltas.push(delta);
+                any_wrapped |= wrapped;
             }
-            Ok(Counts::PerCpu(deltas))
+            Ok((Counts::PerCpu(deltas), any_wrapped))
         }
-        (&Counts::Total(o), &Counts::Total(n)) => n
-            .checked_sub(o)
-            .map(Counts::Total)
+        (&Counts::Total(o), &Counts::Total(n)) => counter_delta(o, n)
+            .map(|(delta, wrapped)| (Counts::Total(delta), wrapped))
             .ok_or_else(|| backwards(None, o, n)),
         _ => Err(DiffError::ShapeChanged {
             label: after.label.to_string(),

@@ -38,13 +38,14 @@ pub mod proc;
 mod render;
 pub mod trace;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::output::{PendingFile, StdoutError};
 use crate::record::ftrace::Trace;
-use crate::record::proc_interrupts::Snapshot;
+use crate::record::proc_interrupts::{Label, Snapshot};
 use crate::record::{DiffError, FtraceError, ProcInterruptsError};
 use crate::scenario::{
     ArrivalSpec, MAX_DURATION, Scenario, ScenarioError, TimerKind, parse_duration,
@@ -202,6 +203,13 @@ impl ConvertError {
 impl fmt::Display for ConvertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Read { path, error } if error.kind() == std::io::ErrorKind::InvalidData => {
+                write!(
+                    f,
+                    "cannot read {path}: it is not UTF-8 text; expected the text of \
+                     /proc/interrupts or of an ftrace `trace` file"
+                )
+            }
             Self::Read { path, error } => write!(f, "cannot read {path}: {error}"),
             Self::ProcInterrupts { path, error } => {
                 write!(f, "{path}: {error}")
@@ -319,6 +327,11 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
             let after_name = after.display().to_string();
             let before_snapshot = read_snapshot(before)?;
             let after_snapshot = read_snapshot(after)?;
+            warnings.extend(missing_rows_warning(
+                &before_snapshot,
+                &after_snapshot,
+                &after_name,
+            ));
             let text = scenario_from_proc_interrupts(&ProcInterruptsInput {
                 before: &before_snapshot,
                 after: &after_snapshot,
@@ -408,6 +421,34 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
         scenario,
         warnings,
     })
+}
+
+/// Returns a warning naming the rows of `before` that `after` lacks. Each
+/// is left out of the scenario, but many at once suggest a later snapshot
+/// that was cut short.
+fn missing_rows_warning(before: &Snapshot, after: &Snapshot, after_name: &str) -> Option<String> {
+    let after_labels: HashSet<&Label> = after.rows.iter().map(|row| &row.label).collect();
+    let missing: Vec<String> = before
+        .rows
+        .iter()
+        .filter(|row| !after_labels.contains(&row.label))
+        .map(|row| row.label.to_string())
+        .collect();
+    const NAMED: usize = 5;
+    let listed = match missing.len() {
+        0 => return None,
+        count if count <= NAMED => missing.join(", "),
+        count => format!(
+            "{}, and {} more",
+            missing[..NAMED].join(", "),
+            count - NAMED
+        ),
+    };
+    Some(format!(
+        "{after_name} lacks {} of the earlier snapshot ({listed}): left out, because the \
+         count of each over the interval is unknown; was the later snapshot cut short?",
+        render::counted(missing.len(), "row")
+    ))
 }
 
 impl ScenarioCommand {

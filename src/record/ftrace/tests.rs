@@ -364,6 +364,17 @@ fn parse_rejects_malformed_status_lines() {
     }
 }
 
+/// Control characters of the input, such as the NULs of a binary file,
+/// reach the message escaped.
+#[test]
+fn parse_error_escapes_control_characters() {
+    let error = Trace::parse("\u{0}\u{0}\u{1b}[2J\n").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "line 1: missing cpu column in `\\u{0}\\u{0}\\u{1b}[2J`, expected `TASK-PID [CPU] ...`"
+    );
+}
+
 #[test]
 fn parse_rejects_bad_timestamp() {
     for stamp in [

@@ -374,6 +374,37 @@ fn diff_rejects_counter_going_backwards() {
     assert!(error.to_string().contains("row `92`"), "{error}");
 }
 
+/// A 32-bit counter that fell by more than half its range wrapped; a
+/// smaller fall, or one from past 32 bits, is an error.
+#[test]
+fn diff_counts_32_bit_wrap_once() {
+    let before = Snapshot::parse("CPU0 CPU1\n 5: 4294967290 7 chip a\nERR: 4294967295\n").unwrap();
+    let after = Snapshot::parse("CPU0 CPU1\n 5: 62 9 chip a\nERR: 3\n").unwrap();
+    let diff = before.diff(&after).unwrap();
+    assert_eq!(diff.rows[0].counts, Counts::PerCpu(vec![68, 2]));
+    assert!(diff.rows[0].wrapped);
+    assert_eq!(diff.rows[1].counts, Counts::Total(4));
+    assert!(diff.rows[1].wrapped);
+
+    let unwrapped =
+        Snapshot::parse("CPU0 CPU1\n 5: 4294967295 9 chip a\nERR: 4294967295\n").unwrap();
+    assert!(!before.diff(&unwrapped).unwrap().rows[0].wrapped);
+
+    // Fell by less than 2^31: swapped snapshots, not a wrap.
+    let lower = Snapshot::parse("CPU0 CPU1\n 5: 3000000000 9 chip a\nERR: 4294967295\n").unwrap();
+    assert!(matches!(
+        before.diff(&lower),
+        Err(DiffError::CounterWentBackwards { cpu: Some(0), .. })
+    ));
+    // A count past 32 bits cannot have wrapped at 2^32.
+    let wide = Snapshot::parse("CPU0\nERR: 5000000000\n").unwrap();
+    let small = Snapshot::parse("CPU0\nERR: 5\n").unwrap();
+    assert!(matches!(
+        wide.diff(&small),
+        Err(DiffError::CounterWentBackwards { cpu: None, .. })
+    ));
+}
+
 #[test]
 fn diff_keeps_earlier_only_rows_last() {
     let before = Snapshot::parse("CPU0\n1: 5 chip a\n2: 6 chip b\n").unwrap();
@@ -490,7 +521,7 @@ fn parse_rejects_count_past_u64() {
     assert_eq!(
         error.to_string(),
         "line 2: count `99999999999999999999` is out of range; expected at most \
-         18446744073709551615 (Linux prints 32-bit counts)"
+         18446744073709551615, though Linux prints 32-bit counts"
     );
 }
 

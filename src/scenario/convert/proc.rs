@@ -70,6 +70,30 @@ pub fn is_local_timer(handler: &str) -> bool {
         || mct_cpu.is_some_and(|cpu| !cpu.is_empty() && cpu.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Why a row found only in the earlier snapshot is left out.
+const ONLY_BEFORE: &str = "only in the earlier snapshot, so it went away during the interval \
+                           (or the later snapshot was cut short) and its count over the \
+                           interval is unknown";
+
+/// Returns the comment on a row found in one snapshot only, or on one whose
+/// counter wrapped.
+fn presence_comment(row: &RowDiff) -> Option<String> {
+    if row.presence == Presence::OnlyAfter {
+        return Some(
+            "Only in the later snapshot: the row appeared during the interval (a driver \
+             loaded or a CPU came online). Its raw count is taken as the interval's, which \
+             is too high if it had counted before it was hidden."
+                .to_owned(),
+        );
+    }
+    row.wrapped.then(|| {
+        "A 32-bit counter of this row wrapped between the snapshots (Linux prints \
+         32-bit counts), so its count assumes one wrap: 2^32 more interrupts would look \
+         the same."
+            .to_owned()
+    })
+}
+
 /// Plans the scenario of two snapshots.
 pub(super) fn plan(input: &ProcInterruptsInput<'_>) -> Result<Plan, ConvertError> {
     let interval = input.interval_secs;
@@ -134,7 +158,7 @@ pub(super) fn plan(input: &ProcInterruptsInput<'_>) -> Result<Plan, ConvertError
         "so the rates are only as right as the interval. The rules are in".to_owned(),
         "docs/scenarios-from-recordings.md, and a comment gives the source of each value."
             .to_owned(),
-        "Work is left at zero: a snapshot records no bottom-half time.".to_owned(),
+        "The devices' work is left at zero: a snapshot records no bottom-half time.".to_owned(),
     ];
     if cpus != recorded_cpus {
         header.push(format!(
@@ -216,10 +240,7 @@ impl Builder {
         let handlers = &row.row.handlers;
         let row_text = format!("line {irq} ({})", handlers.join(", "));
         if row.presence == Presence::OnlyBefore {
-            self.left_out.push(format!(
-                "{row_text}: only in the earlier snapshot, so it went away during the \
-                 interval and its count over the interval is unknown"
-            ));
+            self.left_out.push(format!("{row_text}: {ONLY_BEFORE}"));
             return;
         }
         let total = row.counts.total();
@@ -257,14 +278,7 @@ impl Builder {
             .max_by(|(a_cpu, a), (b_cpu, b)| a.cmp(b).then(b_cpu.cmp(a_cpu)))
             .map_or(0, |(cpu, _)| cpu);
         let mut comments = vec![self.count_comment(irq, row, total, per_cpu, busiest)];
-        if row.presence == Presence::OnlyAfter {
-            comments.push(
-                "Only in the later snapshot: the line appeared during the interval (a driver \
-                 loaded or a CPU came online). Its raw count is taken as the interval's, which \
-                 is too high if it had counted before it was hidden."
-                    .to_owned(),
-            );
-        }
+        comments.extend(presence_comment(row));
         let (trigger, trigger_note) = trigger(row);
         if let Some(note) = trigger_note.filter(|_| self.layout_has_triggers) {
             comments.push(note);
@@ -375,6 +389,10 @@ impl Builder {
         let Counts::PerCpu(per_cpu) = &row.counts else {
             return;
         };
+        if row.presence == Presence::OnlyBefore {
+            self.left_out.push(format!("{row_text}: {ONLY_BEFORE}"));
+            return;
+        }
         if per_cpu.iter().all(|&count| count == 0) {
             self.zero.push(row_text.to_owned());
             return;
@@ -399,6 +417,7 @@ impl Builder {
                     "{row_text}: one number counted on every CPU, but a simulated line has one \
                      CPU, so each CPU gets a periodic timer of its own, on a new line."
                 ));
+                comments.extend(presence_comment(row));
                 first = false;
             }
             let mut rate_hz = count as f64 / self.interval;
@@ -440,6 +459,10 @@ impl Builder {
             Some(description) => format!("{label} ({description})"),
             None => label.clone(),
         };
+        if row.presence == Presence::OnlyBefore {
+            self.left_out.push(format!("{row_text}: {ONLY_BEFORE}"));
+            return;
+        }
         if total == 0 {
             self.zero.push(row_text);
             return;
@@ -449,8 +472,11 @@ impl Builder {
             self.interval,
             format_rate(total as f64 / self.interval)
         );
-        if row.presence != Presence::Both {
-            text.push_str(", raw count of a row found in one snapshot only");
+        if row.presence == Presence::OnlyAfter {
+            text.push_str(", the raw count of a row found in the later snapshot only");
+        }
+        if row.wrapped {
+            text.push_str(", a 32-bit counter that wrapped once");
         }
         self.named.push((named_kind(&label), text));
     }

@@ -539,7 +539,8 @@ fn swapped_snapshots_rejected() {
     assert_eq!(
         error.to_string(),
         "cannot diff after.txt and before.txt: row `92` (line 9) cpu0: counter went backwards \
-         from 1294 to 1204, expected the earlier snapshot first"
+         from 1294 to 1204, by less than a 32-bit wrap; expected the earlier snapshot first, \
+         both from one boot"
     );
 }
 
@@ -674,6 +675,31 @@ const SHARED_WITH_WORK: &str = "\
  kworker/0:2-60 [000] .... 100.003000: workqueue_execute_start: work struct ffff0999: function vmstat_update
  kworker/0:2-60 [000] .... 100.003010: workqueue_execute_end: work struct ffff0999: function vmstat_update
 ";
+
+/// On a shared line every handler records one entry per interrupt, so the
+/// device takes the name of the handler that returned `handled`, not the
+/// first one called.
+#[test]
+fn shared_line_named_after_handling_handler() {
+    let text = "\
+ <idle>-0 [000] d.h1 100.000100: irq_handler_entry: irq=16 name=ehci_hcd:usb3
+ <idle>-0 [000] d.h1 100.000101: irq_handler_exit: irq=16 ret=unhandled
+ <idle>-0 [000] d.h1 100.000102: irq_handler_entry: irq=16 name=mmc0
+ <idle>-0 [000] d.h1 100.000105: irq_handler_exit: irq=16 ret=handled
+ <idle>-0 [001] d.h1 100.001100: irq_handler_entry: irq=16 name=ehci_hcd:usb3
+ <idle>-0 [001] d.h1 100.001101: irq_handler_exit: irq=16 ret=unhandled
+ <idle>-0 [001] d.h1 100.001102: irq_handler_entry: irq=16 name=mmc0
+ <idle>-0 [001] d.h1 100.001105: irq_handler_exit: irq=16 ret=handled
+";
+    let path = temporary_trace("shared-handled.txt", text);
+    let (generated, scenario) = convert_trace(text, "shared-handled.txt", path.parent().unwrap());
+    assert_eq!(scenario.devices.len(), 1, "{generated}");
+    assert_eq!(handler(&scenario.devices[0]), "mmc0", "{generated}");
+    assert!(
+        generated.contains("Handlers recorded: ehci_hcd:usb3 (2), mmc0 (2)"),
+        "{generated}"
+    );
+}
 
 #[test]
 fn shared_line_replays_one_handler_with_median_work() {

@@ -6,7 +6,8 @@
 //!    on that line number, whose arrival replays the line's entries from
 //!    the file. On a shared line each interrupt records one entry per
 //!    handler, so the device replays the entries of the handler recorded
-//!    most often (one per interrupt) and names the others in a comment.
+//!    most often (one per interrupt), on a tie the one that returned
+//!    `handled` most often, and names the others in a comment.
 //! 2. The line goes to the CPU that ran most of the replayed entries.
 //! 3. ftrace does not record trigger types: every line is edge, with a
 //!    comment.
@@ -27,7 +28,7 @@ use irq_sim::machine::{MAX_CPUS, MAX_IRQS};
 use super::ConvertError;
 use super::proc::unique_names;
 use super::render::{Note, Plan, PlannedArrival, PlannedDevice, counted, format_duration};
-use crate::record::ftrace::{EventKind, Trace, WorkExecution};
+use crate::record::ftrace::{EventKind, IrqReturn, Trace, WorkExecution};
 use crate::scenario::{MAX_DURATION, Trigger};
 
 /// The input and options of an ftrace conversion.
@@ -69,6 +70,7 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
         .unwrap_or(1);
     let cpus = input.cpus.unwrap_or(recorded_cpus.min(MAX_CPUS));
     let queued = queued_by_line(trace);
+    let handled = handled_by_handler(trace);
     let executions = trace.work_executions();
 
     // Rules 1 to 4, line by line.
@@ -88,10 +90,21 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
                 None => names.push((&entry.name, 1)),
             }
         }
+        // Every handler of a shared line records one entry per interrupt,
+        // so a tie is the rule; the device takes the name of the handler
+        // that handled the most, the one whose device raised the line.
+        let handled_by = |name: &str| handled.get(&(irq, name)).copied().unwrap_or(0);
         let (handler, replayed) = names
             .iter()
             .copied()
-            .reduce(|best, next| if next.1 > best.1 { next } else { best })
+            .reduce(|best, next| {
+                let next_key = (next.1, handled_by(next.0));
+                if next_key > (best.1, handled_by(best.0)) {
+                    next
+                } else {
+                    best
+                }
+            })
             .expect("a line in irq_entries has an entry");
 
         let mut per_cpu: BTreeMap<u32, usize> = BTreeMap::new();
@@ -226,6 +239,32 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
 }
 
 /// Finds the work items each line's top half queued (rule 4).
+/// Returns how many `irq_handler_exit` events with `ret=handled` each
+/// handler of each line recorded, pairing every exit with the entry before
+/// it on its CPU.
+fn handled_by_handler(trace: &Trace) -> HashMap<(u32, &str), usize> {
+    let mut in_handler: HashMap<u32, (u32, &str)> = HashMap::new();
+    let mut handled: HashMap<(u32, &str), usize> = HashMap::new();
+    for event in &trace.events {
+        match &event.kind {
+            EventKind::IrqHandlerEntry { irq, name } => {
+                in_handler.insert(event.cpu, (*irq, name.as_str()));
+            }
+            EventKind::IrqHandlerExit { irq, ret } => {
+                let entered = in_handler.remove(&event.cpu);
+                if let Some((entered_irq, name)) = entered
+                    && entered_irq == *irq
+                    && *ret == IrqReturn::Handled
+                {
+                    *handled.entry((*irq, name)).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    handled
+}
+
 fn queued_by_line(trace: &Trace) -> HashMap<u32, QueuedWork> {
     let mut in_handler: HashMap<u32, u32> = HashMap::new();
     let mut queued: HashMap<u32, QueuedWork> = HashMap::new();
