@@ -37,8 +37,9 @@ struct Fifo {
     timeout_pending: bool,
     /// The last byte received or read; the timeout counts from here.
     last_activity: Timestamp,
-    /// The timeout thread waits with no deadline, for a byte to arrive.
-    watcher_idle: bool,
+    /// The timeout thread waits with no deadline, because no timeout could
+    /// be signalled when it last looked.
+    watcher_parked: bool,
     /// The timeout thread must exit.
     stop: bool,
 }
@@ -51,9 +52,9 @@ struct Inner {
     /// Four character times, or `None` for a UART without the timeout.
     char_timeout: Option<Duration>,
     fifo: Mutex<Fifo>,
-    /// Wakes the timeout thread when a byte reaches an empty FIFO, or to
+    /// Wakes a parked timeout thread when a timeout becomes possible, or to
     /// stop it.
-    byte_arrived: Condvar,
+    armed: Condvar,
     received: AtomicU64,
     overruns: AtomicU64,
     timeouts: AtomicU64,
@@ -71,8 +72,14 @@ struct Inner {
 /// with [`Uart::new`] has no timeout: with a trigger level above 1, the
 /// last bytes of a burst wait in the FIFO until more arrive.
 ///
+/// A 16550 also reports a timeout in its IIR when the FIFO is at or above
+/// the trigger level, where the line is already high. The model signals
+/// and counts only the timeouts that raise the line.
+///
 /// The timeout thread of a UART with a baud rate stops when the `Uart` is
-/// dropped.
+/// dropped. NOTE: a top half that holds an `Arc<Uart>` keeps the UART, and
+/// so its thread, alive until `free_irq` drops the handler; a machine's
+/// shutdown alone does not.
 #[derive(Debug)]
 pub struct Uart {
     inner: Arc<Inner>,
@@ -110,7 +117,10 @@ impl Uart {
     /// bytes reach the FIFO when [`Uart::receive`] is called.
     ///
     /// With a trigger level of 1 a byte in the FIFO always keeps the line
-    /// high, so no timeout can occur and no thread is started.
+    /// high, so the UART signals no timeout, starts no thread, and
+    /// [`Uart::char_timeout`] returns `None`. Four character times shorter
+    /// than a thread's wake-up (tens of microseconds, so above about
+    /// 1 Mbaud) make the timeout come late by that wake-up.
     ///
     /// # Errors
     ///
@@ -137,18 +147,15 @@ impl Uart {
         )?;
         let char_timeout =
             Duration::from_nanos(TIMEOUT_CHARS * BITS_PER_CHAR * 1_000_000_000 / u64::from(baud));
+        if trigger_level == 1 {
+            return Self::new(controller, irq, trigger_level);
+        }
         let inner = Arc::new(Inner::new(
             controller,
             irq,
             trigger_level,
             Some(char_timeout),
         )?);
-        if trigger_level == 1 {
-            return Ok(Self {
-                inner,
-                watcher: None,
-            });
-        }
         let watched = inner.clone();
         let watcher = std::thread::Builder::new()
             .name(format!("uart-irq{irq}"))
@@ -170,7 +177,8 @@ impl Uart {
     }
 
     /// Returns the time without FIFO activity after which the UART signals
-    /// a character timeout, or `None` if it has none.
+    /// a character timeout, or `None` if it signals none (made with
+    /// [`Uart::new`], or with a trigger level of 1).
     pub fn char_timeout(&self) -> Option<Duration> {
         self.inner.char_timeout
     }
@@ -180,8 +188,8 @@ impl Uart {
     ///
     /// # Context
     ///
-    /// Any; never sleeps. On a UART with a timeout thread, the first byte
-    /// into an empty FIFO may wake that thread (a system call).
+    /// Any; never sleeps. On a UART with a timeout thread, a byte that
+    /// makes a timeout possible may wake that thread (a system call).
     pub fn receive(&self, byte: u8) -> bool {
         let inner = &*self.inner;
         let mut fifo = lock(&inner.fifo);
@@ -197,13 +205,7 @@ impl Uart {
         if fifo.len >= inner.trigger_level {
             let _ = inner.controller.raise(inner.irq);
         }
-        if inner.char_timeout.is_some() {
-            fifo.last_activity = clock::now();
-            if fifo.watcher_idle {
-                fifo.watcher_idle = false;
-                inner.byte_arrived.notify_one();
-            }
-        }
+        inner.note_activity(&mut fifo);
         true
     }
 
@@ -213,7 +215,10 @@ impl Uart {
     ///
     /// # Context
     ///
-    /// Any; never sleeps.
+    /// Any; never sleeps. On a UART with a timeout thread, a read that
+    /// leaves bytes below the trigger level may wake that thread (a system
+    /// call); a driver that reads the FIFO empty, as top halves do, never
+    /// wakes it.
     pub fn read(&self) -> Option<u8> {
         let inner = &*self.inner;
         let mut fifo = lock(&inner.fifo);
@@ -224,9 +229,7 @@ impl Uart {
         fifo.head = (fifo.head + 1) % UART_FIFO_SIZE;
         fifo.len -= 1;
         fifo.timeout_pending = false;
-        if inner.char_timeout.is_some() {
-            fifo.last_activity = clock::now();
-        }
+        inner.note_activity(&mut fifo);
         if fifo.len < inner.trigger_level {
             let _ = inner.controller.lower(inner.irq);
         }
@@ -281,60 +284,74 @@ impl Inner {
                 len: 0,
                 timeout_pending: false,
                 last_activity: clock::now(),
-                watcher_idle: false,
+                watcher_parked: false,
                 stop: false,
             }),
-            byte_arrived: Condvar::new(),
+            armed: Condvar::new(),
             received: AtomicU64::new(0),
             overruns: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
         })
     }
 
+    /// Restarts the timeout after a byte was received or read, and wakes a
+    /// parked timeout thread if a timeout has become possible.
+    fn note_activity(&self, fifo: &mut Fifo) {
+        if self.char_timeout.is_none() {
+            return;
+        }
+        fifo.last_activity = clock::now();
+        if fifo.watcher_parked && self.timeout_possible(fifo) {
+            fifo.watcher_parked = false;
+            self.armed.notify_one();
+        }
+    }
+
+    /// Returns whether a character timeout could be signalled: bytes below
+    /// the trigger level sit in the FIFO, and none is signalled yet.
+    fn timeout_possible(&self, fifo: &Fifo) -> bool {
+        fifo.len > 0 && fifo.len < self.trigger_level && !fifo.timeout_pending
+    }
+
     /// Runs the timeout thread: signals a character timeout when bytes
     /// below the trigger level have sat `char_timeout` since the last byte
     /// received or read.
     ///
-    /// While bytes wait, the thread sleeps to that deadline and looks
-    /// again, so a read never has to wake it: a top half reads, and must
-    /// not make a wake-up system call.
+    /// While no timeout is possible (an empty FIFO, one at or above the
+    /// trigger level, or a timeout already signalled) the thread parks
+    /// until a byte received or read makes one possible. Otherwise it
+    /// sleeps to the deadline and looks again, because the deadline moves
+    /// with every byte and a wake-up per byte would cost a system call.
     fn watch(&self, char_timeout: Duration) {
         clock::set_timer_slack(Duration::from_nanos(1));
-        // The last look that found no timeout to signal; the next look
-        // comes one timeout after it or after the last activity.
-        let mut last_look: Option<Timestamp> = None;
         let mut fifo = lock(&self.fifo);
         loop {
             if fifo.stop {
                 return;
             }
-            if fifo.len == 0 {
-                fifo.watcher_idle = true;
+            if !self.timeout_possible(&fifo) {
+                fifo.watcher_parked = true;
                 fifo = self
-                    .byte_arrived
+                    .armed
                     .wait(fifo)
                     .unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
-            let since = last_look.map_or(fifo.last_activity, |look| look.max(fifo.last_activity));
-            let deadline = since + char_timeout;
+            let deadline = fifo.last_activity + char_timeout;
             let now = clock::now();
             if now < deadline {
                 fifo = self
-                    .byte_arrived
+                    .armed
                     .wait_timeout(fifo, deadline.saturating_since(now))
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
                 continue;
             }
-            if !fifo.timeout_pending && fifo.len < self.trigger_level {
-                fifo.timeout_pending = true;
-                self.timeouts.fetch_add(1, Ordering::Relaxed);
-                // Raise as of the deadline: the interrupt latency counts
-                // from when the UART signalled the timeout.
-                let _ = self.controller.raise_at(self.irq, deadline);
-            }
-            last_look = Some(now);
+            fifo.timeout_pending = true;
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+            // Raise as of the deadline: the interrupt latency counts from
+            // when the UART signalled the timeout.
+            let _ = self.controller.raise_at(self.irq, deadline);
         }
     }
 }
@@ -345,7 +362,7 @@ impl Drop for Uart {
             return;
         };
         lock(&self.inner.fifo).stop = true;
-        self.inner.byte_arrived.notify_one();
+        self.inner.armed.notify_one();
         let _ = watcher.join();
     }
 }
