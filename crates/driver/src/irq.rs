@@ -74,9 +74,9 @@ pub(crate) struct Registration {
     /// registration: a free by a module's tracker does not count.
     freed_by_owner: Mutex<bool>,
     /// The thread inside [`Registration::free`], if any. Freeing drops the
-    /// handler, and the handler may own the `IrqRegistration` itself, whose
-    /// drop then frees again on the same thread; that free must not wait
-    /// for the lock its own thread holds. Under its mutex.
+    /// handler, which may own the `IrqRegistration` itself. Its drop then
+    /// frees again on the same thread, and must not wait for the lock that
+    /// thread holds. Under its mutex.
     freeing: Mutex<Option<ThreadId>>,
     /// The IRQ thread of a threaded registration. Immutable after
     /// construction, apart from the join handle under its own mutex.

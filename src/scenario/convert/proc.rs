@@ -70,7 +70,7 @@ pub fn is_local_timer(handler: &str) -> bool {
         || mct_cpu.is_some_and(|cpu| !cpu.is_empty() && cpu.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Why a row found only in the earlier snapshot is left out.
+/// The reason a row found only in the earlier snapshot is left out.
 const ONLY_BEFORE: &str = "only in the earlier snapshot, so it went away during the interval \
                            (or the later snapshot was cut short) and its count over the \
                            interval is unknown";

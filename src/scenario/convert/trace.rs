@@ -91,8 +91,8 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
             }
         }
         // Every handler of a shared line records one entry per interrupt,
-        // so a tie is the rule; the device takes the name of the handler
-        // that handled the most, the one whose device raised the line.
+        // so a tie is the rule. The device takes the name of the handler
+        // that handled the most, because its device raised the line.
         let handled_by = |name: &str| handled.get(&(irq, name)).copied().unwrap_or(0);
         let (handler, replayed) = names
             .iter()

@@ -65,7 +65,7 @@ struct Inner {
 /// full FIFO is lost and counted as an overrun.
 ///
 /// A UART made with [`Uart::with_baud`] also signals a character timeout,
-/// as a 16550 does: when bytes below the trigger level have sat in the FIFO
+/// as a 16550 does. When bytes below the trigger level have sat in the FIFO
 /// for four character times with none received or read, it raises the
 /// line, which stays high until the driver reads a byte. So the tail of a
 /// burst reaches the driver without waiting for more bytes. A UART made
@@ -217,7 +217,7 @@ impl Uart {
     ///
     /// Any; never sleeps. On a UART with a timeout thread, a read that
     /// leaves bytes below the trigger level may wake that thread (a system
-    /// call); a driver that reads the FIFO empty, as top halves do, never
+    /// call). A driver that reads the FIFO empty, as top halves do, never
     /// wakes it.
     pub fn read(&self) -> Option<u8> {
         let inner = &*self.inner;
