@@ -166,6 +166,12 @@ pub enum DiffError {
         /// Those found in the later snapshot with the same handlers.
         kept: usize,
     },
+    /// The later snapshot has a header and no rows, as a file cut short
+    /// after its first line has.
+    LaterHasNoRows {
+        /// Rows of the earlier snapshot.
+        before_rows: usize,
+    },
     /// A row is single-value in one snapshot and per-CPU in the other.
     ShapeChanged {
         /// The row's label.
@@ -201,6 +207,11 @@ impl fmt::Display for DiffError {
                 f,
                 "only {kept} of the earlier snapshot's {lines} lines appear in the later one with \
                  the same handlers, expected snapshots of one machine"
+            ),
+            Self::LaterHasNoRows { before_rows } => write!(
+                f,
+                "the later snapshot has a header but no rows, where the earlier has \
+                 {before_rows}; was it cut short?"
             ),
             Self::ShapeChanged { label, line } => write!(
                 f,

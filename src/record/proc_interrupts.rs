@@ -181,6 +181,12 @@ impl Snapshot {
             });
         }
 
+        if later.rows.is_empty() && !self.rows.is_empty() {
+            return Err(DiffError::LaterHasNoRows {
+                before_rows: self.rows.len(),
+            });
+        }
+
         let earlier_by_label: HashMap<&Label, &Row> =
             self.rows.iter().map(|row| (&row.label, row)).collect();
 

@@ -161,6 +161,13 @@ pub enum ConvertError {
         /// The path.
         path: String,
     },
+    /// Every line the trace recorded is numbered beyond irq-sim's lines.
+    LinesBeyondSimulator {
+        /// The path.
+        path: String,
+        /// The lowest line number recorded.
+        lowest: u32,
+    },
     /// No line counted an interrupt between the two snapshots.
     NothingToSimulate {
         /// The earlier snapshot's path.
@@ -230,6 +237,12 @@ impl fmt::Display for ConvertError {
                  tracefs (events/irq/irq_handler_entry and irq_handler_exit) and save the \
                  trace file, as docs/scenarios-from-recordings.md shows"
             ),
+            Self::LinesBeyondSimulator { path, lowest } => write!(
+                f,
+                "{path}: every recorded line is numbered {lowest} or above, beyond the {} \
+                 lines irq-sim has, so none can be replayed",
+                irq_sim::machine::MAX_IRQS
+            ),
             Self::OutIsInput { out, input } => write!(
                 f,
                 "--out {out}: it is {input} being read, which the scenario would replace; \
@@ -263,6 +276,7 @@ impl std::error::Error for ConvertError {
             Self::InvalidInterval(_)
             | Self::OutIsInput { .. }
             | Self::NoIrqEntries { .. }
+            | Self::LinesBeyondSimulator { .. }
             | Self::NothingToSimulate { .. } => None,
         }
     }
@@ -361,6 +375,17 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
                      interrupts among them"
                 ));
             }
+            if duration.is_none()
+                && let (Some(first), Some(last)) = (parsed.events.first(), parsed.events.last())
+                && Duration::from_nanos(last.timestamp_ns.saturating_sub(first.timestamp_ns))
+                    >= MAX_DURATION
+            {
+                warnings.push(format!(
+                    "{trace_name} spans more than a run may last: the scenario replays its \
+                     first {}",
+                    crate::report::format_duration(MAX_DURATION)
+                ));
+            }
             let replay_path = replay_path(trace, out.as_deref())?;
             let text = scenario_from_ftrace(&FtraceInput {
                 trace: &parsed,
@@ -410,7 +435,7 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
                 "--interval {}: {} counted faster than the 1 MHz a device or timer may ask \
                  for, and were clamped (the scenario's comments name them); is the interval \
                  right?",
-                crate::report::format_duration(Duration::from_secs_f64(*interval)),
+                format_interval(*interval),
                 render::counted(clamped, "line")
             ));
         }
@@ -421,6 +446,17 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
         scenario,
         warnings,
     })
+}
+
+/// Returns `--interval` as a duration, or in seconds when it is below a
+/// nanosecond and a duration would print as zero.
+fn format_interval(secs: f64) -> String {
+    let interval = Duration::from_secs_f64(secs);
+    if interval.is_zero() {
+        format!("{secs} s")
+    } else {
+        crate::report::format_duration(interval)
+    }
 }
 
 /// Returns a warning naming the rows of `before` that `after` lacks. Each

@@ -405,6 +405,17 @@ fn diff_counts_32_bit_wrap_once() {
     ));
 }
 
+/// A later snapshot with its header and no rows was cut short; it is not
+/// taken for another machine.
+#[test]
+fn diff_rejects_later_without_rows() {
+    let before = Snapshot::parse("CPU0\n1: 5 chip a\n2: 6 chip b\n").unwrap();
+    let after = Snapshot::parse("CPU0\n").unwrap();
+    let error = before.diff(&after).unwrap_err();
+    assert_eq!(error, DiffError::LaterHasNoRows { before_rows: 2 });
+    assert!(error.to_string().contains("was it cut short?"), "{error}");
+}
+
 #[test]
 fn diff_keeps_earlier_only_rows_last() {
     let before = Snapshot::parse("CPU0\n1: 5 chip a\n2: 6 chip b\n").unwrap();

@@ -701,6 +701,27 @@ fn shared_line_named_after_handling_handler() {
     );
 }
 
+/// A trace whose every line is beyond irq-sim's lines says so, instead of
+/// asking for IRQ events it has.
+#[test]
+fn trace_with_lines_beyond_simulator_rejected() {
+    let text = " <idle>-0 [000] d.h1 100.000100: irq_handler_entry: irq=99999 name=big\n";
+    let trace = Trace::parse(text).unwrap();
+    let error = scenario_from_ftrace(&FtraceInput {
+        trace: &trace,
+        trace_name: "big.txt",
+        replay_path: "big.txt",
+        duration: None,
+        cpus: None,
+    })
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "big.txt: every recorded line is numbered 99999 or above, beyond the 65536 lines \
+         irq-sim has, so none can be replayed"
+    );
+}
+
 #[test]
 fn shared_line_replays_one_handler_with_median_work() {
     let path = temporary_trace("shared.txt", SHARED_WITH_WORK);
@@ -942,7 +963,9 @@ mod properties {
             });
             let generated = match result {
                 Ok(generated) => generated,
-                Err(ConvertError::NoIrqEntries { .. }) => return Ok(()),
+                Err(ConvertError::NoIrqEntries { .. } | ConvertError::LinesBeyondSimulator { .. }) => {
+                    return Ok(());
+                }
                 Err(error) => panic!("{error}"),
             };
             if let Err(error) = Scenario::parse(&generated, "generated.toml", path.parent().unwrap()) {

@@ -189,6 +189,14 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
              {recorded_cpus}, and the scenario simulates those."
         ));
     }
+    if input.duration.is_none() && length >= MAX_DURATION {
+        header.push(format!(
+            "The trace spans {}, longer than a run may last: the scenario replays its first \
+             {}.",
+            crate::report::format_duration(length),
+            crate::report::format_duration(MAX_DURATION)
+        ));
+    }
     if let Some(lost) = lost_summary(trace) {
         header.push(format!(
             "The trace lost events ({lost}): the interrupts among them are not replayed."
@@ -210,9 +218,9 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
 
     let largest_line = devices.iter().map(|device| device.irq).max().unwrap_or(0);
     if devices.is_empty() {
-        // Every recorded line is beyond irq-sim's lines.
-        return Err(ConvertError::NoIrqEntries {
+        return Err(ConvertError::LinesBeyondSimulator {
             path: input.trace_name.to_owned(),
+            lowest: entries.keys().copied().min().unwrap_or(MAX_IRQS),
         });
     }
     Ok(Plan {
