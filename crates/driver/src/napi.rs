@@ -156,6 +156,11 @@ struct Inner {
     scheduled: AtomicBool,
     /// True between `disable` and `enable` (`NAPI_STATE_DISABLE`).
     disabled: AtomicBool,
+    /// Calls of `schedule` begun and ended, `SeqCst`. `synchronize` reads
+    /// them to tell a cycle whose poll is about to be queued from one whose
+    /// poll was cancelled.
+    schedules_begun: AtomicU64,
+    schedules_ended: AtomicU64,
     /// Counters; `Relaxed`, read only for reports.
     counters: Counters,
 }
@@ -204,6 +209,8 @@ impl Napi {
                 poll: Mutex::new(Box::new(poll)),
                 scheduled: AtomicBool::new(false),
                 disabled: AtomicBool::new(false),
+                schedules_begun: AtomicU64::new(0),
+                schedules_ended: AtomicU64::new(0),
                 counters: Counters::default(),
             }
         });
@@ -218,20 +225,10 @@ impl Napi {
     /// Any, including a top half; never sleeps, never allocates.
     pub fn schedule(&self) -> bool {
         let inner = &self.inner;
-        if inner.disabled.load(Ordering::Acquire) || inner.scheduled.swap(true, Ordering::AcqRel) {
-            return false;
-        }
-        inner.mask.mask();
-        inner.counters.scheduled.fetch_add(1, Ordering::Relaxed);
-        match wq::queue_work(&inner.queue, &inner.work) {
-            Ok(_) => true,
-            Err(error) => {
-                // The poll cannot run, so the interrupt must not stay masked.
-                printk!(KernLevel::Err, "napi {}: {error}", inner.name);
-                inner.complete();
-                false
-            }
-        }
+        inner.schedules_begun.fetch_add(1, Ordering::SeqCst);
+        let started = inner.start_cycle();
+        inner.schedules_ended.fetch_add(1, Ordering::SeqCst);
+        started
     }
 
     /// Returns the budget: the most events one poll may handle.
@@ -322,7 +319,10 @@ impl Napi {
     /// As in Linux, a device that keeps interrupting can start a new cycle
     /// at once, so call it after stopping the device or masking its
     /// interrupt. On a disabled context it resolves once no poll runs,
-    /// where Linux's would wait until `napi_enable`.
+    /// where Linux's would wait until `napi_enable`. A cycle whose queued
+    /// poll was cancelled (a module's unload cancels the items it tracks)
+    /// can never end: it logs a warning and resolves, where Linux's would
+    /// wait forever.
     ///
     /// # Errors
     ///
@@ -337,16 +337,43 @@ impl Napi {
         let inner = self.inner.clone();
         async move {
             first_flush?.await?;
-            // Each full poll queues the next before it returns, so the item
-            // is pending again whenever the cycle goes on.
-            while inner.scheduled.load(Ordering::Acquire) && !inner.disabled.load(Ordering::Acquire)
-            {
-                // A top half between its swap of `scheduled` and its
-                // `queue_work` leaves nothing to flush for a moment.
-                tokio::task::yield_now().await;
-                wq::flush_work(&inner.work).await?;
+            loop {
+                // Each full poll queues the next before it returns, so the
+                // item is pending again whenever the cycle goes on. A
+                // disabled item leaves a cycle that no poll will end.
+                let cycle_runs = inner.scheduled.load(Ordering::SeqCst)
+                    && !inner.disabled.load(Ordering::Acquire)
+                    && !inner.work.is_disabled();
+                if !cycle_runs {
+                    return Ok(());
+                }
+                // A cycle stays scheduled with its poll item idle for a
+                // moment while a top half is between its swap of
+                // `scheduled` and its `queue_work`. With no `schedule` call
+                // running or begun around a flush that found the item
+                // idle, the cycle's poll was cancelled instead (as a
+                // module's unload cancels the items it tracks), and no poll
+                // will ever end the cycle.
+                let ended = inner.schedules_ended.load(Ordering::SeqCst);
+                let begun = inner.schedules_begun.load(Ordering::SeqCst);
+                let waited = wq::flush_work(&inner.work).await?;
+                if !waited
+                    && begun == ended
+                    && inner.scheduled.load(Ordering::SeqCst)
+                    && inner.schedules_begun.load(Ordering::SeqCst) == begun
+                {
+                    printk!(
+                        KernLevel::Warning,
+                        "napi {}: the polling cycle lost its poll (cancelled, as by a \
+                         module's unload), so it never ends and the interrupt stays masked",
+                        inner.name
+                    );
+                    return Ok(());
+                }
+                if !waited {
+                    tokio::task::yield_now().await;
+                }
             }
-            Ok(())
         }
     }
 
@@ -378,6 +405,25 @@ impl Napi {
 }
 
 impl Inner {
+    /// Starts a cycle unless one runs or the context is disabled: masks
+    /// the interrupt and queues the poll. Returns true when it started one.
+    fn start_cycle(&self) -> bool {
+        if self.disabled.load(Ordering::Acquire) || self.scheduled.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.mask.mask();
+        self.counters.scheduled.fetch_add(1, Ordering::Relaxed);
+        match wq::queue_work(&self.queue, &self.work) {
+            Ok(_) => true,
+            Err(error) => {
+                // The poll cannot run, so the interrupt must not stay masked.
+                printk!(KernLevel::Err, "napi {}: {error}", self.name);
+                self.complete();
+                false
+            }
+        }
+    }
+
     /// Runs one poll: queues the next one after a full poll, and completes
     /// the cycle after a short one.
     fn run_poll(&self) {

@@ -261,6 +261,17 @@ impl Work {
         self.core.is_pending()
     }
 
+    /// Returns true while [`disable_work`](crate::disable_work) or its
+    /// relatives keep the item from being queued. Linux keeps the disable
+    /// count in the work's data bits and exports no such query.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn is_disabled(&self) -> bool {
+        self.core.disable_depth() > 0
+    }
+
     pub(crate) fn core(&self) -> &WorkCore {
         &self.core
     }
