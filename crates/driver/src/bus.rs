@@ -56,6 +56,10 @@ impl Device {
     /// raising line `irq` of `controller`, with `resource` as its device
     /// model.
     ///
+    /// NOTE: `irq` must be the line the model raises (its `irq()`), because
+    /// a driver requests the device's line. The bus does not compare them:
+    /// with another line the driver binds and never gets an interrupt.
+    ///
     /// # Context
     ///
     /// Any; never sleeps.

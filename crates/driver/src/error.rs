@@ -64,6 +64,12 @@ pub enum IrqError {
 impl fmt::Display for IrqError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // The context error names the call, the line and the handler
+            // of the top half that made it.
+            Self::Request {
+                source: irq_sim::RequestError::InvalidContext(source),
+                ..
+            } => source.fmt(f),
             Self::Request {
                 irq,
                 handler,
@@ -92,11 +98,10 @@ impl fmt::Display for IrqError {
                 source: LineError::InvalidContext(source),
                 ..
             } => source.fmt(f),
+            // Every other line error names the line itself.
             Self::Line {
-                irq,
-                handler,
-                source,
-            } => write!(f, "irq {irq} (handler {handler:?}): {source}"),
+                handler, source, ..
+            } => write!(f, "handler {handler:?}: {source}"),
         }
     }
 }

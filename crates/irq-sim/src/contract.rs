@@ -19,11 +19,11 @@
 //!    millisecond (before an idle wait, or while spinning idle). It also
 //!    adds up the wall time it slept idle since the anchor. Any other time
 //!    off its vCPU since the anchor was preemption, so it is subtracted from
-//!    the call's wall time. That
-//!    gives an upper bound on the call's CPU time that never blames a
-//!    preempted handler, for one system call per overrun instead of two per
-//!    interrupt. The bound is loose when the host preempted the thread
-//!    elsewhere in the window: a marginal overrun can then go unreported.
+//!    the call's wall time. That gives a lower bound on the call's CPU
+//!    time, which never blames a preempted handler, for one system call per
+//!    overrun instead of two per interrupt. The bound is loose when the host
+//!    preempted the thread elsewhere in the window: a marginal overrun can
+//!    then go unreported.
 //! 3. Off-CPU time is either the host's preemption or the handler's own
 //!    sleep (`std::thread::sleep`, a contended lock, blocking I/O), which a
 //!    top half must never do. The two differ in the thread's voluntary
@@ -143,8 +143,8 @@ pub(crate) struct CpuClock {
 /// The CPU time of a call, and how often its thread blocked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CallTime {
-    /// The call's CPU time: exact in per-call mode, an upper bound in
-    /// window mode.
+    /// The call's CPU time: exact in per-call mode, a lower bound in window
+    /// mode.
     pub(crate) cpu: Duration,
     /// Voluntary context switches that no idle wait and no contended lock
     /// of irq-sim explains: the call's own when `exact`, else those of the
@@ -210,7 +210,7 @@ impl CpuClock {
     }
 
     /// Returns the CPU time of a call that took `wall` and ended at `end`,
-    /// exactly (per-call mode) or as an upper bound (window mode), and the
+    /// exactly (per-call mode) or as a lower bound (window mode), and the
     /// times its thread blocked. Those are counted from `start_switches`, a
     /// reading of [`unexplained_switches`] taken before a watched call, or
     /// else over the window since the anchor.

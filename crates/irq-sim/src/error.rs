@@ -356,6 +356,8 @@ pub enum DeviceError {
         /// The operating system's reason.
         reason: String,
     },
+    /// A constructor that starts a thread was called in a top half.
+    InvalidContext(crate::context::InvalidContext),
 }
 
 impl fmt::Display for DeviceError {
@@ -389,6 +391,7 @@ impl fmt::Display for DeviceError {
                 f,
                 "{device} on irq {irq}: cannot spawn its thread: {reason}"
             ),
+            Self::InvalidContext(error) => write!(f, "{error}"),
         }
     }
 }
@@ -528,7 +531,8 @@ pub enum ContractViolation {
         handler: &'static str,
         /// Wall time of the call.
         wall: Duration,
-        /// CPU time of the call (an upper bound, see `contract`).
+        /// CPU time of the call: exact in per-call mode, a lower bound in
+        /// window mode (see `contract`).
         cpu: Duration,
         /// The line's budget.
         budget: Duration,

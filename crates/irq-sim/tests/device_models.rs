@@ -320,6 +320,11 @@ fn device_parameters_out_of_range_rejected() {
     );
     assert!(Uart::with_baud(&irq, 4, 8, MAX_BAUD + 1).is_err());
     assert!(Uart::with_baud(&irq, 4, 0, 9600).is_err());
+    // The missing line is named before a bad speed.
+    assert!(matches!(
+        Uart::with_baud(&irq, 5000, 8, 0),
+        Err(DeviceError::NoSuchLine { irq: 5000, .. })
+    ));
     assert_eq!(
         BlockDevice::new(&irq, 14, Duration::from_micros(1), 0)
             .unwrap_err()
@@ -327,4 +332,20 @@ fn device_parameters_out_of_range_rejected() {
         "block device on irq 14: depth 0 is out of range; it must be 1 to 65536"
     );
     assert!(BlockDevice::new(&irq, 14, Duration::from_micros(1), MAX_QUEUE_DEPTH + 1).is_err());
+}
+
+/// The constructors that start a thread are rejected in a top half, as
+/// every call that may sleep is.
+#[test]
+fn threaded_devices_rejected_in_top_half() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let _top_half = irq_sim::context::enter_hardirq(9, "probe_in_irq");
+
+    let uart = Uart::with_baud(&irq, 4, 8, 115_200).unwrap_err();
+    assert!(matches!(uart, DeviceError::InvalidContext(_)), "{uart:?}");
+    assert!(uart.to_string().contains("Uart::with_baud"), "{uart}");
+    assert!(uart.to_string().contains("probe_in_irq"), "{uart}");
+    let block = BlockDevice::new(&irq, 14, Duration::from_micros(1), 4).unwrap_err();
+    assert!(matches!(block, DeviceError::InvalidContext(_)), "{block:?}");
 }

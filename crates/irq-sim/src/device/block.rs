@@ -98,6 +98,7 @@ impl BlockDevice {
     ///
     /// # Errors
     ///
+    /// [`DeviceError::InvalidContext`] in a top half;
     /// [`DeviceError::NoSuchLine`] if the controller has no line `irq`;
     /// [`DeviceError::OutOfRange`] if `depth` is not 1 to
     /// [`MAX_QUEUE_DEPTH`]; [`DeviceError::Spawn`] if the device's thread
@@ -113,6 +114,7 @@ impl BlockDevice {
         depth: usize,
     ) -> Result<Self, DeviceError> {
         const DEVICE: &str = "block device";
+        crate::context::might_sleep("BlockDevice::new").map_err(DeviceError::InvalidContext)?;
         super::check_line(controller, DEVICE, irq)?;
         super::check_range(
             DEVICE,

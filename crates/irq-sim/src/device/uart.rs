@@ -124,6 +124,7 @@ impl Uart {
     ///
     /// # Errors
     ///
+    /// [`DeviceError::InvalidContext`] in a top half;
     /// [`DeviceError::NoSuchLine`] if the controller has no line `irq`;
     /// [`DeviceError::OutOfRange`] if `trigger_level` is not 1 to 16 or
     /// `baud` is not [`MIN_BAUD`] to [`MAX_BAUD`];
@@ -138,6 +139,8 @@ impl Uart {
         trigger_level: usize,
         baud: u32,
     ) -> Result<Self, DeviceError> {
+        crate::context::might_sleep("Uart::with_baud").map_err(DeviceError::InvalidContext)?;
+        super::check_line(controller, "UART", irq)?;
         super::check_range(
             "UART",
             irq,
