@@ -131,7 +131,12 @@ fn unknown_keys_are_rejected_with_what_is_allowed() {
     assert_eq!((line, key.as_str()), (7, "device[0].colour"));
     assert!(message.starts_with("unknown key `colour` ("), "{message}");
     assert!(
-        message.contains("the keys here are name, kind, irq"),
+        message.contains("every device takes name, kind, irq"),
+        "{message}"
+    );
+    // A kind's own keys are listed under that kind.
+    assert!(
+        message.contains("uart: line_length, trigger_level, baud;"),
         "{message}"
     );
 }
@@ -598,4 +603,43 @@ fn too_many_devices_rejected() {
     assert_eq!(line, 3 + 5 * limit);
     assert!(message.contains("4097 devices"), "{message}");
     assert!(message.contains("at most 4096"), "{message}");
+}
+
+/// A UART cannot receive faster than its line carries: baud / 10 bytes a
+/// second at 10 bits a byte.
+#[test]
+fn uart_rate_over_wire_speed_rejected() {
+    let uart = |extra: &str, arrival: &str| {
+        format!(
+            "[[device]]\nname = \"ttyS0\"\nkind = \"uart\"\nirq = 4\n{extra}arrival = {arrival}\n"
+        )
+    };
+    assert_rejected(
+        &uart("baud = 9600\n", "{ process = \"periodic\", rate = 11520 }"),
+        5,
+        "device[0].baud",
+        "11520 bytes a second do not fit a 9600-baud line, which carries 960",
+    );
+    assert_rejected(
+        &uart("", "{ process = \"poisson\", rate = 20000 }"),
+        5,
+        "device[0].arrival",
+        "do not fit a 115200-baud line",
+    );
+    // Exactly the line's speed fits.
+    parse(&uart(
+        "baud = 9600\n",
+        "{ process = \"bursts\", rate = 960, on = \"1s\", off = \"1s\" }",
+    ))
+    .unwrap();
+}
+
+/// A bursts process without `off` names `off`, not `on`.
+#[test]
+fn burst_without_off_names_off() {
+    let text = NIC.replace(
+        "{ process = \"poisson\", rate = 1000 }",
+        "{ process = \"bursts\", rate = 1000, on = \"5ms\" }",
+    );
+    assert_rejected(&text, 6, "device[0].arrival.off", "is missing");
 }

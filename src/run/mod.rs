@@ -594,6 +594,26 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     Ok(report)
 }
 
+/// Returns the likely cause of a line's overruns when the usual duration
+/// of its top halves (a p50 under a tenth of the budget) shows that the
+/// handler is not slow: the host ran its own work inside those calls. A kernel
+/// without `CONFIG_IRQ_TIME_ACCOUNTING` charges its interrupt and softirq
+/// work to the interrupted thread as CPU time.
+fn overrun_cause(durations: Option<&Histogram<u64>>, budget_ns: u64) -> String {
+    let Some(durations) = durations.filter(|durations| !durations.is_empty()) else {
+        return String::new();
+    };
+    let p50 = durations.value_at_quantile(0.5);
+    if p50.saturating_mul(10) >= budget_ns {
+        return String::new();
+    }
+    format!(
+        "; their p50 is {}, so the host, not the handler, most likely made those calls \
+         slow (its own interrupt work, or a preempted vCPU)",
+        crate::report::format_ns(p50)
+    )
+}
+
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("histogram bounds are valid constants")
 }
@@ -1063,8 +1083,9 @@ fn collect_lines(report: &mut Report, controller: &Controller, lines: &[irq_sim:
             panics: line.panics,
         });
         if line.overruns > 0 {
+            let budget_ns = clock::duration_nanos(budget);
             report.warnings.push(format!(
-                "line {} ({}): {} overran the {} budget",
+                "line {} ({}): {} overran the {} budget{}",
                 line.irq,
                 line.handlers.join(", "),
                 if line.overruns == 1 {
@@ -1072,7 +1093,13 @@ fn collect_lines(report: &mut Report, controller: &Controller, lines: &[irq_sim:
                 } else {
                     format!("{} top halves", line.overruns)
                 },
-                crate::report::format_ns(clock::duration_nanos(budget))
+                crate::report::format_ns(budget_ns),
+                overrun_cause(
+                    line.histograms
+                        .as_ref()
+                        .map(|histograms| &histograms.duration),
+                    budget_ns
+                )
             ));
         }
         if line.depth > 0 && line.spurious_disables == 0 && line.panics == 0 {
@@ -1218,6 +1245,26 @@ mod tests {
             many.ends_with("the host could not keep up with the scenario's rate"),
             "{many}"
         );
+    }
+
+    #[test]
+    fn overrun_blamed_on_host_for_short_handlers() {
+        let mut short = new_histogram();
+        for _ in 0..99 {
+            short.record(140).unwrap();
+        }
+        short.record(600_000).unwrap();
+        let cause = overrun_cause(Some(&short), 100_000);
+        assert!(
+            cause.starts_with("; their p50 is 140 ns, so the host"),
+            "{cause}"
+        );
+
+        let mut slow = new_histogram();
+        slow.record(80_000).unwrap();
+        assert_eq!(overrun_cause(Some(&slow), 100_000), "");
+        assert_eq!(overrun_cause(Some(&new_histogram()), 100_000), "");
+        assert_eq!(overrun_cause(None, 100_000), "");
     }
 
     #[test]

@@ -657,8 +657,27 @@ fn unknown_key(message: &str) -> Option<String> {
     let allowed: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
     let hint = closest_name(field, &allowed)
         .map_or(String::new(), |key| format!("; did you mean `{key}`?"));
+    let kind_keys = || KIND_KEYS.iter().flat_map(|(_, keys)| keys.iter());
+    let is_device = kind_keys().all(|key| allowed.contains(key));
     let listing = if allowed.is_empty() {
         "this table takes no keys".to_owned()
+    } else if is_device {
+        // A device's keys depend on its kind, which serde does not know
+        // here: list the common keys, then each kind's own.
+        let common: Vec<&str> = allowed
+            .iter()
+            .copied()
+            .filter(|key| !kind_keys().any(|own| own == key))
+            .collect();
+        let per_kind: Vec<String> = KIND_KEYS
+            .iter()
+            .map(|(kind, keys)| format!("{kind}: {}", keys.join(", ")))
+            .collect();
+        format!(
+            "every device takes {}, and its kind adds its own; {}",
+            common.join(", "),
+            per_kind.join("; ")
+        )
     } else {
         format!("the keys here are {}", allowed.join(", "))
     };
@@ -1394,6 +1413,10 @@ fn device(
         ));
     }
 
+    let arrival = arrival(checker, index, &device.arrival, *device.irq.get_ref(), base)?;
+    if let DeviceKind::Uart { baud, .. } = kind {
+        check_wire_speed(checker, device, &key, &arrival, baud)?;
+    }
     Ok(DeviceSpec {
         name: name.clone(),
         irq: line_number(checker, &device.irq, &key("irq"), machine.irqs)?,
@@ -1402,8 +1425,50 @@ fn device(
         shared,
         workqueue: checker.queue(device.workqueue.as_ref(), &key("workqueue"), queue_names)?,
         kind,
-        arrival: arrival(checker, index, &device.arrival, *device.irq.get_ref(), base)?,
+        arrival,
     })
+}
+
+/// Checks that a UART's arrivals fit its wire: at `baud`, with 10 bits a
+/// byte, bytes come at most baud / 10 a second. A replay keeps its
+/// recorded times and is not checked.
+fn check_wire_speed(
+    checker: &Checker<'_>,
+    device: &RawDevice,
+    key: &dyn Fn(&str) -> String,
+    arrival: &ArrivalSpec,
+    baud: u32,
+) -> Result<(), ScenarioError> {
+    let bytes_per_sec = f64::from(baud) / 10.0;
+    let rate_hz = match arrival {
+        ArrivalSpec::Periodic { period } | ArrivalSpec::Bursts { period, .. } => {
+            1.0 / period.as_secs_f64()
+        }
+        ArrivalSpec::Poisson { rate_hz } => *rate_hz,
+        ArrivalSpec::Replay { .. } => return Ok(()),
+    };
+    // The period was rounded up to a whole nanosecond, so a rate written
+    // as exactly baud / 10 comes out a hair below it.
+    if rate_hz <= bytes_per_sec * (1.0 + 1e-9) {
+        return Ok(());
+    }
+    let span = device
+        .baud
+        .as_ref()
+        .map_or_else(|| device.arrival.span(), Spanned::span);
+    Err(checker.error(
+        span,
+        key(if device.baud.is_some() {
+            "baud"
+        } else {
+            "arrival"
+        }),
+        format!(
+            "{rate_hz:.0} bytes a second do not fit a {baud}-baud line, which carries \
+             {bytes_per_sec:.0} at 10 bits a byte; lower the arrival rate or raise `baud` \
+             (default 115200)"
+        ),
+    ))
 }
 
 fn rate(checker: &Checker<'_>, value: &S<Number>, key: &str) -> Result<f64, ScenarioError> {
@@ -1524,10 +1589,12 @@ fn arrival(
         "bursts" => {
             let period = period(checker, raw, &key, span.clone())?;
             let (Some(on), Some(off)) = (&raw.on, &raw.off) else {
+                let missing = if raw.on.is_none() { "on" } else { "off" };
                 return Err(checker.error(
                     span,
-                    key("on"),
-                    "a bursts process needs `on` (length of a burst) and `off` (silence between bursts)",
+                    key(missing),
+                    "is missing; a bursts process needs `on` (length of a burst) and `off` \
+                     (silence between bursts)",
                 ));
             };
             Ok(ArrivalSpec::Bursts {
