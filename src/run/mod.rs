@@ -817,7 +817,7 @@ fn event_fn(
                 _ => 64,
             };
             let mut sent = 0u64;
-            Box::new(move |_at| {
+            Box::new(move |at| {
                 let position = sent % line_length;
                 let byte = if position + 1 == line_length {
                     b'\n'
@@ -825,7 +825,7 @@ fn event_fn(
                     b'a' + (position % 26) as u8
                 };
                 sent += 1;
-                uart.receive(byte);
+                uart.receive_at(byte, at);
             })
         }
         Unit::Block(bound) => {
@@ -941,6 +941,7 @@ fn device_row(
         Unit::Uart(bound) => {
             let state = state(bound);
             let stats = state.stats();
+            let _ = end_to_end.add(state.end_to_end().snapshot());
             row(
                 stats.received + stats.fifo_overruns,
                 stats.drained,

@@ -129,6 +129,36 @@ fn bytes_become_lines() {
     assert!(fixture.host.unload().unwrap().is_clean());
 }
 
+/// The bottom half records each byte's wait from its arrival at the UART,
+/// the intended time a late feeder passes, to the work item.
+#[test]
+fn byte_latency_counts_from_arrival() {
+    let mut fixture = fixture(UartDriver::new);
+    let arrived = irq_sim::clock::now() - std::time::Duration::from_millis(1);
+
+    for &byte in b"ab\n" {
+        assert!(
+            fixture.uart.receive_at(byte, arrived),
+            "the FIFO overflowed"
+        );
+    }
+    wait_until("the line is assembled", || {
+        fixture.state().stats().lines == 1
+    });
+
+    let waits = fixture.state().end_to_end().snapshot();
+    assert_eq!(waits.len(), 3);
+    // The histogram keeps 3 significant digits: compare in its buckets.
+    assert!(
+        waits.min() >= waits.lowest_equivalent(1_000_000),
+        "a byte waited {} ns, less than since its arrival",
+        waits.min()
+    );
+    let bound = fixture.bound.take().unwrap();
+    fixture.runtime.block_on(bound.unbind());
+    assert!(fixture.host.unload().unwrap().is_clean());
+}
+
 /// A top half that is still busy while 64 bytes arrive lets the 16-byte
 /// FIFO overflow: the lost bytes are counted as FIFO overruns, and the
 /// budget check reports the slow top half by line and name.

@@ -16,11 +16,13 @@
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use irq_sim::clock::Timestamp;
 use irq_sim::device::Uart;
 use irq_sim::{Controller, HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
 use wq::{Work, Workqueue};
 
 use crate::bus::{Device, Driver};
+use crate::demo::EndToEnd;
 use crate::error::ProbeError;
 use crate::irq::IrqRegistration;
 use crate::module::ModuleContext;
@@ -99,12 +101,14 @@ pub struct UartStats {
 }
 
 /// A single-producer, single-consumer byte ring without locks: the top
-/// half pushes, the work item pops.
+/// half pushes, the work item pops. Each byte carries the time it reached
+/// the UART, in nanoseconds on irq-sim's clock.
 ///
 /// The top halves of one line never run concurrently, and a work item
 /// never runs concurrently with itself, so each side has one writer.
 struct ByteRing {
     slots: Box<[AtomicU8]>,
+    arrived: Box<[AtomicU64]>,
     /// Bytes popped so far; written only by the consumer.
     head: AtomicUsize,
     /// Bytes pushed so far; written only by the producer.
@@ -115,13 +119,15 @@ impl ByteRing {
     fn new(size: usize) -> Self {
         Self {
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
+            arrived: (0..size).map(|_| AtomicU64::new(0)).collect(),
             head: AtomicUsize::new(0),
             tail: AtomicUsize::new(0),
         }
     }
 
-    /// Pushes `byte`; returns false when the ring is full.
-    fn push(&self, byte: u8) -> bool {
+    /// Pushes `byte`, which arrived at `arrived`; returns false when the
+    /// ring is full.
+    fn push(&self, byte: u8, arrived: Timestamp) -> bool {
         let tail = self.tail.load(Ordering::Relaxed);
         // Acquire pairs with the consumer's Release store of `head`: the
         // slot it freed has been read.
@@ -129,23 +135,27 @@ impl ByteRing {
         if tail - head == self.slots.len() {
             return false;
         }
-        self.slots[tail % self.slots.len()].store(byte, Ordering::Relaxed);
+        let slot = tail % self.slots.len();
+        self.slots[slot].store(byte, Ordering::Relaxed);
+        self.arrived[slot].store(arrived.as_nanos(), Ordering::Relaxed);
         // Release publishes the slot's byte to the consumer's Acquire load.
         self.tail.store(tail + 1, Ordering::Release);
         true
     }
 
-    fn pop(&self) -> Option<u8> {
+    fn pop(&self) -> Option<(u8, Timestamp)> {
         let head = self.head.load(Ordering::Relaxed);
         // Acquire pairs with the producer's Release store of `tail`.
         let tail = self.tail.load(Ordering::Acquire);
         if head == tail {
             return None;
         }
-        let byte = self.slots[head % self.slots.len()].load(Ordering::Relaxed);
+        let slot = head % self.slots.len();
+        let byte = self.slots[slot].load(Ordering::Relaxed);
+        let arrived = Timestamp::from_nanos(self.arrived[slot].load(Ordering::Relaxed));
         // Release lets the producer reuse the slot only after this read.
         self.head.store(head + 1, Ordering::Release);
-        Some(byte)
+        Some((byte, arrived))
     }
 }
 
@@ -162,6 +172,8 @@ struct Shared {
     drained: AtomicU64,
     ring_overruns: AtomicU64,
     line_count: AtomicU64,
+    /// Each byte's wait from reaching the UART to the work item.
+    end_to_end: EndToEnd,
 }
 
 /// The per-device state of the UART driver.
@@ -183,6 +195,12 @@ impl UartState {
     /// Any; never sleeps beyond the FIFO's short lock.
     pub fn is_idle(&self) -> bool {
         self.uart.fifo_len() == 0 && !self.assemble.is_pending()
+    }
+
+    /// Returns the latency from each byte's arrival at the UART to the work
+    /// item that took it off the ring.
+    pub fn end_to_end(&self) -> &EndToEnd {
+        &self.shared.end_to_end
     }
 
     /// Takes the lines assembled so far, without their `\n`.
@@ -239,6 +257,7 @@ impl Driver for UartDriver {
             drained: AtomicU64::new(0),
             ring_overruns: AtomicU64::new(0),
             line_count: AtomicU64::new(0),
+            end_to_end: EndToEnd::new(),
         });
 
         // The bottom half: take the bytes off the ring, split them into
@@ -250,7 +269,8 @@ impl Driver for UartDriver {
                     .partial
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                while let Some(byte) = shared.ring.pop() {
+                while let Some((byte, arrived)) = shared.ring.pop() {
+                    shared.end_to_end.record([arrived]);
                     if byte != b'\n' {
                         partial.push(byte);
                         continue;
@@ -285,9 +305,9 @@ impl Driver for UartDriver {
                         }
                         shared.interrupts.fetch_add(1, Ordering::Relaxed);
                         let (mut read, mut drained) = (0, 0);
-                        while let Some(byte) = uart.read() {
+                        while let Some((byte, arrived)) = uart.read_timed() {
                             read += 1;
-                            if shared.ring.push(byte) {
+                            if shared.ring.push(byte, arrived) {
                                 drained += 1;
                             } else {
                                 shared.ring_overruns.fetch_add(1, Ordering::Relaxed);

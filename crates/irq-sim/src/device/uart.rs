@@ -30,6 +30,8 @@ const TIMEOUT_CHARS: u64 = 4;
 #[derive(Debug)]
 struct Fifo {
     bytes: [u8; UART_FIFO_SIZE],
+    /// When each byte arrived, for the driver's latency samples.
+    arrived: [Timestamp; UART_FIFO_SIZE],
     head: usize,
     len: usize,
     /// A character timeout is signalled: it keeps the line high until the
@@ -186,14 +188,26 @@ impl Uart {
         self.inner.char_timeout
     }
 
-    /// Receives a byte from the wire (device side). Returns false on an
-    /// overrun (FIFO full, byte lost).
+    /// Receives a byte from the wire (device side), arriving now. Returns
+    /// false on an overrun (FIFO full, byte lost).
+    ///
+    /// # Context
+    ///
+    /// As [`Uart::receive_at`].
+    pub fn receive(&self, byte: u8) -> bool {
+        self.receive_at(byte, clock::now())
+    }
+
+    /// Receives a byte that arrived at `at`: the time its interrupt latency
+    /// and [`Uart::read_timed`] count from, which a feeder running late
+    /// sets to the intended time. Returns false on an overrun (FIFO full,
+    /// byte lost).
     ///
     /// # Context
     ///
     /// Any; never sleeps. On a UART with a timeout thread, a byte that
     /// makes a timeout possible may wake that thread (a system call).
-    pub fn receive(&self, byte: u8) -> bool {
+    pub fn receive_at(&self, byte: u8, at: Timestamp) -> bool {
         let inner = &*self.inner;
         let mut fifo = lock(&inner.fifo);
         if fifo.len == UART_FIFO_SIZE {
@@ -203,10 +217,11 @@ impl Uart {
         }
         let tail = (fifo.head + fifo.len) % UART_FIFO_SIZE;
         fifo.bytes[tail] = byte;
+        fifo.arrived[tail] = at;
         fifo.len += 1;
         inner.received.fetch_add(1, Ordering::Relaxed);
         if fifo.len >= inner.trigger_level {
-            let _ = inner.controller.raise(inner.irq);
+            let _ = inner.controller.raise_at(inner.irq, at);
         }
         inner.note_activity(&mut fifo);
         true
@@ -218,17 +233,28 @@ impl Uart {
     ///
     /// # Context
     ///
+    /// As [`Uart::read_timed`].
+    pub fn read(&self) -> Option<u8> {
+        self.read_timed().map(|(byte, _)| byte)
+    }
+
+    /// Reads one byte as [`Uart::read`] does, with the time it arrived: a
+    /// model's extra, for a driver that measures how long bytes wait.
+    ///
+    /// # Context
+    ///
     /// Any; never sleeps. On a UART with a timeout thread, a read that
     /// leaves bytes below the trigger level may wake that thread (a system
     /// call). A driver that reads the FIFO empty, as top halves do, never
     /// wakes it.
-    pub fn read(&self) -> Option<u8> {
+    pub fn read_timed(&self) -> Option<(u8, Timestamp)> {
         let inner = &*self.inner;
         let mut fifo = lock(&inner.fifo);
         if fifo.len == 0 {
             return None;
         }
         let byte = fifo.bytes[fifo.head];
+        let arrived = fifo.arrived[fifo.head];
         fifo.head = (fifo.head + 1) % UART_FIFO_SIZE;
         fifo.len -= 1;
         fifo.timeout_pending = false;
@@ -236,7 +262,7 @@ impl Uart {
         if fifo.len < inner.trigger_level {
             let _ = inner.controller.lower(inner.irq);
         }
-        Some(byte)
+        Some((byte, arrived))
     }
 
     /// Returns the bytes in the FIFO.
@@ -283,6 +309,7 @@ impl Inner {
             char_timeout,
             fifo: Mutex::new(Fifo {
                 bytes: [0; UART_FIFO_SIZE],
+                arrived: [Timestamp::from_nanos(0); UART_FIFO_SIZE],
                 head: 0,
                 len: 0,
                 timeout_pending: false,
