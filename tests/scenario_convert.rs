@@ -502,12 +502,13 @@ fn row_missing_from_later_snapshot_left_out() {
     std::fs::write(
         &before,
         "           CPU0       CPU1\n 24:       1000       2000   PCI-MSI 1-edge      eth0\n\
-         LOC:    6417516    6000000   Local timer interrupts\n",
+         LOC:    6417516    6000000   Local timer interrupts\nERR:          0\n",
     )
     .unwrap();
     std::fs::write(
         &after,
-        "           CPU0       CPU1\n 24:       1500       2000   PCI-MSI 1-edge      eth0\n",
+        "           CPU0       CPU1\n 24:       1500       2000   PCI-MSI 1-edge      eth0\n\
+         ERR:          0\n",
     )
     .unwrap();
 

@@ -621,11 +621,13 @@ fn uart_rate_over_wire_speed_rejected() {
         "11520 bytes a second do not fit a 9600-baud line, which carries 960",
     );
     assert_rejected(
-        &uart("", "{ process = \"poisson\", rate = 20000 }"),
+        &uart("baud = 115200\n", "{ process = \"poisson\", rate = 20000 }"),
         5,
-        "device[0].arrival",
+        "device[0].baud",
         "do not fit a 115200-baud line",
     );
+    // Without `baud`, as files written before it, any rate is taken.
+    parse(&uart("", "{ process = \"poisson\", rate = 20000 }")).unwrap();
     // Exactly the line's speed fits.
     parse(&uart(
         "baud = 9600\n",

@@ -166,9 +166,12 @@ pub enum DiffError {
         /// Those found in the later snapshot with the same handlers.
         kept: usize,
     },
-    /// The later snapshot has a header and no rows, as a file cut short
-    /// after its first line has.
-    LaterHasNoRows {
+    /// The later snapshot's rows are the first rows of the earlier one,
+    /// in order, and fewer: a file cut short. (A real later snapshot ends
+    /// with the same architecture rows, `ERR:` or `Err:`, as the earlier.)
+    LaterCutShort {
+        /// Rows of the later snapshot.
+        rows: usize,
         /// Rows of the earlier snapshot.
         before_rows: usize,
     },
@@ -208,10 +211,10 @@ impl fmt::Display for DiffError {
                 "only {kept} of the earlier snapshot's {lines} lines appear in the later one with \
                  the same handlers, expected snapshots of one machine"
             ),
-            Self::LaterHasNoRows { before_rows } => write!(
+            Self::LaterCutShort { rows, before_rows } => write!(
                 f,
-                "the later snapshot has a header but no rows, where the earlier has \
-                 {before_rows}; was it cut short?"
+                "the later snapshot ends after {rows} of the earlier's {before_rows} rows, \
+                 in the same order; was it cut short?"
             ),
             Self::ShapeChanged { label, line } => write!(
                 f,
@@ -230,8 +233,9 @@ impl fmt::Display for DiffError {
                 }
                 write!(
                     f,
-                    ": counter went backwards from {before} to {after}, by less than a 32-bit \
-                     wrap; expected the earlier snapshot first, both from one boot"
+                    ": counter went backwards from {before} to {after}, which no wrap of a \
+                     32-bit count explains; expected the earlier snapshot first, both from one \
+                     boot"
                 )
             }
         }

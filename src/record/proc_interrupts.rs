@@ -181,8 +181,14 @@ impl Snapshot {
             });
         }
 
-        if later.rows.is_empty() && !self.rows.is_empty() {
-            return Err(DiffError::LaterHasNoRows {
+        let is_prefix = later
+            .rows
+            .iter()
+            .zip(&self.rows)
+            .all(|(after, before)| after.label == before.label);
+        if later.rows.len() < self.rows.len() && is_prefix {
+            return Err(DiffError::LaterCutShort {
+                rows: later.rows.len(),
                 before_rows: self.rows.len(),
             });
         }
@@ -339,8 +345,6 @@ impl SnapshotDiff {
     }
 }
 
-/// Returns `after - before` per counter, or an error naming the first
-/// counter that went backwards.
 /// The range of the counters Linux prints in `/proc/interrupts`: each is a
 /// 32-bit `unsigned int`, so a busy line wraps it within hours (2^32
 /// interrupts at 100,000 a second take 12 hours).
@@ -356,12 +360,16 @@ fn counter_delta(old: u64, new: u64) -> Option<(u64, bool)> {
     if let Some(delta) = new.checked_sub(old) {
         return Some((delta, false));
     }
+    if old >= COUNTER_WRAP {
+        return None;
+    }
     let wrapped = (new + COUNTER_WRAP).checked_sub(old)?;
-    (old < COUNTER_WRAP && wrapped < COUNTER_WRAP / 2).then_some((wrapped, true))
+    (wrapped < COUNTER_WRAP / 2).then_some((wrapped, true))
 }
 
-/// Returns the deltas of a row present in both snapshots, and whether a
-/// counter wrapped.
+/// Returns `after - before` per counter of a row present in both
+/// snapshots, and whether a counter wrapped, or an error naming the first
+/// counter that went backwards.
 fn subtract(before: &Row, after: &Row) -> Result<(Counts, bool), DiffError> {
     let backwards = |cpu: Option<usize>, old: u64, new: u64| DiffError::CounterWentBackwards {
         label: after.label.to_string(),

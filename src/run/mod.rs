@@ -353,7 +353,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
                     what: spec.name.clone(),
                     error: format!(
                         "cannot spawn its arrival feeder thread: {error}; the host may limit \
-                         threads (ulimit -u, /proc/sys/kernel/threads-max)"
+                         threads or memory (ulimit -u, ulimit -v, /proc/sys/kernel/threads-max)"
                     ),
                 });
             }

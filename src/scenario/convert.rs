@@ -161,6 +161,16 @@ pub enum ConvertError {
         /// The path.
         path: String,
     },
+    /// The recording has more lines to simulate than a scenario takes
+    /// devices.
+    TooManyDevices {
+        /// The recording: the trace, or the later snapshot.
+        path: String,
+        /// The devices the recording would need.
+        devices: usize,
+        /// The rows or lines to remove from the recording.
+        advice: &'static str,
+    },
     /// Every line the trace recorded is numbered beyond irq-sim's lines.
     LinesBeyondSimulator {
         /// The path.
@@ -237,6 +247,16 @@ impl fmt::Display for ConvertError {
                  tracefs (events/irq/irq_handler_entry and irq_handler_exit) and save the \
                  trace file, as docs/scenarios-from-recordings.md shows"
             ),
+            Self::TooManyDevices {
+                path,
+                devices,
+                advice,
+            } => write!(
+                f,
+                "{path}: its lines would make {devices} devices, more than the {} a scenario \
+                 takes (each runs an arrival thread); {advice}",
+                crate::scenario::MAX_DEVICES
+            ),
             Self::LinesBeyondSimulator { path, lowest } => write!(
                 f,
                 "{path}: every recorded line is numbered {lowest} or above, beyond the {} \
@@ -277,6 +297,7 @@ impl std::error::Error for ConvertError {
             | Self::OutIsInput { .. }
             | Self::NoIrqEntries { .. }
             | Self::LinesBeyondSimulator { .. }
+            | Self::TooManyDevices { .. }
             | Self::NothingToSimulate { .. } => None,
         }
     }
@@ -468,7 +489,7 @@ fn missing_rows_warning(before: &Snapshot, after: &Snapshot, after_name: &str) -
         .rows
         .iter()
         .filter(|row| !after_labels.contains(&row.label))
-        .map(|row| row.label.to_string())
+        .map(|row| crate::record::error::shorten(&row.label.to_string()))
         .collect();
     const NAMED: usize = 5;
     let listed = match missing.len() {

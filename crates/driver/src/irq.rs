@@ -74,9 +74,10 @@ pub(crate) struct Registration {
     /// registration: a free by a module's tracker does not count.
     freed_by_owner: Mutex<bool>,
     /// The thread inside [`Registration::free`], if any. Freeing drops the
-    /// handler, which may own the `IrqRegistration` itself. Its drop then
-    /// frees again on the same thread, and must not wait for the lock that
-    /// thread holds. Under its mutex.
+    /// handler and joins the IRQ thread, which drops the thread function,
+    /// and either may own the `IrqRegistration` itself. Its drop then frees
+    /// again, on this thread or on the IRQ thread, and must not wait for
+    /// the lock the free in progress holds. Under its mutex.
     freeing: Mutex<Option<ThreadId>>,
     /// The IRQ thread of a threaded registration. Immutable after
     /// construction, apart from the join handle under its own mutex.
@@ -664,9 +665,16 @@ impl Registration {
     /// driver's `remove` after the unload is no double free.
     pub(crate) fn free(&self, by: Freer) -> Result<Freed, IrqError> {
         let current = thread::current().id();
-        if *lock(&self.freeing) == Some(current) {
-            // A drop that this thread's free caused: the free in progress
-            // below it on the stack finishes the job.
+        let freeing = *lock(&self.freeing);
+        let own_irq_thread = self
+            .thread
+            .as_ref()
+            .is_some_and(|thread| thread.id == current);
+        if freeing == Some(current) || (freeing.is_some() && own_irq_thread) {
+            // A drop that a free in progress caused: on this thread, below
+            // on the stack, or on the IRQ thread that free is joining, as
+            // the thread drops its thread function. That free finishes the
+            // job, and waiting for it here would wait for ever.
             return Ok(Freed::Before);
         }
         // Held for the whole free, so that a second free returns only when

@@ -224,11 +224,19 @@ impl Napi {
     ///
     /// Any, including a top half; never sleeps, never allocates.
     pub fn schedule(&self) -> bool {
+        /// Counts the call as ended even when a driver's mask panics.
+        struct Ended<'a>(&'a AtomicU64);
+
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
         let inner = &self.inner;
         inner.schedules_begun.fetch_add(1, Ordering::SeqCst);
-        let started = inner.start_cycle();
-        inner.schedules_ended.fetch_add(1, Ordering::SeqCst);
-        started
+        let _ended = Ended(&inner.schedules_ended);
+        inner.start_cycle()
     }
 
     /// Returns the budget: the most events one poll may handle.
@@ -357,10 +365,14 @@ impl Napi {
                 let ended = inner.schedules_ended.load(Ordering::SeqCst);
                 let begun = inner.schedules_begun.load(Ordering::SeqCst);
                 let waited = wq::flush_work(&inner.work).await?;
+                // A disable or enable since the first check can also leave the
+                // item idle: the flags are read again, so as not to warn.
                 if !waited
                     && begun == ended
                     && inner.scheduled.load(Ordering::SeqCst)
                     && inner.schedules_begun.load(Ordering::SeqCst) == begun
+                    && !inner.disabled.load(Ordering::SeqCst)
+                    && !inner.work.is_disabled()
                 {
                     printk!(
                         KernLevel::Warning,

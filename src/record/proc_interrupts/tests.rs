@@ -405,15 +405,23 @@ fn diff_counts_32_bit_wrap_once() {
     ));
 }
 
-/// A later snapshot with its header and no rows was cut short; it is not
-/// taken for another machine.
+/// A later snapshot whose rows are the first rows of the earlier one was
+/// cut short; it is not taken for another machine.
 #[test]
-fn diff_rejects_later_without_rows() {
-    let before = Snapshot::parse("CPU0\n1: 5 chip a\n2: 6 chip b\n").unwrap();
-    let after = Snapshot::parse("CPU0\n").unwrap();
-    let error = before.diff(&after).unwrap_err();
-    assert_eq!(error, DiffError::LaterHasNoRows { before_rows: 2 });
-    assert!(error.to_string().contains("was it cut short?"), "{error}");
+fn diff_rejects_later_cut_short() {
+    let before = Snapshot::parse("CPU0\n1: 5 chip a\n2: 6 chip b\nERR: 0\n").unwrap();
+    for (later, rows) in [("CPU0\n", 0), ("CPU0\n1: 9 chip a\n", 1)] {
+        let after = Snapshot::parse(later).unwrap();
+        let error = before.diff(&after).unwrap_err();
+        assert_eq!(
+            error,
+            DiffError::LaterCutShort {
+                rows,
+                before_rows: 3
+            }
+        );
+        assert!(error.to_string().contains("was it cut short?"), "{error}");
+    }
 }
 
 #[test]

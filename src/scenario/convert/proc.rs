@@ -146,6 +146,13 @@ pub(super) fn plan(input: &ProcInterruptsInput<'_>) -> Result<Plan, ConvertError
             Label::Name(_) => builder.named_row(row),
         }
     }
+    if builder.devices.len() > crate::scenario::MAX_DEVICES {
+        return Err(ConvertError::TooManyDevices {
+            path: input.after_name.to_owned(),
+            devices: builder.devices.len(),
+            advice: "remove the rows you need not simulate from both snapshots",
+        });
+    }
     unique_names(&mut builder.devices, &builder.timers);
 
     let mut header = vec![

@@ -212,14 +212,22 @@ fn render_device(out: &mut String, device: &PlannedDevice) {
     writeln!(out, "arrival = {arrival}").unwrap();
 }
 
-/// Appends `text` as comment lines, one per line of `text`.
+/// Appends `text` as comment lines, one per line of `text`. Control
+/// characters, which recorded names may carry and TOML comments may not,
+/// are written escaped.
 fn push_comment(out: &mut String, text: &str) {
     for line in text.lines() {
         if line.is_empty() {
             out.push_str("#\n");
         } else {
             out.push_str("# ");
-            out.push_str(line);
+            for c in line.chars() {
+                if c.is_control() {
+                    out.extend(c.escape_default());
+                } else {
+                    out.push(c);
+                }
+            }
             out.push('\n');
         }
     }

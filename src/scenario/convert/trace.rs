@@ -5,9 +5,9 @@
 //! 1. Each line with `irq_handler_entry` events becomes one generic device
 //!    on that line number, whose arrival replays the line's entries from
 //!    the file. On a shared line each interrupt records one entry per
-//!    handler, so the device replays the entries of the handler recorded
-//!    most often (one per interrupt), on a tie the one that returned
-//!    `handled` most often, and names the others in a comment.
+//!    handler, so the device replays the entries of the handler that
+//!    returned `handled` most often (on a tie, the one recorded most
+//!    often), and names the others in a comment.
 //! 2. The line goes to the CPU that ran most of the replayed entries.
 //! 3. ftrace does not record trigger types: every line is edge, with a
 //!    comment.
@@ -91,15 +91,17 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
             }
         }
         // Every handler of a shared line records one entry per interrupt,
-        // so a tie is the rule. The device takes the name of the handler
-        // that handled the most, because its device raised the line.
+        // give or take one where the trace starts or ends in the middle of
+        // an interrupt. The device takes the name of the handler that
+        // handled the most, because its device raised the line, and on a
+        // tie the one recorded most.
         let handled_by = |name: &str| handled.get(&(irq, name)).copied().unwrap_or(0);
         let (handler, replayed) = names
             .iter()
             .copied()
             .reduce(|best, next| {
-                let next_key = (next.1, handled_by(next.0));
-                if next_key > (best.1, handled_by(best.0)) {
+                let next_key = (handled_by(next.0), next.1);
+                if next_key > (handled_by(best.0), best.1) {
                     next
                 } else {
                     best
@@ -157,6 +159,13 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
                 irq,
                 handler: shared.then(|| handler.to_owned()),
             },
+        });
+    }
+    if devices.len() > crate::scenario::MAX_DEVICES {
+        return Err(ConvertError::TooManyDevices {
+            path: input.trace_name.to_owned(),
+            devices: devices.len(),
+            advice: "keep the lines you need (grep their irq= in the trace)",
         });
     }
     unique_names(&mut devices, &[]);
@@ -246,7 +255,6 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
     })
 }
 
-/// Finds the work items each line's top half queued (rule 4).
 /// Returns how many `irq_handler_exit` events with `ret=handled` each
 /// handler of each line recorded, pairing every exit with the entry before
 /// it on its CPU.
@@ -273,6 +281,7 @@ fn handled_by_handler(trace: &Trace) -> HashMap<(u32, &str), usize> {
     handled
 }
 
+/// Finds the work items each line's top half queued (rule 4).
 fn queued_by_line(trace: &Trace) -> HashMap<u32, QueuedWork> {
     let mut in_handler: HashMap<u32, u32> = HashMap::new();
     let mut queued: HashMap<u32, QueuedWork> = HashMap::new();
