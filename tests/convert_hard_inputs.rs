@@ -18,6 +18,22 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Converts `before.txt` and `after.txt` in `folder`, `interval` seconds
+/// apart.
+fn convert_pair(folder: &Path, interval: &str) -> Output {
+    irqlab(
+        folder,
+        &[
+            "scenario",
+            "from-proc-interrupts",
+            "before.txt",
+            "after.txt",
+            "--interval",
+            interval,
+        ],
+    )
+}
+
 /// Creates an empty folder for one test's files.
 fn scratch(test: &str) -> PathBuf {
     let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);
@@ -63,17 +79,7 @@ fn proc_more_rows_than_devices_named() {
     std::fs::write(folder.join("before.txt"), before).unwrap();
     std::fs::write(folder.join("after.txt"), after).unwrap();
 
-    let output = irqlab(
-        &folder,
-        &[
-            "scenario",
-            "from-proc-interrupts",
-            "before.txt",
-            "after.txt",
-            "--interval",
-            "1",
-        ],
-    );
+    let output = convert_pair(&folder, "1");
     let message = stderr(&output);
     assert!(!message.contains("a bug in irqlab"), "{message}");
 }
@@ -97,17 +103,7 @@ fn proc_control_chars_in_left_out_row() {
     )
     .unwrap();
 
-    let output = irqlab(
-        &folder,
-        &[
-            "scenario",
-            "from-proc-interrupts",
-            "before.txt",
-            "after.txt",
-            "--interval",
-            "1",
-        ],
-    );
+    let output = convert_pair(&folder, "1");
     let message = stderr(&output);
     assert!(output.status.success(), "{message}");
     assert!(
@@ -116,73 +112,30 @@ fn proc_control_chars_in_left_out_row() {
     );
 }
 
-/// A later snapshot cut short after its first row is a cut, not another
-/// machine: its one row is the earlier snapshot's first, with the same
-/// handlers.
+/// A later snapshot cut short is named as such, not as another machine
+/// (its rows are few) nor as the same file twice (its rows did not count).
 #[test]
-fn proc_later_cut_after_one_row() {
-    let folder = scratch("proc_later_cut_after_one_row");
+fn proc_later_cut_short_named() {
     let rows = [
         "  1:  10  11  IO-APIC   1-edge  i8042",
         "  9:  322  79  IO-APIC   9-fasteoi  acpi",
         " 29:  4000  727145  PCI-MSI 409600-edge  enp0s25",
         " 30:  249  54  PCI-MSI 524288-edge  nvkm",
     ];
-    std::fs::write(
-        folder.join("before.txt"),
-        format!("{HEADER}{}\n", rows.join("\n")),
-    )
-    .unwrap();
-    std::fs::write(folder.join("after.txt"), format!("{HEADER}{}\n", rows[0])).unwrap();
+    for (case, before) in [("four_rows", &rows[..]), ("two_rows", &rows[..2])] {
+        let folder = scratch(&format!("proc_later_cut_short_named_{case}"));
+        std::fs::write(
+            folder.join("before.txt"),
+            format!("{HEADER}{}\n", before.join("\n")),
+        )
+        .unwrap();
+        std::fs::write(folder.join("after.txt"), format!("{HEADER}{}\n", rows[0])).unwrap();
 
-    let output = irqlab(
-        &folder,
-        &[
-            "scenario",
-            "from-proc-interrupts",
-            "before.txt",
-            "after.txt",
-            "--interval",
-            "1",
-        ],
-    );
-    let message = stderr(&output);
-    assert!(
-        !message.contains("expected snapshots of one machine"),
-        "{message}"
-    );
-}
-
-/// A later snapshot cut short after rows that did not count: the missing
-/// rows are the cause, but the error blames the same file given twice and
-/// the warning that names the missing rows is lost.
-#[test]
-fn proc_later_cut_after_idle_rows() {
-    let folder = scratch("proc_later_cut_after_idle_rows");
-    let rows = [
-        "  1:  10  11  IO-APIC   1-edge  i8042",
-        " 29:  4000  727145  PCI-MSI 409600-edge  enp0s25",
-    ];
-    std::fs::write(
-        folder.join("before.txt"),
-        format!("{HEADER}{}\n", rows.join("\n")),
-    )
-    .unwrap();
-    std::fs::write(folder.join("after.txt"), format!("{HEADER}{}\n", rows[0])).unwrap();
-
-    let output = irqlab(
-        &folder,
-        &[
-            "scenario",
-            "from-proc-interrupts",
-            "before.txt",
-            "after.txt",
-            "--interval",
-            "1",
-        ],
-    );
-    let message = stderr(&output);
-    assert!(message.contains("cut short"), "{message}");
+        let output = convert_pair(&folder, "1");
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{case}: {message}");
+        assert!(message.contains("cut short"), "{case}: {message}");
+    }
 }
 
 /// A counter above 32 bits that fell by far more than 2^31 is not "by less
@@ -201,17 +154,7 @@ fn proc_wide_counter_fall_message() {
     )
     .unwrap();
 
-    let output = irqlab(
-        &folder,
-        &[
-            "scenario",
-            "from-proc-interrupts",
-            "before.txt",
-            "after.txt",
-            "--interval",
-            "1",
-        ],
-    );
+    let output = convert_pair(&folder, "1");
     let message = stderr(&output);
     assert!(!output.status.success());
     assert!(
@@ -236,17 +179,7 @@ fn proc_near_max_counter_fall() {
     )
     .unwrap();
 
-    let output = irqlab(
-        &folder,
-        &[
-            "scenario",
-            "from-proc-interrupts",
-            "before.txt",
-            "after.txt",
-            "--interval",
-            "1",
-        ],
-    );
+    let output = convert_pair(&folder, "1");
     let message = stderr(&output);
     assert!(!message.contains("panicked"), "{message}");
     assert!(message.contains("went backwards"), "{message}");

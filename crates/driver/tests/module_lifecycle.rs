@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use driver::ModuleError;
-use driver::irq::IrqRegistration;
-use driver::module::{self, InitResult, Leftover, Module, ModuleContext, UnloadError};
+use driver::irq::{IrqRegistration, ThreadedIrq};
+use driver::module::{
+    self, InitResult, Leftover, LoadedModule, Module, ModuleContext, UnloadError,
+};
 use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
 use wq::{DelayedWork, Work, Workqueue};
 
@@ -332,17 +334,8 @@ fn leftover_handler_owning_its_registration_freed() {
     );
     let loaded = module::load::<HandlerOwnsIrq>(machine.clone()).expect("init succeeds");
 
-    let (done, unloaded) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(loaded.unload().map(|report| report.leftovers));
-    });
-    let leftovers = unloaded
-        .recv_timeout(HANG_GUARD)
-        .expect("the unload deadlocked")
-        .expect("unload from a plain thread");
-
     assert_eq!(
-        leftovers,
+        leftovers_of_unload(loaded),
         [Leftover::Handler {
             irq: 11,
             handler: "self_owned"
@@ -352,6 +345,69 @@ fn leftover_handler_owning_its_registration_freed() {
         machine.controller().line_stats(11).unwrap().handlers,
         Vec::<&str>::new()
     );
+}
+
+/// A module whose threaded handler owns its own registration: the
+/// registration sits in a slot that only the thread function holds.
+struct ThreadOwnsIrq;
+
+impl Module for ThreadOwnsIrq {
+    const NAME: &'static str = "qa_thread_owns_irq";
+    type Params = Arc<Machine>;
+
+    fn init(ctx: &ModuleContext, machine: Arc<Machine>) -> InitResult<Self> {
+        let slot: Arc<Mutex<Option<IrqRegistration>>> = Arc::new(Mutex::new(None));
+        let held = slot.clone();
+        let registration = ctx.request_threaded_irq(
+            &machine.controller(),
+            12,
+            ThreadedIrq::new("thread_owned", IrqFlags::EDGE.oneshot(), move || {
+                let _ = &held;
+                IrqReturn::Handled
+            }),
+        )?;
+        *slot.lock().unwrap() = Some(registration);
+        Ok(ThreadOwnsIrq)
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// The tracker's free of a leftover threaded handler joins its IRQ thread.
+/// That thread then drops the thread function, and with it the last owner
+/// of the registration being freed: its nested free runs on the IRQ
+/// thread, not on the freeing one, and must not wait for the free lock.
+#[test]
+fn leftover_thread_fn_owning_registration_freed() {
+    let machine = Arc::new(
+        Machine::new(Config {
+            nr_cpus: 1,
+            ..Config::default()
+        })
+        .unwrap(),
+    );
+    let loaded = module::load::<ThreadOwnsIrq>(machine.clone()).expect("init succeeds");
+
+    assert_eq!(
+        leftovers_of_unload(loaded),
+        [Leftover::Handler {
+            irq: 12,
+            handler: "thread_owned"
+        }]
+    );
+}
+
+/// Unloads `loaded` on a plain thread and returns what it left, failing
+/// when the unload does not end within the hang guard.
+fn leftovers_of_unload<M: Module + Send>(loaded: LoadedModule<M>) -> Vec<Leftover> {
+    let (done, unloaded) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(loaded.unload().map(|report| report.leftovers));
+    });
+    unloaded
+        .recv_timeout(HANG_GUARD)
+        .expect("the unload deadlocked")
+        .unwrap_or_else(|error| panic!("unload from a plain thread: {}", error.error))
 }
 
 /// A module whose init arms a timer and then fails.

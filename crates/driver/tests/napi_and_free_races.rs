@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once};
 
-use driver::irq::{IrqRegistration, ThreadedIrq};
-use driver::module::{self, InitResult, Leftover, Module, ModuleContext};
+use driver::irq::ThreadedIrq;
+use driver::module::{self, InitResult, Module, ModuleContext};
 use driver::napi::{IrqMask, Napi};
 use irq_sim::{Config, IrqFlags, IrqReturn, Machine};
 
@@ -152,64 +152,6 @@ fn synchronize_racing_disable_no_false_warning() {
         lost_poll_warnings(name),
         0,
         "a disable racing synchronize was reported as a lost poll"
-    );
-}
-
-/// A module whose threaded handler owns its own registration: the
-/// registration sits in a slot that only the thread function holds.
-struct ThreadOwnsIrq;
-
-impl Module for ThreadOwnsIrq {
-    const NAME: &'static str = "qa_thread_owns_irq";
-    type Params = Arc<Machine>;
-
-    fn init(ctx: &ModuleContext, machine: Arc<Machine>) -> InitResult<Self> {
-        let slot: Arc<Mutex<Option<IrqRegistration>>> = Arc::new(Mutex::new(None));
-        let held = slot.clone();
-        let registration = ctx.request_threaded_irq(
-            &machine.controller(),
-            12,
-            ThreadedIrq::new("qa_thread_owned", IrqFlags::EDGE.oneshot(), move || {
-                let _ = &held;
-                IrqReturn::Handled
-            }),
-        )?;
-        *slot.lock().unwrap() = Some(registration);
-        Ok(ThreadOwnsIrq)
-    }
-
-    fn exit(&mut self, _ctx: &ModuleContext) {}
-}
-
-/// The tracker's free of a leftover threaded handler joins its IRQ thread.
-/// That thread then drops the thread function, and with it the last owner
-/// of the registration being freed: its nested free runs on the IRQ
-/// thread, not on the freeing one, and must not wait for the free lock.
-#[test]
-fn leftover_thread_fn_owning_registration_freed() {
-    let machine = Arc::new(
-        Machine::new(Config {
-            nr_cpus: 1,
-            ..Config::default()
-        })
-        .unwrap(),
-    );
-    let loaded = module::load::<ThreadOwnsIrq>(machine.clone()).expect("init succeeds");
-
-    let (done, unloaded) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(loaded.unload().map(|report| report.leftovers));
-    });
-    let leftovers = unloaded
-        .recv_timeout(HANG_GUARD)
-        .expect("the unload deadlocked")
-        .expect("unload from a plain thread");
-    assert_eq!(
-        leftovers,
-        [Leftover::Handler {
-            irq: 12,
-            handler: "qa_thread_owned"
-        }]
     );
 }
 
