@@ -317,6 +317,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     let until = start + scenario.duration;
     let started = Instant::now();
     let mut feeders = Vec::new();
+    let mut spawn_failure = None;
     for entry in &entries {
         if let Unit::Oneshot(timer) = &entry.unit {
             timer.start(start);
@@ -343,21 +344,29 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
         match spawned {
             Ok(feeder) => feeders.push(feeder),
             Err(error) => {
-                // The feeders already running stop before the error
-                // returns, so no thread feeds a machine being torn down.
-                stop.store(true, Ordering::Relaxed);
-                for feeder in feeders {
-                    let _ = feeder.join();
-                }
-                return Err(RunError::Setup {
+                spawn_failure = Some(RunError::Setup {
                     what: spec.name.clone(),
                     error: format!(
                         "cannot spawn its arrival feeder thread: {error}; the host may limit \
                          threads or memory (ulimit -u, ulimit -v, /proc/sys/kernel/threads-max)"
                     ),
                 });
+                break;
             }
         }
+    }
+    if let Some(failure) = spawn_failure {
+        // The feeders already running stop, and the drivers unbind, before
+        // the error returns: no thread feeds a machine being torn down, and
+        // the unload finds no handler left to warn about.
+        stop.store(true, Ordering::Relaxed);
+        for feeder in feeders {
+            let _ = feeder.join();
+        }
+        for entry in entries {
+            unbind(entry, &runtime);
+        }
+        return Err(failure);
     }
 
     // Arrivals run; the main thread reports progress and watches for a stop.
