@@ -608,7 +608,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
 /// handler is not slow: the host ran its own work inside those calls. A kernel
 /// without `CONFIG_IRQ_TIME_ACCOUNTING` charges its interrupt and softirq
 /// work to the interrupted thread as CPU time.
-fn overrun_cause(durations: Option<&Histogram<u64>>, budget_ns: u64) -> String {
+fn overrun_cause(durations: Option<&Histogram<u64>>, budget_ns: u64, overruns: u64) -> String {
     let Some(durations) = durations.filter(|durations| !durations.is_empty()) else {
         return String::new();
     };
@@ -616,9 +616,14 @@ fn overrun_cause(durations: Option<&Histogram<u64>>, budget_ns: u64) -> String {
     if p50.saturating_mul(10) >= budget_ns {
         return String::new();
     }
+    let (whose, calls) = if overruns == 1 {
+        ("the line's", "that call")
+    } else {
+        ("their", "those calls")
+    };
     format!(
-        "; their p50 is {}, so the host, not the handler, most likely made those calls \
-         slow (its own interrupt work, or a preempted vCPU)",
+        "; {whose} p50 is {}, so the host, not the handler, most likely made {calls} slow \
+         (its own interrupt work, or a preempted vCPU)",
         crate::report::format_ns(p50)
     )
 }
@@ -1108,7 +1113,8 @@ fn collect_lines(report: &mut Report, controller: &Controller, lines: &[irq_sim:
                     line.histograms
                         .as_ref()
                         .map(|histograms| &histograms.duration),
-                    budget_ns
+                    budget_ns,
+                    line.overruns
                 )
             ));
         }
@@ -1264,17 +1270,21 @@ mod tests {
             short.record(140).unwrap();
         }
         short.record(600_000).unwrap();
-        let cause = overrun_cause(Some(&short), 100_000);
+        let cause = overrun_cause(Some(&short), 100_000, 2);
         assert!(
             cause.starts_with("; their p50 is 140 ns, so the host"),
             "{cause}"
         );
+        assert!(cause.contains("made those calls slow"), "{cause}");
+        let one = overrun_cause(Some(&short), 100_000, 1);
+        assert!(one.starts_with("; the line's p50 is 140 ns"), "{one}");
+        assert!(one.contains("made that call slow"), "{one}");
 
         let mut slow = new_histogram();
         slow.record(80_000).unwrap();
-        assert_eq!(overrun_cause(Some(&slow), 100_000), "");
-        assert_eq!(overrun_cause(Some(&new_histogram()), 100_000), "");
-        assert_eq!(overrun_cause(None, 100_000), "");
+        assert_eq!(overrun_cause(Some(&slow), 100_000, 1), "");
+        assert_eq!(overrun_cause(Some(&new_histogram()), 100_000, 1), "");
+        assert_eq!(overrun_cause(None, 100_000, 1), "");
     }
 
     #[test]
