@@ -1,9 +1,8 @@
 //! The UART demo driver: lines assembled in a bottom half, and what a slow
 //! top half costs.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use driver::bus::{Bus, Device};
@@ -14,35 +13,7 @@ use irq_sim::{Config, Machine};
 
 mod common;
 
-use common::{HANG_GUARD, wait_until};
-
-/// Every log line of this test binary, from every thread.
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs a subscriber that appends every log line to [`LOG`].
-fn capture_logs() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        tracing_subscriber::fmt()
-            .with_writer(|| LogWriter)
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .init();
-    });
-}
+use common::{HANG_GUARD, capture_logs, log_text, wait_until};
 
 /// A module with no work of its own, whose context the driver uses.
 struct Host;
@@ -196,7 +167,7 @@ fn slow_top_half_overruns_fifo() {
     assert!(stats.budget_overruns >= 1, "{stats:?}");
     let line = fixture.machine.controller().line_stats(90).unwrap();
     assert_eq!(line.handlers, ["uart_rx"]);
-    let log = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+    let log = log_text();
     let diagnostic = log
         .lines()
         .find(|line| line.contains("budget"))

@@ -1,9 +1,8 @@
 //! Faults the framework survives: an interrupt storm from a stuck level
 //! line, and a panicking poll.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use driver::bus::{Bus, Device};
@@ -16,39 +15,7 @@ use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, 
 
 mod common;
 
-use common::wait_until;
-
-/// Every log line of this test binary, from every thread.
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs a subscriber that appends every log line to [`LOG`].
-fn capture_logs() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        tracing_subscriber::fmt()
-            .with_writer(|| LogWriter)
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .init();
-    });
-}
-
-fn log_text() -> String {
-    String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned()
-}
+use common::{capture_logs, log_text, wait_until};
 
 /// A module with no work of its own, whose context the driver uses.
 struct Host;

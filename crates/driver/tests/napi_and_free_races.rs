@@ -1,11 +1,10 @@
 //! Hard cases of `Napi::synchronize` and of the re-entrant free of an IRQ
 //! registration: cases that should neither hang nor warn falsely.
 
-use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, Once};
 
 use driver::irq::ThreadedIrq;
 use driver::module::{self, InitResult, Module, ModuleContext};
@@ -14,39 +13,11 @@ use irq_sim::{Config, IrqFlags, IrqReturn, Machine};
 
 mod common;
 
-use common::HANG_GUARD;
-
-/// Every log line of this test binary, from every thread.
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs a subscriber that appends every log line to [`LOG`].
-fn capture_logs() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        tracing_subscriber::fmt()
-            .with_writer(|| LogWriter)
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .init();
-    });
-}
+use common::{HANG_GUARD, capture_logs, log_text, runtime};
 
 /// Counts the "lost its poll" warnings of the NAPI context `name`.
 fn lost_poll_warnings(name: &str) -> usize {
-    let log = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+    let log = log_text();
     let needle = format!("napi {name}: the polling cycle lost its poll");
     log.matches(&needle).count()
 }
@@ -76,14 +47,6 @@ impl IrqMask for NoMask {
     fn mask(&self) {}
 
     fn unmask(&self) {}
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_time()
-        .build()
-        .unwrap()
 }
 
 /// A `schedule` whose mask panics leaves `schedules_begun` one above

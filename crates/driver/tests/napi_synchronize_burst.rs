@@ -14,7 +14,7 @@ use irq_sim::{Config, Controller, HardIrqContext, IrqFlags, IrqRequest, IrqRetur
 
 mod common;
 
-use common::{HANG_GUARD, wait_until};
+use common::{HANG_GUARD, runtime, wait_until};
 
 /// The NIC's line.
 const IRQ: u32 = 40;
@@ -92,20 +92,29 @@ fn probe(
     }
 }
 
+impl Port {
+    /// Frees the line and disables the NAPI context, as a driver's remove
+    /// does.
+    fn remove(self, runtime: &tokio::runtime::Runtime) {
+        drop(self.registration);
+        runtime.block_on(self.napi.disable()).unwrap();
+    }
+}
+
+/// Runs `napi.synchronize()` under the hang guard.
+fn synchronize(
+    runtime: &tokio::runtime::Runtime,
+    napi: &Napi,
+) -> Result<Result<(), wq::WaitError>, tokio::time::error::Elapsed> {
+    runtime.block_on(async { tokio::time::timeout(HANG_GUARD, napi.synchronize()).await })
+}
+
 fn machine() -> Machine {
     Machine::new(Config {
         nr_cpus: 1,
         ..Config::default()
     })
     .unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_time()
-        .build()
-        .unwrap()
 }
 
 /// After a burst of 200 packets, `synchronize` returns once the cycle has
@@ -135,8 +144,7 @@ fn synchronize_settles_counters_after_burst() {
     // top half run first.
     controller.wait_delivered(IRQ, HANG_GUARD).unwrap();
     assert!(port.napi.is_scheduled() || port.processed.load(Ordering::SeqCst) == 200);
-    runtime
-        .block_on(async { tokio::time::timeout(HANG_GUARD, port.napi.synchronize()).await })
+    synchronize(&runtime, &port.napi)
         .expect("synchronize timed out")
         .unwrap();
 
@@ -161,8 +169,7 @@ fn synchronize_settles_counters_after_burst() {
         stats.scheduled
     );
 
-    drop(port.registration);
-    runtime.block_on(port.napi.disable()).unwrap();
+    port.remove(&runtime);
     assert!(module.unload().unwrap().is_clean());
 }
 
@@ -195,8 +202,7 @@ fn synchronize_mid_burst_returns_at_cycle_end() {
     wait_until("the first cycle to start", || {
         port.napi.stats().scheduled >= 1
     });
-    runtime
-        .block_on(async { tokio::time::timeout(HANG_GUARD, port.napi.synchronize()).await })
+    synchronize(&runtime, &port.napi)
         .expect("synchronize hung")
         .unwrap();
 
@@ -208,8 +214,7 @@ fn synchronize_mid_burst_returns_at_cycle_end() {
     assert!(stats.scheduled - stats.completions <= 1, "{stats:?}");
     feeder.join().unwrap();
 
-    drop(port.registration);
-    runtime.block_on(port.napi.disable()).unwrap();
+    port.remove(&runtime);
     assert!(module.unload().unwrap().is_clean());
 }
 
@@ -271,8 +276,7 @@ fn synchronize_returns_after_unload_cut_the_cycle() {
     assert!(napi.is_scheduled(), "the cycle ended, so nothing was cut");
     assert_eq!(napi.stats().polls, 1);
 
-    let synchronized =
-        runtime.block_on(async { tokio::time::timeout(HANG_GUARD, napi.synchronize()).await });
+    let synchronized = synchronize(&runtime, &napi);
     assert!(
         synchronized.is_ok(),
         "synchronize still waits for a cycle that lost its poll"
