@@ -481,8 +481,8 @@ fn format_interval(secs: f64) -> String {
 }
 
 /// Returns a warning naming the rows of `before` that `after` lacks. Each
-/// is left out of the scenario, but many at once suggest a later snapshot
-/// that was cut short.
+/// is left out of the scenario. (A later snapshot cut short, whose rows are
+/// the first of the earlier's, is an error of the diff instead.)
 fn missing_rows_warning(before: &Snapshot, after: &Snapshot, after_name: &str) -> Option<String> {
     let after_labels: HashSet<&Label> = after.rows.iter().map(|row| &row.label).collect();
     let missing: Vec<String> = before
@@ -503,7 +503,7 @@ fn missing_rows_warning(before: &Snapshot, after: &Snapshot, after_name: &str) -
     };
     Some(format!(
         "{after_name} lacks {} of the earlier snapshot ({listed}): left out, because the \
-         count of each over the interval is unknown; was the later snapshot cut short?",
+         count of each over the interval is unknown; was a driver unloaded, or the file edited?",
         render::counted(missing.len(), "row")
     ))
 }

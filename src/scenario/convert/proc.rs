@@ -72,8 +72,7 @@ pub fn is_local_timer(handler: &str) -> bool {
 
 /// The reason a row found only in the earlier snapshot is left out.
 const ONLY_BEFORE: &str = "only in the earlier snapshot, so it went away during the interval \
-                           (or the later snapshot was cut short) and its count over the \
-                           interval is unknown";
+                           (or was edited out) and its count over the interval is unknown";
 
 /// Returns the comment on a row found in one snapshot only, or on one whose
 /// counter wrapped.
