@@ -286,6 +286,14 @@ impl Trace {
         self.events.first().map(|event| event.timestamp_ns)
     }
 
+    /// Returns the time from the first event to the last, zero for a trace
+    /// with one event or none.
+    pub fn span(&self) -> Duration {
+        let first = self.start_ns().unwrap_or(0);
+        let last = self.events.last().map_or(first, |event| event.timestamp_ns);
+        Duration::from_nanos(last.saturating_sub(first))
+    }
+
     /// Collects the `irq_handler_entry` events per IRQ number, in time order.
     pub fn irq_entries(&self) -> BTreeMap<u32, Vec<IrqEntry>> {
         let start = self.start_ns().unwrap_or(0);

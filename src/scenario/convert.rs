@@ -396,11 +396,7 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
                      interrupts among them"
                 ));
             }
-            if duration.is_none()
-                && let (Some(first), Some(last)) = (parsed.events.first(), parsed.events.last())
-                && Duration::from_nanos(last.timestamp_ns.saturating_sub(first.timestamp_ns))
-                    >= MAX_DURATION
-            {
+            if duration.is_none() && parsed.span() >= MAX_DURATION {
                 warnings.push(format!(
                     "{trace_name} spans more than a run may last: the scenario replays its \
                      first {}",

@@ -171,8 +171,7 @@ pub(super) fn plan(input: &FtraceInput<'_>) -> Result<Plan, ConvertError> {
     unique_names(&mut devices, &[]);
 
     let notes = notes(trace, &queued, &executions, left_out);
-    let last_ns = trace.events.last().map_or(0, |event| event.timestamp_ns);
-    let length = Duration::from_nanos(last_ns - trace.start_ns().unwrap_or(last_ns));
+    let length = trace.span();
     // Past the last event, which a run replays only before its end.
     let duration = input.duration.unwrap_or_else(|| {
         let millis = length.as_nanos() / 1_000_000 + 1;

@@ -142,25 +142,13 @@ impl Uart {
         baud: u32,
     ) -> Result<Self, DeviceError> {
         crate::context::might_sleep("Uart::with_baud").map_err(DeviceError::InvalidContext)?;
-        super::check_line(controller, "UART", irq)?;
-        super::check_range(
-            "UART",
-            irq,
-            "baud",
-            u64::from(baud),
-            u64::from(MIN_BAUD)..=u64::from(MAX_BAUD),
-        )?;
-        let char_timeout =
-            Duration::from_nanos(TIMEOUT_CHARS * BITS_PER_CHAR * 1_000_000_000 / u64::from(baud));
-        if trigger_level == 1 {
-            return Self::new(controller, irq, trigger_level);
-        }
-        let inner = Arc::new(Inner::new(
-            controller,
-            irq,
-            trigger_level,
-            Some(char_timeout),
-        )?);
+        let inner = Arc::new(Inner::new(controller, irq, trigger_level, Some(baud))?);
+        let Some(char_timeout) = inner.char_timeout else {
+            return Ok(Self {
+                inner,
+                watcher: None,
+            });
+        };
         let watched = inner.clone();
         let watcher = std::thread::Builder::new()
             .name(format!("uart-irq{irq}"))
@@ -288,11 +276,13 @@ impl Uart {
 }
 
 impl Inner {
+    /// Checks the line, the trigger level and `baud`, the speed of a UART
+    /// with a character timeout, in that order.
     fn new(
         controller: &Controller,
         irq: u32,
         trigger_level: usize,
-        char_timeout: Option<Duration>,
+        baud: Option<u32>,
     ) -> Result<Self, DeviceError> {
         super::check_line(controller, "UART", irq)?;
         super::check_range(
@@ -302,6 +292,20 @@ impl Inner {
             trigger_level as u64,
             1..=UART_FIFO_SIZE as u64,
         )?;
+        if let Some(baud) = baud {
+            super::check_range(
+                "UART",
+                irq,
+                "baud",
+                u64::from(baud),
+                u64::from(MIN_BAUD)..=u64::from(MAX_BAUD),
+            )?;
+        }
+        // At trigger level 1 a byte in the FIFO always keeps the line high,
+        // so no timeout can be signalled.
+        let char_timeout = baud.filter(|_| trigger_level > 1).map(|baud| {
+            Duration::from_nanos(TIMEOUT_CHARS * BITS_PER_CHAR * 1_000_000_000 / u64::from(baud))
+        });
         Ok(Self {
             controller: controller.clone(),
             irq,
