@@ -347,9 +347,9 @@ impl Napi {
             first_flush?.await?;
             // The poll count when the cycle last looked lost. NOTE: a
             // `disable` racing this loop made one look seem lost about once
-            // in 5,000 rounds of a stress test, by a path not pinned down,
-            // so the cycle counts as lost only when it looks so twice
-            // running with no poll in between.
+            // in 5,000 rounds of a stress test, by a path not pinned down.
+            // So the cycle counts as lost only when it looks so twice
+            // running, with no poll in between.
             let mut looked_lost: Option<u64> = None;
             loop {
                 // Each full poll queues the next before it returns, so the

@@ -284,7 +284,7 @@ fn registered_handler_reported_and_freed() {
 }
 
 /// A device whose only owner is its own top half: the registration lives
-/// in the device, and the handler holds the device.
+/// in the device, and the handler keeps the device.
 struct SelfOwnedDevice {
     registration: Mutex<Option<IrqRegistration>>,
 }

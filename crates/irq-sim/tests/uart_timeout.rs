@@ -277,7 +277,7 @@ fn disabled_line_gets_timeout_on_enable() {
 /// Bytes that sit unread (line masked, handler late or absent) leave the
 /// watcher nothing to do until the next byte or read, so it parks.
 ///
-/// A 200 ms window with no FIFO activity is enough: a watcher that looked
+/// A 200 ms window with no FIFO activity is enough. A watcher that looked
 /// again every timeout (3.3 us at 12 Mbaud, 347 us at 115,200 baud) would
 /// wake hundreds of times in it, and a parked one does not wake at all.
 #[test]

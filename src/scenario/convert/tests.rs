@@ -701,8 +701,8 @@ fn shared_line_named_after_handling_handler() {
     );
 }
 
-/// A trace whose every line is beyond irq-sim's lines says so, instead of
-/// asking for IRQ events it has.
+/// A trace whose every line is beyond irq-sim's lines gets an error that
+/// names the limit, instead of one that asks for IRQ events it has.
 #[test]
 fn trace_with_lines_beyond_simulator_rejected() {
     let text = " <idle>-0 [000] d.h1 100.000100: irq_handler_entry: irq=99999 name=big\n";

@@ -3,7 +3,7 @@
 //! | device | line | what it models |
 //! |---|---|---|
 //! | [`Nic`] | edge (MSI-like) | a bounded RX ring; packets arriving to a full ring are dropped and counted |
-//! | [`Uart`] | level | a 16-byte RX FIFO; the line is high while the FIFO holds at least the trigger level, or after a character timeout; bytes arriving to a full FIFO are overruns |
+//! | [`Uart`] | level | a 16-byte RX FIFO; the line is high while the FIFO contains at least the trigger level, or after a character timeout; bytes arriving to a full FIFO are overruns |
 //! | [`BlockDevice`] | edge | requests complete after a service time, one at a time, and each completion raises the line |
 //! | [`GpioButton`] | edge | a press or release bounces: several edges a few microseconds apart |
 //!
