@@ -137,6 +137,42 @@ fn check_report(json: &Value, what: &str) {
         );
     }
     assert!(number(&latency["raise_to_top_half"], "count") > 0, "{what}");
+    check_device_latency(json, what);
+}
+
+/// Checks that the devices' latency splits the report's. Their end-to-end
+/// samples add up to the report's. Their lines' top-half samples, each
+/// line counted once however many devices share it, add up to the
+/// report's, which the CPUs recorded.
+fn check_device_latency(json: &Value, what: &str) {
+    let devices = json["devices"].as_array().expect("devices is an array");
+    let mut end_to_end = 0;
+    let mut lines = std::collections::BTreeMap::new();
+    for device in devices {
+        let latency = device["latency"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{what}: no latency in {device}"));
+        end_to_end += number(&latency["raise_to_bottom_half"], "count");
+        for measure in ["raise_to_top_half", "top_half_duration"] {
+            let count = number(&latency[measure], "count");
+            let irq = number(device, "irq");
+            let previous = lines.insert((irq, measure), count);
+            assert!(
+                previous.is_none_or(|previous| previous == count),
+                "{what}: devices of line {irq} disagree on {measure}"
+            );
+        }
+    }
+    let total = |measure: &str| number(&json["latency"][measure], "count");
+    assert_eq!(end_to_end, total("raise_to_bottom_half"), "{what}");
+    for measure in ["raise_to_top_half", "top_half_duration"] {
+        let by_line: u64 = lines
+            .iter()
+            .filter(|((_, name), _)| *name == measure)
+            .map(|(_, count)| count)
+            .sum();
+        assert_eq!(by_line, total(measure), "{what}: {measure}");
+    }
 }
 
 #[test]
@@ -163,6 +199,7 @@ fn every_scenario_runs_and_accounts_for_every_event() {
             "Latency histogram",
             "Workqueues",
             "Devices",
+            "Latency by device",
         ] {
             assert!(
                 stdout.contains(section),

@@ -42,6 +42,15 @@ pub const MEASURES: [(&str, &str, &str); 5] = [
     ),
 ];
 
+/// Returns the table label of the measure keyed `key` in [`MEASURES`], or
+/// the key itself if it is not one.
+fn measure_label(key: &str) -> &str {
+    MEASURES
+        .iter()
+        .find(|(name, _, _)| *name == key)
+        .map_or(key, |(_, label, _)| label)
+}
+
 /// The report of one run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -199,6 +208,11 @@ pub struct DeviceRow {
     /// Events its feeder handed over more than 1 ms after their intended
     /// time.
     pub late_arrivals: u64,
+    /// Its own latency summaries, keyed as [`Report::latency`]: those of
+    /// its line (`raise_to_top_half`, `top_half_duration`), which on a
+    /// shared line cover every device of the line, and its events'
+    /// `raise_to_bottom_half`.
+    pub latency: BTreeMap<String, LatencyRow>,
 }
 
 /// Serializes `counters` with each label in snake case, the form of the
@@ -411,6 +425,7 @@ impl Report {
         self.render_latency(&mut out);
         self.render_queues(&mut out);
         self.render_devices(&mut out);
+        self.render_device_latency(&mut out);
         self.render_replay(&mut out);
         self.render_warnings(&mut out);
         out
@@ -479,10 +494,7 @@ impl Report {
         out.push('\n');
         let columns: Vec<(&str, &Histogram<u64>)> = ["raise_to_top_half", "raise_to_bottom_half"]
             .iter()
-            .filter_map(|key| {
-                let label = MEASURES.iter().find(|(name, _, _)| name == key)?.1;
-                Some((label, self.histograms.get(*key)?))
-            })
+            .filter_map(|key| Some((measure_label(key), self.histograms.get(*key)?)))
             .collect();
         if !columns.is_empty() {
             out.push_str(&render_histogram(&columns, 40));
@@ -561,6 +573,52 @@ impl Report {
         out.push('\n');
     }
 
+    /// Renders the p50 and p99 of each device's line and events, which the
+    /// latency table mixes with those of every other device.
+    fn render_device_latency(&self, out: &mut String) {
+        const COLUMNS: [&str; 3] = [
+            "raise_to_top_half",
+            "top_half_duration",
+            "raise_to_bottom_half",
+        ];
+        let shares_a_line = self.devices.iter().enumerate().any(|(index, device)| {
+            self.devices[..index]
+                .iter()
+                .any(|earlier| earlier.irq == device.irq)
+        });
+        let _ = writeln!(
+            out,
+            "Latency by device (p50 / p99{})",
+            if shares_a_line {
+                "; the top-half columns of a shared line cover all of its devices"
+            } else {
+                ""
+            }
+        );
+        let mut header = vec!["device", "IRQ"];
+        header.extend(COLUMNS.iter().map(|key| measure_label(key)));
+        let rows: Vec<Vec<String>> = self
+            .devices
+            .iter()
+            .map(|device| {
+                let mut row = vec![device.name.clone(), device.irq.to_string()];
+                row.extend(COLUMNS.iter().map(|key| {
+                    match device.latency.get(*key).filter(|summary| summary.count > 0) {
+                        Some(summary) => format!(
+                            "{} / {}",
+                            format_ns(summary.p50_ns),
+                            format_ns(summary.p99_ns)
+                        ),
+                        None => "-".to_owned(),
+                    }
+                }));
+                row
+            })
+            .collect();
+        table(out, &header, &rows, false);
+        out.push('\n');
+    }
+
     fn render_replay(&self, out: &mut String) {
         if self.replay.is_empty() {
             return;
@@ -617,5 +675,92 @@ mod tests {
     #[test]
     fn wrap_keeps_a_long_word_whole() {
         assert_eq!(wrap("abcdefghijkl", "- ", "  ", 5), "- abcdefghijkl\n");
+    }
+
+    fn device(name: &str, irq: u32, end_to_end: Option<(u64, u64)>) -> DeviceRow {
+        let line = LatencyRow {
+            count: 10,
+            p50_ns: 1_000,
+            p99_ns: 2_000,
+            ..LatencyRow::default()
+        };
+        let (p50_ns, p99_ns) = end_to_end.unwrap_or_default();
+        let own = LatencyRow {
+            count: u64::from(end_to_end.is_some()),
+            p50_ns,
+            p99_ns,
+            ..LatencyRow::default()
+        };
+        DeviceRow {
+            name: name.to_owned(),
+            kind: "generic".to_owned(),
+            irq,
+            arrived: 0,
+            processed: 0,
+            dropped: 0,
+            dropped_as: String::new(),
+            counters: BTreeMap::new(),
+            max_arrival_lateness_ns: 0,
+            late_arrivals: 0,
+            latency: BTreeMap::from([
+                ("raise_to_top_half".to_owned(), line),
+                ("top_half_duration".to_owned(), line),
+                ("raise_to_bottom_half".to_owned(), own),
+            ]),
+        }
+    }
+
+    fn device_latency_table(devices: Vec<DeviceRow>) -> String {
+        let report = Report {
+            scenario: String::new(),
+            source: String::new(),
+            seed: 1,
+            cpus: 1,
+            cpu_mode: "blocking".to_owned(),
+            duration_s: 1.0,
+            elapsed_s: 1.0,
+            stopped_early: false,
+            irqs: Vec::new(),
+            workqueues: Vec::new(),
+            devices,
+            latency: BTreeMap::new(),
+            replay: Vec::new(),
+            warnings: Vec::new(),
+            histograms: BTreeMap::new(),
+            failed_budgets: 0,
+        };
+        let mut out = String::new();
+        report.render_device_latency(&mut out);
+        out
+    }
+
+    #[test]
+    fn device_latency_shows_each_device_and_dashes_where_none() {
+        let table = device_latency_table(vec![
+            device("uart", 4, Some((3_000_000, 4_000_000))),
+            device("button", 60, None),
+        ]);
+        assert_eq!(
+            table,
+            "Latency by device (p50 / p99)\n\
+             \x20 device  IRQ  raise -> top half         top half  raise -> bottom half\n\
+             \x20 uart      4    1.0 us / 2.0 us  1.0 us / 2.0 us     3.00 ms / 4.00 ms\n\
+             \x20 button   60    1.0 us / 2.0 us  1.0 us / 2.0 us                     -\n\n"
+        );
+    }
+
+    #[test]
+    fn device_latency_title_names_a_shared_line() {
+        let table = device_latency_table(vec![
+            device("ehci", 19, Some((1_000, 2_000))),
+            device("mmc0", 19, Some((1_000, 2_000))),
+        ]);
+        assert!(
+            table.starts_with(
+                "Latency by device (p50 / p99; the top-half columns of a shared line cover all \
+                 of its devices)\n"
+            ),
+            "{table}"
+        );
     }
 }

@@ -532,7 +532,7 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
     let mut end_to_end = new_histogram();
     let devices: Vec<DeviceRow> = entries
         .iter()
-        .map(|entry| device_row(entry, &runtime, &mut end_to_end))
+        .map(|entry| device_row(entry, &runtime, &lines, &mut end_to_end))
         .collect();
     let replay = replay_rows(&entries, &devices, scenario.duration);
 
@@ -882,14 +882,17 @@ fn counters<const N: usize>(pairs: [(&str, u64); N]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Reads the counters of one timer or device into a report row, and adds
-/// its end-to-end samples to `end_to_end`.
+/// Reads the counters of one timer or device into a report row, with the
+/// latency of its line in `lines` and its own end-to-end samples, which it
+/// also adds to `end_to_end`.
 fn device_row(
     entry: &Entry,
     runtime: &tokio::runtime::Runtime,
+    lines: &[irq_sim::LineStats],
     end_to_end: &mut Histogram<u64>,
 ) -> DeviceRow {
     let _guard = runtime.enter();
+    let mut own_end_to_end = new_histogram();
     let row = |arrived, processed, dropped, dropped_as: &str, counters| DeviceRow {
         name: entry.name.clone(),
         kind: entry.kind.to_owned(),
@@ -906,12 +909,13 @@ fn device_row(
         counters,
         max_arrival_lateness_ns: entry.fed.max_lateness_ns.load(Ordering::Relaxed),
         late_arrivals: entry.fed.late_events.load(Ordering::Relaxed),
+        latency: BTreeMap::new(),
     };
     let generic = |stats: GenericStats, end_to_end: &mut Histogram<u64>| {
         let _ = end_to_end.add(&stats.end_to_end);
         (stats.arrived, stats.processed, stats.unclaimed)
     };
-    match &entry.unit {
+    let mut device = match &entry.unit {
         Unit::Tick(bound) => {
             let stats = state(bound).stats();
             row(
@@ -926,7 +930,7 @@ fn device_row(
             )
         }
         Unit::Oneshot(timer) => {
-            let (arrived, processed, unclaimed) = generic(timer.stats(), end_to_end);
+            let (arrived, processed, unclaimed) = generic(timer.stats(), &mut own_end_to_end);
             row(
                 arrived,
                 processed,
@@ -938,7 +942,7 @@ fn device_row(
         Unit::Nic(bound) => {
             let state = state(bound);
             let stats = state.stats();
-            let _ = end_to_end.add(state.end_to_end().snapshot());
+            let _ = own_end_to_end.add(state.end_to_end().snapshot());
             row(
                 stats.arrived,
                 stats.processed,
@@ -955,7 +959,7 @@ fn device_row(
         Unit::Uart(bound) => {
             let state = state(bound);
             let stats = state.stats();
-            let _ = end_to_end.add(state.end_to_end().snapshot());
+            let _ = own_end_to_end.add(state.end_to_end().snapshot());
             row(
                 stats.received + stats.fifo_overruns,
                 stats.drained,
@@ -973,7 +977,7 @@ fn device_row(
         Unit::Block(bound) => {
             let state = state(bound);
             let stats = state.stats();
-            let _ = end_to_end.add(state.end_to_end().snapshot());
+            let _ = own_end_to_end.add(state.end_to_end().snapshot());
             row(
                 stats.submitted + stats.rejected,
                 stats.completed + stats.abandoned,
@@ -1012,7 +1016,7 @@ fn device_row(
             )
         }
         Unit::Generic(device) => {
-            let (arrived, processed, unclaimed) = generic(device.stats(), end_to_end);
+            let (arrived, processed, unclaimed) = generic(device.stats(), &mut own_end_to_end);
             row(
                 arrived,
                 processed,
@@ -1021,7 +1025,44 @@ fn device_row(
                 counters([("unfinished at exit", unclaimed)]),
             )
         }
-    }
+    };
+    let _ = end_to_end.add(&own_end_to_end);
+    device.latency = device_latency(entry.irq, lines, &own_end_to_end);
+    device
+}
+
+/// Returns the latency summaries of one device: its line's top-half
+/// measures from `lines`, and `end_to_end`, its own raise -> bottom half.
+/// A line with no histograms gets empty summaries, so that every device
+/// has the same keys.
+fn device_latency(
+    irq: u32,
+    lines: &[irq_sim::LineStats],
+    end_to_end: &Histogram<u64>,
+) -> BTreeMap<String, LatencyRow> {
+    let histograms = lines
+        .iter()
+        .find(|line| line.irq == irq)
+        .and_then(|line| line.histograms.as_ref());
+    let of_line = |pick: fn(&irq_sim::LatencyHistograms) -> &Histogram<u64>| {
+        histograms
+            .map(|histograms| LatencyRow::of(pick(histograms)))
+            .unwrap_or_default()
+    };
+    BTreeMap::from([
+        (
+            "raise_to_top_half".to_owned(),
+            of_line(|histograms| &histograms.latency),
+        ),
+        (
+            "top_half_duration".to_owned(),
+            of_line(|histograms| &histograms.duration),
+        ),
+        (
+            "raise_to_bottom_half".to_owned(),
+            LatencyRow::of(end_to_end),
+        ),
+    ])
 }
 
 fn replay_rows(entries: &[Entry], devices: &[DeviceRow], duration: Duration) -> Vec<ReplayRow> {
