@@ -84,6 +84,29 @@ fn proc_more_rows_than_devices_named() {
     assert!(!message.contains("a bug in irqlab"), "{message}");
 }
 
+/// A warning found before the conversion fails is still printed, since it
+/// may explain the failure: here a row of the earlier snapshot that the
+/// later one lacks, and then too many counting lines.
+#[test]
+fn proc_warning_kept_when_conversion_fails() {
+    let folder = scratch("proc_warning_kept_when_conversion_fails");
+    let mut before = format!("{HEADER}LOC:  7  7  Local timer interrupts\n");
+    let mut after = HEADER.to_owned();
+    for irq in 0..5_000 {
+        writeln!(before, " {irq}:  1  0  IO-APIC   {irq}-edge  dev{irq}").unwrap();
+        writeln!(after, " {irq}:  5  0  IO-APIC   {irq}-edge  dev{irq}").unwrap();
+    }
+    std::fs::write(folder.join("before.txt"), before).unwrap();
+    std::fs::write(folder.join("after.txt"), after).unwrap();
+
+    let output = convert_pair(&folder, "1");
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(message.contains("irqlab: warning:"), "{message}");
+    assert!(message.contains("LOC"), "{message}");
+    assert!(message.contains("5000"), "{message}");
+}
+
 /// A handler name with an escape sequence, on a line found only in the
 /// earlier snapshot, lands in a TOML comment of the scenario. The comment
 /// must stay valid and the terminal must get the escape as text.

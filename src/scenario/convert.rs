@@ -347,8 +347,23 @@ pub struct Generated {
 /// A [`ConvertError`] naming the file and, for malformed input, the line
 /// and the reason.
 pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
-    check_out(command)?;
     let mut warnings = Vec::new();
+    let (text, out, scenario) = generate_noting(command, &mut warnings)?;
+    Ok(Generated {
+        text,
+        out,
+        scenario,
+        warnings,
+    })
+}
+
+/// Does the work of [`generate`], adding its warnings to `warnings` as it
+/// finds them, so that a caller still has them when a later step fails.
+fn generate_noting(
+    command: &ScenarioCommand,
+    warnings: &mut Vec<String>,
+) -> Result<(String, Option<PathBuf>, Scenario), ConvertError> {
+    check_out(command)?;
     let (text, out) = match command {
         ScenarioCommand::FromProcInterrupts {
             before,
@@ -457,12 +472,7 @@ pub fn generate(command: &ScenarioCommand) -> Result<Generated, ConvertError> {
             ));
         }
     }
-    Ok(Generated {
-        text,
-        out,
-        scenario,
-        warnings,
-    })
+    Ok((text, out, scenario))
 }
 
 /// Returns `--interval` as a duration, or in seconds when it is below a
@@ -558,23 +568,27 @@ pub fn run(command: &ScenarioCommand) -> Result<(), ConvertError> {
         Some(path) => Some(PendingFile::create(path).map_err(write_error(path))?),
         None => None,
     };
-    let generated = generate(command)?;
-    for warning in &generated.warnings {
+    // The warnings come first even when the conversion then fails, since
+    // they may explain the failure (a trace that lost its events).
+    let mut warnings = Vec::new();
+    let generated = generate_noting(command, &mut warnings);
+    for warning in &warnings {
         crate::output::stderr_line(format_args!("irqlab: warning: {warning}"));
     }
-    match (&generated.out, pending) {
+    let (text, out, scenario) = generated?;
+    match (&out, pending) {
         (Some(path), Some(pending)) => {
             pending
-                .write_all_and_commit(generated.text.as_bytes())
+                .write_all_and_commit(text.as_bytes())
                 .map_err(write_error(path))?;
             crate::output::stderr_line(format_args!(
                 "irqlab: wrote {}: {} and {}",
                 path.display(),
-                render::counted(generated.scenario.devices.len(), "device"),
-                render::counted(generated.scenario.timers.len(), "timer")
+                render::counted(scenario.devices.len(), "device"),
+                render::counted(scenario.timers.len(), "timer")
             ));
         }
-        _ => crate::output::stdout(&generated.text).map_err(ConvertError::Stdout)?,
+        _ => crate::output::stdout(&text).map_err(ConvertError::Stdout)?,
     }
     Ok(())
 }
