@@ -645,3 +645,70 @@ fn burst_without_off_names_off() {
     );
     assert_rejected(&text, 6, "device[0].arrival.off", "is missing");
 }
+
+/// A file with mistakes in several sections gets them all, in file order,
+/// though the timers are checked before the devices.
+#[test]
+fn several_errors_reported_in_file_order() {
+    let text = r#"
+duration = "5q"
+
+[[device]]
+name = "eth0"
+kind = "nic"
+irq = 4000
+arrival = { process = "poisson", rate = 1000 }
+
+[[timer]]
+name = "tick"
+irq = 16
+period = "0s"
+
+[[device]]
+name = "ttyS0"
+kind = "uart"
+irq = 4
+trigger_level = 17
+arrival = { process = "periodic", rate = 100 }
+"#;
+    let errors = match parse(text) {
+        Err(ScenarioError::Several(errors)) => errors,
+        other => panic!("expected several errors, got {other:?}"),
+    };
+    let found: Vec<(usize, &str)> = errors
+        .iter()
+        .map(|error| match error {
+            ScenarioError::Invalid { line, key, .. } => (*line, key.as_str()),
+            other => panic!("unexpected error: {other}"),
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (2, "duration"),
+            (7, "device[0].irq"),
+            (13, "timer[0].period"),
+            (19, "device[1].trigger_level"),
+        ]
+    );
+    let shown = ScenarioError::Several(errors).to_string();
+    assert!(shown.ends_with("4 errors in test.toml"), "{shown}");
+}
+
+/// Names and lines are checked across devices, so a device that failed its
+/// own checks stops the file there: no error about a line it would use.
+#[test]
+fn failed_device_skips_line_checks() {
+    let text = format!(
+        r#"{NIC}
+[[device]]
+name = "eth1"
+kind = "nic"
+irq = 40
+arrival = {{ process = "poisson", rate = -1 }}
+"#
+    );
+    let (line, key, _) = rejected(&text);
+    assert_eq!(line, 12, "{text}");
+    assert_eq!(key, "device[1].arrival.rate");
+}

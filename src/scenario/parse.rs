@@ -91,6 +91,8 @@ pub enum ScenarioError {
         /// The offending line of the file, for the message.
         excerpt: String,
     },
+    /// Several problems of one file, each an `Invalid`, in file order.
+    Several(Vec<ScenarioError>),
 }
 
 impl fmt::Display for ScenarioError {
@@ -121,6 +123,21 @@ impl fmt::Display for ScenarioError {
                     write!(f, "\n  {line:>4} | {excerpt}")?;
                 }
                 Ok(())
+            }
+            Self::Several(errors) => {
+                for error in errors {
+                    writeln!(f, "{error}")?;
+                }
+                let source = errors.iter().find_map(|error| match error {
+                    Self::Invalid { source_name, .. } => Some(source_name.as_str()),
+                    _ => None,
+                });
+                write!(
+                    f,
+                    "{} errors in {}",
+                    errors.len(),
+                    source.unwrap_or("the scenario")
+                )
             }
         }
     }
@@ -342,6 +359,42 @@ struct RawLine {
     irq: S<i64>,
     budget: Option<S<String>>,
     overrun: Option<S<String>>,
+}
+
+/// The errors found so far in one scenario file.
+#[derive(Default)]
+struct Errors(Vec<ScenarioError>);
+
+impl Errors {
+    /// Returns the value of `result`, or keeps its error and returns `None`.
+    fn keep<T>(&mut self, result: Result<T, ScenarioError>) -> Option<T> {
+        result.map_err(|error| self.0.push(error)).ok()
+    }
+
+    fn push(&mut self, error: ScenarioError) {
+        self.0.push(error);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Returns the one error, or all of them in file order.
+    ///
+    /// # Panics
+    ///
+    /// If no error was kept: call it only after one was.
+    fn into_error(mut self) -> ScenarioError {
+        self.0.sort_by_key(|error| match error {
+            ScenarioError::Invalid { line, column, .. } => (*line, *column),
+            _ => (0, 0),
+        });
+        if self.0.len() == 1 {
+            return self.0.remove(0);
+        }
+        assert!(!self.0.is_empty(), "into_error called with no error kept");
+        ScenarioError::Several(self.0)
+    }
 }
 
 /// Builds errors that point into one text.
@@ -866,21 +919,6 @@ pub(super) fn parse(
                 |stem| stem.to_string_lossy().into_owned(),
             )
         });
-    let duration = match &raw.duration {
-        // `Checker::duration` bounds it to 24 hours.
-        Some(value) => checker.duration(value, "duration")?,
-        None => Duration::from_secs(5),
-    };
-    let seed = match &raw.seed {
-        Some(value) => u64::try_from(*value.get_ref()).map_err(|_| {
-            checker.error(
-                value.span(),
-                "seed",
-                format!("{} is out of range; expected 0 to 2^63-1", value.get_ref()),
-            )
-        })?,
-        None => 1,
-    };
     if let Some(cpus) = overrides.cpus
         && !(1..=irq_sim::machine::MAX_CPUS).contains(&cpus)
     {
@@ -890,103 +928,61 @@ pub(super) fn parse(
             allowed: format!("1 to {}", irq_sim::machine::MAX_CPUS),
         });
     }
-    let mut machine = machine(&checker, raw.machine.as_ref())?;
+
+    // Errors past the TOML's own are gathered, so that a file with several
+    // mistakes gets them all in one run. The gathering stops where later
+    // checks depend on a section that failed: the machine, the workqueues,
+    // the device count, and each timer and device for the checks of names
+    // and lines.
+    let mut errors = Errors::default();
+    let duration = match &raw.duration {
+        // `Checker::duration` bounds it to 24 hours.
+        Some(value) => errors.keep(checker.duration(value, "duration")),
+        None => Some(Duration::from_secs(5)),
+    };
+    let seed = match &raw.seed {
+        Some(value) => errors.keep(u64::try_from(*value.get_ref()).map_err(|_| {
+            checker.error(
+                value.span(),
+                "seed",
+                format!("{} is out of range; expected 0 to 2^63-1", value.get_ref()),
+            )
+        })),
+        None => Some(1),
+    };
+    let machine = errors.keep(machine(&checker, raw.machine.as_ref()));
+    let workqueues = errors.keep(workqueues(&checker, &raw.workqueue));
+    let (Some(mut machine), Some(workqueues)) = (machine, workqueues) else {
+        return Err(errors.into_error());
+    };
     let cpus = CpuCount {
         count: overrides.cpus.unwrap_or(machine.cpus),
         from_command_line: overrides.cpus.is_some(),
     };
     machine.cpus = cpus.count;
-    let workqueues = workqueues(&checker, &raw.workqueue)?;
     let queue_names: Vec<&str> = SYSTEM_QUEUES
         .iter()
         .copied()
         .chain(workqueues.iter().map(|queue| queue.name.as_str()))
         .collect();
-    let mut timers = Vec::new();
-    for (index, timer) in raw.timer.iter().enumerate() {
-        let key = |field: &str| format!("timer[{index}].{field}");
-        let timer = timer.get_ref();
-        let irq = line_number(&checker, &timer.irq, &key("irq"), machine.irqs)?;
-        let cpu = cpu_number(&checker, timer.cpu.as_ref(), &key("cpu"), cpus)?;
-        let kind = match (&timer.period, &timer.at) {
-            (Some(period), None) => {
-                let period = checker.duration(period, &key("period"))?;
-                if period.as_secs_f64() < 1.0 / MAX_RATE_HZ {
-                    return Err(checker.error(
-                        timer.period.as_ref().map_or(0..0, Spanned::span),
-                        key("period"),
-                        "must be at least 1us (a tick faster than 1 MHz)",
-                    ));
-                }
-                let housekeeping = checker.bounded_duration(
-                    timer.housekeeping.as_ref(),
-                    &key("housekeeping"),
-                    MIN_HOUSEKEEPING..=MAX_DURATION,
-                    Duration::from_millis(100),
-                )?;
-                TimerKind::Periodic {
-                    period,
-                    housekeeping,
-                }
-            }
-            (None, Some(at)) => {
-                if let Some(housekeeping) = &timer.housekeeping {
-                    return Err(checker.error(
-                        housekeeping.span(),
-                        key("housekeeping"),
-                        "is for periodic timers (with `period`); a one-shot timer queues one \
-                         work item per expiry",
-                    ));
-                }
-                let mut offsets = Vec::new();
-                for (at_index, value) in at.get_ref().iter().enumerate() {
-                    let offset = parse_duration(value.get_ref()).map_err(|error| {
-                        checker.error(
-                            value.span(),
-                            format!("{}[{at_index}]", key("at")),
-                            error.to_string(),
-                        )
-                    })?;
-                    if offsets.last().is_some_and(|last| offset <= *last) {
-                        return Err(checker.error(
-                            value.span(),
-                            format!("{}[{at_index}]", key("at")),
-                            "expiries must increase",
-                        ));
-                    }
-                    offsets.push(offset);
-                }
-                if offsets.is_empty() {
-                    return Err(checker.error(at.span(), key("at"), "needs at least one expiry"));
-                }
-                TimerKind::Oneshot { at: offsets }
-            }
-            (Some(period), Some(_)) => {
-                return Err(checker.error(
-                    period.span(),
-                    key("period"),
-                    "a timer has either `period` (periodic) or `at` (one-shot), not both",
-                ));
-            }
-            (None, None) => {
-                return Err(checker.error(
-                    timer.name.span(),
-                    format!("timer[{index}]"),
-                    "needs `period = \"4ms\"` (periodic) or `at = [\"10ms\", ...]` (one-shot)",
-                ));
-            }
-        };
-        timers.push(TimerSpec {
-            name: timer.name.get_ref().clone(),
-            irq,
-            cpu,
-            kind,
-            workqueue: checker.queue(timer.workqueue.as_ref(), &key("workqueue"), &queue_names)?,
-        });
-    }
-
+    let timers: Vec<TimerSpec> = raw
+        .timer
+        .iter()
+        .enumerate()
+        .filter_map(|(index, timer)| {
+            let timer = self::timer(
+                &checker,
+                index,
+                timer.get_ref(),
+                &machine,
+                cpus,
+                &queue_names,
+            );
+            errors.keep(timer)
+        })
+        .collect();
     if let Some(first_over) = raw.device.get(MAX_DEVICES) {
-        return Err(checker.error(
+        errors.push(checker.error(
             first_over.span(),
             format!("device[{MAX_DEVICES}]"),
             format!(
@@ -995,19 +991,32 @@ pub(super) fn parse(
                 raw.device.len()
             ),
         ));
+        return Err(errors.into_error());
     }
-    let mut devices = Vec::new();
-    for (index, device) in raw.device.iter().enumerate() {
-        devices.push(self::device(
-            &checker,
-            index,
-            device.get_ref(),
-            &machine,
-            cpus,
-            base,
-            &queue_names,
-        )?);
+    let devices: Vec<DeviceSpec> = raw
+        .device
+        .iter()
+        .enumerate()
+        .filter_map(|(index, device)| {
+            let device = self::device(
+                &checker,
+                index,
+                device.get_ref(),
+                &machine,
+                cpus,
+                base,
+                &queue_names,
+            );
+            errors.keep(device)
+        })
+        .collect();
+    let (Some(duration), Some(seed)) = (duration, seed) else {
+        return Err(errors.into_error());
+    };
+    if !errors.is_empty() {
+        return Err(errors.into_error());
     }
+
     check_names(&checker, &raw)?;
     check_line_users(&checker, &raw, &timers, &devices)?;
     let lines = lines(&checker, &raw.line, &timers, &devices, machine.irqs)?;
@@ -1031,6 +1040,95 @@ pub(super) fn parse(
         timers,
         devices,
         lines,
+    })
+}
+
+/// Checks the timer at `index` of the file.
+fn timer(
+    checker: &Checker<'_>,
+    index: usize,
+    timer: &RawTimer,
+    machine: &MachineSpec,
+    cpus: CpuCount,
+    queue_names: &[&str],
+) -> Result<TimerSpec, ScenarioError> {
+    let key = |field: &str| format!("timer[{index}].{field}");
+    let irq = line_number(checker, &timer.irq, &key("irq"), machine.irqs)?;
+    let cpu = cpu_number(checker, timer.cpu.as_ref(), &key("cpu"), cpus)?;
+    let kind = match (&timer.period, &timer.at) {
+        (Some(period), None) => {
+            let period = checker.duration(period, &key("period"))?;
+            if period.as_secs_f64() < 1.0 / MAX_RATE_HZ {
+                return Err(checker.error(
+                    timer.period.as_ref().map_or(0..0, Spanned::span),
+                    key("period"),
+                    "must be at least 1us (a tick faster than 1 MHz)",
+                ));
+            }
+            let housekeeping = checker.bounded_duration(
+                timer.housekeeping.as_ref(),
+                &key("housekeeping"),
+                MIN_HOUSEKEEPING..=MAX_DURATION,
+                Duration::from_millis(100),
+            )?;
+            TimerKind::Periodic {
+                period,
+                housekeeping,
+            }
+        }
+        (None, Some(at)) => {
+            if let Some(housekeeping) = &timer.housekeeping {
+                return Err(checker.error(
+                    housekeeping.span(),
+                    key("housekeeping"),
+                    "is for periodic timers (with `period`); a one-shot timer queues one \
+                         work item per expiry",
+                ));
+            }
+            let mut offsets = Vec::new();
+            for (at_index, value) in at.get_ref().iter().enumerate() {
+                let offset = parse_duration(value.get_ref()).map_err(|error| {
+                    checker.error(
+                        value.span(),
+                        format!("{}[{at_index}]", key("at")),
+                        error.to_string(),
+                    )
+                })?;
+                if offsets.last().is_some_and(|last| offset <= *last) {
+                    return Err(checker.error(
+                        value.span(),
+                        format!("{}[{at_index}]", key("at")),
+                        "expiries must increase",
+                    ));
+                }
+                offsets.push(offset);
+            }
+            if offsets.is_empty() {
+                return Err(checker.error(at.span(), key("at"), "needs at least one expiry"));
+            }
+            TimerKind::Oneshot { at: offsets }
+        }
+        (Some(period), Some(_)) => {
+            return Err(checker.error(
+                period.span(),
+                key("period"),
+                "a timer has either `period` (periodic) or `at` (one-shot), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(checker.error(
+                timer.name.span(),
+                format!("timer[{index}]"),
+                "needs `period = \"4ms\"` (periodic) or `at = [\"10ms\", ...]` (one-shot)",
+            ));
+        }
+    };
+    Ok(TimerSpec {
+        name: timer.name.get_ref().clone(),
+        irq,
+        cpu,
+        kind,
+        workqueue: checker.queue(timer.workqueue.as_ref(), &key("workqueue"), queue_names)?,
     })
 }
 
