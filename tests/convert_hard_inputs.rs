@@ -45,6 +45,17 @@ fn scratch(test: &str) -> PathBuf {
 /// A two-CPU `/proc/interrupts` header.
 const HEADER: &str = "           CPU0       CPU1\n";
 
+/// Returns an earlier snapshot, `start` and then `lines` rows, and a later
+/// one, the header and the same rows, each four counts higher on CPU0.
+fn counting_rows(start: &str, lines: u32) -> (String, String) {
+    let (mut before, mut after) = (start.to_owned(), HEADER.to_owned());
+    for irq in 0..lines {
+        writeln!(before, " {irq}:  1  0  IO-APIC   {irq}-edge  dev{irq}").unwrap();
+        writeln!(after, " {irq}:  5  0  IO-APIC   {irq}-edge  dev{irq}").unwrap();
+    }
+    (before, after)
+}
+
 /// A trace whose 5,000 lines each record one interrupt: more lines than a
 /// scenario takes devices. The converter should say so as an input limit,
 /// not report its own output as "a bug in irqlab".
@@ -71,11 +82,7 @@ fn ftrace_more_lines_than_devices_named() {
 #[test]
 fn proc_more_rows_than_devices_named() {
     let folder = scratch("proc_more_rows_than_devices_named");
-    let (mut before, mut after) = (HEADER.to_owned(), HEADER.to_owned());
-    for irq in 0..5_000 {
-        writeln!(before, " {irq}:  1  0  IO-APIC   {irq}-edge  dev{irq}").unwrap();
-        writeln!(after, " {irq}:  5  0  IO-APIC   {irq}-edge  dev{irq}").unwrap();
-    }
+    let (before, after) = counting_rows(HEADER, 5_000);
     std::fs::write(folder.join("before.txt"), before).unwrap();
     std::fs::write(folder.join("after.txt"), after).unwrap();
 
@@ -90,12 +97,10 @@ fn proc_more_rows_than_devices_named() {
 #[test]
 fn proc_warning_kept_when_conversion_fails() {
     let folder = scratch("proc_warning_kept_when_conversion_fails");
-    let mut before = format!("{HEADER}LOC:  7  7  Local timer interrupts\n");
-    let mut after = HEADER.to_owned();
-    for irq in 0..5_000 {
-        writeln!(before, " {irq}:  1  0  IO-APIC   {irq}-edge  dev{irq}").unwrap();
-        writeln!(after, " {irq}:  5  0  IO-APIC   {irq}-edge  dev{irq}").unwrap();
-    }
+    let (before, after) = counting_rows(
+        &format!("{HEADER}LOC:  7  7  Local timer interrupts\n"),
+        5_000,
+    );
     std::fs::write(folder.join("before.txt"), before).unwrap();
     std::fs::write(folder.join("after.txt"), after).unwrap();
 
