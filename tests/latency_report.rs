@@ -127,6 +127,31 @@ fn histogram_table_layout() {
     assert_eq!(lines.len(), 14);
 }
 
+/// A figure wider than the default column, such as a backlogged bottom
+/// half's 38 s in nanoseconds, widens its column instead of running into
+/// the figure beside it.
+#[test]
+fn summary_table_widens_for_long_figures() {
+    let mut report = known_report();
+    report.settings.unit = "ns".to_owned();
+    let mut thr = new_histogram();
+    thr.record_n(38_000_394_000, 2).unwrap();
+    report.column_sets[0].thr = Column::of("Thr-a".to_owned(), &thr, 1, 10);
+
+    let table = report.summary_table();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[2].split_whitespace().count(), 9, "{table}");
+    assert!(lines[2].ends_with(" 38000394240"), "{table}");
+    // The rows stay aligned with each other and with the header, whose
+    // unit follows its last column.
+    assert_eq!(lines[1].len(), lines[2].len(), "{table}");
+    assert_eq!(
+        lines[0].trim_end_matches("   (ns)").len(),
+        lines[2].len(),
+        "{table}"
+    );
+}
+
 /// Returns an IRQ and a Thr ratio of 0.5 for column set `a` of
 /// `known_report`, with the tool's goals.
 fn half_ratios() -> Vec<Ratio> {

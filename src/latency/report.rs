@@ -350,38 +350,47 @@ impl LatencyReport {
 
     /// Renders the summary: count, min, avg, p50, p90, p99, p99.9 and max
     /// of every column, in the report's unit.
+    ///
+    /// A figure column is 10 characters wide, or one more than its longest
+    /// figure, so that a latency of seconds printed in nanoseconds stays
+    /// apart from the figure before it.
     pub fn summary_table(&self) -> String {
+        const HEADER: [&str; 8] = ["count", "min", "avg", "p50", "p90", "p99", "p99.9", "max"];
         let unit = self.unit_ns();
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{:<11}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}   ({})",
-            "column",
-            "count",
-            "min",
-            "avg",
-            "p50",
-            "p90",
-            "p99",
-            "p99.9",
-            "max",
-            self.settings.unit
-        );
-        for column in self.columns() {
-            let s = &column.summary;
-            let _ = writeln!(
-                out,
-                "{:<11}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
-                column.name,
-                s.count,
-                in_unit(s.min_ns as f64, unit),
-                in_unit(s.avg_ns, unit),
-                in_unit(s.p50_ns as f64, unit),
-                in_unit(s.p90_ns as f64, unit),
-                in_unit(s.p99_ns as f64, unit),
-                in_unit(s.p999_ns as f64, unit),
-                in_unit(s.max_ns as f64, unit),
-            );
+        let rows: Vec<(&str, [String; 8])> = self
+            .columns()
+            .map(|column| {
+                let s = &column.summary;
+                let figures = [
+                    s.count.to_string(),
+                    in_unit(s.min_ns as f64, unit),
+                    in_unit(s.avg_ns, unit),
+                    in_unit(s.p50_ns as f64, unit),
+                    in_unit(s.p90_ns as f64, unit),
+                    in_unit(s.p99_ns as f64, unit),
+                    in_unit(s.p999_ns as f64, unit),
+                    in_unit(s.max_ns as f64, unit),
+                ];
+                (column.name.as_str(), figures)
+            })
+            .collect();
+        let widths: [usize; 8] = std::array::from_fn(|index| {
+            rows.iter()
+                .map(|(_, figures)| figures[index].len() + 1)
+                .fold(10, usize::max)
+        });
+
+        let mut out = format!("{:<11}", "column");
+        for (name, width) in HEADER.iter().zip(widths) {
+            let _ = write!(out, "{name:>width$}");
+        }
+        let _ = writeln!(out, "   ({})", self.settings.unit);
+        for (name, figures) in &rows {
+            let _ = write!(out, "{name:<11}");
+            for (figure, width) in figures.iter().zip(widths) {
+                let _ = write!(out, "{figure:>width$}");
+            }
+            out.push('\n');
         }
         let _ = writeln!(
             out,
