@@ -336,14 +336,19 @@ fn build_report(
             ("IRQ", irq_of, IRQ_GOAL, IRQ_GOAL),
             ("Thr", thr_of, THR_P50_GOAL, THR_P99_GOAL),
         ] {
+            // The percentile of a round as the summary prints it: the
+            // middle of its HDR bucket, not the bucket's top.
+            let percentile = |histogram: &Histogram<u64>, quantile: f64| {
+                histogram.median_equivalent(histogram.value_at_quantile(quantile))
+            };
             let per_round = |quantile: f64| -> Vec<f64> {
                 rounds
                     .iter()
                     .map(|round| {
                         let candidate = pick(&round[index]);
                         let base = pick(&round[baseline]);
-                        candidate.value_at_quantile(quantile) as f64
-                            / base.value_at_quantile(quantile).max(1) as f64
+                        percentile(candidate, quantile) as f64
+                            / percentile(base, quantile).max(1) as f64
                     })
                     .collect()
             };
@@ -444,5 +449,86 @@ fn probe_noise_floor(length: Duration) -> NoiseFloor {
     NoiseFloor {
         untrustworthy: lost_percent.iter().any(|percent| *percent > 2.0),
         lost_percent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{
+        ColumnSamples, Counts, LatencyArgs, MachineInfo, Mechanism, build_report, new_histogram,
+    };
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: LatencyArgs,
+    }
+
+    /// Returns one column set's samples, each latency recorded once.
+    fn samples(irq_ns: &[u64], thr_ns: &[u64]) -> ColumnSamples {
+        let mut irq = new_histogram();
+        let mut thr = new_histogram();
+        for &nanos in irq_ns {
+            irq.record(nanos).unwrap();
+        }
+        for &nanos in thr_ns {
+            thr.record(nanos).unwrap();
+        }
+        ColumnSamples {
+            irq,
+            thr,
+            top_half: new_histogram(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// With one round, a ratio is the quotient of the two p50 and p99
+    /// figures that the summary prints. Latencies over 2,048 ns fall in
+    /// HDR buckets wider than 1 ns, where the bucket's top and middle
+    /// differ.
+    #[test]
+    fn single_round_ratio_divides_summary() {
+        let args = Wrapper::try_parse_from(["latency", "-m", "system-wq", "--rounds", "1"])
+            .unwrap()
+            .args;
+        let machine = MachineInfo {
+            cpus: 2,
+            model: "test CPU".to_owned(),
+        };
+        let tags = [
+            ("system-wq".to_owned(), "wq"),
+            ("baseline".to_owned(), "base"),
+        ];
+        let rounds = vec![vec![
+            samples(&[30_017, 30_017, 30_017], &[61_001, 61_001, 61_001]),
+            samples(&[20_003, 20_003, 20_003], &[40_009, 40_009, 40_009]),
+        ]];
+
+        let report = build_report(&args, machine, None, &tags, &[Mechanism::SystemWq], &rounds);
+
+        let [candidate, base] = &report.column_sets[..] else {
+            panic!("expected two column sets");
+        };
+        let quotient = |column: u64, baseline: u64| column as f64 / baseline as f64;
+        let irq = &report.ratios[0];
+        let thr = &report.ratios[1];
+        assert_eq!(
+            irq.p50,
+            quotient(candidate.irq.summary.p50_ns, base.irq.summary.p50_ns)
+        );
+        assert_eq!(
+            irq.p99,
+            quotient(candidate.irq.summary.p99_ns, base.irq.summary.p99_ns)
+        );
+        assert_eq!(
+            thr.p50,
+            quotient(candidate.thr.summary.p50_ns, base.thr.summary.p50_ns)
+        );
+        assert_eq!(
+            thr.p99,
+            quotient(candidate.thr.summary.p99_ns, base.thr.summary.p99_ns)
+        );
     }
 }
