@@ -1,10 +1,13 @@
 //! The report of `irqlab latency`: the rtla-style histogram table, the
 //! JSON keys, and a short real run through every mechanism.
 
+use std::time::{Duration, Instant};
+
 use clap::Parser;
 use irqlab::latency::{
-    Buckets, Column, ColumnSet, Counts, FORMAT, LatencyArgs, LatencyReport, MachineInfo,
-    NoiseFloor, Ratio, Settings, Summary, Verdict, measure, new_histogram, plot_svg,
+    Buckets, Column, ColumnSet, Counts, CpuModeArg, FORMAT, LatencyArgs, LatencyError,
+    LatencyReport, MachineInfo, Mechanism, NoiseFloor, Ratio, RunSettings, Runtimes, Session,
+    Settings, Summary, Verdict, measure, new_histogram, plot_svg,
 };
 
 #[derive(Parser, Debug)]
@@ -571,6 +574,36 @@ fn load_run_finishes() {
             set.mechanism
         );
     }
+}
+
+/// A backlog that misses the drain timeout fails the run without waiting
+/// for it: here 16 bottom halves of 1 s each wait in the threaded IRQ's
+/// ring behind the one running.
+#[test]
+fn drain_timeout_abandons_backlog() {
+    let runtimes = Runtimes::new().unwrap();
+    let settings = RunSettings {
+        period: Duration::from_millis(1),
+        cpu_mode: CpuModeArg::Blocking,
+        load_hz: 0,
+        work_time: Duration::from_secs(1),
+        slots: 16,
+    };
+    let session = Session::start(Mechanism::ThreadedIrq, &settings, &runtimes).unwrap();
+    session.count_for(Duration::from_millis(30));
+    std::thread::sleep(Duration::from_millis(40));
+    session.wait_past_cutoff(Duration::from_millis(100));
+
+    let stopping = Instant::now();
+    let result = session.finish_within(Duration::from_millis(200));
+    let waited = stopping.elapsed();
+
+    assert!(
+        matches!(result, Err(LatencyError::DrainTimedOut { .. })),
+        "{result:?}"
+    );
+    // Draining the backlog would take about 16 s.
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
 }
 
 /// The binary measures, writes JSON that parses back, and draws an SVG

@@ -74,6 +74,8 @@ pub enum LatencyError {
         started: u64,
         /// Bottom halves queued.
         queued: u64,
+        /// How long the bottom halves had to start after the timer stopped.
+        timeout: Duration,
     },
     /// The JSON result could not be written.
     WriteJson {
@@ -215,11 +217,13 @@ impl std::fmt::Display for LatencyError {
                 mechanism,
                 started,
                 queued,
+                timeout,
             } => write!(
                 f,
-                "{mechanism}: only {started} of {queued} bottom halves started within 10 s of \
+                "{mechanism}: only {started} of {queued} bottom halves started within {} of \
                  the timer's stop; lower --rate or --work-time, or use fewer --slots, so that \
-                 the backlog drains"
+                 the backlog drains",
+                crate::report::format_duration(*timeout)
             ),
             Self::WriteJson { path, source } => {
                 write!(f, "--json {}: cannot write it: {source}", path.display())

@@ -135,6 +135,11 @@ struct Probe {
     period_ns: u64,
     /// Immutable.
     work_time: Duration,
+    /// A flag that `Session::finish_within` sets when the backlog misses
+    /// its drain timeout. The bottom halves still queued then return at
+    /// once, so that tearing the run down does not wait out their work
+    /// time. `Relaxed`, because it publishes no data.
+    abandoned: AtomicBool,
 }
 
 impl Probe {
@@ -153,6 +158,7 @@ impl Probe {
             timer: OnceLock::new(),
             period_ns: clock::duration_nanos(period).max(1),
             work_time,
+            abandoned: AtomicBool::new(false),
         })
     }
 
@@ -198,14 +204,17 @@ impl Probe {
     }
 
     /// Records the thread latency of a bottom half that starts now, then
-    /// keeps it busy for the work time.
+    /// keeps it busy for the work time, unless the run was abandoned.
     fn start(&self, raised_ns: u64) {
+        if self.abandoned.load(Ordering::Relaxed) {
+            return;
+        }
         let now = clock::now();
         record(&self.thr, now.as_nanos().saturating_sub(raised_ns));
         self.started.fetch_add(1, Ordering::Relaxed);
         if !self.work_time.is_zero() {
             let end = now + self.work_time;
-            while clock::now() < end {
+            while clock::now() < end && !self.abandoned.load(Ordering::Relaxed) {
                 std::hint::spin_loop();
             }
         }
@@ -484,6 +493,17 @@ impl Session {
     /// [`LatencyError::DrainTimedOut`] when bottom halves are still queued
     /// 10 s after the timer stopped.
     pub fn finish(self) -> Result<ColumnSamples, LatencyError> {
+        self.finish_within(DRAIN_TIMEOUT)
+    }
+
+    /// As [`Session::finish`], with `drain_timeout` in place of 10 s.
+    ///
+    /// # Errors
+    ///
+    /// [`LatencyError::DrainTimedOut`] when bottom halves are still queued
+    /// `drain_timeout` after the timer stopped. Those bottom halves, and
+    /// the one running, then return without their work time.
+    pub fn finish_within(self, drain_timeout: Duration) -> Result<ColumnSamples, LatencyError> {
         self.timer.cancel();
         // The controller's wait, for the top half only: the drain below
         // bounds the wait for the bottom halves, IRQ thread included.
@@ -499,7 +519,7 @@ impl Session {
             let _ = self.probe.count_skipped(cutoff_ns);
         }
 
-        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        let deadline = Instant::now() + drain_timeout;
         let queued = self.probe.queued.load(Ordering::Relaxed);
         loop {
             let started = self.probe.started.load(Ordering::Relaxed);
@@ -507,10 +527,12 @@ impl Session {
                 break;
             }
             if Instant::now() > deadline {
+                self.probe.abandoned.store(true, Ordering::Relaxed);
                 return Err(LatencyError::DrainTimedOut {
                     mechanism: self.mechanism.name(),
                     started,
                     queued,
+                    timeout: drain_timeout,
                 });
             }
             std::thread::sleep(Duration::from_millis(1));
