@@ -7,7 +7,7 @@ use clap::Parser;
 use irqlab::latency::{
     Buckets, Column, ColumnSet, Counts, CpuModeArg, FORMAT, LatencyArgs, LatencyError,
     LatencyReport, MachineInfo, Mechanism, NoiseFloor, Ratio, RunSettings, Runtimes, Session,
-    Settings, Summary, Verdict, measure, new_histogram, plot_svg,
+    Settings, Summary, Verdict, measure, new_histogram, plot_svg, run_baseline,
 };
 
 #[derive(Parser, Debug)]
@@ -590,8 +590,8 @@ fn drain_timeout_abandons_backlog() {
         slots: 16,
     };
     let session = Session::start(Mechanism::ThreadedIrq, &settings, &runtimes).unwrap();
-    session.count_for(Duration::from_millis(30));
-    std::thread::sleep(Duration::from_millis(40));
+    let end = session.count_for(Duration::from_millis(30));
+    irq_sim::clock::sleep_until(end);
     session.wait_past_cutoff(Duration::from_millis(100));
 
     let stopping = Instant::now();
@@ -604,6 +604,32 @@ fn drain_timeout_abandons_backlog() {
     );
     // Draining the backlog would take about 16 s.
     assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+}
+
+/// The baseline keeps at most `--slots` deadlines waiting for its task, as the
+/// mechanisms do, and counts the others as lost: here one slot, and a
+/// task that spends 20 ms on each of the 1 ms periods.
+#[test]
+fn baseline_bounded_by_slots() {
+    let runtimes = Runtimes::new().unwrap();
+    let settings = RunSettings {
+        period: Duration::from_millis(1),
+        cpu_mode: CpuModeArg::Blocking,
+        load_hz: 0,
+        work_time: Duration::from_millis(20),
+        slots: 1,
+    };
+
+    let samples = run_baseline(&settings, &runtimes, Duration::from_millis(60)).unwrap();
+
+    let counts = samples.counts;
+    assert!(counts.lost > 0, "{counts:?}");
+    assert_eq!(
+        counts.started + counts.lost,
+        counts.activations,
+        "{counts:?}"
+    );
+    assert_eq!(samples.thr.len(), counts.started, "{counts:?}");
 }
 
 /// The binary measures, writes JSON that parses back, and draws an SVG

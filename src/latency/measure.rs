@@ -722,7 +722,9 @@ fn register_spawn(
 ///
 /// # Errors
 ///
-/// [`LatencyError::Machine`] or [`LatencyError::Request`] from the load.
+/// [`LatencyError::Machine`] or [`LatencyError::Request`] from the load,
+/// and [`LatencyError::DrainTimedOut`] when the task has not received every
+/// deadline 10 s after the thread's last one.
 pub fn run_baseline(
     settings: &RunSettings,
     runtimes: &Runtimes,
@@ -733,26 +735,34 @@ pub fn run_baseline(
         0 => None,
         _ => Some(Bench::new(settings)?),
     };
+    // The channel is unbounded, but the thread sends only while fewer than
+    // `--slots` deadlines wait for the task, and counts the others as
+    // lost, as the mechanisms do with their slots.
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let received = Arc::new(AtomicU64::new(0));
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let (task_received, task_abandoned, thread_received) =
+        (received.clone(), abandoned.clone(), received.clone());
     let consumer = runtimes.baseline.spawn(async move {
         let mut thr = new_histogram();
-        let mut started = 0;
         while let Some(deadline_ns) = receiver.recv().await {
             let now = clock::now();
             thr.saturating_record(now.as_nanos().saturating_sub(deadline_ns).max(1));
-            started += 1;
+            task_received.fetch_add(1, Ordering::Release);
 
-            // The same busy time as the mechanisms' bottom halves.
+            // The same busy time as the mechanisms' bottom halves, cut short
+            // once the drain timed out.
             let end = now + work_time;
-            while clock::now() < end {
+            while clock::now() < end && !task_abandoned.load(Ordering::Relaxed) {
                 std::hint::spin_loop();
             }
         }
-        (thr, started)
+        thr
     });
 
     let period = settings.period;
     let spin = settings.cpu_mode == CpuModeArg::BusyPoll;
+    let slots = settings.slots as u64;
     let cyclic = std::thread::Builder::new()
         .name("latency-cyclic".into())
         .spawn(move || {
@@ -774,7 +784,11 @@ pub fn run_baseline(
                 let now = clock::now();
                 irq.saturating_record(now.saturating_since(next).as_nanos().max(1) as u64);
                 counts.activations += 1;
-                if sender.send(next.as_nanos()).is_err() {
+                let sent = counts.activations - 1 - counts.lost;
+                let waiting = sent - thread_received.load(Ordering::Acquire);
+                if waiting >= slots {
+                    counts.lost += 1;
+                } else if sender.send(next.as_nanos()).is_err() {
                     break;
                 }
 
@@ -798,11 +812,30 @@ pub fn run_baseline(
     let (irq, mut counts) = cyclic
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    let (thr, started) = runtimes
+    let mut consumer = consumer;
+    let drained = runtimes
         .baseline
-        .block_on(consumer)
-        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
-    counts.started = started;
+        .block_on(async { tokio::time::timeout(DRAIN_TIMEOUT, &mut consumer).await });
+    let thr = match drained {
+        Ok(joined) => joined,
+        Err(_elapsed) => {
+            abandoned.store(true, Ordering::Relaxed);
+            let started = received.load(Ordering::Acquire);
+            // The rest of the backlog now returns at once.
+            let _ = runtimes.baseline.block_on(consumer);
+            if let Some(bench) = bench {
+                bench.finish();
+            }
+            return Err(LatencyError::DrainTimedOut {
+                mechanism: super::report::BASELINE,
+                started,
+                queued: counts.activations - counts.lost,
+                timeout: DRAIN_TIMEOUT,
+            });
+        }
+    }
+    .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+    counts.started = received.load(Ordering::Acquire);
     if let Some(bench) = bench {
         bench.finish();
     }
