@@ -53,6 +53,7 @@ fn known_report() -> LatencyReport {
         noise_floor: Some(NoiseFloor {
             lost_percent: vec![0.5, 0.4],
             untrustworthy: false,
+            cpus: vec![Some(0), Some(1)],
         }),
         column_sets: vec![ColumnSet {
             mechanism: "system-wq".to_owned(),
@@ -300,6 +301,7 @@ fn noisy_host_judges_only_p50() {
         report.noise_floor = Some(NoiseFloor {
             lost_percent: vec![0.5, 3.0],
             untrustworthy: true,
+            cpus: vec![Some(0), Some(1)],
         });
     });
     assert_eq!(report.ratios[0].p50_verdict, Some(Verdict::Met));
@@ -604,6 +606,46 @@ fn drain_timeout_abandons_backlog() {
     );
     // Draining the backlog would take about 16 s.
     assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+}
+
+/// Each probe thread's loss is labelled with the vCPU it was pinned to, or
+/// as an unpinned thread, as in a result written before the probe pinned
+/// its threads, which still parses.
+#[test]
+fn noise_floor_names_pinned_vcpus() {
+    let pinned = NoiseFloor {
+        lost_percent: vec![0.5, 3.0],
+        untrustworthy: true,
+        cpus: vec![Some(2), None],
+    };
+    assert_eq!(
+        pinned.describe(),
+        "vCPU 2 0.50 %, thread 1 (unpinned) 3.00 %"
+    );
+
+    let older: NoiseFloor =
+        serde_json::from_str(r#"{"lost_percent": [0.5], "untrustworthy": false}"#).unwrap();
+    assert_eq!(older.describe(), "thread 0 (unpinned) 0.50 %");
+}
+
+/// A probe too short to see the host's noise is rejected, naming the
+/// allowed values; 0s still skips the probe.
+#[test]
+fn noise_probe_too_short_rejected() {
+    let error = Wrapper::try_parse_from(["latency", "--noise-probe", "20us"])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("'20us'"), "{error}");
+    assert!(
+        error.contains("0s (no probe) or a duration from 100ms"),
+        "{error}"
+    );
+
+    assert_eq!(parse(&["--noise-probe", "0s"]).noise_probe, Duration::ZERO);
+    assert_eq!(
+        parse(&["--noise-probe", "100ms"]).noise_probe,
+        Duration::from_millis(100)
+    );
 }
 
 /// The baseline keeps at most `--slots` deadlines waiting for its task, as the

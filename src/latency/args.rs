@@ -102,8 +102,9 @@ pub struct LatencyArgs {
     #[arg(long, short = 'E', value_name = "N", default_value = "256", value_parser = for_clap(parse_entries), allow_hyphen_values = true)]
     pub entries: u64,
 
-    /// Length of the noise-floor probe run before measuring (a thread per
-    /// vCPU spinning on the clock); 0s skips it.
+    /// Length of the noise-floor probe run before measuring (a thread
+    /// pinned to each vCPU, spinning on the clock): 0s skips it, otherwise
+    /// 100ms to 24h.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = for_clap(parse_probe), allow_hyphen_values = true)]
     pub noise_probe: Duration,
 
@@ -276,9 +277,28 @@ pub fn parse_work_time(value: &str) -> Result<Duration, LatencyError> {
     parse_duration_in("--work-time", value, Duration::ZERO, Duration::from_secs(1))
 }
 
-/// Parses `--noise-probe`: 0s (off) to [`MAX_DURATION`].
+/// The shortest noise-floor probe. A probe measures the host's noise only
+/// over several scheduler ticks (4 ms with Linux's default HZ=250) and
+/// several of a vCPU's time slices.
+pub const MIN_NOISE_PROBE: Duration = Duration::from_millis(100);
+
+/// Parses `--noise-probe`: 0s (off), or [`MIN_NOISE_PROBE`] to
+/// [`MAX_DURATION`].
 pub fn parse_probe(value: &str) -> Result<Duration, LatencyError> {
-    parse_duration_in("--noise-probe", value, Duration::ZERO, MAX_DURATION)
+    let probe = parse_duration_in("--noise-probe", value, Duration::ZERO, MAX_DURATION)?;
+    if !probe.is_zero() && probe < MIN_NOISE_PROBE {
+        return Err(LatencyError::InvalidDuration {
+            option: "--noise-probe",
+            value: value.to_owned(),
+            problem: format!(
+                "too short to see the host's noise; expected 0s (no probe) or a duration from \
+                 {} to {}",
+                crate::report::format_duration(MIN_NOISE_PROBE),
+                crate::report::format_duration(MAX_DURATION)
+            ),
+        });
+    }
+    Ok(probe)
 }
 
 fn parse_count(option: &'static str, value: &str, min: u64, max: u64) -> Result<u64, LatencyError> {

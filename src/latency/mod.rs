@@ -241,13 +241,7 @@ pub fn measure(
         let floor = probe_noise_floor(args.noise_probe);
         progress(&format!(
             "noise floor: lost in gaps over 1 us: {}",
-            floor
-                .lost_percent
-                .iter()
-                .enumerate()
-                .map(|(cpu, percent)| format!("vCPU {cpu} {percent:.2} %"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            floor.describe()
         ));
         floor
     });
@@ -423,10 +417,19 @@ fn machine_info() -> MachineInfo {
 /// Spins on the clock for `length` on each vCPU at once and adds up every
 /// gap over 1 us: time the host or the kernel took from the thread.
 fn probe_noise_floor(length: Duration) -> NoiseFloor {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads: Vec<_> = (0..cpus)
-        .map(|_| {
+    let allowed = allowed_cpus();
+    // Unpinned threads where the process cannot read its CPUs: one a CPU.
+    let targets: Vec<Option<usize>> = if allowed.is_empty() {
+        let count = std::thread::available_parallelism().map_or(1, usize::from);
+        vec![None; count]
+    } else {
+        allowed.into_iter().map(Some).collect()
+    };
+    let threads: Vec<_> = targets
+        .into_iter()
+        .map(|target| {
             std::thread::spawn(move || {
+                let cpu = target.filter(|&cpu| pin_current_thread(cpu));
                 let mut lost = Duration::ZERO;
                 let start = Instant::now();
                 let mut last = start;
@@ -438,18 +441,50 @@ fn probe_noise_floor(length: Duration) -> NoiseFloor {
                     }
                     last = now;
                 }
-                100.0 * lost.as_secs_f64() / length.as_secs_f64()
+                (cpu, 100.0 * lost.as_secs_f64() / length.as_secs_f64())
             })
         })
         .collect();
-    let lost_percent: Vec<f64> = threads
+    let (cpus, lost_percent): (Vec<Option<usize>>, Vec<f64>) = threads
         .into_iter()
-        .map(|thread| thread.join().unwrap_or(100.0))
-        .collect();
+        .map(|thread| thread.join().unwrap_or((None, 100.0)))
+        .unzip();
     NoiseFloor {
         untrustworthy: lost_percent.iter().any(|percent| *percent > 2.0),
         lost_percent,
+        cpus,
     }
+}
+
+/// Returns the CPUs the process may run on, in ascending order, or none
+/// when `sched_getaffinity` fails.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is an empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a cpu_set_t of the size passed, which the call
+    // fills.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        return Vec::new();
+    }
+    let size = usize::try_from(libc::CPU_SETSIZE).unwrap_or(0);
+    // SAFETY: every index is below CPU_SETSIZE, within the set.
+    (0..size)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// Pins the calling thread to `cpu`, and returns whether the kernel
+/// accepted it.
+fn pin_current_thread(cpu: usize) -> bool {
+    // SAFETY: an all-zero cpu_set_t is an empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` came from `allowed_cpus`, so it is below CPU_SETSIZE,
+    // within the set.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a cpu_set_t of the size passed, which the call
+    // only reads.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) == 0 }
 }
 
 #[cfg(test)]

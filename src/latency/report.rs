@@ -94,13 +94,37 @@ fn slots_before_option() -> usize {
     64
 }
 
-/// The noise-floor probe's findings.
+/// The noise-floor probe's findings: one thread a vCPU, each pinned to
+/// its vCPU, spinning on the clock.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NoiseFloor {
-    /// Percent of each vCPU's time lost in gaps over 1 us.
+    /// Percent of each probe thread's time lost in gaps over 1 us.
     pub lost_percent: Vec<f64>,
-    /// True when a vCPU lost more than 2 %: tails are then untrustworthy.
+    /// True when a thread lost more than 2 %: tails are then untrustworthy.
     pub untrustworthy: bool,
+    /// The vCPU each thread was pinned to, in the order of
+    /// `lost_percent`; `None` for a thread the kernel did not pin. Empty
+    /// in results written before the probe pinned its threads.
+    #[serde(default)]
+    pub cpus: Vec<Option<usize>>,
+}
+
+impl NoiseFloor {
+    /// Returns each thread's loss, labelled with its vCPU where it was
+    /// pinned to one: "vCPU 0 0.50 %, vCPU 1 3.00 %".
+    pub fn describe(&self) -> String {
+        self.lost_percent
+            .iter()
+            .enumerate()
+            .map(
+                |(index, percent)| match self.cpus.get(index).copied().flatten() {
+                    Some(cpu) => format!("vCPU {cpu} {percent:.2} %"),
+                    None => format!("thread {index} (unpinned) {percent:.2} %"),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// The two columns of one mechanism (or of the baseline).
@@ -580,16 +604,10 @@ impl LatencyReport {
             .as_ref()
             .filter(|floor| floor.untrustworthy)
         {
-            let lost: Vec<String> = floor
-                .lost_percent
-                .iter()
-                .enumerate()
-                .map(|(cpu, percent)| format!("vCPU {cpu} {percent:.2} %"))
-                .collect();
             warnings.push(format!(
                 "the noise floor lost more than 2 % of a vCPU ({}): tails are untrustworthy, \
                  and no p99 ratio is judged",
-                lost.join(", ")
+                floor.describe()
             ));
         }
         if unprobed {
