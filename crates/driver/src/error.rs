@@ -106,12 +106,16 @@ impl fmt::Display for IrqError {
     }
 }
 
+// The messages above embed the message of the wrapped reason, so `source`
+// returns the reason below it, because a reporter that prints the chain
+// (anyhow's `{:#}`) would otherwise print the wrapped text twice. The
+// errors below follow the same rule.
 impl Error for IrqError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Request { source, .. } => Some(source),
-            Self::Free { source, .. } => Some(source),
-            Self::Line { source, .. } => Some(source),
+            Self::Request { source, .. } => source.source(),
+            Self::Free { source, .. } => source.source(),
+            Self::Line { source, .. } => source.source(),
             _ => None,
         }
     }
@@ -206,10 +210,10 @@ impl fmt::Display for ModuleError {
 impl Error for ModuleError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::InitFailed { source, .. } => Some(source.as_ref()),
-            Self::InvalidContext { source, .. } => Some(source),
-            Self::Queue { source, .. } => Some(source),
-            Self::Irq { source, .. } => Some(source),
+            Self::InitFailed { source, .. } => source.source(),
+            Self::InvalidContext { source, .. } => source.source(),
+            Self::Queue { source, .. } => source.source(),
+            Self::Irq { source, .. } => source.source(),
             _ => None,
         }
     }
@@ -256,8 +260,8 @@ impl Error for ProbeError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::MissingResource { .. } => None,
-            Self::Module(error) => Some(error),
-            Self::Other(error) => Some(error.as_ref()),
+            Self::Module(error) => error.source(),
+            Self::Other(error) => error.source(),
         }
     }
 }

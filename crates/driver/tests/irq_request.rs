@@ -138,6 +138,61 @@ fn second_free_is_a_double_free() {
     assert!(controller.line_stats(6).unwrap().handlers.is_empty());
 }
 
+/// Fails if an error's message contains the message of its `source()`,
+/// which a reporter that prints the chain (anyhow's `{:#}`) prints twice.
+fn assert_chain_not_repeated(error: &dyn std::error::Error) {
+    let mut outer = error.to_string();
+    let mut next = error.source();
+    while let Some(inner) = next {
+        let text = inner.to_string();
+        assert!(
+            !outer.contains(&text),
+            "{outer:?} repeats the message of its source {text:?}"
+        );
+        outer = text;
+        next = inner.source();
+    }
+}
+
+/// The request, free, line, module and probe errors embed the message of
+/// the reason they wrap, so `source()` does not return that reason again.
+#[test]
+fn error_chain_names_each_reason_once() {
+    let machine = machine();
+    let controller = machine.controller();
+    let handled = |_: &mut HardIrqContext<'_>| IrqReturn::Handled;
+    let holder = irq::request_irq(
+        &controller,
+        8,
+        IrqRequest::new("holder", IrqFlags::EDGE, handled),
+    )
+    .unwrap();
+
+    let busy = irq::request_irq(
+        &controller,
+        8,
+        IrqRequest::new("second", IrqFlags::EDGE, handled),
+    )
+    .unwrap_err();
+    assert_chain_not_repeated(&busy);
+
+    let unbalanced = holder.enable_irq().unwrap_err();
+    assert_chain_not_repeated(&unbalanced);
+
+    holder.free().unwrap();
+    let double_free = holder.free().unwrap_err();
+    assert_chain_not_repeated(&double_free);
+
+    let in_module = driver::ModuleError::Irq {
+        module: "chained",
+        source: busy,
+    };
+    assert_chain_not_repeated(&in_module);
+
+    let in_probe = driver::ProbeError::Module(in_module);
+    assert_chain_not_repeated(&in_probe);
+}
+
 /// Two handlers share a line only if both ask to share with the same
 /// trigger type, and then each is called for every interrupt.
 #[test]

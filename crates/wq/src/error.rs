@@ -167,10 +167,13 @@ impl fmt::Display for WaitError {
     }
 }
 
+// `InvalidContext` shows the message of the context error it wraps, so
+// `source` returns what is below that error, not the error itself, which a
+// reporter that prints the chain would print twice.
 impl std::error::Error for WaitError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            WaitError::InvalidContext(error) => Some(error),
+            WaitError::InvalidContext(error) => error.source(),
             _ => None,
         }
     }

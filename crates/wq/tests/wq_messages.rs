@@ -35,3 +35,21 @@ async fn error_messages_as_documented() {
          return from the work function instead, or re-queue the item"
     );
 }
+
+/// The error of a waiting API called in a top half shows the message of
+/// its context error, so `source()` does not return that error again.
+#[test]
+fn invalid_context_not_repeated_as_source() {
+    let item = DataWork::new("in-top-half", (), |_| {});
+    let guard = irq_sim::context::enter_hardirq(42, "nic-rx");
+    let error = wq::blocking::flush_work(&item).unwrap_err();
+    drop(guard);
+
+    assert!(matches!(error, WaitError::InvalidContext(_)), "{error:?}");
+    let message = error.to_string();
+    let source = std::error::Error::source(&error).map(ToString::to_string);
+    assert!(
+        source.as_deref() != Some(message.as_str()),
+        "the source repeats the message {message:?}"
+    );
+}
