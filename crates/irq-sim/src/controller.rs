@@ -440,11 +440,13 @@ impl Controller {
                     irq,
                     handler: request.name,
                 })
-            } else if existing.flags.trigger != request.flags.trigger {
+            } else if let Some(requested) = request.flags.trigger
+                && requested != chain.trigger
+            {
                 Some(RequestError::TriggerMismatch {
                     irq,
-                    line: existing.flags.trigger,
-                    requested: request.flags.trigger,
+                    line: chain.trigger,
+                    requested,
                 })
             } else if existing.flags.oneshot != request.flags.oneshot {
                 Some(RequestError::OneshotMismatch {
@@ -472,11 +474,17 @@ impl Controller {
         };
         let IrqRequest {
             name,
-            flags,
+            mut flags,
             top_half,
             wake_thread,
             synchronize,
         } = request;
+        let trigger = if first {
+            flags.trigger.unwrap_or(Trigger::Edge)
+        } else {
+            chain.trigger
+        };
+        flags.trigger = Some(trigger);
         chain.actions.push(Action {
             serial,
             name,
@@ -495,11 +503,11 @@ impl Controller {
         chain.spurious.restart();
         let now = clock::now().as_nanos();
         let rearm = if first {
-            chain.trigger = flags.trigger;
+            chain.trigger = trigger;
             chain
                 .histograms
                 .get_or_insert_with(LatencyHistograms::for_line);
-            line.state.startup(flags.trigger == Trigger::Level, now)
+            line.state.startup(trigger == Trigger::Level, now)
         } else if let Some(rearm) = line.state.end_spurious(now) {
             tracing::info!(target: "irq", irq, handler = name, "irq {irq}: handler {name:?} joined the line disabled as spurious; enabling it again");
             rearm

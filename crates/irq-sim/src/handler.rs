@@ -68,7 +68,11 @@ pub struct IrqFlags {
     /// sharing.
     pub shared: bool,
     /// `IRQF_TRIGGER_*`: every handler of a line must use the same type.
-    pub trigger: Trigger,
+    /// `None` is `IRQF_TRIGGER_NONE`: the request takes the type of the
+    /// line's handlers, or edge on a line with none (the simulated lines
+    /// have no firmware-configured type), as Linux's `__setup_irq` keeps
+    /// the line's configured type.
+    pub trigger: Option<Trigger>,
     /// `IRQF_ONESHOT`: after a [`IrqReturn::WakeThread`] (with a wake-thread
     /// hook installed), the line stays masked until the driver calls
     /// [`Controller::unmask_oneshot`]. The mask is taken before the hook
@@ -80,14 +84,14 @@ impl IrqFlags {
     /// An exclusive edge-triggered line.
     pub const EDGE: IrqFlags = IrqFlags {
         shared: false,
-        trigger: Trigger::Edge,
+        trigger: Some(Trigger::Edge),
         oneshot: false,
     };
 
     /// An exclusive level-triggered line.
     pub const LEVEL: IrqFlags = IrqFlags {
         shared: false,
-        trigger: Trigger::Level,
+        trigger: Some(Trigger::Level),
         oneshot: false,
     };
 

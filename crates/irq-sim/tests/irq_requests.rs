@@ -137,6 +137,28 @@ fn trigger_mismatch_rejected() {
     );
 }
 
+/// A request with no trigger type (`IRQF_TRIGGER_NONE`) takes the line's,
+/// as Linux's `request_irq(irq, handler, IRQF_SHARED, ...)` joins a level
+/// line. On a line with no handler it is edge.
+#[test]
+fn no_trigger_takes_the_lines() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let untyped = IrqFlags {
+        shared: true,
+        ..IrqFlags::default()
+    };
+    irq.request_irq(LINE, request("first", IrqFlags::LEVEL.shared()))
+        .unwrap();
+
+    irq.request_irq(LINE, request("second", untyped)).unwrap();
+
+    assert_eq!(irq.line_stats(LINE).unwrap().trigger, Trigger::Level);
+    irq.request_irq(LINE + 1, request("alone", untyped))
+        .unwrap();
+    assert_eq!(irq.line_stats(LINE + 1).unwrap().trigger, Trigger::Edge);
+}
+
 /// Sharers must agree on ONESHOT.
 #[test]
 fn oneshot_mismatch_rejected() {
