@@ -838,8 +838,9 @@ pub fn disable_work_sync(
 /// Lowers the disable depth of `work` (`enable_work`). Returns true when the
 /// depth reached zero, so the item can be queued again.
 ///
-/// An enable at depth zero is unbalanced: it logs a warning and returns
-/// false.
+/// An enable at depth zero is unbalanced: it logs a warning, leaves the
+/// depth at zero and returns true, as Linux 6.10's `enable_work` warns of
+/// an underflow and returns true.
 ///
 /// # Context
 ///
@@ -854,7 +855,7 @@ pub fn enable_work(work: impl WorkRef) -> bool {
                 work = core_ref.name(),
                 "unbalanced enable_work: the item is not disabled"
             );
-            false
+            true
         }
     }
 }
