@@ -635,7 +635,8 @@ async fn flush_queue(
 ///
 /// While it drains, only work functions of `wq` may queue on it; other
 /// queueing fails with [`QueueError::Draining`]. Delayed items armed before
-/// the drain are waited for until they have run. A delayed item that the
+/// the drain are waited for until they have run, with a warning when that
+/// takes a second or more: Linux would not wait for them. A delayed item that the
 /// queue's own work arms during the drain is cancelled with a warning, as
 /// Linux turns it away when its timer fires, and [`take_cancelled_by_drain`]
 /// reports it. Draining an idle queue returns at once. Drains may overlap;
@@ -673,13 +674,36 @@ impl Drop for DrainEnd<'_> {
     }
 }
 
+/// The wait for delayed items, armed before a drain, past which the drain
+/// warns: a driver's remove that forgot to cancel its delayed work blocks
+/// that long, where Linux's would return.
+const LONG_DRAIN_WAIT: Duration = Duration::from_secs(1);
+
 /// Drains `wq`, then leaves it in `after` (live once no other drain runs),
 /// or live if the drain fails.
 async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<(), WaitError> {
     let queue = &wq.shared().core;
-    let leftovers = core::begin_drain(&mut lock_pool(), queue);
+    let (leftovers, (armed, latest)) = {
+        let mut pool = lock_pool();
+        let leftovers = core::begin_drain(&mut pool, queue);
+        (leftovers, core::armed_timers(&mut pool, queue))
+    };
     leftovers.settle();
     let mut end = DrainEnd { queue, after };
+    if let Some(latest) = latest {
+        let wait = latest.saturating_duration_since(tokio::time::Instant::now());
+        if wait >= LONG_DRAIN_WAIT {
+            tracing::warn!(
+                target: "workqueue",
+                workqueue = %queue.name,
+                delayed = armed,
+                wait_ms = wait.as_millis(),
+                "{api} waits {wait:?} for {armed} delayed item(s) armed before it; Linux would \
+                 not wait, and their timers would fire on a drained or freed queue: cancel them \
+                 first with cancel_delayed_work_sync"
+            );
+        }
+    }
 
     let mut rounds = 0_u64;
     loop {

@@ -1535,6 +1535,26 @@ pub(crate) fn cancel_drain_rearms(
     }
 }
 
+/// Returns how many items wait on `queue`'s timer list, and the latest of
+/// their deadlines.
+pub(crate) fn armed_timers(
+    guard: &mut PoolGuard<'_>,
+    queue: &QueueCore,
+) -> (usize, Option<tokio::time::Instant>) {
+    let mut count = 0;
+    let mut latest: Option<tokio::time::Instant> = None;
+    let mut cursor = guard.queue(queue).timers.head;
+    while let Some(link) = cursor {
+        // SAFETY: `link` was read from the timer list under the held lock.
+        let core = unsafe { item(link) };
+        let node = guard.node(core);
+        cursor = node.next;
+        count += 1;
+        latest = latest.max(node.deadline);
+    }
+    (count, latest)
+}
+
 /// Moves every item of `queue`'s timer list that is due at `now` to its
 /// worklist, pushing the workers to wake into `wake`. Returns the earliest
 /// deadline left, and arms the timer to it.

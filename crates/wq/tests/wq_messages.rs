@@ -53,3 +53,52 @@ fn invalid_context_not_repeated_as_source() {
         "the source repeats the message {message:?}"
     );
 }
+
+/// A writer into a buffer that the test reads back.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A destroy that waits a second or more for a delayed item armed before
+/// it logs a warning that names the cure. Linux would return at once, and
+/// without the warning a driver's remove that forgot its cancel would hang
+/// without a word.
+#[test]
+fn destroy_warns_of_long_armed_delay() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let dwork = {
+        let runs = runs.clone();
+        wq::DelayedWork::from_fn("debounce", move || {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let queue = wq::alloc_workqueue("buttons", wq::WqFlags::default(), 1);
+    wq::queue_delayed_work(&queue, &dwork, std::time::Duration::from_millis(1100)).unwrap();
+
+    wq::blocking::destroy_workqueue(&queue).unwrap();
+
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(
+        log.contains("destroy_workqueue waits") && log.contains("1 delayed item(s)"),
+        "{log}"
+    );
+    assert!(log.contains("cancel_delayed_work_sync"), "{log}");
+}
