@@ -370,7 +370,11 @@ impl LatencyArgs {
 
     /// Returns the timer period.
     pub fn period(&self) -> Duration {
-        Duration::from_nanos(1_000_000_000 / u64::from(self.rate.max(1)))
+        // Rounded up, so that a round of `length` counts `length` x `rate`
+        // expiries, not one more when the period falls between two
+        // nanoseconds (7 Hz for 2 s: 14, where a period rounded down to
+        // 142,857,142 ns fits a 15th expiry).
+        Duration::from_nanos(1_000_000_000_u64.div_ceil(u64::from(self.rate.max(1))))
     }
 
     /// Returns the measuring time of one column set in one round.
