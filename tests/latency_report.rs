@@ -268,7 +268,24 @@ fn few_samples_a_round_not_judged() {
         "{:?}",
         report.warnings
     );
-    assert!(report.warnings[0].ends_with("or fewer --rounds"));
+    assert!(
+        report.warnings[0].ends_with("with a longer --duration or a higher --rate"),
+        "{:?}",
+        report.warnings
+    );
+
+    // At the highest rate and with several rounds, the advice is the other
+    // two remedies.
+    let report = judged(|report| {
+        report.ratios[0].round_samples = 50;
+        report.settings.rate_hz = irqlab::latency::MAX_RATE_HZ;
+        report.settings.rounds = 5;
+    });
+    assert!(
+        report.warnings[0].ends_with("with a longer --duration or fewer --rounds"),
+        "{:?}",
+        report.warnings
+    );
 }
 
 /// Skipped periods are the late ones a percentile would have counted: past
@@ -646,6 +663,20 @@ fn noise_probe_too_short_rejected() {
         parse(&["--noise-probe", "100ms"]).noise_probe,
         Duration::from_millis(100)
     );
+}
+
+/// A round counts rate x duration expiries, also when the period falls
+/// between two nanoseconds: 7 Hz for 2 s programs 14.
+#[test]
+fn round_counts_rate_times_duration() {
+    for (rate, duration, expected) in [("7", "2s", 14), ("3", "1s", 3), ("1000", "1s", 1000)] {
+        let args = parse(&["--rate", rate, "-d", duration, "--rounds", "1"]);
+        let period = args.period();
+        let programmed = (0u32..)
+            .take_while(|&index| period * index < args.round_length())
+            .count();
+        assert_eq!(programmed, expected, "--rate {rate} -d {duration}");
+    }
 }
 
 /// The baseline keeps at most `--slots` deadlines waiting for its task, as the

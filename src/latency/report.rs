@@ -719,10 +719,23 @@ impl LatencyReport {
         // A run too short for its verdicts gets a hint to lengthen it.
         let fewest = self.ratios.iter().map(|ratio| ratio.round_samples).min();
         if let Some(fewest) = fewest.filter(|&fewest| fewest < MIN_ROUND_SAMPLES_P99) {
+            // Only the remedies that the settings leave room for.
+            let mut remedies = vec!["a longer --duration"];
+            if self.settings.rate_hz < super::args::MAX_RATE_HZ {
+                remedies.push("a higher --rate");
+            }
+            if self.settings.rounds > 1 {
+                remedies.push("fewer --rounds");
+            }
+            let remedies = match remedies.split_last() {
+                Some((last, [])) => (*last).to_owned(),
+                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                None => String::new(),
+            };
             warnings.push(format!(
                 "a round had as few as {fewest} samples in a column; a p99 verdict needs \
                  {MIN_ROUND_SAMPLES_P99} and a p50 verdict {MIN_ROUND_SAMPLES_P50}: give each \
-                 round more periods with a longer --duration, a higher --rate or fewer --rounds"
+                 round more periods with {remedies}"
             ));
         }
         self.warnings = warnings;
@@ -749,7 +762,7 @@ impl LatencyReport {
                 if rounds.len() > 1 {
                     let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
                     let max = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    parts.push(format!("{min:.2}..{max:.2}"));
+                    parts.push(format!("{}..{}", format_ratio(min), format_ratio(max)));
                 }
                 parts.push(match (goal, verdict) {
                     (None, _) => "no goal".to_owned(),
@@ -764,12 +777,12 @@ impl LatencyReport {
             };
             let _ = writeln!(
                 out,
-                "  {:<10} / {:<9} p50 {:>6.2}x ({})   p99 {:>6.2}x ({})",
+                "  {:<10} / {:<9} p50 {:>6}x ({})   p99 {:>6}x ({})",
                 ratio.column,
                 ratio.baseline,
-                ratio.p50,
+                format_ratio(ratio.p50),
                 note(&ratio.p50_rounds, ratio.p50_goal, &ratio.p50_verdict),
-                ratio.p99,
+                format_ratio(ratio.p99),
                 note(&ratio.p99_rounds, ratio.p99_goal, &ratio.p99_verdict),
             );
         }
@@ -780,9 +793,28 @@ impl LatencyReport {
     }
 }
 
+/// Formats a ratio with two decimals, or with two significant digits when
+/// it is under 0.01, which two decimals would print as 0.00.
+fn format_ratio(ratio: f64) -> String {
+    if ratio == 0.0 || !ratio.is_finite() || ratio.abs() >= 0.01 {
+        return format!("{ratio:.2}");
+    }
+    let decimals = (-ratio.abs().log10()).floor() as usize + 2;
+    format!("{ratio:.decimals$}")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::rtla_duration;
+    use super::{format_ratio, rtla_duration};
+
+    #[test]
+    fn small_ratio_keeps_two_digits() {
+        assert_eq!(format_ratio(1.234), "1.23");
+        assert_eq!(format_ratio(0.05), "0.05");
+        assert_eq!(format_ratio(0.00045), "0.00045");
+        assert_eq!(format_ratio(0.0012), "0.0012");
+        assert_eq!(format_ratio(0.0), "0.00");
+    }
 
     #[test]
     fn duration_reads_as_rtla_in_whole_seconds() {
