@@ -705,6 +705,36 @@ fn baseline_bounded_by_slots() {
     assert_eq!(samples.thr.len(), counts.started, "{counts:?}");
 }
 
+/// The simulator's advice about the tool's own bottom halves, which hold a
+/// worker on purpose with --work-time, stays out of the output.
+#[test]
+fn binary_keeps_simulator_advice_out() {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_irqlab"))
+        .args([
+            "latency",
+            "--rate",
+            "100",
+            "-d",
+            "200ms",
+            "--rounds",
+            "1",
+            "-m",
+            "system-wq",
+            "--work-time",
+            "15ms",
+            "--noise-probe",
+            "0s",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(!stderr.contains("system_long_wq"), "{stderr}");
+    assert!(!stderr.contains(" WARN "), "{stderr}");
+}
+
 /// The binary measures, writes JSON that parses back, and draws an SVG
 /// from it with `latency plot`.
 #[test]
