@@ -48,6 +48,7 @@ fn known_report() -> LatencyReport {
             entries: 10,
             work_ns: 0,
             slots: 1024,
+            baseline_slots: true,
         },
         // A quiet host, so that tails are judged.
         noise_floor: Some(NoiseFloor {
@@ -74,6 +75,46 @@ fn known_report() -> LatencyReport {
     }
 }
 
+/// Draws `report` and returns the SVG text.
+fn drawn(report: &LatencyReport, name: &str) -> String {
+    let folder = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    let svg_path = folder.join("plot.svg");
+    plot_svg(report, &svg_path).unwrap();
+    std::fs::read_to_string(&svg_path).unwrap()
+}
+
+/// The plot's titles and legends read as the text report does: a work
+/// time as a duration, whole nanoseconds in nanoseconds, and slots on the
+/// baseline only where it had them.
+#[test]
+fn plot_labels_read_as_text() {
+    let mut report = known_report();
+    report.settings.unit = "ns".to_owned();
+    report.settings.work_ns = 1_000_000_000;
+    let mut baseline = report.column_sets[0].clone();
+    baseline.mechanism = "baseline".to_owned();
+    report.column_sets.push(baseline);
+
+    let svg = drawn(&report, "plot_labels_read_as_text");
+    assert!(
+        svg.contains("system-wq (1000 Hz, blocking, work 1s, 1024 slots,"),
+        "{svg}"
+    );
+    assert!(svg.contains("Thr-a: p50 5502 ns"), "{svg}");
+    assert!(
+        svg.contains("baseline (1000 Hz, blocking, work 1s, 1024 slots,"),
+        "{svg}"
+    );
+
+    report.settings.baseline_slots = false;
+    let svg = drawn(&report, "plot_labels_read_as_text_older");
+    assert!(
+        svg.contains("baseline (1000 Hz, blocking, work 1s, 2 of 4 lost)"),
+        "{svg}"
+    );
+}
+
 /// The plot's x axis ends where the histogram does, even when it has
 /// fewer than ten buckets.
 #[test]
@@ -92,11 +133,21 @@ fn plot_axis_stays_within_histogram() {
     plot_svg(&report, &svg_path).unwrap();
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     std::fs::remove_dir_all(&folder).unwrap();
-    // The x tick labels are whole microseconds; the count axis, which
-    // reaches 3 here, gives no label above it.
+    // The x tick labels, centred under their ticks where the count axis's
+    // are right-aligned, are whole microseconds.
     let labels: Vec<u64> = svg
-        .split('>')
-        .filter_map(|piece| piece.split('<').next()?.trim().parse().ok())
+        .split("<text")
+        .filter(|element| element.contains(r#"text-anchor="middle""#))
+        .filter_map(|element| {
+            element
+                .split('>')
+                .nth(1)?
+                .split('<')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
         .collect();
     assert!(labels.contains(&5), "{labels:?}");
     assert!(labels.iter().all(|&label| label <= 5), "{labels:?}");
@@ -794,7 +845,7 @@ fn binary_json_then_plot() {
     assert!(drawing.starts_with("<svg"), "not an SVG");
     assert!(drawing.contains("Thr-thrd: p50"), "legend missing");
     assert!(
-        drawing.contains("baseline (1000 Hz, blocking)"),
+        drawing.contains("baseline (1000 Hz, blocking, 1024 slots)"),
         "panel title missing"
     );
 }

@@ -149,7 +149,7 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
             reason,
         })?;
         plot_svg(&report, out)?;
-        output::stdout(&format!("wrote {}\n", out.display())).map_err(LatencyError::Stdout)?;
+        output::stderr_line(format_args!("irqlab: wrote the plot to {}", out.display()));
         return Ok(None);
     }
 
@@ -386,6 +386,7 @@ fn build_report(
             entries: args.entries,
             work_ns: u64::try_from(args.work_time.as_nanos()).unwrap_or(u64::MAX),
             slots: args.slots,
+            baseline_slots: true,
         },
         noise_floor,
         column_sets,

@@ -71,15 +71,21 @@ fn draw(report: &LatencyReport, out: &Path, svg: &mut String) -> Result<(), Late
         .flat_map(|column| column.histogram.nonzero.iter().map(|[_, count]| *count))
         .max()
         .unwrap_or(1) as f64
-        * 2.0;
+        // Headroom of more than a decade on the log scale, so that the
+        // legend in the upper right sits above the tallest bucket.
+        * 30.0;
 
     for (set, area) in report.column_sets.iter().zip(&areas) {
         let work = match report.settings.work_ns {
             0 => String::new(),
-            nanos => format!(", work {:.1} us", nanos as f64 / 1_000.0),
+            nanos => format!(
+                ", work {}",
+                crate::report::format_duration(std::time::Duration::from_nanos(nanos))
+            ),
         };
-        // The baseline's channel is unbounded, so slots mean nothing there.
-        let slots = if set.mechanism == BASELINE {
+        // The baseline of results written before it had slots took every
+        // deadline, so no slot count applies there.
+        let slots = if set.mechanism == BASELINE && !report.settings.baseline_slots {
             String::new()
         } else {
             format!(
@@ -98,6 +104,8 @@ fn draw(report: &LatencyReport, out: &Path, svg: &mut String) -> Result<(), Late
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 16))
             .margin(8)
+            // Room for the last x label, which is centred on the axis end.
+            .margin_right(28)
             .x_label_area_size(32)
             .y_label_area_size(56)
             .build_cartesian_2d(0f64..x_max, (0.8f64..y_max).log_scale())
@@ -121,11 +129,13 @@ fn draw(report: &LatencyReport, out: &Path, svg: &mut String) -> Result<(), Late
                 ))
                 .map_err(|error| failed(&error))?
                 .label(format!(
-                    "{}: p50 {:.1} {unit}, p99 {:.1} {unit}, past the axis {}",
+                    "{}: p50 {:.decimals$} {unit}, p99 {:.decimals$} {unit}, past the axis {}",
                     column.name,
                     column.summary.p50_ns as f64 / unit_ns,
                     column.summary.p99_ns as f64 / unit_ns,
                     beyond(column, unit_ns, x_max),
+                    // Nanoseconds are whole; microseconds keep one decimal.
+                    decimals = usize::from(unit_ns > 1.0),
                     unit = report.settings.unit,
                 ))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));

@@ -78,6 +78,10 @@ pub struct Settings {
     /// written before the option existed had 64.
     #[serde(default = "slots_before_option")]
     pub slots: usize,
+    /// The baseline, too, kept at most `slots` deadlines waiting. False in
+    /// results written before it did, whose baseline took every one.
+    #[serde(default)]
+    pub baseline_slots: bool,
 }
 
 /// Thr-base p50, in timer periods, past which the baseline counts as
