@@ -46,7 +46,7 @@
 //! ```
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
@@ -138,6 +138,12 @@ pub(crate) struct Line {
     pub(crate) priority: AtomicU8,
     /// Counters; atomics. The ones a raise or a delivery bumps come first.
     pub(crate) counters: LineCounters,
+    /// `free_irq` calls that have begun and not yet removed their handler.
+    /// A CPU about to run the chain lets them take it first, so that no
+    /// handler is called again once its free has begun, as Linux's flow
+    /// handler waits on the descriptor lock that `__free_irq` holds.
+    /// Next to the chain's lock, which the CPU takes just before.
+    pub(crate) freeing: AtomicU32,
     /// Handlers and per-line contract state; see the module docs.
     pub(crate) chain: Mutex<Chain>,
     /// Throttle of budget-overrun and wake-thread reports.
@@ -145,6 +151,24 @@ pub(crate) struct Line {
     /// Samples a reader of statistics has moved out of the chain; see
     /// [`Controller::line_stats`]. Only readers take this lock.
     pub(crate) archive: Mutex<Option<LatencyHistograms>>,
+}
+
+/// A `free_irq` in progress on a line, counted in [`Line::freeing`] from
+/// its start until its handler is removed, or it fails.
+struct Freeing<'a>(&'a AtomicU32);
+
+impl<'a> Freeing<'a> {
+    fn begin(freeing: &'a AtomicU32) -> Self {
+        // SeqCst, paired with the CPU's load after it takes the chain lock.
+        freeing.fetch_add(1, Ordering::SeqCst);
+        Self(freeing)
+    }
+}
+
+impl Drop for Freeing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The part of a line the dispatching CPU needs exclusive access to.
@@ -280,6 +304,7 @@ impl Shared {
                 intake_link: IntakeLink::new(),
                 priority: AtomicU8::new(DEFAULT_PRIORITY),
                 counters: LineCounters::new(config.nr_cpus),
+                freeing: AtomicU32::new(0),
                 chain: Mutex::new(Chain {
                     actions: Vec::new(),
                     trigger: Trigger::Edge,
@@ -543,21 +568,25 @@ impl Controller {
         };
         let line = self.line(id.irq).map_err(|_| not_registered.clone())?;
 
-        let mut chain = lock(&line.chain);
-        let Some(position) = chain
-            .actions
-            .iter()
-            .position(|action| action.serial == id.serial)
-        else {
-            return Err(not_registered);
+        let action = {
+            let _announced = Freeing::begin(&line.freeing);
+            let mut chain = lock(&line.chain);
+            let Some(position) = chain
+                .actions
+                .iter()
+                .position(|action| action.serial == id.serial)
+            else {
+                return Err(not_registered);
+            };
+            let action = chain.actions.remove(position);
+            if chain.actions.is_empty() {
+                line.state.shutdown();
+            }
+            action
         };
-        let action = chain.actions.remove(position);
-        if chain.actions.is_empty() {
-            line.state.shutdown();
-        }
-        drop(chain);
-        // The top half is dropped outside the lock: its destructor is driver
-        // code.
+        // The top half is dropped outside the lock, and after the CPUs may
+        // run the chain again: its destructor is driver code, which may
+        // wait for them.
         drop(action);
 
         tracing::debug!(target: "irq", irq = id.irq, handler = id.name, "free_irq");

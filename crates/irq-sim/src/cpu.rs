@@ -348,8 +348,13 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
         Dispatch::Postpone => return,
     };
 
-    // Step 2: enter hard-IRQ context.
+    // Step 2: enter hard-IRQ context, once no free_irq waits for the chain.
     let mut chain_lock = lock(&line.chain);
+    while line.freeing.load(Ordering::SeqCst) > 0 {
+        drop(chain_lock);
+        std::thread::yield_now();
+        chain_lock = lock(&line.chain);
+    }
     if chain_lock.actions.is_empty() {
         // The last handler was freed after the line was queued.
         drop(chain_lock);

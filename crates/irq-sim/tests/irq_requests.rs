@@ -416,3 +416,65 @@ fn id_from_another_machine_rejected() {
     );
     first.controller().free_irq(mine).unwrap();
 }
+
+/// Returns the scheduler state of task `tid` of this process (`R`, `S`,
+/// `D`, ...), as `/proc` gives it.
+fn task_state(tid: i32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    // The command name in brackets may contain spaces; the state follows it.
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name.trim_start().chars().next().unwrap()
+}
+
+/// Once `free_irq` has begun, the handler it frees is not called again,
+/// even for an edge that was latched while it ran: Linux's `__free_irq`
+/// removes the action under the descriptor lock, which the flow handler
+/// drops while actions run.
+#[test]
+fn free_started_while_running_blocks_rerun() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let gate = Arc::new(common::Gate::default());
+    let calls = Arc::new(AtomicU32::new(0));
+    let (handler_gate, handler_calls) = (gate.clone(), calls.clone());
+    let id = irq
+        .request_irq(
+            LINE,
+            IrqRequest::new(
+                "freed",
+                IrqFlags::EDGE,
+                move |_: &mut HardIrqContext<'_>| {
+                    handler_calls.fetch_add(1, Ordering::SeqCst);
+                    handler_gate.hold();
+                    IrqReturn::Handled
+                },
+            ),
+        )
+        .unwrap();
+    irq.raise(LINE).unwrap();
+    gate.wait_entered(1);
+    // An edge latched while the handler runs.
+    irq.raise(LINE).unwrap();
+
+    let (tid_sender, tid_receiver) = std::sync::mpsc::channel();
+    let freer = {
+        let irq = irq.clone();
+        std::thread::spawn(move || {
+            // SAFETY: gettid takes no arguments and touches no memory.
+            tid_sender.send(unsafe { libc::gettid() }).unwrap();
+            irq.free_irq(id)
+        })
+    };
+    let tid = tid_receiver.recv().unwrap();
+    // The free has begun once it sleeps on the line, which the running
+    // handler holds.
+    wait_until("free_irq to wait for the running handler", || {
+        task_state(tid) == 'S'
+    });
+    gate.open();
+
+    freer.join().unwrap().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Nothing is left to call: the latched edge finds no handler.
+    assert!(irq.line_stats(LINE).unwrap().handlers.is_empty());
+}
