@@ -168,15 +168,22 @@ pub enum Leftover {
 impl fmt::Display for Leftover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::PendingWork { work } => {
-                write!(f, "work {work:?} still pending; cancelled")
-            }
-            Self::DelayedWork { work } => {
-                write!(f, "delayed work {work:?} still pending; cancelled")
-            }
-            Self::RunningWork { work } => {
-                write!(f, "work {work:?} still running; waited for it")
-            }
+            Self::PendingWork { work } => write!(
+                f,
+                "work {work:?} still pending; cancelled: cancel it with cancel_work_sync in \
+                 the module's exit"
+            ),
+            Self::DelayedWork { work } => write!(
+                f,
+                "delayed work {work:?} still pending; cancelled: cancel it with \
+                 cancel_delayed_work_sync in the module's exit"
+            ),
+            // The item may be delayed or not, so the fix names both cancels.
+            Self::RunningWork { work } => write!(
+                f,
+                "work {work:?} still running; waited for it: cancel it with cancel_work_sync, \
+                 or cancel_delayed_work_sync for delayed work, in the module's exit"
+            ),
             Self::RearmedDuringDrain { work } => {
                 write!(
                     f,
@@ -188,7 +195,8 @@ impl fmt::Display for Leftover {
             Self::Handler { irq, handler } => {
                 write!(
                     f,
-                    "handler {handler:?} still registered on irq {irq}; freed"
+                    "handler {handler:?} still registered on irq {irq}; freed: call free_irq \
+                     in the module's exit"
                 )
             }
             Self::Workqueue { queue } => write!(

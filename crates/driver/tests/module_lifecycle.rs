@@ -741,3 +741,36 @@ fn unload_error_is_send_and_sync() {
     assert!(boxed.source().is_none());
     // Dropping the box drops the module, which unloads it.
 }
+
+#[test]
+fn leftover_messages_name_the_fix() {
+    let work = || "rx".to_string();
+    let cases = [
+        (
+            Leftover::PendingWork { work: work() },
+            "work \"rx\" still pending; cancelled: cancel it with cancel_work_sync in the \
+             module's exit",
+        ),
+        (
+            Leftover::DelayedWork { work: work() },
+            "delayed work \"rx\" still pending; cancelled: cancel it with \
+             cancel_delayed_work_sync in the module's exit",
+        ),
+        (
+            Leftover::RunningWork { work: work() },
+            "work \"rx\" still running; waited for it: cancel it with cancel_work_sync, or \
+             cancel_delayed_work_sync for delayed work, in the module's exit",
+        ),
+        (
+            Leftover::Handler {
+                irq: 41,
+                handler: "nic_rx",
+            },
+            "handler \"nic_rx\" still registered on irq 41; freed: call free_irq in the \
+             module's exit",
+        ),
+    ];
+    for (leftover, expected) in cases {
+        assert_eq!(leftover.to_string(), expected, "{leftover:?}");
+    }
+}
