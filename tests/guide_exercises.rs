@@ -12,7 +12,9 @@ fn check_exercise(name: &str, diagnostic: &str) {
     let stdout = String::from_utf8_lossy(&exercise.stdout);
     assert!(
         !exercise.status.success(),
-        "the shipped exercise {name} passed; it must fail until fixed:\n{stdout}"
+        "the shipped exercise {name} passed; it must fail until fixed. If \
+         examples/exercises is as shipped, the binary is stale: run `cargo build \
+         --examples` or the whole `cargo test`:\n{stdout}"
     );
     assert!(
         stdout.contains(diagnostic),
