@@ -716,6 +716,22 @@ fn noise_probe_too_short_rejected() {
     );
 }
 
+/// A negative or overlong probe names the same allowed values as a short
+/// one, not a range from 0s that the short values fall in.
+#[test]
+fn noise_probe_out_of_range_names_minimum() {
+    for value in ["-1s", "25h"] {
+        let error = Wrapper::try_parse_from(["latency", "--noise-probe", value])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("0s (no probe) or a duration from 100ms to 24h"),
+            "{error}"
+        );
+        assert!(!error.contains("from 0s to"), "{error}");
+    }
+}
+
 /// A round counts rate x duration expiries, also when the period falls
 /// between two nanoseconds: 7 Hz for 2 s programs 14.
 #[test]

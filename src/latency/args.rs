@@ -283,20 +283,34 @@ pub fn parse_work_time(value: &str) -> Result<Duration, LatencyError> {
 pub const MIN_NOISE_PROBE: Duration = Duration::from_millis(100);
 
 /// Parses `--noise-probe`: 0s (off), or [`MIN_NOISE_PROBE`] to
-/// [`MAX_DURATION`].
+/// [`MAX_DURATION`]. Every rejection names both, since a range from 0s
+/// would include the probes too short to measure.
 pub fn parse_probe(value: &str) -> Result<Duration, LatencyError> {
-    let probe = parse_duration_in("--noise-probe", value, Duration::ZERO, MAX_DURATION)?;
+    let allowed = format!(
+        "expected 0s (no probe) or a duration from {} to {}",
+        crate::report::format_duration(MIN_NOISE_PROBE),
+        crate::report::format_duration(MAX_DURATION)
+    );
+    let invalid = |problem: String| LatencyError::InvalidDuration {
+        option: "--noise-probe",
+        value: value.to_owned(),
+        problem,
+    };
+
+    let probe = crate::scenario::parse_duration(value).map_err(|error| {
+        invalid(if error.out_of_range {
+            format!("{}; {allowed}", error.problem)
+        } else {
+            error.problem
+        })
+    })?;
+    if probe > MAX_DURATION {
+        return Err(invalid(format!("out of range; {allowed}")));
+    }
     if !probe.is_zero() && probe < MIN_NOISE_PROBE {
-        return Err(LatencyError::InvalidDuration {
-            option: "--noise-probe",
-            value: value.to_owned(),
-            problem: format!(
-                "too short to see the host's noise; expected 0s (no probe) or a duration from \
-                 {} to {}",
-                crate::report::format_duration(MIN_NOISE_PROBE),
-                crate::report::format_duration(MAX_DURATION)
-            ),
-        });
+        return Err(invalid(format!(
+            "too short to see the host's noise; {allowed}"
+        )));
     }
     Ok(probe)
 }
