@@ -181,6 +181,28 @@ fn short_round_rejected() {
     assert!(error.to_string().contains("fewer than ten timer periods"));
 }
 
+/// A round too short names only the remedies the settings leave room
+/// for: no fewer --rounds with one round, no higher --rate at the maximum.
+#[test]
+fn short_round_advice_fits_settings() {
+    let one_round = parse(&["--rate", "3", "-d", "1s", "--rounds", "1"])
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(!one_round.contains("--rounds"), "{one_round}");
+    assert!(one_round.contains("--rate"), "{one_round}");
+
+    let top_rate = parse(&["--rate", "1000000", "-d", "1ms", "--rounds", "1000"])
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(!top_rate.contains("--rate"), "{top_rate}");
+    assert!(top_rate.contains("fewer --rounds"), "{top_rate}");
+    assert!(top_rate.contains("--duration"), "{top_rate}");
+}
+
 #[test]
 fn built_args_validated() {
     let mut args = parse(&[]).unwrap();

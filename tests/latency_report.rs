@@ -337,6 +337,18 @@ fn few_samples_a_round_not_judged() {
         "{:?}",
         report.warnings
     );
+
+    // At the longest duration, a longer one is not offered.
+    let report = judged(|report| {
+        report.ratios[0].round_samples = 50;
+        report.settings.duration_s = irqlab::latency::MAX_DURATION.as_secs_f64();
+        report.settings.rounds = 5;
+    });
+    assert!(
+        report.warnings[0].ends_with("with a higher --rate or fewer --rounds"),
+        "{:?}",
+        report.warnings
+    );
 }
 
 /// Skipped periods are the late ones a percentile would have counted: past

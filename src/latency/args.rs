@@ -267,6 +267,29 @@ fn parse_duration_in(
     Ok(duration)
 }
 
+/// Lists the changes that give each round more timer periods, leaving out
+/// those the settings have no room for: a longer `--duration` at
+/// [`MAX_DURATION`], a higher `--rate` at [`MAX_RATE_HZ`], fewer `--rounds`
+/// with one round. `duration` is the measuring time of a column set.
+pub fn round_remedies(duration: Duration, rate_hz: u32, rounds: u32) -> String {
+    let mut remedies = Vec::new();
+    if duration < MAX_DURATION {
+        remedies.push("a longer --duration");
+    }
+    if rate_hz < MAX_RATE_HZ {
+        remedies.push("a higher --rate");
+    }
+    if rounds > 1 {
+        remedies.push("fewer --rounds");
+    }
+    match remedies.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        // NOTE: only a 24-hour run at 1 MHz in one round gets here.
+        None => "no setting left to raise".to_owned(),
+    }
+}
+
 /// Parses `--duration`: at least 1 ms, at most [`MAX_DURATION`].
 pub fn parse_duration(value: &str) -> Result<Duration, LatencyError> {
     parse_duration_in("--duration", value, Duration::from_millis(1), MAX_DURATION)
@@ -377,7 +400,11 @@ impl LatencyArgs {
         let round = self.round_length();
         let period = self.period();
         if round < period * 10 {
-            return Err(LatencyError::RoundTooShort { round, period });
+            return Err(LatencyError::RoundTooShort {
+                round,
+                period,
+                remedies: round_remedies(self.duration, self.rate, self.rounds),
+            });
         }
         Ok(())
     }

@@ -57,6 +57,9 @@ pub enum LatencyError {
         round: Duration,
         /// The timer period.
         period: Duration,
+        /// The changes the settings leave room for, as
+        /// [`round_remedies`](super::args::round_remedies) lists them.
+        remedies: String,
     },
     /// The simulated machine could not be built.
     Machine(irq_sim::ConfigError),
@@ -203,9 +206,14 @@ impl std::fmt::Display for LatencyError {
                     self.problem()
                 )
             }
-            Self::RoundTooShort { round, period } => write!(
+            Self::RoundTooShort {
+                round,
+                period,
+                remedies,
+            } => write!(
                 f,
-                "a round of {} contains fewer than ten timer periods of {}: raise --duration or --rate, or lower --rounds",
+                "a round of {} contains fewer than ten timer periods of {}: give each round more \
+                 periods with {remedies}",
                 crate::report::format_duration(*round),
                 crate::report::format_duration(*period)
             ),

@@ -723,19 +723,10 @@ impl LatencyReport {
         // A run too short for its verdicts gets a hint to lengthen it.
         let fewest = self.ratios.iter().map(|ratio| ratio.round_samples).min();
         if let Some(fewest) = fewest.filter(|&fewest| fewest < MIN_ROUND_SAMPLES_P99) {
-            // Only the remedies that the settings leave room for.
-            let mut remedies = vec!["a longer --duration"];
-            if self.settings.rate_hz < super::args::MAX_RATE_HZ {
-                remedies.push("a higher --rate");
-            }
-            if self.settings.rounds > 1 {
-                remedies.push("fewer --rounds");
-            }
-            let remedies = match remedies.split_last() {
-                Some((last, [])) => (*last).to_owned(),
-                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-                None => String::new(),
-            };
+            let duration =
+                Duration::try_from_secs_f64(self.settings.duration_s).unwrap_or_default();
+            let remedies =
+                super::args::round_remedies(duration, self.settings.rate_hz, self.settings.rounds);
             warnings.push(format!(
                 "a round had as few as {fewest} samples in a column; a p99 verdict needs \
                  {MIN_ROUND_SAMPLES_P99} and a p50 verdict {MIN_ROUND_SAMPLES_P50}: give each \
