@@ -794,7 +794,16 @@ fn format_ratio(ratio: f64) -> String {
     if ratio == 0.0 || !ratio.is_finite() || ratio.abs() >= 0.01 {
         return format!("{ratio:.2}");
     }
-    let decimals = (-ratio.abs().log10()).floor() as usize + 2;
+    let mut decimals = (-ratio.abs().log10()).floor() as usize + 2;
+
+    // Rounding can carry into the next power of ten (0.00999 to 0.0100),
+    // which needs one decimal fewer. Both sides are parsed from decimal
+    // text, so the same value compares equal.
+    let rounded: f64 = format!("{:.decimals$}", ratio.abs()).parse().unwrap_or(0.0);
+    let next_power: f64 = format!("1e-{}", decimals - 2).parse().unwrap_or(f64::MAX);
+    if rounded >= next_power {
+        decimals -= 1;
+    }
     format!("{ratio:.decimals$}")
 }
 
@@ -809,6 +818,15 @@ mod tests {
         assert_eq!(format_ratio(0.00045), "0.00045");
         assert_eq!(format_ratio(0.0012), "0.0012");
         assert_eq!(format_ratio(0.0), "0.00");
+    }
+
+    /// A ratio that rounds up to the next power of ten keeps two
+    /// significant digits, not three.
+    #[test]
+    fn small_ratio_rounding_up_keeps_two_digits() {
+        assert_eq!(format_ratio(0.00999), "0.010");
+        assert_eq!(format_ratio(0.000996), "0.0010");
+        assert_eq!(format_ratio(0.00994), "0.0099");
     }
 
     #[test]
