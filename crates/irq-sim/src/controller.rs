@@ -421,10 +421,12 @@ impl Controller {
 
     /// Registers a top half on line `irq` (`request_irq`).
     ///
-    /// The first handler starts the line with the request's trigger type. A
-    /// second handler joins only if both ask for sharing and agree on
-    /// trigger type and ONESHOT; every handler of a shared line is called
-    /// for each interrupt, in registration order.
+    /// The first handler starts the line with the request's trigger type,
+    /// or edge when the request gives none. A second handler joins only if
+    /// both ask for sharing and agree on ONESHOT, and on the trigger type
+    /// unless the new request gives none, which takes the line's. Every
+    /// handler of a shared line is called for each interrupt, in
+    /// registration order.
     ///
     /// # Errors
     ///
