@@ -82,9 +82,10 @@ pub struct LatencyArgs {
     pub work_time: Duration,
 
     /// Activations that may wait for their bottom half at once: the work
-    /// items a workqueue mechanism uses in turn, or the entries of the
-    /// threaded IRQ's ring. One more is counted as lost. 1 to 65536; the
-    /// default covers 20 ms of backlog at 50 kHz.
+    /// items a workqueue mechanism uses in turn, the entries of the
+    /// threaded IRQ's ring, or the deadlines the baseline's task has yet
+    /// to receive (tokio-spawn has no limit). One more is counted as lost.
+    /// 1 to 65536; the default covers 20 ms of backlog at 50 kHz.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SLOTS, value_parser = for_clap(parse_slots), allow_hyphen_values = true)]
     pub slots: usize,
 
