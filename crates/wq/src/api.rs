@@ -693,14 +693,16 @@ async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<
     if let Some(latest) = latest {
         let wait = latest.saturating_duration_since(tokio::time::Instant::now());
         if wait >= LONG_DRAIN_WAIT {
+            // "Up to": a cancel during the drain ends the wait sooner.
+            let wait_ms = wait.as_millis();
             tracing::warn!(
                 target: "workqueue",
                 workqueue = %queue.name,
                 delayed = armed,
-                wait_ms = wait.as_millis(),
-                "{api} waits {wait:?} for {armed} delayed item(s) armed before it; Linux would \
-                 not wait, and their timers would fire on a drained or freed queue: cancel them \
-                 first with cancel_delayed_work_sync"
+                wait_ms,
+                "{api} may wait up to {wait_ms} ms for {armed} delayed item(s) armed before it; \
+                 Linux would not wait, and their timers would fire on a drained or freed queue: \
+                 cancel them first with cancel_delayed_work_sync"
             );
         }
     }

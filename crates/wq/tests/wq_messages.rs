@@ -97,8 +97,11 @@ fn destroy_warns_of_long_armed_delay() {
     assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
     let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(
-        log.contains("destroy_workqueue waits") && log.contains("1 delayed item(s)"),
+        log.contains("destroy_workqueue may wait up to 1") && log.contains("1 delayed item(s)"),
         "{log}"
     );
+    // Whole milliseconds, as the wait_ms field, not a Debug duration in
+    // nanoseconds.
+    assert!(log.contains(" ms for 1 delayed item(s)"), "{log}");
     assert!(log.contains("cancel_delayed_work_sync"), "{log}");
 }
