@@ -351,6 +351,18 @@ fn few_samples_a_round_not_judged() {
     );
 }
 
+/// The few-samples warning counts a single sample in the singular, as the
+/// verdict's reason does.
+#[test]
+fn few_samples_warning_counts_one() {
+    let report = judged(|report| report.ratios[0].round_samples = 1);
+    assert!(
+        report.warnings[0].starts_with("a round had as few as 1 sample in a column"),
+        "{:?}",
+        report.warnings
+    );
+}
+
 /// Skipped periods are the late ones a percentile would have counted: past
 /// 1 % of a column set's periods, its ratios are not judged, nor are any
 /// when the baseline skipped them.

@@ -728,9 +728,10 @@ impl LatencyReport {
             let remedies =
                 super::args::round_remedies(duration, self.settings.rate_hz, self.settings.rounds);
             warnings.push(format!(
-                "a round had as few as {fewest} samples in a column; a p99 verdict needs \
+                "a round had as few as {} in a column; a p99 verdict needs \
                  {MIN_ROUND_SAMPLES_P99} and a p50 verdict {MIN_ROUND_SAMPLES_P50}: give each \
-                 round more periods with {remedies}"
+                 round more periods with {remedies}",
+                crate::report::counted(fewest as usize, "sample")
             ));
         }
         self.warnings = warnings;
