@@ -93,7 +93,7 @@ fn main() -> ExitCode {
     let default_filter = if quiet {
         "error"
     } else if matches!(cli.command, Some(Command::Latency(_))) {
-        "warn,irq=error,workqueue=error"
+        "warn,irq=error,irq::clock=warn,workqueue=error"
     } else {
         "warn"
     };

@@ -95,6 +95,9 @@ fn plot_labels_read_as_text() {
     let mut baseline = report.column_sets[0].clone();
     baseline.mechanism = "baseline".to_owned();
     report.column_sets.push(baseline);
+    let mut spawn = report.column_sets[0].clone();
+    spawn.mechanism = "tokio-spawn".to_owned();
+    report.column_sets.push(spawn);
 
     let svg = drawn(&report, "plot_labels_read_as_text");
     assert!(
@@ -104,6 +107,11 @@ fn plot_labels_read_as_text() {
     assert!(svg.contains("Thr-a: p50 5502 ns"), "{svg}");
     assert!(
         svg.contains("baseline (1000 Hz, blocking, work 1s, 1024 slots,"),
+        "{svg}"
+    );
+    // A task spawned an activation has no slot to wait for.
+    assert!(
+        svg.contains("tokio-spawn (1000 Hz, blocking, work 1s, 2 of 4 lost)"),
         "{svg}"
     );
 

@@ -215,9 +215,9 @@ pub fn measure(
     };
     let machine = machine_info();
     progress(&format!(
-        "machine: {} vCPUs, {}; {} Hz for {} per column set, {}, {} column sets (about {} in all); \
+        "machine: {}, {}; {} Hz for {} per column set, {}, {} column sets (about {} in all); \
          {} CPU, background load {} Hz, work time {}, {}",
-        machine.cpus,
+        crate::report::counted(machine.cpus, "vCPU"),
         machine.model,
         args.rate,
         crate::report::format_duration(args.duration),
@@ -418,13 +418,16 @@ fn machine_info() -> MachineInfo {
 /// Spins on the clock for `length` on each vCPU at once and adds up every
 /// gap over 1 us: time the host or the kernel took from the thread.
 fn probe_noise_floor(length: Duration) -> NoiseFloor {
+    // As many threads as the process may run at once, which a cgroup's CPU
+    // quota can make fewer than the CPUs it may run on: more would take
+    // each other's time and flag a quiet host.
+    let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
     let allowed = allowed_cpus();
-    // Unpinned threads where the process cannot read its CPUs: one a CPU.
+    // Unpinned threads where the process cannot read its CPUs.
     let targets: Vec<Option<usize>> = if allowed.is_empty() {
-        let count = std::thread::available_parallelism().map_or(1, usize::from);
-        vec![None; count]
+        vec![None; parallelism]
     } else {
-        allowed.into_iter().map(Some).collect()
+        allowed.into_iter().take(parallelism).map(Some).collect()
     };
     let threads: Vec<_> = targets
         .into_iter()

@@ -85,7 +85,10 @@ fn draw(report: &LatencyReport, out: &Path, svg: &mut String) -> Result<(), Late
         };
         // The baseline of results written before it had slots took every
         // deadline, so no slot count applies there.
-        let slots = if set.mechanism == BASELINE && !report.settings.baseline_slots {
+        // tokio-spawn spawns a task an activation, with no slots to run out of.
+        let slots = if (set.mechanism == BASELINE && !report.settings.baseline_slots)
+            || set.mechanism == super::args::Mechanism::TokioSpawn.name()
+        {
             String::new()
         } else {
             format!(
