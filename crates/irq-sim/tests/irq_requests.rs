@@ -451,10 +451,10 @@ fn free_started_while_running_blocks_rerun() {
             ),
         )
         .unwrap();
-    irq.raise(LINE).unwrap();
+    let _ = irq.raise(LINE).unwrap();
     gate.wait_entered(1);
     // An edge latched while the handler runs.
-    irq.raise(LINE).unwrap();
+    let _ = irq.raise(LINE).unwrap();
 
     let (tid_sender, tid_receiver) = std::sync::mpsc::channel();
     let freer = {
