@@ -683,28 +683,31 @@ const LONG_DRAIN_WAIT: Duration = Duration::from_secs(1);
 /// or live if the drain fails.
 async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<(), WaitError> {
     let queue = &wq.shared().core;
+    let long_after = tokio::time::Instant::now() + LONG_DRAIN_WAIT;
     let (leftovers, (armed, latest)) = {
         let mut pool = lock_pool();
         let leftovers = core::begin_drain(&mut pool, queue);
-        (leftovers, core::armed_timers(&mut pool, queue))
+        (
+            leftovers,
+            core::timers_due_after(&mut pool, queue, long_after),
+        )
     };
     leftovers.settle();
     let mut end = DrainEnd { queue, after };
     if let Some(latest) = latest {
-        let wait = latest.saturating_duration_since(tokio::time::Instant::now());
-        if wait >= LONG_DRAIN_WAIT {
-            // "Up to": a cancel during the drain ends the wait sooner.
-            let wait_ms = wait.as_millis();
-            tracing::warn!(
-                target: "workqueue",
-                workqueue = %queue.name,
-                delayed = armed,
-                wait_ms,
-                "{api} may wait up to {wait_ms} ms for {armed} delayed item(s) armed before it; \
-                 Linux would not wait, and their timers would fire on a drained or freed queue: \
-                 cancel them first with cancel_delayed_work_sync"
-            );
-        }
+        // "Up to": a cancel during the drain ends the wait sooner.
+        let wait_ms = latest
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_millis();
+        tracing::warn!(
+            target: "workqueue",
+            workqueue = %queue.name,
+            delayed = armed,
+            wait_ms,
+            "{api} may wait up to {wait_ms} ms for {armed} delayed item(s) armed before it \
+             and due in a second or more; Linux would not wait, and their timers would fire on \
+             a drained or freed queue: cancel them first with cancel_delayed_work_sync"
+        );
     }
 
     let mut rounds = 0_u64;

@@ -1535,11 +1535,12 @@ pub(crate) fn cancel_drain_rearms(
     }
 }
 
-/// Returns how many items wait on `queue`'s timer list, and the latest of
-/// their deadlines.
-pub(crate) fn armed_timers(
+/// Returns how many items on `queue`'s timer list are due at or after
+/// `after`, and the latest of their deadlines.
+pub(crate) fn timers_due_after(
     guard: &mut PoolGuard<'_>,
     queue: &QueueCore,
+    after: tokio::time::Instant,
 ) -> (usize, Option<tokio::time::Instant>) {
     let mut count = 0;
     let mut latest: Option<tokio::time::Instant> = None;
@@ -1549,8 +1550,10 @@ pub(crate) fn armed_timers(
         let core = unsafe { item(link) };
         let node = guard.node(core);
         cursor = node.next;
-        count += 1;
-        latest = latest.max(node.deadline);
+        if node.deadline.is_some_and(|deadline| deadline >= after) {
+            count += 1;
+            latest = latest.max(node.deadline);
+        }
     }
     (count, latest)
 }

@@ -89,12 +89,20 @@ fn destroy_warns_of_long_armed_delay() {
             runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         })
     };
+    // A short delay too, which the warning leaves out.
+    let blink = {
+        let runs = runs.clone();
+        wq::DelayedWork::from_fn("blink", move || {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
     let queue = wq::alloc_workqueue("buttons", wq::WqFlags::default(), 1);
     wq::queue_delayed_work(&queue, &dwork, std::time::Duration::from_millis(1100)).unwrap();
+    wq::queue_delayed_work(&queue, &blink, std::time::Duration::from_millis(20)).unwrap();
 
     wq::blocking::destroy_workqueue(&queue).unwrap();
 
-    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
     let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(
         log.contains("destroy_workqueue may wait up to 1") && log.contains("1 delayed item(s)"),
