@@ -262,15 +262,35 @@ impl std::fmt::Display for LatencyError {
 }
 
 impl std::error::Error for LatencyError {
+    /// Returns the wrapped error's own source: every message above already
+    /// contains the wrapped error's, so a reporter that prints the chain
+    /// would repeat it.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Machine(error) => Some(error),
+            Self::Machine(error) => error.source(),
             Self::Runtime(source)
             | Self::WriteJson { source, .. }
             | Self::WritePlot { source, .. }
-            | Self::ReadJson { source, .. } => Some(source),
-            Self::ParseJson { source, .. } => Some(source),
+            | Self::ReadJson { source, .. } => source.source(),
+            Self::ParseJson { source, .. } => source.source(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LatencyError;
+
+    /// An error whose message contains the wrapped error's does not return
+    /// that error as its source, so a printed chain names it once.
+    #[test]
+    fn source_not_repeated() {
+        let error = LatencyError::ReadJson {
+            path: "result.json".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(error.to_string().contains("not found"), "{error}");
+        assert!(std::error::Error::source(&error).is_none());
     }
 }

@@ -285,14 +285,20 @@ impl fmt::Display for ConvertError {
 }
 
 impl std::error::Error for ConvertError {
+    /// Returns the wrapped error where the message leaves it out (a file
+    /// that is not text), and its own source where the message contains
+    /// it, so that a reporter that prints the chain names each reason once.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Read { error, .. } | Self::Write { error, .. } => Some(error),
-            Self::ProcInterrupts { error, .. } => Some(error),
-            Self::Diff { error, .. } => Some(error),
-            Self::Ftrace { error, .. } => Some(error),
-            Self::Generated(error) => Some(error),
-            Self::Stdout(error) => Some(error),
+            Self::Read { error, .. } if error.kind() == std::io::ErrorKind::InvalidData => {
+                Some(error)
+            }
+            Self::Read { error, .. } | Self::Write { error, .. } => error.source(),
+            Self::ProcInterrupts { error, .. } => error.source(),
+            Self::Diff { error, .. } => error.source(),
+            Self::Ftrace { error, .. } => error.source(),
+            Self::Generated(error) => error.source(),
+            Self::Stdout(error) => error.source(),
             Self::InvalidInterval(_)
             | Self::OutIsInput { .. }
             | Self::NoIrqEntries { .. }

@@ -1017,3 +1017,24 @@ mod properties {
         }
     }
 }
+
+/// A reporter that prints an error and then its sources names each reason
+/// once: a message that contains the wrapped error's does not return that
+/// error as its source, and one that leaves it out does.
+#[test]
+fn error_sources_not_repeated() {
+    let missing = ConvertError::Read {
+        path: "before.txt".to_owned(),
+        error: std::io::Error::from(std::io::ErrorKind::NotFound),
+    };
+    assert!(missing.to_string().contains("not found"), "{missing}");
+    assert!(std::error::Error::source(&missing).is_none());
+
+    let binary = ConvertError::Read {
+        path: "trace.dat".to_owned(),
+        error: std::io::Error::from(std::io::ErrorKind::InvalidData),
+    };
+    let source = std::error::Error::source(&binary).map(ToString::to_string);
+    assert!(!binary.to_string().contains("invalid data"), "{binary}");
+    assert_eq!(source.as_deref(), Some("invalid data"));
+}
