@@ -712,3 +712,46 @@ arrival = {{ process = "poisson", rate = -1 }}
     assert_eq!(line, 12, "{text}");
     assert_eq!(key, "device[1].arrival.rate");
 }
+
+/// Every bad `[[workqueue]]` and every bad `[[line]]` is reported, not only
+/// the first of each.
+#[test]
+fn bad_queues_and_lines_all_reported() {
+    let queues = r#"
+[[workqueue]]
+name = "events"
+
+[[workqueue]]
+name = "rx"
+ordered = true
+max_active = 2
+"#;
+    let keys = |text: &str| -> Vec<String> {
+        match parse(text) {
+            Err(ScenarioError::Several(errors)) => errors
+                .iter()
+                .map(|error| match error {
+                    ScenarioError::Invalid { key, .. } => key.clone(),
+                    other => panic!("unexpected error: {other}"),
+                })
+                .collect(),
+            other => panic!("expected several errors, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        keys(&format!("{queues}{NIC}")),
+        ["workqueue[0].name", "workqueue[1].max_active"]
+    );
+
+    let lines = format!(
+        r#"{NIC}
+[[line]]
+irq = 41
+
+[[line]]
+irq = 40
+budget = "5s"
+"#
+    );
+    assert_eq!(keys(&lines), ["line[0].irq", "line[1].budget"]);
+}

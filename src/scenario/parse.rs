@@ -368,11 +368,24 @@ struct Errors(Vec<ScenarioError>);
 impl Errors {
     /// Returns the value of `result`, or keeps its error and returns `None`.
     fn keep<T>(&mut self, result: Result<T, ScenarioError>) -> Option<T> {
-        result.map_err(|error| self.0.push(error)).ok()
+        result.map_err(|error| self.push(error)).ok()
     }
 
+    /// Keeps `error`, or each error of a `Several`.
     fn push(&mut self, error: ScenarioError) {
-        self.0.push(error);
+        match error {
+            ScenarioError::Several(errors) => self.0.extend(errors),
+            error => self.0.push(error),
+        }
+    }
+
+    /// Returns `value`, or the errors kept.
+    fn into_result<T>(self, value: T) -> Result<T, ScenarioError> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.into_error())
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -1170,55 +1183,68 @@ fn workqueues(
     raw: &[S<RawWorkqueue>],
 ) -> Result<Vec<WorkqueueSpec>, ScenarioError> {
     let mut queues: Vec<WorkqueueSpec> = Vec::new();
+    let mut errors = Errors::default();
     for (index, queue) in raw.iter().enumerate() {
-        let key = |field: &str| format!("workqueue[{index}].{field}");
-        let queue = queue.get_ref();
-        let name = queue.name.get_ref();
-        if name.is_empty() {
-            return Err(checker.error(queue.name.span(), key("name"), "must not be empty"));
+        if let Some(queue) = errors.keep(workqueue(checker, index, queue.get_ref(), &queues)) {
+            queues.push(queue);
         }
-        if SYSTEM_QUEUES.contains(&name.as_str()) || SYSTEM_QUEUE_NAMES.contains(&name.as_str()) {
-            return Err(checker.error(
-                queue.name.span(),
-                key("name"),
-                format!(
-                    "\"{name}\" is a system queue's name (reports show system_wq as \"events\", \
-                     as the kernel does); choose another name"
-                ),
-            ));
-        }
-        if queues.iter().any(|other| other.name == *name) {
-            return Err(checker.error(
-                queue.name.span(),
-                key("name"),
-                format!("a workqueue named \"{name}\" is declared twice"),
-            ));
-        }
-        let ordered = queue.ordered.unwrap_or(false);
-        let max_active = match &queue.max_active {
-            Some(value) => {
-                let max_active =
-                    checker.integer(value, &key("max_active"), 1..MAX_ACTIVE + 1, "max_active")?;
-                if ordered && max_active != 1 {
-                    return Err(checker.error(
-                        value.span(),
-                        key("max_active"),
-                        "an ordered queue runs one item at a time; leave max_active out or set it to 1",
-                    ));
-                }
-                max_active as u32
-            }
-            None if ordered => 1,
-            None => 4,
-        };
-        queues.push(WorkqueueSpec {
-            name: name.clone(),
-            max_active,
-            ordered,
-            highpri: queue.highpri.unwrap_or(false),
-        });
     }
-    Ok(queues)
+    errors.into_result(queues)
+}
+
+/// Checks the `[[workqueue]]` at `index` of the file, against the queues
+/// checked before it.
+fn workqueue(
+    checker: &Checker<'_>,
+    index: usize,
+    queue: &RawWorkqueue,
+    earlier: &[WorkqueueSpec],
+) -> Result<WorkqueueSpec, ScenarioError> {
+    let key = |field: &str| format!("workqueue[{index}].{field}");
+    let name = queue.name.get_ref();
+    if name.is_empty() {
+        return Err(checker.error(queue.name.span(), key("name"), "must not be empty"));
+    }
+    if SYSTEM_QUEUES.contains(&name.as_str()) || SYSTEM_QUEUE_NAMES.contains(&name.as_str()) {
+        return Err(checker.error(
+            queue.name.span(),
+            key("name"),
+            format!(
+                "\"{name}\" is a system queue's name (reports show system_wq as \"events\", \
+                 as the kernel does); choose another name"
+            ),
+        ));
+    }
+    if earlier.iter().any(|other| other.name == *name) {
+        return Err(checker.error(
+            queue.name.span(),
+            key("name"),
+            format!("a workqueue named \"{name}\" is declared twice"),
+        ));
+    }
+    let ordered = queue.ordered.unwrap_or(false);
+    let max_active = match &queue.max_active {
+        Some(value) => {
+            let max_active =
+                checker.integer(value, &key("max_active"), 1..MAX_ACTIVE + 1, "max_active")?;
+            if ordered && max_active != 1 {
+                return Err(checker.error(
+                    value.span(),
+                    key("max_active"),
+                    "an ordered queue runs one item at a time; leave max_active out or set it to 1",
+                ));
+            }
+            max_active as u32
+        }
+        None if ordered => 1,
+        None => 4,
+    };
+    Ok(WorkqueueSpec {
+        name: name.clone(),
+        max_active,
+        ordered,
+        highpri: queue.highpri.unwrap_or(false),
+    })
 }
 
 fn line_number(
@@ -1919,45 +1945,70 @@ fn lines(
     irqs: u32,
 ) -> Result<Vec<LineSpec>, ScenarioError> {
     let mut lines: Vec<LineSpec> = Vec::new();
+    let mut errors = Errors::default();
     for (index, line) in raw.iter().enumerate() {
-        let key = |field: &str| format!("line[{index}].{field}");
-        let line = line.get_ref();
-        let irq = line_number(checker, &line.irq, &key("irq"), irqs)?;
-        let used = timers.iter().any(|timer| timer.irq == irq)
-            || devices.iter().any(|device| device.irq == irq);
-        if !used {
-            return Err(checker.error(
-                line.irq.span(),
-                key("irq"),
-                format!("no timer or device uses line {irq}, so it has no top half to budget"),
-            ));
+        let checked = self::line(
+            checker,
+            index,
+            line.get_ref(),
+            timers,
+            devices,
+            irqs,
+            &lines,
+        );
+        if let Some(line) = errors.keep(checked) {
+            lines.push(line);
         }
-        if lines.iter().any(|other| other.irq == irq) {
-            return Err(checker.error(
-                line.irq.span(),
-                key("irq"),
-                format!("line {irq} has two [[line]] tables; merge them"),
-            ));
-        }
-        let budget = match &line.budget {
-            Some(value) => line_budget(checker, value, &key("budget"))?,
-            None => irq_sim::DEFAULT_BUDGET,
-        };
-        let overrun = match &line.overrun {
-            Some(value) => {
-                match checker.choice(value, &key("overrun"), &["warn", "disable", "fail"])? {
-                    "warn" => irq_sim::OverrunPolicy::Warn,
-                    "disable" => irq_sim::OverrunPolicy::Disable,
-                    _ => irq_sim::OverrunPolicy::Fail,
-                }
-            }
-            None => irq_sim::OverrunPolicy::Warn,
-        };
-        lines.push(LineSpec {
-            irq,
-            budget,
-            overrun,
-        });
     }
-    Ok(lines)
+    errors.into_result(lines)
+}
+
+/// Checks the `[[line]]` at `index` of the file, against the timers and
+/// devices and the lines checked before it.
+fn line(
+    checker: &Checker<'_>,
+    index: usize,
+    line: &RawLine,
+    timers: &[TimerSpec],
+    devices: &[DeviceSpec],
+    irqs: u32,
+    earlier: &[LineSpec],
+) -> Result<LineSpec, ScenarioError> {
+    let key = |field: &str| format!("line[{index}].{field}");
+    let irq = line_number(checker, &line.irq, &key("irq"), irqs)?;
+    let used = timers.iter().any(|timer| timer.irq == irq)
+        || devices.iter().any(|device| device.irq == irq);
+    if !used {
+        return Err(checker.error(
+            line.irq.span(),
+            key("irq"),
+            format!("no timer or device uses line {irq}, so it has no top half to budget"),
+        ));
+    }
+    if earlier.iter().any(|other| other.irq == irq) {
+        return Err(checker.error(
+            line.irq.span(),
+            key("irq"),
+            format!("line {irq} has two [[line]] tables; merge them"),
+        ));
+    }
+    let budget = match &line.budget {
+        Some(value) => line_budget(checker, value, &key("budget"))?,
+        None => irq_sim::DEFAULT_BUDGET,
+    };
+    let overrun = match &line.overrun {
+        Some(value) => {
+            match checker.choice(value, &key("overrun"), &["warn", "disable", "fail"])? {
+                "warn" => irq_sim::OverrunPolicy::Warn,
+                "disable" => irq_sim::OverrunPolicy::Disable,
+                _ => irq_sim::OverrunPolicy::Fail,
+            }
+        }
+        None => irq_sim::OverrunPolicy::Warn,
+    };
+    Ok(LineSpec {
+        irq,
+        budget,
+        overrun,
+    })
 }
