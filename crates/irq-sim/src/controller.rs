@@ -634,8 +634,13 @@ impl Controller {
         Ok(outcome)
     }
 
-    /// Lowers level line `irq` for a device. Returns true if it was high.
-    /// An edge line has nothing to lower, so it returns false.
+    /// Lowers level line `irq`. Returns true if it was high. An edge line
+    /// has nothing to lower, so it returns false.
+    ///
+    /// The line has one level, not one per device, so on a shared line
+    /// this lowers it for every device. Device models that share a level
+    /// line must combine their outputs, as a wired OR does, and lower the
+    /// line only when none of them asserts it.
     ///
     /// # Errors
     ///
