@@ -181,7 +181,24 @@ impl fmt::Display for ModuleError {
                 source,
                 leftovers,
             } => {
-                write!(f, "module {module} failed to initialize: {source}")?;
+                write!(f, "module {module} failed to initialize: ")?;
+                // An error of this module's own context already names the
+                // module: give only its reason, so the name comes once.
+                match source.downcast_ref::<ModuleError>() {
+                    Some(Self::InvalidContext {
+                        module: inner,
+                        source,
+                    }) if inner == module => write!(f, "{source}")?,
+                    Some(Self::Queue {
+                        module: inner,
+                        source,
+                    }) if inner == module => write!(f, "{source}")?,
+                    Some(Self::Irq {
+                        module: inner,
+                        source,
+                    }) if inner == module => write!(f, "{source}")?,
+                    _ => write!(f, "{source}")?,
+                }
                 if !leftovers.is_empty() {
                     write!(f, " ({} leftover resources released)", leftovers.len())?;
                 }

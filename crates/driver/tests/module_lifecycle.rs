@@ -454,6 +454,53 @@ fn failed_init_releases_work() {
     assert!(!wq::work_pending(&FAILED_TIMER));
 }
 
+/// A module whose init requests a line another driver holds.
+struct BusyLine;
+
+impl Module for BusyLine {
+    const NAME: &'static str = "busy_line";
+    type Params = irq_sim::Controller;
+
+    fn init(ctx: &ModuleContext, controller: irq_sim::Controller) -> InitResult<Self> {
+        let _registration = ctx.request_irq(
+            &controller,
+            12,
+            IrqRequest::new("second", IrqFlags::EDGE, |_: &mut HardIrqContext<'_>| {
+                IrqReturn::Handled
+            }),
+        )?;
+        Ok(BusyLine)
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// An init that fails on its own context's request names the module once:
+/// the context's error already carries the name.
+#[test]
+fn failed_init_names_module_once() {
+    let machine = Machine::new(Config::default()).unwrap();
+    let _holder = driver::irq::request_irq(
+        &machine.controller(),
+        12,
+        IrqRequest::new("first", IrqFlags::EDGE, |_: &mut HardIrqContext<'_>| {
+            IrqReturn::Handled
+        }),
+    )
+    .unwrap();
+
+    let message = module::load::<BusyLine>(machine.controller())
+        .unwrap_err()
+        .to_string();
+
+    assert_eq!(message.matches("busy_line").count(), 1, "{message}");
+    assert!(
+        message.starts_with("module busy_line failed to initialize: "),
+        "{message}"
+    );
+    assert!(message.contains("busy"), "{message}");
+}
+
 /// A module whose exit panics with its timer still armed.
 struct PanicsInExit;
 
