@@ -144,6 +144,10 @@ pub(crate) struct Line {
     /// handler waits on the descriptor lock that `__free_irq` holds.
     /// Next to the chain's lock, which the CPU takes just before.
     pub(crate) freeing: AtomicU32,
+    /// Serials of the handlers those `free_irq` calls remove, so that a
+    /// chain already running skips them; under its mutex, which a CPU
+    /// takes only while `freeing` is non-zero.
+    pub(crate) freeing_serials: Mutex<Vec<u64>>,
     /// Handlers and per-line contract state; see the module docs.
     pub(crate) chain: Mutex<Chain>,
     /// Throttle of budget-overrun and wake-thread reports.
@@ -153,21 +157,40 @@ pub(crate) struct Line {
     pub(crate) archive: Mutex<Option<LatencyHistograms>>,
 }
 
-/// A `free_irq` in progress on a line, counted in [`Line::freeing`] from
-/// its start until its handler is removed, or it fails.
-struct Freeing<'a>(&'a AtomicU32);
+/// A `free_irq` in progress on a line, counted in [`Line::freeing`] and
+/// listed in [`Line::freeing_serials`] from its start until its handler is
+/// removed, or it fails.
+struct Freeing<'a> {
+    line: &'a Line,
+    serial: u64,
+}
 
 impl<'a> Freeing<'a> {
-    fn begin(freeing: &'a AtomicU32) -> Self {
-        // SeqCst, paired with the CPU's load after it takes the chain lock.
-        freeing.fetch_add(1, Ordering::SeqCst);
-        Self(freeing)
+    fn begin(line: &'a Line, serial: u64) -> Self {
+        // Listed before it is counted, so that a CPU that sees the count
+        // finds the serial.
+        lock(&line.freeing_serials).push(serial);
+        // SeqCst, paired with the CPU's loads of the count.
+        line.freeing.fetch_add(1, Ordering::SeqCst);
+        Self { line, serial }
     }
 }
 
 impl Drop for Freeing<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.line.freeing.fetch_sub(1, Ordering::SeqCst);
+        let mut serials = lock(&self.line.freeing_serials);
+        if let Some(position) = serials.iter().position(|&serial| serial == self.serial) {
+            serials.swap_remove(position);
+        }
+    }
+}
+
+impl Line {
+    /// Returns whether a `free_irq` of the handler numbered `serial` has
+    /// begun. One load while no free runs.
+    pub(crate) fn is_freeing(&self, serial: u64) -> bool {
+        self.freeing.load(Ordering::SeqCst) > 0 && lock(&self.freeing_serials).contains(&serial)
     }
 }
 
@@ -305,6 +328,7 @@ impl Shared {
                 priority: AtomicU8::new(DEFAULT_PRIORITY),
                 counters: LineCounters::new(config.nr_cpus),
                 freeing: AtomicU32::new(0),
+                freeing_serials: Mutex::new(Vec::new()),
                 chain: Mutex::new(Chain {
                     actions: Vec::new(),
                     trigger: Trigger::Edge,
@@ -571,7 +595,7 @@ impl Controller {
         let line = self.line(id.irq).map_err(|_| not_registered.clone())?;
 
         let action = {
-            let _announced = Freeing::begin(&line.freeing);
+            let _announced = Freeing::begin(line, id.serial);
             let mut chain = lock(&line.chain);
             let Some(position) = chain
                 .actions

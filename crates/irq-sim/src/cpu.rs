@@ -377,6 +377,12 @@ fn dispatch(controller: &Controller, cpu: usize, irq: u32, local: &mut CpuLocal)
     let mut disabled = DisableOnce::default();
     let mut start = entry;
     for (index, action) in chain.actions.iter_mut().enumerate() {
+        // Skip a handler whose free began while an earlier handler ran.
+        // Linux's walk of the action list does not reach an action that
+        // `__free_irq` has already unlinked either.
+        if index > 0 && line.is_freeing(action.serial) {
+            continue;
+        }
         if index > 0 {
             guard.set_handler(action.name);
             me.running_since.store(0, Ordering::Release);

@@ -478,3 +478,62 @@ fn free_started_while_running_blocks_rerun() {
     // Nothing is left to call: the latched edge finds no handler.
     assert!(irq.line_stats(LINE).unwrap().handlers.is_empty());
 }
+
+/// On a shared line, a handler whose free began while an earlier handler
+/// of the same chain ran is not called in that chain.
+#[test]
+fn free_started_mid_chain_skips_handler() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let gate = Arc::new(common::Gate::default());
+    let later_calls = Arc::new(AtomicU32::new(0));
+    let first_gate = gate.clone();
+    let _first = irq
+        .request_irq(
+            LINE,
+            IrqRequest::new(
+                "first",
+                IrqFlags::EDGE.shared(),
+                move |_: &mut HardIrqContext<'_>| {
+                    first_gate.hold();
+                    IrqReturn::Handled
+                },
+            ),
+        )
+        .unwrap();
+    let counted = later_calls.clone();
+    let later = irq
+        .request_irq(
+            LINE,
+            IrqRequest::new(
+                "later",
+                IrqFlags::EDGE.shared(),
+                move |_: &mut HardIrqContext<'_>| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    IrqReturn::Handled
+                },
+            ),
+        )
+        .unwrap();
+    let _ = irq.raise(LINE).unwrap();
+    gate.wait_entered(1);
+
+    let (tid_sender, tid_receiver) = std::sync::mpsc::channel();
+    let freer = {
+        let irq = irq.clone();
+        std::thread::spawn(move || {
+            // SAFETY: gettid takes no arguments and touches no memory.
+            tid_sender.send(unsafe { libc::gettid() }).unwrap();
+            irq.free_irq(later)
+        })
+    };
+    let tid = tid_receiver.recv().unwrap();
+    wait_until("free_irq to wait for the running chain", || {
+        task_state(tid) == 'S'
+    });
+    gate.open();
+
+    freer.join().unwrap().unwrap();
+    assert_eq!(later_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(irq.line_stats(LINE).unwrap().handlers, ["first"]);
+}
