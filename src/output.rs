@@ -25,8 +25,10 @@ impl fmt::Display for StdoutError {
 }
 
 impl std::error::Error for StdoutError {
+    /// Returns the operating system error's own source: the message
+    /// already contains that error, and a printed chain would repeat it.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        self.0.source()
     }
 }
 

@@ -273,6 +273,7 @@ impl std::error::Error for LatencyError {
             | Self::WritePlot { source, .. }
             | Self::ReadJson { source, .. } => source.source(),
             Self::ParseJson { source, .. } => source.source(),
+            Self::Stdout(error) => error.source(),
             _ => None,
         }
     }

@@ -1038,3 +1038,15 @@ fn error_sources_not_repeated() {
     assert!(!binary.to_string().contains("invalid data"), "{binary}");
     assert_eq!(source.as_deref(), Some("invalid data"));
 }
+
+/// A failed write to standard output names the operating system's reason
+/// in its message, so a printed chain must not repeat it as a source.
+#[test]
+fn stdout_error_source_not_repeated() {
+    let error = ConvertError::Stdout(StdoutError(std::io::Error::from(
+        std::io::ErrorKind::BrokenPipe,
+    )));
+    assert!(error.to_string().contains("broken pipe"), "{error}");
+    let source = std::error::Error::source(&error).map(ToString::to_string);
+    assert_eq!(source, None);
+}
