@@ -183,8 +183,15 @@ impl fmt::Display for ModuleError {
             } => {
                 write!(f, "module {module} failed to initialize: ")?;
                 // An error of this module's own context already names the
-                // module: give only its reason, so the name comes once.
-                match source.downcast_ref::<ModuleError>() {
+                // module: give only its reason, so the name comes once. A
+                // `ProbeError::Module` shows that error unchanged.
+                let context_error = source.downcast_ref::<ModuleError>().or_else(|| {
+                    match source.downcast_ref::<ProbeError>() {
+                        Some(ProbeError::Module(inner)) => Some(inner),
+                        _ => None,
+                    }
+                });
+                match context_error {
                     Some(Self::InvalidContext {
                         module: inner,
                         source,

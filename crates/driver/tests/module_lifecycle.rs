@@ -501,6 +501,49 @@ fn failed_init_names_module_once() {
     assert!(message.contains("busy"), "{message}");
 }
 
+/// A module whose init passes its context's error on inside a
+/// `ProbeError`, as a helper shared with a driver's probe returns it.
+struct BusyLineInProbeError;
+
+impl Module for BusyLineInProbeError {
+    const NAME: &'static str = "busy_probe";
+    type Params = irq_sim::Controller;
+
+    fn init(ctx: &ModuleContext, controller: irq_sim::Controller) -> InitResult<Self> {
+        let request = IrqRequest::new("second", IrqFlags::EDGE, |_: &mut HardIrqContext<'_>| {
+            IrqReturn::Handled
+        });
+        let _registration = ctx
+            .request_irq(&controller, 13, request)
+            .map_err(driver::ProbeError::Module)?;
+        Ok(BusyLineInProbeError)
+    }
+
+    fn exit(&mut self, _ctx: &ModuleContext) {}
+}
+
+/// A `ProbeError` shows its context error unchanged, so an init failing
+/// with one names the module once too.
+#[test]
+fn failed_init_in_probe_error_names_module_once() {
+    let machine = Machine::new(Config::default()).unwrap();
+    let _holder = driver::irq::request_irq(
+        &machine.controller(),
+        13,
+        IrqRequest::new("first", IrqFlags::EDGE, |_: &mut HardIrqContext<'_>| {
+            IrqReturn::Handled
+        }),
+    )
+    .unwrap();
+
+    let message = module::load::<BusyLineInProbeError>(machine.controller())
+        .unwrap_err()
+        .to_string();
+
+    assert_eq!(message.matches("busy_probe").count(), 1, "{message}");
+    assert!(message.contains("irq 13 is busy"), "{message}");
+}
+
 /// A module whose exit panics with its timer still armed.
 struct PanicsInExit;
 
