@@ -683,7 +683,8 @@ const LONG_DRAIN_WAIT: Duration = Duration::from_secs(1);
 /// or live if the drain fails.
 async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<(), WaitError> {
     let queue = &wq.shared().core;
-    let long_after = tokio::time::Instant::now() + LONG_DRAIN_WAIT;
+    let began = tokio::time::Instant::now();
+    let long_after = began + LONG_DRAIN_WAIT;
     let (leftovers, (armed, latest)) = {
         let mut pool = lock_pool();
         let leftovers = core::begin_drain(&mut pool, queue);
@@ -696,9 +697,9 @@ async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<
     let mut end = DrainEnd { queue, after };
     if let Some(latest) = latest {
         // "Up to": a cancel during the drain ends the wait sooner.
-        let wait_ms = latest
-            .saturating_duration_since(tokio::time::Instant::now())
-            .as_millis();
+        // From the same instant as the cutoff, so that the figure is never
+        // under the second the message speaks of.
+        let wait_ms = latest.saturating_duration_since(began).as_millis();
         tracing::warn!(
             target: "workqueue",
             workqueue = %queue.name,
