@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::{flush_cpu, machine, probe, wait_until};
 use irq_sim::{
-    Config, ConfigError, FreeError, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LineError,
-    Machine, RequestError, Trigger,
+    Config, ConfigError, Controller, FreeError, HandlerId, HardIrqContext, IrqFlags, IrqRequest,
+    IrqReturn, LineError, Machine, RequestError, Trigger,
 };
 
 const LINE: u32 = 20;
@@ -426,6 +426,29 @@ fn task_state(tid: i32) -> char {
     after_name.trim_start().chars().next().unwrap()
 }
 
+/// Starts `free_irq(id)` on a thread of its own and returns once the free
+/// has begun: once that thread sleeps on the line, which a running handler
+/// holds.
+fn free_on_other_thread(
+    irq: &Controller,
+    id: HandlerId,
+) -> std::thread::JoinHandle<Result<(), FreeError>> {
+    let (tid_sender, tid_receiver) = std::sync::mpsc::channel();
+    let freer = {
+        let irq = irq.clone();
+        std::thread::spawn(move || {
+            // SAFETY: gettid takes no arguments and touches no memory.
+            tid_sender.send(unsafe { libc::gettid() }).unwrap();
+            irq.free_irq(id)
+        })
+    };
+    let tid = tid_receiver.recv().unwrap();
+    wait_until("free_irq to wait for the running handler", || {
+        task_state(tid) == 'S'
+    });
+    freer
+}
+
 /// Once `free_irq` has begun, the handler it frees is not called again,
 /// even for an edge that was latched while it ran: Linux's `__free_irq`
 /// removes the action under the descriptor lock, which the flow handler
@@ -456,21 +479,7 @@ fn free_started_while_running_blocks_rerun() {
     // An edge latched while the handler runs.
     let _ = irq.raise(LINE).unwrap();
 
-    let (tid_sender, tid_receiver) = std::sync::mpsc::channel();
-    let freer = {
-        let irq = irq.clone();
-        std::thread::spawn(move || {
-            // SAFETY: gettid takes no arguments and touches no memory.
-            tid_sender.send(unsafe { libc::gettid() }).unwrap();
-            irq.free_irq(id)
-        })
-    };
-    let tid = tid_receiver.recv().unwrap();
-    // The free has begun once it sleeps on the line, which the running
-    // handler holds.
-    wait_until("free_irq to wait for the running handler", || {
-        task_state(tid) == 'S'
-    });
+    let freer = free_on_other_thread(&irq, id);
     gate.open();
 
     freer.join().unwrap().unwrap();
@@ -518,19 +527,7 @@ fn free_started_mid_chain_skips_handler() {
     let _ = irq.raise(LINE).unwrap();
     gate.wait_entered(1);
 
-    let (tid_sender, tid_receiver) = std::sync::mpsc::channel();
-    let freer = {
-        let irq = irq.clone();
-        std::thread::spawn(move || {
-            // SAFETY: gettid takes no arguments and touches no memory.
-            tid_sender.send(unsafe { libc::gettid() }).unwrap();
-            irq.free_irq(later)
-        })
-    };
-    let tid = tid_receiver.recv().unwrap();
-    wait_until("free_irq to wait for the running chain", || {
-        task_state(tid) == 'S'
-    });
+    let freer = free_on_other_thread(&irq, later);
     gate.open();
 
     freer.join().unwrap().unwrap();
