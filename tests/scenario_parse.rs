@@ -691,8 +691,8 @@ arrival = { process = "periodic", rate = 100 }
             (19, "device[1].trigger_level"),
         ]
     );
-    let shown = ScenarioError::Several(errors).to_string();
-    assert!(shown.ends_with("4 errors in test.toml"), "{shown}");
+    let message = ScenarioError::Several(errors).to_string();
+    assert!(message.ends_with("4 errors in test.toml"), "{message}");
 }
 
 /// Names and lines are checked across devices, so a device that failed its

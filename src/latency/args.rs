@@ -413,9 +413,8 @@ impl LatencyArgs {
     /// Returns the timer period.
     pub fn period(&self) -> Duration {
         // Rounded up, so that a round of `length` counts `length` x `rate`
-        // expiries, not one more when the period falls between two
-        // nanoseconds (7 Hz for 2 s: 14, where a period rounded down to
-        // 142,857,142 ns fits a 15th expiry).
+        // expiries. Rounded down, a period between two nanoseconds fits one
+        // more: 15 at 7 Hz for 2 s, with a period of 142,857,142 ns.
         Duration::from_nanos(1_000_000_000_u64.div_ceil(u64::from(self.rate.max(1))))
     }
 

@@ -735,7 +735,7 @@ mod tests {
     }
 
     #[test]
-    fn device_latency_shows_each_device_and_dashes_where_none() {
+    fn device_latency_dashes_missing_samples() {
         let table = device_latency_table(vec![
             device("uart", 4, Some((3_000_000, 4_000_000))),
             device("button", 60, None),
@@ -750,7 +750,7 @@ mod tests {
     }
 
     #[test]
-    fn device_latency_title_names_a_shared_line() {
+    fn device_latency_title_names_shared_line() {
         let table = device_latency_table(vec![
             device("ehci", 19, Some((1_000, 2_000))),
             device("mmc0", 19, Some((1_000, 2_000))),

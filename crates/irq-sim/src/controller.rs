@@ -145,8 +145,8 @@ pub(crate) struct Line {
     /// Next to the chain's lock, which the CPU takes just before.
     pub(crate) freeing: AtomicU32,
     /// Serials of the handlers those `free_irq` calls remove, so that a
-    /// chain already running skips them; under its mutex, which a CPU
-    /// takes only while `freeing` is non-zero.
+    /// chain already running skips them. A CPU takes this mutex only while
+    /// `freeing` is non-zero.
     pub(crate) freeing_serials: Mutex<Vec<u64>>,
     /// Handlers and per-line contract state; see the module docs.
     pub(crate) chain: Mutex<Chain>,
@@ -167,8 +167,8 @@ struct Freeing<'a> {
 
 impl<'a> Freeing<'a> {
     fn begin(line: &'a Line, serial: u64) -> Self {
-        // Listed before it is counted, so that a CPU that sees the count
-        // finds the serial.
+        // Listed before it is counted, so that a CPU that reads a non-zero
+        // count finds the serial.
         lock(&line.freeing_serials).push(serial);
         // SeqCst, paired with the CPU's loads of the count.
         line.freeing.fetch_add(1, Ordering::SeqCst);

@@ -635,11 +635,11 @@ async fn flush_queue(
 ///
 /// While it drains, only work functions of `wq` may queue on it; other
 /// queueing fails with [`QueueError::Draining`]. Delayed items armed before
-/// the drain are waited for until they have run, with a warning when that
-/// takes a second or more: Linux would not wait for them. A delayed item that the
-/// queue's own work arms during the drain is cancelled with a warning, as
-/// Linux turns it away when its timer fires, and [`take_cancelled_by_drain`]
-/// reports it. Draining an idle queue returns at once. Drains may overlap;
+/// the drain are waited for until they have run, with a warning when one
+/// is due a second or more later, because Linux would not wait for them. A
+/// delayed item that the queue's own work arms during the drain is
+/// cancelled with a warning, as Linux turns it away when its timer fires,
+/// and [`take_cancelled_by_drain`] reports it. Draining an idle queue returns at once. Drains may overlap;
 /// the queue is live again when the last one ends.
 ///
 /// # Errors
@@ -696,9 +696,8 @@ async fn drain(wq: &Workqueue, after: core::Phase, api: &'static str) -> Result<
     leftovers.settle();
     let mut end = DrainEnd { queue, after };
     if let Some(latest) = latest {
-        // "Up to": a cancel during the drain ends the wait sooner.
-        // From the same instant as the cutoff, so that the figure is never
-        // under the second the message speaks of.
+        // Measured from the cutoff's instant, so that it is never under a
+        // second. "Up to", because a cancel during the drain ends it sooner.
         let wait_ms = latest.saturating_duration_since(began).as_millis();
         tracing::warn!(
             target: "workqueue",
