@@ -359,6 +359,31 @@ fn shared_line_trigger_mismatch_located() {
     assert!(message.contains("and edge (the default) here"), "{message}");
 }
 
+/// A level line takes as many devices as its wired OR has inputs; edge
+/// lines hold nothing, so they take any number.
+#[test]
+fn level_line_takes_at_most_six_devices() {
+    let devices = |count: usize, trigger: &str| -> String {
+        (0..count)
+            .map(|index| {
+                format!(
+                    "[[device]]\nname = \"dev{index}\"\nkind = \"generic\"\nirq = 16\n\
+                     shared = true\ntrigger = \"{trigger}\"\n\
+                     arrival = {{ process = \"periodic\", rate = 10 }}\n"
+                )
+            })
+            .collect()
+    };
+    assert_eq!(parse(&devices(6, "level")).unwrap().devices.len(), 6);
+    assert_eq!(parse(&devices(7, "edge")).unwrap().devices.len(), 7);
+    let (line, key, message) = rejected(&devices(7, "level"));
+    assert_eq!((line, key.as_str()), (46, "device[6].irq"));
+    assert!(
+        message.contains("line 16 already has 6 level-triggered devices"),
+        "{message}"
+    );
+}
+
 /// A rate becomes a period rounded up to a whole nanosecond, so that a
 /// run never gets more events than the rate requests.
 #[test]

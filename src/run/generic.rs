@@ -11,7 +11,9 @@ use driver::demo::EndToEnd;
 use driver::irq::IrqRegistration;
 use driver::module::ModuleContext;
 use irq_sim::clock::{self, Timestamp};
-use irq_sim::{Controller, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LocalTimer, Trigger};
+use irq_sim::{
+    Controller, HardIrqContext, IrqFlags, IrqOutput, IrqRequest, IrqReturn, LocalTimer, Trigger,
+};
 use wq::{DataWork, Workqueue};
 
 /// A line's registration, made after the top half that needs the device
@@ -93,14 +95,12 @@ impl Handoff {
 pub(crate) struct GenericDevice {
     controller: Controller,
     irq: u32,
-    trigger: Trigger,
     /// The status register: events not yet claimed by the top half.
     status: AtomicU64,
-    /// The status registers of every generic device on this line, summed:
-    /// a level line is the wired OR of its devices' outputs, high while
-    /// any of them has an event. A top half that lowers the line raises
-    /// it again while this is above zero.
-    line_status: Arc<AtomicU64>,
+    /// On a level line, the device's input of the line's wired OR: high
+    /// while the status register contains an event, so that the line stays
+    /// high while any device on it has one. `None` on an edge line.
+    output: Option<IrqOutput>,
     /// Raise time (ns) of the oldest unclaimed event; 0 when none.
     oldest: AtomicU64,
     arrived: AtomicU64,
@@ -130,7 +130,7 @@ impl GenericDevice {
         irq: u32,
         trigger: Trigger,
         shared: bool,
-        line_status: Arc<AtomicU64>,
+        output: Option<IrqOutput>,
         queue: &Workqueue,
         work: Duration,
     ) -> Result<Arc<Self>, ModuleError> {
@@ -146,9 +146,8 @@ impl GenericDevice {
         let device = Arc::new(Self {
             controller: controller.clone(),
             irq,
-            trigger,
             status: AtomicU64::new(0),
-            line_status,
+            output,
             oldest: AtomicU64::new(0),
             arrived: AtomicU64::new(0),
             handoff,
@@ -172,7 +171,8 @@ impl GenericDevice {
     }
 
     /// Delivers an event that reached the device at `at`: sets the status
-    /// register and raises the line.
+    /// register and raises the line, or asserts the device's output on a
+    /// level line.
     pub(crate) fn event(&self, at: Timestamp) {
         self.arrived.fetch_add(1, Ordering::Relaxed);
         let _ = self.oldest.compare_exchange(
@@ -182,43 +182,40 @@ impl GenericDevice {
             Ordering::Acquire,
         );
         self.status.fetch_add(1, Ordering::AcqRel);
-        self.line_status.fetch_add(1, Ordering::SeqCst);
-        let _ = self.controller.raise_at(self.irq, at);
+        match &self.output {
+            Some(output) => {
+                let _ = output.assert_at(at);
+            }
+            None => {
+                let _ = self.controller.raise_at(self.irq, at);
+            }
+        }
     }
 
-    /// Runs the top half: claims the status, lowers a level line and hands
-    /// the events to the bottom half. Returns `None` when this device did
-    /// not interrupt (another device of a shared line did).
+    /// Runs the top half: claims the status, deasserts the device's output
+    /// on a level line and hands the events to the bottom half. Returns
+    /// `None` when this device did not interrupt (another device of a
+    /// shared line did).
     fn top_half(&self, queue: &Workqueue) -> IrqReturn {
-        // Lower first, then read: an event between the two raises the line
-        // again, so it is never left unannounced.
-        let level = self.trigger == Trigger::Level;
-        if level {
-            let _ = self.controller.lower(self.irq);
+        // Deassert first, then read: an event between the two asserts the
+        // output again, so it is never left unannounced. Another device's
+        // output keeps the line high for that device.
+        if let Some(output) = &self.output {
+            let _ = output.deassert();
         }
         let events = self.status.load(Ordering::Acquire);
-        if events > 0 {
-            let oldest = self.oldest.swap(0, Ordering::AcqRel);
-            // Hand the events over before clearing them from the status
-            // register: `is_idle` reads the register first, so it finds them
-            // in one place or the other. Only this top half lowers the
-            // register, and an event arriving meanwhile stays in it.
-            self.handoff.data().give(events, oldest);
-            self.status.fetch_sub(events, Ordering::AcqRel);
-            self.line_status.fetch_sub(events, Ordering::SeqCst);
-            let _ = wq::queue_work(queue, &self.handoff);
-        }
-        // The lower above also dropped another device's output on a shared
-        // line. An event of that device counted before this read is raised
-        // again here; one counted after it raised the line after the lower.
-        if level && self.line_status.load(Ordering::SeqCst) > 0 {
-            let _ = self.controller.raise(self.irq);
-        }
         if events == 0 {
-            IrqReturn::None
-        } else {
-            IrqReturn::Handled
+            return IrqReturn::None;
         }
+        let oldest = self.oldest.swap(0, Ordering::AcqRel);
+        // Hand the events over before clearing them from the status
+        // register: `is_idle` reads the register first, so it finds them
+        // in one place or the other. Only this top half lowers the
+        // register, and an event arriving meanwhile stays in it.
+        self.handoff.data().give(events, oldest);
+        self.status.fetch_sub(events, Ordering::AcqRel);
+        let _ = wq::queue_work(queue, &self.handoff);
+        IrqReturn::Handled
     }
 
     /// Frees the line (`free_irq`).
@@ -374,17 +371,12 @@ mod tests {
 
     /// A level device on `irq` with no handler requested, whose top half
     /// a test calls by hand.
-    fn level_device(
-        controller: &Controller,
-        irq: u32,
-        line_status: Arc<AtomicU64>,
-    ) -> GenericDevice {
+    fn level_device(controller: &Controller, irq: u32) -> GenericDevice {
         GenericDevice {
             controller: controller.clone(),
             irq,
-            trigger: Trigger::Level,
             status: AtomicU64::new(0),
-            line_status,
+            output: Some(controller.irq_output(irq).unwrap()),
             oldest: AtomicU64::new(0),
             arrived: AtomicU64::new(0),
             handoff: DataWork::new("test/work", Handoff::default(), |item| item.take()),
@@ -393,8 +385,8 @@ mod tests {
     }
 
     /// On a shared level line, a top half that finds nothing of its own
-    /// still lowers the line, so it must raise it again while the other
-    /// device has an event, or that event would wait for the next one.
+    /// deasserts only its own device's output: the other device's event
+    /// keeps the line high, or that event would wait for the next one.
     #[test]
     fn shared_level_line_stays_high() {
         const LINE: u32 = 19;
@@ -417,9 +409,8 @@ mod tests {
             )
             .unwrap();
         controller.disable_irq(LINE).unwrap();
-        let line_status = Arc::new(AtomicU64::new(0));
-        let first = level_device(&controller, LINE, line_status.clone());
-        let second = level_device(&controller, LINE, line_status);
+        let first = level_device(&controller, LINE);
+        let second = level_device(&controller, LINE);
         let queue = Workqueue::builder("test").build();
 
         first.event(clock::now());

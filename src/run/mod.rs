@@ -23,7 +23,7 @@ mod generic;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use driver::bus::{BoundDriver, Bus, Device, Driver};
@@ -297,8 +297,6 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
             replay: None,
         });
     }
-    // The summed status registers of the generic devices on each line.
-    let mut line_status: BTreeMap<u32, Arc<AtomicU64>> = BTreeMap::new();
     for (index, spec) in scenario.devices.iter().enumerate() {
         entries.push(add_device(
             &runtime,
@@ -307,7 +305,6 @@ pub fn run(scenario: &Scenario, options: RunOptions<'_>) -> Result<Report, RunEr
             &host,
             &queues,
             spec,
-            line_status.entry(spec.irq).or_default().clone(),
             scenario.seed.wrapping_add(index as u64),
         )?);
     }
@@ -662,7 +659,6 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Makes the model of `spec`, adds it to the bus and binds its driver.
-/// `line_status` is shared by the generic devices of `spec`'s line.
 #[allow(clippy::too_many_arguments)]
 fn add_device(
     runtime: &tokio::runtime::Runtime,
@@ -671,7 +667,6 @@ fn add_device(
     host: &LoadedModule<Host>,
     queues: &BTreeMap<String, Workqueue>,
     spec: &DeviceSpec,
-    line_status: Arc<AtomicU64>,
     seed: u64,
 ) -> Result<Entry, RunError> {
     let queue = &queues[&spec.workqueue];
@@ -758,24 +753,34 @@ fn add_device(
                 ButtonDriver::new(queue, *debounce),
             )?)
         }
-        DeviceKind::Generic { handler, work } => Unit::Generic(
-            GenericDevice::probe(
-                host.context(),
-                controller,
-                &spec.name,
-                handler,
-                spec.irq,
-                match spec.trigger {
-                    crate::scenario::Trigger::Edge => irq_sim::Trigger::Edge,
-                    crate::scenario::Trigger::Level => irq_sim::Trigger::Level,
-                },
-                spec.shared,
-                line_status,
-                queue,
-                *work,
+        DeviceKind::Generic { handler, work } => {
+            let (trigger, output) = match spec.trigger {
+                crate::scenario::Trigger::Edge => (irq_sim::Trigger::Edge, None),
+                crate::scenario::Trigger::Level => (
+                    irq_sim::Trigger::Level,
+                    Some(
+                        controller
+                            .irq_output(spec.irq)
+                            .map_err(|error| setup_error(&spec.name, error))?,
+                    ),
+                ),
+            };
+            Unit::Generic(
+                GenericDevice::probe(
+                    host.context(),
+                    controller,
+                    &spec.name,
+                    handler,
+                    spec.irq,
+                    trigger,
+                    spec.shared,
+                    output,
+                    queue,
+                    *work,
+                )
+                .map_err(|error| setup_error(&spec.name, error))?,
             )
-            .map_err(|error| setup_error(&spec.name, error))?,
-        ),
+        }
     };
     let replay = match &spec.arrival {
         ArrivalSpec::Replay { file, irq, offsets } => {

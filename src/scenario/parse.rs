@@ -1854,7 +1854,8 @@ fn check_names(checker: &Checker<'_>, raw: &RawScenario) -> Result<(), ScenarioE
 }
 
 /// Checks that lines are shared only by devices that all set `shared`, with one
-/// trigger type, and never by a timer.
+/// trigger type and CPU, never by a timer, and by at most
+/// [`irq_sim::line_state::MAX_OUTPUTS`] level-triggered devices.
 fn check_line_users(
     checker: &Checker<'_>,
     raw: &RawScenario,
@@ -1930,6 +1931,22 @@ fn check_line_users(
                     "line {} goes to CPU {} for device \"{}\" and to CPU {}{default} here; \
                      devices sharing a line share its CPU",
                     device.irq, first.cpu, first.name, device.cpu
+                ),
+            ));
+        }
+        let before = devices[..index]
+            .iter()
+            .filter(|other| other.irq == device.irq)
+            .count();
+        if device.trigger == Trigger::Level && before >= irq_sim::line_state::MAX_OUTPUTS as usize {
+            return Err(checker.error(
+                span,
+                format!("device[{index}].irq"),
+                format!(
+                    "line {} already has {before} level-triggered devices, the most one line \
+                     takes (each drives one input of the line's wired OR); put this device on \
+                     another line",
+                    device.irq
                 ),
             ));
         }

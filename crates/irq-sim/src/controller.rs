@@ -58,8 +58,9 @@ use crate::handler::{
     HandlerId, IrqFlags, IrqRequest, SynchronizeHook, TopHalf, Trigger, WakeThreadHook,
 };
 use crate::intake::{Intake, IntakeLink};
-use crate::line_state::{EnableOutcome, LineSnapshot, LineState, RaiseOutcome, Rearm};
+use crate::line_state::{EnableOutcome, LineSnapshot, LineState, MAX_OUTPUTS, RaiseOutcome, Rearm};
 use crate::machine::Config;
+use crate::output::IrqOutput;
 use crate::stats::{self, CpuCounters, CpuStats, LatencyHistograms, LineCounters, LineStats};
 use crate::timer::TimerTable;
 
@@ -155,6 +156,9 @@ pub(crate) struct Line {
     /// Samples a reader of statistics has moved out of the chain; see
     /// [`Controller::line_stats`]. Only readers take this lock.
     pub(crate) archive: Mutex<Option<LatencyHistograms>>,
+    /// The device outputs connected to the line, one bit each: the inputs
+    /// of its wired OR taken by an [`IrqOutput`] each.
+    pub(crate) outputs: AtomicU8,
 }
 
 /// A `free_irq` in progress on a line, counted in [`Line::freeing`] and
@@ -338,6 +342,7 @@ impl Shared {
                 }),
                 reports: RateLimit::default(),
                 archive: Mutex::new(None),
+                outputs: AtomicU8::new(0),
             })
             .collect();
         let cpus = (0..config.nr_cpus)
@@ -365,6 +370,19 @@ impl Shared {
             names: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Acts on the outcome of a raise of `line`, number `irq`: pushes the
+    /// line on its CPU's intake, or counts the raise as coalesced or as
+    /// finding the line already high.
+    #[inline]
+    pub(crate) fn deliver(&self, irq: u32, line: &Line, outcome: RaiseOutcome) {
+        match outcome {
+            RaiseOutcome::Queue => self.enqueue(irq),
+            RaiseOutcome::Coalesced => stats::bump(&line.counters.coalesced),
+            RaiseOutcome::AlreadyAsserted => stats::bump(&line.counters.already_asserted),
+            RaiseOutcome::Latched => {}
         }
     }
 
@@ -649,22 +667,18 @@ impl Controller {
         let line = self.line(irq)?;
         stats::bump(&line.counters.raised);
         let outcome = line.state.raise(at.as_nanos());
-        match outcome {
-            RaiseOutcome::Queue => self.shared.enqueue(irq),
-            RaiseOutcome::Coalesced => stats::bump(&line.counters.coalesced),
-            RaiseOutcome::AlreadyAsserted => stats::bump(&line.counters.already_asserted),
-            RaiseOutcome::Latched => {}
-        }
+        self.shared.deliver(irq, line, outcome);
         Ok(outcome)
     }
 
-    /// Lowers level line `irq`. Returns true if it was high. An edge line
-    /// has nothing to lower, so it returns false.
+    /// Lowers the level that [`Controller::raise`] set on level line `irq`.
+    /// Returns true if it was set. An edge line has nothing to lower, so it
+    /// returns false.
     ///
-    /// The line has one level, not one per device, so on a shared line
-    /// this lowers it for every device. Device models that share a level
-    /// line must combine their outputs, as a wired OR does, and lower the
-    /// line only when none of them asserts it.
+    /// `raise` and `lower` drive the line as one device would. The line
+    /// stays high while an [`IrqOutput`] asserts it: devices that share a
+    /// level line each take an output ([`Controller::irq_output`]), so that
+    /// one lowering its output leaves the others' requests standing.
     ///
     /// # Errors
     ///
@@ -675,6 +689,40 @@ impl Controller {
     /// Any, including a top half; never sleeps.
     pub fn lower(&self, irq: u32) -> Result<bool, LineError> {
         Ok(self.line(irq)?.state.lower())
+    }
+
+    /// Connects a device's interrupt output to line `irq`, as one input of
+    /// the line's wired OR. A level line is high while any output asserts
+    /// it (or [`Controller::raise`] has set it); an edge line latches an edge
+    /// when the first output asserts it. Dropping the output deasserts it
+    /// and disconnects it.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::OutOfRange`], or [`LineError::NoFreeOutput`] when the
+    /// line already has [`MAX_OUTPUTS`] outputs connected.
+    ///
+    /// # Context
+    ///
+    /// Any; never sleeps.
+    pub fn irq_output(&self, irq: u32) -> Result<IrqOutput, LineError> {
+        let line = self.line(irq)?;
+        let free = |connected: u8| (0..MAX_OUTPUTS).find(|&output| connected & (1 << output) == 0);
+        let connected = line
+            .outputs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |connected| {
+                free(connected).map(|output| connected | (1 << output))
+            })
+            .map_err(|_| LineError::NoFreeOutput {
+                irq,
+                max: MAX_OUTPUTS,
+            })?;
+        let output = free(connected).expect("the update found a free output in the same value");
+        Ok(IrqOutput {
+            controller: self.clone(),
+            irq,
+            output,
+        })
     }
 
     /// Disables line `irq` and waits for its running handlers, IRQ threads

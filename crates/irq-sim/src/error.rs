@@ -347,6 +347,16 @@ pub enum DeviceError {
         /// Largest accepted value.
         max: u64,
     },
+    /// The line already has all the device outputs it can have
+    /// ([`crate::line_state::MAX_OUTPUTS`]).
+    NoFreeOutput {
+        /// The kind of device.
+        device: &'static str,
+        /// The device's line.
+        irq: u32,
+        /// The outputs a line can have.
+        max: u32,
+    },
     /// The device's thread could not be spawned.
     Spawn {
         /// The kind of device.
@@ -382,6 +392,11 @@ impl fmt::Display for DeviceError {
             } => write!(
                 f,
                 "{device} on irq {irq}: {parameter} {value} is out of range; it must be {min} to {max}"
+            ),
+            Self::NoFreeOutput { device, irq, max } => write!(
+                f,
+                "{device} on irq {irq}: the line already has {max} devices connected, \
+                 its most; drop one of them first, or put this one on another line"
             ),
             Self::Spawn {
                 device,
@@ -456,6 +471,13 @@ pub enum LineError {
         /// How long it waited.
         timeout: Duration,
     },
+    /// `irq_output` found every input of the line's wired OR taken.
+    NoFreeOutput {
+        /// The line.
+        irq: u32,
+        /// The outputs a line can have.
+        max: u32,
+    },
     /// A waiting API was called in a top half.
     InvalidContext(InvalidContext),
 }
@@ -512,6 +534,11 @@ impl fmt::Display for LineError {
                 "irq {irq}: still pending or running after {timeout:?}; a level line \
                  stays pending until a top half lowers it, and a handler that raises \
                  its own line keeps it busy"
+            ),
+            Self::NoFreeOutput { irq, max } => write!(
+                f,
+                "irq {irq}: all {max} device outputs of the line are connected; \
+                 drop an IrqOutput of the line first, or put the device on another line"
             ),
             Self::InvalidContext(error) => error.fmt(f),
         }

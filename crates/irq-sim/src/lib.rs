@@ -12,7 +12,10 @@
 //!   priority first, equal priorities in arrival order.
 //! - Edge lines fold edges that arrive while pending, in progress or
 //!   disabled into one delivery and count them as coalesced. Level lines are
-//!   masked during their handlers and fire again while still high.
+//!   masked during their handlers and fire again while still high. Devices
+//!   that share a level line drive it through outputs ([`IrqOutput`]), as
+//!   the wired OR of real hardware: the line is high while any of them
+//!   asserts it.
 //! - Top halves ([`TopHalf`]) return [`IrqReturn`]. Each call is timed
 //!   against its line's budget ([`contract`]). Panics are caught and disable
 //!   the line. A lockup watchdog reports a CPU stuck in a top half, and
@@ -70,6 +73,7 @@ pub mod handler;
 pub mod intake;
 pub mod line_state;
 pub mod machine;
+pub mod output;
 pub mod stats;
 mod sync;
 pub mod timer;
@@ -89,6 +93,7 @@ pub use line_state::{LineSnapshot, RaiseOutcome};
 pub use machine::{
     Config, CpuMode, HungCpu, Machine, ShutdownReport, SpuriousConfig, WatchdogConfig,
 };
+pub use output::IrqOutput;
 pub use stats::{CpuStats, LatencyHistograms, LineStats, Summary};
 // Shared with the workspace's `wq` crate; not part of the simulation.
 #[doc(hidden)]

@@ -9,10 +9,10 @@
 //! # Layout
 //!
 //! ```text
-//!  63      56 55      48 47    40 39                                0
-//! +----------+----------+--------+-----------------------------------+
-//! |  depth   | oneshot  | flags  | pending since (ns, modulo 2^40)   |
-//! +----------+----------+--------+-----------------------------------+
+//!  63      56 55      48 47    40 39     34 33                          0
+//! +----------+----------+--------+---------+-----------------------------+
+//! |  depth   | oneshot  | flags  | outputs | pending since (ns, mod 2^34)|
+//! +----------+----------+--------+---------+-----------------------------+
 //! ```
 //!
 //! - `depth`: the disable depth (`disable_irq` nesting, plus one while the
@@ -20,11 +20,17 @@
 //! - `oneshot`: threaded handlers of a ONESHOT line woken and not yet
 //!   finished; the line stays masked while this is above zero.
 //! - flags: [`PENDING`], [`IN_PROGRESS`], [`QUEUED`], [`MASKED`], [`POLL`],
-//!   [`SPURIOUS`], [`LEVEL`].
+//!   [`SPURIOUS`], [`LEVEL`], [`SHUT_DOWN`].
+//! - `outputs`: one bit per device output that asserts the line, the
+//!   inputs of the line's wired OR (at most [`MAX_OUTPUTS`]). A level line
+//!   is high while its own level ([`PENDING`]) or any of these bits is set.
+//!   So is a line with no handler, which has no trigger type yet. On an
+//!   edge line, the OR going from low to high is an edge.
 //! - pending since: when the pending delivery became deliverable, so that
 //!   the CPU can measure raise-to-entry latency without a second atomic.
-//!   Latencies are taken modulo 2^40 ns (18 minutes), which is exact for any
-//!   latency shorter than that.
+//!   Latencies are taken modulo 2^34 ns (17 seconds), which is exact for any
+//!   latency shorter than that, and longer than the 10 seconds a latency
+//!   histogram tracks.
 //!
 //! A line is *deliverable* when it is not masked, its depth is zero and no
 //! ONESHOT thread is outstanding.
@@ -74,10 +80,17 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-const STAMP_BITS: u32 = 40;
+const STAMP_BITS: u32 = 34;
 const STAMP_MASK: u64 = (1 << STAMP_BITS) - 1;
 
-/// The line has a pending delivery: an edge latched, or a level line high.
+/// The device outputs a line's wired OR has: how many
+/// [`crate::IrqOutput`]s one line can have at once.
+pub const MAX_OUTPUTS: u32 = 6;
+const OUTPUTS_SHIFT: u32 = STAMP_BITS;
+const OUTPUTS_MASK: u64 = ((1 << MAX_OUTPUTS) - 1) << OUTPUTS_SHIFT;
+
+/// The line has a pending delivery: an edge latched, or the level that
+/// [`LineState::raise`] and [`LineState::lower`] set on a level line.
 pub const PENDING: u64 = 1 << 40;
 /// A CPU runs the line's handler chain.
 pub const IN_PROGRESS: u64 = 1 << 41;
@@ -91,6 +104,8 @@ pub const POLL: u64 = 1 << 44;
 pub const SPURIOUS: u64 = 1 << 45;
 /// The line is level-triggered (otherwise edge-triggered).
 pub const LEVEL: u64 = 1 << 46;
+/// The line has no handler: it was never started, or was shut down.
+pub const SHUT_DOWN: u64 = 1 << 47;
 
 const ONESHOT_SHIFT: u32 = 48;
 const ONESHOT_ONE: u64 = 1 << ONESHOT_SHIFT;
@@ -208,6 +223,20 @@ fn oneshot_of(word: u64) -> u8 {
     ((word & ONESHOT_MASK) >> ONESHOT_SHIFT) as u8
 }
 
+/// Returns true when a delivery is pending: an edge latched, or a level
+/// line held high by its own level or by a device output. A line with no
+/// handler has no trigger type yet, and an output asserting it counts as
+/// pending there too, as a `raise` does.
+fn pending(word: u64) -> bool {
+    word & PENDING != 0 || (word & (LEVEL | SHUT_DOWN) != 0 && word & OUTPUTS_MASK != 0)
+}
+
+/// Returns the bit of device output `output` (below [`MAX_OUTPUTS`]).
+fn output_bit(output: u32) -> u64 {
+    debug_assert!(output < MAX_OUTPUTS, "output {output} out of range");
+    1 << (OUTPUTS_SHIFT + output)
+}
+
 fn deliverable(word: u64) -> bool {
     word & (MASKED | DEPTH_MASK | ONESHOT_MASK) == 0
 }
@@ -219,7 +248,7 @@ fn with_stamp(word: u64, stamp: u64) -> u64 {
 /// Sets [`QUEUED`] on `word` if a delivery is due and no other transition
 /// will queue it, and tells whether the caller must push the line.
 fn rearm(word: u64) -> (u64, Rearm) {
-    let due = (word & PENDING != 0 && deliverable(word)) || word & POLL != 0;
+    let due = (pending(word) && deliverable(word)) || word & POLL != 0;
     if due && word & (IN_PROGRESS | QUEUED) == 0 {
         (word | QUEUED, Rearm::Queue)
     } else {
@@ -237,7 +266,7 @@ impl LineState {
     /// Makes the state of a line with no handler: edge, depth one.
     pub fn new() -> Self {
         Self {
-            word: AtomicU64::new(DEPTH_ONE),
+            word: AtomicU64::new(DEPTH_ONE | SHUT_DOWN),
         }
     }
 
@@ -264,28 +293,34 @@ impl LineState {
     }
 
     /// Raises the line at `now_nanos` for a device: an edge, or a level
-    /// line going high.
+    /// line's own level going high.
     pub fn raise(&self, now_nanos: u64) -> RaiseOutcome {
         self.update(|old| {
+            if old & LEVEL != 0 && pending(old) {
+                // Already high, by its own level or a device output: the
+                // delivery under way keeps its stamp.
+                return (Some(old | PENDING), RaiseOutcome::AlreadyAsserted);
+            }
             if old & PENDING != 0 {
-                let outcome = if old & LEVEL != 0 {
-                    RaiseOutcome::AlreadyAsserted
-                } else {
-                    RaiseOutcome::Coalesced
-                };
-                return (None, outcome);
+                return (None, RaiseOutcome::Coalesced);
             }
-            let pending = with_stamp(old | PENDING, stamp_of(now_nanos));
-            match rearm(pending) {
-                (new, Rearm::Queue) => (Some(new), RaiseOutcome::Queue),
-                (new, Rearm::Idle) => (Some(new), RaiseOutcome::Latched),
-            }
+            Self::rise(old | PENDING, now_nanos)
         })
     }
 
-    /// Lowers a level line for a device. Returns true if the line was
-    /// high. An edge line has nothing to lower, so this returns false for
-    /// it.
+    /// Stamps `word`, whose line has just become pending, and queues it if
+    /// it is deliverable.
+    fn rise(word: u64, now_nanos: u64) -> (Option<u64>, RaiseOutcome) {
+        match rearm(with_stamp(word, stamp_of(now_nanos))) {
+            (new, Rearm::Queue) => (Some(new), RaiseOutcome::Queue),
+            (new, Rearm::Idle) => (Some(new), RaiseOutcome::Latched),
+        }
+    }
+
+    /// Lowers a level line's own level, the one [`LineState::raise`] set.
+    /// Returns true if it was set. The line stays high while a device
+    /// output asserts it. An edge line has nothing to lower, so this returns
+    /// false for it.
     pub fn lower(&self) -> bool {
         self.update(|old| {
             if old & LEVEL == 0 || old & PENDING == 0 {
@@ -295,12 +330,59 @@ impl LineState {
         })
     }
 
+    /// Device output `output` (below [`MAX_OUTPUTS`]) asserts the line at
+    /// `now_nanos`. When it is the first input of the wired OR to do so, a
+    /// level line goes high and an edge line latches an edge; otherwise the
+    /// line is already high and the outcome is `AlreadyAsserted`.
+    pub fn assert_output(&self, output: u32, now_nanos: u64) -> RaiseOutcome {
+        let bit = output_bit(output);
+        self.update(|old| {
+            if old & bit != 0 {
+                return (None, RaiseOutcome::AlreadyAsserted);
+            }
+            let word = old | bit;
+            if old & LEVEL != 0 {
+                if pending(old) {
+                    return (Some(word), RaiseOutcome::AlreadyAsserted);
+                }
+                return Self::rise(word, now_nanos);
+            }
+            if old & OUTPUTS_MASK != 0 {
+                // The OR was already high: no edge.
+                return (Some(word), RaiseOutcome::AlreadyAsserted);
+            }
+            if old & SHUT_DOWN != 0 {
+                // No handler listens, and the first request drops edges
+                // latched before it. Should it make the line level, the
+                // output keeps it high.
+                return (Some(word), RaiseOutcome::Latched);
+            }
+            if old & PENDING != 0 {
+                return (Some(word), RaiseOutcome::Coalesced);
+            }
+            Self::rise(word | PENDING, now_nanos)
+        })
+    }
+
+    /// Device output `output` stops asserting the line. Returns true if it
+    /// was asserting it. A level line whose inputs are now all low goes
+    /// low; a delivery already queued for it is then skipped.
+    pub fn deassert_output(&self, output: u32) -> bool {
+        let bit = output_bit(output);
+        self.update(|old| {
+            if old & bit == 0 {
+                return (None, false);
+            }
+            (Some(old & !bit), true)
+        })
+    }
+
     /// The CPU takes the line off its queue and decides whether to run the
     /// handler chain (mask and ack, in the kernel's words).
     pub fn begin_dispatch(&self) -> Dispatch {
         self.update(|old| {
             let word = old & !QUEUED;
-            if word & PENDING != 0 && deliverable(word) {
+            if pending(word) && deliverable(word) {
                 let stamp = word & STAMP_MASK;
                 // An edge is consumed by its delivery; a level line stays
                 // high until the device lowers it.
@@ -313,7 +395,7 @@ impl LineState {
             if word & POLL != 0 {
                 return (Some((word | IN_PROGRESS) & !POLL), Dispatch::Poll);
             }
-            if word & PENDING != 0 {
+            if pending(word) {
                 return (Some(word), Dispatch::Postpone);
             }
             (Some(word), Dispatch::Skip)
@@ -339,7 +421,7 @@ impl LineState {
     pub fn end_dispatch(&self, now_nanos: u64) -> Rearm {
         self.update(|old| {
             let mut word = old & !IN_PROGRESS;
-            if word & LEVEL != 0 && word & PENDING != 0 {
+            if word & LEVEL != 0 && pending(word) {
                 word = with_stamp(word, stamp_of(now_nanos));
             }
             let (new, outcome) = rearm(word);
@@ -470,10 +552,11 @@ impl LineState {
     /// new handler's instead.
     pub fn startup(&self, level: bool, now_nanos: u64) -> Rearm {
         self.update(|old| {
-            let mut word = old & (IN_PROGRESS | QUEUED | ONESHOT_MASK);
+            let mut word = old & (IN_PROGRESS | QUEUED | ONESHOT_MASK | OUTPUTS_MASK);
             if level {
                 // A raise before the first request set PENDING, whatever
-                // trigger the line had then: the device asserted it.
+                // trigger the line had then: the device asserted it. The
+                // device outputs asserting it make it high too.
                 word |= LEVEL | (old & PENDING);
             }
             let (new, rearm) = rearm(restamp_if_due(word, now_nanos));
@@ -482,16 +565,22 @@ impl LineState {
     }
 
     /// Shuts a line down after its last handler left: depth one and no edge
-    /// latched. A level line kept high stays high, and the ONESHOT holds
-    /// stay for the threads that will end them.
+    /// latched. A level line kept high stays high, the device outputs keep
+    /// asserting it, and the ONESHOT holds stay for the threads that will
+    /// end them.
     pub fn shutdown(&self) {
         self.update(|old| {
-            let mut keep = old & (IN_PROGRESS | QUEUED | LEVEL | ONESHOT_MASK);
+            let mut keep = old & (IN_PROGRESS | QUEUED | LEVEL | ONESHOT_MASK | OUTPUTS_MASK);
             if old & LEVEL != 0 {
                 keep |= old & (PENDING | STAMP_MASK);
             }
-            (Some(keep | DEPTH_ONE), ())
+            (Some(keep | DEPTH_ONE | SHUT_DOWN), ())
         })
+    }
+
+    /// Returns true while device output `output` asserts the line.
+    pub fn is_output_asserted(&self, output: u32) -> bool {
+        self.word.load(Ordering::Acquire) & output_bit(output) != 0
     }
 
     /// Returns true while a CPU runs the line's handler chain.
@@ -503,7 +592,7 @@ impl LineState {
     pub fn snapshot(&self) -> LineSnapshot {
         let word = self.word.load(Ordering::Acquire);
         LineSnapshot {
-            pending: word & PENDING != 0,
+            pending: pending(word),
             in_progress: word & IN_PROGRESS != 0,
             queued: word & QUEUED != 0,
             masked: word & MASKED != 0 || oneshot_of(word) > 0,
@@ -518,7 +607,7 @@ impl LineState {
 /// Moves the stamp of a pending delivery to `now_nanos`: its latency counts
 /// from the moment it became deliverable again.
 fn restamp_if_due(word: u64, now_nanos: u64) -> u64 {
-    if word & PENDING != 0 && deliverable(word) {
+    if pending(word) && deliverable(word) {
         with_stamp(word, stamp_of(now_nanos))
     } else {
         word
@@ -695,8 +784,103 @@ mod tests {
     }
 
     #[test]
+    fn level_line_is_wired_or_of_outputs() {
+        let state = started(true);
+        assert_eq!(state.assert_output(0, 10), RaiseOutcome::Queue);
+        assert_eq!(state.assert_output(1, 11), RaiseOutcome::AlreadyAsserted);
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 10 });
+        // The first device is served, and the second keeps the line high.
+        assert!(state.deassert_output(0));
+        assert!(!state.deassert_output(0), "already low");
+        assert_eq!(state.end_dispatch(20), Rearm::Queue);
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 20 });
+        assert!(state.deassert_output(1));
+        assert_eq!(state.end_dispatch(30), Rearm::Idle);
+        assert!(!state.snapshot().pending);
+    }
+
+    #[test]
+    fn lower_keeps_outputs_high() {
+        let state = started(true);
+        assert_eq!(state.raise(10), RaiseOutcome::Queue);
+        assert_eq!(state.assert_output(2, 11), RaiseOutcome::AlreadyAsserted);
+        assert!(state.lower());
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 10 });
+        assert_eq!(state.end_dispatch(20), Rearm::Queue);
+        // A raise on a line an output keeps high leaves the pending stamp.
+        assert_eq!(state.raise(25), RaiseOutcome::AlreadyAsserted);
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 20 });
+        assert!(state.deassert_output(2));
+        assert_eq!(
+            state.end_dispatch(30),
+            Rearm::Queue,
+            "its own level is high"
+        );
+        assert!(state.lower());
+        assert_eq!(state.begin_dispatch(), Dispatch::Skip);
+    }
+
+    #[test]
+    fn deassert_after_queue_skips() {
+        let state = started(true);
+        assert_eq!(state.assert_output(0, 10), RaiseOutcome::Queue);
+        assert!(state.deassert_output(0));
+        assert_eq!(state.begin_dispatch(), Dispatch::Skip);
+    }
+
+    #[test]
+    fn edge_line_fires_when_or_rises() {
+        let state = started(false);
+        assert_eq!(state.assert_output(0, 10), RaiseOutcome::Queue);
+        assert_eq!(state.assert_output(1, 11), RaiseOutcome::AlreadyAsserted);
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 10 });
+        assert!(state.deassert_output(0));
+        assert_eq!(state.end_dispatch(20), Rearm::Idle, "an edge fires once");
+        assert!(state.deassert_output(1));
+        assert_eq!(state.assert_output(1, 30), RaiseOutcome::Queue);
+        assert!(state.deassert_output(1));
+        assert_eq!(state.assert_output(0, 31), RaiseOutcome::Coalesced);
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 30 });
+        assert_eq!(state.end_dispatch(40), Rearm::Idle);
+    }
+
+    #[test]
+    fn output_held_before_edge_startup_makes_no_edge() {
+        let state = LineState::new();
+        assert_eq!(state.assert_output(0, 1), RaiseOutcome::Latched);
+        assert_eq!(state.startup(false, 2), Rearm::Idle);
+        assert!(!state.snapshot().pending);
+        assert!(state.deassert_output(0));
+        assert_eq!(state.assert_output(0, 3), RaiseOutcome::Queue);
+    }
+
+    #[test]
+    fn outputs_survive_shutdown_and_fire_on_startup() {
+        let state = LineState::new();
+        assert_eq!(state.assert_output(3, 1), RaiseOutcome::Latched);
+        assert!(state.snapshot().pending, "the device asserts it");
+        assert_eq!(state.startup(true, 2), Rearm::Queue);
+        assert!(state.deassert_output(3));
+        assert!(!state.snapshot().pending, "the output was the only input");
+        // Asserted again while its delivery is still queued: the delivery
+        // counts from the new assertion.
+        assert_eq!(state.assert_output(3, 3), RaiseOutcome::Latched);
+        assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 3 });
+        assert_eq!(state.end_dispatch(4), Rearm::Queue);
+        assert!(matches!(state.begin_dispatch(), Dispatch::Run { .. }));
+        state.shutdown();
+        assert!(state.snapshot().pending);
+        assert_eq!(
+            state.end_dispatch(5),
+            Rearm::Idle,
+            "the line has no handler"
+        );
+        assert_eq!(state.startup(true, 6), Rearm::Queue);
+    }
+
+    #[test]
     fn latency_wraps() {
-        let stamp = stamp_of((1 << 40) - 5);
-        assert_eq!(stamp_latency(stamp, 1 << 40), 5);
+        let stamp = stamp_of((1 << STAMP_BITS) - 5);
+        assert_eq!(stamp_latency(stamp, 1 << STAMP_BITS), 5);
     }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +92,74 @@ fn uart_fifo_overruns_and_level() {
     assert_eq!(uart.fifo_len(), 0);
     assert!(!irq.line_state(4).unwrap().pending);
     assert_eq!(irq.line_stats(4).unwrap().handled, 16);
+}
+
+/// A UART sharing a level line drops only its own output when its FIFO is
+/// read, so a request another device makes while the chain runs is
+/// delivered, as on a wired OR.
+#[test]
+fn uart_on_shared_level_line_keeps_other_request() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let uart = Arc::new(Uart::new(&irq, 5, 1).unwrap());
+    let other = irq.irq_output(5).unwrap();
+    let pending = Arc::new(AtomicU32::new(0));
+    let served = Arc::new(AtomicU32::new(0));
+    let first_call = Arc::new(AtomicBool::new(true));
+    let (requests, done, first) = (pending.clone(), served.clone(), first_call.clone());
+    // The other device's handler runs first in the chain. On its first
+    // call it finds no request of its own, and its device makes one just
+    // after that check, while the chain goes on to the UART.
+    irq.request_irq(
+        5,
+        IrqRequest::new(
+            "other",
+            IrqFlags::LEVEL.shared(),
+            move |_: &mut HardIrqContext<'_>| {
+                let _ = other.deassert();
+                let mine = requests.swap(0, Ordering::SeqCst);
+                if mine > 0 {
+                    done.fetch_add(mine, Ordering::SeqCst);
+                    return IrqReturn::Handled;
+                }
+                if first.swap(false, Ordering::SeqCst) {
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    let _ = other.assert();
+                }
+                IrqReturn::None
+            },
+        ),
+    )
+    .unwrap();
+    let device = uart.clone();
+    irq.request_irq(
+        5,
+        IrqRequest::new(
+            "ttyS0",
+            IrqFlags::LEVEL.shared(),
+            move |_: &mut HardIrqContext<'_>| {
+                let mut read = false;
+                while device.read().is_some() {
+                    read = true;
+                }
+                if read {
+                    IrqReturn::Handled
+                } else {
+                    IrqReturn::None
+                }
+            },
+        ),
+    )
+    .unwrap();
+
+    assert!(uart.receive(b'x'));
+    wait_until("the other device's request", || {
+        served.load(Ordering::SeqCst) == 1
+    });
+    assert!(!first_call.load(Ordering::SeqCst));
+    assert_eq!(pending.load(Ordering::SeqCst), 0);
+    irq.synchronize_irq(5).unwrap();
+    assert!(!irq.line_state(5).unwrap().pending);
 }
 
 /// A UART with a baud rate delivers bytes below its trigger level once they

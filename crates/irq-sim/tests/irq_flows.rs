@@ -543,3 +543,77 @@ fn wait_delivered_after_raise() {
     irq.unmask_oneshot(ONESHOT).unwrap();
     irq.wait_delivered(ONESHOT, TIMEOUT).unwrap();
 }
+
+/// A line's device outputs form a wired OR: a level line fires while any
+/// output asserts it, and is quiet once the last one is dropped.
+#[test]
+fn level_line_fires_while_any_output_asserts() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let first = irq.irq_output(LINE).unwrap();
+    let second = irq.irq_output(LINE).unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let count = calls.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "wired-or",
+            IrqFlags::LEVEL,
+            move |_: &mut HardIrqContext<'_>| {
+                count.fetch_add(1, Ordering::SeqCst);
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    irq.disable_irq(LINE).unwrap();
+    assert_eq!(first.assert(), RaiseOutcome::Latched);
+    assert_eq!(second.assert(), RaiseOutcome::AlreadyAsserted);
+    assert!(first.deassert());
+    assert!(irq.line_state(LINE).unwrap().pending, "the second holds it");
+    drop(second);
+    assert!(!irq.line_state(LINE).unwrap().pending, "dropping deasserts");
+    irq.enable_irq(LINE).unwrap();
+    let probe_calls = probe(&irq, PROBE, 0);
+    flush_cpu(&irq, PROBE, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // The first output asserts alone: the handler runs until it lets go.
+    assert_eq!(first.assert(), RaiseOutcome::Queue);
+    wait_until("the line to re-fire", || calls.load(Ordering::SeqCst) >= 2);
+    assert!(first.is_asserted());
+    assert!(first.deassert());
+    irq.synchronize_irq(LINE).unwrap();
+    assert!(!irq.line_state(LINE).unwrap().pending);
+}
+
+/// A line takes at most `MAX_OUTPUTS` outputs; dropping one frees its
+/// place.
+#[test]
+fn line_outputs_are_limited() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let mut outputs: Vec<_> = (0..irq_sim::line_state::MAX_OUTPUTS)
+        .map(|_| irq.irq_output(LINE).unwrap())
+        .collect();
+    let full = irq.irq_output(LINE).unwrap_err();
+    assert_eq!(
+        full,
+        LineError::NoFreeOutput {
+            irq: LINE,
+            max: irq_sim::line_state::MAX_OUTPUTS
+        }
+    );
+    assert!(full.to_string().contains("all 6 device outputs"), "{full}");
+    let _ = outputs[2].assert();
+    outputs.remove(2);
+    let again = irq.irq_output(LINE).unwrap();
+    assert!(!again.is_asserted(), "a freed output is handed out low");
+    assert_eq!(
+        irq.irq_output(irq.nr_irqs()).unwrap_err(),
+        LineError::OutOfRange {
+            irq: irq.nr_irqs(),
+            nr_irqs: irq.nr_irqs()
+        }
+    );
+}

@@ -57,8 +57,19 @@ impl Model {
         }
     }
 
-    /// One CPU step: take the line off the queue if it is there and run it.
+    /// One CPU step: take the line off the queue if it is there and run it,
+    /// with a handler that lowers a level line if `lower_in_handler`.
     fn dispatch_once(&self, lower_in_handler: bool) -> bool {
+        self.dispatch_with(&|model: &Self| {
+            if lower_in_handler {
+                let _ = model.state.lower();
+            }
+        })
+    }
+
+    /// One CPU step: take the line off the queue if it is there and run it
+    /// with `handler`.
+    fn dispatch_with(&self, handler: &dyn Fn(&Self)) -> bool {
         {
             let mut queued = self.queue.lock().unwrap();
             if *queued == 0 {
@@ -74,9 +85,7 @@ impl Model {
                     "handler chain ran twice at once"
                 );
                 self.deliveries.fetch_add(1, Ordering::SeqCst);
-                if lower_in_handler {
-                    let _ = self.state.lower();
-                }
+                handler(self);
                 self.running.fetch_sub(1, Ordering::SeqCst);
                 self.rearm(self.state.end_dispatch(100));
             }
@@ -223,5 +232,58 @@ fn level_mask_unmask_delivers() {
         assert!(!end.queued);
         assert!(!end.in_progress);
         assert!(!end.masked);
+    });
+}
+
+/// Two devices share a level line, each through its own output. Each
+/// request is served exactly once whatever the interleaving: a handler
+/// that drops one device's output never drops the other's request, and
+/// the line ends low.
+#[test]
+fn shared_level_outputs_lose_no_request() {
+    loom::model(|| {
+        let model = Model::new(true);
+        let requests = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let served = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let devices: Vec<_> = (0..2)
+            .map(|device| {
+                let (model, requests) = (model.clone(), requests.clone());
+                thread::spawn(move || {
+                    // A swap, not a store: loom can order a store against
+                    // the handler's swap wrongly (tokio-rs/loom#254).
+                    requests[device].swap(1, Ordering::SeqCst);
+                    if model.state.assert_output(device as u32, 10) == RaiseOutcome::Queue {
+                        model.push();
+                    }
+                })
+            })
+            .collect();
+        // The chain: each device's handler drops its output, then takes
+        // its request, so a request made between the two raises the line
+        // again.
+        let chain = {
+            let (requests, served) = (requests.clone(), served.clone());
+            move |model: &Model| {
+                for device in 0..2 {
+                    let _ = model.state.deassert_output(device as u32);
+                    if requests[device].swap(0, Ordering::SeqCst) == 1 {
+                        served[device].fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        };
+        model.dispatch_with(&chain);
+        for device in devices {
+            device.join().unwrap();
+        }
+        while model.dispatch_with(&chain) {}
+
+        for device in 0..2 {
+            assert_eq!(served[device].load(Ordering::SeqCst), 1, "device {device}");
+        }
+        let end = model.state.snapshot();
+        assert!(!end.pending);
+        assert!(!end.queued);
+        assert!(!end.in_progress);
     });
 }

@@ -3,7 +3,7 @@
 //! | device | line | what it models |
 //! |---|---|---|
 //! | [`Nic`] | edge (MSI-like) | a bounded RX ring; packets arriving to a full ring are dropped and counted |
-//! | [`Uart`] | level | a 16-byte RX FIFO; the line is high while the FIFO contains at least the trigger level, or after a character timeout; bytes arriving to a full FIFO are overruns |
+//! | [`Uart`] | level | a 16-byte RX FIFO; its output asserts the line while the FIFO contains at least the trigger level, or after a character timeout; bytes arriving to a full FIFO are overruns |
 //! | [`BlockDevice`] | edge | requests complete after a service time, one at a time, and each completion raises the line |
 //! | [`GpioButton`] | edge | a press or release bounces: several edges a few microseconds apart |
 //!
@@ -11,6 +11,11 @@
 //! registers); no device lock is held while a CPU's queue lock is taken
 //! except across a raise or a lower, and a CPU never takes a device lock
 //! while holding its queue lock, so the order is always device, then queue.
+//!
+//! The UART drives its level line through an [`IrqOutput`], so it can
+//! share the line with other devices: dropping its own output leaves
+//! theirs standing, as on a wired OR. The edge-triggered models raise
+//! their lines; an edge is not held, so there is nothing to share.
 
 mod block;
 mod gpio;
@@ -20,7 +25,8 @@ mod uart;
 use std::ops::RangeInclusive;
 
 use crate::controller::Controller;
-use crate::error::DeviceError;
+use crate::error::{DeviceError, LineError};
+use crate::output::IrqOutput;
 
 pub use block::{BlockDevice, BlockRequestError, Completion, MAX_QUEUE_DEPTH};
 pub use gpio::{GpioButton, MAX_BOUNCES};
@@ -40,6 +46,24 @@ fn check_line(controller: &Controller, device: &'static str, irq: u32) -> Result
             nr_irqs,
         })
     }
+}
+
+/// Connects a device's output to line `irq`, which [`check_line`] has
+/// accepted.
+fn connect(
+    controller: &Controller,
+    device: &'static str,
+    irq: u32,
+) -> Result<IrqOutput, DeviceError> {
+    controller.irq_output(irq).map_err(|error| match error {
+        LineError::NoFreeOutput { max, .. } => DeviceError::NoFreeOutput { device, irq, max },
+        LineError::OutOfRange { nr_irqs, .. } => DeviceError::NoSuchLine {
+            device,
+            irq,
+            nr_irqs,
+        },
+        other => unreachable!("irq_output fails only for the line or its outputs: {other}"),
+    })
 }
 
 /// Checks a constructor's size or count against `range`.

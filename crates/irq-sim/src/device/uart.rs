@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::clock::{self, Timestamp};
 use crate::controller::{Controller, lock};
 use crate::error::DeviceError;
+use crate::output::IrqOutput;
 
 /// Bytes the RX FIFO holds.
 pub const UART_FIFO_SIZE: usize = 16;
@@ -48,8 +49,9 @@ struct Fifo {
 
 #[derive(Debug)]
 struct Inner {
-    controller: Controller,
-    irq: u32,
+    /// The UART's input of its line's wired OR, so that the UART shares a
+    /// level line without dropping the other devices' requests.
+    output: IrqOutput,
     trigger_level: usize,
     /// Four character times, or `None` for a UART without the timeout.
     char_timeout: Option<Duration>,
@@ -166,7 +168,7 @@ impl Uart {
 
     /// Returns the line.
     pub fn irq(&self) -> u32 {
-        self.inner.irq
+        self.inner.output.irq()
     }
 
     /// Returns the time without FIFO activity after which the UART signals
@@ -209,7 +211,7 @@ impl Uart {
         fifo.len += 1;
         inner.received.fetch_add(1, Ordering::Relaxed);
         if fifo.len >= inner.trigger_level {
-            let _ = inner.controller.raise_at(inner.irq, at);
+            let _ = inner.output.assert_at(at);
         }
         inner.note_activity(&mut fifo);
         true
@@ -248,7 +250,7 @@ impl Uart {
         fifo.timeout_pending = false;
         inner.note_activity(&mut fifo);
         if fifo.len < inner.trigger_level {
-            let _ = inner.controller.lower(inner.irq);
+            let _ = inner.output.deassert();
         }
         Some((byte, arrived))
     }
@@ -306,9 +308,9 @@ impl Inner {
         let char_timeout = baud.filter(|_| trigger_level > 1).map(|baud| {
             Duration::from_nanos(TIMEOUT_CHARS * BITS_PER_CHAR * 1_000_000_000 / u64::from(baud))
         });
+        let output = super::connect(controller, "UART", irq)?;
         Ok(Self {
-            controller: controller.clone(),
-            irq,
+            output,
             trigger_level,
             char_timeout,
             fifo: Mutex::new(Fifo {
@@ -385,7 +387,7 @@ impl Inner {
             self.timeouts.fetch_add(1, Ordering::Relaxed);
             // Raise as of the deadline: the interrupt latency counts from
             // when the UART signalled the timeout.
-            let _ = self.controller.raise_at(self.irq, deadline);
+            let _ = self.output.assert_at(deadline);
         }
     }
 }
