@@ -215,6 +215,28 @@ fn summary_table_widens_for_long_figures() {
     );
 }
 
+/// The histogram's columns widen in the same way, and its rows, header
+/// and trailer stay aligned.
+#[test]
+fn histogram_table_widens_for_long_figures() {
+    let mut report = known_report();
+    report.settings.unit = "ns".to_owned();
+    let mut thr = new_histogram();
+    thr.record_n(38_000_394_000, 2).unwrap();
+    report.column_sets[0].thr = Column::of("Thr-a".to_owned(), &thr, 1, 10);
+
+    let table = report.histogram_table();
+    let rows: Vec<&str> = table.lines().filter(|line| !line.starts_with('#')).collect();
+    let max = rows.iter().find(|row| row.starts_with("max:")).unwrap();
+    assert!(max.ends_with(" 38000394240"), "{table}");
+    // Every row ends where the header does: the last column is as wide as
+    // its widest figure, and no figure runs into the one beside it.
+    for row in &rows {
+        assert_eq!(row.len(), rows[0].len(), "{table}");
+        assert_eq!(row.split_whitespace().count(), 3, "{table}");
+    }
+}
+
 /// Returns an IRQ and a Thr ratio of 0.5 for column set `a` of
 /// `known_report`, with the tool's goals.
 fn half_ratios() -> Vec<Ratio> {
@@ -281,6 +303,25 @@ fn backlogged_baseline_not_judged() {
         lines[3].contains("WARNING: the baseline's bottom half ran"),
         "{table}"
     );
+}
+
+/// A ratio of seven characters and a long column name widen their
+/// columns for every row, so the `p50` and `p99` ratios stay aligned.
+#[test]
+fn ratio_columns_align_for_long_entries() {
+    let mut report = known_report();
+    let mut ratios = half_ratios();
+    ratios[0].p50 = 0.00045;
+    ratios[1].column = "Thr-ordered-long".to_owned();
+    report.ratios = ratios;
+    let table = report.ratio_table();
+    let lines: Vec<&str> = table.lines().skip(1).take(2).collect();
+    assert!(lines[0].contains("p50 0.00045x"), "{table}");
+    assert!(lines[1].contains("p50    0.50x"), "{table}");
+    let p50 = |line: &str| line.find(" p50 ").unwrap();
+    assert_eq!(p50(lines[0]), p50(lines[1]), "{table}");
+    let ratio_end = |line: &str| line.find("x (").unwrap();
+    assert_eq!(ratio_end(lines[0]), ratio_end(lines[1]), "{table}");
 }
 
 /// Returns `known_report` with no loss, a baseline column set like its

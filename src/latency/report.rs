@@ -477,12 +477,26 @@ impl LatencyReport {
     pub fn histogram_table(&self) -> String {
         let unit = self.unit_ns();
         let columns: Vec<&Column> = self.columns().collect();
+        let trailer = Self::trailer(&columns, unit);
+        // Columns are as wide as their widest figure, at least rtla's 9
+        // characters, so that a long count or maximum shifts no row.
+        let digits = |value: u64| value.to_string().len();
         let width = columns
             .iter()
-            .map(|column| column.name.len())
-            .max()
-            .unwrap_or(0)
-            .max(9);
+            .map(|column| {
+                let counts = column
+                    .histogram
+                    .nonzero
+                    .iter()
+                    .map(|[_, count]| digits(*count));
+                counts.fold(column.name.len(), usize::max)
+            })
+            .chain(
+                trailer
+                    .iter()
+                    .flat_map(|(_, values)| values.iter().map(|&value| digits(value))),
+            )
+            .fold(9, usize::max);
         let mut out = String::new();
 
         let unit_name = if unit == 1 {
@@ -516,12 +530,6 @@ impl LatencyReport {
         );
         let _ = writeln!(out, "# Columns: {}", legend.join(", "));
 
-        let mut header = String::from("Index ");
-        for column in &columns {
-            let _ = write!(header, "{:>width$} ", column.name);
-        }
-        let _ = writeln!(out, "{}", header.trim_end());
-
         // Merge the non-empty buckets of every column by index.
         let mut indices: Vec<u64> = columns
             .iter()
@@ -530,8 +538,19 @@ impl LatencyReport {
         indices.sort_unstable();
         indices.dedup();
         let bucket_ns = self.settings.bucket_ns;
+        // The index column is rtla's six characters, wider for an index
+        // that would otherwise touch the first count.
+        let index_width = indices
+            .iter()
+            .map(|index| digits(index * bucket_ns / unit) + 1)
+            .fold(6, usize::max);
+        let mut header = format!("{:<index_width$}", "Index");
+        for column in &columns {
+            let _ = write!(header, "{:>width$} ", column.name);
+        }
+        let _ = writeln!(out, "{}", header.trim_end());
         for index in indices {
-            let mut row = format!("{:<6}", index * bucket_ns / unit);
+            let mut row = format!("{:<index_width$}", index * bucket_ns / unit);
             for column in &columns {
                 let count = column
                     .histogram
@@ -544,7 +563,21 @@ impl LatencyReport {
             let _ = writeln!(out, "{}", row.trim_end());
         }
 
-        let trailer = [
+        for (label, values) in trailer {
+            let mut row = format!("{label:<index_width$}");
+            for value in values {
+                let _ = write!(row, "{value:>width$} ");
+            }
+            let _ = writeln!(out, "{}", row.trim_end());
+        }
+        out
+    }
+
+    /// Returns the rows under the histogram, as rtla prints them: `over:`,
+    /// `count:`, and `min:`, `avg:` and `max:` truncated to `unit`
+    /// nanoseconds.
+    fn trailer(columns: &[&Column], unit: u64) -> [(&'static str, Vec<u64>); 5] {
+        [
             (
                 "over:",
                 columns.iter().map(|c| c.histogram.over).collect::<Vec<_>>(),
@@ -571,15 +604,7 @@ impl LatencyReport {
                     .map(|c| truncated(c.summary.max_ns as f64, unit))
                     .collect(),
             ),
-        ];
-        for (label, values) in trailer {
-            let mut row = format!("{label:<6}");
-            for value in values {
-                let _ = write!(row, "{value:>width$} ");
-            }
-            let _ = writeln!(out, "{}", row.trim_end());
-        }
-        out
+        ]
     }
 
     /// Judges every ratio against its goal, and collects the run's
@@ -750,6 +775,18 @@ impl LatencyReport {
                 self.settings.rounds
             );
         }
+        // Columns as wide as their widest entry, so that a long column
+        // name or a seven-character ratio (0.00045) shifts no row.
+        let width = |entry: fn(&Ratio) -> String, least: usize| {
+            self.ratios
+                .iter()
+                .map(|ratio| entry(ratio).len())
+                .fold(least, usize::max)
+        };
+        let column_width = width(|ratio| ratio.column.clone(), 10);
+        let baseline_width = width(|ratio| ratio.baseline.clone(), 9);
+        let p50_width = width(|ratio| format_ratio(ratio.p50), 6);
+        let p99_width = width(|ratio| format_ratio(ratio.p99), 6);
         for ratio in &self.ratios {
             // The parenthesis after a ratio: its spread over rounds, if
             // more than one, and its verdict.
@@ -773,7 +810,7 @@ impl LatencyReport {
             };
             let _ = writeln!(
                 out,
-                "  {:<10} / {:<9} p50 {:>6}x ({})   p99 {:>6}x ({})",
+                "  {:<column_width$} / {:<baseline_width$} p50 {:>p50_width$}x ({})   p99 {:>p99_width$}x ({})",
                 ratio.column,
                 ratio.baseline,
                 format_ratio(ratio.p50),
