@@ -226,7 +226,10 @@ fn histogram_table_widens_for_long_figures() {
     report.column_sets[0].thr = Column::of("Thr-a".to_owned(), &thr, 1, 10);
 
     let table = report.histogram_table();
-    let rows: Vec<&str> = table.lines().filter(|line| !line.starts_with('#')).collect();
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .collect();
     let max = rows.iter().find(|row| row.starts_with("max:")).unwrap();
     assert!(max.ends_with(" 38000394240"), "{table}");
     // Every row ends where the header does: the last column is as wide as

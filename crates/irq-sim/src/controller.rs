@@ -497,6 +497,10 @@ impl Controller {
             return reject(RequestError::ShuttingDown { irq }, request);
         }
 
+        if request.flags.shared && request.flags.no_autoen {
+            let handler = request.name;
+            return reject(RequestError::SharedNoAutoen { irq, handler }, request);
+        }
         let mut chain = lock(&line.chain);
         if let Some(existing) = chain.actions.first() {
             let error = if !existing.flags.shared {
@@ -576,7 +580,12 @@ impl Controller {
             chain
                 .histograms
                 .get_or_insert_with(LatencyHistograms::for_line);
-            line.state.startup(trigger == Trigger::Level, now)
+            if flags.no_autoen {
+                line.state.startup_disabled(trigger == Trigger::Level);
+                Rearm::Idle
+            } else {
+                line.state.startup(trigger == Trigger::Level, now)
+            }
         } else if let Some(rearm) = line.state.end_spurious(now) {
             tracing::info!(target: "irq", irq, handler = name, "irq {irq}: handler {name:?} joined the line disabled as spurious; enabling it again");
             rearm

@@ -141,6 +141,14 @@ pub enum RequestError {
         /// Whether the line's handlers use ONESHOT.
         line: bool,
     },
+    /// The request sets both sharing and `IRQF_NO_AUTOEN`, which
+    /// Linux rejects with `-EINVAL`.
+    SharedNoAutoen {
+        /// Requested line.
+        irq: u32,
+        /// Name of the rejected handler.
+        handler: &'static str,
+    },
     /// `request_irq` may sleep and was called in a top half.
     InvalidContext(InvalidContext),
     /// The machine is shutting down.
@@ -182,6 +190,12 @@ impl fmt::Display for RequestError {
                 f,
                 "irq {irq} ONESHOT mismatch: the line's handlers {} ONESHOT; every sharer must agree",
                 if *line { "use" } else { "do not use" }
+            ),
+            Self::SharedNoAutoen { irq, handler } => write!(
+                f,
+                "irq {irq}: handler {handler:?} requests both sharing and NO_AUTOEN; a shared \
+                 line left disabled would keep its other handlers waiting, so Linux rejects \
+                 this too; drop one of the two flags"
             ),
             Self::InvalidContext(error) => write!(f, "request_irq rejected: {error}"),
             Self::ShuttingDown { irq } => write!(f, "irq {irq}: the machine is shutting down"),

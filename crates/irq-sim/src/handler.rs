@@ -78,6 +78,12 @@ pub struct IrqFlags {
     /// [`Controller::unmask_oneshot`]. The mask is taken before the hook
     /// runs, so the thread may finish at any time after.
     pub oneshot: bool,
+    /// `IRQF_NO_AUTOEN`: the request leaves the line disabled, at depth
+    /// one, until the driver calls [`Controller::enable_irq`], so that no
+    /// interrupt arrives before the driver is ready for it. A request that
+    /// also sets `shared` is rejected, as Linux rejects it: another
+    /// sharer would wait on a line that no driver enables.
+    pub no_autoen: bool,
 }
 
 impl IrqFlags {
@@ -86,6 +92,7 @@ impl IrqFlags {
         shared: false,
         trigger: Some(Trigger::Edge),
         oneshot: false,
+        no_autoen: false,
     };
 
     /// An exclusive level-triggered line.
@@ -93,6 +100,7 @@ impl IrqFlags {
         shared: false,
         trigger: Some(Trigger::Level),
         oneshot: false,
+        no_autoen: false,
     };
 
     /// Returns these flags with sharing allowed.
@@ -107,6 +115,14 @@ impl IrqFlags {
     pub const fn oneshot(self) -> IrqFlags {
         IrqFlags {
             oneshot: true,
+            ..self
+        }
+    }
+
+    /// Returns these flags with `IRQF_NO_AUTOEN` set.
+    pub const fn no_autoen(self) -> IrqFlags {
+        IrqFlags {
+            no_autoen: true,
             ..self
         }
     }

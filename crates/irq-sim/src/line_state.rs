@@ -564,6 +564,19 @@ impl LineState {
         })
     }
 
+    /// Starts a line for its first handler as [`LineState::startup`] does,
+    /// but leaves it disabled at depth one (`IRQF_NO_AUTOEN`): the enable
+    /// that takes the depth to zero delivers what is pending then.
+    pub fn startup_disabled(&self, level: bool) {
+        self.update(|old| {
+            let mut word = old & (IN_PROGRESS | QUEUED | ONESHOT_MASK | OUTPUTS_MASK) | DEPTH_ONE;
+            if level {
+                word |= LEVEL | (old & (PENDING | STAMP_MASK));
+            }
+            (Some(word), ())
+        });
+    }
+
     /// Shuts a line down after its last handler left: depth one and no edge
     /// latched. A level line kept high stays high, the device outputs keep
     /// asserting it, and the ONESHOT holds stay for the threads that will

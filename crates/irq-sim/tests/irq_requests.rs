@@ -534,3 +534,72 @@ fn free_started_mid_chain_skips_handler() {
     assert_eq!(later_calls.load(Ordering::SeqCst), 0);
     assert_eq!(irq.line_stats(LINE).unwrap().handlers, ["first"]);
 }
+
+/// `IRQF_NO_AUTOEN` leaves the line disabled at depth one: an interrupt
+/// raised before the driver's `enable_irq` waits for it, and a level held
+/// high since before the request fires only then.
+#[test]
+fn no_autoen_waits_for_enable() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let probe_calls = probe(&irq, PROBE, 0);
+    for (line, flags) in [(LINE, IrqFlags::EDGE), (LINE + 1, IrqFlags::LEVEL)] {
+        let calls = Arc::new(AtomicU32::new(0));
+        let count = calls.clone();
+        if flags == IrqFlags::LEVEL {
+            let _ = irq.raise(line).unwrap();
+        }
+        irq.request_irq(
+            line,
+            IrqRequest::new(
+                "late",
+                flags.no_autoen(),
+                move |ctx: &mut HardIrqContext<'_>| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let _ = ctx.controller().lower(ctx.irq());
+                    IrqReturn::Handled
+                },
+            ),
+        )
+        .unwrap();
+        let _ = irq.raise(line).unwrap();
+        flush_cpu(&irq, PROBE, &probe_calls);
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "irq {line}");
+        let state = irq.line_state(line).unwrap();
+        assert_eq!(state.depth, 1, "irq {line}");
+        assert!(state.pending, "irq {line}");
+
+        irq.enable_irq(line).unwrap();
+        wait_until("the delivery after enable_irq", || {
+            calls.load(Ordering::SeqCst) == 1
+        });
+        assert_eq!(irq.line_state(line).unwrap().depth, 0, "irq {line}");
+        assert_eq!(
+            irq.enable_irq(line).unwrap_err(),
+            LineError::UnbalancedEnable { irq: line }
+        );
+    }
+}
+
+/// A request for both sharing and `IRQF_NO_AUTOEN` is rejected, as Linux
+/// rejects it, and leaves the line free.
+#[test]
+fn shared_no_autoen_rejected() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let rejected = irq
+        .request_irq(LINE, request("both", IrqFlags::LEVEL.shared().no_autoen()))
+        .unwrap_err();
+    assert_eq!(
+        rejected.error,
+        RequestError::SharedNoAutoen {
+            irq: LINE,
+            handler: "both"
+        }
+    );
+    let message = rejected.error.to_string();
+    assert!(message.contains("requests both sharing and NO_AUTOEN"), "{message}");
+    assert!(message.contains("drop one of the two flags"), "{message}");
+    irq.request_irq(LINE, request("shared", IrqFlags::LEVEL.shared()))
+        .unwrap();
+}
