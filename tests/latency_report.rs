@@ -190,16 +190,23 @@ fn histogram_table_layout() {
     assert_eq!(lines.len(), 14);
 }
 
-/// A figure wider than the default column, such as a backlogged bottom
-/// half's 38 s in nanoseconds, widens its column instead of running into
-/// the figure beside it.
-#[test]
-fn summary_table_widens_for_long_figures() {
+/// Returns `known_report` in nanoseconds, with a Thr column whose two
+/// samples are a backlogged bottom half's 38 s.
+fn backlogged_report() -> LatencyReport {
     let mut report = known_report();
     report.settings.unit = "ns".to_owned();
     let mut thr = new_histogram();
     thr.record_n(38_000_394_000, 2).unwrap();
     report.column_sets[0].thr = Column::of("Thr-a".to_owned(), &thr, 1, 10);
+    report
+}
+
+/// A figure wider than the default column, such as a backlogged bottom
+/// half's 38 s in nanoseconds, widens its column instead of running into
+/// the figure beside it.
+#[test]
+fn summary_table_widens_for_long_figures() {
+    let report = backlogged_report();
 
     let table = report.summary_table();
     let lines: Vec<&str> = table.lines().collect();
@@ -219,11 +226,7 @@ fn summary_table_widens_for_long_figures() {
 /// and trailer stay aligned.
 #[test]
 fn histogram_table_widens_for_long_figures() {
-    let mut report = known_report();
-    report.settings.unit = "ns".to_owned();
-    let mut thr = new_histogram();
-    thr.record_n(38_000_394_000, 2).unwrap();
-    report.column_sets[0].thr = Column::of("Thr-a".to_owned(), &thr, 1, 10);
+    let report = backlogged_report();
 
     let table = report.histogram_table();
     let rows: Vec<&str> = table

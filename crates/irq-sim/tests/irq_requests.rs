@@ -598,7 +598,10 @@ fn shared_no_autoen_rejected() {
         }
     );
     let message = rejected.error.to_string();
-    assert!(message.contains("requests both sharing and NO_AUTOEN"), "{message}");
+    assert!(
+        message.contains("requests both sharing and NO_AUTOEN"),
+        "{message}"
+    );
     assert!(message.contains("drop one of the two flags"), "{message}");
     irq.request_irq(LINE, request("shared", IrqFlags::LEVEL.shared()))
         .unwrap();
