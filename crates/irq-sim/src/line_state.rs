@@ -145,7 +145,9 @@ pub enum RaiseOutcome {
     Latched,
     /// An edge found the line already pending and folded into it.
     Coalesced,
-    /// A level line was already high; nothing changed.
+    /// The line was already high, so no delivery was added: a level line,
+    /// or an edge line whose device outputs already held their wired OR
+    /// high, where an assert makes no edge.
     AlreadyAsserted,
 }
 

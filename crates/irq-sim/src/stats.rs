@@ -258,8 +258,10 @@ pub struct LineStats {
     pub unhandled: u64,
     /// Edges folded into an already pending delivery.
     pub coalesced: u64,
-    /// Raises of a level line that was already asserted: the line stays
-    /// high until a top half clears the device, so they add no delivery.
+    /// Raises and output asserts that found the line already high, so
+    /// they add no delivery. A level line stays high until a top half
+    /// clears the device. On an edge line, an output asserted while
+    /// another output keeps the wired OR high makes no edge.
     pub already_asserted: u64,
     /// Queued deliveries of a level line dropped because the device
     /// lowered the line before dispatch. A delivery that finds the line
