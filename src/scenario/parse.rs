@@ -1943,10 +1943,11 @@ fn check_line_users(
                 span,
                 format!("device[{index}].irq"),
                 format!(
-                    "line {} already has {before} level-triggered devices, the most one line \
-                     takes (each drives one input of the line's wired OR); put this device on \
-                     another line",
-                    device.irq
+                    "line {} already has {before} level-triggered devices, and a level line \
+                     takes at most {} (each drives one input of the line's wired OR); put this \
+                     device on another line",
+                    device.irq,
+                    irq_sim::line_state::MAX_OUTPUTS
                 ),
             ));
         }

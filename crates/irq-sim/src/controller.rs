@@ -846,6 +846,8 @@ impl Controller {
     /// - [`LineError::Undeliverable`], at once, if a delivery is pending on
     ///   a line disabled, or masked by `mask_irq`: only an `enable_irq` or
     ///   an `unmask_irq` lets it through.
+    /// - [`LineError::DisabledAsSpurious`], at once, if a delivery is
+    ///   pending on a line disabled as spurious.
     /// - [`LineError::Unrequested`], at once, if a delivery is pending on
     ///   a line with no handler.
     /// - [`LineError::TimedOut`] if the line is still busy after
@@ -877,6 +879,9 @@ impl Controller {
             if held_back && !state.in_progress && state.oneshot == 0 {
                 if lock(&line.chain).actions.is_empty() {
                     return Err(LineError::Unrequested { irq });
+                }
+                if state.spurious {
+                    return Err(LineError::DisabledAsSpurious { irq });
                 }
                 return Err(LineError::Undeliverable {
                     irq,

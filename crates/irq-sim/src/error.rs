@@ -409,8 +409,8 @@ impl fmt::Display for DeviceError {
             ),
             Self::NoFreeOutput { device, irq, max } => write!(
                 f,
-                "{device} on irq {irq}: the line already has {max} devices connected, \
-                 its most; drop one of them first, or put this one on another line"
+                "{device} on irq {irq}: the line already has the maximum of {max} device \
+                 outputs connected; drop one first, or put this device on another line"
             ),
             Self::Spawn {
                 device,
@@ -471,6 +471,13 @@ pub enum LineError {
         depth: u8,
         /// Masked at the controller.
         masked: bool,
+    },
+    /// `wait_delivered` found a delivery pending on a line disabled as
+    /// spurious ("nobody cared"), which only an enable or a new handler
+    /// releases.
+    DisabledAsSpurious {
+        /// The line.
+        irq: u32,
     },
     /// `wait_delivered` found a delivery pending on a line with no
     /// handler.
@@ -538,6 +545,13 @@ impl fmt::Display for LineError {
                      call {fix} to let it through"
                 )
             }
+            Self::DisabledAsSpurious { irq } => write!(
+                f,
+                "irq {irq}: a delivery is pending but the line was disabled as spurious \
+                 (\"nobody cared\": nearly every interrupt of a window went unhandled); make a \
+                 handler return Handled for its device's interrupts, then call enable_irq, \
+                 or request a handler that claims them"
+            ),
             Self::Unrequested { irq } => write!(
                 f,
                 "irq {irq}: a delivery is pending but no handler is registered; \

@@ -215,6 +215,10 @@ pub struct LineSnapshot {
     pub depth: u8,
     /// Outstanding ONESHOT threads.
     pub oneshot: u8,
+    /// The device outputs asserting the line, one bit each: bit `n` is the
+    /// output whose [`crate::IrqOutput::index`] is `n`. On a level line
+    /// that stays high, zero means that the level of `raise` keeps it so.
+    pub asserted_outputs: u8,
 }
 
 fn depth_of(word: u64) -> u8 {
@@ -615,6 +619,7 @@ impl LineState {
             level: word & LEVEL != 0,
             depth: depth_of(word),
             oneshot: oneshot_of(word),
+            asserted_outputs: ((word & OUTPUTS_MASK) >> OUTPUTS_SHIFT) as u8,
         }
     }
 }
@@ -803,6 +808,7 @@ mod tests {
         let state = started(true);
         assert_eq!(state.assert_output(0, 10), RaiseOutcome::Queue);
         assert_eq!(state.assert_output(1, 11), RaiseOutcome::AlreadyAsserted);
+        assert_eq!(state.snapshot().asserted_outputs, 0b11);
         assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 10 });
         // The first device is served, and the second keeps the line high.
         assert!(state.deassert_output(0));
@@ -848,6 +854,7 @@ mod tests {
         let state = started(false);
         assert_eq!(state.assert_output(0, 10), RaiseOutcome::Queue);
         assert_eq!(state.assert_output(1, 11), RaiseOutcome::AlreadyAsserted);
+        assert_eq!(state.snapshot().asserted_outputs, 0b11);
         assert_eq!(state.begin_dispatch(), Dispatch::Run { stamp: 10 });
         assert!(state.deassert_output(0));
         assert_eq!(state.end_dispatch(20), Rearm::Idle, "an edge fires once");

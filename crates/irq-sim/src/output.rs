@@ -51,6 +51,12 @@ impl IrqOutput {
         self.irq
     }
 
+    /// Returns the output's place in the line's wired OR: bit `index` of
+    /// [`crate::LineSnapshot::asserted_outputs`] shows it asserted.
+    pub fn index(&self) -> u32 {
+        self.output
+    }
+
     /// Asserts the output now. See [`IrqOutput::assert_at`].
     ///
     /// # Context

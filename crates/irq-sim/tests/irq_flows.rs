@@ -570,7 +570,9 @@ fn level_line_fires_while_any_output_asserts() {
     assert_eq!(first.assert(), RaiseOutcome::Latched);
     assert_eq!(second.assert(), RaiseOutcome::AlreadyAsserted);
     assert!(first.deassert());
-    assert!(irq.line_state(LINE).unwrap().pending, "the second holds it");
+    let state = irq.line_state(LINE).unwrap();
+    assert!(state.pending, "the second keeps it high");
+    assert_eq!(state.asserted_outputs, 1 << second.index());
     drop(second);
     assert!(!irq.line_state(LINE).unwrap().pending, "dropping deasserts");
     irq.enable_irq(LINE).unwrap();

@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::wait_until;
-use irq_sim::{Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine, SpuriousConfig};
+use common::{TIMEOUT, wait_until};
+use irq_sim::{
+    Config, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, LineError, Machine, SpuriousConfig,
+};
 
 const LINE: u32 = 30;
 
@@ -128,6 +130,12 @@ fn unhandled_storm_disables_and_polls() {
     let _ = irq.raise(LINE).unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1000);
     assert!(irq.render_interrupts().unwrap().contains("spurious"));
+    // The edge waits for an enable, and the error says why.
+    let error = irq.wait_delivered(LINE, TIMEOUT).unwrap_err();
+    assert_eq!(error, LineError::DisabledAsSpurious { irq: LINE });
+    let message = error.to_string();
+    assert!(message.contains("disabled as spurious"), "{message}");
+    assert!(message.contains("call enable_irq"), "{message}");
 }
 
 /// A window with fewer unhandled interrupts than the threshold leaves the

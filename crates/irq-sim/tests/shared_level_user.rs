@@ -4,12 +4,12 @@
 mod common;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use common::{TIMEOUT, machine, wait_until};
-use irq_sim::device::{UART_FIFO_SIZE, Uart};
+use irq_sim::device::{UART_FIFO_SIZE, Uart, lock_registers};
 use irq_sim::line_state::MAX_OUTPUTS;
 use irq_sim::{
     Config, Controller, DeviceError, HandlerId, HardIrqContext, IrqFlags, IrqOutput, IrqRequest,
@@ -22,21 +22,10 @@ const LINE: u32 = 21;
 /// a read, and an output asserted while the register is not zero.
 struct StatusDevice {
     /// The status register, under the device's own mutex so that the
-    /// output follows it exactly.
+    /// output follows it exactly. Its top half takes the mutex with
+    /// `lock_registers`, as the shipped models do.
     status: Mutex<u64>,
     output: IrqOutput,
-}
-
-/// Takes `mutex` by spinning, as a driver's `spin_lock` does. A top half
-/// that blocked on a feeder holding the lock would be reported as
-/// sleeping in hard-IRQ context.
-fn spin_lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    loop {
-        if let Ok(guard) = mutex.try_lock() {
-            return guard;
-        }
-        std::hint::spin_loop();
-    }
 }
 
 impl StatusDevice {
@@ -49,14 +38,14 @@ impl StatusDevice {
 
     /// Completes one request: sets the status and asserts the output.
     fn complete(&self) {
-        let mut status = spin_lock(&self.status);
+        let mut status = lock_registers(&self.status);
         *status += 1;
         let _ = self.output.assert();
     }
 
     /// Reads and clears the status register, which deasserts the output.
     fn read_clear(&self) -> u64 {
-        let mut status = spin_lock(&self.status);
+        let mut status = lock_registers(&self.status);
         let events = std::mem::take(&mut *status);
         let _ = self.output.deassert();
         events

@@ -23,6 +23,7 @@ mod nic;
 mod uart;
 
 use std::ops::RangeInclusive;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::controller::Controller;
 use crate::error::{DeviceError, LineError};
@@ -32,6 +33,23 @@ pub use block::{BlockDevice, BlockRequestError, Completion, MAX_QUEUE_DEPTH};
 pub use gpio::{GpioButton, MAX_BOUNCES};
 pub use nic::{MAX_RX_RING, Nic, Packet};
 pub use uart::{MAX_BAUD, MIN_BAUD, UART_FIFO_SIZE, Uart};
+
+/// Locks the registers of a device model, as the shipped models do.
+///
+/// A top half that reads a model's registers may find their mutex taken
+/// by a device thread that the host has preempted, and block. A real
+/// device's register access never waits for a host thread, so this wait
+/// is counted as the simulator's own and not reported as the top half
+/// sleeping (`ContractViolation::Slept`), as it would be with
+/// `Mutex::lock`. A poisoned mutex is taken as it is.
+///
+/// # Context
+///
+/// Any, including a top half; waits only while another thread holds the
+/// mutex.
+pub fn lock_registers<T>(registers: &Mutex<T>) -> MutexGuard<'_, T> {
+    crate::controller::lock(registers)
+}
 
 /// Checks that the controller has line `irq`: a device made for a line it
 /// lacks could raise nothing, and a device has no caller to tell.
