@@ -67,3 +67,11 @@ fn unload_with_running_work_reported() {
         "[warn] heartbeat: work \"heartbeat\" still running; waited for it",
     );
 }
+
+#[test]
+fn shared_line_claimed_by_all_caught() {
+    check_exercise(
+        "ex5_shared_claim_all",
+        "FAIL: the door driver counted 5 door events, but the door opened 2 times",
+    );
+}

@@ -1,0 +1,176 @@
+//! Solution of exercise 5: the door's top half asks the sensor whether it
+//! interrupted, and returns `IrqReturn::None` when it did not, so the
+//! UART's interrupts reach the UART's driver alone.
+//!
+//! ```sh
+//! cargo run --example ex5_shared_claim_all_solution
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use driver::irq;
+use driver::printk;
+use irq_sim::device::Uart;
+use irq_sim::{Config, HardIrqContext, IrqFlags, IrqOutput, IrqRequest, IrqReturn, Machine};
+
+/// The shared line.
+const IRQ: u32 = 60;
+
+/// A door sensor: a status bit set when the door opens, and an output
+/// that asserts the shared line while the bit is set.
+struct DoorSensor {
+    status: AtomicBool,
+    output: IrqOutput,
+}
+
+impl DoorSensor {
+    /// Sets the status bit and asserts the output, as the sensor does when
+    /// the door opens.
+    fn open(&self) {
+        self.status.store(true, Ordering::SeqCst);
+        let _ = self.output.assert();
+    }
+
+    /// Reads the status register: true if the sensor is interrupting.
+    fn interrupting(&self) -> bool {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    /// Writes the status register: clears the bit and deasserts the
+    /// output. The line stays high while the UART still asserts it.
+    fn ack(&self) {
+        self.status.store(false, Ordering::SeqCst);
+        let _ = self.output.deassert();
+    }
+}
+
+/// The events of the run, in order: the door opening, or a byte for the
+/// UART.
+const EVENTS: [Option<u8>; 5] = [None, Some(b'o'), Some(b'k'), None, Some(b'\n')];
+
+fn main() -> ExitCode {
+    printk::init_console();
+    let machine = Machine::new(Config {
+        nr_cpus: 1,
+        ..Config::default()
+    })
+    .expect("the machine starts");
+    let controller = machine.controller();
+    let uart = Arc::new(Uart::new(&controller, IRQ, 1).expect("line 60 exists"));
+    let door = Arc::new(DoorSensor {
+        status: AtomicBool::new(false),
+        output: controller
+            .irq_output(IRQ)
+            .expect("line 60 has a free output"),
+    });
+    let door_events = Arc::new(AtomicU32::new(0));
+    let bytes = Arc::new(AtomicU32::new(0));
+    // Probe: acknowledge an opening left over from before the driver
+    // loaded.
+    if door.interrupting() {
+        door.ack();
+    }
+
+    // Ask the sensor first: when its status bit is clear, another device
+    // of the line raised this interrupt.
+    let door_top_half = {
+        let (door, door_events) = (door.clone(), door_events.clone());
+        move |_: &mut HardIrqContext<'_>| {
+            if !door.interrupting() {
+                return IrqReturn::None;
+            }
+            door.ack();
+            door_events.fetch_add(1, Ordering::SeqCst);
+            IrqReturn::Handled
+        }
+    };
+
+    // The UART's driver is right: it claims an interrupt only when its
+    // FIFO had a byte.
+    let uart_top_half = {
+        let (uart, bytes) = (uart.clone(), bytes.clone());
+        move |_: &mut HardIrqContext<'_>| {
+            let mut read = 0;
+            while uart.read().is_some() {
+                read += 1;
+            }
+            bytes.fetch_add(read, Ordering::SeqCst);
+            if read > 0 {
+                IrqReturn::Handled
+            } else {
+                IrqReturn::None
+            }
+        }
+    };
+
+    let shared = IrqFlags::LEVEL.shared();
+    let _door = irq::request_irq(
+        &controller,
+        IRQ,
+        IrqRequest::new("door", shared, door_top_half),
+    )
+    .expect("line 60 takes shared handlers");
+    let _uart = irq::request_irq(
+        &controller,
+        IRQ,
+        IrqRequest::new("ttyS2", shared, uart_top_half),
+    )
+    .expect("line 60 takes shared handlers");
+
+    // One event at a time: each is served, and the line goes quiet,
+    // before the next.
+    let mut openings = 0;
+    for (index, event) in EVENTS.iter().enumerate() {
+        match event {
+            None => {
+                openings += 1;
+                door.open();
+            }
+            Some(byte) => assert!(uart.receive(*byte), "the UART's FIFO has room"),
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = controller.line_state(IRQ).expect("line 60 exists");
+            let quiet = !state.pending && !state.in_progress && !state.queued;
+            if quiet && controller.line_stats(IRQ).expect("line 60 exists").total() > index as u64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "event {index} not served in 30 s"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    let stats = controller.line_stats(IRQ).expect("line 60 exists");
+    let claims: Vec<String> = stats
+        .handlers
+        .iter()
+        .zip(&stats.claimed_by)
+        .map(|(handler, claimed)| format!("{handler} ({claimed})"))
+        .collect();
+    println!(
+        "irq {IRQ}: {} interrupts, claimed by {}",
+        stats.total(),
+        claims.join(", ")
+    );
+    let counted = door_events.load(Ordering::SeqCst);
+    if counted != openings {
+        println!(
+            "FAIL: the door driver counted {counted} door events, but the door opened \
+             {openings} times; on a shared line, return IrqReturn::None when your device \
+             did not interrupt"
+        );
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "ok: {openings} door events and {} bytes in {} interrupts",
+        bytes.load(Ordering::SeqCst),
+        stats.total()
+    );
+    ExitCode::SUCCESS
+}
