@@ -325,6 +325,30 @@ fn generic_devices_share_a_line() {
     );
 }
 
+/// A UART shares a level line with a generic device; a NIC, whose driver
+/// claims every interrupt, may not set `shared`.
+#[test]
+fn only_uart_and_generic_share() {
+    let uart = "[[device]]\nname = \"ttyS0\"\nkind = \"uart\"\nirq = 11\nshared = true\n\
+                arrival = { process = \"periodic\", rate = 10 }\n";
+    let generic = "[[device]]\nname = \"usb1\"\nkind = \"generic\"\nirq = 11\n\
+                   trigger = \"level\"\nshared = true\n\
+                   arrival = { process = \"periodic\", rate = 10 }\n";
+    let scenario = parse(&format!("{uart}{generic}")).unwrap();
+    assert!(scenario.devices.iter().all(|device| device.shared));
+
+    let (line, key, message) = rejected(&NIC.replace("irq = 40", "irq = 40\nshared = true"));
+    assert_eq!((line, key.as_str()), (6, "device[0].shared"));
+    assert!(
+        message.contains("the nic driver does not share its line"),
+        "{message}"
+    );
+    assert!(
+        message.contains("only uart and generic devices"),
+        "{message}"
+    );
+}
+
 /// A trigger mismatch on a shared line points at the second device's
 /// `trigger`, or at its `irq` when it left the trigger to its default.
 #[test]

@@ -704,7 +704,12 @@ fn add_device(
                 spec.irq,
                 model,
             );
-            Unit::Uart(bind(runtime, bus, host, device, UartDriver::new(queue))?)
+            let driver = if spec.shared {
+                UartDriver::new(queue).shared()
+            } else {
+                UartDriver::new(queue)
+            };
+            Unit::Uart(bind(runtime, bus, host, device, driver)?)
         }
         DeviceKind::Block {
             service_time,

@@ -1524,15 +1524,15 @@ fn device(
         .shared
         .as_ref()
         .is_some_and(|shared| *shared.get_ref());
-    if shared && kind_name != "generic" {
+    if shared && !matches!(kind_name, "generic" | "uart") {
         let span = device.shared.as_ref().map_or(0..0, Spanned::span);
         return Err(checker.error(
             span,
             key("shared"),
             format!(
                 "the {kind_name} driver does not share its line (its top half claims every \
-                 interrupt); only generic devices, which check their status register, may set \
-                 shared = true"
+                 interrupt); only uart and generic devices, whose top halves check their \
+                 device, may set shared = true"
             ),
         ));
     }
@@ -1893,7 +1893,7 @@ fn check_line_users(
                 format!("device[{index}].irq"),
                 format!(
                     "line {} is already used by device \"{}\"; to share it, set shared = true on \
-                     both (generic devices only)",
+                     both (uart and generic devices only)",
                     device.irq, first.name
                 ),
             ));

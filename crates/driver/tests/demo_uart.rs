@@ -177,3 +177,57 @@ fn slow_top_half_overruns_fifo() {
     let bound = fixture.bound.take().unwrap();
     fixture.runtime.block_on(bound.unbind());
 }
+
+/// A shared UART driver joins its line with another device's handler.
+/// Interrupts of the other device find the FIFO empty: the UART's top
+/// half returns "not mine" and counts only the interrupts it handled.
+#[test]
+fn shared_driver_counts_only_its_interrupts() {
+    let mut fixture = fixture(|queue| UartDriver::new(queue).shared());
+    let controller = fixture.machine.controller();
+    let other = Arc::new(controller.irq_output(90).unwrap());
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (output, counted) = (other.clone(), calls.clone());
+    let pending = Arc::new(AtomicBool::new(false));
+    let request = pending.clone();
+    let sharer = controller
+        .request_irq(
+            90,
+            irq_sim::IrqRequest::new(
+                "other",
+                irq_sim::IrqFlags::LEVEL.shared(),
+                move |_: &mut irq_sim::HardIrqContext<'_>| {
+                    let _ = output.deassert();
+                    if request.swap(false, Ordering::SeqCst) {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        irq_sim::IrqReturn::Handled
+                    } else {
+                        irq_sim::IrqReturn::None
+                    }
+                },
+            ),
+        )
+        .unwrap();
+
+    for &byte in b"ok\n" {
+        assert!(fixture.uart.receive(byte), "the FIFO overflowed");
+        controller.wait_delivered(90, HANG_GUARD).unwrap();
+    }
+    pending.store(true, Ordering::SeqCst);
+    let _ = other.assert();
+    wait_until("the other device's interrupt", || {
+        calls.load(Ordering::SeqCst) == 1
+    });
+    controller.wait_delivered(90, HANG_GUARD).unwrap();
+    wait_until("the line is assembled", || {
+        fixture.state().stats().lines == 1
+    });
+
+    let stats = fixture.state().stats();
+    assert_eq!(stats.interrupts, 3);
+    assert_eq!(controller.line_stats(90).unwrap().total(), 4);
+    controller.free_irq(sharer).unwrap();
+    let bound = fixture.bound.take().unwrap();
+    fixture.runtime.block_on(bound.unbind());
+    assert!(fixture.host.unload().unwrap().is_clean());
+}

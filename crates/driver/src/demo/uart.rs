@@ -1,12 +1,13 @@
 //! The UART demo driver: the top half drains the FIFO, a work item
 //! assembles lines.
 //!
-//! The UART's 16-byte FIFO raises its level line while it contains at least
-//! the trigger level, or when bytes below it sat unread for four character
-//! times (a character timeout). The top half reads the FIFO empty into a ring buffer,
-//! which lowers the line, and queues the line-assembly work item. The item
-//! takes the bytes off the ring in task context and splits them into lines
-//! at `\n`.
+//! The UART's 16-byte FIFO asserts its output on a level line while it
+//! contains at least the trigger level, or when bytes below it sat unread
+//! for four character times (a character timeout). The top half reads the
+//! FIFO empty into a ring buffer, which deasserts the output, and queues
+//! the line-assembly work item. The item takes the bytes off the ring in
+//! task context and splits them into lines at `\n`. With
+//! [`UartDriver::shared`] the line may be shared with other devices.
 //!
 //! A top half that is too slow lets the FIFO overflow: the device counts
 //! each lost byte as an overrun, and irq-sim's budget check reports the
@@ -46,6 +47,8 @@ pub struct UartDriver {
     queue: Workqueue,
     /// Fault injection: called at the start of every top half.
     hook: Option<TopHalfHook>,
+    /// Whether the line is requested as shared (`IRQF_SHARED`).
+    shared: bool,
 }
 
 impl UartDriver {
@@ -58,7 +61,18 @@ impl UartDriver {
         Self {
             queue: queue.clone(),
             hook: None,
+            shared: false,
         }
+    }
+
+    /// Requests the line as shared (`IRQF_SHARED`), so that other devices'
+    /// drivers may join it. The top half returns `IrqReturn::None` when
+    /// the FIFO was empty, as a shared handler must when its device did
+    /// not interrupt, and the UART drives the line through its own output
+    /// of the line's wired OR.
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
     }
 
     /// Calls `hook` at the start of every top half, before the FIFO is
@@ -91,7 +105,8 @@ pub struct UartStats {
     pub ring_overruns: u64,
     /// Complete lines assembled.
     pub lines: u64,
-    /// Interrupts the top half handled.
+    /// Interrupts the top half handled: those that found bytes in the
+    /// FIFO.
     pub interrupts: u64,
     /// Character timeouts the UART signalled: interrupts for bytes below
     /// its trigger level that sat unread for four character times.
@@ -288,41 +303,43 @@ impl Driver for UartDriver {
         };
         ctx.track_work(&assemble)?;
 
-        // The top half: drain the FIFO into the ring, which lowers the
-        // line, and queue the assembly.
+        // The top half: drain the FIFO into the ring, which deasserts the
+        // UART's output, and queue the assembly.
         let registration = {
             let (uart, shared) = (uart.clone(), shared.clone());
             let (queue, work, hook) = (self.queue.clone(), assemble.clone(), self.hook.clone());
+            let flags = if self.shared {
+                IrqFlags::LEVEL.shared()
+            } else {
+                IrqFlags::LEVEL
+            };
             ctx.request_irq(
                 device.controller(),
                 device.irq(),
-                IrqRequest::new(
-                    HANDLER,
-                    IrqFlags::LEVEL,
-                    move |_: &mut HardIrqContext<'_>| {
-                        if let Some(hook) = &hook {
-                            hook();
+                IrqRequest::new(HANDLER, flags, move |_: &mut HardIrqContext<'_>| {
+                    if let Some(hook) = &hook {
+                        hook();
+                    }
+                    let (mut read, mut drained) = (0, 0);
+                    while let Some((byte, arrived)) = uart.read_timed() {
+                        read += 1;
+                        if shared.ring.push(byte, arrived) {
+                            drained += 1;
+                        } else {
+                            shared.ring_overruns.fetch_add(1, Ordering::Relaxed);
                         }
-                        shared.interrupts.fetch_add(1, Ordering::Relaxed);
-                        let (mut read, mut drained) = (0, 0);
-                        while let Some((byte, arrived)) = uart.read_timed() {
-                            read += 1;
-                            if shared.ring.push(byte, arrived) {
-                                drained += 1;
-                            } else {
-                                shared.ring_overruns.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        if read == 0 {
-                            return IrqReturn::None;
-                        }
-                        shared.drained.fetch_add(drained, Ordering::Relaxed);
-                        // NOTE: an error means the queue was destroyed under
-                        // a bound driver; logging here would flood.
-                        let _ = wq::queue_work(&queue, &work);
-                        IrqReturn::Handled
-                    },
-                ),
+                    }
+                    if read == 0 {
+                        // Another device of a shared line interrupted.
+                        return IrqReturn::None;
+                    }
+                    shared.interrupts.fetch_add(1, Ordering::Relaxed);
+                    shared.drained.fetch_add(drained, Ordering::Relaxed);
+                    // NOTE: an error means the queue was destroyed under
+                    // a bound driver; logging here would flood.
+                    let _ = wq::queue_work(&queue, &work);
+                    IrqReturn::Handled
+                }),
             )?
         };
 
