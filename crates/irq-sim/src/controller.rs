@@ -875,7 +875,12 @@ impl Controller {
             }
             // A ONESHOT thread's mask ends when its thread does; the others
             // need a call that this wait would never make.
-            let held_back = state.depth > 0 || (state.masked && state.oneshot == 0);
+            // A line with no handler is never delivered, even at depth
+            // zero after an `enable_irq`. A deliverable line with a
+            // handler is queued or in progress while it is pending.
+            let held_back = state.depth > 0
+                || (state.masked && state.oneshot == 0)
+                || (state.pending && !state.queued);
             if held_back && !state.in_progress && state.oneshot == 0 {
                 if lock(&line.chain).actions.is_empty() {
                     return Err(LineError::Unrequested { irq });

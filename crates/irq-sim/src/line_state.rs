@@ -32,8 +32,12 @@
 //!   latency shorter than that, and longer than the 10 seconds a latency
 //!   histogram tracks.
 //!
-//! A line is *deliverable* when it is not masked, its depth is zero and no
-//! ONESHOT thread is outstanding.
+//! A line is *deliverable* when it has a handler ([`SHUT_DOWN`] is clear),
+//! is not masked, its depth is zero and no ONESHOT thread is outstanding.
+//! An `enable` of a line with no handler takes its depth to zero but
+//! delivers nothing: what is pending waits for `startup`, as Linux's
+//! `handle_level_irq` (kernel/irq/chip.c) keeps a line with no action
+//! masked and marks it pending.
 //!
 //! # Transitions
 //!
@@ -244,7 +248,7 @@ fn output_bit(output: u32) -> u64 {
 }
 
 fn deliverable(word: u64) -> bool {
-    word & (MASKED | DEPTH_MASK | ONESHOT_MASK) == 0
+    word & (SHUT_DOWN | MASKED | DEPTH_MASK | ONESHOT_MASK) == 0
 }
 
 fn with_stamp(word: u64, stamp: u64) -> u64 {

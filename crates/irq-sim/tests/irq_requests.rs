@@ -606,3 +606,49 @@ fn shared_no_autoen_rejected() {
     irq.request_irq(LINE, request("shared", IrqFlags::LEVEL.shared()))
         .unwrap();
 }
+
+/// An `enable_irq` on a line with no handler, never requested or freed,
+/// delivers nothing while a device output keeps the line high: the request
+/// stays pending for the next handler instead of being dispatched to an
+/// empty chain again and again.
+#[test]
+fn enable_without_handler_stays_pending() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let probe_calls = probe(&irq, PROBE, 0);
+    let freed = irq
+        .request_irq(LINE + 1, request("gone", IrqFlags::EDGE))
+        .unwrap();
+    irq.free_irq(freed).unwrap();
+    for line in [LINE, LINE + 1] {
+        let output = irq.irq_output(line).unwrap();
+        let _ = output.assert();
+        irq.enable_irq(line).unwrap();
+        flush_cpu(&irq, PROBE, &probe_calls);
+        let state = irq.line_state(line).unwrap();
+        assert!(!state.queued, "irq {line}: {state:?}");
+        assert!(!state.in_progress, "irq {line}: {state:?}");
+        assert!(state.pending, "irq {line}: the output keeps it high");
+        assert_eq!(
+            irq.wait_delivered(line, common::TIMEOUT).unwrap_err(),
+            LineError::Unrequested { irq: line }
+        );
+
+        let calls = Arc::new(AtomicU32::new(0));
+        let count = calls.clone();
+        let late = IrqRequest::new(
+            "late",
+            IrqFlags::LEVEL,
+            move |_: &mut HardIrqContext<'_>| {
+                count.fetch_add(1, Ordering::SeqCst);
+                IrqReturn::Handled
+            },
+        );
+        irq.request_irq(line, late).unwrap();
+        wait_until("the delivery to the new handler", || {
+            calls.load(Ordering::SeqCst) > 0
+        });
+        drop(output);
+        irq.wait_delivered(line, common::TIMEOUT).unwrap();
+    }
+}
