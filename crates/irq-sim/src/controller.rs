@@ -682,7 +682,8 @@ impl Controller {
 
     /// Lowers the level that [`Controller::raise`] set on level line `irq`.
     /// Returns true if it was set. An edge line has nothing to lower, so it
-    /// returns false.
+    /// returns false. On a line with no handler, it undoes a raise, since
+    /// the next request may make the line level.
     ///
     /// `raise` and `lower` drive the line as one device would. The line
     /// stays high while an [`IrqOutput`] asserts it: devices that share a

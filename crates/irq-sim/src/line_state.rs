@@ -330,10 +330,11 @@ impl LineState {
     /// Lowers a level line's own level, the one [`LineState::raise`] set.
     /// Returns true if it was set. The line stays high while a device
     /// output asserts it. An edge line has nothing to lower, so this returns
-    /// false for it.
+    /// false for it. A line with no handler has no trigger type yet, and
+    /// this undoes a raise on it, as a deassert undoes an assert.
     pub fn lower(&self) -> bool {
         self.update(|old| {
-            if old & LEVEL == 0 || old & PENDING == 0 {
+            if old & (LEVEL | SHUT_DOWN) == 0 || old & PENDING == 0 {
                 return (None, false);
             }
             (Some(old & !PENDING), true)

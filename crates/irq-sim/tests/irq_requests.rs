@@ -652,3 +652,30 @@ fn enable_without_handler_stays_pending() {
         irq.wait_delivered(line, common::TIMEOUT).unwrap();
     }
 }
+
+/// A line with no handler has no trigger type yet, so a `lower` undoes a
+/// `raise` made before the request, as a deassert undoes an assert: the
+/// first level handler finds the line low.
+#[test]
+fn lower_before_request_undoes_raise() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let probe_calls = probe(&irq, PROBE, 0);
+    let _ = irq.raise(LINE).unwrap();
+    assert!(irq.lower(LINE).unwrap(), "the raise set the level");
+    assert!(!irq.line_state(LINE).unwrap().pending);
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let count = calls.clone();
+    let level = IrqRequest::new(
+        "level",
+        IrqFlags::LEVEL,
+        move |_: &mut HardIrqContext<'_>| {
+            count.fetch_add(1, Ordering::SeqCst);
+            IrqReturn::Handled
+        },
+    );
+    irq.request_irq(LINE, level).unwrap();
+    flush_cpu(&irq, PROBE, &probe_calls);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
