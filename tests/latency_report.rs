@@ -944,3 +944,22 @@ fn binary_json_then_plot() {
         "panel title missing"
     );
 }
+
+/// A p50 verdict longer than another row's, such as "not judged" beside
+/// "met", widens the p50 note for every row, so the p99 ratios stay
+/// aligned.
+#[test]
+fn ratio_p99_aligns_across_verdicts() {
+    let mut report = known_report();
+    report.ratios = half_ratios();
+    report.judge();
+    let table = report.ratio_table();
+    let lines: Vec<&str> = table.lines().skip(1).take(2).collect();
+    assert!(lines[0].contains("goal 1.2x met)"), "{table}");
+    assert!(
+        lines[1].contains("goal 1.2x not judged: 2 lost)"),
+        "{table}"
+    );
+    let p99 = |line: &str| line.find(" p99 ").unwrap();
+    assert_eq!(p99(lines[0]), p99(lines[1]), "{table}");
+}

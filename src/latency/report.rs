@@ -775,48 +775,59 @@ impl LatencyReport {
                 self.settings.rounds
             );
         }
+        // The parenthesis after a ratio: its spread over rounds, if more
+        // than one, and its verdict.
+        let note = |rounds: &[f64], goal: Option<f64>, verdict: &Option<Verdict>| {
+            let mut parts = Vec::new();
+            if rounds.len() > 1 {
+                let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                parts.push(format!("{}..{}", format_ratio(min), format_ratio(max)));
+            }
+            parts.push(match (goal, verdict) {
+                (None, _) => "no goal".to_owned(),
+                (Some(goal), Some(Verdict::Met)) => format!("goal {goal}x met"),
+                (Some(goal), Some(Verdict::Missed)) => format!("goal {goal}x MISSED"),
+                (Some(goal), Some(Verdict::NotJudged { reason })) => {
+                    format!("goal {goal}x not judged: {reason}")
+                }
+                (Some(goal), None) => format!("goal {goal}x"),
+            });
+            format!("({})", parts.join(", "))
+        };
+        let rows: Vec<[String; 6]> = self
+            .ratios
+            .iter()
+            .map(|ratio| {
+                [
+                    ratio.column.clone(),
+                    ratio.baseline.clone(),
+                    format_ratio(ratio.p50),
+                    note(&ratio.p50_rounds, ratio.p50_goal, &ratio.p50_verdict),
+                    format_ratio(ratio.p99),
+                    note(&ratio.p99_rounds, ratio.p99_goal, &ratio.p99_verdict),
+                ]
+            })
+            .collect();
+
         // Columns as wide as their widest entry, so that a long column
-        // name or a seven-character ratio (0.00045) shifts no row.
-        let width = |entry: fn(&Ratio) -> String, least: usize| {
-            self.ratios
-                .iter()
-                .map(|ratio| entry(ratio).len())
+        // name, a seven-character ratio (0.00045) or a long p50 verdict
+        // shifts no row.
+        let width = |field: usize, least: usize| {
+            rows.iter()
+                .map(|row| row[field].len())
                 .fold(least, usize::max)
         };
-        let column_width = width(|ratio| ratio.column.clone(), 10);
-        let baseline_width = width(|ratio| ratio.baseline.clone(), 9);
-        let p50_width = width(|ratio| format_ratio(ratio.p50), 6);
-        let p99_width = width(|ratio| format_ratio(ratio.p99), 6);
-        for ratio in &self.ratios {
-            // The parenthesis after a ratio: its spread over rounds, if
-            // more than one, and its verdict.
-            let note = |rounds: &[f64], goal: Option<f64>, verdict: &Option<Verdict>| {
-                let mut parts = Vec::new();
-                if rounds.len() > 1 {
-                    let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
-                    let max = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    parts.push(format!("{}..{}", format_ratio(min), format_ratio(max)));
-                }
-                parts.push(match (goal, verdict) {
-                    (None, _) => "no goal".to_owned(),
-                    (Some(goal), Some(Verdict::Met)) => format!("goal {goal}x met"),
-                    (Some(goal), Some(Verdict::Missed)) => format!("goal {goal}x MISSED"),
-                    (Some(goal), Some(Verdict::NotJudged { reason })) => {
-                        format!("goal {goal}x not judged: {reason}")
-                    }
-                    (Some(goal), None) => format!("goal {goal}x"),
-                });
-                parts.join(", ")
-            };
+        let column_width = width(0, 10);
+        let baseline_width = width(1, 9);
+        let p50_width = width(2, 6);
+        let p50_note_width = width(3, 0);
+        let p99_width = width(4, 6);
+        for [column, baseline, p50, p50_note, p99, p99_note] in &rows {
             let _ = writeln!(
                 out,
-                "  {:<column_width$} / {:<baseline_width$} p50 {:>p50_width$}x ({})   p99 {:>p99_width$}x ({})",
-                ratio.column,
-                ratio.baseline,
-                format_ratio(ratio.p50),
-                note(&ratio.p50_rounds, ratio.p50_goal, &ratio.p50_verdict),
-                format_ratio(ratio.p99),
-                note(&ratio.p99_rounds, ratio.p99_goal, &ratio.p99_verdict),
+                "  {column:<column_width$} / {baseline:<baseline_width$} p50 {p50:>p50_width$}x \
+                 {p50_note:<p50_note_width$}   p99 {p99:>p99_width$}x {p99_note}",
             );
         }
         for warning in &self.warnings {
