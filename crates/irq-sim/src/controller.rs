@@ -474,7 +474,8 @@ impl Controller {
     ///
     /// The request is handed back in [`RequestRejected`] with a
     /// [`RequestError`]: out of range, busy, not shared, trigger or ONESHOT
-    /// mismatch, called in a top half, or shutting down.
+    /// mismatch, sharing with `no_autoen`, called in a top half, or
+    /// shutting down.
     ///
     /// # Context
     ///
