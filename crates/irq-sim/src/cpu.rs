@@ -34,7 +34,7 @@ use crate::contract::{
 use crate::controller::{Action, Chain, Controller, CpuShared, Line, QueueEntry, lock};
 use crate::error::ContractViolation;
 use crate::handler::{HardIrqContext, IrqReturn};
-use crate::line_state::{Dispatch, RaiseOutcome, stamp_latency};
+use crate::line_state::{Dispatch, MAX_ONESHOT, RaiseOutcome, stamp_latency};
 use crate::machine::{CpuMode, ExitBoard};
 use crate::stats::bump;
 
@@ -556,7 +556,7 @@ impl Call<'_> {
                 && let Some(hook) = wake_thread.as_mut()
             {
                 if flags.oneshot && !line.state.hold_oneshot() {
-                    tracing::warn!(target: "irq", irq, handler = *name, "irq {irq}: 255 ONESHOT threads outstanding; handler {name:?} woke another without masking");
+                    tracing::warn!(target: "irq", irq, handler = *name, "irq {irq}: {MAX_ONESHOT} ONESHOT threads outstanding, the most a line counts; handler {name:?} woke another without masking");
                 }
                 hook(&mut ctx);
             }

@@ -448,7 +448,8 @@ pub enum LineError {
         /// The line.
         irq: u32,
     },
-    /// The disable depth is at its maximum of 255.
+    /// The disable depth is at its maximum,
+    /// [`crate::line_state::MAX_DEPTH`].
     DepthOverflow {
         /// The line.
         irq: u32,
@@ -523,7 +524,8 @@ impl fmt::Display for LineError {
             ),
             Self::DepthOverflow { irq } => write!(
                 f,
-                "irq {irq}: disable depth overflow (255 nested disables); an enable_irq is missing"
+                "irq {irq}: disable depth overflow ({} nested disables); an enable_irq is missing",
+                crate::line_state::MAX_DEPTH
             ),
             Self::NoSuchCpu { irq, cpu, nr_cpus } => write!(
                 f,

@@ -9,16 +9,18 @@
 //! # Layout
 //!
 //! ```text
-//!  63      56 55      48 47    40 39     34 33                          0
-//! +----------+----------+--------+---------+-----------------------------+
-//! |  depth   | oneshot  | flags  | outputs | pending since (ns, mod 2^34)|
-//! +----------+----------+--------+---------+-----------------------------+
+//!  63    58 57    52 51    44 43     38 37                            0
+//! +--------+--------+--------+---------+-------------------------------+
+//! | depth  | oneshot| flags  | outputs | pending since (ns, mod 2^38)  |
+//! +--------+--------+--------+---------+-------------------------------+
 //! ```
 //!
 //! - `depth`: the disable depth (`disable_irq` nesting, plus one while the
-//!   line has no handler or is disabled as spurious), at most 255.
+//!   line has no handler or is disabled as spurious), at most
+//!   [`MAX_DEPTH`].
 //! - `oneshot`: threaded handlers of a ONESHOT line woken and not yet
-//!   finished; the line stays masked while this is above zero.
+//!   finished, at most [`MAX_ONESHOT`]; the line stays masked while this
+//!   is above zero.
 //! - flags: [`PENDING`], [`IN_PROGRESS`], [`QUEUED`], [`MASKED`], [`POLL`],
 //!   [`SPURIOUS`], [`LEVEL`], [`SHUT_DOWN`].
 //! - `outputs`: one bit per device output that asserts the line, the
@@ -28,9 +30,9 @@
 //!   edge line, the OR going from low to high is an edge.
 //! - pending since: when the pending delivery became deliverable, so that
 //!   the CPU can measure raise-to-entry latency without a second atomic.
-//!   Latencies are taken modulo 2^34 ns (17 seconds), which is exact for any
-//!   latency shorter than that, and longer than the 10 seconds a latency
-//!   histogram tracks.
+//!   Latencies are taken modulo 2^38 ns (4.6 minutes), which is exact for
+//!   any latency shorter than that. A longer one is recorded modulo 2^38 ns,
+//!   and so below the 10 s cap of a latency histogram instead of at it.
 //!
 //! A line is *deliverable* when it has a handler ([`SHUT_DOWN`] is clear),
 //! is not masked, its depth is zero and no ONESHOT thread is outstanding.
@@ -84,42 +86,50 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-const STAMP_BITS: u32 = 34;
+const STAMP_BITS: u32 = 38;
 const STAMP_MASK: u64 = (1 << STAMP_BITS) - 1;
 
-/// The device outputs a line's wired OR has: how many
-/// [`crate::IrqOutput`]s one line can have at once.
+/// The largest number of device outputs ([`crate::IrqOutput`]s) connected
+/// to one line.
 pub const MAX_OUTPUTS: u32 = 6;
 const OUTPUTS_SHIFT: u32 = STAMP_BITS;
 const OUTPUTS_MASK: u64 = ((1 << MAX_OUTPUTS) - 1) << OUTPUTS_SHIFT;
 
+const FLAGS_SHIFT: u32 = OUTPUTS_SHIFT + MAX_OUTPUTS;
 /// The line has a pending delivery: an edge latched, or the level that
 /// [`LineState::raise`] and [`LineState::lower`] set on a level line.
-pub const PENDING: u64 = 1 << 40;
+pub const PENDING: u64 = 1 << FLAGS_SHIFT;
 /// A CPU runs the line's handler chain.
-pub const IN_PROGRESS: u64 = 1 << 41;
+pub const IN_PROGRESS: u64 = 1 << (FLAGS_SHIFT + 1);
 /// The line sits on a CPU's pending queue.
-pub const QUEUED: u64 = 1 << 42;
+pub const QUEUED: u64 = 1 << (FLAGS_SHIFT + 2);
 /// The line is masked at the controller (`mask_irq`).
-pub const MASKED: u64 = 1 << 43;
+pub const MASKED: u64 = 1 << (FLAGS_SHIFT + 3);
 /// A poll of a line disabled as spurious was requested.
-pub const POLL: u64 = 1 << 44;
+pub const POLL: u64 = 1 << (FLAGS_SHIFT + 4);
 /// The line was disabled as spurious ("nobody cared") and is polled.
-pub const SPURIOUS: u64 = 1 << 45;
+pub const SPURIOUS: u64 = 1 << (FLAGS_SHIFT + 5);
 /// The line is level-triggered (otherwise edge-triggered).
-pub const LEVEL: u64 = 1 << 46;
+pub const LEVEL: u64 = 1 << (FLAGS_SHIFT + 6);
 /// The line has no handler: it was never started, or was shut down.
-pub const SHUT_DOWN: u64 = 1 << 47;
+pub const SHUT_DOWN: u64 = 1 << (FLAGS_SHIFT + 7);
 
-const ONESHOT_SHIFT: u32 = 48;
+const COUNT_BITS: u32 = 6;
+const ONESHOT_SHIFT: u32 = FLAGS_SHIFT + 8;
 const ONESHOT_ONE: u64 = 1 << ONESHOT_SHIFT;
-const ONESHOT_MASK: u64 = 0xff << ONESHOT_SHIFT;
-const DEPTH_SHIFT: u32 = 56;
+const ONESHOT_MASK: u64 = ((1 << COUNT_BITS) - 1) << ONESHOT_SHIFT;
+const DEPTH_SHIFT: u32 = ONESHOT_SHIFT + COUNT_BITS;
 const DEPTH_ONE: u64 = 1 << DEPTH_SHIFT;
-const DEPTH_MASK: u64 = 0xff << DEPTH_SHIFT;
+const DEPTH_MASK: u64 = ((1 << COUNT_BITS) - 1) << DEPTH_SHIFT;
+const _: () = assert!(DEPTH_SHIFT + COUNT_BITS == 64, "the fields fill the word");
 
-/// The deepest disable nesting a line accepts.
-pub const MAX_DEPTH: u8 = u8::MAX;
+/// The deepest disable nesting a line accepts (Linux counts further, but
+/// a driver that nests more than a few disables has lost an enable).
+pub const MAX_DEPTH: u8 = (1 << COUNT_BITS) - 1;
+
+/// The most ONESHOT threads a line can have outstanding: one per threaded
+/// handler of the line.
+pub const MAX_ONESHOT: u8 = (1 << COUNT_BITS) - 1;
 
 /// Returns the raise-to-entry latency in nanoseconds from a pending stamp
 /// and the entry time, both on the clock of [`crate::clock::now`].
@@ -234,9 +244,10 @@ fn oneshot_of(word: u64) -> u8 {
 }
 
 /// Returns true when a delivery is pending: an edge latched, or a level
-/// line held high by its own level or by a device output. A line with no
-/// handler has no trigger type yet, and an output asserting it counts as
-/// pending there too, as a `raise` does.
+/// line held high by its own level or by a device output. On a line with
+/// no handler an asserted output counts as pending whatever the trigger
+/// type, as a `raise` does there: a line never requested has no type yet,
+/// and a freed one keeps its old type only until the next request.
 fn pending(word: u64) -> bool {
     word & PENDING != 0 || (word & (LEVEL | SHUT_DOWN) != 0 && word & OUTPUTS_MASK != 0)
 }
@@ -416,10 +427,11 @@ impl LineState {
     /// A ONESHOT handler returned `WakeThread`: the line stays masked
     /// until `unmask_oneshot`. Taken before the driver's thread is woken, so
     /// that a thread finishing at once finds the count raised. Returns false,
-    /// changing nothing, when 255 threads are already outstanding.
+    /// changing nothing, when [`MAX_ONESHOT`] threads are already
+    /// outstanding.
     pub fn hold_oneshot(&self) -> bool {
         self.update(|old| {
-            if oneshot_of(old) == u8::MAX {
+            if oneshot_of(old) == MAX_ONESHOT {
                 return (None, false);
             }
             (Some(old + ONESHOT_ONE), true)

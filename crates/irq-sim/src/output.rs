@@ -99,6 +99,10 @@ impl IrqOutput {
     }
 
     /// Returns true while the output asserts the line.
+    ///
+    /// # Context
+    ///
+    /// Any, including a top half; never sleeps.
     pub fn is_asserted(&self) -> bool {
         self.controller.shared.lines[self.irq as usize]
             .state

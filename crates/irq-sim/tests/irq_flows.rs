@@ -619,3 +619,63 @@ fn line_outputs_are_limited() {
         }
     );
 }
+
+/// A raise dated 20 s back, as a CPU stuck that long leaves a delivery
+/// waiting, reads 20 s of latency: the pending stamp holds minutes.
+#[test]
+fn long_latency_is_not_wrapped() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let latency = seen.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(
+            "late",
+            IrqFlags::EDGE,
+            move |ctx: &mut HardIrqContext<'_>| {
+                *latency.lock().unwrap() = ctx.latency();
+                IrqReturn::Handled
+            },
+        ),
+    )
+    .unwrap();
+    let back = Duration::from_secs(20);
+    let raised = irq_sim::clock::now() - back;
+    assert!(
+        raised.as_nanos() > 0,
+        "the monotonic clock starts less than 20 s ago"
+    );
+    let _ = irq.raise_at(LINE, raised).unwrap();
+    irq.wait_delivered(LINE, TIMEOUT).unwrap();
+    let latency = seen.lock().unwrap().expect("a delivery has a latency");
+    assert!(latency >= back, "{latency:?}");
+    assert!(latency < back + Duration::from_secs(10), "{latency:?}");
+}
+
+/// Disables nest up to `MAX_DEPTH`; one more is rejected with the limit in
+/// its message, and the depth stays.
+#[test]
+fn disable_depth_is_bounded() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    let calls = Arc::new(AtomicU32::new(0));
+    irq.request_irq(
+        LINE,
+        IrqRequest::new("deep", IrqFlags::EDGE, counting(&calls)),
+    )
+    .unwrap();
+    let max = irq_sim::line_state::MAX_DEPTH;
+    for depth in 1..=max {
+        assert_eq!(irq.disable_irq_nosync(LINE).unwrap(), depth);
+    }
+    let error = irq.disable_irq_nosync(LINE).unwrap_err();
+    assert_eq!(error, LineError::DepthOverflow { irq: LINE });
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("({max} nested disables)")),
+        "{error}"
+    );
+    assert_eq!(irq.line_state(LINE).unwrap().depth, max);
+}
