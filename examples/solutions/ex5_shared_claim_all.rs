@@ -1,6 +1,7 @@
-//! Solution of exercise 5: the door's top half asks the sensor whether it
-//! interrupted, and returns `IrqReturn::None` when it did not, so the
-//! UART's interrupts reach the UART's driver alone.
+//! Solution of exercise 5: the door's top half reads the sensor's status
+//! register first, and returns `IrqReturn::None` when the sensor did not
+//! interrupt. Both top halves still run for every interrupt, but only the
+//! UART's driver claims the UART's interrupts.
 //!
 //! ```sh
 //! cargo run --example ex5_shared_claim_all_solution
