@@ -5,7 +5,8 @@
 //! line is high while either asserts it (a wired OR). The controller calls
 //! both top halves for every interrupt of the line, so each must ask its
 //! own device whether it interrupted, and return `IrqReturn::None` when it
-//! did not: the kernel's `IRQ_NONE` for `IRQF_SHARED` handlers.
+//! did not: the kernel's `IRQ_NONE`, which a handler on a shared line
+//! must return for another device's interrupt.
 //!
 //! The door driver below skips that question. It acknowledges the sensor
 //! and counts a door event on every interrupt, the UART's included. The
