@@ -572,6 +572,18 @@ fn binary_plot_rejects_what_it_cannot_draw() {
         serde_json::from_str(&std::fs::read_to_string(&svg_named).unwrap()).unwrap();
     assert_eq!(unchanged, result);
 
+    // `-` writes the SVG to standard output, and says nothing more.
+    let (code, stdout, stderr) = irqlab(&["plot", good.to_str().unwrap(), "--out", "-"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("<svg"),
+        "{}",
+        &stdout[..stdout.len().min(80)]
+    );
+    assert!(stdout.trim_end().ends_with("</svg>"));
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(!dir.join("-").exists());
+
     let mut future = result;
     future["format"] = serde_json::json!("irqlab-latency/9");
     let (code, _, stderr) = plot("future.json", &future);

@@ -122,7 +122,7 @@ pub enum LatencyCommand {
         /// A file written by `irqlab latency --json`.
         #[arg(value_name = "RESULT.json")]
         result: PathBuf,
-        /// The SVG file to write.
+        /// The SVG file to write, or - for standard output.
         #[arg(long, short = 'o', value_name = "FILE.svg")]
         out: PathBuf,
     },

@@ -62,15 +62,19 @@ const THR_P50_GOAL: f64 = 1.2;
 const THR_P99_GOAL: f64 = 1.5;
 
 /// Checks `latency plot --out` before anything is read or written: the
-/// plot is SVG, and it must not overwrite the result it reads.
+/// plot is SVG (or `-`, standard output), and it must not overwrite the
+/// result it reads.
 fn check_plot_out(result: &Path, out: &Path) -> Result<(), LatencyError> {
+    if plot::is_stdout(out) {
+        return Ok(());
+    }
     let is_svg = out
         .extension()
         .is_some_and(|extension| extension.eq_ignore_ascii_case("svg"));
     if !is_svg {
         return Err(LatencyError::PlotOut {
             path: out.to_path_buf(),
-            reason: "the plot is SVG; give a file name ending in .svg",
+            reason: "the plot is SVG; give a file name ending in .svg, or - for standard output",
         });
     }
     if output::same_file(result, out) {
@@ -149,7 +153,9 @@ pub fn run(args: &LatencyArgs) -> Result<Option<LatencyReport>, LatencyError> {
             reason,
         })?;
         plot_svg(&report, out)?;
-        output::stderr_line(format_args!("irqlab: wrote the plot to {}", out.display()));
+        if !plot::is_stdout(out) {
+            output::stderr_line(format_args!("irqlab: wrote the plot to {}", out.display()));
+        }
         return Ok(None);
     }
 

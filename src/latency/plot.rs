@@ -13,14 +13,21 @@ const PANEL_HEIGHT: u32 = 260;
 const WIDTH: u32 = 900;
 
 /// Draws the IRQ and thread latency histograms of every column set of
-/// `report` into the SVG file `out`. An existing file stays as it is
-/// until the drawing replaces it whole.
+/// `report` into the SVG file `out`, or to standard output when `out` is
+/// `-`. An existing file stays as it is until the drawing replaces it
+/// whole.
 ///
 /// # Errors
 ///
 /// [`LatencyError::WritePlot`] when `out` cannot be written, checked
-/// before drawing; [`LatencyError::Plot`] when drawing fails.
+/// before drawing; [`LatencyError::Stdout`] when standard output fails;
+/// [`LatencyError::Plot`] when drawing fails.
 pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> {
+    if is_stdout(out) {
+        let mut svg = String::new();
+        draw(report, out, &mut svg)?;
+        return crate::output::stdout(&svg).map_err(LatencyError::Stdout);
+    }
     let write_failed = |source| LatencyError::WritePlot {
         path: out.to_path_buf(),
         source,
@@ -30,6 +37,12 @@ pub fn plot_svg(report: &LatencyReport, out: &Path) -> Result<(), LatencyError> 
     draw(report, out, &mut svg)?;
     file.write_all_and_commit(svg.as_bytes())
         .map_err(write_failed)
+}
+
+/// Returns true when `out` is `-`, which `latency plot --out` takes for
+/// standard output.
+pub(crate) fn is_stdout(out: &Path) -> bool {
+    out.as_os_str() == "-"
 }
 
 /// Draws the plot of `report` into `svg`. Errors name the file `out`.
