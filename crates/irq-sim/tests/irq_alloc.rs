@@ -75,6 +75,7 @@ const EDGE: u32 = 5;
 const LEVEL: u32 = 6;
 const SHARED: u32 = 7;
 const TIMER: u32 = 8;
+const OUTPUTS: u32 = 9;
 
 fn wait_for(counter: &AtomicU64, target: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -160,12 +161,41 @@ fn run(mode: CpuMode, nr_cpus: usize) {
         }),
     )
     .unwrap();
+    // Two devices on a shared level line, each through its own output.
+    let outputs = Arc::new([
+        irq.irq_output(OUTPUTS).unwrap(),
+        irq.irq_output(OUTPUTS).unwrap(),
+    ]);
+    for (index, name) in ["output-a", "output-b"].into_iter().enumerate() {
+        let (outputs, counter) = (outputs.clone(), delivered.clone());
+        irq.request_irq(
+            OUTPUTS,
+            IrqRequest::new(
+                name,
+                IrqFlags::LEVEL.shared(),
+                move |_: &mut HardIrqContext<'_>| {
+                    watch_this_thread();
+                    if !outputs[index].deassert() {
+                        return IrqReturn::None;
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    IrqReturn::Handled
+                },
+            ),
+        )
+        .unwrap();
+    }
     let timer = irq.local_timer(0, TIMER).unwrap();
 
     let mut expected = 0;
     let round = |expected: &mut u64| {
         for line in [EDGE, LEVEL, SHARED] {
             let _ = irq.raise(line).unwrap();
+            *expected += 1;
+            wait_for(&delivered, *expected);
+        }
+        for output in outputs.iter() {
+            let _ = output.assert();
             *expected += 1;
             wait_for(&delivered, *expected);
         }
@@ -195,7 +225,8 @@ fn run(mode: CpuMode, nr_cpus: usize) {
 }
 
 /// Raising, dispatching and running top halves (edge, level with ONESHOT,
-/// shared, timer, deferred wake-up) allocates nothing, in both CPU modes.
+/// shared, device outputs on a shared level line, timer, deferred
+/// wake-up) allocates nothing, in both CPU modes.
 #[test]
 fn interrupt_path_allocates_nothing() {
     run(CpuMode::Blocking, 2);
