@@ -74,6 +74,29 @@ fn every_example_file_parses() {
     assert!(count >= 1);
 }
 
+/// The UART scenarios send one text line per burst, so that each burst
+/// ends with a line's newline and the character timeout takes that
+/// line's tail. A burst gets `on` / period events rounded up, so an `on`
+/// a little over a whole number of periods adds a byte to every burst.
+#[test]
+fn uart_bursts_are_whole_lines() {
+    for file in ["shared-uart.toml", "uart-fifo.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(file);
+        let scenario = Scenario::load(&path).unwrap_or_else(|error| panic!("{error}"));
+        for device in &scenario.devices {
+            let (DeviceKind::Uart { line_length, .. }, ArrivalSpec::Bursts { period, on, .. }) =
+                (&device.kind, &device.arrival)
+            else {
+                continue;
+            };
+            let per_burst = on.as_nanos().div_ceil(period.as_nanos());
+            assert_eq!(per_burst, *line_length as u128, "{file}: {}", device.name);
+        }
+    }
+}
+
 #[test]
 fn defaults_fill_what_is_left_out() {
     let scenario = parse(NIC).unwrap();
