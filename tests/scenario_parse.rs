@@ -404,6 +404,19 @@ fn shared_line_trigger_mismatch_located() {
     assert_eq!(key, "device[1].irq");
     assert_eq!(line, 11);
     assert!(message.contains("and edge (the default) here"), "{message}");
+
+    // A UART cannot choose its trigger, so level is no default there.
+    let uart = "[[device]]\nname = \"ttyS0\"\nkind = \"uart\"\nirq = 16\nshared = true\n\
+                arrival = { process = \"periodic\", rate = 10 }\n";
+    let text = format!("{}{uart}", device("ehci", ""));
+    let (line, key, message) = rejected(&text);
+    assert_eq!(key, "device[1].irq");
+    assert_eq!(line, 10);
+    assert!(
+        message
+            .contains("line 16 is edge for device \"ehci\" and level (a uart's only trigger) here"),
+        "{message}"
+    );
 }
 
 /// A level line takes as many devices as its wired OR has inputs; edge

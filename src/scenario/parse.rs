@@ -1900,10 +1900,18 @@ fn check_line_users(
         }
         if first.trigger != device.trigger {
             // Points at the device's `trigger`, or at its line when it left
-            // the trigger to its default.
+            // the trigger out. Only a generic device has a default to
+            // change; the other kinds have one trigger type.
             let (span, key, default) = match &raw.device[index].get_ref().trigger {
-                Some(trigger) => (trigger.span(), "trigger", ""),
-                None => (span, "irq", " (the default)"),
+                Some(trigger) => (trigger.span(), "trigger", String::new()),
+                None if matches!(device.kind, DeviceKind::Generic { .. }) => {
+                    (span, "irq", " (the default)".to_owned())
+                }
+                None => (
+                    span,
+                    "irq",
+                    format!(" (a {}'s only trigger)", device.kind.as_str()),
+                ),
             };
             return Err(checker.error(
                 span,
