@@ -522,7 +522,7 @@ fn binary_plot_rejects_what_it_cannot_draw() {
     let good = dir.join("good.json");
     let png = dir.join("plot.png");
     for (out, expected) in [
-        (&good, "give a file name ending in .svg"),
+        (&good, "it is the result being plotted"),
         (&png, "give a file name ending in .svg"),
     ] {
         let (code, _, stderr) = irqlab(&[

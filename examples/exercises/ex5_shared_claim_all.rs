@@ -8,13 +8,14 @@
 //! did not: the kernel's `IRQ_NONE`, which a handler on a shared line
 //! must return for another device's interrupt.
 //!
-//! The door driver below skips that question. It acknowledges the sensor
-//! and counts a door event on every interrupt, the UART's included. The
-//! program opens the door twice and sends three bytes, then compares the
-//! events the driver counted with the openings, and fails.
+//! The door driver below skips that question. It reads the sensor's
+//! status register but ignores the answer, and counts a door event on
+//! every interrupt, the UART's included. The program opens the door twice
+//! and sends three bytes, then compares the events the driver counted with
+//! the openings, and fails.
 //!
-//! Your task: make the door's top half read the sensor's status register
-//! first, and return `IrqReturn::None` when the sensor did not interrupt.
+//! Your task: make the door's top half return `IrqReturn::None` when the
+//! status register says the sensor did not interrupt.
 //! Then run
 //!
 //! ```sh
@@ -52,16 +53,14 @@ impl DoorSensor {
         let _ = self.output.assert();
     }
 
-    /// Reads the status register: true if the sensor is interrupting.
-    fn interrupting(&self) -> bool {
-        self.status.load(Ordering::SeqCst)
-    }
-
-    /// Writes the status register: clears the bit and deasserts the
-    /// output. The line stays high while the UART still asserts it.
-    fn ack(&self) {
-        self.status.store(false, Ordering::SeqCst);
+    /// Reads the status register, which clears when read, as many
+    /// devices' interrupt status registers do: returns true if the sensor
+    /// was interrupting. The output is deasserted before the bit is taken,
+    /// so that an opening in between asserts it again. The line stays high
+    /// while the UART still asserts it.
+    fn read_status(&self) -> bool {
         let _ = self.output.deassert();
+        self.status.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -86,19 +85,15 @@ fn main() -> ExitCode {
     });
     let door_events = Arc::new(AtomicU32::new(0));
     let bytes = Arc::new(AtomicU32::new(0));
-    // Probe: acknowledge an opening left over from before the driver
-    // loaded.
-    if door.interrupting() {
-        door.ack();
-    }
+    // Probe: clear an opening left over from before the driver loaded.
+    let _ = door.read_status();
 
-    // EXERCISE: the door's top half never reads the sensor's status
-    // register to see whether it interrupted, so it claims the UART's
-    // interrupts too.
+    // EXERCISE: the door's top half reads the sensor's status register but
+    // ignores the value it returns, so it claims the UART's interrupts too.
     let door_top_half = {
         let (door, door_events) = (door.clone(), door_events.clone());
         move |_: &mut HardIrqContext<'_>| {
-            door.ack();
+            door.read_status();
             door_events.fetch_add(1, Ordering::SeqCst);
             IrqReturn::Handled
         }

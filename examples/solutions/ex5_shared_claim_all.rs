@@ -35,16 +35,14 @@ impl DoorSensor {
         let _ = self.output.assert();
     }
 
-    /// Reads the status register: true if the sensor is interrupting.
-    fn interrupting(&self) -> bool {
-        self.status.load(Ordering::SeqCst)
-    }
-
-    /// Writes the status register: clears the bit and deasserts the
-    /// output. The line stays high while the UART still asserts it.
-    fn ack(&self) {
-        self.status.store(false, Ordering::SeqCst);
+    /// Reads the status register, which clears when read, as many
+    /// devices' interrupt status registers do: returns true if the sensor
+    /// was interrupting. The output is deasserted before the bit is taken,
+    /// so that an opening in between asserts it again. The line stays high
+    /// while the UART still asserts it.
+    fn read_status(&self) -> bool {
         let _ = self.output.deassert();
+        self.status.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -69,21 +67,17 @@ fn main() -> ExitCode {
     });
     let door_events = Arc::new(AtomicU32::new(0));
     let bytes = Arc::new(AtomicU32::new(0));
-    // Probe: acknowledge an opening left over from before the driver
-    // loaded.
-    if door.interrupting() {
-        door.ack();
-    }
+    // Probe: clear an opening left over from before the driver loaded.
+    let _ = door.read_status();
 
-    // Ask the sensor first: when its status bit is clear, another device
+    // Ask the sensor first: when its status bit was clear, another device
     // of the line raised this interrupt.
     let door_top_half = {
         let (door, door_events) = (door.clone(), door_events.clone());
         move |_: &mut HardIrqContext<'_>| {
-            if !door.interrupting() {
+            if !door.read_status() {
                 return IrqReturn::None;
             }
-            door.ack();
             door_events.fetch_add(1, Ordering::SeqCst);
             IrqReturn::Handled
         }

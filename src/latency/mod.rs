@@ -68,6 +68,14 @@ fn check_plot_out(result: &Path, out: &Path) -> Result<(), LatencyError> {
     if plot::is_stdout(out) {
         return Ok(());
     }
+    // The result first: naming the input is the likelier slip, and its
+    // own reason says more than the extension does.
+    if output::same_file(result, out) {
+        return Err(LatencyError::PlotOut {
+            path: out.to_path_buf(),
+            reason: "it is the result being plotted; give another file",
+        });
+    }
     let is_svg = out
         .extension()
         .is_some_and(|extension| extension.eq_ignore_ascii_case("svg"));
@@ -75,12 +83,6 @@ fn check_plot_out(result: &Path, out: &Path) -> Result<(), LatencyError> {
         return Err(LatencyError::PlotOut {
             path: out.to_path_buf(),
             reason: "the plot is SVG; give a file name ending in .svg, or - for standard output",
-        });
-    }
-    if output::same_file(result, out) {
-        return Err(LatencyError::PlotOut {
-            path: out.to_path_buf(),
-            reason: "it is the result being plotted; give another file",
         });
     }
     Ok(())
