@@ -218,8 +218,8 @@ fn fire_timer(
     bump(&line.counters.raised);
     match line.state.raise(programmed.as_nanos()) {
         RaiseOutcome::Queue => dispatch(controller, cpu, irq, local),
-        RaiseOutcome::Coalesced => bump(&line.counters.coalesced),
-        RaiseOutcome::Latched | RaiseOutcome::AlreadyAsserted => {}
+        // Counted as a raise from another thread counts them.
+        other => shared.deliver(irq, line, other),
     }
 }
 
