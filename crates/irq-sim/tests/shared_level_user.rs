@@ -101,6 +101,27 @@ fn request_uart(irq: &Controller, uart: &Arc<Uart>, read: &Arc<AtomicU64>) -> Ha
     .unwrap()
 }
 
+/// Requests a handler on `LINE` that counts its calls and returns `ret`;
+/// returns the count.
+fn request_counting(
+    irq: &Controller,
+    name: &'static str,
+    flags: IrqFlags,
+    ret: IrqReturn,
+) -> Arc<AtomicU32> {
+    let calls = Arc::new(AtomicU32::new(0));
+    let count = calls.clone();
+    irq.request_irq(
+        LINE,
+        IrqRequest::new(name, flags, move |_: &mut HardIrqContext<'_>| {
+            count.fetch_add(1, Ordering::SeqCst);
+            ret
+        }),
+    )
+    .unwrap();
+    calls
+}
+
 /// Two feeders load both devices at once: every request is served, the
 /// line ends low and its counters add up.
 #[test]
@@ -244,20 +265,7 @@ fn shared_level_disable_enable() {
 fn shared_level_drop_asserted_output() {
     let machine = machine(1);
     let irq = machine.controller();
-    let calls = Arc::new(AtomicU32::new(0));
-    let count = calls.clone();
-    irq.request_irq(
-        LINE,
-        IrqRequest::new(
-            "counter",
-            IrqFlags::LEVEL.shared(),
-            move |_: &mut HardIrqContext<'_>| {
-                count.fetch_add(1, Ordering::SeqCst);
-                IrqReturn::None
-            },
-        ),
-    )
-    .unwrap();
+    let calls = request_counting(&irq, "counter", IrqFlags::LEVEL.shared(), IrqReturn::None);
     irq.disable_irq(LINE).unwrap();
     let output = irq.irq_output(LINE).unwrap();
     assert_eq!(output.assert(), RaiseOutcome::Latched);
@@ -307,20 +315,7 @@ fn shared_level_seventh_output() {
 fn shared_edge_outputs_rise_once() {
     let machine = machine(1);
     let irq = machine.controller();
-    let calls = Arc::new(AtomicU32::new(0));
-    let count = calls.clone();
-    irq.request_irq(
-        LINE,
-        IrqRequest::new(
-            "edge",
-            IrqFlags::EDGE.shared(),
-            move |_: &mut HardIrqContext<'_>| {
-                count.fetch_add(1, Ordering::SeqCst);
-                IrqReturn::Handled
-            },
-        ),
-    )
-    .unwrap();
+    let calls = request_counting(&irq, "edge", IrqFlags::EDGE.shared(), IrqReturn::Handled);
     let first = irq.irq_output(LINE).unwrap();
     let second = irq.irq_output(LINE).unwrap();
     irq.disable_irq(LINE).unwrap();
