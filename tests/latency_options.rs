@@ -572,7 +572,7 @@ fn binary_plot_rejects_what_it_cannot_draw() {
         serde_json::from_str(&std::fs::read_to_string(&svg_named).unwrap()).unwrap();
     assert_eq!(unchanged, result);
 
-    // `-` writes the SVG to standard output, and says nothing more.
+    // `-` writes the SVG to standard output, and prints nothing else.
     let (code, stdout, stderr) = irqlab(&["plot", good.to_str().unwrap(), "--out", "-"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(

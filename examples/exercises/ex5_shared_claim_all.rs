@@ -5,8 +5,8 @@
 //! line is high while either asserts it (a wired OR). The controller calls
 //! both top halves for every interrupt of the line, so each must ask its
 //! own device whether it interrupted, and return `IrqReturn::None` when it
-//! did not: the kernel's `IRQ_NONE`, which a handler on a shared line
-//! must return for another device's interrupt.
+//! did not. That is the kernel's `IRQ_NONE`, which a handler on a shared
+//! line must return for another device's interrupt.
 //!
 //! The door driver below skips that question. It reads the sensor's
 //! status register but ignores the answer, and counts a door event on

@@ -69,7 +69,7 @@ fn check_plot_out(result: &Path, out: &Path) -> Result<(), LatencyError> {
         return Ok(());
     }
     // The result first: naming the input is the likelier slip, and its
-    // own reason says more than the extension does.
+    // own reason explains more than the extension does.
     if output::same_file(result, out) {
         return Err(LatencyError::PlotOut {
             path: out.to_path_buf(),

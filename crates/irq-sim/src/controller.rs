@@ -704,9 +704,9 @@ impl Controller {
 
     /// Connects a device's interrupt output to line `irq`, as one input of
     /// the line's wired OR. A level line is high while any output asserts
-    /// it (or [`Controller::raise`] has set it); an edge line latches an edge
-    /// when the first output asserts it. Dropping the output deasserts it
-    /// and disconnects it.
+    /// it, or while [`Controller::raise`] has set it. An edge line latches
+    /// an edge when the first output asserts it. Dropping the output
+    /// deasserts it and disconnects it.
     ///
     /// # Errors
     ///

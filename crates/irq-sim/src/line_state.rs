@@ -245,8 +245,8 @@ fn oneshot_of(word: u64) -> u8 {
 
 /// Returns true when a delivery is pending: an edge latched, or a level
 /// line held high by its own level or by a device output. On a line with
-/// no handler an asserted output counts as pending whatever the trigger
-/// type, as a `raise` does there: a line never requested has no type yet,
+/// no handler, an asserted output counts as pending whatever the trigger
+/// type, as a `raise` does there. A line never requested has no type yet,
 /// and a freed one keeps its old type only until the next request.
 fn pending(word: u64) -> bool {
     word & PENDING != 0 || (word & (LEVEL | SHUT_DOWN) != 0 && word & OUTPUTS_MASK != 0)
@@ -354,8 +354,8 @@ impl LineState {
 
     /// Device output `output` (below [`MAX_OUTPUTS`]) asserts the line at
     /// `now_nanos`. When it is the first input of the wired OR to do so, a
-    /// level line goes high and an edge line latches an edge; otherwise the
-    /// line is already high and the outcome is `AlreadyAsserted`.
+    /// level line goes high and an edge line latches an edge. Otherwise the
+    /// line is already high, and the outcome is `AlreadyAsserted`.
     pub fn assert_output(&self, output: u32, now_nanos: u64) -> RaiseOutcome {
         let bit = output_bit(output);
         self.update(|old| {

@@ -621,7 +621,8 @@ fn line_outputs_are_limited() {
 }
 
 /// A raise dated 20 s back, as a CPU stuck that long leaves a delivery
-/// waiting, reads 20 s of latency: the pending stamp holds minutes.
+/// waiting, reads 20 s of latency, because the pending stamp covers
+/// minutes.
 #[test]
 fn long_latency_is_not_wrapped() {
     let machine = machine(1);

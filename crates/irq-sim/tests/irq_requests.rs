@@ -608,8 +608,8 @@ fn shared_no_autoen_rejected() {
 }
 
 /// An `enable_irq` on a line with no handler, never requested or freed,
-/// delivers nothing while a device output keeps the line high: the request
-/// stays pending for the next handler instead of being dispatched to an
+/// delivers nothing while a device output keeps the line high. The request
+/// stays pending for the next handler, instead of being dispatched to an
 /// empty chain again and again.
 #[test]
 fn enable_without_handler_stays_pending() {

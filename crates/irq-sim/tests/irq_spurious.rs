@@ -130,7 +130,7 @@ fn unhandled_storm_disables_and_polls() {
     let _ = irq.raise(LINE).unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1000);
     assert!(irq.render_interrupts().unwrap().contains("spurious"));
-    // The edge waits for an enable, and the error says why.
+    // The edge waits for an enable, and the error names the cause.
     let error = irq.wait_delivered(LINE, TIMEOUT).unwrap_err();
     assert_eq!(error, LineError::DisabledAsSpurious { irq: LINE });
     let message = error.to_string();

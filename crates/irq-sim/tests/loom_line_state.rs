@@ -57,8 +57,9 @@ impl Model {
         }
     }
 
-    /// One CPU step: take the line off the queue if it is there and run it,
-    /// with a handler that lowers a level line if `lower_in_handler`.
+    /// Runs one CPU step: takes the line off the queue if it is there and
+    /// runs it, with a handler that lowers a level line if
+    /// `lower_in_handler`.
     fn dispatch_once(&self, lower_in_handler: bool) -> bool {
         self.dispatch_with(&|model: &Self| {
             if lower_in_handler {
@@ -67,8 +68,8 @@ impl Model {
         })
     }
 
-    /// One CPU step: take the line off the queue if it is there and run it
-    /// with `handler`.
+    /// Runs one CPU step: takes the line off the queue if it is there and
+    /// runs it with `handler`.
     fn dispatch_with(&self, handler: &dyn Fn(&Self)) -> bool {
         {
             let mut queued = self.queue.lock().unwrap();

@@ -37,11 +37,11 @@ pub use uart::{MAX_BAUD, MIN_BAUD, UART_FIFO_SIZE, Uart};
 /// Locks the registers of a device model, as the shipped models do.
 ///
 /// A top half that reads a model's registers may find their mutex taken
-/// by a device thread that the host has preempted, and block. A real
-/// device's register access never waits for a host thread, so this wait
-/// is counted as the simulator's own and not reported as the top half
-/// sleeping (`ContractViolation::Slept`), as it would be with
-/// `Mutex::lock`. A poisoned mutex is taken as it is.
+/// by a device thread that the host has preempted, and block. On real
+/// hardware a register access does not wait for another thread, so this
+/// wait is counted as the simulator's own. With `Mutex::lock` it would be
+/// reported as the top half sleeping (`ContractViolation::Slept`). A
+/// poisoned mutex is taken as it is.
 ///
 /// # Context
 ///
