@@ -1135,14 +1135,47 @@ impl Controller {
     /// Returns a copy of the statistics of `cpu`, or `None` if it does not
     /// exist.
     ///
+    /// The histograms contain every chain the CPU finished before the call,
+    /// so after `synchronize_irq` they agree with
+    /// [`Controller::line_stats`]. A CPU that is running a top half at the
+    /// call may lack up to 32 of its latest chains.
+    ///
     /// # Context
     ///
     /// Task context; may sleep briefly. In a top half it returns `None`.
     pub fn cpu_stats(&self, cpu: usize) -> Option<CpuStats> {
         Self::check_sleep("cpu_stats").ok()?;
         let shared = self.shared.cpus.get(cpu)?;
-        let histograms = lock(&shared.histograms).clone();
+        let histograms = self.recorded_histograms(shared);
         Some(CpuStats::new(cpu, &shared.counters, histograms))
+    }
+
+    /// Copies a CPU's histograms once they contain every chain it finished.
+    ///
+    /// The CPU records its samples in batches, when its buffer fills and when
+    /// it goes idle, so a chain that has ended may wait in the buffer for a
+    /// few microseconds. A CPU running a top half records nothing until the
+    /// top half returns, which may take long, so its histograms are copied
+    /// at once.
+    fn recorded_histograms(&self, shared: &CpuShared) -> LatencyHistograms {
+        /// Bounds the wait should the CPU thread have died with samples
+        /// buffered, which only a bug in irq-sim can cause.
+        const RECORD_TIMEOUT: Duration = Duration::from_secs(1);
+        let finished = shared.counters.chains.load(Ordering::Acquire);
+        let deadline = std::time::Instant::now() + RECORD_TIMEOUT;
+        loop {
+            let histograms = lock(&shared.histograms);
+            let recorded = histograms.duration.len() >= finished;
+            if recorded
+                || !self.shared.config.histograms
+                || shared.running_since.load(Ordering::Acquire) != 0
+                || std::time::Instant::now() >= deadline
+            {
+                return histograms.clone();
+            }
+            drop(histograms);
+            std::thread::yield_now();
+        }
     }
 
     /// Returns the statistics of every line that has a handler.

@@ -106,9 +106,10 @@ impl Pending {
 }
 
 /// Samples for the CPU's histograms, recorded under the histogram lock in
-/// batches: when the buffer is full and whenever the CPU goes idle, so a
-/// reader of an idle CPU sees every sample and a reader of a busy one misses
-/// at most [`SAMPLE_BATCH`].
+/// batches: when the buffer is full and whenever the CPU goes idle.
+/// `Controller::cpu_stats` waits for a CPU between chains to record what
+/// it buffered; a reader of a CPU in a top half misses at most
+/// [`SAMPLE_BATCH`] samples.
 const SAMPLE_BATCH: usize = 32;
 
 #[derive(Default)]

@@ -116,6 +116,40 @@ fn repeated_reads_accumulate() {
     }
 }
 
+/// Once a line's top half has returned, the CPU's statistics hold its
+/// samples, as the line's do: the two views agree after every delivery.
+#[test]
+fn cpu_stats_agree_with_line_after_delivery() {
+    let machine = machine(1);
+    let irq = machine.controller();
+    irq.request_irq(
+        5,
+        IrqRequest::new("dev", IrqFlags::EDGE, |_: &mut HardIrqContext<'_>| {
+            IrqReturn::Handled
+        }),
+    )
+    .unwrap();
+
+    for expected in 1..=500u64 {
+        let _ = irq.raise(5).unwrap();
+        // Read as soon as the top half is done, without the sleeps of
+        // `wait_delivered`.
+        while irq.line_state(5).unwrap().queued {
+            std::hint::spin_loop();
+        }
+        irq.synchronize_irq(5).unwrap();
+        let cpu = irq.cpu_stats(0).unwrap();
+        let line = irq.line_stats(5).unwrap().histograms.unwrap();
+        assert_eq!(line.duration.len(), expected);
+        assert_eq!(
+            cpu.histograms.duration.len(),
+            expected,
+            "delivery {expected}: the CPU had not recorded its samples"
+        );
+        assert_eq!(cpu.histograms.latency.len(), expected);
+    }
+}
+
 /// A delivery that finds its line disabled waits for the enable and is
 /// counted once, as delivered: raised = delivered + coalesced + skipped.
 #[test]
