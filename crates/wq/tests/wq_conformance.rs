@@ -770,41 +770,52 @@ async fn drain_accepts_only_own_work() {
 async fn drain_refuses_a_delayed_self_rearm() {
     for destroy in [false, true] {
         let queue = test_queue("w14-rearm", 4);
-        let runs = Arc::new(AtomicUsize::new(0));
+        let entered = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(AtomicBool::new(false));
         let poll = {
-            let (queue, runs) = (queue.clone(), runs.clone());
+            let queue = queue.clone();
+            let (entered, release) = (entered.clone(), release.clone());
             DelayedWork::from_fn_cyclic("poll", move |me| {
                 let me = me.clone();
                 move || {
-                    // The first run is soon; the re-arm waits an hour, which
-                    // the drain must not wait out.
-                    let delay = if runs.fetch_add(1, Ordering::SeqCst) == 0 {
-                        Duration::from_millis(1)
-                    } else {
-                        Duration::from_secs(3600)
-                    };
+                    // The run waits until the drain has begun, so that the
+                    // re-arm falls within the drain. A drain waits for a
+                    // timer armed before it began.
+                    entered.store(true, Ordering::SeqCst);
+                    while !release.load(Ordering::SeqCst) {
+                        std::thread::yield_now();
+                    }
                     if let Some(me) = me.upgrade() {
-                        let _ = wq::queue_delayed_work(&queue, &me, delay);
+                        let _ = wq::queue_delayed_work(&queue, &me, Duration::from_secs(3600));
                     }
                 }
             })
         };
         wq::queue_delayed_work(&queue, &poll, Duration::from_millis(2)).unwrap();
-        let started = runs.load(Ordering::SeqCst);
         guarded("the first run", async {
-            while runs.load(Ordering::SeqCst) == started {
+            while !entered.load(Ordering::SeqCst) {
                 tokio::task::yield_now().await;
             }
         })
         .await;
 
-        if destroy {
-            guarded("destroy", wq::destroy_workqueue(&queue))
-                .await
-                .unwrap();
-        } else {
-            guarded("drain", wq::drain_workqueue(&queue)).await.unwrap();
+        let drain = async {
+            if destroy {
+                wq::destroy_workqueue(&queue).await
+            } else {
+                wq::drain_workqueue(&queue).await
+            }
+        };
+        let mut drain = std::pin::pin!(drain);
+        // The first poll begins the drain, which then waits for the run.
+        tokio::select! {
+            biased;
+            result = &mut drain => panic!("the drain ended with the item running: {result:?}"),
+            () = std::future::ready(()) => {}
         }
+        release.store(true, Ordering::SeqCst);
+        guarded("the drain", drain).await.unwrap();
+
         assert!(!poll.is_pending(), "destroy {destroy}");
         assert!(wq::take_cancelled_by_drain(&poll), "destroy {destroy}");
         assert!(!wq::take_cancelled_by_drain(&poll), "the mark is read once");
