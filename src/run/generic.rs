@@ -441,9 +441,15 @@ mod tests {
         let handoff = Arc::new(Handoff::default());
         let handed_over = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let looking = Arc::new(AtomicBool::new(false));
 
         let checker = {
-            let (handoff, handed_over, stop) = (handoff.clone(), handed_over.clone(), stop.clone());
+            let (handoff, handed_over, stop, looking) = (
+                handoff.clone(),
+                handed_over.clone(),
+                stop.clone(),
+                looking.clone(),
+            );
             std::thread::spawn(move || {
                 let mut looks = 0_u64;
                 while !stop.load(Ordering::Acquire) {
@@ -455,11 +461,17 @@ mod tests {
                         "{handed_over} handed over, but {unfinished} unfinished and {processed} processed"
                     );
                     looks += 1;
+                    looking.store(true, Ordering::Release);
                 }
                 looks
             })
         };
 
+        // The hand-offs start once the checker looks, however late the
+        // host schedules it.
+        while !looking.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
         for _ in 0..200_000 {
             handoff.give(1, 0);
             handed_over.fetch_add(1, Ordering::AcqRel);

@@ -117,7 +117,8 @@ pub struct NapiStats {
     pub full_polls: u64,
     /// Events the poll function reported handled.
     pub events: u64,
-    /// Polling cycles that completed and unmasked the interrupt.
+    /// Polling cycles that completed. Each is counted just before its
+    /// unmask of the interrupt.
     pub completions: u64,
     /// Polls that reported more events than their budget (a driver bug;
     /// the count was clamped to the budget).

@@ -73,7 +73,10 @@ fn poll_respects_budget_and_completes() {
     napi_slot.set(napi.clone()).unwrap();
 
     assert!(napi.schedule(), "an idle context starts a cycle");
-    wait_until("the cycle completes", || napi.stats().completions == 1);
+    // A cycle is counted as complete just before the unmask.
+    wait_until("the cycle completes and unmasks", || {
+        napi.stats().completions == 1 && mask.unmasks.load(Ordering::SeqCst) >= 1
+    });
 
     let expected = [4, 4, 2].map(|handled| PollCall {
         handled,
@@ -221,7 +224,9 @@ fn disabled_napi_does_not_schedule() {
     assert_eq!(mask.masks.load(Ordering::SeqCst), 0);
     napi.enable();
     assert!(napi.schedule(), "an enabled context did not start a cycle");
-    wait_until("the cycle completes", || napi.stats().completions == 1);
+    wait_until("the cycle completes and unmasks", || {
+        napi.stats().completions == 1 && mask.unmasks.load(Ordering::SeqCst) >= 1
+    });
 }
 
 /// Disables do not nest: after two, one enable lets the next interrupt

@@ -6,15 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{flush_cpu, machine, probe, wait_until};
+use common::{machine, wait_until};
 use irq_sim::clock;
 use irq_sim::device::{
     BlockDevice, BlockRequestError, GpioButton, MAX_BAUD, MAX_BOUNCES, MAX_QUEUE_DEPTH,
     MAX_RX_RING, MIN_BAUD, Nic, UART_FIFO_SIZE, Uart,
 };
 use irq_sim::{DeviceError, HardIrqContext, IrqFlags, IrqRequest, IrqReturn};
-
-const PROBE: u32 = 99;
 
 /// A NIC drops and counts packets that find its RX ring full, and their
 /// sequence numbers leave a gap. Enabling its interrupt with packets
@@ -192,11 +190,14 @@ fn uart_char_timeout_delivers_tail() {
     .unwrap();
 
     for round in 1..=2u8 {
+        let timeouts_before = uart.timeouts();
+        let first = clock::now();
         for byte in 0..4 {
             assert!(uart.receive(round * 10 + byte));
         }
         let before_last = clock::now();
         assert!(uart.receive(round * 10 + 4));
+        let burst = clock::now().saturating_since(first);
         wait_until("the timeout to deliver the bytes", || {
             bytes.lock().unwrap().len() == 5 * usize::from(round)
         });
@@ -207,7 +208,14 @@ fn uart_char_timeout_delivers_tail() {
             "round {round}: the top half ran {:?} after the last byte, before the timeout",
             entered.saturating_since(before_last)
         );
-        assert_eq!(uart.timeouts(), u64::from(round));
+        // A pause of the test thread longer than the timeout splits the
+        // burst, and the bytes before the pause get a timeout of their own.
+        let timeouts = uart.timeouts() - timeouts_before;
+        if burst < timeout {
+            assert_eq!(timeouts, 1, "round {round}");
+        } else {
+            assert!(timeouts >= 1, "round {round}");
+        }
         assert_eq!(uart.fifo_len(), 0);
         assert!(!irq.line_state(4).unwrap().pending);
     }
@@ -258,8 +266,6 @@ fn uart_trigger_level_raises_without_timeout() {
 fn block_device_completes_in_order() {
     let machine = machine(1);
     let irq = machine.controller();
-    // Long enough that the queue is still full when the fourth request
-    // arrives, even on a loaded machine that preempts this thread.
     let service = Duration::from_millis(50);
     let disk = Arc::new(BlockDevice::new(&irq, 14, service, 3).unwrap());
     let done = Arc::new(Mutex::new(Vec::new()));
@@ -276,6 +282,9 @@ fn block_device_completes_in_order() {
     )
     .unwrap();
 
+    // A request holds its slot until the top half takes its completion, so
+    // with the line disabled no slot frees, however slow the test thread.
+    irq.disable_irq(14).unwrap();
     let ids: Vec<u64> = (0..3)
         .map(|sector| disk.submit(sector * 8).unwrap())
         .collect();
@@ -283,6 +292,7 @@ fn block_device_completes_in_order() {
         disk.submit(99),
         Err(BlockRequestError::QueueFull { irq: 14, depth: 3 })
     );
+    irq.enable_irq(14).unwrap();
     wait_until("three completions", || done.lock().unwrap().len() == 3);
 
     let completions = done.lock().unwrap().clone();
@@ -323,8 +333,6 @@ fn gpio_button_bounces() {
         ),
     )
     .unwrap();
-    let probe_calls = probe(&irq, PROBE, 0);
-
     let button = GpioButton::new(&irq, 3, 4, Duration::from_micros(20), 7).unwrap();
     let twin = GpioButton::new(&irq, 3, 4, Duration::from_micros(20), 7).unwrap();
     let mut edges = 0;
@@ -341,7 +349,8 @@ fn gpio_button_bounces() {
     }
     assert_eq!(button.edges() + twin.edges(), edges);
 
-    flush_cpu(&irq, PROBE, &probe_calls);
+    // An edge latched while the top half ran is delivered after it.
+    irq.wait_delivered(3, Duration::from_secs(10)).unwrap();
     let stats = irq.line_stats(3).unwrap();
     assert_eq!(stats.total() + stats.coalesced, edges);
     assert_eq!(u64::from(calls.load(Ordering::SeqCst)), stats.total());

@@ -97,15 +97,32 @@ fn destroy_warns_of_long_armed_delay() {
         })
     };
     let queue = wq::alloc_workqueue("buttons", wq::WqFlags::default(), 1);
-    wq::queue_delayed_work(&queue, &dwork, std::time::Duration::from_millis(1100)).unwrap();
+    wq::queue_delayed_work(&queue, &dwork, std::time::Duration::from_secs(3600)).unwrap();
     wq::queue_delayed_work(&queue, &blink, std::time::Duration::from_millis(20)).unwrap();
 
+    // The destroy would wait the hour: once it has warned, a cancel ends
+    // the wait, as a late cancel_delayed_work in a driver's remove would.
+    let canceller = {
+        let (captured, dwork) = (captured.clone(), dwork.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !String::from_utf8_lossy(&captured.0.lock().unwrap()).contains("may wait up to") {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no warning within 30 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert!(wq::cancel_delayed_work(&dwork));
+        })
+    };
     wq::blocking::destroy_workqueue(&queue).unwrap();
+    canceller.join().unwrap();
 
-    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
     let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(
-        log.contains("destroy_workqueue may wait up to 1") && log.contains("1 delayed item(s)"),
+        log.contains("destroy_workqueue may wait up to 3") && log.contains("1 delayed item(s)"),
         "{log}"
     );
     // Whole milliseconds, as the wait_ms field, not a Debug duration in
