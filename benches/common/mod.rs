@@ -99,7 +99,10 @@ pub fn probe_noise_floor(duration: Duration) -> NoiseFloor {
                     }
                     last = now;
                 }
-                (lost.as_secs_f64() / duration.as_secs_f64(), gaps)
+                // The last gap can end past `duration`, so divide by the
+                // time the loop ran. That keeps the share at or under 1.
+                let elapsed = last - start;
+                (lost.as_secs_f64() / elapsed.as_secs_f64(), gaps)
             })
         })
         .collect();

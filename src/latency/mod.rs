@@ -453,7 +453,10 @@ fn probe_noise_floor(length: Duration) -> NoiseFloor {
                     }
                     last = now;
                 }
-                (cpu, 100.0 * lost.as_secs_f64() / length.as_secs_f64())
+                // The last gap can end past `length`, so divide by the time
+                // the loop ran. That keeps the share at or under 100 %.
+                let elapsed = last - start;
+                (cpu, 100.0 * lost.as_secs_f64() / elapsed.as_secs_f64())
             })
         })
         .collect();
