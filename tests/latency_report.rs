@@ -281,6 +281,25 @@ fn ratio_with_losses_not_judged() {
     );
 }
 
+/// The baseline has no Thr ratio of its own, so its loss warning names
+/// the column that leaves the lost activations out.
+#[test]
+fn baseline_loss_names_its_column() {
+    let report = judged(|report| {
+        let baseline = &mut report.column_sets[1];
+        baseline.thr.name = "Thr-base".to_owned();
+        baseline.counts.lost = 1;
+    });
+    assert_eq!(
+        report.warnings,
+        vec![
+            "baseline lost 1 of 4 activations: they started no bottom half of their own, so \
+             Thr-base leaves them out"
+                .to_owned()
+        ]
+    );
+}
+
 /// A baseline whose bottom half starts more than ten periods late measures
 /// its own backlog, so no Thr ratio is judged against it; IRQ ratios are.
 #[test]

@@ -686,9 +686,16 @@ impl LatencyReport {
         }
         // A ratio covers only the activations whose bottom half ran.
         for set in self.column_sets.iter().filter(|set| set.counts.lost > 0) {
+            // The baseline has no ratios of its own. Its losses are missing
+            // from its Thr column, which every Thr ratio divides by.
+            let consequence = if set.mechanism == BASELINE {
+                format!("{} leaves them out", set.thr.name)
+            } else {
+                "its Thr ratios leave them out".to_owned()
+            };
             warnings.push(format!(
-                "{} lost {} of {} activations: they started no bottom half of their own, so its \
-                 Thr ratios leave them out",
+                "{} lost {} of {} activations: they started no bottom half of their own, so \
+                 {consequence}",
                 set.mechanism, set.counts.lost, set.counts.activations
             ));
         }
