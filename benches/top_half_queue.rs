@@ -177,10 +177,14 @@ fn main() {
     let parse = |index: usize, default: usize, what: &str| -> usize {
         match arguments.get(index) {
             None => default,
-            Some(text) => text.parse().unwrap_or_else(|_| {
-                eprintln!("error: invalid {what} {text:?}: expected a positive integer");
-                std::process::exit(2);
-            }),
+            Some(text) => text
+                .parse()
+                .ok()
+                .filter(|&value| value > 0)
+                .unwrap_or_else(|| {
+                    eprintln!("error: invalid {what} {text:?}: expected a positive integer");
+                    std::process::exit(2);
+                }),
         }
     };
     let rounds = parse(0, 5, "ROUNDS").max(1);

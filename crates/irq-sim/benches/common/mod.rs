@@ -15,13 +15,20 @@ use hdrhistogram::Histogram;
 use irq_sim::Summary;
 use irq_sim::clock;
 
-/// Reads a positive integer from the environment, or `default`.
+/// Reads a positive integer from the environment variable `name`, or
+/// returns `default` when it is unset. Any other value ends the bench with
+/// an error that names the variable.
 pub fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
+    let Some(text) = std::env::var_os(name) else {
+        return default;
+    };
+    text.to_str()
+        .and_then(|text| text.parse().ok())
         .filter(|&value| value > 0)
-        .unwrap_or(default)
+        .unwrap_or_else(|| {
+            eprintln!("error: invalid {name}={text:?}: expected a positive integer");
+            std::process::exit(2);
+        })
 }
 
 pub fn histogram() -> Histogram<u64> {
