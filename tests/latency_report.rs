@@ -460,6 +460,26 @@ fn timer_overruns_not_judged() {
     );
 }
 
+/// The comparison mechanism has no goal, so its overrun warning says what
+/// the skipped periods do to its ratios instead of withholding a verdict.
+#[test]
+fn timer_overruns_without_goal_explained() {
+    let report = judged(|report| {
+        report.column_sets[0].counts.timer_overruns = 1;
+        for ratio in &mut report.ratios {
+            ratio.p50_goal = None;
+            ratio.p99_goal = None;
+        }
+    });
+    assert!(
+        report.warnings[0].ends_with(
+            "timer overran 20.0 % of its periods, so its ratios leave out those late periods"
+        ),
+        "{:?}",
+        report.warnings
+    );
+}
+
 /// A noisy host spoils the tails, not the medians.
 #[test]
 fn noisy_host_judges_only_p50() {

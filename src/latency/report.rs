@@ -678,8 +678,20 @@ impl LatencyReport {
         for set in &self.column_sets {
             let share = overrun_share(set);
             if set.mechanism != BASELINE && share > MAX_OVERRUN_PERCENT {
+                // The comparison mechanism has no goal and so no verdict.
+                // Its warning gives the effect of the skipped periods.
+                let suffix = format!("-{}", set.tag);
+                let has_goal = self
+                    .ratios
+                    .iter()
+                    .any(|ratio| ratio.column.ends_with(&suffix) && ratio.p50_goal.is_some());
+                let consequence = if has_goal {
+                    "so its ratios are not judged"
+                } else {
+                    "so its ratios leave out those late periods"
+                };
                 warnings.push(format!(
-                    "{}'s timer overran {share:.1} % of its periods, so its ratios are not judged",
+                    "{}'s timer overran {share:.1} % of its periods, {consequence}",
                     set.mechanism
                 ));
             }
