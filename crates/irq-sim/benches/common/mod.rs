@@ -179,6 +179,8 @@ pub fn print_noise_floor(json: &mut String) {
 pub fn write_json(name: &str, json: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/irq-sim-bench");
     let _ = std::fs::create_dir_all(&dir);
+    // Printed without the `..` steps, as a reader would type it.
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let path = dir.join(format!("{name}.json"));
     match std::fs::write(&path, json) {
         Ok(()) => println!("\nwrote {}", path.display()),
