@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    histogram, median_and_spread, print_machine, print_noise_floor, print_row, print_table_header,
-    record,
+    histogram, median_and_spread, positional_arguments, positive_argument, print_machine,
+    print_noise_floor, print_row, print_table_header, record,
 };
 use hdrhistogram::Histogram;
 use irq_sim::{Config, Controller, HardIrqContext, IrqFlags, IrqRequest, IrqReturn, Machine};
@@ -165,30 +165,11 @@ fn register_queue_work<W: WorkRef>(
 }
 
 fn main() {
-    // `cargo bench -- --list` asks each bench for its ids. This bench has
-    // none, so it returns before it measures anything.
-    if std::env::args().any(|argument| argument == "--list") {
+    let Some(arguments) = positional_arguments() else {
         return;
-    }
-    let arguments: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|argument| !argument.starts_with("--"))
-        .collect();
-    let parse = |index: usize, default: usize, what: &str| -> usize {
-        match arguments.get(index) {
-            None => default,
-            Some(text) => text
-                .parse()
-                .ok()
-                .filter(|&value| value > 0)
-                .unwrap_or_else(|| {
-                    eprintln!("error: invalid {what} {text:?}: expected a positive integer");
-                    std::process::exit(2);
-                }),
-        }
     };
-    let rounds = parse(0, 5, "ROUNDS").max(1);
-    let events = parse(1, 2_000, "EVENTS").max(1);
+    let rounds = positive_argument(&arguments, 0, 5, "ROUNDS") as usize;
+    let events = positive_argument(&arguments, 1, 2_000, "EVENTS") as usize;
 
     print_machine();
     println!(

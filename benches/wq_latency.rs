@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    histogram, median_and_spread, print_machine, print_noise_floor, print_row, print_table_header,
-    record,
+    histogram, median_and_spread, positional_arguments, positive_argument, print_machine,
+    print_noise_floor, print_row, print_table_header, record,
 };
 use hdrhistogram::Histogram;
 use wq::{DataWork, Workqueue};
@@ -154,31 +154,12 @@ fn mpsc_round(
 static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 fn main() {
-    // `cargo bench -- --list` asks each bench for its ids. This bench has
-    // none, so it returns before it measures anything.
-    if std::env::args().any(|argument| argument == "--list") {
+    let Some(arguments) = positional_arguments() else {
         return;
-    }
-    let arguments: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|argument| !argument.starts_with("--"))
-        .collect();
-    let parse = |index: usize, default: u64, what: &str| -> u64 {
-        match arguments.get(index) {
-            None => default,
-            Some(text) => text
-                .parse()
-                .ok()
-                .filter(|&value| value > 0)
-                .unwrap_or_else(|| {
-                    eprintln!("error: invalid {what} {text:?}: expected a positive integer");
-                    std::process::exit(2);
-                }),
-        }
     };
-    let rounds = parse(0, 5, "ROUNDS").max(1) as usize;
-    let events = parse(1, 10_000, "EVENTS_PER_ROUND").max(1) as usize;
-    let period = Duration::from_micros(parse(2, 100, "PERIOD_US").max(1));
+    let rounds = positive_argument(&arguments, 0, 5, "ROUNDS") as usize;
+    let events = positive_argument(&arguments, 1, 10_000, "EVENTS_PER_ROUND") as usize;
+    let period = Duration::from_micros(positive_argument(&arguments, 2, 100, "PERIOD_US"));
 
     print_machine();
     println!(

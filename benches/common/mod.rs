@@ -151,3 +151,33 @@ pub fn print_machine() {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     println!("machine: {cpus} vCPUs, {model}");
 }
+
+/// Returns the bench's positional arguments, or `None` when `cargo bench
+/// -- --list` requests the bench ids: these benches have none, so they
+/// return before they measure anything.
+pub fn positional_arguments() -> Option<Vec<String>> {
+    if std::env::args().any(|argument| argument == "--list") {
+        return None;
+    }
+    let arguments = std::env::args()
+        .skip(1)
+        .filter(|argument| !argument.starts_with("--"))
+        .collect();
+    Some(arguments)
+}
+
+/// Returns the positive integer at `index` of `arguments`, or `default`
+/// when there is none. Any other value ends the bench with an error that
+/// names the argument `what`.
+pub fn positive_argument(arguments: &[String], index: usize, default: u64, what: &str) -> u64 {
+    let Some(text) = arguments.get(index) else {
+        return default;
+    };
+    text.parse()
+        .ok()
+        .filter(|&value| value > 0)
+        .unwrap_or_else(|| {
+            eprintln!("error: invalid {what} {text:?}: expected a positive integer");
+            std::process::exit(2);
+        })
+}
