@@ -460,8 +460,8 @@ fn timer_overruns_not_judged() {
     );
 }
 
-/// The comparison mechanism has no goal, so its overrun warning says what
-/// the skipped periods do to its ratios instead of withholding a verdict.
+/// The comparison mechanism has no goal, so its overrun warning gives the
+/// effect of the skipped periods on its ratios instead of a withheld verdict.
 #[test]
 fn timer_overruns_without_goal_explained() {
     let report = judged(|report| {

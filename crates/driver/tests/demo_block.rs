@@ -122,7 +122,7 @@ fn full_queue_rejected() {
     let bound = runtime.block_on(bus.bind(BlockDriver::new(&queue), host.context()));
     let state = bound.state("blk0").expect("blk0 is bound");
 
-    // A request holds its slot until the top half takes its completion, so
+    // A request keeps its slot until the top half takes its completion, so
     // with the line disabled no slot frees, however slow the test thread.
     let controller = machine.controller();
     controller.disable_irq(80).unwrap();

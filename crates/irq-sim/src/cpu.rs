@@ -107,8 +107,8 @@ impl Pending {
 
 /// Samples for the CPU's histograms, recorded under the histogram lock in
 /// batches: when the buffer is full and whenever the CPU goes idle.
-/// `Controller::cpu_stats` waits for a CPU between chains to record what
-/// it buffered; a reader of a CPU in a top half misses at most
+/// `Controller::cpu_stats` waits for a CPU between chains to record what it
+/// buffered. A reader of a CPU in a top half misses at most
 /// [`SAMPLE_BATCH`] samples.
 const SAMPLE_BATCH: usize = 32;
 

@@ -291,7 +291,7 @@ fn block_device_completes_in_order() {
     )
     .unwrap();
 
-    // A request holds its slot until the top half takes its completion, so
+    // A request keeps its slot until the top half takes its completion, so
     // with the line disabled no slot frees, however slow the test thread.
     irq.disable_irq(14).unwrap();
     let ids: Vec<u64> = (0..3)
